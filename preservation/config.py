@@ -1,0 +1,87 @@
+"""One Settings object for the whole system, read from ``PRESERVATION_*`` variables.
+
+Everything the embedded default needs lives under one data root
+(``PRESERVATION_HOME``, default ``./var``) so that a newcomer can delete one folder
+to start over, and an operator can point every component at one volume.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRESERVATION_", extra="ignore")
+
+    home: Path = Field(default=Path("./var"), description="Data root of the embedded default.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite under the data root."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (Redis). None runs every stage in-process."
+    )
+    result_backend: str | None = None
+    redis_key_prefix: str = "preservation"
+
+    # Serialised bag safety limits (archive bombs).
+    unpack_max_bytes: int = 1 << 40
+    unpack_max_members: int = 1_000_000
+    unpack_max_ratio: float = 200.0
+
+    # Identification.
+    identify_workers: int = 0  # 0: one per core
+    identify_timeout: float = 30.0
+    identify_engine: str = "fido"
+
+    # Tape.
+    tape_backend: str = "preservation.storage.emulator:EmulatedTapeDevice"
+    tape_capacity: int = 18 * 10**12  # LTO-9 native
+    tape_cartridges_per_site: int = 8
+    tape_drives_per_site: int = 2
+    sites: tuple[str, ...] = ("site-a", "site-b")
+
+    # Hot folders.
+    quiescent_seconds: float = 5.0
+    keep_sips: bool = False
+
+    production: bool = False
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.resolve()
+
+    @property
+    def ingest_dir(self) -> Path:
+        return self.home_dir / "ingest"
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.home_dir / "rejected"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.home_dir / "staging"
+
+    @property
+    def tape_dir(self) -> Path:
+        return self.home_dir / "tape"
+
+    @property
+    def catalog_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home_dir / 'catalog.sqlite'}"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home_dir, self.ingest_dir, self.rejected_dir, self.staging_dir, self.tape_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def get_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

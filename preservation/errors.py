@@ -1,0 +1,161 @@
+"""The one exception tree of the preservation pipeline.
+
+Split by what the caller can do about it (as httpx does), not by where it came from::
+
+    PreservationError
+    ├── TransientError                 try again later; Celery retries these
+    │   ├── DeviceBusyError            a drive or library is in use
+    │   ├── SiteUnavailableError       a whole site cannot be reached
+    │   └── BrokerUnavailableError     Redis cannot be reached
+    ├── InvalidSIPError                the submission breaks a rule; it is rejected
+    │   └── UnsafeArchiveError         a serialised bag tries to escape or explode
+    ├── FixityMismatchError            bytes differ from their recorded digest
+    ├── IdentificationError            a format engine failed on a file
+    ├── MetadataError                  METS/PREMIS could not be written or read
+    ├── StorageError                   tape and LTFS failures
+    │   ├── TapeFullError              end of medium reached
+    │   ├── MediaError                 the medium failed (EIO, unreadable)
+    │   ├── WriteProtectedError        the cartridge refuses writes
+    │   ├── WrongCartridgeError        the drive holds another cartridge
+    │   └── LTFSFormatError            the volume is not valid LTFS
+    ├── CatalogError                   the catalogue refuses a change
+    │   └── NotFoundError              no such SIP, AIP, tenant, cartridge
+    └── ConfigurationError             settings or rules are wrong
+
+Each error carries the context a curator needs (``path``, ``aip_id``, ``barcode``)
+so a message can name the file and the rule without parsing strings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BrokerUnavailableError",
+    "CatalogError",
+    "ConfigurationError",
+    "DeviceBusyError",
+    "FixityMismatchError",
+    "IdentificationError",
+    "InvalidSIPError",
+    "LTFSFormatError",
+    "MediaError",
+    "MetadataError",
+    "NotFoundError",
+    "PreservationError",
+    "SiteUnavailableError",
+    "StorageError",
+    "TapeFullError",
+    "TransientError",
+    "UnsafeArchiveError",
+    "WriteProtectedError",
+    "WrongCartridgeError",
+]
+
+
+class PreservationError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        aip_id: str | None = None,
+        sip_id: str | None = None,
+        barcode: str | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.aip_id = aip_id
+        self.sip_id = sip_id
+        self.barcode = barcode
+        self.context = context
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": type(self).__name__, "message": self.message}
+        for key in ("path", "aip_id", "sip_id", "barcode"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out.update(self.context)
+        return out
+
+
+class TransientError(PreservationError):
+    """Worth retrying: the world may be different in a minute."""
+
+
+class DeviceBusyError(TransientError):
+    pass
+
+
+class SiteUnavailableError(TransientError):
+    pass
+
+
+class BrokerUnavailableError(TransientError):
+    pass
+
+
+class InvalidSIPError(PreservationError):
+    """The submission breaks a rule. ``problems`` lists every problem found."""
+
+    def __init__(self, message: str, *, problems: list[Any] | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.problems = list(problems or [])
+
+
+class UnsafeArchiveError(InvalidSIPError):
+    pass
+
+
+class FixityMismatchError(PreservationError):
+    pass
+
+
+class IdentificationError(PreservationError):
+    pass
+
+
+class MetadataError(PreservationError):
+    pass
+
+
+class StorageError(PreservationError):
+    pass
+
+
+class TapeFullError(StorageError):
+    pass
+
+
+class MediaError(StorageError):
+    pass
+
+
+class WriteProtectedError(StorageError):
+    pass
+
+
+class WrongCartridgeError(StorageError):
+    pass
+
+
+class LTFSFormatError(StorageError):
+    pass
+
+
+class CatalogError(PreservationError):
+    pass
+
+
+class NotFoundError(CatalogError):
+    pass
+
+
+class ConfigurationError(PreservationError):
+    pass
