@@ -7,7 +7,6 @@ to start over, and an operator can point every component at one volume.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field
@@ -79,7 +78,13 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.home_dir / 'catalog.sqlite'}"
 
     def ensure_dirs(self) -> None:
-        for d in (self.home_dir, self.ingest_dir, self.rejected_dir, self.staging_dir, self.tape_dir):
+        for d in (
+            self.home_dir,
+            self.ingest_dir,
+            self.rejected_dir,
+            self.staging_dir,
+            self.tape_dir,
+        ):
             d.mkdir(parents=True, exist_ok=True)
 
 

@@ -1,0 +1,284 @@
+"""The catalogue's tables: what the archive holds, where, and what happened to it.
+
+The catalogue is a cache of truth that also lives on tape (METS, PREMIS, LTFS
+indexes): it can be rebuilt from the tapes alone. It is still kept strictly,
+because "two verified copies" is a promise read from here.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "AIP",
+    "AIPState",
+    "AIPVersion",
+    "Agent",
+    "Base",
+    "Cartridge",
+    "CartridgeState",
+    "CopyStatus",
+    "File",
+    "PremisEvent",
+    "SIP",
+    "SIPState",
+    "TapeCopy",
+    "Tenant",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class SIPState(enum.StrEnum):
+    """Where a submission is in the pipeline; each value names the last stage done."""
+
+    RECEIVED = "received"
+    VALIDATED = "validated"
+    STAGED = "staged"
+    IDENTIFIED = "identified"
+    DESCRIBED = "described"
+    PACKAGED = "packaged"
+    STORED = "stored"
+    COMMITTED = "committed"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class AIPState(enum.StrEnum):
+    PENDING = "pending"  # packaged, not yet two verified copies
+    ACTIVE = "active"  # every version has two verified copies at two sites
+
+
+class CopyStatus(enum.StrEnum):
+    WRITING = "writing"  # bytes may be on tape; never counted
+    VERIFIED = "verified"  # read back and sha256 matched
+    FAILED = "failed"  # verification or read failed; to be replaced
+    DISCARDED = "discarded"  # superseded; bytes stay on tape (tape is append-only)
+
+
+class CartridgeState(enum.StrEnum):
+    SCRATCH = "scratch"
+    FILLING = "filling"
+    FULL = "full"
+    SUSPECT = "suspect"
+    FAILED = "failed"
+    RETIRED = "retired"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Head of this tenant's PREMIS event hash chain; updated under a row lock.
+    event_head: Mapped[str | None] = mapped_column(String(64))
+    event_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Agent(Base):
+    """A PREMIS agent: our software (per version), an organisation, a person."""
+
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("identifier"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))  # software / organization / person
+    version: Mapped[str | None] = mapped_column(String(64))
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"))
+
+
+class SIP(Base):
+    __tablename__ = "sips"
+    __table_args__ = (Index("ix_sips_tenant_state", "tenant_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    source_path: Mapped[str] = mapped_column(Text)
+    state: Mapped[SIPState] = mapped_column(_enum(SIPState, "sip_state"), default=SIPState.RECEIVED)
+    stage: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    external_identifier: Mapped[str | None] = mapped_column(String(255), index=True)
+    bag_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    payload_oxum: Mapped[str | None] = mapped_column(String(64))
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    payload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    aip_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    tenant: Mapped[Tenant] = relationship()
+
+
+class AIP(Base):
+    __tablename__ = "aips"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    # One SIP makes at most one AIP: the guard against duplicate ingest after a crash.
+    sip_id: Mapped[str] = mapped_column(ForeignKey("sips.id"), unique=True)
+    external_identifier: Mapped[str | None] = mapped_column(String(255), index=True)
+    source_bag_name: Mapped[str] = mapped_column(String(255), index=True)
+    state: Mapped[AIPState] = mapped_column(_enum(AIPState, "aip_state"), default=AIPState.PENDING)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    versions: Mapped[list[AIPVersion]] = relationship(
+        back_populates="aip", order_by="AIPVersion.number"
+    )
+
+
+class AIPVersion(Base):
+    __tablename__ = "aip_versions"
+    __table_args__ = (UniqueConstraint("aip_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(64), default="ingest")
+    tar_name: Mapped[str] = mapped_column(String(255))
+    tar_size: Mapped[int | None] = mapped_column(BigInteger)
+    tar_sha256: Mapped[str | None] = mapped_column(String(64))
+    staging_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    committed_at: Mapped[datetime | None] = mapped_column()
+
+    aip: Mapped[AIP] = relationship(back_populates="versions")
+    copies: Mapped[list[TapeCopy]] = relationship(back_populates="version")
+
+
+class File(Base):
+    """A payload file: staged from a SIP, later part of an AIP version."""
+
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("sip_id", "original_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sip_id: Mapped[str] = mapped_column(ForeignKey("sips.id"), index=True)
+    aip_version_id: Mapped[int | None] = mapped_column(ForeignKey("aip_versions.id"), index=True)
+    original_name: Mapped[str] = mapped_column(Text)  # bag path, "data/..."
+    aip_path: Mapped[str | None] = mapped_column(Text)  # path inside the AIP bag
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sha512: Mapped[str] = mapped_column(String(128))
+    submitted_digests: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    puid: Mapped[str | None] = mapped_column(String(32), index=True)
+    format_name: Mapped[str | None] = mapped_column(String(255))
+    format_version: Mapped[str | None] = mapped_column(String(64))
+    mime: Mapped[str | None] = mapped_column(String(128))
+    identification_basis: Mapped[str | None] = mapped_column(String(32))
+    identification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class PremisEvent(Base):
+    """A PREMIS event, chained per tenant: ``hash`` covers the event and ``prev_hash``."""
+
+    __tablename__ = "premis_events"
+    __table_args__ = (UniqueConstraint("tenant_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    sip_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    aip_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    outcome_detail: Mapped[str] = mapped_column(Text, default="")
+    agents: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"role": [identifier]}
+    objects: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"files": n, "ids": [...]}
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Cartridge(Base):
+    __tablename__ = "cartridges"
+
+    barcode: Mapped[str] = mapped_column(String(16), primary_key=True)
+    site: Mapped[str] = mapped_column(String(32), index=True)
+    state: Mapped[CartridgeState] = mapped_column(
+        _enum(CartridgeState, "cartridge_state"), default=CartridgeState.SCRATCH
+    )
+    volume_uuid: Mapped[str | None] = mapped_column(String(36))
+    capacity: Mapped[int] = mapped_column(BigInteger, default=0)
+    used: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TapeCopy(Base):
+    __tablename__ = "tape_copies"
+    __table_args__ = (Index("ix_tape_copies_version_site", "aip_version_id", "site"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    aip_version_id: Mapped[int] = mapped_column(ForeignKey("aip_versions.id"))
+    site: Mapped[str] = mapped_column(String(32))
+    barcode: Mapped[str] = mapped_column(ForeignKey("cartridges.barcode"), index=True)
+    volume_uuid: Mapped[str | None] = mapped_column(String(36))
+    path: Mapped[str] = mapped_column(Text)
+    start_block: Mapped[int | None] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[CopyStatus] = mapped_column(
+        _enum(CopyStatus, "copy_status"), default=CopyStatus.WRITING
+    )
+    written_at: Mapped[datetime | None] = mapped_column()
+    verified_at: Mapped[datetime | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+
+    version: Mapped[AIPVersion] = relationship(back_populates="copies")

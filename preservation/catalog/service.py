@@ -1,0 +1,365 @@
+"""Every read and write of the catalogue goes through these functions.
+
+They take a ``Session`` and plain values, flush but never commit: the caller (a
+pipeline stage, a Celery task, an API view) owns the transaction, so a stage's
+result and its PREMIS events land together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from preservation.catalog.models import (
+    AIP,
+    SIP,
+    Agent,
+    AIPState,
+    AIPVersion,
+    CopyStatus,
+    File,
+    PremisEvent,
+    SIPState,
+    TapeCopy,
+    Tenant,
+    utcnow,
+)
+from preservation.errors import NotFoundError
+
+__all__ = [
+    "add_staged_files",
+    "count_sips_by_state",
+    "create_aip",
+    "create_aip_version",
+    "create_sip",
+    "ensure_agent",
+    "ensure_tenant",
+    "event_hash",
+    "find_aips",
+    "get_aip",
+    "get_sip",
+    "list_events",
+    "list_files",
+    "list_sips",
+    "record_event",
+    "record_identifications",
+    "set_sip_state",
+    "verified_copies",
+    "verify_event_chain",
+]
+
+
+# -- tenants and agents -------------------------------------------------------
+
+
+def ensure_tenant(session: Session, tenant_id: str, name: str | None = None) -> Tenant:
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        tenant = Tenant(id=tenant_id, name=name or tenant_id, event_count=0)
+        session.add(tenant)
+        session.flush()
+    elif name and tenant.name != name:
+        tenant.name = name
+    return tenant
+
+
+def ensure_agent(
+    session: Session,
+    identifier: str,
+    *,
+    name: str,
+    type: str,
+    version: str | None = None,
+    tenant_id: str | None = None,
+) -> Agent:
+    agent = session.scalar(select(Agent).where(Agent.identifier == identifier))
+    if agent is None:
+        agent = Agent(
+            identifier=identifier, name=name, type=type, version=version, tenant_id=tenant_id
+        )
+        session.add(agent)
+        session.flush()
+    return agent
+
+
+# -- SIPs -----------------------------------------------------------------------
+
+
+def create_sip(session: Session, *, tenant_id: str, name: str, source_path: str) -> SIP:
+    ensure_tenant(session, tenant_id)
+    sip = SIP(tenant_id=tenant_id, name=name, source_path=source_path, state=SIPState.RECEIVED)
+    session.add(sip)
+    session.flush()
+    return sip
+
+
+def get_sip(session: Session, sip_id: str, *, for_update: bool = False) -> SIP:
+    stmt = select(SIP).where(SIP.id == sip_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    sip = session.scalar(stmt)
+    if sip is None:
+        raise NotFoundError(f"no SIP {sip_id}", sip_id=sip_id)
+    return sip
+
+
+def set_sip_state(
+    session: Session,
+    sip: SIP,
+    state: SIPState,
+    *,
+    stage: str | None = None,
+    error: str | None = None,
+) -> None:
+    sip.state = state
+    sip.stage = stage if stage is not None else state.value
+    sip.last_error = error
+    sip.updated_at = utcnow()
+    session.flush()
+
+
+def list_sips(
+    session: Session,
+    *,
+    tenant_id: str | None = None,
+    states: Sequence[SIPState] | None = None,
+    limit: int = 200,
+) -> list[SIP]:
+    stmt = select(SIP).order_by(SIP.created_at.desc()).limit(limit)
+    if tenant_id:
+        stmt = stmt.where(SIP.tenant_id == tenant_id)
+    if states:
+        stmt = stmt.where(SIP.state.in_(list(states)))
+    return list(session.scalars(stmt))
+
+
+def count_sips_by_state(session: Session, tenant_id: str | None = None) -> dict[str, int]:
+    stmt = select(SIP.state, func.count()).group_by(SIP.state)
+    if tenant_id:
+        stmt = stmt.where(SIP.tenant_id == tenant_id)
+    return {str(state.value): n for state, n in session.execute(stmt)}
+
+
+# -- files ----------------------------------------------------------------------
+
+
+def add_staged_files(session: Session, sip_id: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Bulk insert of staged files: one statement per batch, never one per file."""
+    batch: list[dict[str, Any]] = []
+    total = 0
+    for row in rows:
+        batch.append({"sip_id": sip_id, **row})
+        if len(batch) >= 5000:
+            session.execute(insert(File), batch)
+            total += len(batch)
+            batch = []
+    if batch:
+        session.execute(insert(File), batch)
+        total += len(batch)
+    return total
+
+
+def list_files(
+    session: Session, *, sip_id: str | None = None, aip_version_id: int | None = None
+) -> list[File]:
+    stmt = select(File).order_by(File.id)
+    if sip_id is not None:
+        stmt = stmt.where(File.sip_id == sip_id)
+    if aip_version_id is not None:
+        stmt = stmt.where(File.aip_version_id == aip_version_id)
+    return list(session.scalars(stmt))
+
+
+def record_identifications(session: Session, updates: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk UPDATE by primary key (rows carry ``id``)."""
+    if updates:
+        session.execute(update(File), list(updates))
+
+
+# -- AIPs -----------------------------------------------------------------------
+
+
+def create_aip(session: Session, sip: SIP, *, aip_id: str | None = None) -> AIP:
+    existing = session.scalar(select(AIP).where(AIP.sip_id == sip.id))
+    if existing is not None:
+        return existing
+    aip = AIP(
+        tenant_id=sip.tenant_id,
+        sip_id=sip.id,
+        external_identifier=sip.external_identifier,
+        source_bag_name=sip.name,
+        state=AIPState.PENDING,
+    )
+    if aip_id:
+        aip.id = aip_id
+    session.add(aip)
+    session.flush()
+    sip.aip_id = aip.id
+    return aip
+
+
+def create_aip_version(
+    session: Session, aip: AIP, number: int, *, reason: str = "ingest"
+) -> AIPVersion:
+    version = session.scalar(
+        select(AIPVersion).where(AIPVersion.aip_id == aip.id, AIPVersion.number == number)
+    )
+    if version is None:
+        version = AIPVersion(aip_id=aip.id, number=number, reason=reason, tar_name=f"v{number}.tar")
+        session.add(version)
+        session.flush()
+    return version
+
+
+def get_aip(session: Session, aip_id: str) -> AIP:
+    aip = session.get(AIP, aip_id)
+    if aip is None:
+        raise NotFoundError(f"no AIP {aip_id}", aip_id=aip_id)
+    return aip
+
+
+def find_aips(
+    session: Session,
+    *,
+    tenant_id: str | None = None,
+    external_identifier: str | None = None,
+    name: str | None = None,
+    limit: int = 100,
+) -> list[AIP]:
+    stmt = select(AIP).order_by(AIP.created_at.desc()).limit(limit)
+    if tenant_id:
+        stmt = stmt.where(AIP.tenant_id == tenant_id)
+    if external_identifier:
+        stmt = stmt.where(AIP.external_identifier == external_identifier)
+    if name:
+        stmt = stmt.where(AIP.source_bag_name == name)
+    return list(session.scalars(stmt))
+
+
+def verified_copies(session: Session, version_id: int) -> list[TapeCopy]:
+    return list(
+        session.scalars(
+            select(TapeCopy).where(
+                TapeCopy.aip_version_id == version_id, TapeCopy.status == CopyStatus.VERIFIED
+            )
+        )
+    )
+
+
+# -- PREMIS events, chained by hash ----------------------------------------------------
+
+
+def event_hash(fields: Mapping[str, Any]) -> str:
+    """sha256 over a canonical JSON form: any later edit of a stored event shows."""
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _hashed_fields(ev: PremisEvent) -> dict[str, Any]:
+    return {
+        "uuid": ev.uuid,
+        "tenant": ev.tenant_id,
+        "seq": ev.seq,
+        "sip": ev.sip_id,
+        "aip": ev.aip_id,
+        "type": ev.type,
+        "at": _iso(ev.occurred_at),
+        "detail": ev.detail,
+        "outcome": ev.outcome,
+        "outcome_detail": ev.outcome_detail,
+        "agents": ev.agents,
+        "objects": ev.objects,
+        "prev": ev.prev_hash,
+    }
+
+
+def _iso(dt: datetime) -> str:
+    # SQLite drops tzinfo; the chain must hash the same text on every backend.
+    return dt.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def record_event(
+    session: Session,
+    *,
+    tenant_id: str,
+    type: str,
+    outcome: str,
+    detail: str = "",
+    outcome_detail: str = "",
+    agents: Mapping[str, Sequence[str]] | None = None,
+    objects: Mapping[str, Any] | None = None,
+    sip_id: str | None = None,
+    aip_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> PremisEvent:
+    """Append one event to the tenant's chain, holding the tenant row lock."""
+    tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
+    if tenant is None:
+        tenant = ensure_tenant(session, tenant_id)
+    ev = PremisEvent(
+        tenant_id=tenant_id,
+        seq=(tenant.event_count or 0) + 1,
+        sip_id=sip_id,
+        aip_id=aip_id,
+        type=type,
+        occurred_at=occurred_at or utcnow(),
+        detail=detail,
+        outcome=outcome,
+        outcome_detail=outcome_detail,
+        agents={k: list(v) for k, v in (agents or {}).items()},
+        objects=dict(objects or {}),
+        prev_hash=tenant.event_head,
+    )
+    ev.uuid = str(uuid.uuid4())
+    ev.hash = event_hash(_hashed_fields(ev))
+    session.add(ev)
+    tenant.event_head = ev.hash
+    tenant.event_count = ev.seq
+    session.flush()
+    return ev
+
+
+def list_events(
+    session: Session,
+    *,
+    tenant_id: str | None = None,
+    sip_id: str | None = None,
+    aip_id: str | None = None,
+) -> list[PremisEvent]:
+    stmt = select(PremisEvent).order_by(PremisEvent.tenant_id, PremisEvent.seq)
+    if tenant_id:
+        stmt = stmt.where(PremisEvent.tenant_id == tenant_id)
+    if sip_id:
+        stmt = stmt.where(PremisEvent.sip_id == sip_id)
+    if aip_id:
+        stmt = stmt.where(PremisEvent.aip_id == aip_id)
+    return list(session.scalars(stmt))
+
+
+def verify_event_chain(session: Session, tenant_id: str) -> list[str]:
+    """Recompute the tenant's chain; return one line per break (empty: intact)."""
+    problems: list[str] = []
+    prev: str | None = None
+    expected_seq = 1
+    for ev in session.scalars(
+        select(PremisEvent).where(PremisEvent.tenant_id == tenant_id).order_by(PremisEvent.seq)
+    ):
+        if ev.seq != expected_seq:
+            problems.append(f"event seq {expected_seq} missing (found {ev.seq})")
+        if ev.prev_hash != prev:
+            problems.append(f"event {ev.seq} ({ev.uuid}) does not follow its predecessor")
+        if event_hash(_hashed_fields(ev)) != ev.hash:
+            problems.append(f"event {ev.seq} ({ev.uuid}) was altered after it was recorded")
+        prev = ev.hash
+        expected_seq = ev.seq + 1
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is not None and tenant.event_head != prev:
+        problems.append("the newest events of the chain were removed")
+    return problems

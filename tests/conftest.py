@@ -1,0 +1,100 @@
+"""Shared fixtures: real services, each test run on its own database.
+
+PostgreSQL gets a throwaway database per run (created here, dropped after);
+Redis gets its own database number and key prefix. When a service is missing,
+tests skip on a developer's machine but FAIL under CI (``CI=true``): a green CI
+run must mean the integration tests really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from preservation.catalog import make_engine, make_sessionmaker, upgrade
+from preservation.config import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_ADMIN_URL = os.environ.get(
+    "PRESERVATION_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_TEST_URL = os.environ.get("PRESERVATION_TEST_REDIS", "redis://127.0.0.1:6379/14")
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "bags"
+
+
+def service_missing(what: str, err: Exception) -> None:
+    message = f"{what} is not reachable: {err}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: integration tests must run, not skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+    import psycopg
+
+    name = f"preservation_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except Exception as err:  # noqa: BLE001 - any connection failure means "missing"
+        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The catalogue on both backends; PostgreSQL gets a schema reset per test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+        upgrade(url)
+        yield url
+        return
+    url = request.getfixturevalue("pg_url")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    engine.dispose()
+    upgrade(url)
+    yield url
+
+
+@pytest.fixture
+def session_factory(catalog_url: str):  # type: ignore[no-untyped-def]
+    engine = make_engine(catalog_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except Exception as err:  # noqa: BLE001
+        service_missing("Redis at " + REDIS_TEST_URL, err)
+    client.flushdb()
+    yield REDIS_TEST_URL
+    client.flushdb()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded default under a private data root."""
+    s = Settings(home=tmp_path / "var", quiescent_seconds=0.2)
+    s.ensure_dirs()
+    return s
