@@ -1,0 +1,56 @@
+"""The Celery application: broker and backend from settings, queues and routing.
+
+Queues follow DESIGN §6: one for ingest work, one per tape site (so a site's
+tape workers consume only their own queue), and one each for migration, access
+and audit. Tasks live in modules named for the OAIS function they serve.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from preservation.config import Settings
+
+QUEUES = ("ingest", "store.site-a", "store.site-b", "migrate", "access", "audit")
+
+__all__ = ["QUEUES", "app", "make_app"]
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings()
+    broker = settings.broker_url or "redis://127.0.0.1:6379/0"
+    celery = Celery(
+        "preservation",
+        broker=broker,
+        backend=settings.result_backend or broker,
+        include=["workers.tasks"],
+    )
+    celery.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="ingest",
+        task_routes={
+            "workers.tasks.store_*": {"queue": "store.site-a"},
+            "workers.tasks.migrate_*": {"queue": "migrate"},
+            "workers.tasks.access_*": {"queue": "access"},
+            "workers.tasks.audit_*": {"queue": "audit"},
+        },
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=7 * 24 * 3600,
+        broker_transport_options={
+            "visibility_timeout": 3600,
+            "global_keyprefix": f"{settings.redis_key_prefix}:",
+        },
+        result_backend_transport_options={"global_keyprefix": f"{settings.redis_key_prefix}:"},
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+    )
+    return celery
+
+
+app = make_app()
