@@ -16,6 +16,7 @@ Staging area of one SIP (``<home>/staging/<sip-id>/``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -276,7 +277,12 @@ def reject(
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         source = Path(sip.source_path)
-        root = rejected_root or ctx.settings.rejected_dir
+        from_hot_folder = _inside(source, ctx.settings.ingest_dir)
+        root = rejected_root or (
+            ctx.settings.ingest_dir / sip.tenant_id / "rejected"
+            if from_hot_folder
+            else ctx.settings.rejected_dir
+        )
         root.mkdir(parents=True, exist_ok=True)
         target = root / sip.name
         if target.exists():
@@ -295,6 +301,9 @@ def reject(
         (target / "report.txt").write_text(_report_text(report))
         if source.exists() or source.is_symlink():
             _set_aside(source, target / source.name, move=_inside(source, ctx.settings.home_dir))
+            if from_hot_folder and source.parent.parent.name == ".claimed":
+                with contextlib.suppress(OSError):
+                    source.parent.rmdir()  # the now empty claim folder
         service.record_event(
             s,
             tenant_id=sip.tenant_id,
