@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     production: bool = False
 
+    # The XSDs copied into every AIP and used to validate METS; the repo's schemas/.
+    schemas_dir: Path = Field(default=Path(__file__).resolve().parent.parent / "schemas")
+
     @property
     def home_dir(self) -> Path:
         return self.home.resolve()

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
+
 from preservation import __version__
-from preservation.catalog import SIP, SIPState, service
+from preservation.catalog import SIP, AIPVersion, File, SIPState, service
 from preservation.catalog.database import session_scope
 from preservation.context import Context
 from preservation.errors import InvalidSIPError, PreservationError
@@ -47,7 +49,7 @@ __all__ = [
 
 log = logging.getLogger("preservation.pipeline")
 
-SOFTWARE_AGENT = f"preservation-{__version__}"
+SOFTWARE_AGENT = f"preservation {__version__}"
 SERIALISED_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -242,6 +244,72 @@ def stage(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> None:
             objects={"files": len(rows)},
         )
         service.set_sip_state(s, sip, SIPState.STAGED)
+
+
+# -- stage 6: package --------------------------------------------------------------------------
+
+
+def package(ctx: Context, sip_id: str) -> None:
+    """Make the described AIP folder a BagIt bag and serialise it as one pax tar."""
+    from preservation.aip import (
+        AIPLayout,
+        copy_schemas,
+        copy_submission,
+        serialise_aip,
+        write_aip_bag,
+    )
+
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        if sip.state is not SIPState.DESCRIBED:
+            return
+        aip = service.get_aip(s, sip.aip_id or "")
+        version = service.create_aip_version(s, aip, 1)
+        known = {
+            f.aip_path: {"sha256": f.sha256, "sha512": f.sha512}
+            for f in service.list_files(s, sip_id=sip_id)
+            if f.aip_path
+        }
+        tenant_id, name, bag_info, aip_id = sip.tenant_id, sip.name, sip.bag_info, aip.id
+        version_id = version.id
+    layout = AIPLayout(aip_dir(ctx, sip_id))
+    layout.create()
+    copy_submission(sip_bag_dir(ctx, sip), layout)
+    copy_schemas(ctx.settings.schemas_dir, layout)
+    summary = write_aip_bag(
+        layout.root,
+        aip_id=aip_id,
+        version=1,
+        tenant=tenant_id,
+        source_bag_name=name,
+        bag_info=bag_info,
+        known_digests=known,
+        processes=2,
+    )
+    tar_path = staging_dir(ctx, sip_id) / f"{aip_id}.v1.tar"
+    tar = serialise_aip(layout.root, tar_path, arcname=f"{aip_id}.v1")
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        version = s.get(AIPVersion, version_id)
+        assert version is not None
+        version.tar_size = tar.size
+        version.tar_sha256 = tar.sha256
+        version.staging_path = str(tar.path)
+        s.execute(update(File).where(File.sip_id == sip_id).values(aip_version_id=version_id))
+        service.record_event(
+            s,
+            tenant_id=tenant_id,
+            sip_id=sip_id,
+            aip_id=aip_id,
+            type="creation",
+            outcome="success",
+            detail=f"AIP version 1 packaged as a POSIX pax tar ({summary.payload_files} files)",
+            outcome_detail=f"sha256 {tar.sha256}, {tar.size} bytes",
+            agents={"executing program": [SOFTWARE_AGENT]},
+        )
+        service.set_sip_state(s, sip, SIPState.PACKAGED)
+    # The tar is the package now; the unpacked folder would only double the staging space.
+    shutil.rmtree(layout.root, ignore_errors=True)
 
 
 # -- rejection -------------------------------------------------------------------------------
