@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         default=None, description="Celery broker (Redis). None runs every stage in-process."
     )
     result_backend: str | None = None
+    # How long a task taken by a worker that then died stays invisible before
+    # Redis hands it to another worker. Longer than the longest task.
+    broker_visibility_timeout: int = 6 * 3600 + 600
     redis_key_prefix: str = "preservation"
 
     # Serialised bag safety limits (archive bombs).

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Candidate", "claim", "find_ready", "release", "scan"]
+__all__ = ["Candidate", "claim", "find_ready", "orphaned_claims", "release", "scan"]
 
 SERIALISED = (".tar", ".tar.gz", ".tgz", ".zip")
 RESERVED = {".claimed", "rejected", "kept"}
@@ -121,8 +121,11 @@ def find_ready(ingest_dir: Path, *, quiescent_seconds: float) -> list[Candidate]
 
 
 def claim(candidate: Candidate) -> Path | None:
-    """Take the bag with one rename; None when another watcher was faster."""
-    claim_dir = candidate.path.parent / ".claimed" / uuid.uuid4().hex
+    """Take the bag with one rename; None when another watcher was faster.
+
+    The claim folder is named by a fresh UUID that becomes the SIP id.
+    """
+    claim_dir = candidate.path.parent / ".claimed" / str(uuid.uuid4())
     claim_dir.mkdir(parents=True)
     target = claim_dir / candidate.path.name
     try:
@@ -131,6 +134,16 @@ def claim(candidate: Candidate) -> Path | None:
         claim_dir.rmdir()
         return None
     return target
+
+
+def orphaned_claims(ingest_dir: Path) -> Iterator[tuple[str, Path]]:
+    """Claimed bags still in their claim folder: (tenant, path) for the caller to check."""
+    if not ingest_dir.is_dir():
+        return
+    for claims in sorted(ingest_dir.glob("*/.claimed")):
+        for claim_dir in sorted(claims.iterdir()):
+            for entry in claim_dir.iterdir():
+                yield claims.parent.name, entry
 
 
 def release(claimed: Path, *, keep: bool) -> None:

@@ -43,12 +43,19 @@ def make_app(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         result_expires=7 * 24 * 3600,
         broker_transport_options={
-            "visibility_timeout": 3600,
+            "visibility_timeout": settings.broker_visibility_timeout,
             "global_keyprefix": f"{settings.redis_key_prefix}:",
         },
         result_backend_transport_options={"global_keyprefix": f"{settings.redis_key_prefix}:"},
         broker_connection_retry_on_startup=True,
         timezone="UTC",
+        beat_schedule={
+            "scan-ingest-folders": {
+                "task": "workers.tasks.scan_ingest_folders",
+                "schedule": max(settings.quiescent_seconds, 5.0),
+                "options": {"queue": "ingest", "expires": 60},
+            },
+        },
     )
     return celery
 

@@ -1,3 +1,117 @@
-"""Celery tasks: a few lines each, ids in, one library call, nothing else."""
+"""Celery tasks: ids in, one library call, nothing else.
+
+Every task is idempotent by SIP id because every stage function is: a task
+redelivered after a worker died (``acks_late`` + ``reject_on_worker_lost``)
+finds its stage done and returns, or redoes it from scratch. A rejected SIP
+stops its chain with ``Ignore`` (nothing to retry); a ``TransientError`` (a
+site down, a drive busy) retries with backoff for as long as it takes, because
+an AIP with one copy must wait rather than be called safe.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, chain, chord
+from celery.exceptions import Ignore
+from celery.utils.log import get_task_logger
+
+from preservation import pipeline
+from preservation.config import Settings
+from preservation.context import Context, open_context
+from preservation.errors import InvalidSIPError, TransientError
+from workers.celery import app
+
+log = get_task_logger(__name__)
+
+_context: Context | None = None
+
+
+def context() -> Context:
+    """One Context per worker process, built on first use (never at import)."""
+    global _context
+    if _context is None:
+        _context = open_context(Settings(), migrate=False)
+    return _context
+
+
+STAGE_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (TransientError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": None,
+    "time_limit": 6 * 3600,
+    "soft_time_limit": 6 * 3600 - 60,
+}
+
+
+def _run(stage: str, sip_id: str, *args: Any) -> str:
+    try:
+        pipeline.run_stage(context(), stage, sip_id, *args)
+    except InvalidSIPError as err:
+        log.info("SIP %s rejected at %s: %s", sip_id, stage, err)
+        raise Ignore() from err
+    return sip_id
+
+
+@app.task(name="workers.tasks.validate_sip", **STAGE_OPTIONS)
+def validate_sip(self: Task, sip_id: str) -> str:
+    return _run("validate", sip_id)
+
+
+@app.task(name="workers.tasks.stage_sip", **STAGE_OPTIONS)
+def stage_sip(self: Task, sip_id: str) -> str:
+    return _run("stage", sip_id)
+
+
+@app.task(name="workers.tasks.identify_sip", **STAGE_OPTIONS)
+def identify_sip(self: Task, sip_id: str) -> str:
+    return _run("identify", sip_id)
+
+
+@app.task(name="workers.tasks.describe_sip", **STAGE_OPTIONS)
+def describe_sip(self: Task, sip_id: str) -> str:
+    return _run("describe", sip_id)
+
+
+@app.task(name="workers.tasks.package_sip", **STAGE_OPTIONS)
+def package_sip(self: Task, sip_id: str) -> str:
+    return _run("package", sip_id)
+
+
+@app.task(name="workers.tasks.store_sip", **STAGE_OPTIONS)
+def store_sip(self: Task, sip_id: str, site: str) -> str:
+    return _run("store", sip_id, site)
+
+
+@app.task(name="workers.tasks.commit_sip", **STAGE_OPTIONS)
+def commit_sip(self: Task, sip_id: str) -> str:
+    return _run("commit", sip_id)
+
+
+def ingest_workflow(sip_id: str, sites: tuple[str, ...]) -> Any:
+    """validate → stage → identify → describe → package → (store A ‖ store B) → commit."""
+    stores = [store_sip.si(sip_id, site).set(queue=f"store.{site}") for site in sites]
+    return chain(
+        validate_sip.si(sip_id),
+        stage_sip.si(sip_id),
+        identify_sip.si(sip_id),
+        describe_sip.si(sip_id),
+        package_sip.si(sip_id),
+        chord(stores, commit_sip.si(sip_id)),
+    )
+
+
+@app.task(name="workers.tasks.scan_ingest_folders", bind=True, acks_late=True)
+def scan_ingest_folders(self: Task) -> list[str]:
+    """Beat task: claim ready bags and start their workflows."""
+    ctx = context()
+    return pipeline.scan_and_claim(ctx, submit=submit)
+
+
+def submit(sip_id: str) -> None:
+    ingest_workflow(sip_id, tuple(context().settings.sites)).apply_async()

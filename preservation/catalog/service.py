@@ -92,9 +92,17 @@ def ensure_agent(
 # -- SIPs -----------------------------------------------------------------------
 
 
-def create_sip(session: Session, *, tenant_id: str, name: str, source_path: str) -> SIP:
+def create_sip(
+    session: Session, *, tenant_id: str, name: str, source_path: str, sip_id: str | None = None
+) -> SIP:
     ensure_tenant(session, tenant_id)
+    if sip_id is not None:
+        existing = session.get(SIP, sip_id)
+        if existing is not None:
+            return existing  # receiving is idempotent by SIP id
     sip = SIP(tenant_id=tenant_id, name=name, source_path=source_path, state=SIPState.RECEIVED)
+    if sip_id is not None:
+        sip.id = sip_id
     session.add(sip)
     session.flush()
     return sip
