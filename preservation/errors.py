@@ -15,8 +15,10 @@ Split by what the caller can do about it (as httpx does), not by where it came f
     ├── StorageError                   tape and LTFS failures
     │   ├── TapeFullError              end of medium reached
     │   ├── MediaError                 the medium failed (EIO, unreadable)
+    │   │   └── OversizeBlockError     a record larger than the read buffer
     │   ├── WriteProtectedError        the cartridge refuses writes
     │   ├── WrongCartridgeError        the drive holds another cartridge
+    │   ├── EndOfDataError             reading or spacing reached end of data (a normal outcome)
     │   └── LTFSFormatError            the volume is not valid LTFS
     ├── CatalogError                   the catalogue refuses a change
     │   └── NotFoundError              no such SIP, AIP, tenant, cartridge
@@ -36,6 +38,7 @@ __all__ = [
     "CatalogError",
     "ConfigurationError",
     "DeviceBusyError",
+    "EndOfDataError",
     "FixityMismatchError",
     "IdentificationError",
     "InvalidSIPError",
@@ -43,6 +46,7 @@ __all__ = [
     "MediaError",
     "MetadataError",
     "NotFoundError",
+    "OversizeBlockError",
     "PreservationError",
     "SiteUnavailableError",
     "StorageError",
@@ -147,6 +151,14 @@ class WrongCartridgeError(StorageError):
 
 class LTFSFormatError(StorageError):
     pass
+
+
+class EndOfDataError(StorageError):
+    """Reading or spacing reached end of data: normal when walking a partition."""
+
+
+class OversizeBlockError(MediaError):
+    """A record was larger than the read buffer; a drive cannot return part of one."""
 
 
 class CatalogError(PreservationError):
