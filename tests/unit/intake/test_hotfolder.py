@@ -1,0 +1,81 @@
+"""Hot folders: a bag is taken only when finished, and by exactly one watcher."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from preservation import hotfolder
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLE = ROOT / "examples" / "bags" / "sample-collection"
+
+
+def test_bag_is_ready_only_after_quiet_period(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    bag = ingest / "museum" / "sample"
+    shutil.copytree(SAMPLE, bag)
+    [c] = hotfolder.scan(ingest, quiescent_seconds=60)
+    assert not c.ready and "changed" in c.reason
+    [c] = hotfolder.scan(ingest, quiescent_seconds=60, now=time.time() + 120)
+    assert c.ready and c.tenant == "museum"
+
+
+def test_incomplete_payload_is_not_taken(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    bag = ingest / "museum" / "sample"
+    shutil.copytree(SAMPLE, bag)
+    victim = next((bag / "data").rglob("*.wav"))
+    victim.unlink()  # a file still on its way
+    [c] = hotfolder.scan(ingest, quiescent_seconds=0.0, now=time.time() + 10)
+    assert not c.ready and "Payload-Oxum" in c.reason
+
+
+def test_reserved_and_hidden_entries_are_ignored(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    for name in ("rejected", "kept", ".claimed", ".partial-upload"):
+        (ingest / "t" / name).mkdir(parents=True)
+    (ingest / "t" / "notes.txt").write_text("not a bag")
+    cands = list(hotfolder.scan(ingest, quiescent_seconds=0, now=time.time() + 10))
+    assert [c.path.name for c in cands] == ["notes.txt"]
+    assert not cands[0].ready
+
+
+def test_only_one_of_many_racing_watchers_claims(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    shutil.copytree(SAMPLE, ingest / "t" / "bag")
+    [c] = hotfolder.find_ready(ingest, quiescent_seconds=0)
+    results: list[Path | None] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        results.append(hotfolder.claim(c))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert (winners[0] / "bagit.txt").exists()
+    assert not (ingest / "t" / "bag").exists()
+    # Losers leave no empty claim folders behind.
+    assert len(list((ingest / "t" / ".claimed").iterdir())) == 1
+    assert list(hotfolder.orphaned_claims(ingest)) == [("t", winners[0])]
+
+
+def test_release_removes_or_keeps(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    for name in ("a", "b"):
+        shutil.copytree(SAMPLE, ingest / "t" / name)
+    claimed = [hotfolder.claim(c) for c in hotfolder.find_ready(ingest, quiescent_seconds=0)]
+    assert all(claimed)
+    hotfolder.release(claimed[0], keep=False)  # type: ignore[arg-type]
+    hotfolder.release(claimed[1], keep=True)  # type: ignore[arg-type]
+    assert not claimed[0].exists()  # type: ignore[union-attr]
+    assert (ingest / "t" / "kept" / "b" / "bagit.txt").exists()
+    assert list((ingest / "t" / ".claimed").iterdir()) == []
