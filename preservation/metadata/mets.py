@@ -1,0 +1,834 @@
+"""Write an AIP version's METS documents (METS 1.12.1 with PREMIS 3.0), streaming.
+
+Two documents per version (DESIGN §4): the representation METS
+(``data/representations/<rep>/METS.xml``), which describes every file, and the
+root METS (``data/METS.xml``), which describes the package and points to the
+representation METS documents, including those of earlier versions.
+
+Why streaming: a SIP can hold 100,000 files, and a METS tree of that size
+would cost gigabytes in lxml. Files come in as an iterable and go out through
+``etree.xmlfile`` one small subtree at a time. What must be remembered for the
+later sections is kept compact: the ``<fileSec>`` is spooled to a temporary
+file while the per-file ``<amdSec>`` elements are written (METS wants amdSec
+before fileSec, and the iterable can only be walked once), and the
+``<structMap>`` is built from one ``(path, id)`` pair per file.
+
+Why it is small (under 3 KB a file, where Archivematica writes about 12 KB):
+package-level events are written once and each ``<mets:file>`` points to them
+through its ``ADMID`` (the METS way to link a file to its digiprovMD), rather
+than repeating events or ``linkingEventIdentifier`` blocks per file; and each
+PREMIS object declares PREMIS as its default namespace, so its thirty-odd
+elements carry no prefix. docs/metadata.md explains the scheme.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from lxml import etree
+
+from preservation.errors import MetadataError
+from preservation.metadata.model import (
+    Agent,
+    Event,
+    FileObject,
+    FileRef,
+    PackageDescription,
+    RepresentationRef,
+)
+
+__all__ = [
+    "BAG_INFO_NS",
+    "CSIP_NS",
+    "DC_NS",
+    "METS_NS",
+    "PREMIS_NS",
+    "XLINK_NS",
+    "XSI_NS",
+    "digest_algorithm_name",
+    "dublin_core",
+    "href_for",
+    "write_representation_mets",
+    "write_root_mets",
+]
+
+METS_NS = "http://www.loc.gov/METS/"
+PREMIS_NS = "http://www.loc.gov/premis/v3"
+XLINK_NS = "http://www.w3.org/1999/xlink"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+DC_NS = "http://purl.org/dc/elements/1.1/"
+CSIP_NS = "https://DILCIS.eu/XML/METS/CSIPExtensionMETS"
+#: Our own small vocabulary for the submitter's bag-info, kept verbatim so the
+#: catalogue can be rebuilt from tape; Dublin Core alone would lose fields.
+BAG_INFO_NS = "urn:preservation:bagit:bag-info"
+
+_ROOT_NSMAP = {"mets": METS_NS, "xlink": XLINK_NS, "xsi": XSI_NS, "csip": CSIP_NS}
+# PREMIS as the default namespace saves the "premis:" prefix on ~35 elements a file.
+# (Typed Any: lxml takes None as the default-namespace key; its stubs do not say so.)
+_PREMIS_NSMAP: Any = {None: PREMIS_NS}
+_PREMIS_OBJECT_NSMAP: Any = {None: PREMIS_NS, "xsi": XSI_NS}
+_BAG_INFO_NSMAP: Any = {None: BAG_INFO_NS}
+
+#: Used by the reader too: these strings are the contract between the two.
+PACKAGE_AMD_ID = "amd-package"
+EVENTS_AMD_ID = "amd-events"
+DC_DMD_ID = "dmd-dc"
+BAG_INFO_DMD_ID = "dmd-baginfo"
+BAG_INFO_MDTYPE = "BAGIT-BAG-INFO"
+ALT_VERSION = "AIP-VERSION"
+ALT_REPRESENTATION = "REPRESENTATION"
+DOC_ROOT = "root"
+DOC_REPRESENTATION = "representation"
+TENANT_NOTE_PREFIX = "tenant: "
+SCHEMAS_USE = "Schemas"
+REPRESENTATIONS_USE = "Representations/"
+PREVIOUS_USE = "Previous versions"
+PACKAGE_OBJECT_TYPE = "UUID"
+LOCAL = "local"
+UNIDENTIFIED_NOTE = "unidentified"
+UNKNOWN_FORMAT_NAME = "unknown"
+BASIS_NOTE = "basis: "
+TOOL_NOTE = "tool: "
+
+_M = f"{{{METS_NS}}}"
+_P = f"{{{PREMIS_NS}}}"
+_XL = f"{{{XLINK_NS}}}"
+# METS IDs this module makes up; a file id starting so could collide with them.
+_RESERVED_ID_PREFIXES = (
+    "agent-",
+    "amd-",
+    "div-",
+    "dmd-",
+    "ev-",
+    "filesec",
+    "grp-",
+    "mets-",
+    "prev-",
+    "schema-",
+    "struct-",
+    "tech-",
+)
+_SCHEMAS = "mets-1.12.1.xsd", "xlink.xsd", "premis-v3-0.xsd"
+
+# BagIt algorithm names -> PREMIS messageDigestAlgorithm
+# (id.loc.gov/vocabulary/preservation/cryptographicHashFunctions).
+_ALGORITHMS = {
+    "md5": "MD5",
+    "sha1": "SHA-1",
+    "sha224": "SHA-224",
+    "sha256": "SHA-256",
+    "sha384": "SHA-384",
+    "sha512": "SHA-512",
+}
+
+
+def digest_algorithm_name(bagit_name: str) -> str:
+    """The PREMIS spelling of a BagIt algorithm name ("sha256" -> "SHA-256")."""
+    return _ALGORITHMS.get(bagit_name, bagit_name.upper())
+
+
+# -- Dublin Core ----------------------------------------------------------------------
+
+_DC_ELEMENTS = (
+    "title",
+    "creator",
+    "subject",
+    "description",
+    "publisher",
+    "contributor",
+    "date",
+    "type",
+    "format",
+    "identifier",
+    "source",
+    "language",
+    "relation",
+    "coverage",
+    "rights",
+)
+# RFC 8493 reserved bag-info labels that have a Dublin Core meaning (lower case).
+_BAGIT_TO_DC = {
+    "external-description": "description",
+    "internal-sender-description": "description",
+    "source-organization": "creator",
+    "bagging-date": "date",
+    "external-identifier": "identifier",
+    "internal-sender-identifier": "identifier",
+    "bag-group-identifier": "relation",
+}
+
+
+def dublin_core(package: PackageDescription) -> list[tuple[str, str]]:
+    """Map the submitter's bag-info to simple Dublin Core ``(element, value)`` pairs.
+
+    Labels are matched case-insensitively, as BagIt readers do. Besides the RFC
+    8493 labels, a label named after a DC element (``Title``, ``Subject``) or
+    prefixed ``DC-`` (``DC-Coverage``) maps to that element, so a submitter can
+    give real descriptive metadata without a second file. The AIP's UUID is
+    always the first identifier, so the record names the package it describes.
+    """
+    pairs: list[tuple[str, str]] = [("identifier", f"urn:uuid:{package.aip_id}")]
+    for label, values in package.bag_info.items():
+        key = label.strip().lower()
+        element = _BAGIT_TO_DC.get(key)
+        if element is None:
+            bare = key.removeprefix("dc-")
+            element = bare if bare in _DC_ELEMENTS else None
+        if element is not None:
+            pairs.extend((element, value) for value in values if value.strip())
+    order = {name: i for i, name in enumerate(_DC_ELEMENTS)}
+    return sorted(pairs, key=lambda pair: order[pair[0]])
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+# RFC 3987 lets an IRI carry these ASCII characters as they are; everything else
+# ASCII (space, %, #, ?, quotes, brackets...) is percent-encoded, non-ASCII is kept
+# so a reader sees "café.txt", not "caf%C3%A9.txt".
+_IRI_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/"
+)
+
+
+def href_for(relpath: str) -> str:
+    """The xlink:href for a relative path: a valid IRI that decodes back with ``unquote``."""
+    out = []
+    for ch in relpath:
+        if ch in _IRI_SAFE or ord(ch) > 0x7F:
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def _previous_href(aip_id: str, version: int, path: str) -> str:
+    # The tar of version K unpacks to "<aip>.vK/"; versions are unpacked side by
+    # side (docs/aip-format.md §4), so this relative link resolves on disk.
+    return href_for(f"../../{aip_id}.v{version}/data/{path}")
+
+
+def _schema_location(prefix: str) -> str:
+    mets, xlink, premis = (prefix + name for name in _SCHEMAS)
+    return f"{METS_NS} {mets} {XLINK_NS} {xlink} {PREMIS_NS} {premis}"
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, tag)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _identifier(parent: etree._Element, kind: str, id_type: str, value: str) -> None:
+    box = _sub(parent, f"{_P}{kind}Identifier")
+    _sub(box, f"{_P}{kind}IdentifierType", id_type)
+    _sub(box, f"{_P}{kind}IdentifierValue", value)
+
+
+def _premis_agent(agent: Agent) -> etree._Element:
+    el = etree.Element(f"{_P}agent", nsmap=_PREMIS_NSMAP)
+    _identifier(el, "agent", LOCAL, agent.id)
+    _sub(el, f"{_P}agentName", agent.name)
+    _sub(el, f"{_P}agentType", agent.type)
+    if agent.version is not None:
+        _sub(el, f"{_P}agentVersion", agent.version)
+    if agent.note is not None:
+        _sub(el, f"{_P}agentNote", agent.note)
+    return el
+
+
+def _premis_event(event: Event, aip_id: str) -> etree._Element:
+    el = etree.Element(f"{_P}event", nsmap=_PREMIS_NSMAP)
+    _identifier(el, "event", "UUID", str(event.id))
+    _sub(el, f"{_P}eventType", event.type)
+    _sub(el, f"{_P}eventDateTime", event.datetime.isoformat())
+    if event.detail is not None:
+        _sub(_sub(el, f"{_P}eventDetailInformation"), f"{_P}eventDetail", event.detail)
+    outcome = _sub(el, f"{_P}eventOutcomeInformation")
+    _sub(outcome, f"{_P}eventOutcome", event.outcome)
+    if event.outcome_detail is not None:
+        detail = _sub(outcome, f"{_P}eventOutcomeDetail")
+        _sub(detail, f"{_P}eventOutcomeDetailNote", event.outcome_detail)
+    for link in event.agents:
+        box = _sub(el, f"{_P}linkingAgentIdentifier")
+        _sub(box, f"{_P}linkingAgentIdentifierType", LOCAL)
+        _sub(box, f"{_P}linkingAgentIdentifierValue", link.agent_id)
+        if link.role is not None:
+            _sub(box, f"{_P}linkingAgentRole", link.role)
+    objects = [(LOCAL, o.object_id, o.role) for o in event.objects]
+    if not objects:  # the package as a whole: link to the AIP's UUID
+        objects = [(PACKAGE_OBJECT_TYPE, aip_id, None)]
+    for id_type, value, role in objects:
+        box = _sub(el, f"{_P}linkingObjectIdentifier")
+        _sub(box, f"{_P}linkingObjectIdentifierType", id_type)
+        _sub(box, f"{_P}linkingObjectIdentifierValue", value)
+        if role is not None:
+            _sub(box, f"{_P}linkingObjectRole", role)
+    return el
+
+
+def _premis_object(file: FileObject) -> etree._Element:
+    el = etree.Element(f"{_P}object", {f"{{{XSI_NS}}}type": "file"}, nsmap=_PREMIS_OBJECT_NSMAP)
+    _identifier(el, "object", LOCAL, file.id)
+    chars = _sub(el, f"{_P}objectCharacteristics")
+    _sub(chars, f"{_P}compositionLevel", "0")
+    # sha256 first: it is the digest the fileSec CHECKSUM repeats.
+    for algorithm in sorted(file.digests, key=lambda a: (a != "sha256", a != "sha512", a)):
+        fixity = _sub(chars, f"{_P}fixity")
+        _sub(fixity, f"{_P}messageDigestAlgorithm", digest_algorithm_name(algorithm))
+        _sub(fixity, f"{_P}messageDigest", file.digests[algorithm])
+    _sub(chars, f"{_P}size", str(file.size))
+    fmt = file.format
+    notes = []
+    if fmt.basis is not None:
+        notes.append(BASIS_NOTE + fmt.basis)
+    if fmt.tool is not None:
+        notes.append(TOOL_NOTE + fmt.tool)
+    # PREMIS needs at least one <format>; an unidentified file says so explicitly.
+    keys: Sequence[str | None] = fmt.puids or [None]
+    for i, puid in enumerate(keys):
+        box = _sub(chars, f"{_P}format")
+        if i == 0 and (fmt.name is not None or puid is None):
+            designation = _sub(box, f"{_P}formatDesignation")
+            _sub(designation, f"{_P}formatName", fmt.name or UNKNOWN_FORMAT_NAME)
+            if fmt.version is not None:
+                _sub(designation, f"{_P}formatVersion", fmt.version)
+        if puid is not None:
+            registry = _sub(box, f"{_P}formatRegistry")
+            _sub(registry, f"{_P}formatRegistryName", "PRONOM")
+            _sub(registry, f"{_P}formatRegistryKey", puid)
+        if i == 0:
+            if not fmt.identified:
+                _sub(box, f"{_P}formatNote", UNIDENTIFIED_NOTE)
+            for note in notes:
+                _sub(box, f"{_P}formatNote", note)
+    _sub(el, f"{_P}originalName", file.original_name)
+    return el
+
+
+@contextmanager
+def _output(dest: Path | str | IO[bytes]) -> Iterator[IO[bytes]]:
+    """A binary stream for ``dest``; a path is written atomically (temp + rename).
+
+    A half-written METS must never be mistaken for a finished one after a crash:
+    the describe stage is re-run, and an existing METS.xml means "done".
+    """
+    if not isinstance(dest, str | os.PathLike):
+        yield dest
+        return
+    path = Path(dest)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _translated(what: str, **context: Any) -> Iterator[None]:
+    """Turn lxml's refusals into a MetadataError a curator can act on."""
+    try:
+        yield
+    except MetadataError:
+        raise
+    except (ValueError, etree.LxmlError) as exc:
+        raise MetadataError(
+            f"{what}: cannot be written as XML ({exc}); XML 1.0 cannot carry control "
+            "characters or undecodable bytes in names or values",
+            **context,
+        ) from exc
+
+
+class _Writer:
+    """The state of one document being written: the xmlfile and the event ID map."""
+
+    def __init__(self, xf: Any, package: PackageDescription) -> None:
+        self.xf = xf
+        self.package = package
+        self.aip_id = str(package.aip_id)
+        self.event_mets_ids: dict[Any, str] = {}
+        self.agent_ids = {agent.id for agent in package.agents}
+
+    def element(self, name: str, attrib: dict[str, str] | None = None, **kw: Any) -> Any:
+        return self.xf.element(_M + name, attrib or {}, **kw)
+
+    def newline(self) -> None:
+        # One block per line: the file stays greppable and diffable in a text editor.
+        self.xf.write("\n")
+
+    def header(self, kind: str, document_path: str) -> None:
+        package = self.package
+        with self.element(
+            "metsHdr",
+            {"CREATEDATE": package.created.isoformat(), f"{{{CSIP_NS}}}OAISPACKAGETYPE": "AIP"},
+        ):
+            for agent in package.agents:
+                if agent.type == "software":
+                    self._hdr_agent("CREATOR", "OTHER", agent.name, agent.version, "SOFTWARE")
+            self._hdr_agent(
+                "ARCHIVIST",
+                "ORGANIZATION",
+                package.organisation,
+                TENANT_NOTE_PREFIX + package.tenant,
+            )
+            lowered = {k.lower(): v for k, v in package.bag_info.items()}
+            for label, agent_type in (
+                ("source-organization", "ORGANIZATION"),
+                ("contact-name", "INDIVIDUAL"),
+            ):
+                for value in lowered.get(label, [])[:1]:
+                    self._hdr_agent("OTHER", agent_type, value, None, other_role="SUBMITTER")
+            for alt_type, value in (
+                (ALT_VERSION, str(package.version)),
+                (ALT_REPRESENTATION, package.representation),
+            ):
+                with self.element("altRecordID", {"TYPE": alt_type}):
+                    self.xf.write(value)
+            with self.element("metsDocumentID", {"TYPE": kind}):
+                self.xf.write(document_path)
+        self.newline()
+
+    def _hdr_agent(
+        self,
+        role: str,
+        agent_type: str,
+        name: str,
+        note: str | None,
+        other_type: str | None = None,
+        other_role: str | None = None,
+    ) -> None:
+        attrib = {"ROLE": role, "TYPE": agent_type}
+        if other_type is not None:
+            attrib = {"ROLE": role, "TYPE": "OTHER", "OTHERTYPE": other_type}
+        if other_role is not None:
+            attrib["OTHERROLE"] = other_role
+        with self.element("agent", attrib):
+            with self.element("name"):
+                self.xf.write(name)
+            if note is not None:
+                with self.element("note"):
+                    self.xf.write(note)
+
+    def dmd(self) -> list[str]:
+        created = self.package.created.isoformat()
+        with _translated("descriptive metadata (bag-info)", aip_id=self.aip_id):
+            with self.element("dmdSec", {"ID": DC_DMD_ID, "CREATED": created, "STATUS": "CURRENT"}):
+                with self.element("mdWrap", {"MDTYPE": "DC"}):
+                    with self.element("xmlData", nsmap={"dc": DC_NS}):
+                        for element, value in dublin_core(self.package):
+                            with self.xf.element(f"{{{DC_NS}}}{element}"):
+                                self.xf.write(value)
+            self.newline()
+            with self.element(
+                "dmdSec", {"ID": BAG_INFO_DMD_ID, "CREATED": created, "STATUS": "CURRENT"}
+            ):
+                with self.element("mdWrap", {"MDTYPE": "OTHER", "OTHERMDTYPE": BAG_INFO_MDTYPE}):
+                    with self.element("xmlData"):
+                        info = etree.Element(f"{{{BAG_INFO_NS}}}bagInfo", nsmap=_BAG_INFO_NSMAP)
+                        for label, values in self.package.bag_info.items():
+                            for value in values:
+                                _sub(info, f"{{{BAG_INFO_NS}}}field", value).set("label", label)
+                        self.xf.write(info)
+        self.newline()
+        return [DC_DMD_ID, BAG_INFO_DMD_ID]
+
+    def digiprov(self, mets_id: str, mdtype: str, premis: etree._Element) -> None:
+        with self.element("digiprovMD", {"ID": mets_id}):
+            with self.element("mdWrap", {"MDTYPE": mdtype}):
+                with self.element("xmlData"):
+                    self.xf.write(premis)
+        self.newline()
+
+    def event(self, event: Event) -> str:
+        if event.id in self.event_mets_ids:
+            raise MetadataError(f"event {event.id} is given twice", aip_id=self.aip_id)
+        for link in event.agents:
+            if link.agent_id not in self.agent_ids:
+                raise MetadataError(
+                    f"event {event.id} ({event.type}) names agent {link.agent_id!r}, which is "
+                    "not among the package's agents",
+                    aip_id=self.aip_id,
+                )
+        mets_id = f"ev-{len(self.event_mets_ids) + 1}"
+        with _translated(f"event {event.id} ({event.type})", aip_id=self.aip_id):
+            self.digiprov(mets_id, "PREMIS:EVENT", _premis_event(event, self.aip_id))
+        self.event_mets_ids[event.id] = mets_id
+        return mets_id
+
+    def package_amd(self) -> list[str]:
+        """Agents and package events, once; returns their METS IDs (for ADMID)."""
+        ids: list[str] = []
+        with self.element("amdSec", {"ID": PACKAGE_AMD_ID}):
+            self.newline()
+            for i, agent in enumerate(self.package.agents, 1):
+                with _translated(f"agent {agent.id}", aip_id=self.aip_id):
+                    self.digiprov(f"agent-{i}", "PREMIS:AGENT", _premis_agent(agent))
+                ids.append(f"agent-{i}")
+            for event in self.package.events:
+                ids.append(self.event(event))
+        self.newline()
+        return ids
+
+    def file_events(self, events: Iterable[Event]) -> None:
+        iterator = iter(events)
+        first = next(iterator, None)
+        if first is None:
+            return
+        with self.element("amdSec", {"ID": EVENTS_AMD_ID}):
+            self.newline()
+            self.event(first)
+            for event in iterator:
+                self.event(event)
+        self.newline()
+
+
+def write_representation_mets(
+    dest: Path | str | IO[bytes],
+    package: PackageDescription,
+    files: Iterable[FileObject],
+    events: Iterable[Event] = (),
+    *,
+    file_group: str = "original",
+    schemas_prefix: str = "../../schemas/",
+) -> None:
+    """Write the representation METS for ``package.representation``.
+
+    ``files`` is consumed once, in order; their ``path`` must lie under
+    ``representations/<rep>/``. ``events`` are the events that concern single
+    files (per-file format identification with a warning, a migration); they
+    are written before the files, so each file's ``event_ids`` may name them or
+    the package's own events. A path ``dest`` is written atomically.
+
+    Raises :class:`MetadataError` for a dangling event or agent reference, a
+    duplicate file id or path, or a value XML cannot carry.
+    """
+    rep = package.representation
+    prefix = f"representations/{rep}/"
+    aip_id = str(package.aip_id)
+    # Spool beside the destination: /tmp may be small, the AIP's disk is not.
+    spool_dir = str(Path(dest).parent) if isinstance(dest, str | os.PathLike) else None
+    with (
+        _translated(f"representation METS of AIP {aip_id}", aip_id=aip_id),
+        _output(dest) as out,
+        tempfile.SpooledTemporaryFile(max_size=8 << 20, dir=spool_dir) as spool,
+        etree.xmlfile(out, encoding="UTF-8") as xf,
+    ):
+        xf.write_declaration()
+        root_attrib = {
+            "OBJID": f"{aip_id}/{rep}",
+            "LABEL": f"Representation {rep} of AIP {aip_id} version {package.version}",
+            "TYPE": package.type,
+            "PROFILE": package.profile,
+            f"{{{XSI_NS}}}schemaLocation": _schema_location(schemas_prefix),
+        }
+        with xf.element(_M + "mets", root_attrib, nsmap=_ROOT_NSMAP):
+            xf.write("\n")
+            w = _Writer(xf, package)
+            w.header(DOC_REPRESENTATION, f"{prefix}METS.xml")
+            w.dmd()
+            w.package_amd()
+            w.file_events(events)
+            tree_entries = _write_files(w, files, prefix, file_group, spool)
+            # The spooled fileSec is complete XML; hand it to the stream unchanged.
+            xf.flush()
+            spool.seek(0)
+            shutil.copyfileobj(spool, out)
+            out.write(b"\n")
+            _write_physical_structmap(w, rep, tree_entries)
+            xf.write("\n")
+
+
+def _write_files(
+    w: _Writer, files: Iterable[FileObject], prefix: str, file_group: str, spool: IO[bytes]
+) -> list[tuple[str, str]]:
+    """Per-file amdSecs to the document, fileSec entries to ``spool``; (tree key, id) back."""
+    entries: list[tuple[str, str]] = []
+    seen_ids: set[str] = set()
+    with ExitStack() as stack:
+        sxf = stack.enter_context(etree.xmlfile(spool, encoding="UTF-8"))
+        stack.enter_context(
+            sxf.element(
+                _M + "fileSec", {"ID": "filesec"}, nsmap={"mets": METS_NS, "xlink": XLINK_NS}
+            )
+        )
+        sxf.write("\n")
+        stack.enter_context(sxf.element(_M + "fileGrp", {"ID": "grp-files", "USE": file_group}))
+        sxf.write("\n")
+        for file in files:
+            if file.id.startswith(_RESERVED_ID_PREFIXES):
+                raise MetadataError(
+                    f"file id {file.id!r} starts like an ID the METS writer uses itself "
+                    f"({', '.join(_RESERVED_ID_PREFIXES)})",
+                    path=file.path,
+                )
+            if file.id in seen_ids:
+                raise MetadataError(f"file id {file.id!r} is given twice", path=file.path)
+            seen_ids.add(file.id)
+            if not file.path.startswith(prefix):
+                raise MetadataError(
+                    f"file {file.id} path {file.path!r} is not under {prefix!r}", path=file.path
+                )
+            relpath = file.path[len(prefix) :]
+            admid = [f"tech-{file.id}"]
+            for event_id in file.event_ids:
+                mets_id = w.event_mets_ids.get(event_id)
+                if mets_id is None:
+                    raise MetadataError(
+                        f"file {file.id} names event {event_id}, which is neither a package "
+                        "event nor among the events given",
+                        path=file.path,
+                    )
+                admid.append(mets_id)
+            with _translated(f"file {file.id}", path=file.original_name, aip_id=w.aip_id):
+                with w.element("amdSec", {"ID": f"amd-{file.id}"}):
+                    with w.element("techMD", {"ID": f"tech-{file.id}"}):
+                        with w.element("mdWrap", {"MDTYPE": "PREMIS:OBJECT"}):
+                            with w.element("xmlData"):
+                                w.xf.write(_premis_object(file))
+                w.newline()
+                attrib = {"ID": file.id}
+                if file.format.mime:
+                    attrib["MIMETYPE"] = file.format.mime
+                attrib.update(
+                    SIZE=str(file.size),
+                    CHECKSUM=file.digests["sha256"],
+                    CHECKSUMTYPE="SHA-256",
+                    ADMID=" ".join(admid),
+                )
+                with sxf.element(_M + "file", attrib):
+                    flocat = {
+                        "LOCTYPE": "URL",
+                        _XL + "type": "simple",
+                        _XL + "href": href_for(relpath),
+                    }
+                    with sxf.element(_M + "FLocat", flocat):
+                        pass
+                sxf.write("\n")
+            entries.append((_tree_key(relpath), file.id))
+    return entries
+
+
+def _tree_key(relpath: str) -> str:
+    """A sort key that puts a folder's files before its sub-folders (METS: fptr before div).
+
+    One string per file rather than a tuple of tuples keeps 100,000 keys small.
+    "\\x00" ends the folders and "\\x01" starts each one; neither can occur in a
+    name that reached this point, because XML 1.0 cannot carry them.
+    """
+    *dirs, name = relpath.split("/")
+    return "".join("\x01" + d for d in dirs) + "\x00" + name
+
+
+def _write_physical_structmap(w: _Writer, rep: str, entries: list[tuple[str, str]]) -> None:
+    """Nested divs mirroring the folders, one fptr per file, in a single pass."""
+    entries.sort()
+    for previous, current in zip(entries, entries[1:], strict=False):
+        if previous[0] == current[0]:
+            path = current[0].replace("\x00", "/").replace("\x01", "/").lstrip("/")
+            raise MetadataError(f"two files have the same path {path!r}", path=path)
+    with w.element("structMap", {"ID": "struct-physical", "TYPE": "PHYSICAL", "LABEL": "CSIP"}):
+        with w.element("div", {"ID": "div-representation", "LABEL": rep}):
+            w.newline()
+            open_dirs: list[tuple[str, Any]] = []
+            for key, file_id in entries:
+                dirs = key.partition("\x00")[0].split("\x01")[1:]
+                common = 0
+                while (
+                    common < min(len(open_dirs), len(dirs)) and open_dirs[common][0] == dirs[common]
+                ):
+                    common += 1
+                while len(open_dirs) > common:
+                    open_dirs.pop()[1].__exit__(None, None, None)
+                    w.newline()
+                for name in dirs[common:]:
+                    context = w.element("div", {"LABEL": name})
+                    context.__enter__()
+                    open_dirs.append((name, context))
+                    w.newline()
+                with w.element("fptr", {"FILEID": file_id}):
+                    pass
+                w.newline()
+            while open_dirs:
+                open_dirs.pop()[1].__exit__(None, None, None)
+                w.newline()
+
+
+def write_root_mets(
+    dest: Path | str | IO[bytes],
+    package: PackageDescription,
+    representations: Sequence[RepresentationRef],
+    *,
+    schemas: Sequence[FileRef] = (),
+    previous_versions: Sequence[tuple[int, str]] = (),
+    schemas_prefix: str = "schemas/",
+) -> None:
+    """Write the root METS of one AIP version: the package, and where everything is.
+
+    ``representations`` lists every representation of the current state; one
+    whose ``version`` is older than ``package.version`` is pointed to in that
+    version's folder (``../../<aip>.vK/data/...``), so a version N METS is
+    complete without copying anything. ``previous_versions`` names other files
+    of earlier versions as ``(version, path relative to that version's data/)``.
+    """
+    aip_id = str(package.aip_id)
+    names = [rep.name for rep in representations]
+    if len(set(names)) != len(names):
+        raise MetadataError(f"representation names are not unique: {names}", aip_id=aip_id)
+    for rep in representations:
+        if rep.version > package.version:
+            raise MetadataError(
+                f"representation {rep.name} is from version {rep.version}, after this "
+                f"version {package.version}",
+                aip_id=aip_id,
+            )
+    for version, path in previous_versions:
+        if not 1 <= version < package.version:
+            raise MetadataError(
+                f"previous-version file {path!r} names version {version}; it must be "
+                f"between 1 and {package.version - 1}",
+                aip_id=aip_id,
+            )
+        FileRef(path=path, size=0, sha256="0")  # the same path rules as any package file
+    with (
+        _translated(f"root METS of AIP {aip_id}", aip_id=aip_id),
+        _output(dest) as out,
+        etree.xmlfile(out, encoding="UTF-8") as xf,
+    ):
+        xf.write_declaration()
+        root_attrib = {
+            "OBJID": aip_id,
+            "LABEL": f"AIP {aip_id} version {package.version}",
+            "TYPE": package.type,
+            "PROFILE": package.profile,
+            f"{{{XSI_NS}}}schemaLocation": _schema_location(schemas_prefix),
+        }
+        with xf.element(_M + "mets", root_attrib, nsmap=_ROOT_NSMAP):
+            xf.write("\n")
+            w = _Writer(xf, package)
+            w.header(DOC_ROOT, "METS.xml")
+            dmd_ids = w.dmd()
+            amd_ids = w.package_amd()
+            _write_root_filesec(w, representations, schemas, previous_versions)
+            _write_csip_structmap(w, dmd_ids, amd_ids, representations, schemas, previous_versions)
+            xf.write("\n")
+
+
+def _file_entry(
+    w: _Writer,
+    file_id: str,
+    href: str,
+    mime: str | None,
+    size: int | None = None,
+    sha256: str | None = None,
+) -> None:
+    attrib = {"ID": file_id}
+    if mime:
+        attrib["MIMETYPE"] = mime
+    if size is not None and sha256 is not None:
+        attrib.update(SIZE=str(size), CHECKSUM=sha256, CHECKSUMTYPE="SHA-256")
+    with w.element("file", attrib):
+        with w.element("FLocat", {"LOCTYPE": "URL", _XL + "type": "simple", _XL + "href": href}):
+            pass
+    w.newline()
+
+
+def _rep_href(w: _Writer, rep: RepresentationRef) -> str:
+    if rep.version == w.package.version:
+        return href_for(rep.path)
+    return _previous_href(w.aip_id, rep.version, rep.path)
+
+
+def _write_root_filesec(
+    w: _Writer,
+    representations: Sequence[RepresentationRef],
+    schemas: Sequence[FileRef],
+    previous_versions: Sequence[tuple[int, str]],
+) -> None:
+    if not (representations or schemas or previous_versions):
+        return  # fileSec needs at least one fileGrp; the structMap alone is valid
+    with w.element("fileSec", {"ID": "filesec"}):
+        w.newline()
+        if schemas:
+            with w.element("fileGrp", {"ID": "grp-schemas", "USE": SCHEMAS_USE}):
+                w.newline()
+                for i, ref in enumerate(schemas, 1):
+                    _file_entry(
+                        w, f"schema-{i}", href_for(ref.path), ref.mime, ref.size, ref.sha256
+                    )
+            w.newline()
+        for rep in representations:
+            with w.element(
+                "fileGrp", {"ID": f"grp-rep-{rep.name}", "USE": REPRESENTATIONS_USE + rep.name}
+            ):
+                w.newline()
+                _file_entry(
+                    w, f"mets-rep-{rep.name}", _rep_href(w, rep), "text/xml", rep.size, rep.sha256
+                )
+            w.newline()
+        if previous_versions:
+            with w.element("fileGrp", {"ID": "grp-previous", "USE": PREVIOUS_USE}):
+                w.newline()
+                for i, (version, path) in enumerate(previous_versions, 1):
+                    _file_entry(w, f"prev-{i}", _previous_href(w.aip_id, version, path), None)
+            w.newline()
+    w.newline()
+
+
+def _write_csip_structmap(
+    w: _Writer,
+    dmd_ids: list[str],
+    amd_ids: list[str],
+    representations: Sequence[RepresentationRef],
+    schemas: Sequence[FileRef],
+    previous_versions: Sequence[tuple[int, str]],
+) -> None:
+    with w.element("structMap", {"ID": "struct-csip", "TYPE": "PHYSICAL", "LABEL": "CSIP"}):
+        with w.element("div", {"ID": "div-package", "LABEL": w.aip_id}):
+            w.newline()
+            metadata = {"ID": "div-metadata", "LABEL": "Metadata", "DMDID": " ".join(dmd_ids)}
+            if amd_ids:
+                metadata["ADMID"] = " ".join(amd_ids)
+            with w.element("div", metadata):
+                pass
+            w.newline()
+            with w.element("div", {"ID": "div-schemas", "LABEL": SCHEMAS_USE}):
+                for i in range(1, len(schemas) + 1):
+                    with w.element("fptr", {"FILEID": f"schema-{i}"}):
+                        pass
+            w.newline()
+            for rep in representations:
+                label = REPRESENTATIONS_USE + rep.name
+                with w.element("div", {"ID": f"div-rep-{rep.name}", "LABEL": label}):
+                    mptr = {
+                        "LOCTYPE": "URL",
+                        _XL + "type": "simple",
+                        _XL + "href": _rep_href(w, rep),
+                        _XL + "title": f"mets-rep-{rep.name}",
+                    }
+                    with w.element("mptr", mptr):
+                        pass
+                    with w.element("fptr", {"FILEID": f"mets-rep-{rep.name}"}):
+                        pass
+                w.newline()
+            if previous_versions:
+                with w.element("div", {"ID": "div-previous", "LABEL": PREVIOUS_USE}):
+                    by_version: dict[int, list[int]] = {}
+                    for i, (version, _path) in enumerate(previous_versions, 1):
+                        by_version.setdefault(version, []).append(i)
+                    for version in sorted(by_version):
+                        with w.element("div", {"LABEL": f"v{version}"}):
+                            for i in by_version[version]:
+                                with w.element("fptr", {"FILEID": f"prev-{i}"}):
+                                    pass
+                w.newline()
