@@ -1,0 +1,36 @@
+"""SIP intake: strict BagIt validation, safe unpacking of serialised bags, payload staging.
+
+The first stages of ingest (DESIGN.md §3, "validate" and "stage") and the safety
+rules of §9 live here. A bag directory is judged by :func:`validate_bag`, which
+lists every problem rather than the first; a ``.tar``/``.tar.gz``/``.zip`` is
+first unpacked by :func:`open_serialised_bag` under size, count and ratio limits;
+ingest then calls :func:`validate_and_stage`, which reads each payload byte once
+to check the bag's manifests, copy the file and compute the AIP's digests.
+"""
+
+from preservation.sip.baginfo import (
+    BagDeclaration,
+    PayloadOxum,
+    measure_payload,
+    payload_oxum,
+    read_bag_info,
+)
+from preservation.sip.report import Problem, ValidationReport
+from preservation.sip.serialised import open_serialised_bag
+from preservation.sip.staging import stage_payload
+from preservation.sip.validation import StagedFile, validate_and_stage, validate_bag
+
+__all__ = [
+    "BagDeclaration",
+    "PayloadOxum",
+    "Problem",
+    "StagedFile",
+    "ValidationReport",
+    "measure_payload",
+    "open_serialised_bag",
+    "payload_oxum",
+    "read_bag_info",
+    "stage_payload",
+    "validate_and_stage",
+    "validate_bag",
+]

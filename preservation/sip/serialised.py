@@ -1,0 +1,309 @@
+"""Unpacking a serialised bag (``.tar``, ``.tar.gz``/``.tgz``, ``.zip``) without trusting it.
+
+An archive is a program the depositor wrote for our disk: it can name files
+outside the folder, plant links that later writes follow, or expand a few
+kilobytes into terabytes. So this module does not call ``extractall``. It first
+reads every header and refuses the archive if any member is a link or device,
+names a path that is absolute or uses ``..``, or if the declared totals pass the
+limits; then it extracts member by member, counting the bytes actually written,
+because a header can lie and a zip's sizes are only advisory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from preservation.errors import InvalidSIPError, UnsafeArchiveError
+
+__all__ = ["open_serialised_bag"]
+
+_CHUNK = 1 << 20
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    parts: tuple[str, ...]
+    size: int
+    is_dir: bool
+    mtime: float | None
+
+
+def open_serialised_bag(
+    archive: Path,
+    workdir: Path,
+    *,
+    max_bytes: int,
+    max_members: int,
+    max_ratio: float,
+) -> Path:
+    """Unpack ``archive`` into ``workdir`` (new or empty) and return the bag's root folder.
+
+    The root is ``workdir`` itself when the archive holds ``bagit.txt`` at its top,
+    or the single top-level folder that RFC 8493 serialisations normally have.
+    Raises UnsafeArchiveError (``rule`` and ``member`` in its context) when a
+    member could escape or the archive would exceed ``max_bytes`` uncompressed,
+    ``max_members`` entries or ``max_ratio`` uncompressed/archive size; on any
+    failure whatever was unpacked is removed. The archive is only ever read.
+    """
+    archive = Path(archive)
+    workdir = Path(workdir)
+    kind = _kind(archive)
+    archive_size = max(os.stat(archive).st_size, 1)
+    limits = _Limits(archive, archive_size, max_bytes, max_members, max_ratio)
+
+    created = not workdir.exists()
+    if not created and any(workdir.iterdir()):
+        raise ValueError(f"unpack folder {workdir} is not empty")
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _corrupt_as_invalid(archive):
+            # Pass 1: headers only. Pass 2: extraction, re-checking as it goes.
+            reader = _tar_members if kind == "tar" else _zip_members
+            members = list(reader(archive, limits, None))
+            limits.check_totals(sum(m.size for m in members), len(members))
+            limits.reset()
+            list(reader(archive, limits, workdir))
+    except BaseException:
+        if created:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            for child in workdir.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+    top = sorted(os.listdir(workdir))
+    if "bagit.txt" not in top and len(top) == 1 and (workdir / top[0]).is_dir():
+        return workdir / top[0]
+    return workdir
+
+
+class _Limits:
+    """The three limits, checked on declared figures first and then on bytes written."""
+
+    def __init__(
+        self, archive: Path, archive_size: int, max_bytes: int, max_members: int, max_ratio: float
+    ) -> None:
+        self.archive = archive
+        self.archive_size = archive_size
+        self.max_bytes = max_bytes
+        self.max_members = max_members
+        self.max_ratio = max_ratio
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.written = 0
+        self.seen: set[tuple[str, ...]] = set()
+
+    def refuse(self, rule: str, message: str, member: str | None = None) -> UnsafeArchiveError:
+        return UnsafeArchiveError(
+            f"{self.archive.name}: {message}", path=self.archive, rule=rule, member=member
+        )
+
+    def member(self, name: str, size: int) -> None:
+        self.count += 1
+        if self.count > self.max_members:
+            raise self.refuse(
+                "archive-too-many-members", f"more than {self.max_members} members", name
+            )
+        self.check_totals(self.written + size, self.count, name)
+
+    def check_totals(self, total: int, count: int, name: str | None = None) -> None:
+        if count > self.max_members:
+            raise self.refuse(
+                "archive-too-many-members",
+                f"{count} members, the limit is {self.max_members}",
+                name,
+            )
+        if total > self.max_bytes:
+            raise self.refuse(
+                "archive-too-large", f"unpacks to more than {self.max_bytes} bytes", name
+            )
+        if total > self.max_ratio * self.archive_size:
+            raise self.refuse(
+                "archive-ratio",
+                f"unpacks to {total} bytes from "
+                f"{self.archive_size}, more than {self.max_ratio:g} times its "
+                "size (a decompression bomb?)",
+                name,
+            )
+
+    def wrote(self, name: str, n: int) -> None:
+        self.written += n
+        self.check_totals(self.written, self.count, name)
+
+    def name(self, raw: str, is_dir: bool) -> tuple[str, ...] | None:
+        """Safe path parts of a member name; None for the archive's own root entry."""
+        if not raw or "\x00" in raw:
+            raise self.refuse("archive-member-name", "a member has an empty or NUL name", raw)
+        if raw.startswith(("/", "\\")) or _DRIVE.match(raw):
+            raise self.refuse(
+                "archive-member-absolute", f"member {raw!r} has an absolute path", raw
+            )
+        if any(p == ".." for p in re.split(r"[\\/]", raw)):
+            raise self.refuse(
+                "archive-member-traversal",
+                f"member {raw!r} uses '..' to leave the unpack folder",
+                raw,
+            )
+        parts = tuple(p for p in raw.split("/") if p not in ("", "."))
+        if not parts:
+            if is_dir:
+                return None
+            raise self.refuse("archive-member-name", f"member {raw!r} has no file name", raw)
+        if parts in self.seen:
+            raise self.refuse(
+                "archive-member-duplicate",
+                f"member {raw!r} appears twice; the second would overwrite the first",
+                raw,
+            )
+        self.seen.add(parts)
+        return parts
+
+
+def _kind(archive: Path) -> str:
+    name = archive.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar", ".tar.gz", ".tgz")):
+        return "tar"
+    raise UnsafeArchiveError(
+        f"{archive.name}: only .tar, .tar.gz, .tgz and .zip serialisations are accepted",
+        path=archive,
+        rule="archive-format-unsupported",
+    )
+
+
+@contextmanager
+def _corrupt_as_invalid(archive: Path) -> Iterator[None]:
+    try:
+        yield
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise InvalidSIPError(
+            f"{archive.name} is damaged or not the archive its name says: {exc}",
+            path=archive,
+            rule="archive-corrupt",
+        ) from exc
+
+
+def _tar_members(archive: Path, limits: _Limits, dest: Path | None) -> Iterator[_Member]:
+    with tarfile.open(archive, "r:*") as tf:
+        while True:
+            info = tf.next()
+            if info is None:
+                return
+            tf.members = []  # type: ignore[attr-defined]  # else every header is kept
+            if info.issym() or info.islnk():
+                raise limits.refuse(
+                    "archive-member-link",
+                    f"member {info.name!r} is a "
+                    f"{'symbolic' if info.issym() else 'hard'} link to "
+                    f"{info.linkname!r}; links are refused",
+                    info.name,
+                )
+            if info.issparse() or not (info.isreg() or info.isdir()):
+                raise limits.refuse(
+                    "archive-member-special",
+                    f"member {info.name!r} is not a regular file or directory",
+                    info.name,
+                )
+            parts = limits.name(info.name, info.isdir())
+            limits.member(info.name, info.size if info.isreg() else 0)
+            if parts is None:
+                continue
+            member = _Member(parts, info.size if info.isreg() else 0, info.isdir(), info.mtime)
+            if dest is not None:
+                source = tf.extractfile(info) if info.isreg() else None
+                _extract(member, source, dest, limits, info.name)
+            yield member
+
+
+def _zip_members(archive: Path, limits: _Limits, dest: Path | None) -> Iterator[_Member]:
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_members:
+            raise limits.refuse(
+                "archive-too-many-members",
+                f"{len(infos)} members, the limit is {limits.max_members}",
+            )
+        for info in infos:
+            mode = info.external_attr >> 16
+            kind = stat.S_IFMT(mode)
+            if kind == stat.S_IFLNK:
+                raise limits.refuse(
+                    "archive-member-link",
+                    f"member {info.filename!r} is a symbolic link; links are refused",
+                    info.filename,
+                )
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise limits.refuse(
+                    "archive-member-special",
+                    f"member {info.filename!r} is not a regular file or directory",
+                    info.filename,
+                )
+            if info.flag_bits & 0x1:
+                raise limits.refuse(
+                    "archive-member-encrypted",
+                    f"member {info.filename!r} is encrypted",
+                    info.filename,
+                )
+            parts = limits.name(info.filename, info.is_dir())
+            limits.member(info.filename, 0 if info.is_dir() else info.file_size)
+            if parts is None:
+                continue
+            mtime = None
+            member = _Member(parts, 0 if info.is_dir() else info.file_size, info.is_dir(), mtime)
+            if dest is not None:
+                source = None if info.is_dir() else zf.open(info)
+                _extract(member, source, dest, limits, info.filename)
+            yield member
+
+
+def _extract(
+    member: _Member, source: IO[bytes] | None, dest: Path, limits: _Limits, raw: str
+) -> None:
+    """Write one member below ``dest``, counting bytes; never through a link, never over a file."""
+    target = os.path.join(os.fspath(dest), *member.parts)
+    if member.is_dir:
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags, 0o644)
+    except FileExistsError as exc:
+        raise limits.refuse(
+            "archive-member-duplicate", f"member {raw!r} would overwrite another member", raw
+        ) from exc
+    written = 0
+    with os.fdopen(fd, "wb") as out:
+        if source is not None:
+            with source:
+                while chunk := source.read(_CHUNK):
+                    written += len(chunk)
+                    if written > member.size:
+                        raise limits.refuse(
+                            "archive-member-size",
+                            f"member {raw!r} holds "
+                            f"more than the {member.size} bytes its header "
+                            "declares",
+                            raw,
+                        )
+                    limits.wrote(raw, len(chunk))
+                    out.write(chunk)
+    if member.mtime is not None:
+        os.utime(target, (member.mtime, member.mtime))
