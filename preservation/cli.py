@@ -100,14 +100,10 @@ def validate(
         out.print_json(data=report.to_dict())
     else:
         for problem in report.problems:
-            if problem.severity == "warning":
-                err.print(f"[yellow]warning:[/yellow] {problem.describe()}", highlight=False)
+            err.print(problem.to_text(), highlight=False, markup=False)
         if report.valid:
             out.print(f"{path}: valid", highlight=False)
         else:
-            for problem in report.problems:
-                if problem.severity != "warning":
-                    err.print(f"[red]error:[/red] {problem.describe()}", highlight=False)
             err.print(f"{path}: INVALID ({len(report.errors)} problem(s))", highlight=False)
     raise typer.Exit(0 if report.valid else EXIT_INVALID)
 
@@ -198,6 +194,109 @@ def status(
             (r["last_error"] or "")[:60],
         )
     out.print(table)
+
+
+@app.command()
+def show(
+    aip_id: Annotated[str, typer.Argument(help="The AIP's UUID.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show an AIP: files and formats, versions, tape copies, PREMIS events."""
+    from preservation.context import open_context
+    from preservation.inventory import describe_aip
+
+    ctx = open_context(_settings())
+    try:
+        data = describe_aip(ctx, aip_id)
+    except PreservationError as e:
+        raise _fail(e, as_json) from e
+    finally:
+        ctx.close()
+    if as_json:
+        out.print_json(data=data)
+        return
+    out.print(
+        f"[bold]AIP {data['aip_id']}[/bold]  tenant {data['tenant']}  state {data['state']}",
+        highlight=False,
+    )
+    out.print(
+        f"bag {data['source_bag_name']}  external id {data['external_identifier'] or '-'}",
+        highlight=False,
+    )
+    for v in data["versions"]:
+        out.print(
+            f"\n[bold]version {v['number']}[/bold] ({v['reason']}) {v['tar_size']} bytes "
+            f"sha256 {v['tar_sha256']}",
+            highlight=False,
+        )
+        copies = Table("site", "barcode", "path", "status", "verified")
+        for c in v["copies"]:
+            copies.add_row(c["site"], c["barcode"], c["path"], c["status"], c["verified_at"] or "")
+        out.print(copies)
+    files = Table("file", "size", "PUID", "format", "MIME")
+    for f in data["files"]:
+        files.add_row(
+            f["original_name"],
+            str(f["size"]),
+            f["puid"] or "?",
+            " ".join(x for x in (f["format_name"], f["format_version"]) if x),
+            f["mime"] or "",
+        )
+    out.print(files)
+    events = Table("when", "event", "outcome", "detail")
+    for e in data["events"]:
+        events.add_row(e["occurred_at"][:19], e["type"], e["outcome"], e["detail"][:70])
+    out.print(events)
+
+
+db_app = typer.Typer(help="The catalogue database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the catalogue schema up to date (Alembic)."""
+    from preservation.catalog import upgrade
+
+    settings = _settings()
+    settings.ensure_dirs()
+    upgrade(settings.catalog_url)
+    out.print("catalogue up to date")
+
+
+@app.command()
+def watch(
+    once: Annotated[bool, typer.Option("--once", help="Scan once and exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between scans.")] = 5.0,
+) -> None:
+    """Watch ingest/<tenant>/ folders; ingest in-process, or via the broker when one is set."""
+    import time as _time
+
+    from preservation import pipeline
+    from preservation.context import open_context
+
+    settings = _settings()
+    ctx = open_context(settings)
+    if settings.broker_url:
+        from workers.tasks import submit
+    else:
+
+        def submit(sip_id: str) -> None:
+            pipeline.run_sip(ctx, sip_id)
+
+    heartbeat = settings.ingest_dir / ".watcher-heartbeat"
+    try:
+        while True:
+            heartbeat.touch()
+            for sip_id in pipeline.scan_and_claim(ctx, submit=submit):
+                err.print(f"claimed SIP {sip_id}", highlight=False)
+            if once:
+                break
+            _time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ctx.close()
 
 
 def main() -> None:  # pragma: no cover - console entry point

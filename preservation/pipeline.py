@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from preservation import __version__
-from preservation.catalog import SIP, AIPVersion, File, SIPState, service
+from preservation.catalog import SIP, Agent, AIPVersion, File, SIPState, Tenant, service
 from preservation.catalog.database import session_scope
 from preservation.context import Context
-from preservation.errors import InvalidSIPError, PreservationError
+from preservation.errors import InvalidSIPError, PreservationError, SiteUnavailableError
 
 __all__ = [
     "STAGES",
@@ -43,7 +43,6 @@ __all__ = [
     "reject",
     "run_ingest",
     "sip_bag_dir",
-    "stage",
     "validate",
 ]
 
@@ -129,82 +128,83 @@ def sip_bag_dir(ctx: Context, sip: SIP) -> Path:
 # -- stage 1: receive ------------------------------------------------------------------
 
 
-def receive(ctx: Context, path: Path, *, tenant: str) -> str:
-    """Register a submission; nothing is read or moved yet."""
+def receive(ctx: Context, path: Path, *, tenant: str, sip_id: str | None = None) -> str:
+    """Register a submission; nothing is read or moved yet. Idempotent by ``sip_id``."""
     path = Path(os.path.abspath(path))
     with session_scope(ctx.sessions) as s:
-        sip = service.create_sip(s, tenant_id=tenant, name=bag_name(path), source_path=str(path))
+        sip = service.create_sip(
+            s, tenant_id=tenant, name=bag_name(path), source_path=str(path), sip_id=sip_id
+        )
         return sip.id
 
 
-# -- stage 2 + 3: validate, stage ----------------------------------------------------------
+def scan_and_claim(ctx: Context, *, submit: Callable[[str], None]) -> list[str]:
+    """One pass over the hot folders: claim every ready bag, register it, hand it on.
 
-
-def validate(ctx: Context, sip_id: str) -> None:
-    """Strict structural validation: every rule that needs no payload read.
-
-    Digests are verified by `stage` in the same read that copies the bytes, so
-    each payload byte is read once on the ingest path.
+    The claim folder's name is the SIP id, so a watcher that died between the
+    claim and the catalogue write is finished by the next scan, not duplicated.
     """
-    from preservation.sip import validate_bag
+    from preservation import hotfolder
+
+    started: list[str] = []
+    for candidate in hotfolder.find_ready(
+        ctx.settings.ingest_dir, quiescent_seconds=ctx.settings.quiescent_seconds
+    ):
+        claimed = hotfolder.claim(candidate)
+        if claimed is not None:
+            started.append(
+                receive(ctx, claimed, tenant=candidate.tenant, sip_id=claimed.parent.name)
+            )
+    for tenant, claimed in hotfolder.orphaned_claims(ctx.settings.ingest_dir):
+        with session_scope(ctx.sessions) as s:
+            known = s.get(SIP, claimed.parent.name) is not None
+        if not known:
+            started.append(receive(ctx, claimed, tenant=tenant, sip_id=claimed.parent.name))
+    for sip_id in started:
+        submit(sip_id)
+    return started
+
+
+# -- stage 2 + 3: validate and stage, in one read ----------------------------------------------
+
+
+def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> None:
+    """Strict validation and staging in one pass over the payload.
+
+    The structural rules (RFC 8493, path safety, fetch.txt) need no payload
+    read and run first; then each payload byte is read once to check every
+    manifest algorithm, copy the file into the AIP being built and compute the
+    AIP's sha256 and sha512. A bag that fails any rule is rejected with the
+    whole report and nothing staged.
+    """
+    from preservation.sip import payload_oxum, read_bag_info, validate_and_stage
 
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         if sip.state is not SIPState.RECEIVED:
             return
         tenant_id = sip.tenant_id
+    dest = aip_dir(ctx, sip_id) / "data" / "representations" / "rep1"
+    shutil.rmtree(aip_dir(ctx, sip_id), ignore_errors=True)  # a crashed run's leftovers
+    dest.mkdir(parents=True)
     try:
         bag = sip_bag_dir(ctx, sip)
-        report = validate_bag(bag, processes=2, check_digests=False)
+        progress("validate", 0, 1)
+        report, staged = validate_and_stage(bag, dest, processes=2)
+        progress("validate", 1, 1)
     except InvalidSIPError as err:
-        reject(ctx, sip_id, [_problem_from_error(err)], stage_name="validate")
-        raise
+        problems = [_problem_from_error(err)]
+        reject(ctx, sip_id, problems, stage_name="validate")
+        raise InvalidSIPError(err.message, problems=problems, sip_id=sip_id) from err
     if not report.valid:
         problems = [p.to_dict() for p in report.problems]
         reject(ctx, sip_id, problems, stage_name="validate")
         raise InvalidSIPError(
             f"{sip.name}: {len(report.errors)} problem(s) found", problems=problems, sip_id=sip_id
         )
-    from preservation.sip import payload_oxum, read_bag_info
-
     info = read_bag_info(bag)
-    with session_scope(ctx.sessions) as s:
-        sip = service.get_sip(s, sip_id)
-        sip.bag_info = info
-        sip.external_identifier = (info.get("External-Identifier") or [None])[0]
-        sip.payload_oxum = payload_oxum(bag)
-        warnings = [p.to_dict() for p in report.problems if p.severity == "warning"]
-        service.record_event(
-            s,
-            tenant_id=tenant_id,
-            sip_id=sip_id,
-            type="validation",
-            outcome="success" if not warnings else "warning",
-            detail="BagIt RFC 8493 strict structure, path safety and tenant rules",
-            outcome_detail=json.dumps(warnings) if warnings else "",
-            agents={"executing program": [SOFTWARE_AGENT]},
-        )
-        service.set_sip_state(s, sip, SIPState.VALIDATED)
-
-
-def stage(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> None:
-    """Copy the payload into the AIP being built, verifying and hashing in one read."""
-    from preservation.sip import stage_payload
-
-    with session_scope(ctx.sessions) as s:
-        sip = service.get_sip(s, sip_id)
-        if sip.state is not SIPState.VALIDATED:
-            return
-        tenant_id = sip.tenant_id
-    bag = sip_bag_dir(ctx, sip)
-    dest = aip_dir(ctx, sip_id) / "data" / "representations" / "rep1"
-    shutil.rmtree(aip_dir(ctx, sip_id), ignore_errors=True)  # a crashed run's leftovers
-    dest.mkdir(parents=True)
-    try:
-        staged = stage_payload(bag, dest, processes=2, progress=progress)
-    except PreservationError as err:
-        reject(ctx, sip_id, [_problem_from_error(err)], stage_name="stage")
-        raise
+    oxum = payload_oxum(bag)
+    warnings = [p.to_dict() for p in report.problems if p.severity == "warning"]
     rows = [
         {
             "original_name": f.relpath,
@@ -217,12 +217,25 @@ def stage(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> None:
         for f in staged
     ]
     algorithms = sorted({alg for f in staged for alg in f.submitted})
+    agents = {"executing program": [SOFTWARE_AGENT]}
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
+        sip.bag_info = info
+        sip.external_identifier = (info.get("External-Identifier") or [None])[0]
+        sip.payload_oxum = f"{oxum.octets}.{oxum.files}" if oxum else None
         service.add_staged_files(s, sip_id, rows)
         sip.file_count = len(rows)
         sip.payload_bytes = sum(r["size"] for r in rows)
-        agents = {"executing program": [SOFTWARE_AGENT]}
+        service.record_event(
+            s,
+            tenant_id=tenant_id,
+            sip_id=sip_id,
+            type="validation",
+            outcome="success" if not warnings else "warning",
+            detail="BagIt RFC 8493 (strict), path safety, fetch.txt completeness",
+            outcome_detail=json.dumps(warnings, ensure_ascii=False) if warnings else "",
+            agents=agents,
+        )
         service.record_event(
             s,
             tenant_id=tenant_id,
@@ -246,6 +259,119 @@ def stage(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> None:
         service.set_sip_state(s, sip, SIPState.STAGED)
 
 
+# -- stage 4: identify ------------------------------------------------------------------------
+
+
+def identify(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> None:
+    """Identify every staged file's format, all files at once across the cores."""
+    from preservation.identify import identify_files
+
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        if sip.state is not SIPState.STAGED:
+            return
+        tenant_id = sip.tenant_id
+        files = [(f.id, f.aip_path or "") for f in service.list_files(s, sip_id=sip_id)]
+    root = aip_dir(ctx, sip_id)
+    progress("identify", 0, len(files))
+    results = identify_files(
+        [root / path for _, path in files],
+        engine_name=ctx.settings.identify_engine,
+        workers=ctx.settings.identify_workers or None,
+        timeout=ctx.settings.identify_timeout,
+    )
+    progress("identify", len(files), len(files))
+    updates = []
+    unknown = failed = 0
+    for (file_id, _), r in zip(files, results, strict=True):
+        unknown += not r.known
+        failed += bool(r.error)
+        updates.append(
+            {
+                "id": file_id,
+                "puid": r.puids[0] if r.puids else None,
+                "format_name": r.format_name,
+                "format_version": r.format_version,
+                "mime": r.mime,
+                "identification_basis": r.basis,
+                "identification": {
+                    "puids": list(r.puids),
+                    "engine": r.engine,
+                    "engine_version": r.engine_version,
+                    "signature_release": r.signature_release,
+                    "warning": r.warning,
+                    "error": r.error,
+                },
+            }
+        )
+    engine = results[0] if results else None
+    tool = f"{engine.engine} {engine.engine_version}" if engine else ctx.settings.identify_engine
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        service.record_identifications(s, updates)
+        if engine:
+            service.ensure_agent(
+                s,
+                tool,
+                name=engine.engine,
+                type="software",
+                version=f"{engine.engine_version} (signatures {engine.signature_release})",
+            )
+        service.record_event(
+            s,
+            tenant_id=tenant_id,
+            sip_id=sip_id,
+            type="format identification",
+            outcome="success" if not unknown else "warning",
+            detail=f"{len(files)} files identified with {tool}"
+            + (f" (signatures {engine.signature_release})" if engine else ""),
+            outcome_detail=(
+                f"{unknown} file(s) not identified, {failed} failed" if unknown else ""
+            ),
+            agents={"executing program": [tool]},
+            objects={"files": len(files)},
+        )
+        service.set_sip_state(s, sip, SIPState.IDENTIFIED)
+
+
+# -- stage 5: describe ------------------------------------------------------------------------
+
+
+def describe(ctx: Context, sip_id: str) -> None:
+    """Give the SIP its AIP id and write the version's METS + PREMIS documents."""
+    from preservation.aip import AIPLayout, copy_schemas, copy_submission
+    from preservation.metadata.description import describe_package
+
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        if sip.state is not SIPState.IDENTIFIED:
+            return
+        aip = service.create_aip(s, sip)
+        tenant = s.get(Tenant, sip.tenant_id)
+        files = service.list_files(s, sip_id=sip_id)
+        events = service.list_events(s, sip_id=sip_id)
+        agents = {a.identifier: a for a in s.scalars(select(Agent))}
+        layout = AIPLayout(aip_dir(ctx, sip_id))
+        layout.create()
+        copy_submission(sip_bag_dir(ctx, sip), layout)
+        copy_schemas(ctx.settings.schemas_dir, layout)
+        describe_package(
+            layout,
+            aip_id=aip.id,
+            version=1,
+            tenant=sip.tenant_id,
+            organisation=tenant.name if tenant else sip.tenant_id,
+            bag_info=sip.bag_info,
+            files=files,
+            events=events,
+            agents=agents,
+        )
+        service.ensure_agent(
+            s, SOFTWARE_AGENT, name="preservation", type="software", version=__version__
+        )
+        service.set_sip_state(s, sip, SIPState.DESCRIBED)
+
+
 # -- stage 6: package --------------------------------------------------------------------------
 
 
@@ -253,8 +379,6 @@ def package(ctx: Context, sip_id: str) -> None:
     """Make the described AIP folder a BagIt bag and serialise it as one pax tar."""
     from preservation.aip import (
         AIPLayout,
-        copy_schemas,
-        copy_submission,
         serialise_aip,
         write_aip_bag,
     )
@@ -273,9 +397,6 @@ def package(ctx: Context, sip_id: str) -> None:
         tenant_id, name, bag_info, aip_id = sip.tenant_id, sip.name, sip.bag_info, aip.id
         version_id = version.id
     layout = AIPLayout(aip_dir(ctx, sip_id))
-    layout.create()
-    copy_submission(sip_bag_dir(ctx, sip), layout)
-    copy_schemas(ctx.settings.schemas_dir, layout)
     summary = write_aip_bag(
         layout.root,
         aip_id=aip_id,
@@ -310,6 +431,64 @@ def package(ctx: Context, sip_id: str) -> None:
         service.set_sip_state(s, sip, SIPState.PACKAGED)
     # The tar is the package now; the unpacked folder would only double the staging space.
     shutil.rmtree(layout.root, ignore_errors=True)
+
+
+# -- stage 7 + 8: store, commit ------------------------------------------------------------
+
+
+def _version_of(ctx: Context, sip_id: str) -> int | None:
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        if sip.state in (SIPState.PACKAGED, SIPState.STORED) and sip.aip_id:
+            return service.create_aip_version(s, service.get_aip(s, sip.aip_id), 1).id
+    return None
+
+
+def store(ctx: Context, sip_id: str, site: str) -> None:
+    """Write the AIP tar to one site and verify it; the two sites run independently."""
+    from preservation.storage.service import store_version
+
+    version_id = _version_of(ctx, sip_id)
+    if version_id is not None:
+        store_version(ctx, version_id, site)
+
+
+def store_all(ctx: Context, sip_id: str) -> None:
+    """The embedded default writes the sites one after the other."""
+    for site in ctx.settings.sites:
+        store(ctx, sip_id, site)
+
+
+def commit(ctx: Context, sip_id: str) -> None:
+    """The AIP becomes active only with two verified copies; then the SIP is released."""
+    from preservation import hotfolder
+    from preservation.storage.service import commit_version, release_staging
+
+    version_id = _version_of(ctx, sip_id)
+    if version_id is None:
+        return
+    if not commit_version(ctx, version_id):
+        raise SiteUnavailableError(
+            "the AIP does not have two verified copies yet; it stays pending", sip_id=sip_id
+        )
+    release_staging(ctx, version_id)
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        service.record_event(
+            s,
+            tenant_id=sip.tenant_id,
+            sip_id=sip_id,
+            aip_id=sip.aip_id,
+            type="ingestion",
+            outcome="success",
+            detail="AIP active with two verified tape copies",
+            agents={"executing program": [SOFTWARE_AGENT]},
+        )
+        service.set_sip_state(s, sip, SIPState.COMMITTED)
+        source = Path(sip.source_path)
+    if _inside(source, ctx.settings.ingest_dir):
+        hotfolder.release(source, keep=ctx.settings.keep_sips)
+    shutil.rmtree(staging_dir(ctx, sip_id), ignore_errors=True)
 
 
 # -- rejection -------------------------------------------------------------------------------
@@ -430,7 +609,7 @@ def _report_text(report: dict[str, Any]) -> str:
     ]
     for p in report["problems"]:
         where = p.get("file") or "(bag)"
-        section = f" [RFC 8493 §{p['section']}]" if p.get("section") else ""
+        section = f" [RFC 8493 §{p['rfc8493']}]" if p.get("rfc8493") else ""
         lines.append(
             f"  {p.get('severity', 'error').upper()}: {where}: {p.get('rule')}: "
             f"{p.get('message')}{section}"
@@ -442,8 +621,31 @@ def _report_text(report: dict[str, Any]) -> str:
 
 STAGES: list[tuple[str, Callable[..., None]]] = [
     ("validate", validate),
-    ("stage", stage),
+    ("identify", identify),
+    ("describe", describe),
+    ("package", package),
+    ("store_all", store_all),
+    ("commit", commit),
 ]
+STAGE_FUNCTIONS: dict[str, Callable[..., None]] = dict(STAGES) | {
+    "store": store,
+    "store_all": store_all,
+}
+
+
+def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
+    """Run one stage by name, recording where a failure happened for `status`."""
+    try:
+        STAGE_FUNCTIONS[name](ctx, sip_id, *args)
+    except InvalidSIPError:
+        raise
+    except Exception as err:
+        with session_scope(ctx.sessions) as s:
+            sip = service.get_sip(s, sip_id)
+            sip.stage = name
+            sip.last_error = f"{type(err).__name__}: {err}"
+            sip.attempts = (sip.attempts or 0) + 1
+        raise
 
 
 def run_ingest(
@@ -452,26 +654,28 @@ def run_ingest(
     """The embedded default: every stage in this process, one after the other."""
     t0 = time.perf_counter()
     sip_id = receive(ctx, path, tenant=tenant)
+    result = run_sip(ctx, sip_id, progress=progress)
+    result.timings["receive"] = time.perf_counter() - t0 - result.timings["total"]
+    result.timings["total"] = time.perf_counter() - t0
+    return result
+
+
+def run_sip(ctx: Context, sip_id: str, *, progress: Progress = _no_progress) -> IngestResult:
+    """Every remaining stage of a received SIP, in this process."""
+    t0 = time.perf_counter()
     result = IngestResult(sip_id=sip_id, state=SIPState.RECEIVED.value)
-    result.timings["receive"] = time.perf_counter() - t0
-    for name, fn in STAGES:
+    for name, _fn in STAGES:
         t = time.perf_counter()
         try:
-            if name in {"stage", "identify"}:
-                fn(ctx, sip_id, progress=progress)
+            if name in {"validate", "identify"}:
+                run_stage(ctx, name, sip_id, progress)
             else:
-                fn(ctx, sip_id)
+                run_stage(ctx, name, sip_id)
         except InvalidSIPError as err:
             result.problems = [
                 p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in err.problems
             ] or [_problem_from_error(err)]
             break
-        except PreservationError as err:
-            with session_scope(ctx.sessions) as s:
-                sip = service.get_sip(s, sip_id)
-                if sip.state is not SIPState.REJECTED:
-                    service.set_sip_state(s, sip, sip.state, stage=name, error=str(err))
-            raise
         finally:
             result.timings[name] = time.perf_counter() - t
     with session_scope(ctx.sessions) as s:

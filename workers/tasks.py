@@ -63,11 +63,6 @@ def validate_sip(self: Task, sip_id: str) -> str:
     return _run("validate", sip_id)
 
 
-@app.task(name="workers.tasks.stage_sip", **STAGE_OPTIONS)
-def stage_sip(self: Task, sip_id: str) -> str:
-    return _run("stage", sip_id)
-
-
 @app.task(name="workers.tasks.identify_sip", **STAGE_OPTIONS)
 def identify_sip(self: Task, sip_id: str) -> str:
     return _run("identify", sip_id)
@@ -94,11 +89,10 @@ def commit_sip(self: Task, sip_id: str) -> str:
 
 
 def ingest_workflow(sip_id: str, sites: tuple[str, ...]) -> Any:
-    """validate → stage → identify → describe → package → (store A ‖ store B) → commit."""
+    """validate+stage → identify → describe → package → (store A ‖ store B) → commit."""
     stores = [store_sip.si(sip_id, site).set(queue=f"store.{site}") for site in sites]
     return chain(
         validate_sip.si(sip_id),
-        stage_sip.si(sip_id),
         identify_sip.si(sip_id),
         describe_sip.si(sip_id),
         package_sip.si(sip_id),
