@@ -35,6 +35,7 @@ from preservation.catalog import SIP, Agent, AIPVersion, File, SIPState, Tenant,
 from preservation.catalog.database import session_scope
 from preservation.context import Context
 from preservation.errors import InvalidSIPError, PreservationError, SiteUnavailableError
+from preservation.failpoints import failpoint
 
 __all__ = [
     "STAGES",
@@ -202,6 +203,7 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
         raise InvalidSIPError(
             f"{sip.name}: {len(report.errors)} problem(s) found", problems=problems, sip_id=sip_id
         )
+    failpoint("validate")
     info = read_bag_info(bag)
     oxum = payload_oxum(bag)
     warnings = [p.to_dict() for p in report.problems if p.severity == "warning"]
@@ -281,6 +283,7 @@ def identify(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
         timeout=ctx.settings.identify_timeout,
     )
     progress("identify", len(files), len(files))
+    failpoint("identify")
     updates = []
     unknown = failed = 0
     for (file_id, _), r in zip(files, results, strict=True):
@@ -409,6 +412,7 @@ def package(ctx: Context, sip_id: str) -> None:
     )
     tar_path = staging_dir(ctx, sip_id) / f"{aip_id}.v1.tar"
     tar = serialise_aip(layout.root, tar_path, arcname=f"{aip_id}.v1")
+    failpoint("package")
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         version = s.get(AIPVersion, version_id)
@@ -471,6 +475,7 @@ def commit(ctx: Context, sip_id: str) -> None:
         raise SiteUnavailableError(
             "the AIP does not have two verified copies yet; it stays pending", sip_id=sip_id
         )
+    failpoint("commit")
     release_staging(ctx, version_id)
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)

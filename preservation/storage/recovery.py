@@ -1,0 +1,543 @@
+"""Reading AIPs back from tape, auditing copies, and repairing what faults broke.
+
+Faults are normal on tape, so reading never trusts one copy: ``recover`` falls
+back to the other site on any read error, mismatch, wrong or unloadable
+cartridge, and every failure it meets is written into the catalogue (copy
+FAILED, cartridge errors counted) so that ``repair`` can act on it.
+
+``repair`` restores the invariant "every version has a verified copy at each
+site, on a healthy cartridge": it reads a good copy from another site (or the
+staging tar, while it still exists), verifies it, writes a fresh copy on
+another cartridge at the damaged site, verifies that, and only then marks the
+old copy DISCARDED. Recalls are batched by cartridge and position so each
+source cartridge is mounted once per batch; the batch is bounded by the
+temporary space it may use under ``staging_dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from preservation.aip.tarball import unpack_aip
+from preservation.catalog import service as catalog
+from preservation.catalog.database import session_scope
+from preservation.catalog.models import (
+    AIP,
+    AIPState,
+    AIPVersion,
+    Cartridge,
+    CartridgeState,
+    CopyStatus,
+    TapeCopy,
+    utcnow,
+)
+from preservation.context import Context
+from preservation.errors import (
+    DeviceBusyError,
+    FixityMismatchError,
+    LTFSFormatError,
+    MediaError,
+    NotFoundError,
+    PreservationError,
+    SiteUnavailableError,
+    StorageError,
+    WrongCartridgeError,
+)
+from preservation.storage import planning
+from preservation.storage.planning import CopyView, ErrorKind, RecallItem, RepairNeed
+from preservation.storage.service import AGENT, note_cartridge_error, release_drives, write_copy
+from preservation.storage.sites import get_site
+
+__all__ = ["AuditResult", "RepairReport", "audit_copy", "recover", "repair"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_BYTES = 64 * 10**9
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    copy_id: int
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RepairReport:
+    """What a repair did; ``ok`` is False when some version is still short of copies."""
+
+    rebuilt: list[dict[str, Any]] = field(default_factory=list)
+    discarded: list[int] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    cartridges_failed: list[str] = field(default_factory=list)
+    cartridges_retired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+
+# -- reading one copy -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CopyRef:
+    copy_id: int
+    version_id: int
+    aip_id: str
+    tenant_id: str
+    number: int
+    site: str
+    barcode: str
+    path: str
+    sha256: str
+    size: int
+    start_block: int | None
+
+
+def _ref(row: TapeCopy) -> _CopyRef:
+    version = row.version
+    return _CopyRef(
+        copy_id=row.id,
+        version_id=version.id,
+        aip_id=version.aip_id,
+        tenant_id=version.aip.tenant_id,
+        number=version.number,
+        site=row.site,
+        barcode=row.barcode,
+        path=row.path,
+        sha256=version.tar_sha256 or row.sha256,
+        size=row.length,
+        start_block=row.start_block,
+    )
+
+
+def _read_copy(ctx: Context, ref: _CopyRef, dest: Path | None) -> None:
+    """Read one copy whole (into ``dest`` if given) and check its sha256 against the catalogue.
+
+    Faults are recorded before they are raised: the copy FAILED on a read error
+    or mismatch, the cartridge's error count (and state) on any medium trouble.
+    """
+    site = get_site(ctx, ref.site)
+    site.check_available()
+    with site.lock:
+        try:
+            volume, _ = site.open_volume(ref.barcode)
+        except WrongCartridgeError:
+            note_cartridge_error(ctx, ref.barcode, ErrorKind.WRONG)
+            raise
+        except (MediaError, LTFSFormatError) as err:
+            note_cartridge_error(ctx, ref.barcode, ErrorKind.LOAD)
+            _record_check(ctx, ref, "failure", f"cartridge cannot be mounted: {err}")
+            raise
+        digest = hashlib.sha256()
+        out = open(dest, "wb") if dest is not None else None  # noqa: SIM115 - closed below
+        try:
+            with volume.open(ref.path, verify=True) as reader:
+                for chunk in reader.iter_chunks():
+                    digest.update(chunk)
+                    if out is not None:
+                        out.write(chunk)
+            actual = digest.hexdigest()
+            if actual != ref.sha256:
+                raise FixityMismatchError(
+                    f"{ref.path} on {ref.barcode}: sha256 {actual}, catalogue {ref.sha256}",
+                    path=ref.path,
+                    barcode=ref.barcode,
+                    aip_id=ref.aip_id,
+                )
+        except (MediaError, FixityMismatchError, FileNotFoundError) as err:
+            _fail_copy(ctx, ref.copy_id, f"read failed: {err}")
+            note_cartridge_error(ctx, ref.barcode, ErrorKind.READ)
+            _record_check(ctx, ref, "failure", str(err))
+            if isinstance(err, MediaError):
+                site.release(ref.barcode)
+            if isinstance(err, FileNotFoundError):
+                raise MediaError(str(err), barcode=ref.barcode, path=ref.path) from err
+            raise
+        finally:
+            if out is not None:
+                out.close()
+
+
+def _fail_copy(ctx: Context, copy_id: int, error: str) -> None:
+    with session_scope(ctx.sessions) as session:
+        row = session.get_one(TapeCopy, copy_id)
+        if row.status == CopyStatus.VERIFIED:
+            row.status = CopyStatus.FAILED
+        row.error = error[:2000]
+
+
+def _record_check(ctx: Context, ref: _CopyRef, outcome: str, detail: str) -> None:
+    with session_scope(ctx.sessions) as session:
+        catalog.record_event(
+            session,
+            tenant_id=ref.tenant_id,
+            aip_id=ref.aip_id,
+            type="fixity check",
+            outcome=outcome,
+            detail=f"v{ref.number} at site {ref.site} on cartridge {ref.barcode}",
+            outcome_detail=detail[:2000],
+            agents={"executing program": [AGENT]},
+            objects={"version": ref.number, "copy": ref.copy_id, "barcode": ref.barcode},
+        )
+
+
+def _load_ref(ctx: Context, copy_id: int) -> _CopyRef:
+    with session_scope(ctx.sessions) as session:
+        row = session.get(TapeCopy, copy_id)
+        if row is None:
+            raise NotFoundError(f"no tape copy {copy_id}")
+        return _ref(row)
+
+
+# -- public: audit, recover ------------------------------------------------------------------
+
+
+def audit_copy(ctx: Context, copy_id: int) -> AuditResult:
+    """Read a copy back and verify it (a fixity audit); failures are recorded for repair."""
+    ref = _load_ref(ctx, copy_id)
+    try:
+        _read_copy(ctx, ref, None)
+    except (SiteUnavailableError, DeviceBusyError):
+        raise  # transient: the audit did not happen
+    except PreservationError as err:
+        return AuditResult(copy_id, False, str(err))
+    with session_scope(ctx.sessions) as session:
+        row = session.get_one(TapeCopy, copy_id)
+        row.verified_at = utcnow()
+    _record_check(ctx, ref, "success", "read back whole; sha256 matched")
+    return AuditResult(copy_id, True, "sha256 matched")
+
+
+def _temp_dir(ctx: Context, what: str) -> Path:
+    path = ctx.settings.staging_dir / what
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: Path) -> Path:
+    """Read an AIP version from whichever site works, verify it, unpack it; return the bag root.
+
+    Copies on healthy cartridges are tried first, a mounted one before one
+    needing a mount; any failure falls through to the next copy.
+    """
+    with session_scope(ctx.sessions) as session:
+        aip = session.get(AIP, aip_id)
+        if aip is None:
+            raise NotFoundError(f"no AIP {aip_id}", aip_id=aip_id)
+        stmt = select(AIPVersion).where(AIPVersion.aip_id == aip_id)
+        if version is None:
+            stmt = stmt.order_by(AIPVersion.number.desc()).limit(1)
+        else:
+            stmt = stmt.where(AIPVersion.number == version)
+        row = session.scalar(stmt)
+        if row is None:
+            raise NotFoundError(f"AIP {aip_id} has no version {version}", aip_id=aip_id)
+        copies = session.execute(
+            select(TapeCopy, Cartridge.state)
+            .join(Cartridge, Cartridge.barcode == TapeCopy.barcode)
+            .where(TapeCopy.aip_version_id == row.id, TapeCopy.status == CopyStatus.VERIFIED)
+        ).all()
+        refs = [(_ref(c), state) for c, state in copies]
+    mounted: set[str] = set()
+    for name in ctx.settings.sites:
+        mounted |= get_site(ctx, name).mounted_barcodes()
+    site_rank = {name: i for i, name in enumerate(ctx.settings.sites)}
+    refs.sort(
+        key=lambda rs: (
+            rs[1] in planning.BAD_CARTRIDGE_STATES,
+            rs[0].barcode not in mounted,
+            site_rank.get(rs[0].site, 99),
+        )
+    )
+    problems: list[str] = []
+    all_transient = True
+    tmp = _temp_dir(ctx, "recall") / f"{uuid.uuid4()}.tar"
+    try:
+        for ref, _state in refs:
+            try:
+                _read_copy(ctx, ref, tmp)
+            except PreservationError as err:
+                problems.append(f"{ref.site}/{ref.barcode}: {err}")
+                all_transient = all_transient and isinstance(
+                    err, SiteUnavailableError | DeviceBusyError
+                )
+                log.warning("recover %s: copy %d unusable: %s", aip_id, ref.copy_id, err)
+                continue
+            return unpack_aip(tmp, Path(dest_dir))
+    finally:
+        tmp.unlink(missing_ok=True)
+    detail = "; ".join(problems) or "no verified copy is catalogued"
+    if problems and all_transient:
+        raise SiteUnavailableError(f"AIP {aip_id}: no site can serve it now ({detail})")
+    raise StorageError(f"AIP {aip_id}: no copy could be read ({detail})", aip_id=aip_id)
+
+
+# -- public: repair ---------------------------------------------------------------------------
+
+
+def repair(ctx: Context, *, max_batch_bytes: int = DEFAULT_BATCH_BYTES) -> RepairReport:
+    """Bring every active or pending version back to a verified copy per site.
+
+    Cartridges with too many errors are failed first, so their copies are
+    rebuilt too; cartridges left with nothing verified on them are retired.
+    A site that is down is skipped (reported), never waited for.
+    """
+    report = RepairReport()
+    report.cartridges_failed = _fail_worn_cartridges(ctx)
+    needs, sizes, staging = _plan(ctx)
+    sites = tuple(ctx.settings.sites)
+    down = {name for name in sites if get_site(ctx, name).is_down()}
+    pending: list[tuple[RepairNeed, list[CopyView]]] = []
+    for need in needs:
+        if need.site in down:
+            report.skipped.append(
+                {
+                    "version_id": need.version_id,
+                    "site": need.site,
+                    "reason": f"site {need.site} is down",
+                }
+            )
+            continue
+        sources = [s for s in need.sources if s.site not in down]
+        if not sources and not staging.get(need.version_id):
+            report.skipped.append(
+                {
+                    "version_id": need.version_id,
+                    "site": need.site,
+                    "reason": "no readable source: no healthy copy elsewhere",
+                }
+            )
+            continue
+        pending.append((need, sources))
+    # Versions whose staging tar still exists are written from it (no recall at all).
+    from_staging = [(n, s) for n, s in pending if staging.get(n.version_id)]
+    from_tape = [(n, s) for n, s in pending if not staging.get(n.version_id)]
+    for need, sources in from_staging:
+        _rebuild(ctx, report, need, Path(staging[need.version_id]), "staging", sources)
+    items = [
+        RecallItem(s[0].barcode, s[0].start_block, index, sizes.get(n.version_id, 0))
+        for index, (n, s) in enumerate(from_tape)
+    ]
+    mounted: set[str] = set()
+    for name in sites:
+        mounted |= get_site(ctx, name).mounted_barcodes()
+    ordered = planning.order_recalls(items, mounted=mounted)
+    for batch in planning.batch_recalls(ordered, max_bytes=max_batch_bytes):
+        _repair_batch(ctx, report, [from_tape[item.key] for item in batch])
+    report.cartridges_retired = _retire_empty_bad_cartridges(ctx)
+    release_drives(ctx)
+    return report
+
+
+def _repair_batch(
+    ctx: Context, report: RepairReport, batch: list[tuple[RepairNeed, list[CopyView]]]
+) -> None:
+    """Read the batch's sources in tape order to temporary files, then write them out."""
+    workdir = _temp_dir(ctx, "repair") / uuid.uuid4().hex
+    workdir.mkdir()
+    try:
+        fetched: list[tuple[RepairNeed, Path, str, list[CopyView]]] = []
+        for need, sources in batch:
+            tmp = workdir / f"{need.version_id}-{need.site}.tar"
+            used = _fetch(ctx, sources, tmp)
+            if used is None:
+                report.failed.append(
+                    {
+                        "version_id": need.version_id,
+                        "site": need.site,
+                        "error": "every source copy failed to read",
+                    }
+                )
+                continue
+            fetched.append((need, tmp, used, sources))
+        # Written in the damaged cartridge's own order, so the new tape mirrors the old one.
+        positions = _positions(ctx, [n.replaces for n, *_ in fetched])
+        fetched.sort(
+            key=lambda f: min((positions.get(c, ("~", 0)) for c in f[0].replaces), default=("~", 0))
+        )
+        for need, tmp, used, sources in fetched:
+            _rebuild(ctx, report, need, tmp, used, sources)
+            tmp.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _fetch(ctx: Context, sources: Iterable[CopyView], dest: Path) -> str | None:
+    for source in sources:
+        try:
+            _read_copy(ctx, _load_ref(ctx, source.copy_id), dest)
+        except PreservationError as err:
+            log.warning("repair: source copy %d unusable: %s", source.copy_id, err)
+            continue
+        return f"copy {source.copy_id} ({source.site}/{source.barcode})"
+    return None
+
+
+def _rebuild(
+    ctx: Context,
+    report: RepairReport,
+    need: RepairNeed,
+    source: Path,
+    source_name: str,
+    sources: list[CopyView],
+) -> None:
+    replaced = ", ".join(str(c) for c in need.replaces) or "none"
+    try:
+        new = write_copy(
+            ctx,
+            need.version_id,
+            need.site,
+            source,
+            reason=f"repair (replaces copies {replaced})",
+            avoid=need.avoid,
+        )
+    except FixityMismatchError as err:
+        if source_name == "staging" and sources:  # staging tar damaged: fall back to tape
+            tmp = _temp_dir(ctx, "repair") / f"{uuid.uuid4()}.tar"
+            try:
+                used = _fetch(ctx, sources, tmp)
+                if used is not None:
+                    _rebuild(ctx, report, need, tmp, used, [])
+                    return
+            finally:
+                tmp.unlink(missing_ok=True)
+        report.failed.append({"version_id": need.version_id, "site": need.site, "error": str(err)})
+        return
+    except PreservationError as err:
+        report.failed.append({"version_id": need.version_id, "site": need.site, "error": str(err)})
+        return
+    with session_scope(ctx.sessions) as session:
+        for copy_id in need.replaces:
+            row = session.get_one(TapeCopy, copy_id)
+            if row.id != new.id and row.status != CopyStatus.DISCARDED:
+                row.status = CopyStatus.DISCARDED
+                row.error = f"replaced by copy {new.id} on {new.barcode}"
+                report.discarded.append(copy_id)
+    report.rebuilt.append(
+        {
+            "version_id": need.version_id,
+            "site": need.site,
+            "copy_id": new.id,
+            "barcode": new.barcode,
+            "source": source_name,
+            "replaces": list(need.replaces),
+        }
+    )
+
+
+def _positions(ctx: Context, groups: list[tuple[int, ...]]) -> dict[int, tuple[str, int]]:
+    ids = [i for g in groups for i in g]
+    if not ids:
+        return {}
+    with session_scope(ctx.sessions) as session:
+        return {
+            cid: (barcode, block or 0)
+            for cid, barcode, block in session.execute(
+                select(TapeCopy.id, TapeCopy.barcode, TapeCopy.start_block).where(
+                    TapeCopy.id.in_(ids)
+                )
+            )
+        }
+
+
+def _plan(ctx: Context) -> tuple[list[RepairNeed], dict[int, int], dict[int, str]]:
+    """The catalogue's copies as plain values, and the pure planner's verdict on them."""
+    with session_scope(ctx.sessions) as session:
+        rows = session.execute(
+            select(
+                TapeCopy.id,
+                TapeCopy.aip_version_id,
+                TapeCopy.site,
+                TapeCopy.barcode,
+                TapeCopy.status,
+                Cartridge.state,
+                TapeCopy.start_block,
+                AIPVersion.tar_size,
+                AIPVersion.staging_path,
+            )
+            .join(Cartridge, Cartridge.barcode == TapeCopy.barcode)
+            .join(AIPVersion, AIPVersion.id == TapeCopy.aip_version_id)
+            .join(AIP, AIP.id == AIPVersion.aip_id)
+            .where(
+                AIP.state.in_([AIPState.ACTIVE, AIPState.PENDING]),
+                AIPVersion.tar_sha256.is_not(None),
+            )
+        ).all()
+    copies: dict[int, list[CopyView]] = {}
+    sizes: dict[int, int] = {}
+    staging: dict[int, str] = {}
+    for cid, vid, site, barcode, status, cstate, block, size, staging_path in rows:
+        if status == CopyStatus.DISCARDED or status == CopyStatus.WRITING:
+            copies.setdefault(vid, [])
+        else:
+            copies.setdefault(vid, []).append(
+                CopyView(cid, vid, site, barcode, status, cstate, block)
+            )
+        sizes[vid] = size or 0
+        if staging_path and Path(staging_path).is_file():
+            staging[vid] = staging_path
+    # A version with no copy ever verified is the store stage's work, not repair's.
+    copies = {v: c for v, c in copies.items() if c}
+    return planning.plan_repairs(copies, tuple(ctx.settings.sites)), sizes, staging
+
+
+def _fail_worn_cartridges(ctx: Context) -> list[str]:
+    with session_scope(ctx.sessions) as session:
+        worn = list(
+            session.scalars(
+                select(Cartridge).where(
+                    Cartridge.errors >= planning.FAILED_AFTER_ERRORS,
+                    Cartridge.state.not_in([CartridgeState.FAILED, CartridgeState.RETIRED]),
+                )
+            )
+        )
+        for cartridge in worn:
+            cartridge.state = CartridgeState.FAILED
+        return [c.barcode for c in worn]
+
+
+def _retire_empty_bad_cartridges(ctx: Context) -> list[str]:
+    """Suspect or failed cartridges whose copies were all rebuilt elsewhere leave service."""
+    with session_scope(ctx.sessions) as session:
+        bad = list(
+            session.scalars(
+                select(Cartridge).where(
+                    Cartridge.state.in_([CartridgeState.SUSPECT, CartridgeState.FAILED])
+                )
+            )
+        )
+        retired = []
+        for cartridge in bad:
+            live = session.scalar(
+                select(TapeCopy.id)
+                .where(
+                    TapeCopy.barcode == cartridge.barcode,
+                    TapeCopy.status.in_([CopyStatus.VERIFIED, CopyStatus.WRITING]),
+                )
+                .limit(1)
+            )
+            if live is None:
+                cartridge.state = CartridgeState.RETIRED
+                retired.append(cartridge.barcode)
+        return retired

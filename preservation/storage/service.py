@@ -1,0 +1,739 @@
+"""Archival storage stages: store an AIP version at one site, commit it, release staging.
+
+The promise read from the catalogue is "two verified copies, at two sites, on
+different cartridges". These functions keep it under crashes by ordering their
+commits:
+
+1. a ``TapeCopy`` row in state WRITING is committed *before* any byte goes to
+   tape, so a crash leaves a visible row that never counts as a copy;
+2. the tar is streamed once (hashed while written), the LTFS index synced, the
+   file read back and its sha256 compared; only then is the row VERIFIED;
+3. ``commit_version`` makes the AIP active only when every configured site has a
+   verified copy on its own cartridge; ``release_staging`` deletes the staging
+   tar only after that.
+
+A rerun after a crash discards stale WRITING rows for the same (version, site)
+and starts again (or adopts the file if the crash came after the index sync).
+Each stage function takes ids, opens its own short transactions and is safe
+to run again. Faults are expected: a cartridge that is full, will not load,
+holds the wrong volume, or fails to write or read back is noted in the
+catalogue and the next cartridge of the pool is tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from preservation import __version__
+from preservation.catalog import service as catalog
+from preservation.catalog.database import session_scope
+from preservation.catalog.models import (
+    AIP,
+    AIPState,
+    AIPVersion,
+    Cartridge,
+    CartridgeState,
+    CopyStatus,
+    TapeCopy,
+    utcnow,
+)
+from preservation.context import Context
+from preservation.errors import (
+    ConfigurationError,
+    DeviceBusyError,
+    FixityMismatchError,
+    LTFSFormatError,
+    MediaError,
+    NotFoundError,
+    StorageError,
+    TapeFullError,
+    WrongCartridgeError,
+)
+from preservation.storage import planning
+from preservation.storage.ltfs import BLOCK_SIZE, LTFSVolume
+from preservation.storage.planning import CartridgeView, ErrorKind
+from preservation.storage.sites import CACHE_KEY, Site, get_site
+
+__all__ = [
+    "AGENT",
+    "CopyInfo",
+    "commit_version",
+    "has_safe_copies",
+    "list_cartridges",
+    "note_cartridge_error",
+    "read_back",
+    "release_drives",
+    "release_staging",
+    "show_cartridge",
+    "store_version",
+    "volume_path",
+    "write_copy",
+]
+
+log = logging.getLogger(__name__)
+
+AGENT = f"preservation {__version__}"
+MAX_ATTEMPTS = 4  # cartridges tried for one copy before the store gives up
+
+
+@dataclass(frozen=True)
+class CopyInfo:
+    """One tape copy as callers see it (a plain snapshot, not a live ORM row)."""
+
+    id: int
+    version_id: int
+    site: str
+    barcode: str
+    volume_uuid: str | None
+    path: str
+    start_block: int | None
+    length: int
+    sha256: str
+    status: str
+    written_at: datetime | None
+    verified_at: datetime | None
+    error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: TapeCopy) -> CopyInfo:
+        return cls(
+            id=row.id,
+            version_id=row.aip_version_id,
+            site=row.site,
+            barcode=row.barcode,
+            volume_uuid=row.volume_uuid,
+            path=row.path,
+            start_block=row.start_block,
+            length=row.length,
+            sha256=row.sha256,
+            status=str(row.status.value),
+            written_at=row.written_at,
+            verified_at=row.verified_at,
+            error=row.error,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("written_at", "verified_at"):
+            if out[key] is not None:
+                out[key] = out[key].isoformat()
+        return out
+
+
+def volume_path(tenant_id: str, aip_id: str, number: int) -> str:
+    """Where a version lives on every cartridge: readable without our catalogue."""
+    return f"/{tenant_id}/{aip_id}/v{number}.tar"
+
+
+# -- stage: store ------------------------------------------------------------------------------
+
+
+def store_version(ctx: Context, version_id: int, site: str) -> CopyInfo:
+    """Write the version's staging tar to ``site``, read it back, and record a verified copy.
+
+    Idempotent: an existing verified copy at the site is returned untouched.
+    Raises SiteUnavailableError (transient) when the site is down, so the task
+    is retried and the AIP stays pending.
+    """
+    if site not in ctx.settings.sites:
+        raise ConfigurationError(f"unknown site {site!r}; configured: {ctx.settings.sites}")
+    with session_scope(ctx.sessions) as session:
+        version = _version(session, version_id)
+        existing = _verified_at_site(session, version_id, site)
+        if existing is not None:
+            return CopyInfo.from_row(existing)
+        staging = version.staging_path
+        aip_id = version.aip_id
+    the_site = get_site(ctx, site)
+    the_site.check_available()
+    if not staging or not Path(staging).is_file():
+        raise StorageError(
+            f"AIP {aip_id} version {version_id}: the staging tar is gone and site {site} has "
+            "no verified copy; run the repair, which copies from the other site",
+            aip_id=aip_id,
+            path=staging,
+        )
+    return write_copy(ctx, version_id, site, Path(staging), reason="store")
+
+
+def write_copy(
+    ctx: Context,
+    version_id: int,
+    site: str,
+    source: Path,
+    *,
+    reason: str = "store",
+    avoid: Collection[str] = (),
+) -> CopyInfo:
+    """Put one verified copy of the version on a cartridge of ``site``, from ``source``.
+
+    The engine shared by the store stage and repair: picks cartridges with
+    :func:`planning.candidate_cartridges`, tries them in turn, and notes every
+    cartridge fault in the catalogue. ``source`` must hold exactly the
+    version's recorded bytes (its sha256 is checked while writing).
+    """
+    the_site = get_site(ctx, site)
+    with the_site.lock:
+        the_site.check_available()
+        with session_scope(ctx.sessions) as session:
+            version = _version(session, version_id)
+            if version.tar_sha256 is None or version.tar_size is None:
+                raise StorageError(
+                    f"AIP {version.aip_id} v{version.number} has no recorded tar digest",
+                    aip_id=version.aip_id,
+                )
+            aip = version.aip
+            job = _Job(
+                version_id=version_id,
+                aip_id=aip.id,
+                tenant_id=aip.tenant_id,
+                number=version.number,
+                path=volume_path(aip.tenant_id, aip.id, version.number),
+                sha256=version.tar_sha256,
+                size=version.tar_size,
+                site=site,
+                reason=reason,
+            )
+            _discard_stale_writes(session, version_id, site)
+            exclude = set(avoid) | _barcodes_to_avoid(session, version_id, site)
+        return _write_with_retries(ctx, the_site, job, source, exclude)
+
+
+@dataclass(frozen=True)
+class _Job:
+    version_id: int
+    aip_id: str
+    tenant_id: str
+    number: int
+    path: str
+    sha256: str
+    size: int
+    site: str
+    reason: str
+
+
+def _write_with_retries(
+    ctx: Context, site: Site, job: _Job, source: Path, exclude: set[str]
+) -> CopyInfo:
+    problems: list[str] = []
+    busy = 0
+    attempts = 0
+    tried: set[str] = set()
+    while attempts < MAX_ATTEMPTS:
+        with session_scope(ctx.sessions) as session:
+            views = _cartridge_views(session, site)
+        candidates = planning.candidate_cartridges(views, job.size, exclude=exclude | tried)
+        if not candidates:
+            break
+        barcode = candidates[0]
+        tried.add(barcode)
+        attempts += 1
+        try:
+            return _attempt(ctx, site, job, source, barcode)
+        except _Skip as skip:
+            problems.append(f"{barcode}: {skip}")
+            if skip.busy:
+                busy += 1
+                attempts -= 1  # a busy cartridge is not a failed attempt
+    detail = "; ".join(problems) or "no writable cartridge has room"
+    _record_replication(ctx, job, None, "failure", detail)
+    if busy and busy == len(problems):
+        raise DeviceBusyError(
+            f"site {job.site}: every usable cartridge or drive is busy ({detail})",
+            aip_id=job.aip_id,
+        )
+    raise StorageError(
+        f"AIP {job.aip_id} v{job.number}: no copy could be written at site {job.site} ({detail})",
+        aip_id=job.aip_id,
+        site=job.site,
+    )
+
+
+class _Skip(Exception):
+    """This cartridge cannot take the copy now; try the next one."""
+
+    def __init__(self, message: str, *, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
+
+
+def _attempt(ctx: Context, site: Site, job: _Job, source: Path, barcode: str) -> CopyInfo:
+    volume = _open_for_write(ctx, site, barcode)
+    adopted = False
+    if volume.exists(job.path):
+        entry = volume.stat(job.path)
+        if entry.sha256 != job.sha256 or entry.size != job.size:
+            raise _Skip(f"{job.path} already holds other bytes (an earlier failed copy)")
+        adopted = True  # a crash came after the index sync: the file is whole, verify it
+    elif volume.free_bytes < job.size:
+        _set_cartridge(ctx, barcode, state=CartridgeState.FULL, volume=volume)
+        raise _Skip("not enough room left")
+    copy_id = _new_copy_row(ctx, job, barcode, volume)
+    if not adopted:
+        _write_file(ctx, site, job, source, barcode, volume, copy_id)
+    entry = volume.stat(job.path)
+    with session_scope(ctx.sessions) as session:
+        row = session.get_one(TapeCopy, copy_id)
+        row.start_block = entry.start_block
+        row.volume_uuid = volume.volume_uuid
+        row.written_at = row.written_at or utcnow()
+        _update_usage(session, barcode, volume)
+    try:
+        read_back(volume, job.path, job.sha256)
+    except (MediaError, FixityMismatchError) as err:
+        _fail_copy(ctx, copy_id, CopyStatus.FAILED, f"read-back failed: {err}")
+        note_cartridge_error(ctx, barcode, ErrorKind.READ)
+        _record_replication(ctx, job, barcode, "failure", f"read-back failed: {err}")
+        if isinstance(err, MediaError):
+            site.release(barcode)
+        raise _Skip(f"read-back failed: {err}") from err
+    with session_scope(ctx.sessions) as session:
+        row = session.get_one(TapeCopy, copy_id)
+        row.status = CopyStatus.VERIFIED
+        row.verified_at = utcnow()
+        row.error = None
+        _record_replication_in(
+            session, job, barcode, "success", "written, read back, sha256 matched"
+        )
+        info = CopyInfo.from_row(row)
+    log.info("stored %s v%d at %s on %s", job.aip_id, job.number, job.site, barcode)
+    return info
+
+
+def _open_for_write(ctx: Context, site: Site, barcode: str) -> LTFSVolume:
+    with session_scope(ctx.sessions) as session:
+        cartridge = session.get_one(Cartridge, barcode)
+        scratch = cartridge.state == CartridgeState.SCRATCH
+    try:
+        volume, _formatted = site.open_volume(barcode, format_blank=scratch)
+    except DeviceBusyError as err:
+        raise _Skip(str(err), busy=True) from err
+    except WrongCartridgeError as err:
+        note_cartridge_error(ctx, barcode, ErrorKind.WRONG)
+        raise _Skip(f"wrong cartridge in the drive: {err}") from err
+    except (MediaError, LTFSFormatError) as err:
+        note_cartridge_error(ctx, barcode, ErrorKind.LOAD)
+        raise _Skip(f"cannot be mounted: {err}") from err
+    except StorageError as err:
+        note_cartridge_error(ctx, barcode, ErrorKind.LOAD)
+        raise _Skip(str(err)) from err
+    if scratch:
+        _set_cartridge(ctx, barcode, state=CartridgeState.FILLING, volume=volume)
+    if volume.read_only:
+        _set_cartridge(ctx, barcode, state=CartridgeState.FULL, volume=volume)
+        raise _Skip("mounted read-only (write protected)")
+    return volume
+
+
+def _write_file(
+    ctx: Context,
+    site: Site,
+    job: _Job,
+    source: Path,
+    barcode: str,
+    volume: LTFSVolume,
+    copy_id: int,
+) -> None:
+    clock = site.library.clock
+    started: list[float] = []  # clock and wall time when the first block went to the drive
+
+    def mark_start() -> None:
+        started.extend((clock.now(), time.perf_counter()))
+
+    try:
+        # LTFS takes memoryview chunks (its Source type says bytes only: asked to widen it).
+        chunks = _read_chunks(source, mark_start)
+        entry = volume.write_file(job.path, chunks, size=job.size)  # type: ignore[arg-type]
+        if started:
+            tape_seconds = clock.now() - started[0]
+            host_seconds = time.perf_counter() - started[1]
+        else:
+            tape_seconds = host_seconds = 0.0
+        if entry.sha256 != job.sha256:
+            volume.sync()
+            _fail_copy(ctx, copy_id, CopyStatus.FAILED, "the staging tar changed")
+            raise FixityMismatchError(
+                f"AIP {job.aip_id} v{job.number}: the source tar's sha256 is {entry.sha256}, "
+                f"the catalogue recorded {job.sha256}; the source is damaged",
+                aip_id=job.aip_id,
+                path=source,
+                expected=job.sha256,
+                actual=entry.sha256,
+            )
+        volume.sync()  # the sync point: the file is now findable after any crash
+        site.library.flush(barcode)
+    except TapeFullError as err:
+        _fail_copy(ctx, copy_id, CopyStatus.DISCARDED, f"end of medium: {err}")
+        _set_cartridge(ctx, barcode, state=CartridgeState.FULL, volume=None)
+        site.release(barcode)
+        raise _Skip(f"full: {err}") from err
+    except MediaError as err:
+        _fail_copy(ctx, copy_id, CopyStatus.FAILED, f"write failed: {err}")
+        note_cartridge_error(ctx, barcode, ErrorKind.WRITE)
+        _record_replication(ctx, job, barcode, "failure", f"write failed: {err}")
+        site.release(barcode)
+        raise _Skip(f"write failed: {err}") from err
+    site.stats.record(job.size, tape_seconds, host_seconds)
+
+
+def _read_chunks(path: Path, on_first: Callable[[], None]) -> Iterator[memoryview]:
+    """The source file in whole LTFS blocks, read into one reused buffer (no copies).
+
+    LTFS writes whole blocks straight from the caller's buffer, so reuse is
+    safe; ``on_first`` fires once the tape is positioned and data starts to
+    flow, which is where the streaming rate is measured from.
+    """
+    buffer = bytearray(8 * BLOCK_SIZE)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        first = True
+        while True:
+            filled = 0
+            while filled < len(buffer):
+                got = handle.readinto(view[filled:])
+                if not got:
+                    break
+                filled += got
+            if not filled:
+                return
+            if first:
+                on_first()
+                first = False
+            yield view[:filled]
+            if filled < len(buffer):
+                return
+
+
+def read_back(volume: LTFSVolume, path: str, expected_sha256: str) -> None:
+    """Read a file whole from tape and check it against the catalogue's sha256.
+
+    The reader hashes as it goes and raises FixityMismatchError against the
+    index's own ``ltfs.hash.sha256sum``; comparing that attribute with the
+    catalogue's digest closes the loop without hashing twice.
+    """
+    with volume.open(path, verify=True) as reader:
+        if reader.expected_sha256 != expected_sha256:
+            raise FixityMismatchError(
+                f"{path} on {volume.barcode}: the index records sha256 {reader.expected_sha256}, "
+                f"the catalogue {expected_sha256}",
+                path=path,
+                barcode=volume.barcode,
+            )
+        for _chunk in reader.iter_chunks():
+            pass
+
+
+# -- stage: commit -------------------------------------------------------------------------------
+
+
+def has_safe_copies(session: Session, version_id: int, sites: Collection[str]) -> bool:
+    """True when each site has a verified copy on a healthy cartridge, all cartridges distinct."""
+    rows = session.execute(
+        select(TapeCopy.site, TapeCopy.barcode)
+        .join(Cartridge, Cartridge.barcode == TapeCopy.barcode)
+        .where(
+            TapeCopy.aip_version_id == version_id,
+            TapeCopy.status == CopyStatus.VERIFIED,
+            Cartridge.state.not_in(list(planning.BAD_CARTRIDGE_STATES)),
+        )
+    ).all()
+    by_site: dict[str, set[str]] = {}
+    for site, barcode in rows:
+        by_site.setdefault(site, set()).add(barcode)
+    if any(not by_site.get(site) for site in sites):
+        return False
+    chosen: set[str] = set()
+    for site in sites:  # sites have separate pools; this guards a misconfigured catalogue
+        free = by_site[site] - chosen
+        if not free:
+            return False
+        chosen.add(min(free))
+    return True
+
+
+def commit_version(ctx: Context, version_id: int) -> bool:
+    """Make the AIP active once the version is safe at every site; False means "not yet".
+
+    No AIP is ever called safe with one copy: a site that is down leaves the
+    version uncommitted and the AIP pending.
+    """
+    sites = tuple(ctx.settings.sites)
+    with session_scope(ctx.sessions) as session:
+        version = session.scalar(
+            select(AIPVersion).where(AIPVersion.id == version_id).with_for_update()
+        )
+        if version is None:
+            raise NotFoundError(f"no AIP version {version_id}")
+        if not has_safe_copies(session, version_id, sites):
+            return False
+        if version.committed_at is None:
+            version.committed_at = utcnow()
+        aip = session.scalar(select(AIP).where(AIP.id == version.aip_id).with_for_update())
+        assert aip is not None
+        uncommitted = session.scalar(
+            select(func.count())
+            .select_from(AIPVersion)
+            .where(AIPVersion.aip_id == aip.id, AIPVersion.committed_at.is_(None))
+        )
+        if not uncommitted and aip.state != AIPState.ACTIVE:
+            aip.state = AIPState.ACTIVE
+        return True
+
+
+def release_staging(ctx: Context, version_id: int) -> bool:
+    """Delete the staging tar once the version is committed; True if it is gone."""
+    with session_scope(ctx.sessions) as session:
+        version = _version(session, version_id)
+        if version.committed_at is None or not has_safe_copies(
+            session, version_id, tuple(ctx.settings.sites)
+        ):
+            return False
+        staging = version.staging_path
+    if staging:
+        Path(staging).unlink(missing_ok=True)
+        with session_scope(ctx.sessions) as session:
+            _version(session, version_id).staging_path = None
+    return True
+
+
+def release_drives(ctx: Context) -> None:
+    """End every site's batch: write index partitions and return cartridges to their slots."""
+    for site in ctx.cache.get(CACHE_KEY, {}).values():
+        with site.lock:
+            site.release_all()
+
+
+# -- cartridges for the CLI -------------------------------------------------------------------
+
+
+def _cartridge_dict(c: Cartridge, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "barcode": c.barcode,
+        "site": c.site,
+        "state": str(c.state.value),
+        "volume_uuid": c.volume_uuid,
+        "capacity": c.capacity,
+        "used": c.used,
+        "free": max(0, c.capacity - c.used),
+        "errors": c.errors,
+        "copies": counts,
+        "updated_at": c.updated_at.isoformat() if c.updated_at else None,
+    }
+
+
+def list_cartridges(ctx: Context, site: str | None = None) -> list[dict[str, Any]]:
+    """Every catalogued cartridge with its state and copy counts (``preservation tape ls``)."""
+    _ensure_sites(ctx)
+    with session_scope(ctx.sessions) as session:
+        stmt = select(Cartridge).order_by(Cartridge.site, Cartridge.barcode)
+        if site:
+            stmt = stmt.where(Cartridge.site == site)
+        counts: dict[str, dict[str, int]] = {}
+        for barcode, status, n in session.execute(
+            select(TapeCopy.barcode, TapeCopy.status, func.count()).group_by(
+                TapeCopy.barcode, TapeCopy.status
+            )
+        ):
+            counts.setdefault(barcode, {})[str(status.value)] = n
+        return [_cartridge_dict(c, counts.get(c.barcode, {})) for c in session.scalars(stmt)]
+
+
+def show_cartridge(ctx: Context, barcode: str) -> dict[str, Any]:
+    """One cartridge and its copies in tape order (``preservation tape show BARCODE``)."""
+    _ensure_sites(ctx)
+    with session_scope(ctx.sessions) as session:
+        cartridge = session.get(Cartridge, barcode)
+        if cartridge is None:
+            raise NotFoundError(f"no cartridge {barcode}", barcode=barcode)
+        rows = session.execute(
+            select(TapeCopy, AIPVersion.aip_id, AIPVersion.number)
+            .join(AIPVersion, AIPVersion.id == TapeCopy.aip_version_id)
+            .where(TapeCopy.barcode == barcode)
+            .order_by(TapeCopy.start_block, TapeCopy.id)
+        ).all()
+        out = _cartridge_dict(cartridge, {})
+        contents = []
+        for copy, aip_id, number in rows:
+            item = CopyInfo.from_row(copy).to_dict()
+            item.update(aip_id=aip_id, version=number)
+            contents.append(item)
+            status = item["status"]
+            out["copies"][status] = out["copies"].get(status, 0) + 1
+        out["contents"] = contents
+        return out
+
+
+def _ensure_sites(ctx: Context) -> None:
+    """Make sure cartridges are registered (sites build on first use)."""
+    for name in ctx.settings.sites:
+        get_site(ctx, name)
+
+
+# -- catalogue helpers ----------------------------------------------------------------------------
+
+
+def note_cartridge_error(ctx: Context, barcode: str, kind: ErrorKind) -> CartridgeState:
+    """Count an error against a cartridge and move its state as planning decides."""
+    with session_scope(ctx.sessions) as session:
+        cartridge = session.scalar(
+            select(Cartridge).where(Cartridge.barcode == barcode).with_for_update()
+        )
+        if cartridge is None:
+            raise NotFoundError(f"no cartridge {barcode}", barcode=barcode)
+        cartridge.errors = (cartridge.errors or 0) + 1
+        new = planning.state_after_error(cartridge.state, cartridge.errors, kind)
+        if new != cartridge.state:
+            log.warning(
+                "cartridge %s: %s -> %s after a %s error", barcode, cartridge.state, new, kind
+            )
+            cartridge.state = new
+        return new
+
+
+def _version(session: Session, version_id: int) -> AIPVersion:
+    version = session.get(AIPVersion, version_id)
+    if version is None:
+        raise NotFoundError(f"no AIP version {version_id}")
+    return version
+
+
+def _verified_at_site(session: Session, version_id: int, site: str) -> TapeCopy | None:
+    return session.scalar(
+        select(TapeCopy)
+        .join(Cartridge, Cartridge.barcode == TapeCopy.barcode)
+        .where(
+            TapeCopy.aip_version_id == version_id,
+            TapeCopy.site == site,
+            TapeCopy.status == CopyStatus.VERIFIED,
+            Cartridge.state.not_in(list(planning.BAD_CARTRIDGE_STATES)),
+        )
+        .order_by(TapeCopy.id)
+        .limit(1)
+    )
+
+
+def _discard_stale_writes(session: Session, version_id: int, site: str) -> None:
+    """WRITING rows left by a crashed attempt never count; mark them as such."""
+    for row in session.scalars(
+        select(TapeCopy).where(
+            TapeCopy.aip_version_id == version_id,
+            TapeCopy.site == site,
+            TapeCopy.status == CopyStatus.WRITING,
+        )
+    ):
+        row.status = CopyStatus.DISCARDED
+        row.error = "interrupted before verification (crash); superseded by a new attempt"
+
+
+def _barcodes_to_avoid(session: Session, version_id: int, site: str) -> set[str]:
+    """Cartridges that must not take this copy: another site's, or one that already failed it."""
+    avoid: set[str] = set()
+    for barcode, copy_site, status in session.execute(
+        select(TapeCopy.barcode, TapeCopy.site, TapeCopy.status).where(
+            TapeCopy.aip_version_id == version_id
+        )
+    ):
+        if copy_site != site or status in (CopyStatus.FAILED, CopyStatus.VERIFIED):
+            avoid.add(barcode)
+    return avoid
+
+
+def _cartridge_views(session: Session, site: Site) -> list[CartridgeView]:
+    mounted = site.mounted_barcodes()
+    return [
+        CartridgeView(
+            barcode=c.barcode,
+            state=c.state,
+            free=max(0, c.capacity - c.used),
+            mounted=c.barcode in mounted,
+            errors=c.errors,
+        )
+        for c in session.scalars(select(Cartridge).where(Cartridge.site == site.name))
+    ]
+
+
+def _new_copy_row(ctx: Context, job: _Job, barcode: str, volume: LTFSVolume) -> int:
+    with session_scope(ctx.sessions) as session:
+        row = TapeCopy(
+            aip_version_id=job.version_id,
+            site=job.site,
+            barcode=barcode,
+            volume_uuid=volume.volume_uuid,
+            path=job.path,
+            length=job.size,
+            sha256=job.sha256,
+            status=CopyStatus.WRITING,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _fail_copy(ctx: Context, copy_id: int, status: CopyStatus, error: str) -> None:
+    with session_scope(ctx.sessions) as session:
+        row = session.get_one(TapeCopy, copy_id)
+        row.status = status
+        row.error = error[:2000]
+
+
+def _update_usage(session: Session, barcode: str, volume: LTFSVolume) -> None:
+    cartridge = session.get_one(Cartridge, barcode)
+    space = volume.device.status().partitions[1]
+    if space.capacity is not None:
+        cartridge.capacity = space.capacity
+        cartridge.used = max(0, space.capacity - volume.free_bytes)
+
+
+def _set_cartridge(
+    ctx: Context, barcode: str, *, state: CartridgeState, volume: LTFSVolume | None
+) -> None:
+    with session_scope(ctx.sessions) as session:
+        cartridge = session.get_one(Cartridge, barcode)
+        if cartridge.state not in (
+            CartridgeState.SUSPECT,
+            CartridgeState.FAILED,
+            CartridgeState.RETIRED,
+        ):
+            cartridge.state = state
+        if volume is not None:
+            cartridge.volume_uuid = volume.volume_uuid
+            _update_usage(session, barcode, volume)
+
+
+def _record_replication(
+    ctx: Context, job: _Job, barcode: str | None, outcome: str, detail: str
+) -> None:
+    with session_scope(ctx.sessions) as session:
+        _record_replication_in(session, job, barcode, outcome, detail)
+
+
+def _record_replication_in(
+    session: Session, job: _Job, barcode: str | None, outcome: str, detail: str
+) -> None:
+    catalog.record_event(
+        session,
+        tenant_id=job.tenant_id,
+        aip_id=job.aip_id,
+        type="replication",
+        outcome=outcome,
+        detail=f"{job.reason}: v{job.number} to site {job.site}"
+        + (f" cartridge {barcode}" if barcode else ""),
+        outcome_detail=detail[:2000],
+        agents={"executing program": [AGENT]},
+        objects={
+            "version": job.number,
+            "site": job.site,
+            "barcode": barcode,
+            "path": job.path,
+            "sha256": job.sha256,
+        },
+    )

@@ -1,0 +1,188 @@
+"""fido through ``FidoEngine``: the PUIDs fido really gives, loaded once, same as stock fido."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import fido as fido_pkg  # type: ignore[import-untyped]
+import pytest
+
+from bench.samples import KINDS
+from preservation.identify import FidoEngine, Identification
+from preservation.identify import fido as fido_module
+
+# kind -> (PUID fido 1.6.1 with PRONOM v109 gives, basis). Observed, then pinned.
+EXPECTED = {
+    "png": ("fmt/11", "signature"),
+    "tiff": ("fmt/353", "signature"),
+    "jpeg": ("fmt/43", "signature"),
+    "gif": ("fmt/3", "signature"),
+    "bmp": ("fmt/116", "signature"),
+    "webp": ("fmt/566", "signature"),
+    "ico": ("x-fmt/418", "extension"),
+    "pdf": ("fmt/18", "signature"),
+    "wav": ("fmt/141", "signature"),
+    "csv": ("x-fmt/18", "extension"),
+    "txt": ("x-fmt/111", "extension"),
+    "xml": ("fmt/101", "signature"),
+    "html": ("fmt/471", "signature"),
+    "json": ("fmt/1311", "extension"),
+    "svg": ("fmt/92", "signature"),
+    "rtf": ("fmt/45", "signature"),
+    "docx": ("fmt/412", "container"),
+    "xlsx": ("fmt/214", "container"),
+    "pptx": ("fmt/215", "container"),
+    "odt": ("fmt/290", "signature"),
+    "ods": ("fmt/294", "signature"),
+    "zip": ("x-fmt/263", "signature"),
+    "gzip": ("x-fmt/266", "signature"),
+    "tar": ("x-fmt/265", "signature"),
+    "unknown": ("fmt/208", "extension"),
+}
+
+
+@pytest.fixture(scope="module")
+def engine() -> FidoEngine:
+    return FidoEngine()
+
+
+def test_every_sample_kind_has_an_expectation() -> None:
+    assert set(EXPECTED) == set(KINDS)
+    assert len(KINDS) >= 20
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_sample_kind_gets_its_puid(engine: FidoEngine, samples: dict[str, Path], kind: str) -> None:
+    puid, basis = EXPECTED[kind]
+    [result] = engine.identify_batch([samples[kind]])
+    assert result.puid == puid, result
+    assert result.basis == basis
+    assert result.known and result.error is None
+    assert result.path == samples[kind]
+    if basis == "extension":
+        assert "extension only" in (result.warning or "")
+
+
+@pytest.mark.parametrize("kind", ["docx", "xlsx", "pptx", "odt", "ods"])
+def test_office_packages_are_not_reported_as_plain_zip(
+    engine: FidoEngine, samples: dict[str, Path], kind: str
+) -> None:
+    [result] = engine.identify_batch([samples[kind]])
+    assert "x-fmt/263" not in result.puids
+    assert any(family in (result.mime or "") for family in ("openxmlformats", "opendocument"))
+
+
+def test_results_carry_tool_and_signature_versions(
+    engine: FidoEngine, samples: dict[str, Path]
+) -> None:
+    [result] = engine.identify_batch([samples["pdf"]])
+    assert (result.engine, result.engine_version) == ("fido", fido_pkg.__version__)
+    assert re.match(
+        r"PRONOM v\d+ \(formats-v\d+\.xml, container-signature-\d+\.xml", result.signature_release
+    )
+    assert result.format_name and "PDF" in result.format_name
+    assert result.format_version == "1.4"
+    assert result.mime == "application/pdf"
+    assert result.elapsed > 0
+
+
+def test_unknown_file_is_a_result_not_an_error(engine: FidoEngine, unknown_file: Path) -> None:
+    [result] = engine.identify_batch([unknown_file])
+    assert not result.known
+    assert (result.basis, result.puids, result.error) == ("none", (), None)
+
+
+def test_empty_and_missing_files(engine: FidoEngine, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.touch()
+    missing = tmp_path / "gone.pdf"
+    got_empty, got_missing = engine.identify_batch([empty, missing])
+    assert got_empty.basis == "extension" and got_empty.puid == "x-fmt/18"
+    assert "zero-byte" in (got_empty.warning or "")
+    assert not got_missing.known and "cannot read file" in (got_missing.error or "")
+
+
+def test_identification_pickles_and_serialises(
+    engine: FidoEngine, samples: dict[str, Path]
+) -> None:
+    [result] = engine.identify_batch([samples["docx"]])
+    assert pickle.loads(pickle.dumps(result)) == result
+    data = result.to_dict()
+    assert data["puids"] == ["fmt/412"] and data["known"] is True
+    assert data["path"] == str(samples["docx"])
+    with pytest.raises(AttributeError):
+        result.puids = ()  # type: ignore[misc]
+
+
+def test_same_answers_as_stock_fido(
+    engine: FidoEngine, samples: dict[str, Path], unknown_file: Path, tmp_path: Path
+) -> None:
+    """Our faster matching must not change a single answer of fido's own identify_file."""
+    from fido.fido import Fido  # type: ignore[import-untyped]
+    from fido.versions import get_local_versions  # type: ignore[import-untyped]
+
+    empty = tmp_path / "empty.txt"
+    empty.touch()
+    paths = [*samples.values(), unknown_file, empty]
+    seen: dict[str, tuple[list[str], str]] = {}
+
+    def capture(name: str, matches: list, delta: float, matchtype: str = "") -> None:
+        puids = [m[0].find("puid").text for m in matches]
+        seen[name] = (puids, matchtype if puids else "none")
+
+    versions = get_local_versions(fido_pkg.CONFIG_DIR)
+    saved = re._MAXCACHE  # type: ignore[attr-defined]
+    try:
+        stock = Fido(
+            quiet=True,
+            handle_matches=capture,
+            format_files=[versions.pronom_signature, versions.fido_extension_signature],
+        )
+        for path in paths:
+            stock.identify_file(str(path))
+    finally:
+        re._MAXCACHE = saved  # type: ignore[attr-defined]
+
+    ours = {str(r.path): (list(r.puids), r.basis) for r in engine.identify_batch(paths)}
+    # fido repeats a container PUID once per matching signature; we report it once.
+    expected = {k: (list(dict.fromkeys(p)), b) for k, (p, b) in seen.items()}
+    assert ours == expected
+
+
+def test_signatures_are_loaded_once_per_process(samples: dict[str, Path]) -> None:
+    """Several engines and many files in a fresh process: one signature load."""
+    paths = [str(p) for p in samples.values()]
+    script = (
+        "import sys\n"
+        "from preservation.identify import FidoEngine, get_engine\n"
+        "from preservation.identify.fido import signature_loads\n"
+        "assert signature_loads() == 0\n"
+        "for _ in range(3):\n"
+        "    FidoEngine().identify_batch(sys.argv[1:])\n"
+        "    get_engine('fido').identify_batch(sys.argv[1:])\n"
+        "print(signature_loads())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, *paths],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[3],
+    )
+    assert out.stdout.strip() == "1"
+    assert fido_module.signature_loads() <= 1  # and this process too
+
+
+def test_identification_failed_constructor() -> None:
+    failed = Identification.failed(
+        Path("x"),
+        engine="fido",
+        engine_version="1",
+        signature_release="r",
+        error="timeout after 30s",
+    )
+    assert not failed.known and failed.basis == "none" and failed.puid is None
