@@ -28,6 +28,14 @@ class Context:
     cache: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        """Stop helpers and end tape batches: index partitions are written at unmount."""
+        pool = self.cache.pop("identify_pool", None)
+        if pool is not None:
+            pool.close()
+        if self.cache.get("storage.sites"):
+            from preservation.storage.service import release_drives
+
+            release_drives(self)
         self.engine.dispose()
 
 

@@ -266,7 +266,7 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
 
 def identify(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> None:
     """Identify every staged file's format, all files at once across the cores."""
-    from preservation.identify import identify_files
+    from preservation.identify import IdentificationPool
 
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
@@ -276,12 +276,15 @@ def identify(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
         files = [(f.id, f.aip_path or "") for f in service.list_files(s, sip_id=sip_id)]
     root = aip_dir(ctx, sip_id)
     progress("identify", 0, len(files))
-    results = identify_files(
-        [root / path for _, path in files],
-        engine_name=ctx.settings.identify_engine,
-        workers=ctx.settings.identify_workers or None,
-        timeout=ctx.settings.identify_timeout,
-    )
+    # One pool per process for its whole life: signatures load once per worker.
+    pool = ctx.cache.get("identify_pool")
+    if pool is None:
+        pool = ctx.cache["identify_pool"] = IdentificationPool(
+            ctx.settings.identify_engine,
+            workers=ctx.settings.identify_workers or None,
+            timeout=ctx.settings.identify_timeout,
+        )
+    results = pool.identify([root / path for _, path in files])
     progress("identify", len(files), len(files))
     failpoint("identify")
     updates = []
