@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -30,6 +31,7 @@ out = Console()
 err = Console(stderr=True)
 
 EXIT_INVALID = 1
+EXIT_USAGE = 2
 EXIT_SYSTEM = 3
 
 
@@ -65,7 +67,7 @@ def _fail(error: PreservationError, as_json: bool) -> typer.Exit:
     if as_json:
         out.print_json(data=error.to_dict())
     else:
-        err.print(f"[red]error:[/red] {error.message}")
+        err.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
     code = EXIT_INVALID if isinstance(error, InvalidSIPError | NotFoundError) else EXIT_SYSTEM
     return typer.Exit(code)
 
@@ -162,23 +164,25 @@ def status(
     from preservation.context import open_context
 
     ctx = open_context(_settings())
-    with session_scope(ctx.sessions) as s:
-        sips = service.list_sips(s, tenant_id=tenant)
-        counts = service.count_sips_by_state(s, tenant)
-        rows = [
-            {
-                "sip_id": x.id,
-                "tenant": x.tenant_id,
-                "name": x.name,
-                "state": x.state.value,
-                "stage": x.stage,
-                "aip_id": x.aip_id,
-                "last_error": x.last_error,
-                "updated_at": x.updated_at.isoformat(),
-            }
-            for x in sips
-        ]
-    ctx.close()
+    try:
+        with session_scope(ctx.sessions) as s:
+            sips = service.list_sips(s, tenant_id=tenant)
+            counts = service.count_sips_by_state(s, tenant)
+            rows = [
+                {
+                    "sip_id": x.id,
+                    "tenant": x.tenant_id,
+                    "name": x.name,
+                    "state": x.state.value,
+                    "stage": x.stage,
+                    "aip_id": x.aip_id,
+                    "last_error": x.last_error,
+                    "updated_at": x.updated_at.isoformat(),
+                }
+                for x in sips
+            ]
+    finally:
+        ctx.close()
     if as_json:
         out.print_json(data={"counts": counts, "sips": rows})
         return
@@ -297,6 +301,380 @@ def watch(
         pass
     finally:
         ctx.close()
+
+
+# -- operator's tools: tape, audit, repair, recover ------------------------------------------
+
+
+def _usage(message: str, as_json: bool) -> typer.Exit:
+    """A command line that cannot work as given: exit 2, as Click's own usage errors do."""
+    if as_json:
+        out.print_json(data={"error": "UsageError", "message": message})
+    else:
+        err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(EXIT_USAGE)
+
+
+@contextmanager
+def _spinner(enabled: bool, what: str) -> Iterator[None]:
+    """A spinner for long tape work that reports no steps, so a terminal never looks hung."""
+    if not enabled or not err.is_terminal:
+        yield
+        return
+    with err.status(what):
+        yield
+
+
+def _size(n: int | None) -> str:
+    """Decimal units, as tape vendors quote capacities (LTO-9 is 18 TB, not 16.4 TiB)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000:
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} PB"
+
+
+_STATE_STYLE = {"suspect": "yellow", "failed": "red", "retired": "dim"}
+
+
+def _state(state: str) -> str:
+    style = _STATE_STYLE.get(state)
+    return f"[{style}]{state}[/{style}]" if style else state
+
+
+def _copies_text(counts: dict[str, int]) -> str:
+    """Verified copies first: they are what counts; the rest only needs an operator's eye."""
+    others = ", ".join(
+        f"{n} {status}" for status, n in sorted(counts.items()) if status != "verified"
+    )
+    return str(counts.get("verified", 0)) + (f" (+{others})" if others else "")
+
+
+def _check_site(ctx: Any, site: str | None) -> None:
+    """Refuse a site name the settings do not know, rather than listing nothing for a typo."""
+    if site is not None and site not in ctx.settings.sites:
+        raise NotFoundError(
+            f"no site {site!r}; configured: {', '.join(ctx.settings.sites)}", site=site
+        )
+
+
+tape_app = typer.Typer(
+    help="Tape cartridges at each site: state, usage, contents.", no_args_is_help=True
+)
+app.add_typer(tape_app, name="tape")
+
+
+@tape_app.command("ls")
+def tape_ls(
+    site: Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List cartridges per site: state, used/capacity, copies, errors."""
+    from preservation.context import open_context
+    from preservation.storage.service import list_cartridges
+
+    ctx = open_context(_settings())
+    try:
+        _check_site(ctx, site)
+        rows = list_cartridges(ctx, site)
+    except PreservationError as e:
+        raise _fail(e, as_json) from e
+    finally:
+        ctx.close()
+    if as_json:
+        out.print_json(data=rows)
+        return
+    if not rows:
+        out.print("no cartridges")
+        return
+    table = Table("site", "barcode", "state", "used / capacity", "copies", "errors")
+    for r in rows:
+        table.add_row(
+            r["site"],
+            r["barcode"],
+            _state(r["state"]),
+            f"{_size(r['used'])} / {_size(r['capacity'])}",
+            _copies_text(r["copies"]),
+            str(r["errors"]),
+        )
+    out.print(table)
+
+
+@tape_app.command("show")
+def tape_show(
+    barcode: Annotated[str, typer.Argument(help="The cartridge's barcode, e.g. A00001L9.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one cartridge: state, LTFS volume, and its AIP copies in tape order."""
+    from preservation.context import open_context
+    from preservation.storage.service import show_cartridge
+
+    ctx = open_context(_settings())
+    try:
+        data = show_cartridge(ctx, barcode)
+    except PreservationError as e:
+        raise _fail(e, as_json) from e
+    finally:
+        ctx.close()
+    if as_json:
+        out.print_json(data=data)
+        return
+    out.print(
+        f"[bold]cartridge {escape(data['barcode'])}[/bold]  site {data['site']}  "
+        f"state {_state(data['state'])}  errors {data['errors']}",
+        highlight=False,
+    )
+    out.print(
+        f"volume {data['volume_uuid'] or '- (not formatted yet)'}  "
+        f"used {_size(data['used'])} of {_size(data['capacity'])}",
+        highlight=False,
+    )
+    if not data["contents"]:
+        out.print("no copies on this cartridge")
+        return
+    # The path names tenant, AIP and version; it gets the room, and is folded, never cut.
+    table = Table("block", "length", "status", "verified")
+    table.add_column("path", overflow="fold")
+    for c in data["contents"]:
+        table.add_row(
+            "-" if c["start_block"] is None else str(c["start_block"]),
+            _size(c["length"]),
+            c["status"],
+            (c["verified_at"] or "")[:16].replace("T", " "),
+            c["path"],
+        )
+    out.print(table)
+
+
+@app.command()
+def audit(
+    site: Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Read back every verified copy and check its sha256. Exit 0 clean, 3 on any problem.
+
+    Copies are read cartridge by cartridge in tape order, so each cartridge is
+    mounted once and read front to back. A copy that fails is marked failed in
+    the catalogue; `preservation repair` then replaces it.
+    """
+    from preservation.context import open_context
+    from preservation.errors import DeviceBusyError, SiteUnavailableError
+    from preservation.storage.recovery import audit_copy
+    from preservation.storage.service import list_cartridges, show_cartridge
+
+    ctx = open_context(_settings())
+    results: list[dict[str, Any]] = []
+    try:
+        _check_site(ctx, site)
+        plan: list[dict[str, Any]] = []
+        for cartridge in list_cartridges(ctx, site):
+            if cartridge["copies"].get("verified"):
+                shown = show_cartridge(ctx, cartridge["barcode"])
+                plan.extend(c for c in shown["contents"] if c["status"] == "verified")
+        with _progress(not as_json) as progress:
+            progress("audit", 0, len(plan))
+            for done, copy in enumerate(plan, 1):
+                try:
+                    result = audit_copy(ctx, copy["id"])
+                    outcome = "ok" if result.ok else "failed"
+                    detail = result.detail
+                except (SiteUnavailableError, DeviceBusyError) as e:
+                    outcome, detail = "skipped", e.message  # not audited: not a verdict
+                results.append(
+                    {
+                        "copy_id": copy["id"],
+                        "aip_id": copy["aip_id"],
+                        "version": copy["version"],
+                        "site": copy["site"],
+                        "barcode": copy["barcode"],
+                        "path": copy["path"],
+                        "result": outcome,
+                        "detail": detail,
+                    }
+                )
+                progress("audit", done, len(plan))
+    except PreservationError as e:
+        raise _fail(e, as_json) from e
+    finally:
+        ctx.close()
+    failed = [r for r in results if r["result"] == "failed"]
+    skipped = [r for r in results if r["result"] == "skipped"]
+    clean = not failed and not skipped
+    if as_json:
+        out.print_json(
+            data={
+                "ok": clean,
+                "checked": len(results),
+                "failed": failed,
+                "skipped": skipped,
+                "copies": results,
+            }
+        )
+    else:
+        for r in failed:
+            err.print(
+                f"[red]FAILED[/red] copy {r['copy_id']} {r['site']}/{r['barcode']}: "
+                f"{escape(r['detail'])}",
+                highlight=False,
+            )
+        for r in skipped:
+            err.print(
+                f"[yellow]skipped[/yellow] copy {r['copy_id']} {r['site']}/{r['barcode']}: "
+                f"{escape(r['detail'])}",
+                highlight=False,
+            )
+        ok = len(results) - len(failed) - len(skipped)
+        out.print(
+            f"audited {len(results)} copies: {ok} ok, {len(failed)} failed, {len(skipped)} skipped",
+            highlight=False,
+        )
+        if failed:
+            err.print("run `preservation repair` to replace the failed copies", highlight=False)
+    raise typer.Exit(0 if clean else EXIT_SYSTEM)
+
+
+@app.command("repair")
+def repair_cmd(
+    max_batch_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch-bytes",
+            min=1,
+            help="Temporary space one recall batch may use under staging/repair/.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore two verified copies per version: rebuild failed copies from the other site.
+
+    Exit 0 when every version is whole again, 3 when some copy could not be
+    rebuilt or a site was down (run it again once the site is back).
+    """
+    from preservation.context import open_context
+    from preservation.storage.recovery import repair
+
+    ctx = open_context(_settings())
+    try:
+        with _spinner(not as_json, "repairing: reading good copies, writing fresh ones"):
+            if max_batch_bytes is None:
+                report = repair(ctx)
+            else:
+                report = repair(ctx, max_batch_bytes=max_batch_bytes)
+    except PreservationError as e:
+        raise _fail(e, as_json) from e
+    finally:
+        ctx.close()
+    if as_json:
+        out.print_json(data=report.to_dict())
+    else:
+        _print_repair(report)
+    raise typer.Exit(0 if report.ok else EXIT_SYSTEM)
+
+
+def _print_repair(report: Any) -> None:
+    for r in report.rebuilt:
+        replaces = ", ".join(str(c) for c in r["replaces"]) or "none"
+        out.print(
+            f"rebuilt version {r['version_id']} at {r['site']} on {r['barcode']} "
+            f"(copy {r['copy_id']}, from {r['source']}, replaces copies {replaces})",
+            highlight=False,
+        )
+    for f in report.failed:
+        err.print(
+            f"[red]FAILED[/red] version {f['version_id']} at {f['site']}: {escape(f['error'])}",
+            highlight=False,
+        )
+    for s in report.skipped:
+        err.print(
+            f"[yellow]skipped[/yellow] version {s['version_id']} at {s['site']}: "
+            f"{escape(s['reason'])}",
+            highlight=False,
+        )
+    if report.cartridges_failed:
+        out.print(f"cartridges failed: {', '.join(report.cartridges_failed)}", highlight=False)
+    if report.cartridges_retired:
+        out.print(
+            f"cartridges retired (take them out of the library): "
+            f"{', '.join(report.cartridges_retired)}",
+            highlight=False,
+        )
+    if not (
+        report.rebuilt
+        or report.failed
+        or report.skipped
+        or report.cartridges_failed
+        or report.cartridges_retired
+    ):
+        out.print("nothing to repair: every version has a verified copy at each site")
+        return
+    out.print(
+        f"rebuilt {len(report.rebuilt)}, discarded {len(report.discarded)}, "
+        f"failed {len(report.failed)}, skipped {len(report.skipped)}",
+        highlight=False,
+    )
+
+
+def _version_to_recover(ctx: Any, aip_id: str, version: int | None) -> int:
+    """Resolve the version before touching tape, so a typo costs no mount."""
+    from preservation.catalog import service, session_scope
+
+    with session_scope(ctx.sessions) as s:
+        numbers = sorted(v.number for v in service.get_aip(s, aip_id).versions)
+    if not numbers:
+        raise NotFoundError(f"AIP {aip_id} has no version yet", aip_id=aip_id)
+    if version is None:
+        return numbers[-1]
+    if version not in numbers:
+        raise NotFoundError(
+            f"AIP {aip_id} has no version {version} (it has {', '.join(map(str, numbers))})",
+            aip_id=aip_id,
+        )
+    return version
+
+
+@app.command("recover")
+def recover_cmd(
+    aip_id: Annotated[str, typer.Argument(help="The AIP's UUID.")],
+    to: Annotated[
+        Path,
+        typer.Option("--to", help="Folder to unpack into; the bag lands in <to>/<aip>.v<N>/."),
+    ],
+    version: Annotated[
+        int | None, typer.Option("--version", "-v", min=1, help="Default: the latest.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Read an AIP version from whichever site works, verify it, unpack it; print the bag root.
+
+    The folder may already hold other things: each version unpacks into its own
+    subfolder, and an existing one is never overwritten.
+    """
+    from preservation.context import open_context
+    from preservation.storage.recovery import recover
+
+    if to.exists() and not to.is_dir():
+        raise _usage(f"{to} exists and is not a folder", as_json)
+    ctx = open_context(_settings())
+    try:
+        number = _version_to_recover(ctx, aip_id, version)
+        target = to / f"{aip_id}.v{number}"
+        if target.exists() or target.is_symlink():
+            raise _usage(
+                f"{target} already exists; remove it or choose another --to folder", as_json
+            )
+        with _spinner(not as_json, f"reading AIP {aip_id} v{number} from tape"):
+            bag = recover(ctx, aip_id, number, dest_dir=to)
+    except PreservationError as e:
+        raise _fail(e, as_json) from e
+    finally:
+        ctx.close()
+    if as_json:
+        out.print_json(data={"aip_id": aip_id, "version": number, "bag": str(bag)})
+    else:
+        out.print(str(bag), highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

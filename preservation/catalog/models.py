@@ -136,7 +136,7 @@ class Agent(Base):
     identifier: Mapped[str] = mapped_column(String(255))
     name: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(32))  # software / organization / person
-    version: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(255))
     tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"))
 
 

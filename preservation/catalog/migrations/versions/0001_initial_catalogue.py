@@ -68,7 +68,7 @@ def upgrade() -> None:
         sa.Column("identifier", sa.String(length=255), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("type", sa.String(length=32), nullable=False),
-        sa.Column("version", sa.String(length=64), nullable=True),
+        sa.Column("version", sa.String(length=255), nullable=True),
         sa.Column("tenant_id", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_agents_tenant_id_tenants")
