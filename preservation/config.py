@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # Hot folders.
     quiescent_seconds: float = 5.0
     keep_sips: bool = False
+    # A SIP whose row has not moved for this long is handed to the workers again
+    # (its messages were lost: a broker restarted empty, a chord failed). Longer
+    # than the longest stage; every stage is idempotent, so a resubmission is safe.
+    stall_seconds: float = 3600.0
 
     production: bool = False
 

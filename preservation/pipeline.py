@@ -25,6 +25,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +162,15 @@ def scan_and_claim(ctx: Context, *, submit: Callable[[str], None]) -> list[str]:
             known = s.get(SIP, claimed.parent.name) is not None
         if not known:
             started.append(receive(ctx, claimed, tenant=tenant, sip_id=claimed.parent.name))
-    for sip_id in started:
+    cutoff = datetime.now(UTC) - timedelta(seconds=ctx.settings.stall_seconds)
+    with session_scope(ctx.sessions) as s:
+        stalled = service.stalled_sips(s, older_than=cutoff)
+        for sip in stalled:
+            sip.updated_at = datetime.now(UTC)  # one resubmission per stall period
+        resubmitted = [sip.id for sip in stalled]
+    for sip_id in started + resubmitted:
         submit(sip_id)
-    return started
+    return started + resubmitted
 
 
 # -- stage 2 + 3: validate and stage, in one read ----------------------------------------------
@@ -372,6 +379,7 @@ def describe(ctx: Context, sip_id: str) -> None:
             events=events,
             agents=agents,
         )
+        failpoint("describe")
         service.ensure_agent(
             s, SOFTWARE_AGENT, name="preservation", type="software", version=__version__
         )
@@ -643,6 +651,9 @@ STAGE_FUNCTIONS: dict[str, Callable[..., None]] = dict(STAGES) | {
 
 def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
     """Run one stage by name, recording where a failure happened for `status`."""
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        sip.updated_at = datetime.now(UTC)  # a heartbeat: this SIP is not stalled
     try:
         STAGE_FUNCTIONS[name](ctx, sip_id, *args)
     except InvalidSIPError:

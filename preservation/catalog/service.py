@@ -51,6 +51,7 @@ __all__ = [
     "record_event",
     "record_identifications",
     "set_sip_state",
+    "stalled_sips",
     "verified_copies",
     "verify_event_chain",
 ]
@@ -145,6 +146,21 @@ def list_sips(
         stmt = stmt.where(SIP.tenant_id == tenant_id)
     if states:
         stmt = stmt.where(SIP.state.in_(list(states)))
+    return list(session.scalars(stmt))
+
+
+def stalled_sips(session: Session, *, older_than: datetime, limit: int = 500) -> list[SIP]:
+    """SIPs in flight whose row has not moved since ``older_than``: their messages were lost."""
+    stmt = (
+        select(SIP)
+        .where(
+            SIP.state.not_in([SIPState.COMMITTED, SIPState.REJECTED]),
+            SIP.updated_at < older_than,
+        )
+        .order_by(SIP.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     return list(session.scalars(stmt))
 
 

@@ -22,6 +22,8 @@ import fcntl
 import logging
 import os
 import re
+import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -253,7 +255,18 @@ class EmulatedLibrary:
         path = self.cartridge_dir / barcode
         if (path / "filedebug_tc_conf.xml").is_file():
             return False
-        EmulatedCartridge.create(path, barcode=barcode, capacity=capacity, wraps=wraps)
+        # Several worker processes may build the same library at once: make the
+        # cartridge aside and rename it in, so exactly one of them puts it there.
+        tmp = self.cartridge_dir / f".{barcode}.{os.getpid()}.{threading.get_ident()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        EmulatedCartridge.create(tmp, barcode=barcode, capacity=capacity, wraps=wraps)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if (path / "filedebug_tc_conf.xml").is_file():
+                return False
+            raise
         return True
 
     def barcodes(self) -> list[str]:

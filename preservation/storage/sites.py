@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import Cartridge, CartridgeState
@@ -276,6 +277,14 @@ def build_sites(
 
 
 def _register_cartridges(ctx: Context, site: str, barcodes: list[str], capacity: int) -> None:
+    try:
+        _insert_cartridges(ctx, site, barcodes, capacity)
+    except IntegrityError:
+        # Another process registered them between our read and our insert.
+        _insert_cartridges(ctx, site, barcodes, capacity)
+
+
+def _insert_cartridges(ctx: Context, site: str, barcodes: list[str], capacity: int) -> None:
     with session_scope(ctx.sessions) as session:
         known = set(
             session.scalars(select(Cartridge.barcode).where(Cartridge.barcode.in_(barcodes)))

@@ -51,6 +51,7 @@ class Cluster:
             PRESERVATION_REDIS_KEY_PREFIX=self.prefix,
             PRESERVATION_BROKER_VISIBILITY_TIMEOUT="6",
             PRESERVATION_QUIESCENT_SECONDS="1",
+            PRESERVATION_STALL_SECONDS="20",
             PRESERVATION_IDENTIFY_WORKERS="1",
             PRESERVATION_FAILPOINT_DIR=str(self.home),
         )
