@@ -115,17 +115,33 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="A bag directory or a serialised bag.")],
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="The owning tenant.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="With a broker: follow the SIP to its end.")
+    ] = True,
 ) -> None:
-    """Ingest a bag: validate, stage, identify, describe, package, store on tape."""
+    """Ingest a bag: validate, stage, identify, describe, package, store on tape.
+
+    With no broker configured every stage runs in this process. With
+    PRESERVATION_BROKER_URL set the SIP goes to the Celery workers (the path
+    must be visible to them) and --wait follows its progress.
+    """
     from preservation.context import open_context
-    from preservation.pipeline import run_ingest
+    from preservation.pipeline import receive, result_of, run_ingest
 
     if not path.exists() and not path.is_symlink():
         raise _fail(InvalidSIPError(f"{path}: no such file or directory", path=path), as_json)
-    ctx = open_context(_settings())
+    settings = _settings()
+    ctx = open_context(settings)
     try:
-        with _progress(not as_json) as progress:
-            result = run_ingest(ctx, path, tenant=tenant, progress=progress)
+        if settings.broker_url:
+            from workers.tasks import submit
+
+            sip_id = receive(ctx, path, tenant=tenant)
+            submit(sip_id)
+            result = _follow(ctx, sip_id, quiet=as_json) if wait else result_of(ctx, sip_id)
+        else:
+            with _progress(not as_json) as progress:
+                result = run_ingest(ctx, path, tenant=tenant, progress=progress)
     except PreservationError as e:
         raise _fail(e, as_json) from e
     finally:
@@ -135,6 +151,29 @@ def ingest(
     else:
         _print_result(result)
     raise typer.Exit(0 if result.state != "rejected" else EXIT_INVALID)
+
+
+def _follow(ctx: Any, sip_id: str, *, quiet: bool, poll: float = 0.5) -> Any:
+    """Poll the catalogue until the SIP is committed or rejected, showing its stage."""
+    import time as _time
+
+    from preservation.pipeline import TERMINAL_STATES, result_of
+
+    last = None
+    with err.status("submitted", spinner="dots") if not quiet and err.is_terminal else _null():
+        while True:
+            result = result_of(ctx, sip_id)
+            if not quiet and result.state != last:
+                err.print(f"SIP {sip_id[:8]}: {result.state}", highlight=False)
+                last = result.state
+            if result.state in TERMINAL_STATES:
+                return result
+            _time.sleep(poll)
+
+
+@contextmanager
+def _null() -> Iterator[None]:
+    yield None
 
 
 def _print_result(result: Any) -> None:

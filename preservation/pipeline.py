@@ -43,7 +43,9 @@ __all__ = [
     "IngestResult",
     "receive",
     "reject",
+    "result_of",
     "run_ingest",
+    "run_sip",
     "sip_bag_dir",
     "validate",
 ]
@@ -697,11 +699,24 @@ def run_sip(ctx: Context, sip_id: str, *, progress: Progress = _no_progress) -> 
             break
         finally:
             result.timings[name] = time.perf_counter() - t
+    final = result_of(ctx, sip_id)
+    final.problems = result.problems
+    final.timings = result.timings
+    final.timings["total"] = time.perf_counter() - t0
+    return final
+
+
+TERMINAL_STATES = frozenset({SIPState.COMMITTED.value, SIPState.REJECTED.value})
+
+
+def result_of(ctx: Context, sip_id: str) -> IngestResult:
+    """Where a SIP stands, from the catalogue (for callers that did not run it)."""
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
-        result.state = sip.state.value
-        result.aip_id = sip.aip_id
+        result = IngestResult(sip_id=sip_id, state=sip.state.value, aip_id=sip.aip_id)
         if sip.state is SIPState.REJECTED:
             result.rejected_to = (sip.last_error or "").rsplit("report in ", 1)[-1]
-    result.timings["total"] = time.perf_counter() - t0
-    return result
+            report = Path(result.rejected_to) / "report.json"
+            if report.is_file():
+                result.problems = json.loads(report.read_text()).get("problems", [])
+        return result
