@@ -87,9 +87,9 @@ def redis_url() -> Iterator[str]:
         client.ping()
     except Exception as err:  # noqa: BLE001
         service_missing("Redis at " + REDIS_TEST_URL, err)
-    client.flushdb()
+    # No FLUSHDB: another test run may share this database; every user of it
+    # works under its own key prefix and deletes its own keys.
     yield REDIS_TEST_URL
-    client.flushdb()
 
 
 @pytest.fixture

@@ -124,6 +124,15 @@ class Cluster:
         for name in list(self.procs):
             self.kill(name)
         self.engine.dispose()
+        import redis
+
+        try:
+            client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=2)
+            keys = list(client.scan_iter(f"{self.prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        except redis.RedisError:
+            pass  # a private broker that is already gone
 
     def drop_bag(self, tenant: str, name: str, source: Path = SAMPLE) -> Path:
         """Copy a bag in next to the folder, then move it in: it appears whole."""
