@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from preservation.catalog import make_engine, upgrade
-from tests.integration.cluster import Cluster
+from workers.localcluster import Cluster
 
 
 @pytest.fixture

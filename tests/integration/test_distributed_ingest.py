@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from preservation.catalog import SIPState
-from tests.integration.cluster import Cluster
+from workers.localcluster import Cluster
 
 
 def test_bags_in_two_tenant_folders_end_as_aips_with_two_verified_copies(cluster: Cluster) -> None:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from preservation.catalog import SIP, SIPState
-from tests.integration.cluster import ROOT, SAMPLE, Cluster
+from workers.localcluster import ROOT, SAMPLE, Cluster
 
 
 def _rss_kib(pid: int) -> int:

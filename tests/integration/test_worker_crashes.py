@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from preservation.catalog import AIP, SIPState, TapeCopy
-from tests.integration.cluster import Cluster
+from workers.localcluster import Cluster
 
 STAGES = ["validate", "identify", "describe", "package", "commit"]
 

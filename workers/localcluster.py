@@ -1,4 +1,5 @@
-"""Real worker processes for the distributed tests: Celery workers, the watcher, Redis.
+"""A whole pipeline on one machine: Celery workers per queue, the watcher, with real
+Redis and PostgreSQL. Used by the distributed tests and ``bench/bench_distributed.py``.
 
 Each process runs in its own session (process group), so a failpoint's SIGKILL
 takes down a worker and its identification pool together, exactly as an
@@ -22,7 +23,7 @@ from sqlalchemy import func, select
 
 from preservation.catalog import SIP, CopyStatus, SIPState, TapeCopy, make_engine, make_sessionmaker
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "bags" / "sample-collection"
 
 
