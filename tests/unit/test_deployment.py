@@ -1,0 +1,66 @@
+"""compose.yaml is a valid deployment; the Celery app has the queues of DESIGN §6."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_file_validates_with_docker_compose() -> None:
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        message = "docker-compose (Debian package) is not installed"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    done = subprocess.run(
+        [tool, "-f", str(ROOT / "compose.yaml"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(done.stdout)
+    services = config["services"]
+    assert {
+        "redis",
+        "postgres",
+        "ingest-worker",
+        "tape-worker-site-a",
+        "tape-worker-site-b",
+        "watcher",
+        "beat",
+    } <= set(services)
+    for name in ("redis", "postgres", "ingest-worker", "tape-worker-site-a", "watcher"):
+        assert "healthcheck" in services[name], name
+    assert "store.site-a" in services["tape-worker-site-a"]["command"]
+    assert "solo" in services["tape-worker-site-b"]["command"]  # one task per drive
+    assert {"ingest", "tape-site-a", "tape-site-b"} <= set(config["volumes"])
+
+
+def test_celery_app_queues_and_routes() -> None:
+    from workers import QUEUES, app
+
+    assert QUEUES == ("ingest", "store.site-a", "store.site-b", "migrate", "access", "audit")
+    assert [q.name for q in app.conf.task_queues] == list(QUEUES)
+    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+    assert "scan-ingest-folders" in app.conf.beat_schedule
+    from workers.tasks import ingest_workflow
+
+    flow = ingest_workflow("sip-1", ("site-a", "site-b"))
+    names = [t.task for t in flow.tasks[:-1]]
+    assert names == [
+        "workers.tasks.validate_sip",
+        "workers.tasks.identify_sip",
+        "workers.tasks.describe_sip",
+        "workers.tasks.package_sip",
+    ]
+    chord = flow.tasks[-1]
+    assert sorted(t.options["queue"] for t in chord.tasks) == ["store.site-a", "store.site-b"]
+    assert chord.body.task == "workers.tasks.commit_sip"
