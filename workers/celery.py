@@ -42,7 +42,14 @@ def make_app(settings: Settings | None = None) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         result_expires=7 * 24 * 3600,
+        # Priorities let a worker finish the SIPs it has started before it takes
+        # new ones: later stages outrank earlier ones (0 is first with Redis).
+        task_queue_max_priority=10,
+        task_default_priority=5,
         broker_transport_options={
+            "priority_steps": list(range(10)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
             "visibility_timeout": settings.broker_visibility_timeout,
             "global_keyprefix": f"{settings.redis_key_prefix}:",
         },

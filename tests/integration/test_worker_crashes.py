@@ -15,6 +15,9 @@ STAGES = ["validate", "identify", "describe", "package", "commit"]
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_ingest_worker_killed_inside_a_stage(cluster: Cluster, stage: str) -> None:
+    # The killed task's message comes back when Redis's visibility timeout ends or,
+    # whichever is first, when the watcher finds the SIP stalled; both are short here.
+    cluster.extra_env["PRESERVATION_STALL_SECONDS"] = "12"
     cluster.start_worker("tape-a", "store.site-a")
     cluster.start_worker("tape-b", "store.site-b")
     worker = cluster.start_worker("ingest", "ingest", PRESERVATION_FAILPOINTS=stage)
