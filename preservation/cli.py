@@ -8,10 +8,10 @@ system failures (the operator's problem).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +29,8 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+
+T = TypeVar("T")
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -70,6 +72,23 @@ def _fail(error: PreservationError, as_json: bool) -> typer.Exit:
         err.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
     code = EXIT_INVALID if isinstance(error, InvalidSIPError | NotFoundError) else EXIT_SYSTEM
     return typer.Exit(code)
+
+
+def _in_context(as_json: bool, work: Callable[[Any], T]) -> T:
+    """Run ``work(ctx)`` with a fresh Context, mapping our errors to exit codes.
+
+    The context is always closed: that ends tape batches, whose index
+    partitions are written at unmount.
+    """
+    from preservation.context import open_context
+
+    ctx = open_context(_settings())
+    try:
+        return work(ctx)
+    except PreservationError as e:
+        raise _fail(e, as_json) from e
+    finally:
+        ctx.close()
 
 
 @app.command()
@@ -245,16 +264,9 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show an AIP: files and formats, versions, tape copies, PREMIS events."""
-    from preservation.context import open_context
     from preservation.inventory import describe_aip
 
-    ctx = open_context(_settings())
-    try:
-        data = describe_aip(ctx, aip_id)
-    except PreservationError as e:
-        raise _fail(e, as_json) from e
-    finally:
-        ctx.close()
+    data = _in_context(as_json, lambda ctx: describe_aip(ctx, aip_id))
     if as_json:
         out.print_json(data=data)
         return
@@ -412,17 +424,13 @@ def tape_ls(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List cartridges per site: state, used/capacity, copies, errors."""
-    from preservation.context import open_context
     from preservation.storage.service import list_cartridges
 
-    ctx = open_context(_settings())
-    try:
+    def cartridges(ctx: Any) -> list[dict[str, Any]]:
         _check_site(ctx, site)
-        rows = list_cartridges(ctx, site)
-    except PreservationError as e:
-        raise _fail(e, as_json) from e
-    finally:
-        ctx.close()
+        return list_cartridges(ctx, site)
+
+    rows = _in_context(as_json, cartridges)
     if as_json:
         out.print_json(data=rows)
         return
@@ -448,16 +456,9 @@ def tape_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show one cartridge: state, LTFS volume, and its AIP copies in tape order."""
-    from preservation.context import open_context
     from preservation.storage.service import show_cartridge
 
-    ctx = open_context(_settings())
-    try:
-        data = show_cartridge(ctx, barcode)
-    except PreservationError as e:
-        raise _fail(e, as_json) from e
-    finally:
-        ctx.close()
+    data = _in_context(as_json, lambda ctx: show_cartridge(ctx, barcode))
     if as_json:
         out.print_json(data=data)
         return

@@ -90,9 +90,7 @@ def commit_sip(self: Task, sip_id: str) -> str:
 
 def ingest_workflow(sip_id: str, sites: tuple[str, ...]) -> Any:
     """validate+stage → identify → describe → package → (store A ‖ store B) → commit."""
-    stores = [
-        store_sip.si(sip_id, site).set(queue=f"store.{site}", priority=3) for site in sites
-    ]
+    stores = [store_sip.si(sip_id, site).set(queue=f"store.{site}", priority=3) for site in sites]
     return chain(
         validate_sip.si(sip_id).set(priority=8),
         identify_sip.si(sip_id).set(priority=7),
