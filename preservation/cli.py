@@ -161,6 +161,11 @@ def ingest(
         else:
             with _progress(not as_json) as progress:
                 result = run_ingest(ctx, path, tenant=tenant, progress=progress)
+        summary = None
+        if result.aip_id and not as_json:
+            from preservation.inventory import describe_aip
+
+            summary = describe_aip(ctx, result.aip_id)
     except PreservationError as e:
         raise _fail(e, as_json) from e
     finally:
@@ -168,7 +173,7 @@ def ingest(
     if as_json:
         out.print_json(data=result.to_dict())
     else:
-        _print_result(result)
+        _print_result(result, summary)
     raise typer.Exit(0 if result.state != "rejected" else EXIT_INVALID)
 
 
@@ -195,7 +200,7 @@ def _null() -> Iterator[None]:
     yield None
 
 
-def _print_result(result: Any) -> None:
+def _print_result(result: Any, summary: dict[str, Any] | None = None) -> None:
     if result.state == "rejected":
         err.print(f"[red]rejected[/red]: SIP {result.sip_id}", highlight=False)
         for p in result.problems:
@@ -208,6 +213,25 @@ def _print_result(result: Any) -> None:
     out.print(f"SIP {result.sip_id}: {result.state}", highlight=False)
     if result.aip_id:
         out.print(f"AIP {result.aip_id}", highlight=False)
+    if summary:
+        from collections import Counter
+
+        files = summary["files"]
+        formats = Counter(
+            f"{f['puid'] or 'unidentified'} {f['format_name'] or ''}".strip() for f in files
+        )
+        size = sum(f["size"] for f in files)
+        out.print(f"{len(files)} files, {size:,} bytes; formats:", highlight=False)
+        for name, n in formats.most_common():
+            out.print(f"  {n:>5}  {name}", highlight=False)
+        for v in summary["versions"]:
+            for c in v["copies"]:
+                out.print(
+                    f"v{v['number']} copy at {c['site']}: {c['barcode']} {c['path']} "
+                    f"({c['status']})",
+                    highlight=False,
+                )
+        out.print(f"see: preservation show {result.aip_id}", highlight=False)
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
     out.print(f"[dim]{timings}[/dim]", highlight=False)
 
