@@ -29,10 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
-
 from preservation import __version__
-from preservation.catalog import SIP, Agent, AIPVersion, File, SIPState, Tenant, service
+from preservation.catalog import SIP, AIPVersion, SIPState, Tenant, service
 from preservation.catalog.database import session_scope
 from preservation.context import Context
 from preservation.errors import InvalidSIPError, PreservationError, SiteUnavailableError
@@ -365,7 +363,7 @@ def describe(ctx: Context, sip_id: str) -> None:
         tenant = s.get(Tenant, sip.tenant_id)
         files = service.list_files(s, sip_id=sip_id)
         events = service.list_events(s, sip_id=sip_id)
-        agents = {a.identifier: a for a in s.scalars(select(Agent))}
+        agents = service.agents_by_identifier(s)
         layout = AIPLayout(aip_dir(ctx, sip_id))
         layout.create()
         copy_submission(sip_bag_dir(ctx, sip), layout)
@@ -433,7 +431,7 @@ def package(ctx: Context, sip_id: str) -> None:
         version.tar_size = tar.size
         version.tar_sha256 = tar.sha256
         version.staging_path = str(tar.path)
-        s.execute(update(File).where(File.sip_id == sip_id).values(aip_version_id=version_id))
+        service.assign_files_to_version(s, sip_id, version_id)
         service.record_event(
             s,
             tenant_id=tenant_id,
@@ -651,16 +649,32 @@ STAGE_FUNCTIONS: dict[str, Callable[..., None]] = dict(STAGES) | {
 }
 
 
+def _log_stage(sip_id: str, stage: str, started: float, outcome: str, **extra: Any) -> None:
+    """One structured line per stage per SIP (JSON, for the log shipper)."""
+    record = {
+        "sip": sip_id,
+        "stage": stage,
+        "outcome": outcome,
+        "seconds": round(time.perf_counter() - started, 4),
+        **extra,
+    }
+    log.info(json.dumps(record, ensure_ascii=False))
+
+
 def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
     """Run one stage by name, recording where a failure happened for `status`."""
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         sip.updated_at = datetime.now(UTC)  # a heartbeat: this SIP is not stalled
+    started = time.perf_counter()
     try:
         STAGE_FUNCTIONS[name](ctx, sip_id, *args)
+        _log_stage(sip_id, name, started, "done")
     except InvalidSIPError:
+        _log_stage(sip_id, name, started, "rejected")
         raise
     except Exception as err:
+        _log_stage(sip_id, name, started, "failed", error=f"{type(err).__name__}: {err}")
         with session_scope(ctx.sessions) as s:
             sip = service.get_sip(s, sip_id)
             sip.stage = name

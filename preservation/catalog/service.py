@@ -35,6 +35,8 @@ from preservation.errors import NotFoundError
 
 __all__ = [
     "add_staged_files",
+    "agents_by_identifier",
+    "assign_files_to_version",
     "count_sips_by_state",
     "create_aip",
     "create_aip_version",
@@ -199,6 +201,15 @@ def list_files(
     if aip_version_id is not None:
         stmt = stmt.where(File.aip_version_id == aip_version_id)
     return list(session.scalars(stmt))
+
+
+def assign_files_to_version(session: Session, sip_id: str, version_id: int) -> None:
+    """The staged files of a SIP become the files of its AIP version, in one statement."""
+    session.execute(update(File).where(File.sip_id == sip_id).values(aip_version_id=version_id))
+
+
+def agents_by_identifier(session: Session) -> dict[str, Agent]:
+    return {a.identifier: a for a in session.scalars(select(Agent))}
 
 
 def record_identifications(session: Session, updates: Sequence[Mapping[str, Any]]) -> None:
