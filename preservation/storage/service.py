@@ -690,7 +690,10 @@ def _update_usage(session: Session, barcode: str, volume: LTFSVolume) -> None:
     space = volume.device.status().partitions[1]
     if space.capacity is not None:
         cartridge.capacity = space.capacity
-        cartridge.used = max(0, space.capacity - volume.free_bytes)
+        # Bytes on the medium, not "no longer writable": the early-warning
+        # reserve is unwritten tape and does not count as used.
+        remaining = space.remaining if space.remaining is not None else volume.free_bytes
+        cartridge.used = max(0, space.capacity - remaining)
 
 
 def _set_cartridge(
