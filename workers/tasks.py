@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Task, chain, chord
 from celery.exceptions import Ignore
+from celery.signals import worker_shutdown
 from celery.utils.log import get_task_logger
 
 from preservation import pipeline
@@ -33,6 +34,15 @@ def context() -> Context:
     if _context is None:
         _context = open_context(Settings(), migrate=False)
     return _context
+
+
+@worker_shutdown.connect
+def _close_context(**_: Any) -> None:
+    """A clean stop ends tape batches: cartridges unmount and index partitions are written."""
+    global _context
+    if _context is not None:
+        _context.close()
+        _context = None
 
 
 STAGE_OPTIONS: dict[str, Any] = {
