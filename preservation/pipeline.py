@@ -197,9 +197,9 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
     dest.mkdir(parents=True)
     try:
         bag = sip_bag_dir(ctx, sip)
-        progress("validate", 0, 1)
-        report, staged = validate_and_stage(bag, dest, processes=2)
-        progress("validate", 1, 1)
+        report, staged = validate_and_stage(
+            bag, dest, processes=2, progress=lambda done, total: progress("stage", done, total)
+        )
     except InvalidSIPError as err:
         problems = [_problem_from_error(err)]
         reject(ctx, sip_id, problems, stage_name="validate")
@@ -291,7 +291,10 @@ def identify(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
             workers=ctx.settings.identify_workers or None,
             timeout=ctx.settings.identify_timeout,
         )
-    results = pool.identify([root / path for _, path in files])
+    results = pool.identify(
+        [root / path for _, path in files],
+        progress=lambda done, total: progress("identify", done, total),
+    )
     progress("identify", len(files), len(files))
     failpoint("identify")
     updates = []

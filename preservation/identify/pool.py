@@ -35,7 +35,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -209,8 +209,15 @@ class IdentificationPool:
         """Every worker started so far, including replaced ones."""
         return list(self._all_stats)
 
-    def identify(self, paths: Iterable[Path | str]) -> list[Identification]:
-        """One result per path, in input order; stuck or failing files become failed results."""
+    def identify(
+        self,
+        paths: Iterable[Path | str],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Identification]:
+        """One result per path, in input order; stuck or failing files become failed results.
+
+        ``progress(done, total)`` is called as results arrive, for a terminal's bar.
+        """
         items = [(i, str(p)) for i, p in enumerate(paths)]
         if not items:
             return []
@@ -218,7 +225,7 @@ class IdentificationPool:
         queue: deque[_Batch] = deque(deque(items[i : i + size]) for i in range(0, len(items), size))
         results: list[Identification | None] = [None] * len(items)
         try:
-            self._run(queue, results)
+            self._run(queue, results, progress)
         except BaseException:
             self.close(kill=True)
             raise
@@ -244,8 +251,14 @@ class IdentificationPool:
 
     # -- the scheduling loop --
 
-    def _run(self, queue: deque[_Batch], results: list[Identification | None]) -> None:
+    def _run(
+        self,
+        queue: deque[_Batch],
+        results: list[Identification | None],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         remaining = sum(1 for r in results if r is None)
+        total = len(results)
         startup_deaths = 0
         # Also wait for each worker's end-of-batch message, so it is idle for the next call.
         while remaining or any(w.batch is not None for w in self._live):
@@ -277,6 +290,8 @@ class IdentificationPool:
                     )
                     continue
                 remaining -= self._handle(worker, message, results)
+                if progress:
+                    progress(total - remaining, total)
             now = time.monotonic()
             for worker in list(self._live):
                 if not worker.ready and now - worker.started > self.startup_timeout:

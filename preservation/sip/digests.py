@@ -178,13 +178,33 @@ def _batches(jobs: Iterable[DigestJob]) -> list[list[DigestJob]]:
     return out
 
 
-def digest_files(jobs: Iterable[DigestJob], *, processes: int = 2) -> list[DigestResult]:
-    """Read every job once with ``processes`` threads; results in no particular order."""
+def digest_files(
+    jobs: Iterable[DigestJob],
+    *,
+    processes: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[DigestResult]:
+    """Read every job once with ``processes`` threads; results in no particular order.
+
+    ``progress(done, total)`` is called in the caller's thread as batches finish
+    (files), so a terminal can show a bar for a bag of many gigabytes.
+    """
     batches = _batches(jobs)
+    total = sum(len(b) for b in batches)
+    out: list[DigestResult] = []
     if processes <= 1 or len(batches) <= 1:
-        return [r for batch in batches for r in _digest_batch(batch)]
+        results = map(_digest_batch, batches)
+        for rs in results:
+            out.extend(rs)
+            if progress:
+                progress(len(out), total)
+        return out
     with ThreadPoolExecutor(max_workers=processes, thread_name_prefix="digest") as pool:
-        return [r for rs in pool.map(_digest_batch, batches) for r in rs]
+        for rs in pool.map(_digest_batch, batches):
+            out.extend(rs)
+            if progress:
+                progress(len(out), total)
+    return out
 
 
 def staged_path(dest_dir: Path, relpath: str) -> str:

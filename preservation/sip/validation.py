@@ -18,7 +18,7 @@ import os
 import stat
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +104,12 @@ def validate_bag(path: Path, *, processes: int = 2, check_fetch: bool = True) ->
 
 
 def validate_and_stage(
-    bag_dir: Path, dest_dir: Path, *, processes: int = 2, fsync: bool = False
+    bag_dir: Path,
+    dest_dir: Path,
+    *,
+    processes: int = 2,
+    fsync: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[ValidationReport, list[StagedFile]]:
     """Validate and copy the payload into ``dest_dir`` reading each byte once.
 
@@ -128,7 +133,9 @@ def validate_and_stage(
     if copy:
         created_dirs = _make_parents(dest_dir, plan.payload_names.values())
     results = digest_files(
-        _jobs(plan, dest_dir=dest_dir if copy else None, fsync=fsync), processes=processes
+        _jobs(plan, dest_dir=dest_dir if copy else None, fsync=fsync),
+        processes=processes,
+        progress=progress,
     )
     _record(plan, results)
     staged = [r for r in results if r.staged]
