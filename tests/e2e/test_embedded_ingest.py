@@ -145,3 +145,25 @@ def test_rerunning_stages_after_commit_changes_nothing(ctx) -> None:  # type: ig
         assert len(service.find_aips(s, tenant_id="museum")) == 1
         aip = service.get_aip(s, result.aip_id)
         assert len(aip.versions[0].copies) == 2
+
+
+def test_watch_once_ingests_hot_folders_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    monkeypatch.setenv("PRESERVATION_QUIESCENT_SECONDS", "0")
+    monkeypatch.delenv("PRESERVATION_BROKER_URL", raising=False)
+    for tenant, name, source in (("museum", "good", SAMPLE), ("museum", "bad", INVALID)):
+        shutil.copytree(source, home / "ingest" / tenant / name)
+    runner = CliRunner()
+    done = runner.invoke(app, ["watch", "--once"])
+    assert done.exit_code == 0, done.output
+    status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert status["counts"] == {"committed": 1, "rejected": 1}
+    folder = home / "ingest" / "museum"
+    assert not (folder / "good").exists()  # released after commit
+    assert (folder / "rejected" / "bad" / "report.json").is_file()
+    assert tree_digest(folder / "rejected" / "bad" / "bad") == tree_digest(INVALID)
