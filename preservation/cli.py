@@ -250,7 +250,7 @@ def status(
         with session_scope(ctx.sessions) as s:
             sips = service.list_sips(s, tenant_id=tenant)
             counts = service.count_sips_by_state(s, tenant)
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     "sip_id": x.id,
                     "tenant": x.tenant_id,

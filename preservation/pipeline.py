@@ -185,7 +185,7 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
     AIP's sha256 and sha512. A bag that fails any rule is rejected with the
     whole report and nothing staged.
     """
-    from preservation.sip import payload_oxum, read_bag_info, validate_and_stage
+    from preservation.sip import first_tag, payload_oxum, read_bag_info, validate_and_stage
 
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
@@ -214,7 +214,7 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
     info = read_bag_info(bag)
     oxum = payload_oxum(bag)
     warnings = [p.to_dict() for p in report.problems if p.severity == "warning"]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "original_name": f.relpath,
             "aip_path": f"data/representations/rep1/{f.relpath}",
@@ -230,11 +230,11 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         sip.bag_info = info
-        sip.external_identifier = (info.get("External-Identifier") or [None])[0]
+        sip.external_identifier = first_tag(info, "External-Identifier")
         sip.payload_oxum = f"{oxum.octets}.{oxum.files}" if oxum else None
         service.add_staged_files(s, sip_id, rows)
         sip.file_count = len(rows)
-        sip.payload_bytes = sum(r["size"] for r in rows)
+        sip.payload_bytes = sum(f.size for f in staged)
         service.record_event(
             s,
             tenant_id=tenant_id,
@@ -429,8 +429,7 @@ def package(ctx: Context, sip_id: str) -> None:
     failpoint("package")
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
-        version = s.get(AIPVersion, version_id)
-        assert version is not None
+        version = s.get_one(AIPVersion, version_id)
         version.tar_size = tar.size
         version.tar_sha256 = tar.sha256
         version.staging_path = str(tar.path)

@@ -8,7 +8,7 @@ and audit. Tasks live in modules named for the OAIS function they serve.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from preservation.config import Settings
 

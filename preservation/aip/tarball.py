@@ -116,7 +116,7 @@ def serialise_aip(
     try:
         with open(partial, "wb") as raw:
             out = _HashingWriter(raw)
-            with tarfile.open(
+            with tarfile.TarFile(
                 fileobj=out,  # type: ignore[arg-type]  # write/tell is all "w" mode needs
                 mode="w",
                 format=tarfile.PAX_FORMAT,

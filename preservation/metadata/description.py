@@ -27,6 +27,7 @@ from preservation.metadata.model import (
     PackageDescription,
     RepresentationRef,
 )
+from preservation.sip.baginfo import first_tag
 
 __all__ = ["describe_package"]
 
@@ -52,8 +53,8 @@ def _agents(
         Agent(ORGANISATION_ID, organisation, "organization", note=f"tenant {tenant}"),
     ]
     ids = {f"preservation {__version__}": SOFTWARE_ID}
-    source_org = (bag_info.get("Source-Organization") or [None])[0]
-    contact = (bag_info.get("Contact-Name") or [None])[0]
+    source_org = first_tag(bag_info, "Source-Organization")
+    contact = first_tag(bag_info, "Contact-Name")
     if contact or source_org:
         agents.append(
             Agent(

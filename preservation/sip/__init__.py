@@ -11,6 +11,7 @@ to check the bag's manifests, copy the file and compute the AIP's digests.
 from preservation.sip.baginfo import (
     BagDeclaration,
     PayloadOxum,
+    first_tag,
     measure_payload,
     payload_oxum,
     read_bag_info,
@@ -26,6 +27,7 @@ __all__ = [
     "Problem",
     "StagedFile",
     "ValidationReport",
+    "first_tag",
     "measure_payload",
     "open_serialised_bag",
     "payload_oxum",

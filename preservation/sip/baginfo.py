@@ -14,6 +14,7 @@ import io
 import os
 import re
 import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +25,7 @@ from preservation.errors import InvalidSIPError
 from preservation.sip.report import Problem
 
 __all__ = [
+    "first_tag",
     "BagDeclaration",
     "PayloadOxum",
     "decode_tag_text",
@@ -185,6 +187,12 @@ def read_bag_info(bag_dir: Path) -> dict[str, list[str]]:
         return parse_tags(text, path.name)
     except (UnicodeDecodeError, bagit.BagValidationError) as exc:
         raise InvalidSIPError(f"{path.name} cannot be read: {exc}", path=path) from exc
+
+
+def first_tag(info: Mapping[str, Sequence[str]], label: str) -> str | None:
+    """The first value of a bag-info label (labels may repeat), or None."""
+    values = info.get(label)
+    return values[0] if values else None
 
 
 def parse_oxum(value: str) -> PayloadOxum | None:
