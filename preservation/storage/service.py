@@ -58,6 +58,7 @@ from preservation.errors import (
     TapeFullError,
     WrongCartridgeError,
 )
+from preservation.failpoints import failpoint
 from preservation.storage import planning
 from preservation.storage.ltfs import BLOCK_SIZE, LTFSVolume
 from preservation.storage.planning import CartridgeView, ErrorKind
@@ -287,6 +288,9 @@ def _attempt(ctx: Context, site: Site, job: _Job, source: Path, barcode: str) ->
         row.volume_uuid = volume.volume_uuid
         row.written_at = row.written_at or utcnow()
         _update_usage(session, barcode, volume)
+    # Crash points for the SIGKILL tests: the file is on tape and in the index,
+    # its row still WRITING, so a rerun must discard or adopt it, never count it.
+    failpoint("store")
     try:
         read_back(volume, job.path, job.sha256)
     except (MediaError, FixityMismatchError) as err:
@@ -296,6 +300,7 @@ def _attempt(ctx: Context, site: Site, job: _Job, source: Path, barcode: str) ->
         if isinstance(err, MediaError):
             site.release(barcode)
         raise _Skip(f"read-back failed: {err}") from err
+    failpoint("verify")  # read back and matched, but not yet VERIFIED in the catalogue
     with session_scope(ctx.sessions) as session:
         row = session.get_one(TapeCopy, copy_id)
         row.status = CopyStatus.VERIFIED

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -338,6 +341,55 @@ def test_crash_after_index_sync_adopts_the_written_file(
             ("A00001L9", CopyStatus.VERIFIED),
         ]
         assert get_site(ctx, "site-a").stats.files_written == 0  # verified, not rewritten
+        finish(ctx, tmp_path)
+    finally:
+        service.release_drives(ctx)
+        ctx.close()
+
+
+_KILLED_STORE = """
+import sys
+from pathlib import Path
+from preservation.config import Settings
+from preservation.context import open_context
+from preservation.storage import service
+from preservation.storage.sites import build_sites
+MIB = 1 << 20
+ctx = open_context(Settings(home=Path(sys.argv[1]), tape_capacity=64 * MIB,
+                            tape_cartridges_per_site=4, tape_drives_per_site=2))
+build_sites(ctx, durability="none")
+service.store_version(ctx, int(sys.argv[2]), "site-a")
+"""
+
+
+@pytest.mark.parametrize("point", ["store", "verify"])
+def test_sigkill_between_write_and_verified_is_never_counted(
+    ctx: Context, tmp_path: Path, point: str
+) -> None:
+    vid, aip_id = make_version(ctx)
+    service.release_drives(ctx)
+    env = dict(os.environ, PRESERVATION_FAILPOINTS=point, PRESERVATION_FAILPOINT_DIR=str(tmp_path))
+    # A session of its own: the failpoint SIGKILLs its whole process group.
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_STORE, str(ctx.settings.home), str(vid)],
+        env=env,
+        start_new_session=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    assert (tmp_path / f"{point}.fired").exists()
+    ctx = _restart(ctx)
+    try:
+        assert [c.status for c in copies(ctx, vid)] == [CopyStatus.WRITING]
+        assert not service.commit_version(ctx, vid)
+        store_and_commit(ctx, vid)
+        a_rows = [c for c in copies(ctx, vid) if c.site == "site-a"]
+        assert [c.status for c in a_rows] == [CopyStatus.DISCARDED, CopyStatus.VERIFIED]
+        assert a_rows[0].barcode == a_rows[1].barcode  # the synced file adopted after a read
+        assert get_site(ctx, "site-a").stats.files_written == 0
+        with session_scope(ctx.sessions) as s:
+            assert s.get_one(AIP, aip_id).state == AIPState.ACTIVE
         finish(ctx, tmp_path)
     finally:
         service.release_drives(ctx)
