@@ -4,13 +4,21 @@ An archive is a program the depositor wrote for our disk: it can name files
 outside the folder, plant links that later writes follow, or expand a few
 kilobytes into terabytes. So this module does not call ``extractall``. It first
 reads every header and refuses the archive if any member is a link or device,
-names a path that is absolute or uses ``..``, or if the declared totals pass the
-limits; then it extracts member by member, counting the bytes actually written,
-because a header can lie and a zip's sizes are only advisory.
+names a path that is absolute or uses ``..``, needs a file to be a folder too, or
+if the running declared total passes the limits (stopping at that member, so a
+``.tar.gz`` bomb is not decompressed to its end just to be refused); then it
+extracts member by member, counting the bytes actually written, because a header
+can lie and a zip's sizes are only advisory.
+
+The size limit is also capped by the free space of the unpack folder's
+filesystem, less a reserve: a limit of 1 TiB means nothing on a disk with 40 GB
+free, and a half-unpacked bag that filled the disk takes the catalogue and every
+other ingest down with it.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
@@ -29,6 +37,8 @@ from preservation.errors import InvalidSIPError, UnsafeArchiveError
 __all__ = ["open_serialised_bag"]
 
 _CHUNK = 1 << 20
+_RESERVE_SHARE = 0.05
+_RESERVE_CAP = 1 << 30
 _DRIVE = re.compile(r"[A-Za-z]:")
 
 
@@ -47,6 +57,7 @@ def open_serialised_bag(
     max_bytes: int,
     max_members: int,
     max_ratio: float,
+    free_space_reserve: int | None = None,
 ) -> Path:
     """Unpack ``archive`` into ``workdir`` (new or empty) and return the bag's root folder.
 
@@ -56,23 +67,37 @@ def open_serialised_bag(
     member could escape or the archive would exceed ``max_bytes`` uncompressed,
     ``max_members`` entries or ``max_ratio`` uncompressed/archive size; on any
     failure whatever was unpacked is removed. The archive is only ever read.
+
+    The byte limit is further capped at the free space of ``workdir``'s
+    filesystem minus ``free_space_reserve`` bytes (default: 5% of the
+    filesystem's size or 1 GiB, whichever is smaller), refused with rule
+    ``archive-exceeds-free-space``. The free space is measured once, before
+    unpacking; two unpacks racing for one disk can still both pass.
     """
     archive = Path(archive)
     workdir = Path(workdir)
     kind = _kind(archive)
     archive_size = max(os.stat(archive).st_size, 1)
-    limits = _Limits(archive, archive_size, max_bytes, max_members, max_ratio)
 
     created = not workdir.exists()
     if not created and any(workdir.iterdir()):
         raise ValueError(f"unpack folder {workdir} is not empty")
     workdir.mkdir(parents=True, exist_ok=True)
     try:
+        limits = _Limits(
+            archive,
+            archive_size,
+            max_bytes,
+            max_members,
+            max_ratio,
+            space=_FreeSpace.measure(workdir, free_space_reserve),
+        )
         with _corrupt_as_invalid(archive):
-            # Pass 1: headers only. Pass 2: extraction, re-checking as it goes.
+            # Pass 1: headers only, each checked against the running declared
+            # totals. Pass 2: extraction, re-checking the bytes as they are written.
             reader = _tar_members if kind == "tar" else _zip_members
-            members = list(reader(archive, limits, None))
-            limits.check_totals(sum(m.size for m in members), len(members))
+            for _ in reader(archive, limits, None):
+                pass
             limits.reset()
             list(reader(archive, limits, workdir))
     except BaseException:
@@ -91,23 +116,55 @@ def open_serialised_bag(
     return workdir
 
 
+@dataclass(frozen=True, slots=True)
+class _FreeSpace:
+    """What the unpack folder's filesystem can take, measured before the first byte."""
+
+    folder: Path
+    free: int
+    reserve: int
+
+    @classmethod
+    def measure(cls, folder: Path, reserve: int | None) -> _FreeSpace:
+        usage = shutil.disk_usage(folder)
+        if reserve is None:
+            reserve = min(int(usage.total * _RESERVE_SHARE), _RESERVE_CAP)
+        return cls(folder, usage.free, max(reserve, 0))
+
+    @property
+    def usable(self) -> int:
+        return max(self.free - self.reserve, 0)
+
+
 class _Limits:
-    """The three limits, checked on declared figures first and then on bytes written."""
+    """The limits, checked on running declared figures first and then on bytes written."""
 
     def __init__(
-        self, archive: Path, archive_size: int, max_bytes: int, max_members: int, max_ratio: float
+        self,
+        archive: Path,
+        archive_size: int,
+        max_bytes: int,
+        max_members: int,
+        max_ratio: float,
+        *,
+        space: _FreeSpace | None = None,
     ) -> None:
         self.archive = archive
         self.archive_size = archive_size
         self.max_bytes = max_bytes
         self.max_members = max_members
         self.max_ratio = max_ratio
+        self.space = space
         self.reset()
 
     def reset(self) -> None:
         self.count = 0
+        self.declared = 0
         self.written = 0
-        self.seen: set[tuple[str, ...]] = set()
+        # parts -> is_dir, for duplicates; files and implied folders, for clashes
+        self.seen: dict[tuple[str, ...], tuple[bool, str]] = {}
+        self.files: dict[tuple[str, ...], str] = {}
+        self.folders: dict[tuple[str, ...], str] = {}
 
     def refuse(self, rule: str, message: str, member: str | None = None) -> UnsafeArchiveError:
         return UnsafeArchiveError(
@@ -120,7 +177,8 @@ class _Limits:
             raise self.refuse(
                 "archive-too-many-members", f"more than {self.max_members} members", name
             )
-        self.check_totals(self.written + size, self.count, name)
+        self.declared += size
+        self.check_totals(self.declared, self.count, name)
 
     def check_totals(self, total: int, count: int, name: str | None = None) -> None:
         if count > self.max_members:
@@ -132,6 +190,14 @@ class _Limits:
         if total > self.max_bytes:
             raise self.refuse(
                 "archive-too-large", f"unpacks to more than {self.max_bytes} bytes", name
+            )
+        if self.space is not None and total > self.space.usable:
+            raise self.refuse(
+                "archive-exceeds-free-space",
+                f"unpacks to more than {self.space.usable} bytes, the free space of "
+                f"{self.space.folder} ({self.space.free} bytes) less a reserve of "
+                f"{self.space.reserve} bytes",
+                name,
             )
         if total > self.max_ratio * self.archive_size:
             raise self.refuse(
@@ -166,13 +232,47 @@ class _Limits:
                 return None
             raise self.refuse("archive-member-name", f"member {raw!r} has no file name", raw)
         if parts in self.seen:
-            raise self.refuse(
-                "archive-member-duplicate",
-                f"member {raw!r} appears twice; the second would overwrite the first",
-                raw,
-            )
-        self.seen.add(parts)
+            was_dir, other = self.seen[parts]
+            if was_dir == is_dir:
+                raise self.refuse(
+                    "archive-member-duplicate",
+                    f"member {raw!r} appears twice; the second would overwrite the first",
+                    raw,
+                )
+            raise self.clash(raw, parts, wants_folder=is_dir, other=other)
+        self._clashes(raw, parts, is_dir)
+        self.seen[parts] = (is_dir, raw)
         return parts
+
+    def _clashes(self, raw: str, parts: tuple[str, ...], is_dir: bool) -> None:
+        """Refuse a member whose path another member needs as a folder, or the reverse.
+
+        A file ``data/x`` and a member ``data/x/y`` cannot both be unpacked: one of
+        them would fail with an OS error halfway through, or worse, depending on
+        the order, silently become something the depositor did not send.
+        """
+        for depth in range(1, len(parts)):
+            prefix = parts[:depth]
+            if prefix in self.files:
+                raise self.clash(raw, prefix, wants_folder=True, other=self.files[prefix])
+            self.folders.setdefault(prefix, raw)
+        if is_dir:
+            self.folders.setdefault(parts, raw)
+        else:
+            if parts in self.folders:
+                raise self.clash(raw, parts, wants_folder=False, other=self.folders[parts])
+            self.files[parts] = raw
+
+    def clash(
+        self, raw: str, path: tuple[str, ...], *, wants_folder: bool, other: str
+    ) -> UnsafeArchiveError:
+        want, have = ("folder", "file") if wants_folder else ("file", "folder")
+        return self.refuse(
+            "archive-member-clash",
+            f"member {raw!r} needs {'/'.join(path)!r} to be a {want}, but member "
+            f"{other!r} makes it a {have}; both cannot be unpacked",
+            raw,
+        )
 
 
 def _kind(archive: Path) -> str:
@@ -192,7 +292,7 @@ def _kind(archive: Path) -> str:
 def _corrupt_as_invalid(archive: Path) -> Iterator[None]:
     try:
         yield
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise InvalidSIPError(
             f"{archive.name} is damaged or not the archive its name says: {exc}",
             path=archive,
@@ -268,12 +368,41 @@ def _zip_members(archive: Path, limits: _Limits, dest: Path | None) -> Iterator[
             mtime = None
             member = _Member(parts, 0 if info.is_dir() else info.file_size, info.is_dir(), mtime)
             if dest is not None:
-                source = None if info.is_dir() else zf.open(info)
+                try:
+                    source = None if info.is_dir() else zf.open(info)
+                except NotImplementedError as exc:  # compression method zipfile lacks
+                    raise limits.refuse(
+                        "archive-member-compression",
+                        f"member {info.filename!r} uses a compression method that "
+                        f"cannot be read here ({exc})",
+                        info.filename,
+                    ) from exc
                 _extract(member, source, dest, limits, info.filename)
             yield member
 
 
 def _extract(
+    member: _Member, source: IO[bytes] | None, dest: Path, limits: _Limits, raw: str
+) -> None:
+    """Write one member below ``dest``; any OS failure becomes a refusal naming the member.
+
+    The header pass should leave nothing for the OS to object to, but a name too
+    long for this filesystem, a full disk or a permission can still fail a write,
+    and the depositor deserves a rejection report rather than a traceback.
+    """
+    try:
+        _write_member(member, source, dest, limits, raw)
+    except gzip.BadGzipFile:
+        raise  # damage in the archive itself: _corrupt_as_invalid reports it
+    except OSError as exc:
+        raise limits.refuse(
+            "archive-member-unwritable",
+            f"member {raw!r} could not be unpacked: {exc.strerror or exc}",
+            raw,
+        ) from exc
+
+
+def _write_member(
     member: _Member, source: IO[bytes] | None, dest: Path, limits: _Limits, raw: str
 ) -> None:
     """Write one member below ``dest``, counting bytes; never through a link, never over a file."""

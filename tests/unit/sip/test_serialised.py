@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from preservation.errors import InvalidSIPError, UnsafeArchiveError
-from preservation.sip import open_serialised_bag, validate_bag
+from preservation.sip import open_serialised_bag, serialised, validate_bag
 from preservation.sip.serialised import _extract, _Limits, _Member
 
 from .conftest import write_bag
@@ -183,3 +184,176 @@ def test_corrupt_archive_is_invalid(tmp_path: Path) -> None:
     with pytest.raises(InvalidSIPError) as caught:
         open_serialised_bag(archive, tmp_path / "w", **LIMITS)
     assert caught.value.context["rule"] == "archive-corrupt"
+
+
+# ---------------------------------------------------------------- file-versus-folder clashes
+
+
+def _zip(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, content in members:
+            zf.writestr(name, content)
+    return path
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["bag/data/x", "bag/data/x/y"],  # the file first, then a member inside it
+        ["bag/data/x/y", "bag/data/x"],  # a member inside, then the file itself
+        ["bag/data/x/y/z", "bag/data/x"],  # the clash two levels down
+    ],
+)
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
+def test_file_that_is_also_a_folder_is_refused(tmp_path: Path, names: list[str], kind: str) -> None:
+    archive = tmp_path / f"clash.{kind}"
+    if kind == "zip":
+        _zip(archive, [(n, b"content") for n in names])
+    else:
+        _tar(archive, [(_file(n), b"content") for n in names], "w:gz" if kind == "tar.gz" else "w")
+    before = _digest(archive)
+    with pytest.raises(UnsafeArchiveError) as caught:
+        open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    error = caught.value
+    assert error.context["rule"] == "archive-member-clash"
+    assert error.context["member"] == names[1]
+    assert names[0] in error.message and names[1] in error.message
+    assert "bag/data/x" in error.message
+    assert not (tmp_path / "work").exists()
+    assert _digest(archive) == before
+
+
+def test_directory_member_over_a_file_member_is_refused(tmp_path: Path) -> None:
+    file = _file("bag/data/x")
+    folder = _file("bag/data/x/")
+    folder.type = tarfile.DIRTYPE
+    archive = _tar(tmp_path / "clash.tar", [(file, b"content"), (folder, None)])
+    _assert_refused(archive, tmp_path / "work", "archive-member-clash")
+
+
+def test_files_in_one_folder_and_repeated_folder_prefixes_are_accepted(tmp_path: Path) -> None:
+    """The clash check must not refuse the ordinary case of siblings sharing parents."""
+    folder = _file("bag/data/d")
+    folder.type = tarfile.DIRTYPE
+    names = ["bag/data/d/a", "bag/data/d/b", "bag/data/d/e/c", "bag/data/da"]
+    archive = _tar(tmp_path / "ok.tar", [(folder, None), *[(_file(n), n.encode()) for n in names]])
+    root = open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    assert (root / "data" / "d" / "e" / "c").read_bytes() == b"bag/data/d/e/c"
+
+
+def test_os_error_while_unpacking_becomes_a_refusal(tmp_path: Path) -> None:
+    """A name this filesystem cannot hold is a rejection with a rule, not a traceback."""
+    name = "bag/data/" + "n" * 300  # longer than NAME_MAX (255) on Linux filesystems
+    archive = _tar(tmp_path / "long.tar", [(_file("bag/bagit.txt"), b"x"), (_file(name), b"x")])
+    with pytest.raises(UnsafeArchiveError) as caught:
+        open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    assert caught.value.context == {"rule": "archive-member-unwritable", "member": name}
+    assert isinstance(caught.value.__cause__, OSError)
+    assert not (tmp_path / "work").exists()
+
+
+def test_extract_translates_os_errors_and_chains_them(tmp_path: Path) -> None:
+    (tmp_path / "x").write_bytes(b"a file where a folder is needed")
+    limits = _Limits(tmp_path / "a.tar", 1000, 1 << 30, 10, 1e9)
+    with pytest.raises(UnsafeArchiveError) as caught:
+        _extract(_Member(("x", "y"), 1, False, None), io.BytesIO(b"y"), tmp_path, limits, "x/y")
+    assert caught.value.context["rule"] == "archive-member-unwritable"
+    assert caught.value.context["member"] == "x/y"
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_zip_with_unknown_compression_method_is_refused(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "odd.zip", [("bag/a", b"content")])
+    raw = bytearray(archive.read_bytes())
+    # Compression method 99 (AES) in the local header (offset 8) and the central
+    # directory entry (offset 10 after its signature).
+    raw[8:10] = (99).to_bytes(2, "little")
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 10 : central + 12] = (99).to_bytes(2, "little")
+    archive.write_bytes(bytes(raw))
+    _assert_refused(archive, tmp_path / "work", "archive-member-compression")
+
+
+# ---------------------------------------------------------------- running totals, free space
+
+
+def test_header_pass_stops_at_the_first_member_over_the_limit(tmp_path: Path) -> None:
+    """The running declared total is checked per member, before later headers are read.
+
+    The archive is cut short after the second member: a reader that summed all
+    headers first would hit the damage (``archive-corrupt``) instead of refusing
+    at ``bag/b``, the member that passes the limit.
+    """
+    members = [(_file(f"bag/{n}"), n.encode() * 3000) for n in "abc"]
+    whole = _tar(tmp_path / "whole.tar", members)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole.read_bytes()[: 512 * 2 + 3072 + 512 * 2])  # a, b's header, part of b
+    with pytest.raises(UnsafeArchiveError) as caught:
+        open_serialised_bag(cut, tmp_path / "work", **{**LIMITS, "max_bytes": 5000})
+    assert caught.value.context == {"rule": "archive-too-large", "member": "bag/b"}
+
+
+def test_ratio_is_checked_on_the_running_total_of_a_tar_gz(tmp_path: Path) -> None:
+    members = [(_file(f"bag/zeros{i}"), b"\0" * (4 << 20)) for i in range(4)]
+    archive = _tar(tmp_path / "bomb.tar.gz", members, "w:gz")
+    ratio = 1.5 * (4 << 20) / archive.stat().st_size  # passed by the second member
+    with pytest.raises(UnsafeArchiveError) as caught:
+        open_serialised_bag(archive, tmp_path / "work", **{**LIMITS, "max_ratio": ratio})
+    assert caught.value.context == {"rule": "archive-ratio", "member": "bag/zeros1"}
+
+
+def _fake_disk(monkeypatch: pytest.MonkeyPatch, *, total: int, free: int) -> list[str]:
+    asked: list[str] = []
+
+    def disk_usage(path: str | Path) -> shutil._ntuple_diskusage:
+        asked.append(str(path))
+        return shutil._ntuple_diskusage(total, total - free, free)
+
+    monkeypatch.setattr(serialised.shutil, "disk_usage", disk_usage)
+    return asked
+
+
+def test_archive_larger_than_free_space_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 100 KiB disk, 40 KiB free, default reserve 5% = 5 KiB: 35 KiB usable.
+    asked = _fake_disk(monkeypatch, total=100 << 10, free=40 << 10)
+    members = [(_file(f"bag/f{i}"), b"x" * (10 << 10)) for i in range(4)]
+    archive = _tar(tmp_path / "roomy.tar", members)
+    work = tmp_path / "work"
+    before = _digest(archive)
+    with pytest.raises(UnsafeArchiveError) as caught:
+        open_serialised_bag(archive, work, **LIMITS)
+    error = caught.value
+    assert error.context == {"rule": "archive-exceeds-free-space", "member": "bag/f3"}
+    assert error.path == str(archive) and error.message.startswith("roomy.tar: ")
+    assert str(40 << 10) in error.message and str(5 << 10) in error.message
+    assert asked == [str(work)]
+    assert not work.exists() and _digest(archive) == before
+
+
+def test_free_space_reserve_is_a_keyword_and_capped_at_one_gib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _tar(tmp_path / "a.tar", [(_file("bag/a"), b"x" * 1000)])
+    _fake_disk(monkeypatch, total=1 << 50, free=(1 << 30) + 999)  # 5% would be 56 TiB
+    with pytest.raises(UnsafeArchiveError) as caught:
+        open_serialised_bag(archive, tmp_path / "w1", **LIMITS)
+    assert caught.value.context["rule"] == "archive-exceeds-free-space"
+    _fake_disk(monkeypatch, total=1 << 50, free=(1 << 30) + 1000)
+    assert open_serialised_bag(archive, tmp_path / "w2", **LIMITS) == tmp_path / "w2" / "bag"
+
+    _fake_disk(monkeypatch, total=1 << 20, free=2000)
+    with pytest.raises(UnsafeArchiveError):
+        open_serialised_bag(archive, tmp_path / "w3", **LIMITS, free_space_reserve=1001)
+    root = open_serialised_bag(archive, tmp_path / "w4", **LIMITS, free_space_reserve=1000)
+    assert (root / "a").stat().st_size == 1000
+
+
+def test_bytes_written_are_checked_against_free_space(tmp_path: Path) -> None:
+    space = serialised._FreeSpace(tmp_path, free=3 << 20, reserve=1 << 20)
+    limits = _Limits(tmp_path / "x.tar", 1000, 1 << 40, 10, 1e9, space=space)
+    member = _Member(("big",), 1 << 40, False, None)
+    with pytest.raises(UnsafeArchiveError) as caught:
+        _extract(member, io.BytesIO(b"y" * (3 << 20)), tmp_path, limits, "big")
+    assert caught.value.context["rule"] == "archive-exceeds-free-space"
