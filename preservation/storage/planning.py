@@ -96,8 +96,11 @@ def state_after_error(state: CartridgeState, errors: int, kind: ErrorKind) -> Ca
     A single read error stays a copy problem (that copy is replaced); repeated
     errors of any kind fail the cartridge, and a cartridge that cannot be
     written or loaded is suspect at once, because every copy on it is at risk.
+    A wrong cartridge in the drive is the library's mix-up (a swapped label, a
+    misfiled slot): it says nothing about the catalogued medium, so it never
+    moves the state, however often it happens.
     """
-    if state in (CartridgeState.FAILED, CartridgeState.RETIRED):
+    if state in (CartridgeState.FAILED, CartridgeState.RETIRED) or kind == ErrorKind.WRONG:
         return state
     if errors >= FAILED_AFTER_ERRORS:
         return CartridgeState.FAILED

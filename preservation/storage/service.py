@@ -587,13 +587,26 @@ def _ensure_sites(ctx: Context) -> None:
 
 
 def note_cartridge_error(ctx: Context, barcode: str, kind: ErrorKind) -> CartridgeState:
-    """Count an error against a cartridge and move its state as planning decides."""
+    """Count an error against a cartridge and move its state as planning decides.
+
+    A wrong cartridge in the drive is not counted: the error count is what
+    fails a cartridge (and keeps it from new writes), and a library mix-up is
+    no fault of the medium. It is logged for the operator, who must find the
+    cartridge that was loaded instead.
+    """
     with session_scope(ctx.sessions) as session:
         cartridge = session.scalar(
             select(Cartridge).where(Cartridge.barcode == barcode).with_for_update()
         )
         if cartridge is None:
             raise NotFoundError(f"no cartridge {barcode}", barcode=barcode)
+        if kind == ErrorKind.WRONG:
+            log.warning(
+                "cartridge %s: the library loaded another cartridge in its place; "
+                "check the slot and the barcode label",
+                barcode,
+            )
+            return cartridge.state
         cartridge.errors = (cartridge.errors or 0) + 1
         new = planning.state_after_error(cartridge.state, cartridge.errors, kind)
         if new != cartridge.state:

@@ -403,8 +403,37 @@ def test_wrong_cartridge_in_drive_is_never_written(ctx: Context, tmp_path: Path)
     vid, _ = make_version(ctx)
     store_and_commit(ctx, vid)
     assert [c.barcode for c in copies(ctx, vid) if c.site == "site-a"] == ["A00002L9"]
-    assert cartridge(ctx, "A00001L9").errors == 1
+    assert cartridge(ctx, "A00001L9").errors == 0  # the library's mix-up, not the medium's
     assert cartridge(ctx, "A00003L9").state == CartridgeState.SCRATCH
+    assert sorted(p.name for p in intruder.path.glob("[01]_*")) == ["0_0_E", "1_0_E"]
+    finish(ctx, tmp_path)
+
+
+def test_wrong_cartridge_on_recall_falls_back_and_never_fails_the_medium(
+    ctx: Context, tmp_path: Path
+) -> None:
+    versions = [make_version(ctx) for _ in range(2)]
+    for vid, _ in versions:
+        store_and_commit(ctx, vid)
+    service.release_drives(ctx)
+    a_copies = [c for vid, _ in versions for c in copies(ctx, vid) if c.site == "site-a"]
+    assert {c.barcode for c in a_copies} == {"A00001L9"}
+    lib = library(ctx)
+    intruder = EmulatedCartridge(lib.cartridge_path("A00003L9"))
+    lib.faults("A00001L9").swap_cartridge = intruder
+    for _ in range(2):  # more mix-ups than it takes a faulty medium to be failed
+        for _vid, aip_id in versions:
+            assert recovery.recover(ctx, aip_id, dest_dir=tmp_path / f"r{next(_counter)}").is_dir()
+    for c in a_copies:
+        audit = recovery.audit_copy(ctx, c.id)
+        assert not audit.ok and "holds A00003L9" in audit.detail
+    held = cartridge(ctx, "A00001L9")
+    assert held.state not in BAD_CARTRIDGE_STATES and held.errors == 0
+    assert all(c.status == CopyStatus.VERIFIED for vid, _ in versions for c in copies(ctx, vid))
+    report = recovery.repair(ctx)
+    assert report.ok and report.rebuilt == [] and report.cartridges_failed == []
+    lib.faults("A00001L9").swap_cartridge = None  # the operator put the right cartridge back
+    assert all(recovery.audit_copy(ctx, c.id).ok for c in a_copies)
     assert sorted(p.name for p in intruder.path.glob("[01]_*")) == ["0_0_E", "1_0_E"]
     finish(ctx, tmp_path)
 

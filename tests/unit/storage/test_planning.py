@@ -53,6 +53,8 @@ def test_state_after_error() -> None:
     assert state_after_error(S.FILLING, 1, ErrorKind.WRITE) == S.SUSPECT
     assert state_after_error(S.FULL, 1, ErrorKind.LOAD) == S.SUSPECT
     assert state_after_error(S.FILLING, 3, ErrorKind.READ) == S.FAILED
+    assert state_after_error(S.FILLING, 3, ErrorKind.WRONG) == S.FILLING  # not the medium
+    assert state_after_error(S.FULL, 7, ErrorKind.WRONG) == S.FULL
     assert state_after_error(S.RETIRED, 9, ErrorKind.WRITE) == S.RETIRED
 
 
