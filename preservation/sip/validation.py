@@ -338,32 +338,49 @@ def _declaration(bag_dir: Path, plan: _Plan) -> BagDeclaration | None:
 
 
 def _names(plan: _Plan) -> None:
-    """Names that one filesystem keeps apart and another merges."""
+    """Names that one filesystem keeps apart and another merges.
+
+    Every path prefix counts, not only whole file paths: ``data/café/x`` (NFC)
+    and ``data/café/y`` (NFD) are two folders here and one on a normalising
+    filesystem (macOS, many NAS shares), and a file ``data/café`` beside a
+    folder ``data/café/`` in the other form cannot be restored there at all.
+    A clash is reported once, at the shallowest path where it happens.
+    """
+    kinds = _path_kinds(plan.files)
     by_nfc: dict[str, list[str]] = defaultdict(list)
-    for rel in plan.files:
-        by_nfc[unicodedata.normalize("NFC", rel)].append(rel)
+    for path in kinds:
+        by_nfc[unicodedata.normalize("NFC", path)].append(path)
+    clashing = {key for key, paths in by_nfc.items() if len(paths) > 1}
     by_fold: dict[str, list[str]] = defaultdict(list)
-    for key, rels in by_nfc.items():
-        if len(rels) > 1:
-            for rel in sorted(rels):
-                others = ", ".join(repr(o) for o in sorted(rels) if o != rel)
+    for key in sorted(by_nfc):
+        if _below_clash(key, clashing):
+            continue
+        if key in clashing:
+            paths = sorted(by_nfc[key])
+            for path in paths:
+                others = ", ".join(f"{kinds[o]} {ascii(o)}" for o in paths if o != path)
                 plan.report.error(
                     "name-normalisation-collision",
-                    f"differs from {others} only in Unicode normalisation; they would "
-                    "become one file on a normalising filesystem",
-                    rel,
+                    f"the {kinds[path]} {ascii(path)} differs from the {others} only in "
+                    "Unicode normalisation; they would become one on a normalising filesystem",
+                    path,
                 )
+            continue
         by_fold[key.casefold()].append(key)
-    for keys in by_fold.values():
-        if len(keys) > 1:
-            for key in sorted(keys):
-                others = ", ".join(repr(o) for o in sorted(keys) if o != key)
-                plan.report.warn(
-                    "name-case-collision",
-                    f"differs from {others} only in letter case; they cannot both be "
-                    "restored onto a case-insensitive filesystem",
-                    by_nfc[key][0],
-                )
+    folded_clashes = {fold for fold, keys in by_fold.items() if len(keys) > 1}
+    for fold in sorted(folded_clashes):
+        if _below_clash(fold, folded_clashes):
+            continue
+        keys = sorted(by_fold[fold])
+        for key in keys:
+            path = by_nfc[key][0]
+            others = ", ".join(f"{kinds[by_nfc[o][0]]} {o!r}" for o in keys if o != key)
+            plan.report.warn(
+                "name-case-collision",
+                f"the {kinds[path]} differs from the {others} only in letter case; they "
+                "cannot both be restored onto a case-insensitive filesystem",
+                path,
+            )
     for rel in plan.files:
         name = rel.rsplit("/", 1)[-1]
         if rel.startswith("data/") and (name.lower() in _SYSTEM_FILES or name.startswith("._")):
@@ -372,6 +389,31 @@ def _names(plan: _Plan) -> None:
                 "is a file an operating system creates by itself, probably not meant as content",
                 rel,
             )
+
+
+def _path_kinds(files: Iterable[str]) -> dict[str, str]:
+    """Every file and every folder above one, each marked ``file`` or ``folder``."""
+    kinds: dict[str, str] = {}
+    for rel in files:
+        kinds[rel] = "file"
+        cut = rel.rfind("/")
+        while cut > 0:
+            folder = rel[:cut]
+            if folder in kinds:
+                break  # its own parents were added with it
+            kinds[folder] = "folder"
+            cut = rel.rfind("/", 0, cut)
+    return kinds
+
+
+def _below_clash(path: str, clashing: set[str]) -> bool:
+    """Whether a folder above ``path`` already clashes (and was reported)."""
+    cut = path.rfind("/")
+    while cut > 0:
+        if path[:cut] in clashing:
+            return True
+        cut = path.rfind("/", 0, cut)
+    return False
 
 
 def _fetch(bag_dir: Path, plan: _Plan, decl: BagDeclaration, check: bool) -> list[FetchEntry]:

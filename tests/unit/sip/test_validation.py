@@ -224,6 +224,55 @@ def test_names_colliding_after_nfc_are_refused(make_bag: BagFactory) -> None:
     assert collided == {f"data/{nfc}", f"data/{nfd}"}
 
 
+def test_folders_colliding_after_nfc_are_refused(make_bag: BagFactory) -> None:
+    """Two files with distinct names, in folders that merge on a normalising filesystem."""
+    nfc = unicodedata.normalize("NFC", "café")
+    nfd = unicodedata.normalize("NFD", "café")
+    bag = make_bag({f"{nfc}/x.txt": b"one", f"{nfd}/y.txt": b"two"})
+    report = validate_bag(bag)
+    assert not report.valid
+    problems = [p for p in report.errors if p.rule == "name-normalisation-collision"]
+    assert {p.file for p in problems} == {f"data/{nfc}", f"data/{nfd}"}
+    for p in problems:
+        assert ascii(f"data/{nfc}") in p.message and ascii(f"data/{nfd}") in p.message
+        assert p.message.count("folder") == 2
+
+
+def test_file_colliding_with_a_folder_after_nfc_is_refused(make_bag: BagFactory) -> None:
+    nfc = unicodedata.normalize("NFC", "café")
+    nfd = unicodedata.normalize("NFD", "café")
+    bag = make_bag({nfc: b"a file", f"{nfd}/inside.txt": b"in a folder"})
+    report = validate_bag(bag)
+    problems = {p.file: p for p in report.errors if p.rule == "name-normalisation-collision"}
+    assert set(problems) == {f"data/{nfc}", f"data/{nfd}"}
+    assert f"the file {ascii(f'data/{nfc}')}" in problems[f"data/{nfc}"].message
+    assert f"the folder {ascii(f'data/{nfd}')}" in problems[f"data/{nfc}"].message
+    assert f"the folder {ascii(f'data/{nfd}')}" in problems[f"data/{nfd}"].message
+
+
+def test_nfc_clash_is_reported_once_at_the_shallowest_folder(make_bag: BagFactory) -> None:
+    nfc = unicodedata.normalize("NFC", "café")
+    nfd = unicodedata.normalize("NFD", "café")
+    bag = make_bag({f"{nfc}/x.txt": b"one", f"{nfd}/x.txt": b"two", "other/x.txt": b"3"})
+    report = validate_bag(bag)
+    collided = sorted(p.file or "" for p in report.errors)
+    assert collided == sorted([f"data/{nfc}", f"data/{nfd}"])  # not the files x.txt too
+    assert {p.rule for p in report.errors} == {"name-normalisation-collision"}
+
+
+def test_same_folder_in_one_normalisation_is_accepted(make_bag: BagFactory) -> None:
+    nfd = unicodedata.normalize("NFD", "café")
+    report = validate_bag(make_bag({f"{nfd}/x.txt": b"1", f"{nfd}/sub/y.txt": b"2"}))
+    assert report.valid and report.problems == []
+
+
+def test_folders_differing_only_in_case_warn(make_bag: BagFactory) -> None:
+    report = validate_bag(make_bag({"Photos/a.jpg": b"1", "photos/b.jpg": b"2"}))
+    assert report.valid
+    warned = {p.file for p in report.warnings if p.rule == "name-case-collision"}
+    assert warned == {"data/Photos", "data/photos"}
+
+
 def test_names_differing_only_in_case_warn(make_bag: BagFactory) -> None:
     report = validate_bag(make_bag({"Readme.txt": b"1", "README.txt": b"2"}))
     assert report.valid and "name-case-collision" in report.rules()
