@@ -12,10 +12,23 @@ and, for a directory, its Payload-Oxum matches what is on disk. Both checks are
 stateless (read from the file system on each scan), so a beat task on any
 machine can scan without remembering earlier scans. The claim is a rename on
 the same file system: of two watchers racing for one bag, exactly one wins.
+
+A directory bag whose bag-info has no Payload-Oxum has nothing to prove it
+complete but silence, so it must stay quiet ``NO_OXUM_FACTOR`` times longer
+before it is taken: a pause in an upload that long is unlikely, and the
+validation that follows still checks every manifest.
+
+An entry that can never become a bag (a stray file that is not a serialised
+bag, a folder with no ``bagit.txt``) is given ``STRAY_FACTOR`` times the quiet
+period to turn into one; after that it is moved, bytes untouched, to
+``rejected/<name>/`` with ``report.json`` and ``report.txt`` (rule
+``not-a-bag``), so that the submitter hears about it instead of it lying in
+the folder forever.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -25,10 +38,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Candidate", "claim", "find_ready", "orphaned_claims", "release", "scan"]
+__all__ = [
+    "NO_OXUM_FACTOR",
+    "STRAY_FACTOR",
+    "Candidate",
+    "claim",
+    "find_ready",
+    "orphaned_claims",
+    "release",
+    "scan",
+    "set_aside_stray",
+]
 
 SERIALISED = (".tar", ".tar.gz", ".tgz", ".zip")
 RESERVED = {".claimed", "rejected", "kept"}
+NO_OXUM_FACTOR = 3.0  # quiet periods a directory bag without Payload-Oxum must wait
+STRAY_FACTOR = 10.0  # quiet periods an entry that is not a bag gets before it is set aside
+NOT_A_BAG = "not-a-bag"
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,7 @@ class Candidate:
     path: Path
     ready: bool
     reason: str  # why it is (not yet) ready
+    stray: bool = False  # not a bag, and quiet for long enough to be set aside
 
 
 def _newest_change(path: Path) -> tuple[float, int, int]:
@@ -96,16 +123,29 @@ def _judge(tenant: str, entry: Path, quiescent: float, now: float) -> Candidate:
     if stat.S_ISLNK(st.st_mode):
         # Still taken, so that validation rejects it with a report rather than ignoring it.
         return Candidate(tenant, entry, now - newest >= quiescent, "symbolic link")
+    quiet = now - newest
+    stray = quiet >= quiescent * STRAY_FACTOR
     if stat.S_ISREG(st.st_mode) and not entry.name.lower().endswith(SERIALISED):
         return Candidate(
-            tenant, entry, False, "not a bag (expected a folder, .tar, .tar.gz or .zip)"
+            tenant,
+            entry,
+            False,
+            "not a bag (expected a folder, .tar, .tar.gz or .zip)",
+            stray=stray,
         )
-    if now - newest < quiescent:
-        return Candidate(tenant, entry, False, f"changed {now - newest:.1f}s ago")
+    if quiet < quiescent:
+        return Candidate(tenant, entry, False, f"changed {quiet:.1f}s ago")
     if stat.S_ISDIR(st.st_mode):
         if not (entry / "bagit.txt").exists():
-            return Candidate(tenant, entry, False, "no bagit.txt yet")
+            return Candidate(tenant, entry, False, "no bagit.txt yet", stray=stray)
         declared = _declared_oxum(entry)
+        if declared is None and quiet < quiescent * NO_OXUM_FACTOR:
+            return Candidate(
+                tenant,
+                entry,
+                False,
+                f"no Payload-Oxum: waiting for {quiescent * NO_OXUM_FACTOR:.0f}s of quiet",
+            )
         if declared is not None and declared != (size, count):
             return Candidate(
                 tenant,
@@ -116,8 +156,63 @@ def _judge(tenant: str, entry: Path, quiescent: float, now: float) -> Candidate:
     return Candidate(tenant, entry, True, "quiescent")
 
 
-def find_ready(ingest_dir: Path, *, quiescent_seconds: float) -> list[Candidate]:
-    return [c for c in scan(ingest_dir, quiescent_seconds=quiescent_seconds) if c.ready]
+def find_ready(
+    ingest_dir: Path, *, quiescent_seconds: float, now: float | None = None
+) -> list[Candidate]:
+    """The bags ready to claim; strays met on the way are set aside into ``rejected/``."""
+    ready = []
+    for candidate in scan(ingest_dir, quiescent_seconds=quiescent_seconds, now=now):
+        if candidate.ready:
+            ready.append(candidate)
+        elif candidate.stray:
+            set_aside_stray(candidate)
+    return ready
+
+
+def set_aside_stray(candidate: Candidate) -> Path | None:
+    """Move an entry that is not a bag to ``rejected/<name>/`` with its reports.
+
+    The reports are written first and the entry moved last, with one rename,
+    so its bytes are never copied or changed. Returns the folder, or None when
+    another watcher (or the submitter) moved the entry first.
+    """
+    entry = candidate.path
+    root = entry.parent / "rejected"
+    root.mkdir(exist_ok=True)
+    target = root / entry.name
+    if target.exists():
+        target = root / f"{entry.name}.{time.strftime('%Y%m%dT%H%M%S')}.{uuid.uuid4().hex[:8]}"
+    target.mkdir()
+    kind = "a folder with no bagit.txt" if entry.is_dir() else "a file that is not .tar or .zip"
+    problem = {
+        "severity": "error",
+        "file": entry.name,
+        "rule": NOT_A_BAG,
+        "message": f"{entry.name} is not a BagIt bag ({kind}) and has not changed for "
+        "a long time; put a bag (a folder with bagit.txt, or a .tar, .tar.gz, .tgz or "
+        ".zip of one) in the ingest folder",
+    }
+    report = {
+        "sip_id": None,
+        "tenant": candidate.tenant,
+        "bag": entry.name,
+        "source": str(entry),
+        "stage": "receive",
+        "valid": False,
+        "problems": [problem],
+    }
+    (target / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    (target / "report.txt").write_text(
+        f"{entry.name!r} (tenant {candidate.tenant}) was set aside, not ingested.\n"
+        f"Source: {entry}\n"
+        f"  ERROR: {entry.name}: {NOT_A_BAG}: {problem['message']}\n"
+    )
+    try:
+        os.rename(entry, target / entry.name)
+    except FileNotFoundError:
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    return target
 
 
 def claim(candidate: Candidate) -> Path | None:

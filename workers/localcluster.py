@@ -4,6 +4,10 @@ Redis and PostgreSQL. Used by the distributed tests and ``bench/bench_distribute
 Each process runs in its own session (process group), so a failpoint's SIGKILL
 takes down a worker and its identification pool together, exactly as an
 out-of-memory kill or a power cut would, and nothing else.
+
+Workers are started as in ``compose.yaml``: the ingest worker with the solo
+pool (its process owns the identification pool), a tape worker per site with
+one prefork child per drive, so each drive takes one task at a time.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from preservation.catalog import SIP, CopyStatus, SIPState, TapeCopy, make_engine, make_sessionmaker
+from preservation.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "bags" / "sample-collection"
@@ -73,7 +78,13 @@ class Cluster:
         self.procs[name] = proc
         return proc
 
-    def start_worker(self, name: str, queue: str, **env: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str, queue: str, *, concurrency: int = 0, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """A Celery worker on ``queue``: solo pool, or ``concurrency`` prefork children."""
+        pool = ["--pool", "solo"]
+        if concurrency:
+            pool = ["--pool", "prefork", "--concurrency", str(concurrency)]
         return self.start(
             name,
             [
@@ -85,8 +96,7 @@ class Cluster:
                 "worker",
                 "-Q",
                 queue,
-                "--pool",
-                "solo",
+                *pool,
                 "-n",
                 f"{name}-{self.prefix}@%h",
                 "--without-gossip",
@@ -98,10 +108,17 @@ class Cluster:
             **env,
         )
 
+    def start_tape_worker(self, site: str, **env: str) -> subprocess.Popen[bytes]:
+        """``tape-a`` on ``store.site-a`` (and so on): one prefork child per drive."""
+        default = Settings.model_fields["tape_drives_per_site"].default
+        drives = int(self.env(**env).get("PRESERVATION_TAPE_DRIVES_PER_SITE", default))
+        name = f"tape-{site.rsplit('-', 1)[-1]}"
+        return self.start_worker(name, f"store.{site}", concurrency=drives, **env)
+
     def start_all(self, **ingest_env: str) -> None:
         self.start_worker("ingest", "ingest", **ingest_env)
-        self.start_worker("tape-a", "store.site-a")
-        self.start_worker("tape-b", "store.site-b")
+        self.start_tape_worker("site-a")
+        self.start_tape_worker("site-b")
         self.start_watcher()
 
     def start_watcher(self) -> None:

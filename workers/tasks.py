@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Task, chain, chord
 from celery.exceptions import Ignore
-from celery.signals import worker_shutdown
+from celery.signals import worker_process_shutdown, worker_shutdown
 from celery.utils.log import get_task_logger
 
 from preservation import pipeline
@@ -37,8 +37,14 @@ def context() -> Context:
 
 
 @worker_shutdown.connect
+@worker_process_shutdown.connect
 def _close_context(**_: Any) -> None:
-    """A clean stop ends tape batches: cartridges unmount and index partitions are written."""
+    """A clean stop ends tape batches: cartridges unmount and index partitions are written.
+
+    Tape workers run one prefork child per drive, and each child holds its own
+    context (and cartridge): ``worker_process_shutdown`` reaches the children,
+    ``worker_shutdown`` the solo pool's single process.
+    """
     global _context
     if _context is not None:
         _context.close()

@@ -40,8 +40,25 @@ def test_compose_file_validates_with_docker_compose() -> None:
     for name in ("redis", "postgres", "ingest-worker", "tape-worker-site-a", "watcher"):
         assert "healthcheck" in services[name], name
     assert "store.site-a" in services["tape-worker-site-a"]["command"]
-    assert "solo" in services["tape-worker-site-b"]["command"]  # one task per drive
+    # One prefork child per drive of the site's library, each taking one task at a time.
+    for site in ("a", "b"):
+        service = services[f"tape-worker-site-{site}"]
+        command = service["command"]
+        drives = service["environment"]["PRESERVATION_TAPE_DRIVES_PER_SITE"]
+        assert command[command.index("--pool") + 1] == "prefork"
+        assert command[command.index("--concurrency") + 1] == str(drives) == "2"
+        assert command[command.index("--prefetch-multiplier") + 1] == "1"
+    assert "audit" in services["audit-worker"]["command"]
     assert {"ingest", "tape-site-a", "tape-site-b"} <= set(config["volumes"])
+
+
+def test_the_image_can_run_the_flower_service() -> None:
+    """compose.yaml runs Flower from the one image, so the image must install it."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert "flower" in compose["services"]["flower"]["command"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    installs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert any("flower" in line or "monitoring" in line for line in installs), installs
 
 
 def test_celery_app_queues_and_routes() -> None:
@@ -51,6 +68,12 @@ def test_celery_app_queues_and_routes() -> None:
     assert [q.name for q in app.conf.task_queues] == list(QUEUES)
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
     assert "scan-ingest-folders" in app.conf.beat_schedule
+    # Flower and `celery events` see tasks only when workers and clients send events.
+    assert app.conf.worker_send_task_events and app.conf.task_send_sent_event
+    audit = app.conf.beat_schedule["audit-fixity"]
+    assert audit["task"] == "workers.audit.audit_fixity"
+    assert audit["options"]["queue"] == "audit" and audit["schedule"] == 24 * 3600
+    assert app.amqp.router.route({}, "workers.audit.audit_fixity")["queue"].name == "audit"
     from workers.tasks import ingest_workflow
 
     flow = ingest_workflow("sip-1", ("site-a", "site-b"))

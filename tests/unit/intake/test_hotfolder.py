@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -79,3 +80,67 @@ def test_release_removes_or_keeps(tmp_path: Path) -> None:
     assert not claimed[0].exists()  # type: ignore[union-attr]
     assert (ingest / "t" / "kept" / "b" / "bagit.txt").exists()
     assert list((ingest / "t" / ".claimed").iterdir()) == []
+
+
+def test_stray_file_and_folder_are_set_aside_after_ten_quiet_periods(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    tenant = ingest / "museum"
+    tenant.mkdir(parents=True)
+    (tenant / "notes.txt").write_bytes(b"not a bag\x00\xff")
+    (tenant / "photos" / "2024").mkdir(parents=True)
+    (tenant / "photos" / "2024" / "a.jpg").write_bytes(b"\xff\xd8jpeg")
+    # Within ten quiet periods a stray is left alone: it may still become a bag.
+    later = time.time() + 5 * 60
+    assert hotfolder.find_ready(ingest, quiescent_seconds=60, now=later) == []
+    assert (tenant / "notes.txt").is_file() and (tenant / "photos").is_dir()
+
+    much_later = time.time() + 11 * 60
+    assert hotfolder.find_ready(ingest, quiescent_seconds=60, now=much_later) == []
+    assert sorted(p.name for p in tenant.iterdir()) == ["rejected"]
+    for name, kind in (("notes.txt", "file"), ("photos", "folder")):
+        folder = tenant / "rejected" / name
+        report = json.loads((folder / "report.json").read_text())
+        assert report["tenant"] == "museum" and report["bag"] == name
+        assert [p["rule"] for p in report["problems"]] == ["not-a-bag"]
+        assert kind in report["problems"][0]["message"]
+        assert "not-a-bag" in (folder / "report.txt").read_text()
+    # The bytes are exactly as they came.
+    assert (tenant / "rejected" / "notes.txt" / "notes.txt").read_bytes() == b"not a bag\x00\xff"
+    assert (tenant / "rejected" / "photos" / "photos" / "2024" / "a.jpg").read_bytes() == (
+        b"\xff\xd8jpeg"
+    )
+    # A second stray of the same name gets its own folder; nothing is overwritten.
+    (tenant / "notes.txt").write_text("again")
+    hotfolder.find_ready(ingest, quiescent_seconds=60, now=much_later)
+    assert len(list((tenant / "rejected").glob("notes.txt*"))) == 2
+
+
+def test_a_real_bag_is_never_set_aside_as_stray(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    shutil.copytree(SAMPLE, ingest / "t" / "bag")
+    far = time.time() + 3600
+    [c] = hotfolder.find_ready(ingest, quiescent_seconds=1, now=far)
+    assert c.path == ingest / "t" / "bag" and c.ready
+    assert not (ingest / "t" / "rejected").exists()
+
+
+def test_a_bag_without_payload_oxum_waits_longer(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    bag = ingest / "t" / "no-oxum"
+    shutil.copytree(SAMPLE, bag)
+    info = bag / "bag-info.txt"
+    info.write_text(
+        "".join(
+            line
+            for line in info.read_text().splitlines(keepends=True)
+            if not line.lower().startswith("payload-oxum")
+        )
+    )
+    now = time.time()
+    quiet = 10.0
+    # Quiet for twice the period: enough for a bag with Payload-Oxum, not for this one.
+    [c] = hotfolder.scan(ingest, quiescent_seconds=quiet, now=now + 2 * quiet)
+    assert not c.ready and "Payload-Oxum" in c.reason
+    wait = quiet * hotfolder.NO_OXUM_FACTOR
+    [c] = hotfolder.scan(ingest, quiescent_seconds=quiet, now=now + wait + 1)
+    assert c.ready

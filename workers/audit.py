@@ -1,0 +1,83 @@
+"""The fixity audit as a Celery task on the ``audit`` queue, started daily by beat.
+
+It is ``preservation audit`` without a terminal: every verified copy is read
+back whole with :func:`preservation.storage.recovery.audit_copy`, cartridge by
+cartridge in tape order so that each cartridge is mounted once. The verdicts
+are recorded where they are needed: each check is a PREMIS ``fixity check``
+event on the AIP, a copy that fails is marked FAILED for ``preservation
+repair``, and the summary returned is kept by the result backend.
+
+A copy whose site is down or whose cartridge or drives are held by another
+process is *skipped*, not judged: no verdict is recorded and the next audit
+reads it. The worker gives its drives back when the audit ends, so that tape
+writes at the sites are not kept waiting for an idle audit worker.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from celery import Task
+from celery.utils.log import get_task_logger
+
+from preservation.errors import DeviceBusyError, SiteUnavailableError
+from preservation.storage.recovery import audit_copy
+from preservation.storage.service import list_cartridges, release_drives, show_cartridge
+from workers.celery import app
+from workers.tasks import context
+
+__all__ = ["audit_fixity"]
+
+log = get_task_logger(__name__)
+
+
+@app.task(
+    name="workers.audit.audit_fixity",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=7 * 24 * 3600,
+)
+def audit_fixity(self: Task, site: str | None = None) -> dict[str, Any]:
+    """Audit every verified copy (of one site, or all); return what was found."""
+    ctx = context()
+    results: list[dict[str, Any]] = []
+    try:
+        for cartridge in list_cartridges(ctx, site):
+            if not cartridge["copies"].get("verified"):
+                continue
+            contents = show_cartridge(ctx, cartridge["barcode"])["contents"]
+            for copy in contents:
+                if copy["status"] != "verified":
+                    continue
+                try:
+                    verdict = audit_copy(ctx, copy["id"])
+                    outcome = "ok" if verdict.ok else "failed"
+                    detail = verdict.detail
+                except (SiteUnavailableError, DeviceBusyError) as err:
+                    outcome, detail = "skipped", err.message
+                results.append(
+                    {
+                        "copy_id": copy["id"],
+                        "aip_id": copy["aip_id"],
+                        "version": copy["version"],
+                        "site": copy["site"],
+                        "barcode": copy["barcode"],
+                        "result": outcome,
+                        "detail": detail,
+                    }
+                )
+    finally:
+        release_drives(ctx)
+    failed = [r for r in results if r["result"] == "failed"]
+    skipped = [r for r in results if r["result"] == "skipped"]
+    summary = {
+        "site": site,
+        "checked": len(results),
+        "ok": len(results) - len(failed) - len(skipped),
+        "failed": failed,
+        "skipped": skipped,
+    }
+    log.info(json.dumps({"audit": "fixity", **summary}, ensure_ascii=False))
+    return summary
