@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 _MANIFEST_NAME = re.compile(r"(tag)?manifest-([A-Za-z0-9_-]+)\.txt")
+# Checksum and path are separated by one or more linear whitespace characters;
+# the path is everything after them, trailing spaces included (RFC 8493 §2.1.3).
 _LINE = re.compile(r"(\S+)[ \t]+(.+)")
 _FETCH_LINE = re.compile(r"(\S+)[ \t]+(\S+)[ \t]+(.+)")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -140,6 +143,20 @@ def check_relative_path(raw: str, *, file: str, section: str) -> tuple[str | Non
     return "/".join(kept), problems
 
 
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """Numbered lines without their terminator, skipping blank ones.
+
+    Only CR and LF are removed: a path may end in spaces or other whitespace
+    (RFC 8493 §2.1.3, §7.2), and ``str.rstrip()`` would silently name another
+    file. :func:`~preservation.sip.baginfo.decode_tag_text` has already turned
+    CR LF and CR into LF; the CR strip is for text that did not pass through it.
+    """
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip():
+            yield number, line
+
+
 def parse_manifest(
     text: str, manifest: str, algorithm: str, hex_length: int, *, tag: bool
 ) -> tuple[list[ManifestEntry], list[Problem]]:
@@ -147,10 +164,7 @@ def parse_manifest(
     entries: list[ManifestEntry] = []
     problems: list[Problem] = []
     section = "2.2.1" if tag else "2.1.3"
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip()
-        if not line:
-            continue
+    for number, line in _lines(text):
         where = f"{manifest} line {number}"
         match = _LINE.fullmatch(line)
         if match is None:
@@ -233,10 +247,7 @@ def parse_fetch(text: str) -> tuple[list[FetchEntry], list[Problem]]:
     def err(rule: str, message: str) -> None:
         problems.append(Problem("error", rule, message, "fetch.txt", "2.2.3"))
 
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip()
-        if not line:
-            continue
+    for number, line in _lines(text):
         match = _FETCH_LINE.fullmatch(line)
         if match is None:
             err("fetch-line-malformed", f"fetch.txt line {number} is not 'URL LENGTH FILEPATH'")

@@ -585,9 +585,15 @@ def _apply_manifest(
         if found is None:
             if entry.path in skip:
                 continue  # reported by the fetch.txt check, as absent or pending
+            hint = ""
+            if entry.path != entry.path.rstrip() and entry.path.rstrip() in plan.files:
+                hint = (
+                    f"; {entry.path.rstrip()!r} exists, but the manifest's path ends in "
+                    "whitespace, which is part of the name"
+                )
             report.error(
                 "file-missing",
-                f"is listed in {entry.manifest} (line {entry.line}) but is not in the bag",
+                f"is listed in {entry.manifest} (line {entry.line}) but is not in the bag{hint}",
                 entry.path,
                 "3",
             )

@@ -9,7 +9,12 @@ import pytest
 from preservation.errors import InvalidSIPError
 from preservation.sip import PayloadOxum, measure_payload, payload_oxum, read_bag_info
 from preservation.sip.baginfo import parse_bag_declaration
-from preservation.sip.manifest import check_relative_path, decode_path, parse_manifest
+from preservation.sip.manifest import (
+    check_relative_path,
+    decode_path,
+    parse_fetch,
+    parse_manifest,
+)
 
 from .conftest import BagFactory
 
@@ -115,3 +120,28 @@ def test_manifest_parse_keeps_lines_and_flags_md5sum_marker() -> None:
         (3, "data/y z", "0000"),
     ]
     assert [p.rule for p in problems] == ["manifest-binary-marker"]
+
+
+def test_manifest_paths_keep_trailing_whitespace() -> None:
+    """Only the line terminator ends a path (RFC 8493 §2.1.3, §7.2)."""
+    zeros = "0" * 32
+    text = (
+        f"{zeros}  data/x \n"  # two spaces between: still one separator
+        f"{zeros}\t \tdata/tabbed\t\n"
+        f"{zeros} data/nbsp\u00a0\r\n"
+        f"{zeros} data/plain\n"
+        "   \n"
+    )
+    entries, problems = parse_manifest(text, "manifest-md5.txt", "md5", 32, tag=False)
+    assert problems == []
+    assert [e.path for e in entries] == [
+        "data/x ",
+        "data/tabbed\t",
+        "data/nbsp\u00a0",
+        "data/plain",
+    ]
+
+
+def test_fetch_paths_keep_trailing_whitespace() -> None:
+    entries, problems = parse_fetch("https://example.org/x 3   data/x  \n")
+    assert problems == [] and [(e.length, e.path) for e in entries] == [(3, "data/x  ")]

@@ -112,3 +112,14 @@ def test_staging_where_the_copy_would_overwrite_the_bag_is_refused(tmp_path: Pat
     bag = write_bag(tmp_path / "data" / "bag", {"a.txt": b"a"})
     with pytest.raises(ValueError):
         stage_payload(bag, tmp_path)
+
+
+def test_file_with_trailing_space_is_staged_under_its_own_name(
+    make_bag: BagFactory, tmp_path: Path
+) -> None:
+    files = {"x ": b"with a space", "x": b"without"}
+    dest = tmp_path / "staging"
+    staged = stage_payload(make_bag(files), dest, processes=2)
+    assert sorted(s.relpath for s in staged) == ["data/x", "data/x "]
+    assert (dest / "data" / "x ").read_bytes() == b"with a space"
+    assert (dest / "data" / "x").read_bytes() == b"without"

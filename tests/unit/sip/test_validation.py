@@ -288,6 +288,38 @@ def test_manifest_in_other_normalisation_than_disk_is_accepted_with_warning(
     assert report.valid and "path-normalisation-differs" in report.rules()
 
 
+def test_file_named_with_trailing_space_is_a_valid_payload_file(make_bag: BagFactory) -> None:
+    files = {"x ": b"trailing space", "y\u00a0": b"trailing nbsp", "x": b"no space"}
+    bag = make_bag(files, tagmanifest=True)
+    assert (bag / "manifest-sha256.txt").read_text().count("data/x \n") == 1
+    report = validate_bag(bag)
+    assert report.valid and report.problems == [], report.to_text()
+    assert report.files_hashed == 3 + 4
+
+    (bag / "data" / "x ").write_bytes(b"TRAILING SPACE")  # same size, other bytes
+    report = validate_bag(bag)
+    assert {(p.rule, p.file) for p in report.errors} == {("manifest-digest-mismatch", "data/x ")}
+
+
+def test_manifest_with_crlf_keeps_the_trailing_space(make_bag: BagFactory) -> None:
+    bag = make_bag({"x ": b"trailing space"}, algorithms=("sha256",))
+    manifest = bag / "manifest-sha256.txt"
+    manifest.write_bytes(manifest.read_bytes().replace(b"\n", b"\r\n"))
+    report = validate_bag(bag)
+    assert report.valid and report.problems == [], report.to_text()
+
+
+def test_manifest_path_with_spurious_trailing_space_names_another_file(
+    make_bag: BagFactory,
+) -> None:
+    bag = make_bag({"x": b"content"}, manifest_names={"x": "data/x "})
+    report = validate_bag(bag)
+    missing = [p for p in report.errors if p.rule == "file-missing"]
+    assert [p.file for p in missing] == ["data/x ", "data/x "]  # sha256 and sha512 manifests
+    assert "'data/x' exists" in missing[0].message
+    assert ("payload-not-in-manifest", "data/x") in {(p.rule, p.file) for p in report.errors}
+
+
 # ----------------------------------------------------------------------------- fetch.txt
 
 
