@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from preservation.config import Settings
-from preservation.errors import InvalidSIPError, NotFoundError, PreservationError
+from preservation.errors import InvalidSIPError, NotFoundError, PreservationError, TransientError
 
 app = typer.Typer(
     help="An OAIS preservation pipeline: BagIt in, two verified LTFS tape copies out.",
@@ -103,8 +103,10 @@ def validate(
     from preservation.sip import open_serialised_bag, validate_bag
 
     settings = _settings()
+    # Unpack where the data root has room for bags, not in /tmp (often small, or RAM).
+    settings.staging_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="preservation-validate-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="validate-", dir=settings.staging_dir) as tmp:
             bag = path
             if is_serialised(path):
                 bag = open_serialised_bag(
@@ -166,6 +168,8 @@ def ingest(
             from preservation.inventory import describe_aip
 
             summary = describe_aip(ctx, result.aip_id)
+    except TransientError as e:
+        raise _pending(e, as_json) from e
     except PreservationError as e:
         raise _fail(e, as_json) from e
     finally:
@@ -175,6 +179,21 @@ def ingest(
     else:
         _print_result(result, summary)
     raise typer.Exit(0 if result.state != "rejected" else EXIT_INVALID)
+
+
+def _pending(error: PreservationError, as_json: bool) -> typer.Exit:
+    """A SIP left waiting (a site down): not a failure of the bag, not yet safe either."""
+    if as_json:
+        out.print_json(data=error.to_dict() | {"state": "pending"})
+    else:
+        err.print(f"[yellow]pending:[/yellow] {escape(error.message)}", highlight=False)
+        err.print(
+            "the SIP is NOT yet safe (fewer than two verified copies); it is finished by "
+            "`preservation resume`, `preservation watch` or `preservation repair` "
+            "once the site is back",
+            highlight=False,
+        )
+    return typer.Exit(EXIT_SYSTEM)
 
 
 def _follow(ctx: Any, sip_id: str, *, quiet: bool, poll: float = 0.5) -> Any:
@@ -283,6 +302,30 @@ def status(
 
 
 @app.command()
+def resume(
+    sip_ids: Annotated[
+        list[str] | None, typer.Argument(help="SIP ids; default: every pending SIP.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Finish SIPs left pending (a site was down, a process died), in this process.
+
+    Exit 0 when every one ended committed or rejected, 3 when some still wait.
+    """
+    from preservation.pipeline import TERMINAL_STATES
+    from preservation.pipeline import resume as resume_sips
+
+    results = _in_context(as_json, lambda ctx: resume_sips(ctx, sip_ids))
+    if as_json:
+        out.print_json(data=[r.to_dict() for r in results])
+    elif not results:
+        out.print("nothing pending")
+    for r in results if not as_json else []:
+        out.print(f"SIP {r.sip_id}: {r.state}" + (f" (AIP {r.aip_id})" if r.aip_id else ""))
+    raise typer.Exit(0 if all(r.state in TERMINAL_STATES for r in results) else EXIT_SYSTEM)
+
+
+@app.command()
 def show(
     aip_id: Annotated[str, typer.Argument(help="The AIP's UUID.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -361,14 +404,16 @@ def watch(
     else:
 
         def submit(sip_id: str) -> None:
-            pipeline.run_sip(ctx, sip_id)
+            # A site down must not stop the watcher: the SIP stays pending and
+            # is resumed at a later scan.
+            result = pipeline.run_sip(ctx, sip_id, wait_seconds=0)
+            err.print(f"SIP {sip_id}: {result.state}", highlight=False)
 
     heartbeat = settings.ingest_dir / ".watcher-heartbeat"
     try:
         while True:
             heartbeat.touch()
-            for sip_id in pipeline.scan_and_claim(ctx, submit=submit):
-                err.print(f"claimed SIP {sip_id}", highlight=False)
+            _scan_once(ctx, submit, embedded=not settings.broker_url)
             if once:
                 break
             _time.sleep(interval)
@@ -376,6 +421,34 @@ def watch(
         pass
     finally:
         ctx.close()
+
+
+def _scan_once(ctx: Any, submit: Callable[[str], None], *, embedded: bool) -> None:
+    """One scan; a failure is reported and the watcher goes on (it is long-running)."""
+    import logging
+
+    from preservation import pipeline
+
+    def guarded(sip_id: str) -> None:
+        try:
+            submit(sip_id)
+        except TransientError as e:
+            err.print(f"SIP {sip_id} pending: {escape(e.message)}", highlight=False)
+        except Exception as e:  # noqa: BLE001 - a broker error, a bug: the next scan retries
+            logging.getLogger("preservation.watch").exception("SIP %s not submitted", sip_id)
+            err.print(f"SIP {sip_id} not submitted: {escape(str(e))}", highlight=False)
+
+    try:
+        for sip_id in pipeline.scan_and_claim(ctx, submit=guarded):
+            err.print(f"claimed SIP {sip_id}", highlight=False)
+        if embedded:
+            # In-process there is no broker to redeliver: SIPs left waiting for
+            # a site (or by a killed `ingest`) are picked up again here.
+            for sip_id in pipeline.pending_sips(ctx):
+                guarded(sip_id)
+    except Exception as e:  # noqa: BLE001 - the scan itself failed (disk, database)
+        logging.getLogger("preservation.watch").exception("scan failed")
+        err.print(f"[red]scan failed:[/red] {escape(str(e))}", highlight=False)
 
 
 # -- operator's tools: tape, audit, repair, recover ------------------------------------------

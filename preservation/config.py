@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     # (its messages were lost: a broker restarted empty, a chord failed). Longer
     # than the longest stage; every stage is idempotent, so a resubmission is safe.
     stall_seconds: float = 3600.0
+    # A stage's lease on its SIP (preservation/lease.py), renewed every third of
+    # this while the stage runs; a dead holder's lease frees after this long.
+    lease_seconds: float = 120.0
+    # How long the embedded `ingest` waits, retrying with backoff, for a site
+    # that is down before it leaves the SIP pending (never committed with one
+    # copy); `watch`, `repair` or `resume` finish it once the site is back.
+    site_wait_seconds: float = 300.0
 
     production: bool = False
 

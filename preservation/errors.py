@@ -6,6 +6,7 @@ Split by what the caller can do about it (as httpx does), not by where it came f
     ├── TransientError                 try again later; Celery retries these
     │   ├── DeviceBusyError            a drive or library is in use
     │   ├── SiteUnavailableError       a whole site cannot be reached
+    │   ├── SIPBusyError               another runner holds the SIP's stage lease
     │   └── BrokerUnavailableError     Redis cannot be reached
     ├── InvalidSIPError                the submission breaks a rule; it is rejected
     │   └── UnsafeArchiveError         a serialised bag tries to escape or explode
@@ -48,6 +49,7 @@ __all__ = [
     "NotFoundError",
     "OversizeBlockError",
     "PreservationError",
+    "SIPBusyError",
     "SiteUnavailableError",
     "StorageError",
     "TapeFullError",
@@ -103,6 +105,10 @@ class SiteUnavailableError(TransientError):
 
 class BrokerUnavailableError(TransientError):
     pass
+
+
+class SIPBusyError(TransientError):
+    """Another worker is running a stage of this SIP: a duplicate message waits its turn."""
 
 
 class InvalidSIPError(PreservationError):

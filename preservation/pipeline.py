@@ -33,15 +33,23 @@ from preservation import __version__
 from preservation.catalog import SIP, AIPVersion, SIPState, Tenant, service
 from preservation.catalog.database import session_scope
 from preservation.context import Context
-from preservation.errors import InvalidSIPError, PreservationError, SiteUnavailableError
+from preservation.errors import (
+    InvalidSIPError,
+    PreservationError,
+    SIPBusyError,
+    SiteUnavailableError,
+    TransientError,
+)
 from preservation.failpoints import failpoint
 
 __all__ = [
     "STAGES",
     "IngestResult",
+    "pending_sips",
     "receive",
     "reject",
     "result_of",
+    "resume",
     "run_ingest",
     "run_sip",
     "sip_bag_dir",
@@ -365,6 +373,19 @@ def describe(ctx: Context, sip_id: str) -> None:
         aip = service.create_aip(s, sip)
         tenant = s.get(Tenant, sip.tenant_id)
         files = service.list_files(s, sip_id=sip_id)
+        # The METS must tell its own ingest: the event is recorded here, in the
+        # transaction that writes it, and completed by a second at commit.
+        service.record_event(
+            s,
+            tenant_id=sip.tenant_id,
+            sip_id=sip_id,
+            aip_id=aip.id,
+            type="ingestion",
+            outcome="success",
+            detail=f"ingestion started: bag {sip.name!r} accepted as AIP {aip.id} version 1",
+            outcome_detail="the AIP is active once both tape copies are verified",
+            agents={"executing program": [SOFTWARE_AGENT]},
+        )
         events = service.list_events(s, sip_id=sip_id)
         agents = service.agents_by_identifier(s)
         layout = AIPLayout(aip_dir(ctx, sip_id))
@@ -477,10 +498,20 @@ def store_all(ctx: Context, sip_id: str) -> None:
 
 
 def commit(ctx: Context, sip_id: str) -> None:
-    """The AIP becomes active only with two verified copies; then the SIP is released."""
-    from preservation import hotfolder
+    """The AIP becomes active only with two verified copies; then the SIP is released.
+
+    Run again after a crash between the catalogue commit and the release, it
+    finishes the release: a SIP is never left claimed in its hot folder with
+    its AIP already active.
+    """
     from preservation.storage.service import commit_version, release_staging
 
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        committed = sip.state is SIPState.COMMITTED
+    if committed:
+        _release_sip(ctx, sip_id)
+        return
     version_id = _version_of(ctx, sip_id)
     if version_id is None:
         return
@@ -499,11 +530,20 @@ def commit(ctx: Context, sip_id: str) -> None:
             aip_id=sip.aip_id,
             type="ingestion",
             outcome="success",
-            detail="AIP active with two verified tape copies",
+            detail="ingestion completed: AIP active with two verified tape copies",
             agents={"executing program": [SOFTWARE_AGENT]},
         )
         service.set_sip_state(s, sip, SIPState.COMMITTED)
-        source = Path(sip.source_path)
+    failpoint("release")
+    _release_sip(ctx, sip_id)
+
+
+def _release_sip(ctx: Context, sip_id: str) -> None:
+    """Remove (or keep, by rule) the submitted bag and the staging area; idempotent."""
+    from preservation import hotfolder
+
+    with session_scope(ctx.sessions) as s:
+        source = Path(service.get_sip(s, sip_id).source_path)
     if _inside(source, ctx.settings.ingest_dir):
         hotfolder.release(source, keep=ctx.settings.keep_sips)
     shutil.rmtree(staging_dir(ctx, sip_id), ignore_errors=True)
@@ -664,16 +704,25 @@ def _log_stage(sip_id: str, stage: str, started: float, outcome: str, **extra: A
 
 
 def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
-    """Run one stage by name, recording where a failure happened for `status`."""
-    with session_scope(ctx.sessions) as s:
-        sip = service.get_sip(s, sip_id)
-        sip.updated_at = datetime.now(UTC)  # a heartbeat: this SIP is not stalled
+    """Run one stage by name under the SIP's lease, recording where a failure happened.
+
+    The lease (preservation/lease.py) keeps a duplicate message from running
+    the stage beside the first; one site's tape write has its own, so the two
+    sites still write in parallel.
+    """
+    from preservation.lease import hold_sip_lease
+
+    part = f"store:{args[0]}" if name == "store" and args else ""
     started = time.perf_counter()
     try:
-        STAGE_FUNCTIONS[name](ctx, sip_id, *args)
+        with hold_sip_lease(ctx.sessions, sip_id, seconds=ctx.settings.lease_seconds, part=part):
+            STAGE_FUNCTIONS[name](ctx, sip_id, *args)
         _log_stage(sip_id, name, started, "done")
     except InvalidSIPError:
         _log_stage(sip_id, name, started, "rejected")
+        raise
+    except SIPBusyError:
+        _log_stage(sip_id, name, started, "busy")
         raise
     except Exception as err:
         _log_stage(sip_id, name, started, "failed", error=f"{type(err).__name__}: {err}")
@@ -686,28 +735,69 @@ def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
 
 
 def run_ingest(
-    ctx: Context, path: Path, *, tenant: str, progress: Progress = _no_progress
+    ctx: Context,
+    path: Path,
+    *,
+    tenant: str,
+    progress: Progress = _no_progress,
+    wait_seconds: float | None = None,
 ) -> IngestResult:
     """The embedded default: every stage in this process, one after the other."""
     t0 = time.perf_counter()
     sip_id = receive(ctx, path, tenant=tenant)
-    result = run_sip(ctx, sip_id, progress=progress)
+    result = run_sip(ctx, sip_id, progress=progress, wait_seconds=wait_seconds)
     result.timings["receive"] = time.perf_counter() - t0 - result.timings["total"]
     result.timings["total"] = time.perf_counter() - t0
     return result
 
 
-def run_sip(ctx: Context, sip_id: str, *, progress: Progress = _no_progress) -> IngestResult:
-    """Every remaining stage of a received SIP, in this process."""
+def run_sip(
+    ctx: Context,
+    sip_id: str,
+    *,
+    progress: Progress = _no_progress,
+    wait_seconds: float | None = None,
+) -> IngestResult:
+    """Every remaining stage of a SIP, in this process.
+
+    A transient failure (a site down, a drive busy) is retried with backoff
+    for up to ``wait_seconds`` (default: the ``site_wait_seconds`` setting),
+    the waits shown through ``progress`` as ``("waiting", seconds, 0)``. If
+    it outlasts that, the SIP is left where it stands, pending, and the error
+    is raised: an AIP with one copy is never called safe. Running this again
+    (``preservation resume``, ``watch``, ``repair``) finishes it.
+    """
+    budget = ctx.settings.site_wait_seconds if wait_seconds is None else wait_seconds
     t0 = time.perf_counter()
     result = IngestResult(sip_id=sip_id, state=SIPState.RECEIVED.value)
     for name, _fn in STAGES:
         t = time.perf_counter()
+        delay = 1.0
         try:
-            if name in {"validate", "identify"}:
-                run_stage(ctx, name, sip_id, progress)
-            else:
-                run_stage(ctx, name, sip_id)
+            while True:
+                try:
+                    if name in {"validate", "identify"}:
+                        run_stage(ctx, name, sip_id, progress)
+                    else:
+                        run_stage(ctx, name, sip_id)
+                    break
+                except TransientError as err:
+                    waited = time.perf_counter() - t
+                    if waited + delay > budget:
+                        raise
+                    log.warning(
+                        json.dumps(
+                            {
+                                "sip": sip_id,
+                                "stage": name,
+                                "waiting_s": delay,
+                                "because": err.message,
+                            }
+                        )
+                    )
+                    progress("waiting", int(delay), 0)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 60.0)
         except InvalidSIPError as err:
             result.problems = [
                 p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in err.problems
@@ -720,6 +810,34 @@ def run_sip(ctx: Context, sip_id: str, *, progress: Progress = _no_progress) -> 
     final.timings = result.timings
     final.timings["total"] = time.perf_counter() - t0
     return final
+
+
+def pending_sips(ctx: Context, tenant: str | None = None) -> list[str]:
+    """SIPs neither committed nor rejected: in flight, or waiting for a site."""
+    with session_scope(ctx.sessions) as s:
+        return [
+            sip.id
+            for sip in service.list_sips(s, tenant_id=tenant, limit=100_000)
+            if sip.state not in (SIPState.COMMITTED, SIPState.REJECTED)
+        ]
+
+
+def resume(
+    ctx: Context, sip_ids: list[str] | None = None, *, wait_seconds: float = 0.0
+) -> list[IngestResult]:
+    """Run the remaining stages of the given (default: every pending) SIP, in this process.
+
+    Each stage finds its work done or redoes it, so resuming a SIP that
+    another runner is working on only waits for its lease. A SIP still
+    waiting for a site stays pending; its error is in ``status``.
+    """
+    out = []
+    for sip_id in sip_ids if sip_ids is not None else pending_sips(ctx):
+        try:
+            out.append(run_sip(ctx, sip_id, wait_seconds=wait_seconds))
+        except TransientError:
+            out.append(result_of(ctx, sip_id))
+    return out
 
 
 TERMINAL_STATES = frozenset({SIPState.COMMITTED.value, SIPState.REJECTED.value})

@@ -19,6 +19,7 @@ from preservation.catalog.models import (
     File,
     PremisEvent,
     SIPState,
+    StageLease,
     TapeCopy,
     Tenant,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "File",
     "PremisEvent",
     "SIPState",
+    "StageLease",
     "TapeCopy",
     "Tenant",
     "make_engine",

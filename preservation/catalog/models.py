@@ -40,6 +40,7 @@ __all__ = [
     "PremisEvent",
     "SIP",
     "SIPState",
+    "StageLease",
     "TapeCopy",
     "Tenant",
     "utcnow",
@@ -162,6 +163,23 @@ class SIP(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     tenant: Mapped[Tenant] = relationship()
+
+
+class StageLease(Base):
+    """Who runs a piece of work now, and until when unless renewed (preservation/lease.py).
+
+    A redelivered or resubmitted message must never run a stage beside the
+    first: both would rebuild one staging folder, or write one site's copy
+    twice. Keys name the work: ``sip:<id>`` for the stages that own the
+    staging area, ``sip:<id>:store:<site>`` for one site's write.
+    Operational state: losing it loses nothing on tape.
+    """
+
+    __tablename__ = "stage_leases"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class AIP(Base):

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import (
@@ -27,6 +28,7 @@ from preservation.catalog.models import (
     File,
     PremisEvent,
     SIPState,
+    StageLease,
     TapeCopy,
     Tenant,
     utcnow,
@@ -41,12 +43,14 @@ __all__ = [
     "create_aip",
     "create_aip_version",
     "create_sip",
+    "drop_lease",
     "ensure_agent",
     "ensure_tenant",
     "event_hash",
     "find_aips",
     "get_aip",
     "get_sip",
+    "lease_holder",
     "list_events",
     "list_files",
     "list_sips",
@@ -54,6 +58,8 @@ __all__ = [
     "record_identifications",
     "set_sip_state",
     "stalled_sips",
+    "take_lease",
+    "touch_sip",
     "verified_copies",
     "verify_event_chain",
 ]
@@ -164,6 +170,68 @@ def stalled_sips(session: Session, *, older_than: datetime, limit: int = 500) ->
         .with_for_update(skip_locked=True)
     )
     return list(session.scalars(stmt))
+
+
+def lease_holder(session: Session, key: str) -> tuple[str | None, datetime | None]:
+    """Who holds the lease ``key``, and until when (both None when nobody does)."""
+    row = session.get(StageLease, key)
+    return (row.owner, row.expires_at) if row is not None else (None, None)
+
+
+def take_lease(
+    session: Session,
+    key: str,
+    owner: str,
+    *,
+    until: datetime,
+    now: datetime,
+    replace: str | None = None,
+) -> bool:
+    """Take (or renew) the lease ``key``; the database arbitrates, not the caller.
+
+    It succeeds when the lease is free, expired, already ours, or held by
+    ``replace`` (a holder the caller knows is dead). A conditional UPDATE, or
+    an INSERT whose primary key a racing runner cannot also win, so two
+    workers can never both hold one lease, on SQLite or PostgreSQL.
+    """
+    free = (StageLease.owner == owner) | (StageLease.expires_at < now)
+    if replace is not None:
+        free = free | (StageLease.owner == replace)
+    result = session.execute(
+        update(StageLease)
+        .where(StageLease.key == key, free)
+        .values(owner=owner, expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount:  # type: ignore[attr-defined]
+        return True
+    if session.get(StageLease, key) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.execute(insert(StageLease).values(key=key, owner=owner, expires_at=until))
+    except IntegrityError:
+        return False  # another runner inserted it first
+    return True
+
+
+def drop_lease(session: Session, key: str, owner: str) -> None:
+    """Give the lease back, only if it is still ours."""
+    session.execute(
+        delete(StageLease)
+        .where(StageLease.key == key, StageLease.owner == owner)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def touch_sip(session: Session, sip_id: str, now: datetime) -> None:
+    """A heartbeat: the SIP is being worked on, so it is not stalled."""
+    session.execute(
+        update(SIP)
+        .where(SIP.id == sip_id)
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def count_sips_by_state(session: Session, tenant_id: str | None = None) -> dict[str, int]:
