@@ -12,6 +12,14 @@ another cartridge at the damaged site, verifies that, and only then marks the
 old copy DISCARDED. Recalls are batched by cartridge and position so each
 source cartridge is mounted once per batch; the batch is bounded by the
 temporary space it may use under ``staging_dir``.
+
+Before that it tidies what crashes and outages left behind: WRITING rows that
+no rerun will ever touch are discarded (so a suspect cartridge can retire),
+and ``complete_pending`` finishes the store of every version still pending
+(a site was down at ingest, or the store never ran) from its staging tar.
+Repair never makes an AIP active: the versions it leaves safe at every site
+are listed in ``RepairReport.ready`` for the ingest commit stage, which also
+releases the SIP and the staging tar.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import shutil
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +63,24 @@ from preservation.errors import (
 )
 from preservation.storage import planning
 from preservation.storage.planning import CopyView, ErrorKind, RecallItem, RepairNeed
-from preservation.storage.service import AGENT, note_cartridge_error, release_drives, write_copy
+from preservation.storage.service import (
+    AGENT,
+    has_safe_copies,
+    note_cartridge_error,
+    release_drives,
+    write_copy,
+)
 from preservation.storage.sites import get_site
 
-__all__ = ["AuditResult", "RepairReport", "audit_copy", "recover", "repair"]
+__all__ = [
+    "AuditResult",
+    "RepairReport",
+    "audit_copy",
+    "complete_pending",
+    "discard_stale_writes",
+    "recover",
+    "repair",
+]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +108,11 @@ class RepairReport:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     cartridges_failed: list[str] = field(default_factory=list)
     cartridges_retired: list[str] = field(default_factory=list)
+    #: WRITING rows left by crashes and discarded (copy ids).
+    stale_writes: list[int] = field(default_factory=list)
+    #: Versions safe at every site but not committed yet: ``version_id``,
+    #: ``aip_id``, ``number``, ``sip_id``, for the ingest commit stage.
+    ready: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -296,20 +324,35 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
 # -- public: repair ---------------------------------------------------------------------------
 
 
-def repair(ctx: Context, *, max_batch_bytes: int = DEFAULT_BATCH_BYTES) -> RepairReport:
+def repair(
+    ctx: Context,
+    *,
+    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+    grace_seconds: float | None = None,
+) -> RepairReport:
     """Bring every active or pending version back to a verified copy per site.
 
     Cartridges with too many errors are failed first, so their copies are
-    rebuilt too; cartridges left with nothing verified on them are retired.
-    A site that is down is skipped (reported), never waited for.
+    rebuilt too; WRITING rows older than ``grace_seconds`` (default: the
+    settings' ``stall_seconds``) whose cartridge is in no drive are discarded;
+    pending versions are completed from their staging tars; cartridges left
+    with nothing verified on them are retired. A site that is down is
+    skipped (reported), never waited for. ``report.ready`` lists the versions
+    the commit stage may now make active.
     """
     report = RepairReport()
     report.cartridges_failed = _fail_worn_cartridges(ctx)
+    discard_stale_writes(ctx, report=report, grace_seconds=grace_seconds)
+    handled, bad_staging = _complete_pending(ctx, report)
     needs, sizes, staging = _plan(ctx)
+    for vid in bad_staging:
+        staging.pop(vid, None)
     sites = tuple(ctx.settings.sites)
     down = {name for name in sites if get_site(ctx, name).is_down()}
     pending: list[tuple[RepairNeed, list[CopyView]]] = []
     for need in needs:
+        if need.version_id in handled:
+            continue
         if need.site in down:
             report.skipped.append(
                 {
@@ -346,8 +389,208 @@ def repair(ctx: Context, *, max_batch_bytes: int = DEFAULT_BATCH_BYTES) -> Repai
     for batch in planning.batch_recalls(ordered, max_bytes=max_batch_bytes):
         _repair_batch(ctx, report, [from_tape[item.key] for item in batch])
     report.cartridges_retired = _retire_empty_bad_cartridges(ctx)
+    report.ready = _ready_to_commit(ctx)
     release_drives(ctx)
     return report
+
+
+# -- crashed writes and pending stores ------------------------------------------------------
+
+
+def discard_stale_writes(
+    ctx: Context, *, report: RepairReport | None = None, grace_seconds: float | None = None
+) -> list[int]:
+    """Discard WRITING rows that a crash left and no rerun will touch; return their ids.
+
+    A rerun of the same store discards its own leftovers, but a store that is
+    never rerun (its version made whole some other way, a repair write that
+    crashed) would leave the row forever, and a WRITING row keeps a suspect
+    cartridge from retiring. A row is stale when the write began more than
+    ``grace_seconds`` ago (default: the settings' ``stall_seconds``) and its
+    cartridge is in no drive of another process: a live writer holds its
+    cartridge for the whole write and read-back. Writers in this process are
+    excluded by holding the site's lock. Nothing on tape changes; a whole
+    file on tape is adopted by the next store that picks that cartridge.
+    """
+    grace = ctx.settings.stall_seconds if grace_seconds is None else grace_seconds
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace)
+    discarded: list[int] = []
+    for name in ctx.settings.sites:
+        site = get_site(ctx, name)
+        with site.lock:
+            in_use = _in_other_drives(ctx, name)
+            with session_scope(ctx.sessions) as session:
+                for row in session.scalars(
+                    select(TapeCopy).where(
+                        TapeCopy.site == name, TapeCopy.status == CopyStatus.WRITING
+                    )
+                ):
+                    if row.barcode in in_use or not _older_than(row.written_at, cutoff):
+                        continue
+                    row.status = CopyStatus.DISCARDED
+                    row.error = (
+                        "interrupted before verification (crash) and never resumed; "
+                        "discarded by repair"
+                    )
+                    discarded.append(row.id)
+    if discarded:
+        log.warning("repair: discarded %d WRITING rows left by crashes", len(discarded))
+    if report is not None:
+        report.stale_writes.extend(discarded)
+    return discarded
+
+
+def _older_than(when: datetime | None, cutoff: datetime) -> bool:
+    if when is None:  # rows from before the write start was recorded
+        return True
+    if when.tzinfo is None:  # SQLite hands back naive UTC
+        when = when.replace(tzinfo=UTC)
+    return when <= cutoff
+
+
+def _in_other_drives(ctx: Context, site: str) -> set[str]:
+    """Cartridges out of their slots that this process has not mounted: another's to finish."""
+    the_site = get_site(ctx, site)
+    library = the_site.library
+    in_slots = {slot.barcode for slot in library.slots() if slot.barcode}
+    return set(library.barcodes()) - in_slots - the_site.mounted_barcodes()
+
+
+def complete_pending(ctx: Context, *, report: RepairReport | None = None) -> RepairReport:
+    """Finish the store of every pending version whose staging tar still exists.
+
+    For each version not yet committed, every site without a verified copy on
+    a healthy cartridge gets one, written from the staging tar after its
+    sha256 has been checked against the catalogue (a damaged tar is never
+    written; a version with a good tape copy is then rebuilt from tape by
+    ``repair``). A site that is down, or still writing the version in
+    another process, is skipped. Versions now safe everywhere are listed in
+    ``report.ready``; making them active is the commit stage's work.
+    """
+    report = report if report is not None else RepairReport()
+    _complete_pending(ctx, report)
+    report.ready = _ready_to_commit(ctx)
+    return report
+
+
+@dataclass(frozen=True)
+class _Pending:
+    version_id: int
+    staging: str | None
+    sha256: str
+    verified_sites: frozenset[str]
+    writing_sites: frozenset[str]
+
+
+def _pending_versions(ctx: Context) -> list[_Pending]:
+    with session_scope(ctx.sessions) as session:
+        versions = session.execute(
+            select(AIPVersion.id, AIPVersion.staging_path, AIPVersion.tar_sha256)
+            .join(AIP, AIP.id == AIPVersion.aip_id)
+            .where(
+                AIPVersion.committed_at.is_(None),
+                AIPVersion.tar_sha256.is_not(None),
+                AIP.state.in_([AIPState.ACTIVE, AIPState.PENDING]),
+            )
+            .order_by(AIPVersion.id)
+        ).all()
+        if not versions:
+            return []
+        verified: dict[int, set[str]] = {}
+        writing: dict[int, set[str]] = {}
+        for vid, site, status, cstate in session.execute(
+            select(TapeCopy.aip_version_id, TapeCopy.site, TapeCopy.status, Cartridge.state)
+            .join(Cartridge, Cartridge.barcode == TapeCopy.barcode)
+            .where(
+                TapeCopy.aip_version_id.in_([v[0] for v in versions]),
+                TapeCopy.status.in_([CopyStatus.VERIFIED, CopyStatus.WRITING]),
+            )
+        ):
+            if status == CopyStatus.WRITING:
+                writing.setdefault(vid, set()).add(site)
+            elif cstate not in planning.BAD_CARTRIDGE_STATES:
+                verified.setdefault(vid, set()).add(site)
+    return [
+        _Pending(
+            vid,
+            path if path and Path(path).is_file() else None,
+            sha or "",
+            frozenset(verified.get(vid, ())),
+            frozenset(writing.get(vid, ())),
+        )
+        for vid, path, sha in versions
+    ]
+
+
+def _complete_pending(ctx: Context, report: RepairReport) -> tuple[set[int], set[int]]:
+    """The work of :func:`complete_pending`; returns (versions handled, versions with a bad tar)."""
+    sites = tuple(ctx.settings.sites)
+    down = {name for name in sites if get_site(ctx, name).is_down()}
+    handled: set[int] = set()
+    bad_staging: set[int] = set()
+    for p in _pending_versions(ctx):
+        missing = [s for s in sites if s not in p.verified_sites]
+        if not missing:
+            continue
+        if p.staging is None or _sha256_of(Path(p.staging)) != p.sha256:
+            if p.staging is not None:
+                bad_staging.add(p.version_id)
+                log.error("repair: staging tar of version %d is damaged", p.version_id)
+            if not p.verified_sites:  # nothing on tape either: nothing to copy from
+                handled.add(p.version_id)
+                for site in missing:
+                    report.failed.append(
+                        {
+                            "version_id": p.version_id,
+                            "site": site,
+                            "error": "pending with no verified copy, and its staging tar is "
+                            + ("damaged (sha256 differs)" if p.staging else "gone"),
+                        }
+                    )
+            continue  # a verified copy exists: repair rebuilds the rest from tape
+        handled.add(p.version_id)
+        for site in missing:
+            if site in down:
+                reason = f"site {site} is down"
+            elif site in p.writing_sites:
+                reason = f"a store is still writing it at site {site}"
+            else:
+                _rebuild(
+                    ctx,
+                    report,
+                    RepairNeed(p.version_id, site, (), ()),
+                    Path(p.staging),
+                    "staging",
+                    [],
+                    reason="store completed by repair",
+                )
+                continue
+            report.skipped.append({"version_id": p.version_id, "site": site, "reason": reason})
+    return handled, bad_staging
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_COPY_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ready_to_commit(ctx: Context) -> list[dict[str, Any]]:
+    sites = tuple(ctx.settings.sites)
+    with session_scope(ctx.sessions) as session:
+        rows = session.execute(
+            select(AIPVersion.id, AIPVersion.aip_id, AIPVersion.number, AIP.sip_id)
+            .join(AIP, AIP.id == AIPVersion.aip_id)
+            .where(AIPVersion.committed_at.is_(None), AIPVersion.tar_sha256.is_not(None))
+            .order_by(AIPVersion.id)
+        ).all()
+        return [
+            {"version_id": vid, "aip_id": aip_id, "number": number, "sip_id": sip_id}
+            for vid, aip_id, number, sip_id in rows
+            if has_safe_copies(session, vid, sites)
+        ]
 
 
 def _repair_batch(
@@ -401,6 +644,8 @@ def _rebuild(
     source: Path,
     source_name: str,
     sources: list[CopyView],
+    *,
+    reason: str | None = None,
 ) -> None:
     replaced = ", ".join(str(c) for c in need.replaces) or "none"
     try:
@@ -409,7 +654,7 @@ def _rebuild(
             need.version_id,
             need.site,
             source,
-            reason=f"repair (replaces copies {replaced})",
+            reason=reason or f"repair (replaces copies {replaced})",
             avoid=need.avoid,
         )
     except FixityMismatchError as err:

@@ -13,7 +13,9 @@ commits:
    tar only after that.
 
 A rerun after a crash discards stale WRITING rows for the same (version, site)
-and starts again (or adopts the file if the crash came after the index sync).
+and starts again (or adopts the file if the crash came after the index sync);
+``recovery.repair`` discards WRITING rows that no rerun will ever touch, once
+they are older than a grace period and their cartridge is in no drive.
 Each stage function takes ids, opens its own short transactions and is safe
 to run again. Faults are expected: a cartridge that is full, will not load,
 holds the wrong volume, or fails to write or read back is noted in the
@@ -286,7 +288,7 @@ def _attempt(ctx: Context, site: Site, job: _Job, source: Path, barcode: str) ->
         row = session.get_one(TapeCopy, copy_id)
         row.start_block = entry.start_block
         row.volume_uuid = volume.volume_uuid
-        row.written_at = row.written_at or utcnow()
+        row.written_at = utcnow()  # until now it said when the write began
         _update_usage(session, barcode, volume)
     # Crash points for the SIGKILL tests: the file is on tape and in the index,
     # its row still WRITING, so a rerun must discard or adopt it, never count it.
@@ -690,6 +692,9 @@ def _new_copy_row(ctx: Context, job: _Job, barcode: str, volume: LTFSVolume) -> 
             length=job.size,
             sha256=job.sha256,
             status=CopyStatus.WRITING,
+            # While WRITING, the time the write began: how repair tells a row
+            # left by a crash (old, its cartridge in no drive) from a live one.
+            written_at=utcnow(),
         )
         session.add(row)
         session.flush()

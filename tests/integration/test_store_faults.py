@@ -9,6 +9,7 @@ cartridges.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
@@ -515,7 +516,122 @@ def test_site_down_keeps_aip_pending_until_both_copies(ctx: Context, tmp_path: P
     report = recovery.repair(ctx)
     assert not report.ok and report.skipped[0]["site"] == "site-b"
     site_b.mark_up()
-    finish(ctx, tmp_path)  # repair writes site-b from the staging tar
+    report = finish(ctx, tmp_path)  # repair writes site-b from the staging tar
+    assert [(r["site"], r["source"]) for r in report.rebuilt] == [("site-b", "staging")]
+    assert [r["aip_id"] for r in report.ready] == [aip_id]  # for the commit stage
+    with session_scope(ctx.sessions) as s:
+        assert s.get_one(AIP, aip_id).state == AIPState.PENDING  # repair never activates
     assert service.commit_version(ctx, vid)
     with session_scope(ctx.sessions) as s:
         assert s.get_one(AIP, aip_id).state == AIPState.ACTIVE
+
+
+def _both_sites_down_at_ingest(ctx: Context) -> tuple[int, str]:
+    vid, aip_id = make_version(ctx)
+    for site in ctx.settings.sites:
+        get_site(ctx, site).mark_down("power cut")
+        with pytest.raises(SiteUnavailableError):
+            service.store_version(ctx, vid, site)
+        get_site(ctx, site).mark_up()
+    assert copies(ctx, vid) == []
+    return vid, aip_id
+
+
+def test_repair_completes_a_pending_version_with_no_copy_at_all(
+    ctx: Context, tmp_path: Path
+) -> None:
+    vid, aip_id = _both_sites_down_at_ingest(ctx)
+    report = recovery.repair(ctx)
+    assert report.ok, report.to_dict()
+    assert sorted((r["site"], r["source"]) for r in report.rebuilt) == [
+        ("site-a", "staging"),
+        ("site-b", "staging"),
+    ]
+    assert_two_safe_copies(ctx)
+    with session_scope(ctx.sessions) as s:
+        sip_id = s.get_one(AIP, aip_id).sip_id
+    assert report.ready == [{"version_id": vid, "aip_id": aip_id, "number": 1, "sip_id": sip_id}]
+    assert service.commit_version(ctx, vid)
+    assert service.release_staging(ctx, vid)
+    finish(ctx, tmp_path)
+
+
+def _damage(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(path.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+
+def _staging(ctx: Context, vid: int) -> Path:
+    with session_scope(ctx.sessions) as s:
+        return Path(s.get_one(AIPVersion, vid).staging_path or "")
+
+
+def test_damaged_staging_tar_is_checked_before_anything_is_written(
+    ctx: Context, tmp_path: Path
+) -> None:
+    site_b = get_site(ctx, "site-b")
+    site_b.mark_down("maintenance")
+    vid, _ = make_version(ctx)
+    service.store_version(ctx, vid, "site-a")
+    site_b.mark_up()
+    _damage(_staging(ctx, vid))
+    report = finish(ctx, tmp_path)
+    assert [(r["site"], r["source"][:4]) for r in report.rebuilt] == [("site-b", "copy")]
+    assert [c.status for c in copies(ctx, vid) if c.site == "site-b"] == [CopyStatus.VERIFIED]
+
+    lost, _ = _both_sites_down_at_ingest(ctx)
+    _damage(_staging(ctx, lost))
+    report = recovery.repair(ctx)
+    assert sorted((f["version_id"], f["site"]) for f in report.failed) == [
+        (lost, "site-a"),
+        (lost, "site-b"),
+    ]
+    assert all("damaged" in f["error"] for f in report.failed)
+    assert copies(ctx, lost) == []  # not one byte of the bad tar went to tape
+
+
+def test_stale_writing_row_is_discarded_so_a_suspect_cartridge_retires(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vid, _ = make_version(ctx)
+    store_and_commit(ctx, vid)
+
+    def crash(*_args: object) -> None:
+        raise _Crash()
+
+    # A second delivery of the store task dies as it starts writing; nothing will
+    # ever rerun it, since the version is already whole at site-a.
+    monkeypatch.setattr(service, "_write_file", crash)
+    with pytest.raises(_Crash):
+        service.write_copy(ctx, vid, "site-a", _staging(ctx, vid))
+    monkeypatch.undo()
+    ctx = _restart(ctx)
+    try:
+        (stale,) = [c for c in copies(ctx, vid) if c.status == CopyStatus.WRITING]
+        assert stale.barcode == "A00002L9"
+        service.note_cartridge_error(ctx, "A00002L9", ErrorKind.WRITE)
+        assert cartridge(ctx, "A00002L9").state == CartridgeState.SUSPECT
+
+        report = recovery.repair(ctx)  # within the grace period: perhaps a live write
+        assert report.stale_writes == [] and report.cartridges_retired == []
+
+        lock = library(ctx).lock_dir / "A00002L9.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another process has the cartridge in a drive
+            report = recovery.repair(ctx, grace_seconds=0)
+            assert report.stale_writes == [] and report.cartridges_retired == []
+        finally:
+            os.close(fd)
+
+        report = recovery.repair(ctx, grace_seconds=0)
+        assert report.stale_writes == [stale.id]
+        assert report.cartridges_retired == ["A00002L9"]
+        assert [c.status for c in copies(ctx, vid) if c.id == stale.id] == [CopyStatus.DISCARDED]
+        finish(ctx, tmp_path)
+    finally:
+        service.release_drives(ctx)
+        ctx.close()
