@@ -50,7 +50,9 @@ class Settings(BaseSettings):
 
     # Hot folders.
     quiescent_seconds: float = 5.0
-    keep_sips: bool = False
+    keep_sips: bool = False  # the default for tenants whose rules do not say
+    # Per-tenant archiving rules (preservation/rules.py); None: <home>/archiving-rules.json.
+    rules_file: Path | None = None
     # A SIP whose row has not moved for this long is handed to the workers again
     # (its messages were lost: a broker restarted empty, a chord failed). Longer
     # than the longest stage; every stage is idempotent, so a resubmission is safe.

@@ -140,8 +140,12 @@ def sip_bag_dir(ctx: Context, sip: SIP) -> Path:
 
 def receive(ctx: Context, path: Path, *, tenant: str, sip_id: str | None = None) -> str:
     """Register a submission; nothing is read or moved yet. Idempotent by ``sip_id``."""
+    from preservation.rules import rules_for
+
     path = Path(os.path.abspath(path))
+    organisation = rules_for(ctx.settings, tenant).organisation
     with session_scope(ctx.sessions) as s:
+        service.ensure_tenant(s, tenant, organisation)
         sip = service.create_sip(
             s, tenant_id=tenant, name=bag_name(path), source_path=str(path), sip_id=sip_id
         )
@@ -218,8 +222,16 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
         raise InvalidSIPError(
             f"{sip.name}: {len(report.errors)} problem(s) found", problems=problems, sip_id=sip_id
         )
-    failpoint("validate")
     info = read_bag_info(bag)
+    missing = _missing_required_bag_info(ctx, tenant_id, info)
+    if missing:
+        reject(ctx, sip_id, missing, stage_name="validate")
+        raise InvalidSIPError(
+            f"{sip.name}: breaks tenant {tenant_id}'s archiving rules",
+            problems=missing,
+            sip_id=sip_id,
+        )
+    failpoint("validate")
     oxum = payload_oxum(bag)
     warnings = [p.to_dict() for p in report.problems if p.severity == "warning"]
     rows: list[dict[str, Any]] = [
@@ -274,6 +286,25 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
             objects={"files": len(rows)},
         )
         service.set_sip_state(s, sip, SIPState.STAGED)
+
+
+def _missing_required_bag_info(
+    ctx: Context, tenant: str, info: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """The tenant's required bag-info labels that are absent or empty, as report problems."""
+    from preservation.rules import rules_for
+
+    present = {label.lower() for label, values in info.items() if any(v.strip() for v in values)}
+    return [
+        {
+            "severity": "error",
+            "file": "bag-info.txt",
+            "rule": "tenant-required-bag-info",
+            "message": f"tenant {tenant}'s archiving rules require {label!r} with a value",
+        }
+        for label in rules_for(ctx.settings, tenant).required_bag_info
+        if label.lower() not in present
+    ]
 
 
 # -- stage 4: identify ------------------------------------------------------------------------
@@ -541,11 +572,13 @@ def commit(ctx: Context, sip_id: str) -> None:
 def _release_sip(ctx: Context, sip_id: str) -> None:
     """Remove (or keep, by rule) the submitted bag and the staging area; idempotent."""
     from preservation import hotfolder
+    from preservation.rules import rules_for
 
     with session_scope(ctx.sessions) as s:
-        source = Path(service.get_sip(s, sip_id).source_path)
+        sip = service.get_sip(s, sip_id)
+        source, tenant = Path(sip.source_path), sip.tenant_id
     if _inside(source, ctx.settings.ingest_dir):
-        hotfolder.release(source, keep=ctx.settings.keep_sips)
+        hotfolder.release(source, keep=rules_for(ctx.settings, tenant).keep_sips)
     shutil.rmtree(staging_dir(ctx, sip_id), ignore_errors=True)
 
 
