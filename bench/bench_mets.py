@@ -89,8 +89,9 @@ _FORMATS = [
         "Plain Text File",
         None,
         "text/plain",
-        "extension match txt",
+        "extension",
         "fido 1.6.1 (DROID_SignatureFile_V119)",
+        warning="match on extension only",
     ),
 ]
 _EXT = {"fmt/353": "tif", "fmt/276": "pdf", "fmt/43": "jpg", "fmt/412": "docx", "x-fmt/111": "txt"}
@@ -110,6 +111,8 @@ def package() -> PackageDescription:
             datetime=CREATED + timedelta(seconds=i),
             outcome="success",
             agents=(AgentLink("preservation-0.1.0", "executing program"),),
+            # As describe_package links them: content events to the representation.
+            objects=(ObjectLink(f"{AIP_ID}/rep1"),) if i >= 2 else (),
             detail=f"{kind} over the whole SIP",
         )
         for i, kind in enumerate(
@@ -141,7 +144,25 @@ def package() -> PackageDescription:
 
 
 def _unidentified(i: int) -> bool:
-    return i % 50 == 7  # 2 % of files: each gets its own warning event
+    return i % 50 == 7  # 2 % of files
+
+
+def _timed_out(i: int) -> bool:
+    return i % 100 == 7  # half of those: identification did not finish
+
+
+def _format(i: int) -> FileFormat:
+    if _timed_out(i):
+        return FileFormat(basis="none", tool=_FORMATS[0].tool, error="timeout after 30s")
+    if _unidentified(i):
+        return FileFormat(basis="none", tool=_FORMATS[0].tool)
+    return _FORMATS[i % len(_FORMATS)]
+
+
+def _own_event(i: int) -> bool:
+    """As describe_package does: an event of its own for each failure or warning."""
+    fmt = _format(i)
+    return bool(fmt.error or fmt.warning or not fmt.identified)
 
 
 def files(n: int, pkg: PackageDescription) -> Iterator[FileObject]:
@@ -153,9 +174,8 @@ def files(n: int, pkg: PackageDescription) -> Iterator[FileObject]:
         ext = _EXT[fmt.puids[0]]
         original = f"{series}/Box {i // 2000:03d}/Folder {i // 100 % 20:02d}/item_{i:06d}.{ext}"
         seed = original.encode()
-        if _unidentified(i):
-            fmt = FileFormat(tool="fido 1.6.1 (DROID_SignatureFile_V119)")
-        own = (uuid.uuid5(AIP_ID, f"warn-{i}"),) if _unidentified(i) else ()
+        fmt = _format(i)
+        own = (uuid.uuid5(AIP_ID, f"warn-{i}"),) if _own_event(i) else ()
         yield FileObject(
             id=f"file-{i + 1:06d}",
             original_name=original,
@@ -173,15 +193,17 @@ def files(n: int, pkg: PackageDescription) -> Iterator[FileObject]:
 
 def file_events(n: int) -> Iterator[Event]:
     for i in range(n):
-        if _unidentified(i):
+        if _own_event(i):
+            fmt = _format(i)
             yield Event(
                 id=uuid.uuid5(AIP_ID, f"warn-{i}"),
                 type="format identification",
                 datetime=CREATED + timedelta(seconds=30),
-                outcome="warning",
+                outcome="failure" if fmt.error else "warning",
                 agents=(AgentLink("fido-1.6.1", "executing program"),),
                 objects=(ObjectLink(f"file-{i + 1:06d}"),),
-                outcome_detail="no signature matched",
+                detail="fido 1.6.1 (signatures PRONOM v109)",
+                outcome_detail=fmt.error or fmt.warning or "no signature matched",
             )
 
 

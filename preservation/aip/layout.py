@@ -6,8 +6,8 @@ a future reader find the METS, the originals and the schemas by name alone::
 
     <aip_dir>/bagit.txt, bag-info.txt, manifest-*.txt, tagmanifest-*.txt
     <aip_dir>/data/METS.xml                            root METS
-    <aip_dir>/data/metadata/descriptive/               bag-info as Dublin Core
-    <aip_dir>/data/metadata/preservation/              package-level PREMIS, tool output
+    <aip_dir>/data/metadata/descriptive/dc.xml         bag-info as Dublin Core
+    <aip_dir>/data/metadata/preservation/premis.xml    package-level PREMIS (and tool output)
     <aip_dir>/data/representations/<rep>/METS.xml      representation METS
     <aip_dir>/data/representations/<rep>/data/...      the files, submitter's paths kept
     <aip_dir>/data/submission/                         the SIP's tag files, as received
@@ -92,6 +92,16 @@ class AIPLayout:
     @property
     def preservation(self) -> Path:
         return self.metadata / "preservation"
+
+    @property
+    def dc_record(self) -> Path:
+        """The package's Dublin Core record (bag-info mapped to DC, ``oai_dc``)."""
+        return self.descriptive / "dc.xml"
+
+    @property
+    def premis_record(self) -> Path:
+        """The package-level PREMIS: the AIP's objects, events and agents."""
+        return self.preservation / "premis.xml"
 
     @property
     def representations(self) -> Path:

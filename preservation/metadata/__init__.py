@@ -5,9 +5,13 @@
 * :func:`write_representation_mets` / :func:`write_root_mets`: METS 1.12.1 with
   PREMIS 3.0, streamed with ``lxml.etree.xmlfile`` so that 100,000 files never
   sit in memory as a tree, and compact (under 3 KB a file).
+* :func:`write_dublin_core` / :func:`write_package_premis`: the package's own
+  metadata files (``metadata/descriptive/dc.xml``,
+  ``metadata/preservation/premis.xml``), which the root METS points to.
 * :func:`read_mets`: the way back, streaming, complete enough to rebuild the
   catalogue from tapes alone.
-* :func:`validate_mets`: against the XSDs in ``schemas/``, offline.
+* :func:`validate_mets`, :func:`validate_premis`, :func:`validate_dublin_core`:
+  against the XSDs in ``schemas/``, offline.
 
 ``docs/metadata.md`` describes the documents and why they look as they do.
 """
@@ -28,12 +32,20 @@ from preservation.metadata.model import (
     FileFormat,
     FileObject,
     FileRef,
+    MetadataRef,
     ObjectLink,
     PackageDescription,
     RepresentationRef,
+    representation_identifier,
 )
 from preservation.metadata.reader import ParsedMets, read_mets
-from preservation.metadata.validation import load_schema, validate_mets
+from preservation.metadata.records import write_dublin_core, write_package_premis
+from preservation.metadata.validation import (
+    load_schema,
+    validate_dublin_core,
+    validate_mets,
+    validate_premis,
+)
 
 __all__ = [
     "AGENT_TYPES",
@@ -46,6 +58,7 @@ __all__ = [
     "FileFormat",
     "FileObject",
     "FileRef",
+    "MetadataRef",
     "ObjectLink",
     "PackageDescription",
     "ParsedMets",
@@ -53,7 +66,12 @@ __all__ = [
     "dublin_core",
     "load_schema",
     "read_mets",
+    "representation_identifier",
+    "validate_dublin_core",
     "validate_mets",
+    "validate_premis",
+    "write_dublin_core",
+    "write_package_premis",
     "write_representation_mets",
     "write_root_mets",
 ]

@@ -1,10 +1,10 @@
-"""From catalogue rows to the two METS documents of an AIP version.
+"""From catalogue rows to the metadata documents of an AIP version.
 
 The describe stage hands over what the catalogue knows (files with their
 digests and formats, the SIP's events, the agents); this module maps it onto
-the plain metadata model and writes the representation METS, then the root
-METS that points to it. Catalogue identifiers become METS-local ids here and
-only here.
+the plain metadata model and writes the representation METS, the package's
+Dublin Core and PREMIS records, then the root METS that points to all of them.
+Catalogue identifiers become METS-local ids here and only here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from preservation import __version__
 from preservation.aip import AIPLayout
@@ -24,9 +24,13 @@ from preservation.metadata.model import (
     FileFormat,
     FileObject,
     FileRef,
+    MetadataRef,
+    ObjectLink,
     PackageDescription,
     RepresentationRef,
+    representation_identifier,
 )
+from preservation.metadata.records import write_dublin_core, write_package_premis
 from preservation.sip.baginfo import first_tag
 
 __all__ = ["describe_package"]
@@ -34,6 +38,11 @@ __all__ = ["describe_package"]
 SOFTWARE_ID = "agent-preservation"
 ORGANISATION_ID = "agent-organisation"
 SUBMITTER_ID = "agent-submitter"
+#: Package events about the representation's content rather than the package as a
+#: whole; they link to the representation's PREMIS object, not the AIP's.
+REPRESENTATION_EVENTS = frozenset(
+    {"fixity check", "message digest calculation", "format identification"}
+)
 
 
 def _aware(dt: datetime) -> datetime:
@@ -80,7 +89,9 @@ def _agents(
     return tuple(agents), ids
 
 
-def _events(rows: Sequence[Any], agent_ids: Mapping[str, str]) -> tuple[Event, ...]:
+def _events(
+    rows: Sequence[Any], agent_ids: Mapping[str, str], representation_id: str
+) -> tuple[Event, ...]:
     out = []
     for e in rows:
         links = tuple(
@@ -96,6 +107,9 @@ def _events(rows: Sequence[Any], agent_ids: Mapping[str, str]) -> tuple[Event, .
                 datetime=_aware(e.occurred_at),
                 outcome=e.outcome,
                 agents=links,
+                objects=(
+                    (ObjectLink(representation_id),) if e.type in REPRESENTATION_EVENTS else ()
+                ),
                 detail=e.detail or None,
                 outcome_detail=e.outcome_detail or None,
             )
@@ -103,14 +117,59 @@ def _events(rows: Sequence[Any], agent_ids: Mapping[str, str]) -> tuple[Event, .
     return tuple(out)
 
 
-def _files(rows: Sequence[Any], event_ids: tuple[UUID, ...]) -> Iterator[FileObject]:
+def _file_id(n: int) -> str:
+    return f"file-{n:06d}"
+
+
+def _tool(ident: Mapping[str, Any]) -> str | None:
+    """The engine as the identify stage names its agent: ``"<engine> <version>"``."""
+    return " ".join(x for x in (ident.get("engine"), ident.get("engine_version")) if x) or None
+
+
+def _file_events(
+    rows: Sequence[Any],
+    aip_id: UUID,
+    agent_ids: Mapping[str, str],
+    when: datetime,
+) -> dict[int, Event]:
+    """One ``format identification`` event per file that failed or drew a warning.
+
+    Only those: a clean result is covered by the package's own event, and an
+    event for each of 100,000 files would triple the METS. The id is derived
+    from the AIP and the file, so re-running describe writes the same event.
+    """
+    out: dict[int, Event] = {}
+    for n, f in enumerate(rows, start=1):
+        ident = f.identification or {}
+        error, warning = ident.get("error"), ident.get("warning")
+        if not (error or warning):
+            continue
+        tool = _tool(ident)
+        release = ident.get("signature_release")
+        out[n] = Event(
+            id=uuid5(aip_id, f"format identification/{_file_id(n)}"),
+            type="format identification",
+            datetime=when,
+            outcome="failure" if error else "warning",
+            agents=(AgentLink(agent_ids.get(tool or "", SOFTWARE_ID), "executing program"),),
+            objects=(ObjectLink(_file_id(n)),),
+            detail=f"{tool} (signatures {release})" if tool and release else tool,
+            outcome_detail=error or warning,
+        )
+    return out
+
+
+def _files(
+    rows: Sequence[Any], event_ids: tuple[UUID, ...], own_events: Mapping[int, Event]
+) -> Iterator[FileObject]:
     for n, f in enumerate(rows, start=1):
         ident = f.identification or {}
         digests = {"sha256": f.sha256, "sha512": f.sha512}
         for alg, value in (f.submitted_digests or {}).items():
             digests.setdefault(alg, value.lower())
+        own = own_events.get(n)
         yield FileObject(
-            id=f"file-{n:06d}",
+            id=_file_id(n),
             original_name=f.original_name,
             path=(f.aip_path or "").removeprefix("data/"),
             size=f.size,
@@ -121,10 +180,11 @@ def _files(rows: Sequence[Any], event_ids: tuple[UUID, ...]) -> Iterator[FileObj
                 version=f.format_version,
                 mime=f.mime,
                 basis=f.identification_basis,
-                tool=" ".join(x for x in (ident.get("engine"), ident.get("engine_version")) if x)
-                or None,
+                tool=_tool(ident),
+                error=ident.get("error") or None,
+                warning=ident.get("warning") or None,
             ),
-            event_ids=event_ids,
+            event_ids=event_ids + ((own.id,) if own is not None else ()),
         )
 
 
@@ -140,12 +200,27 @@ def describe_package(
     events: Sequence[Any],
     agents: Mapping[str, Any],
 ) -> None:
-    """Write ``representations/<rep>/METS.xml`` and ``METS.xml`` into ``layout``."""
+    """Write the version's metadata into ``layout``; the root ``METS.xml`` last.
+
+    In order: ``representations/<rep>/METS.xml``, ``metadata/descriptive/dc.xml``,
+    ``metadata/preservation/premis.xml``, then ``METS.xml``, which records the
+    digests of the others; the bag manifests pick them all up when the
+    package stage hashes what staging did not.
+    """
     used = {i for e in events for ids in (e.agents or {}).values() for i in ids}
+    used |= {tool for f in files if (tool := _tool(f.identification or {}))}
     mets_agents, agent_ids = _agents(tenant, organisation, bag_info, agents, used)
-    package_events = _events(events, agent_ids)
+    uuid = UUID(aip_id)
+    package_events = _events(
+        events, agent_ids, representation_identifier(uuid, layout.representation)
+    )
+    identified_at = max(
+        (e.datetime for e in package_events if e.type == "format identification"),
+        default=datetime.now(UTC),
+    )
+    own_events = _file_events(files, uuid, agent_ids, identified_at)
     package = PackageDescription(
-        aip_id=UUID(aip_id),
+        aip_id=uuid,
         version=version,
         tenant=tenant,
         organisation=organisation,
@@ -156,8 +231,21 @@ def describe_package(
         events=package_events,
     )
     write_representation_mets(
-        layout.representation_mets, package, _files(files, tuple(e.id for e in package_events))
+        layout.representation_mets,
+        package,
+        _files(files, tuple(e.id for e in package_events), own_events),
+        own_events.values(),
     )
+    write_dublin_core(layout.dc_record, package)
+    write_package_premis(layout.premis_record, package)
+    descriptive = [
+        MetadataRef.from_file(_in_payload(layout, layout.dc_record), "DC", layout.dc_record)
+    ]
+    preservation = [
+        MetadataRef.from_file(
+            _in_payload(layout, layout.premis_record), "PREMIS", layout.premis_record
+        )
+    ]
     schemas = [
         FileRef.from_file(layout.bag_path(p).removeprefix("data/"), p, mime="application/xml")
         for p in sorted(layout.schemas.glob("*.xsd"))
@@ -167,4 +255,11 @@ def describe_package(
         package,
         [RepresentationRef.from_file(layout.representation, version, layout.representation_mets)],
         schemas=schemas,
+        descriptive=descriptive,
+        preservation=preservation,
     )
+
+
+def _in_payload(layout: AIPLayout, path: Any) -> str:
+    """A path as the METS names it: relative to the bag's ``data/``."""
+    return layout.bag_path(path).removeprefix("data/")

@@ -39,8 +39,10 @@ from preservation.metadata.model import (
     Event,
     FileObject,
     FileRef,
+    MetadataRef,
     PackageDescription,
     RepresentationRef,
+    representation_identifier,
 )
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "digest_algorithm_name",
     "dublin_core",
     "href_for",
+    "premis_package_objects",
     "write_representation_mets",
     "write_root_mets",
 ]
@@ -79,6 +82,8 @@ _BAG_INFO_NSMAP: Any = {None: BAG_INFO_NS}
 PACKAGE_AMD_ID = "amd-package"
 EVENTS_AMD_ID = "amd-events"
 DC_DMD_ID = "dmd-dc"
+DMD_FILE_PREFIX = "dmd-file-"
+PROV_FILE_PREFIX = "prov-file-"
 BAG_INFO_DMD_ID = "dmd-baginfo"
 BAG_INFO_MDTYPE = "BAGIT-BAG-INFO"
 ALT_VERSION = "AIP-VERSION"
@@ -90,11 +95,14 @@ SCHEMAS_USE = "Schemas"
 REPRESENTATIONS_USE = "Representations/"
 PREVIOUS_USE = "Previous versions"
 PACKAGE_OBJECT_TYPE = "UUID"
+PACKAGE_TECH_ID = "obj-package"
 LOCAL = "local"
 UNIDENTIFIED_NOTE = "unidentified"
 UNKNOWN_FORMAT_NAME = "unknown"
 BASIS_NOTE = "basis: "
 TOOL_NOTE = "tool: "
+FAILED_NOTE = "identification failed: "
+WARNING_NOTE = "identification warning: "
 
 _M = f"{{{METS_NS}}}"
 _P = f"{{{PREMIS_NS}}}"
@@ -109,12 +117,19 @@ _RESERVED_ID_PREFIXES = (
     "filesec",
     "grp-",
     "mets-",
+    "obj-",
     "prev-",
+    "prov-",
     "schema-",
     "struct-",
     "tech-",
 )
 _SCHEMAS = "mets-1.12.1.xsd", "xlink.xsd", "premis-v3-0.xsd"
+# MDTYPE values METS 1.12.1 enumerates; anything else is OTHER + OTHERMDTYPE.
+_MDTYPES = frozenset(
+    "MARC MODS EAD DC NISOIMG LC-AV VRA TEIHDR DDI FGDC LOM PREMIS PREMIS:OBJECT "
+    "PREMIS:AGENT PREMIS:RIGHTS PREMIS:EVENT TEXTMD METSRIGHTS NAP EAC-CPF LIDO OTHER".split()
+) | {"ISO 19115:2003"}
 
 # BagIt algorithm names -> PREMIS messageDigestAlgorithm
 # (id.loc.gov/vocabulary/preservation/cryptographicHashFunctions).
@@ -290,6 +305,10 @@ def _premis_object(file: FileObject) -> etree._Element:
         notes.append(BASIS_NOTE + fmt.basis)
     if fmt.tool is not None:
         notes.append(TOOL_NOTE + fmt.tool)
+    if fmt.error is not None:
+        notes.append(FAILED_NOTE + fmt.error)
+    if fmt.warning is not None:
+        notes.append(WARNING_NOTE + fmt.warning)
     # PREMIS needs at least one <format>; an unidentified file says so explicitly.
     keys: Sequence[str | None] = fmt.puids or [None]
     for i, puid in enumerate(keys):
@@ -310,6 +329,41 @@ def _premis_object(file: FileObject) -> etree._Element:
                 _sub(box, f"{_P}formatNote", note)
     _sub(el, f"{_P}originalName", file.original_name)
     return el
+
+
+def _relationship(parent: etree._Element, subtype: str, id_type: str, value: str) -> None:
+    box = _sub(parent, f"{_P}relationship")
+    _sub(box, f"{_P}relationshipType", "structural")
+    _sub(box, f"{_P}relationshipSubType", subtype)
+    related = _sub(box, f"{_P}relatedObjectIdentifier")
+    _sub(related, f"{_P}relatedObjectIdentifierType", id_type)
+    _sub(related, f"{_P}relatedObjectIdentifierValue", value)
+
+
+def premis_package_objects(aip_id: str, representations: Sequence[str]) -> list[etree._Element]:
+    """The AIP as a PREMIS intellectual entity, and each of its representations.
+
+    Package events link to the entity (``UUID`` = the AIP id) or to a
+    representation (``local`` = ``<aip>/<rep>``, see
+    :func:`~preservation.metadata.model.representation_identifier`); these
+    objects are what those links resolve to, in the same document.
+    """
+    entity = etree.Element(
+        f"{_P}object", {f"{{{XSI_NS}}}type": "intellectualEntity"}, nsmap=_PREMIS_OBJECT_NSMAP
+    )
+    _identifier(entity, "object", PACKAGE_OBJECT_TYPE, aip_id)
+    rep_ids = [representation_identifier(aip_id, name) for name in representations]
+    for rep_id in rep_ids:
+        _relationship(entity, "is represented by", LOCAL, rep_id)
+    out = [entity]
+    for rep_id in rep_ids:
+        el = etree.Element(
+            f"{_P}object", {f"{{{XSI_NS}}}type": "representation"}, nsmap=_PREMIS_OBJECT_NSMAP
+        )
+        _identifier(el, "object", LOCAL, rep_id)
+        _relationship(el, "represents", PACKAGE_OBJECT_TYPE, aip_id)
+        out.append(el)
+    return out
 
 
 @contextmanager
@@ -420,7 +474,23 @@ class _Writer:
                 with self.element("note"):
                     self.xf.write(note)
 
-    def dmd(self) -> list[str]:
+    def md_ref(self, ref: MetadataRef) -> None:
+        attrib = {
+            "LOCTYPE": "URL",
+            _XL + "type": "simple",
+            _XL + "href": href_for(ref.path),
+            "MDTYPE": ref.mdtype,
+            "MIMETYPE": ref.mime,
+            "SIZE": str(ref.size),
+            "CHECKSUM": ref.sha256,
+            "CHECKSUMTYPE": "SHA-256",
+        }
+        if ref.mdtype not in _MDTYPES:
+            attrib.update(MDTYPE="OTHER", OTHERMDTYPE=ref.mdtype)
+        with self.element("mdRef", attrib):
+            pass
+
+    def dmd(self, files: Sequence[MetadataRef] = ()) -> list[str]:
         created = self.package.created.isoformat()
         with _translated("descriptive metadata (bag-info)", aip_id=self.aip_id):
             with self.element("dmdSec", {"ID": DC_DMD_ID, "CREATED": created, "STATUS": "CURRENT"}):
@@ -440,8 +510,15 @@ class _Writer:
                             for value in values:
                                 _sub(info, f"{{{BAG_INFO_NS}}}field", value).set("label", label)
                         self.xf.write(info)
-        self.newline()
-        return [DC_DMD_ID, BAG_INFO_DMD_ID]
+            self.newline()
+            ids = [DC_DMD_ID, BAG_INFO_DMD_ID]
+            for i, ref in enumerate(files, 1):
+                ids.append(f"{DMD_FILE_PREFIX}{i}")
+                attrib = {"ID": ids[-1], "CREATED": created, "STATUS": "CURRENT"}
+                with self.element("dmdSec", attrib):
+                    self.md_ref(ref)
+                self.newline()
+        return ids
 
     def digiprov(self, mets_id: str, mdtype: str, premis: etree._Element) -> None:
         with self.element("digiprovMD", {"ID": mets_id}):
@@ -466,10 +543,19 @@ class _Writer:
         self.event_mets_ids[event.id] = mets_id
         return mets_id
 
-    def package_amd(self) -> list[str]:
-        """Agents and package events, once; returns their METS IDs (for ADMID)."""
-        ids: list[str] = []
+    def package_amd(
+        self, representations: Sequence[str], files: Sequence[MetadataRef] = ()
+    ) -> list[str]:
+        """Package objects, agents and package events, once; their METS IDs (for ADMID)."""
+        ids: list[str] = [PACKAGE_TECH_ID]
+        names = list(dict.fromkeys([self.package.representation, *representations]))
         with self.element("amdSec", {"ID": PACKAGE_AMD_ID}):
+            self.newline()
+            with self.element("techMD", {"ID": PACKAGE_TECH_ID}):
+                with self.element("mdWrap", {"MDTYPE": "PREMIS:OBJECT"}):
+                    with self.element("xmlData"):
+                        for obj in premis_package_objects(self.aip_id, names):
+                            self.xf.write(obj)
             self.newline()
             for i, agent in enumerate(self.package.agents, 1):
                 with _translated(f"agent {agent.id}", aip_id=self.aip_id):
@@ -477,6 +563,11 @@ class _Writer:
                 ids.append(f"agent-{i}")
             for event in self.package.events:
                 ids.append(self.event(event))
+            for i, ref in enumerate(files, 1):
+                ids.append(f"{PROV_FILE_PREFIX}{i}")
+                with self.element("digiprovMD", {"ID": ids[-1]}):
+                    self.md_ref(ref)
+                self.newline()
         self.newline()
         return ids
 
@@ -537,7 +628,7 @@ def write_representation_mets(
             w = _Writer(xf, package)
             w.header(DOC_REPRESENTATION, f"{prefix}METS.xml")
             w.dmd()
-            w.package_amd()
+            w.package_amd([rep])
             w.file_events(events)
             tree_entries = _write_files(w, files, prefix, file_group, spool)
             # The spooled fileSec is complete XML; hand it to the stream unchanged.
@@ -672,8 +763,15 @@ def write_root_mets(
     schemas: Sequence[FileRef] = (),
     previous_versions: Sequence[tuple[int, str]] = (),
     schemas_prefix: str = "schemas/",
+    descriptive: Sequence[MetadataRef] = (),
+    preservation: Sequence[MetadataRef] = (),
 ) -> None:
     """Write the root METS of one AIP version: the package, and where everything is.
+
+    ``descriptive`` and ``preservation`` are the package's metadata files
+    (``metadata/descriptive/dc.xml``, ``metadata/preservation/premis.xml``);
+    each gets a ``dmdSec`` or a package ``digiprovMD`` with an ``mdRef``
+    carrying its size and sha256.
 
     ``representations`` lists every representation of the current state; one
     whose ``version`` is older than ``package.version`` is pointed to in that
@@ -717,8 +815,8 @@ def write_root_mets(
             xf.write("\n")
             w = _Writer(xf, package)
             w.header(DOC_ROOT, "METS.xml")
-            dmd_ids = w.dmd()
-            amd_ids = w.package_amd()
+            dmd_ids = w.dmd(descriptive)
+            amd_ids = w.package_amd([r.name for r in representations], preservation)
             _write_root_filesec(w, representations, schemas, previous_versions)
             _write_csip_structmap(w, dmd_ids, amd_ids, representations, schemas, previous_versions)
             xf.write("\n")

@@ -34,9 +34,11 @@ __all__ = [
     "FileFormat",
     "FileObject",
     "FileRef",
+    "MetadataRef",
     "ObjectLink",
     "PackageDescription",
     "RepresentationRef",
+    "representation_identifier",
 ]
 
 #: The E-ARK Common Specification profile our packages follow (METS/@PROFILE).
@@ -231,6 +233,11 @@ class FileFormat:
     An unidentified file is a ``FileFormat`` with no ``puids`` and no ``name``:
     still a record (with the tool that tried), never a missing value.
     Several ``puids`` mean the engine could not decide between them.
+
+    ``error`` says why identification did not finish (a per-file timeout, an
+    unreadable file), ``warning`` why its answer is doubtful (extension only,
+    several candidates). Without them a timeout would look exactly like "no
+    signature matched" to a curator reading the METS in twenty years.
     """
 
     puids: tuple[str, ...] = ()
@@ -239,6 +246,8 @@ class FileFormat:
     mime: str | None = None
     basis: str | None = None
     tool: str | None = None
+    error: str | None = None
+    warning: str | None = None
 
     @property
     def identified(self) -> bool:
@@ -318,6 +327,20 @@ class PackageDescription:
             if not key or not isinstance(values, list):
                 raise MetadataError(f"bag-info field {key!r} must map to a list of values")
 
+    @property
+    def representation_id(self) -> str:
+        """The PREMIS identifier (type ``local``) of the representation this version adds."""
+        return representation_identifier(self.aip_id, self.representation)
+
+
+def representation_identifier(aip_id: UUID | str, name: str) -> str:
+    """A representation's PREMIS object identifier: the OBJID of its METS, ``<aip>/<rep>``.
+
+    Unique across AIPs (it starts with the AIP's UUID) and resolvable: it names
+    the representation METS document, whose OBJID is the same string.
+    """
+    return f"{aip_id}/{name}"
+
 
 def _sha256_and_size(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
@@ -378,3 +401,32 @@ class FileRef:
         """Describe a file on disk under its path relative to the bag's ``data/``."""
         sha256, size = _sha256_and_size(Path(file))
         return cls(path=path_in_package, size=size, sha256=sha256, mime=mime)
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataRef:
+    """A metadata file of the package (``metadata/descriptive/dc.xml``...) for the root METS.
+
+    The root METS points to it with an ``mdRef`` (not a copy in ``mdWrap``), so
+    the file itself stays the one record and its digest proves it unchanged.
+    ``mdtype`` is the METS MDTYPE: ``DC``, ``PREMIS``, ``OTHER``.
+    """
+
+    path: str
+    mdtype: str
+    size: int
+    sha256: str
+    mime: str = "text/xml"
+
+    def __post_init__(self) -> None:
+        _require_relpath(self.path, "metadata file")
+        if not self.mdtype or self.size < 0 or not _HEX.match(self.sha256):
+            raise MetadataError(f"{self.path}: bad MDTYPE, size or sha256", path=self.path)
+
+    @classmethod
+    def from_file(
+        cls, path_in_package: str, mdtype: str, file: Path, mime: str = "text/xml"
+    ) -> MetadataRef:
+        """Describe a metadata file on disk under its path relative to the bag's ``data/``."""
+        sha256, size = _sha256_and_size(Path(file))
+        return cls(path=path_in_package, mdtype=mdtype, size=size, sha256=sha256, mime=mime)

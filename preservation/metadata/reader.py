@@ -16,7 +16,7 @@ found on a tape is data, not instructions.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote
@@ -33,6 +33,7 @@ from preservation.metadata.model import (
     FileFormat,
     FileObject,
     FileRef,
+    MetadataRef,
     ObjectLink,
     PackageDescription,
     RepresentationRef,
@@ -60,6 +61,10 @@ class ParsedMets:
     ``kind`` is ``"representation"`` or ``"root"``. ``files`` and ``events``
     (events of single files) are filled for a representation METS;
     ``representations``, ``schemas`` and ``previous_versions`` for a root METS.
+    ``package_objects`` are the package-level PREMIS objects of either, as
+    ``(xsi:type, identifier type, identifier)``: what package events link to.
+    ``descriptive`` and ``preservation`` are the metadata files a root METS
+    points to (``mdRef``).
     """
 
     kind: str
@@ -71,6 +76,9 @@ class ParsedMets:
     representations: list[RepresentationRef] = field(default_factory=list)
     schemas: list[FileRef] = field(default_factory=list)
     previous_versions: list[tuple[int, str]] = field(default_factory=list)
+    package_objects: list[tuple[str, str, str]] = field(default_factory=list)
+    descriptive: list[MetadataRef] = field(default_factory=list)
+    preservation: list[MetadataRef] = field(default_factory=list)
 
 
 def _text(el: etree._Element, path: str) -> str | None:
@@ -109,6 +117,9 @@ class _Reader:
         self.representations: list[RepresentationRef] = []
         self.schemas: list[FileRef] = []
         self.previous: list[tuple[int, str]] = []
+        self.package_objects: list[tuple[str, str, str]] = []
+        self.descriptive: list[MetadataRef] = []
+        self.preservation: list[MetadataRef] = []
 
     def error(self, message: str) -> MetadataError:
         return MetadataError(f"{self.source}: {message}", path=self.source)
@@ -144,7 +155,21 @@ class _Reader:
                 "not a METS document written by this pipeline (no metsDocumentID TYPE)"
             )
 
+    def md_ref(self, ref: etree._Element) -> MetadataRef:
+        mdtype = ref.get("MDTYPE", "")
+        return MetadataRef(
+            path=unquote(ref.get(_XL + "href", "")),
+            mdtype=ref.get("OTHERMDTYPE", mdtype) if mdtype == "OTHER" else mdtype,
+            size=int(ref.get("SIZE", "-1")),
+            sha256=ref.get("CHECKSUM", ""),
+            mime=ref.get("MIMETYPE", ""),
+        )
+
     def dmd(self, dmd: etree._Element) -> None:
+        ref = dmd.find(_M + "mdRef")
+        if ref is not None:
+            self.descriptive.append(self.md_ref(ref))
+            return
         wrap = dmd.find(_M + "mdWrap")
         data = wrap.find(_M + "xmlData") if wrap is not None else None
         if wrap is None or data is None:
@@ -158,6 +183,10 @@ class _Reader:
                 self.bag_info.setdefault(el.get("label", ""), []).append(el.text or "")
 
     def digiprov(self, md: etree._Element) -> None:
+        ref = md.find(_M + "mdRef")
+        if ref is not None:
+            self.preservation.append(self.md_ref(ref))
+            return
         wrap = md.find(_M + "mdWrap")
         if wrap is None:
             return
@@ -216,6 +245,16 @@ class _Reader:
         )
 
     def tech(self, md: etree._Element) -> None:
+        if md.get("ID") == mets.PACKAGE_TECH_ID:
+            for el in md.iterfind(f"{_M}mdWrap/{_M}xmlData/{_P}object"):
+                self.package_objects.append(
+                    (
+                        el.get(f"{{{mets.XSI_NS}}}type", ""),
+                        _required(el, f"{_P}objectIdentifier/{_P}objectIdentifierType", "object"),
+                        _required(el, f"{_P}objectIdentifier/{_P}objectIdentifierValue", "object"),
+                    )
+                )
+            return
         obj = md.find(f"{_M}mdWrap/{_M}xmlData/{_P}object")
         if obj is None:
             return
@@ -241,16 +280,18 @@ class _Reader:
         name: str | None = first.findtext(f"{_P}formatDesignation/{_P}formatName")
         if mets.UNIDENTIFIED_NOTE in notes:
             name = None
+
+        def note(prefix: str) -> str | None:
+            return next((n[len(prefix) :] for n in notes if n.startswith(prefix)), None)
+
         fmt = FileFormat(
             puids=puids,
             name=name,
             version=first.findtext(f"{_P}formatDesignation/{_P}formatVersion"),
-            basis=next(
-                (n[len(mets.BASIS_NOTE) :] for n in notes if n.startswith(mets.BASIS_NOTE)), None
-            ),
-            tool=next(
-                (n[len(mets.TOOL_NOTE) :] for n in notes if n.startswith(mets.TOOL_NOTE)), None
-            ),
+            basis=note(mets.BASIS_NOTE),
+            tool=note(mets.TOOL_NOTE),
+            error=note(mets.FAILED_NOTE),
+            warning=note(mets.WARNING_NOTE),
         )
         self.objects[md.get("ID", "")] = (
             _required(obj, f"{_P}objectIdentifier/{_P}objectIdentifierValue", what),
@@ -304,7 +345,7 @@ class _Reader:
             raise self.error(f"file {file_id} points to unknown section {exc.args[0]}") from None
         mime = el.get("MIMETYPE")
         if mime is not None:
-            fmt = FileFormat(fmt.puids, fmt.name, fmt.version, mime, fmt.basis, fmt.tool)
+            fmt = replace(fmt, mime=mime)
         self.files.append(
             FileObject(
                 id=file_id,
@@ -358,6 +399,9 @@ class _Reader:
             representations=self.representations,
             schemas=self.schemas,
             previous_versions=self.previous,
+            package_objects=self.package_objects,
+            descriptive=self.descriptive,
+            preservation=self.preservation,
         )
 
 

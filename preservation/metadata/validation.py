@@ -24,12 +24,27 @@ from lxml import etree
 
 from preservation.errors import MetadataError
 
-__all__ = ["DEFAULT_SCHEMAS_DIR", "WRAPPER_SCHEMA", "load_schema", "safe_parser", "validate_mets"]
+__all__ = [
+    "DC_SCHEMA",
+    "DEFAULT_SCHEMAS_DIR",
+    "PREMIS_SCHEMA",
+    "WRAPPER_SCHEMA",
+    "load_schema",
+    "safe_parser",
+    "validate_dublin_core",
+    "validate_mets",
+    "validate_premis",
+]
 
 #: The repository's schemas/ folder (also ``Settings.schemas_dir``'s default).
 DEFAULT_SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 #: The schema that pulls METS, XLink and PREMIS together from local files.
 WRAPPER_SCHEMA = "mets-premis.xsd"
+#: A standalone PREMIS document (``metadata/preservation/premis.xml``).
+PREMIS_SCHEMA = "premis-v3-0.xsd"
+#: The OAI-PMH Dublin Core container (``metadata/descriptive/dc.xml``); it imports
+#: DCMI's simpledc20021212.xsd, which imports the W3C xml.xsd (for xml:lang).
+DC_SCHEMA = "oai_dc.xsd"
 
 # Remote schema addresses found in the LoC schemas and in METS documents in the wild.
 _KNOWN_REMOTE = {
@@ -41,6 +56,13 @@ _KNOWN_REMOTE = {
     "http://www.loc.gov/standards/premis/premis.xsd": "premis-v3-0.xsd",
     "http://www.loc.gov/standards/premis/v3/premis.xsd": "premis-v3-0.xsd",
     "http://www.loc.gov/standards/premis/v3/premis-v3-0.xsd": "premis-v3-0.xsd",
+    "http://www.openarchives.org/OAI/2.0/oai_dc.xsd": "oai_dc.xsd",
+    "https://www.openarchives.org/OAI/2.0/oai_dc.xsd": "oai_dc.xsd",
+    "http://dublincore.org/schemas/xmls/simpledc20021212.xsd": "simpledc20021212.xsd",
+    "https://dublincore.org/schemas/xmls/simpledc20021212.xsd": "simpledc20021212.xsd",
+    "http://www.w3.org/2001/03/xml.xsd": "xml.xsd",
+    "http://www.w3.org/2001/xml.xsd": "xml.xsd",
+    "https://www.w3.org/2001/xml.xsd": "xml.xsd",
 }
 
 
@@ -75,16 +97,16 @@ def safe_parser() -> etree.XMLParser:
 _cache = threading.local()
 
 
-def load_schema(schemas_dir: Path | None = None) -> etree.XMLSchema:
-    """The compiled METS+PREMIS+XLink schema for ``schemas_dir``, cached per thread."""
+def load_schema(schemas_dir: Path | None = None, name: str = WRAPPER_SCHEMA) -> etree.XMLSchema:
+    """The compiled schema ``name`` of ``schemas_dir`` (METS+PREMIS+XLink), cached per thread."""
     folder = Path(schemas_dir or DEFAULT_SCHEMAS_DIR).resolve()
-    schemas: dict[Path, etree.XMLSchema] = _cache.__dict__.setdefault("schemas", {})
-    schema = schemas.get(folder)
+    schemas: dict[tuple[Path, str], etree.XMLSchema] = _cache.__dict__.setdefault("schemas", {})
+    schema = schemas.get((folder, name))
     if schema is None:
-        wrapper = folder / WRAPPER_SCHEMA
+        wrapper = folder / name
         if not wrapper.is_file():
             raise MetadataError(
-                f"no {WRAPPER_SCHEMA} in {folder}: the schemas folder is incomplete", path=folder
+                f"no {name} in {folder}: the schemas folder is incomplete", path=folder
             )
         parser = safe_parser()
         parser.resolvers.add(_LocalSchemas(folder))
@@ -94,7 +116,7 @@ def load_schema(schemas_dir: Path | None = None) -> etree.XMLSchema:
             raise MetadataError(
                 f"the XML schemas in {folder} do not compile: {exc}", path=folder
             ) from exc
-        schemas[folder] = schema
+        schemas[(folder, name)] = schema
     return schema
 
 
@@ -107,22 +129,56 @@ def validate_mets(
     once and the describe stage records them in a PREMIS validation event. A
     file that is not well-formed XML gives one entry saying so.
     """
-    schema = load_schema(schemas_dir)
-    if isinstance(source, str | Path):
-        try:
-            tree: etree._ElementTree | etree._Element = etree.parse(str(source), safe_parser())
-        except etree.XMLSyntaxError as exc:
-            return [f"not well-formed XML: {exc}"]
-        except OSError as exc:
-            raise MetadataError(f"cannot read {source}: {exc}", path=source) from exc
-    else:
-        tree = source
-    problems = []
-    if not schema.validate(tree):
-        problems = [
-            f"line {error.line}: {error.message}" for error in cast(list[Any], schema.error_log)
-        ]
-    return problems + _reference_problems(tree)
+    tree = _parse(source)
+    if isinstance(tree, list):
+        return tree
+    return _schema_problems(tree, load_schema(schemas_dir)) + _reference_problems(tree)
+
+
+def validate_premis(
+    source: str | Path | etree._ElementTree | etree._Element, schemas_dir: Path | None = None
+) -> list[str]:
+    """Every schema error in a standalone PREMIS 3.0 document; empty if valid."""
+    tree = _parse(source)
+    if isinstance(tree, list):
+        return tree
+    return _schema_problems(tree, load_schema(schemas_dir, PREMIS_SCHEMA))
+
+
+def validate_dublin_core(
+    source: str | Path | etree._ElementTree | etree._Element, schemas_dir: Path | None = None
+) -> list[str]:
+    """Every schema error in an ``oai_dc`` Dublin Core record; empty if valid.
+
+    Needs ``oai_dc.xsd``, ``simpledc20021212.xsd`` and ``xml.xsd`` in
+    ``schemas_dir``; their published addresses are answered from there.
+    """
+    tree = _parse(source)
+    if isinstance(tree, list):
+        return tree
+    return _schema_problems(tree, load_schema(schemas_dir, DC_SCHEMA))
+
+
+def _parse(
+    source: str | Path | etree._ElementTree | etree._Element,
+) -> etree._ElementTree | etree._Element | list[str]:
+    """The tree, or the one problem that it is not well-formed."""
+    if not isinstance(source, str | Path):
+        return source
+    try:
+        return etree.parse(str(source), safe_parser())
+    except etree.XMLSyntaxError as exc:
+        return [f"not well-formed XML: {exc}"]
+    except OSError as exc:
+        raise MetadataError(f"cannot read {source}: {exc}", path=source) from exc
+
+
+def _schema_problems(
+    tree: etree._ElementTree | etree._Element, schema: etree.XMLSchema
+) -> list[str]:
+    if schema.validate(tree):
+        return []
+    return [f"line {error.line}: {error.message}" for error in cast(list[Any], schema.error_log)]
 
 
 # METS attributes of type IDREF/IDREFS that must name an ID in the same document.

@@ -117,7 +117,13 @@ def make_sample(n_files: int = 60, representation: str = "rep1", version: int = 
         }
         if i % 5 == 0:
             digests["sha1"] = _digest("sha1", original)
-        if i % 10 == 3:
+        if i % 20 == 13:  # identification did not finish: not the same as "no match"
+            fmt = FileFormat(
+                basis="none",
+                tool="fido 1.6.1 (DROID_SignatureFile_V119)",
+                error="timeout after 1e-05s",
+            )
+        elif i % 10 == 3:
             fmt = FileFormat(tool="fido 1.6.1 (DROID_SignatureFile_V119)")  # unidentified
         elif i % 10 == 7:
             fmt = FileFormat(
@@ -126,6 +132,7 @@ def make_sample(n_files: int = 60, representation: str = "rep1", version: int = 
                 mime="image/tiff",
                 basis="extension match tif; ambiguous",
                 tool="fido 1.6.1 (DROID_SignatureFile_V119)",
+                warning="2 candidate formats: fmt/353, fmt/154",
             )
         elif i % 10 == 9:
             fmt = FileFormat(puids=("x-fmt/111",), mime="text/plain")  # no name
@@ -145,10 +152,10 @@ def make_sample(n_files: int = 60, representation: str = "rep1", version: int = 
                 id=uuid.uuid5(AIP_ID, f"warn-{file_id}"),
                 type="format identification",
                 datetime=stamp + timedelta(seconds=10),
-                outcome="warning",
+                outcome="failure" if fmt.error else "warning",
                 agents=(AgentLink("fido-1.6.1", "executing program"),),
                 objects=(ObjectLink(file_id),),
-                outcome_detail=f"no signature matched {original}",
+                outcome_detail=fmt.error or f"no signature matched {original}",
             )
             events.append(event)
             own = (event.id,)

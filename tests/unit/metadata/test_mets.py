@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -13,6 +14,7 @@ from lxml import etree
 from preservation.errors import MetadataError
 from preservation.metadata import (
     FileRef,
+    ObjectLink,
     RepresentationRef,
     dublin_core,
     read_mets,
@@ -30,6 +32,7 @@ NS = {
     "premis": PREMIS_NS,
     "xlink": XLINK_NS,
     "dc": "http://purl.org/dc/elements/1.1/",
+    "xsi": "http://www.w3.org/2001/XMLSchema-instance",
 }
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 
@@ -163,7 +166,7 @@ def test_admid_links_each_file_to_its_premis_object_and_its_events(tmp_path: Pat
 
 def test_premis_object_carries_fixity_size_format_and_original_name(tmp_path: Path, sample: Sample):
     tree = parse(write_rep(tmp_path, sample))
-    objects = tree.xpath("//premis:object", namespaces=NS)
+    objects = tree.xpath("//premis:object[@xsi:type='file']", namespaces=NS)
     assert len(objects) == len(sample.files)
     first, unidentified, ambiguous = objects[0], objects[3], objects[7]
     algorithms = first.xpath(".//premis:messageDigestAlgorithm/text()", namespaces=NS)
@@ -179,6 +182,82 @@ def test_premis_object_carries_fixity_size_format_and_original_name(tmp_path: Pa
         "fmt/353",
         "fmt/154",
     ]
+
+
+def test_a_failed_identification_keeps_its_reason(tmp_path: Path, sample: Sample):
+    # file-000014 timed out; file-000004 simply matched nothing. They must not look alike.
+    tree = parse(write_rep(tmp_path, sample))
+
+    def notes(file_id: str) -> list[str]:
+        return tree.xpath(
+            f"//mets:techMD[@ID='tech-{file_id}']//premis:formatNote/text()", namespaces=NS
+        )
+
+    assert "identification failed: timeout after 1e-05s" in notes("file-000014")
+    assert not any(n.startswith("identification failed") for n in notes("file-000004"))
+    assert "identification warning: 2 candidate formats: fmt/353, fmt/154" in notes("file-000008")
+    failures = tree.xpath("//premis:event[.//premis:eventOutcome='failure']", namespaces=NS)
+    assert len(failures) == 3  # files 14, 34 and 54 timed out
+    failure = failures[0]
+    assert failure.findtext("premis:eventType", namespaces=NS) == "format identification"
+    assert (
+        failure.findtext(".//premis:eventOutcomeDetailNote", namespaces=NS)
+        == "timeout after 1e-05s"
+    )
+    assert failure.findtext(".//premis:linkingObjectIdentifierValue", namespaces=NS) == (
+        "file-000014"
+    )
+    (file_el,) = tree.xpath("//mets:file[@ID='file-000014']", namespaces=NS)
+    event_mets_id = failure.getparent().getparent().getparent().get("ID")
+    assert event_mets_id in file_el.get("ADMID").split()
+
+
+def premis_links_resolve(tree: etree._ElementTree) -> list[str]:
+    """Every linkingObjectIdentifier names a PREMIS object of the same document."""
+    objects = {
+        (
+            o.findtext("premis:objectIdentifier/premis:objectIdentifierType", namespaces=NS),
+            o.findtext("premis:objectIdentifier/premis:objectIdentifierValue", namespaces=NS),
+        )
+        for o in tree.xpath("//premis:object", namespaces=NS)
+    }
+    dangling = []
+    for link in tree.xpath("//premis:linkingObjectIdentifier", namespaces=NS):
+        key = (
+            link.findtext("premis:linkingObjectIdentifierType", namespaces=NS),
+            link.findtext("premis:linkingObjectIdentifierValue", namespaces=NS),
+        )
+        if key not in objects:
+            dangling.append(f"{key[0]}:{key[1]}")
+    return dangling
+
+
+def test_package_events_link_to_package_objects_in_both_documents(tmp_path: Path):
+    sample = make_sample(n_files=5)
+    rep_id = f"{AIP_ID}/rep1"
+    digest_events = {"fixity check", "message digest calculation", "format identification"}
+    events = tuple(
+        replace(e, objects=(ObjectLink(rep_id),)) if e.type in digest_events else e
+        for e in sample.package.events
+    )
+    sample.package = replace(sample.package, events=events)
+    rep = write_rep(tmp_path, sample)
+    root = tmp_path / "root.xml"
+    write_root_mets(root, sample.package, [RepresentationRef.from_file("rep1", 1, rep)])
+    for path in (rep, root):
+        tree = parse(path)
+        assert validate_mets(path) == []
+        assert premis_links_resolve(tree) == []
+        (entity,) = tree.xpath("//premis:object[@xsi:type='intellectualEntity']", namespaces=NS)
+        assert entity.findtext(".//premis:objectIdentifierValue", namespaces=NS) == str(AIP_ID)
+        (representation,) = tree.xpath("//premis:object[@xsi:type='representation']", namespaces=NS)
+        assert representation.findtext(".//premis:objectIdentifierValue", namespaces=NS) == rep_id
+        fixity = tree.xpath("//premis:event[premis:eventType='fixity check']", namespaces=NS)[0]
+        assert fixity.findtext(".//premis:linkingObjectIdentifierValue", namespaces=NS) == rep_id
+    parsed = read_mets(root)
+    assert ("intellectualEntity", "UUID", str(AIP_ID)) in parsed.package_objects
+    assert ("representation", "local", rep_id) in parsed.package_objects
+    assert parsed.package.events == events
 
 
 def test_every_event_has_outcome_agent_and_object_links(tmp_path: Path, sample: Sample):
