@@ -172,8 +172,14 @@ class LinuxTapeDevice:
                 gstat = 0
             if gstat & GMT_EOD:
                 return EndOfDataError(message, path=self.path, errno=code)
-            if gstat & GMT_BOT and what == f"tape operation {MTBSF}":
+            if gstat & GMT_BOT and what in (f"tape operation {MTBSF}", f"tape operation {MTBSR}"):
                 return StorageError(message + " (beginning of partition)", path=self.path)
+            # Spacing records stops at a filemark with EIO: st flags it (GMT_EOF)
+            # going forwards; going backwards, short of the beginning, nothing else stops it.
+            if (what == f"tape operation {MTFSR}" and gstat & GMT_EOF) or (
+                what == f"tape operation {MTBSR}"
+            ):
+                return StorageError(message + " (filemark)", path=self.path, filemark=True)
         if code in (errno.EIO, errno.ENXIO, errno.ENOMEDIUM):
             return MediaError(message, path=self.path, errno=code)
         return StorageError(message, path=self.path, errno=code)
@@ -253,6 +259,12 @@ class LinuxTapeDevice:
             self._op(MTFSF, count)
         elif count < 0:
             self._op(MTBSF, -count)
+
+    def space_blocks(self, count: int) -> None:
+        if count > 0:
+            self._op(MTFSR, count)
+        elif count < 0:
+            self._op(MTBSR, -count)
 
     def seek_eod(self) -> None:
         self._op(MTEOM)

@@ -402,6 +402,40 @@ class EmulatedTapeDevice:
                     remaining -= 1
         self._move(self._part, pos)
 
+    def space_blocks(self, count: int) -> None:
+        self._prepare_move()
+        part = self._parts[self._part]
+        pos = self._pos
+        try:
+            for _ in range(abs(count)):
+                if count > 0:
+                    if pos >= part.eod:
+                        raise EndOfDataError(
+                            "end of data reached while spacing", barcode=self.barcode
+                        )
+                    pos += 1
+                    if part.kinds[pos - 1] == 0x46:  # past the filemark, as a drive stops
+                        raise StorageError(
+                            f"filemark at block {pos - 1} met while spacing forwards",
+                            barcode=self.barcode,
+                            filemark=True,
+                        )
+                else:
+                    if pos <= 0:
+                        raise StorageError(
+                            "beginning of partition reached while spacing back",
+                            barcode=self.barcode,
+                        )
+                    pos -= 1
+                    if part.kinds[pos] == 0x46:  # before the filemark (its BOT side)
+                        raise StorageError(
+                            f"filemark at block {pos} met while spacing back",
+                            barcode=self.barcode,
+                            filemark=True,
+                        )
+        finally:
+            self._move(self._part, pos)
+
     def read_block(self, max_len: int) -> bytes:
         self._prepare_move()
         part = self._parts[self._part]

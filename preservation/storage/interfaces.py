@@ -15,6 +15,10 @@ emulator behaves the same on a drive:
   everything after it is gone.
 * Spacing back over filemarks leaves the tape *before* (on the BOT side of)
   the last filemark crossed, so its number is the filemark's own.
+* Spacing over records stops at a filemark, as SCSI SPACE(blocks) does: going
+  forwards the tape is left just past it, going backwards just before it, and
+  a :class:`StorageError` whose ``context["filemark"]`` is true says so (the
+  records between are what a reader skips, the filemark is a file boundary).
 """
 
 from __future__ import annotations
@@ -173,6 +177,16 @@ class TapeDevice(Protocol):
 
     def space_filemarks(self, count: int) -> None:
         """Cross ``count`` filemarks forwards (positive) or backwards (negative)."""
+        ...
+
+    def space_blocks(self, count: int) -> None:
+        """Cross ``count`` records forwards (positive) or backwards (negative).
+
+        A filemark met first ends the move (past it forwards, before it
+        backwards) with StorageError ``filemark=True``; end of data raises
+        EndOfDataError (left at end of data); the beginning of the partition
+        raises StorageError (left there).
+        """
         ...
 
     def seek_eod(self) -> None:

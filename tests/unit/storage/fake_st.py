@@ -199,6 +199,21 @@ class FakeStKernel:
                     self.pos += 1
                     if objs[self.pos - 1] is FM:
                         break
+        elif op == 3:  # MTFSR: stops past a filemark, with EIO (sense FILEMARK)
+            for _ in range(count):
+                if self.pos >= len(objs):
+                    self.eod_hit = True
+                    raise OSError(errno.EIO, "end of data")
+                self.pos += 1
+                if objs[self.pos - 1] is FM:
+                    raise OSError(errno.EIO, "filemark")
+        elif op == 4:  # MTBSR: stops before a filemark (its BOT side), with EIO
+            for _ in range(count):
+                if self.pos <= 0:
+                    raise OSError(errno.EIO, "beginning of partition")
+                self.pos -= 1
+                if objs[self.pos] is FM:
+                    raise OSError(errno.EIO, "filemark")
         elif op == 2:
             for _ in range(count):
                 while True:

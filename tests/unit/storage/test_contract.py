@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from preservation.errors import TapeFullError, WriteProtectedError
+from preservation.errors import MediaError, StorageError, TapeFullError, WriteProtectedError
 from preservation.storage.device import LinuxTapeDevice, SystemCalls
 from preservation.storage.emulator import EmulatedCartridge, EmulatedTapeDevice
 from preservation.storage.interfaces import (
@@ -111,6 +111,42 @@ def test_space_filemarks_both_ways(make_device: Factory) -> None:
     assert dev.read_block(1024) == b"c" * 30
     with pytest.raises(EndOfDataError):
         dev.space_filemarks(5)
+
+
+def test_space_blocks_both_ways_stopping_at_filemarks(make_device: Factory) -> None:
+    dev = make_device()
+    _write_sample(dev)  # a b FM c FM FM d, end of data at 7
+    dev.locate(1, 0)
+    dev.space_blocks(1)
+    assert dev.read_block(1024) == b"b" * 20
+    dev.space_blocks(-2)
+    assert dev.position() == TapePosition(1, 0)
+    dev.space_blocks(0)
+    assert dev.position() == TapePosition(1, 0)
+
+    with pytest.raises(StorageError) as forwards:
+        dev.space_blocks(3)  # a, b, then the filemark at 2
+    assert forwards.value.context.get("filemark") is True
+    assert not isinstance(forwards.value, MediaError | EndOfDataError)
+    assert dev.position() == TapePosition(1, 3)  # just past it
+    assert dev.read_block(1024) == b"c" * 30
+
+    dev.locate(1, 4)
+    with pytest.raises(StorageError) as backwards:
+        dev.space_blocks(-2)  # c, then the filemark at 2
+    assert backwards.value.context.get("filemark") is True
+    assert dev.position() == TapePosition(1, 2)  # just before it
+    assert dev.read_block(1024) == b""
+
+    dev.locate(1, 6)
+    with pytest.raises(EndOfDataError):
+        dev.space_blocks(2)
+    assert dev.position() == TapePosition(1, 7)
+    dev.locate(1, 1)
+    with pytest.raises(StorageError) as start:
+        dev.space_blocks(-2)
+    assert not start.value.context.get("filemark")
+    assert dev.position() == TapePosition(1, 0)
 
 
 def test_write_in_the_middle_is_the_new_end_of_data(make_device: Factory) -> None:

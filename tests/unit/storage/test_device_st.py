@@ -75,6 +75,22 @@ def test_positioning_translates_to_mtops() -> None:
     ]
 
 
+def test_record_spacing_uses_mtfsr_and_mtbsr() -> None:
+    kernel = FakeStKernel()
+    dev = drive(kernel)
+    dev.load()
+    dev.locate(1, 0)
+    for data in (b"a", b"b", b"c"):
+        dev.write_block(data)
+    dev.locate(1, 0)
+    kernel.calls.clear()
+    dev.space_blocks(2)
+    dev.space_blocks(-1)
+    dev.space_blocks(0)
+    assert ops(kernel) == [("MTFSR", 2), ("MTBSR", 1)]
+    assert dev.position().block == 1
+
+
 def test_filemark_versus_end_of_data_on_read() -> None:
     kernel = FakeStKernel()
     dev = drive(kernel)
