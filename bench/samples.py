@@ -4,7 +4,8 @@ Benchmarks of format identification (and of anything that reads payloads) are
 only honest on a realistic mix: images, office containers, archives, text. These
 files are written with the real libraries or by hand to the published layouts
 (a PDF with a correct cross-reference table, OOXML and ODF packages with their
-``[Content_Types].xml`` / ``mimetype`` parts), so format identifiers treat them
+``[Content_Types].xml`` / ``mimetype`` parts, an Excel 97 workbook in an OLE2
+compound file), so format identifiers treat them
 as they would treat a curator's files. Content is pseudo-random from ``seed`` so
 that a run can be repeated byte for byte; most files are 10-100 KB.
 """
@@ -15,6 +16,7 @@ import gzip
 import io
 import json
 import random
+import struct
 import tarfile
 import wave
 import zipfile
@@ -319,6 +321,117 @@ def _ods(rng: random.Random) -> bytes:
     )
 
 
+# -- OLE2 (Compound File Binary, MS-CFB) ----------------------------------------------------
+
+_CFB_SECTOR = 512
+_FREESECT, _ENDOFCHAIN, _FATSECT, _NOSTREAM = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFF
+
+
+def _cfb_dir_entry(
+    name: str, kind: int, child: int, start: int, size: int, color: int = 1
+) -> bytes:
+    encoded = (name + "\0").encode("utf-16-le") if name else b""
+    return struct.pack(
+        "<64sHBBIII16sIQQIQ",
+        encoded,
+        len(encoded),
+        kind,  # 0 unused, 2 stream, 5 root storage
+        color,  # 1 black: a one-node red-black tree is black
+        _NOSTREAM,  # left sibling
+        _NOSTREAM,  # right sibling
+        child,
+        b"\0" * 16,  # CLSID
+        0,  # state bits
+        0,  # created
+        0,  # modified
+        start,
+        size,
+    )
+
+
+def _cfb(stream_name: str, data: bytes) -> bytes:
+    """A version 3 compound file holding one stream (MS-CFB), written by hand.
+
+    One stream of at least 4,096 bytes lives in ordinary sectors, so no mini
+    stream is needed: header, FAT sector(s), one directory sector, the data.
+    """
+    if len(data) < 4096:
+        raise ValueError("a stream under the 4096-byte cutoff would belong in the mini stream")
+    data_sectors = -(-len(data) // _CFB_SECTOR)
+    fat_sectors = 1
+    while fat_sectors * (_CFB_SECTOR // 4) < fat_sectors + 1 + data_sectors:
+        fat_sectors += 1
+    if fat_sectors > 109:
+        raise ValueError("stream too large for a header-only DIFAT")
+    dir_sector = fat_sectors
+    first_data = dir_sector + 1
+    fat = [_FATSECT] * fat_sectors + [_ENDOFCHAIN]
+    fat += [first_data + i + 1 for i in range(data_sectors - 1)] + [_ENDOFCHAIN]
+    fat += [_FREESECT] * (fat_sectors * (_CFB_SECTOR // 4) - len(fat))
+    header = struct.pack(
+        "<8s16sHHHHH6sIIIIIIIII",
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        b"\0" * 16,
+        0x003E,  # minor version
+        0x0003,  # major version 3: 512-byte sectors
+        0xFFFE,  # little-endian
+        9,  # sector shift: 2**9
+        6,  # mini sector shift: 2**6
+        b"\0" * 6,
+        0,  # directory sectors (always 0 in version 3)
+        fat_sectors,
+        dir_sector,
+        0,  # transaction signature
+        4096,  # mini stream cutoff
+        _ENDOFCHAIN,  # first mini FAT sector: none
+        0,
+        _ENDOFCHAIN,  # first DIFAT sector: none, the header's 109 entries suffice
+        0,
+    )
+    difat = list(range(fat_sectors)) + [_FREESECT] * (109 - fat_sectors)
+    header += struct.pack("<109I", *difat)
+    directory = (
+        _cfb_dir_entry("Root Entry", 5, 1, _ENDOFCHAIN, 0)
+        + _cfb_dir_entry(stream_name, 2, _NOSTREAM, first_data, len(data))
+        + _cfb_dir_entry("", 0, _NOSTREAM, 0, 0, color=0) * 2
+    )
+    padded = data + b"\0" * (data_sectors * _CFB_SECTOR - len(data))
+    return header + struct.pack(f"<{len(fat)}I", *fat) + directory + padded
+
+
+def _biff(record: int, body: bytes = b"") -> bytes:
+    return struct.pack("<HH", record, len(body)) + body
+
+
+def _xls(rng: random.Random) -> bytes:
+    """Excel 97 (BIFF8): a workbook globals substream and one sheet of numbers, in OLE2.
+
+    The Workbook stream opens with the BIFF8 BOF record (0x0809, version 0x0600),
+    which is what PRONOM's container signature for fmt/61 looks for.
+    """
+    rows = rng.randint(300, 2000)
+
+    def bof(kind: int) -> bytes:
+        return _biff(0x0809, struct.pack("<HHHHII", 0x0600, kind, 0x0DBB, 1996, 0x41, 0x06))
+
+    sheet_name = b"Sheet1"
+    boundsheet_body_size = 4 + 2 + 2 + len(sheet_name)
+    globals_ = bof(0x0005) + _biff(0x0042, struct.pack("<H", 1200))  # CODEPAGE UTF-16
+    sheet_offset = len(globals_) + 4 + boundsheet_body_size + len(_biff(0x000A))
+    globals_ += _biff(
+        0x0085,  # BOUNDSHEET: where the sheet's BOF starts, visible worksheet, its name
+        struct.pack("<IBBBB", sheet_offset, 0, 0, len(sheet_name), 0) + sheet_name,
+    )
+    globals_ += _biff(0x000A)  # EOF
+    sheet = bof(0x0010) + _biff(0x0200, struct.pack("<IIHHH", 0, rows, 0, 2, 0))  # DIMENSIONS
+    for row in range(rows):
+        for col in range(2):
+            value = rng.random() * 10 ** rng.randint(0, 6)
+            sheet += _biff(0x0203, struct.pack("<HHHd", row, col, 0x0F, value))  # NUMBER
+    sheet += _biff(0x000A)
+    return _cfb("Workbook", globals_ + sheet)
+
+
 def _plain_zip(rng: random.Random) -> bytes:
     return _zip([("readme.txt", _txt(rng)), ("data/table.csv", _csv(rng))])
 
@@ -368,6 +481,7 @@ KINDS: dict[str, tuple[str, Callable[[random.Random], bytes]]] = {
     "rtf": ("rtf", _rtf),
     "docx": ("docx", _docx),
     "xlsx": ("xlsx", _xlsx),
+    "xls": ("xls", _xls),
     "pptx": ("pptx", _pptx),
     "odt": ("odt", _odt),
     "ods": ("ods", _ods),

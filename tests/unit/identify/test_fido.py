@@ -35,6 +35,7 @@ EXPECTED = {
     "rtf": ("fmt/45", "signature"),
     "docx": ("fmt/412", "container"),
     "xlsx": ("fmt/214", "container"),
+    "xls": ("fmt/61", "container"),
     "pptx": ("fmt/215", "container"),
     "odt": ("fmt/290", "signature"),
     "ods": ("fmt/294", "signature"),
@@ -74,6 +75,20 @@ def test_office_packages_are_not_reported_as_plain_zip(
     [result] = engine.identify_batch([samples[kind]])
     assert "x-fmt/263" not in result.puids
     assert any(family in (result.mime or "") for family in ("openxmlformats", "opendocument"))
+
+
+def test_an_excel_97_workbook_is_told_apart_from_a_bare_ole2_file(
+    engine: FidoEngine, samples: dict[str, Path]
+) -> None:
+    [result] = engine.identify_batch([samples["xls"]])
+    assert "fmt/111" not in result.puids  # "OLE2 Compound Document Format", the container
+    assert result.puid == "fmt/61" and result.format_version == "8"
+    assert result.mime == "application/vnd.ms-excel"
+    # fido 1.6.1 compiles only the first subsequence of an OLE2 container signature, so
+    # the Excel 97-2003 *template* signature (x-fmt/17) matches every BIFF8 workbook too;
+    # the workbook signature comes first in the file and wins, the other is kept.
+    assert result.puids == ("fmt/61", "x-fmt/17")
+    assert "2 candidate formats" in (result.warning or "")
 
 
 def test_results_carry_tool_and_signature_versions(

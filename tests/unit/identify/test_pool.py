@@ -31,10 +31,10 @@ def test_fido_in_workers_matches_in_process_in_input_order(samples: dict[str, Pa
     assert [(r.puids, r.basis) for r in results] == [
         (reference[p].puids, reference[p].basis) for p in paths
     ]
-    # batches, not files: 100 files in 20 batches over 2 processes, one load each
+    # batches, not files: ~100 files in batches of 5 over 2 processes, one load each
     assert len(stats) == 2
     assert sum(s.files for s in stats) == len(paths)
-    assert sum(s.batches for s in stats) == len(paths) // 5
+    assert sum(s.batches for s in stats) == -(-len(paths) // 5)  # the last one may be short
     assert all(s.signature_loads == 1 for s in stats)
 
 

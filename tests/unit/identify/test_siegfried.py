@@ -39,6 +39,7 @@ def engine() -> SiegfriedEngine:
         ("pdf", "fmt/18", "signature"),
         ("docx", "fmt/412", "container"),
         ("xlsx", "fmt/214", "container"),
+        ("xls", "fmt/61", "container"),  # full OLE2 container match: only the workbook PUID
         ("pptx", "fmt/215", "container"),
         ("odt", "fmt/291", "container"),  # siegfried reads the ODF 1.2 manifest; fido says fmt/290
         ("csv", "x-fmt/18", "extension"),
