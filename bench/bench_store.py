@@ -5,13 +5,17 @@ both sites with read-back verification, i.e. 4 GB written and 4 GB read
 through LTFS on the emulator (durable: one ``syncfs`` per LTFS sync point),
 against a baseline run in the same process tree: ``dd if=f of=out bs=1M
 conv=fsync`` twice per tar and each output read back with ``dd of=/dev/null``.
-The ratio is baseline seconds over ours (1.0 = as fast as dd; target >= 0.8).
+The headline ratio is baseline seconds over ours with the sites written one
+after the other, as dd runs (1.0 = as fast as dd; target >= 0.8); the same
+tars stored with one thread per site are reported beside it.
 
 Part 2, tape mechanics on the simulated LTO-9 clock: ``--aips`` AIPs of
-``--aip-size`` bytes (default 100 x 50 MB) stored at both sites; mounts,
-simulated seconds per 100 AIPs, and the slowest rate the drive model streamed
-at while writing a file (it must stay above LTO-9's minimum of 177 MB/s, or a
-real drive would shoe-shine). The host feed rate (wall clock) is reported too.
+``--aip-size`` bytes (default 100 x 50 MB) stored at both sites; mounts and
+simulated seconds per 100 AIPs. The emulator charges every write at the
+nominal 400 MB/s, so streaming is judged on the host's side: the slowest rate
+at which the host handed a file's bytes to the drive over any 64 MiB
+(``min_host_feed_MBps``, wall clock); below LTO-9's minimum of 177 MB/s a real
+drive would shoe-shine (``shoe_shining``).
 
 Run: ``python bench/bench_store.py`` (work area /work/tmp-bench-store, removed after).
 """
@@ -36,7 +40,7 @@ from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.storage import service
 from preservation.storage.library import Durability, EmulatedLibrary
-from preservation.storage.sites import build_sites, get_site
+from preservation.storage.sites import FEED_WINDOW, build_sites, get_site
 
 LTO9_MIN_STREAM = 177e6  # bytes/s, lowest speed-matching rate of an LTO-9 drive
 MB = 1e6
@@ -97,54 +101,68 @@ def _context(home: Path, *, durability: Durability, capacity: int, cartridges: i
     return ctx
 
 
-def throughput(work: Path, size: int) -> dict[str, Any]:
-    sources_dir = work / "sources"
-    sources_dir.mkdir(parents=True)
-    sources = [sources_dir / f"aip{n}.tar" for n in range(2)]
-    digests = [_random_file(p, size) for p in sources]
-    baseline_s = _baseline(sources, work)
-    ctx = _context(work / "var", durability="flush", capacity=18 * 10**12, cartridges=1)
+def _store_all(ctx: Context, ids: list[int], *, parallel: bool) -> float:
+    """Store and commit every version at every site; wall seconds."""
+    sites = ctx.settings.sites
+    start = time.perf_counter()
+    for vid in ids:
+        if parallel:  # as deployed: one worker per site queue, both at once
+            with ThreadPoolExecutor(len(sites)) as pool:
+                list(pool.map(lambda site, v=vid: service.store_version(ctx, v, site), sites))
+        else:  # the embedded default: one site after the other
+            for site in sites:
+                service.store_version(ctx, vid, site)
+        assert service.commit_version(ctx, vid)
+    service.release_drives(ctx)
+    return time.perf_counter() - start
+
+
+def _timed_store(
+    work: Path, sources: list[Path], digests: list[str], size: int, *, parallel: bool
+) -> float:
+    """The tars stored at both sites in a fresh data root, removed afterwards (disk space)."""
+    home = work / ("var-parallel" if parallel else "var-sequential")
+    ctx = _context(home, durability="flush", capacity=18 * 10**12, cartridges=1)
     try:
         ids = [
             _version(ctx, f"bag{n}", p, d, size)
             for n, (p, d) in enumerate(zip(sources, digests, strict=True))
         ]
-        half = ids[:1], ids[1:]
-        start = time.perf_counter()
-        for vid in half[0]:  # the embedded default: one site after the other
-            for site in ctx.settings.sites:
-                service.store_version(ctx, vid, site)
-            assert service.commit_version(ctx, vid)
-        sequential_s = time.perf_counter() - start
-        start = time.perf_counter()
-        for vid in half[1]:  # as deployed: one worker per site queue, both at once
-            with ThreadPoolExecutor(len(ctx.settings.sites)) as pool:
-                list(
-                    pool.map(
-                        lambda site, v=vid: service.store_version(ctx, v, site), ctx.settings.sites
-                    )
-                )
-            assert service.commit_version(ctx, vid)
-        parallel_s = time.perf_counter() - start
-        service.release_drives(ctx)
+        return _store_all(ctx, ids, parallel=parallel)
     finally:
         ctx.close()
-    ours_s = sequential_s + parallel_s
-    moved = 4 * size  # written; as much again is read back
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def throughput(work: Path, size: int) -> dict[str, Any]:
+    """Sites one after the other is the headline: the dd baseline is sequential too."""
+    sources_dir = work / "sources"
+    sources_dir.mkdir(parents=True)
+    sources = [sources_dir / f"aip{n}.tar" for n in range(2)]
+    digests = [_random_file(p, size) for p in sources]
+    baseline_s = _baseline(sources, work)
+    sequential_s = _timed_store(work, sources, digests, size, parallel=False)
+    parallel_s = _timed_store(work, sources, digests, size, parallel=True)
+    moved = 2 * len(sources) * size  # written; as much again is read back
     return {
-        "aips": 2,
+        "aips": len(sources),
         "aip_bytes": size,
         "bytes_written": moved,
         "bytes_read_back": moved,
-        "store_seconds": round(ours_s, 3),
-        "store_MBps": round(moved / ours_s / MB, 1),
-        "store_MBps_sites_one_after_other": round(moved / 2 / sequential_s / MB, 1),
-        "store_MBps_sites_in_parallel": round(moved / 2 / parallel_s / MB, 1),
+        "store_seconds": round(sequential_s, 3),
+        "store_MBps": round(moved / sequential_s / MB, 1),
         "baseline": "dd bs=1M conv=fsync x2 per tar, then dd of=/dev/null of each copy",
         "baseline_seconds": round(baseline_s, 3),
         "baseline_MBps": round(moved / baseline_s / MB, 1),
-        "ratio_vs_baseline": round(baseline_s / ours_s, 3),
+        "ratio_vs_baseline": round(baseline_s / sequential_s, 3),
         "target_ratio": 0.8,
+        "sites_in_parallel": {
+            "note": "the same tars again, one thread per site (as the per-site queues run); "
+            "not comparable with the sequential dd baseline",
+            "store_seconds": round(parallel_s, 3),
+            "store_MBps": round(moved / parallel_s / MB, 1),
+            "ratio_vs_baseline": round(baseline_s / parallel_s, 3),
+        },
     }
 
 
@@ -176,10 +194,11 @@ def mechanics(work: Path, count: int, size: int) -> dict[str, Any]:
                 "simulated_seconds": round(seconds, 1),
                 "simulated_seconds_per_100_aips": round(seconds * 100 / count, 1),
                 "tape_write_seconds": round(stats.tape_seconds, 1),
-                "min_stream_MBps_while_writing": round((stats.min_tape_rate or 0) / MB, 1),
-                "min_host_feed_MBps": round((stats.min_host_rate or 0) / MB, 1),
+                "min_host_feed_MBps": round((stats.min_host_feed or 0) / MB, 1),
+                "min_host_feed_per_file_MBps": round((stats.min_host_rate or 0) / MB, 1),
+                "simulated_drive_MBps": round((stats.min_tape_rate or 0) / MB, 1),
                 "effective_MBps_incl_mounts_syncs_readback": round(count * size / seconds / MB, 1),
-                "shoe_shining": (stats.min_tape_rate or 0) < LTO9_MIN_STREAM,
+                "shoe_shining": (stats.min_host_feed or 0) < LTO9_MIN_STREAM,
             }
     finally:
         ctx.close()
@@ -188,6 +207,7 @@ def mechanics(work: Path, count: int, size: int) -> dict[str, Any]:
         "aip_bytes": size,
         "wall_seconds": round(wall, 2),
         "lto9_min_stream_MBps": LTO9_MIN_STREAM / MB,
+        "host_feed_window_bytes": FEED_WINDOW,
         "sites": sites,
     }
 

@@ -25,7 +25,6 @@ catalogue and the next cartridge of the pool is tried.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -64,7 +63,7 @@ from preservation.failpoints import failpoint
 from preservation.storage import planning
 from preservation.storage.ltfs import BLOCK_SIZE, LTFSVolume
 from preservation.storage.planning import CartridgeView, ErrorKind
-from preservation.storage.sites import CACHE_KEY, Site, get_site
+from preservation.storage.sites import CACHE_KEY, FeedMeter, Site, get_site
 
 __all__ = [
     "AGENT",
@@ -351,20 +350,23 @@ def _write_file(
     copy_id: int,
 ) -> None:
     clock = site.library.clock
-    started: list[float] = []  # clock and wall time when the first block went to the drive
+    meter = FeedMeter()  # host wall time at each hand-off: the feed a real drive sees
+    tape_start: list[float] = []
 
-    def mark_start() -> None:
-        started.extend((clock.now(), time.perf_counter()))
+    def handed(total: int) -> None:
+        if not meter.marks:
+            tape_start.append(clock.now())
+        meter.mark(total)
 
     try:
         # LTFS takes memoryview chunks (its Source type says bytes only: asked to widen it).
-        chunks = _read_chunks(source, mark_start)
+        chunks = _read_chunks(source, handed)
         entry = volume.write_file(job.path, chunks, size=job.size)  # type: ignore[arg-type]
-        if started:
-            tape_seconds = clock.now() - started[0]
-            host_seconds = time.perf_counter() - started[1]
+        if meter.marks:
+            meter.mark(entry.size)  # write_file is back: the last byte is with the drive
+            tape_seconds = clock.now() - tape_start[0]
         else:
-            tape_seconds = host_seconds = 0.0
+            tape_seconds = 0.0
         if entry.sha256 != job.sha256:
             volume.sync()
             _fail_copy(ctx, copy_id, CopyStatus.FAILED, "the staging tar changed")
@@ -389,20 +391,22 @@ def _write_file(
         _record_replication(ctx, job, barcode, "failure", f"write failed: {err}")
         site.release(barcode)
         raise _Skip(f"write failed: {err}") from err
-    site.stats.record(job.size, tape_seconds, host_seconds)
+    site.stats.record(job.size, tape_seconds, meter.seconds, meter.min_rate())
 
 
-def _read_chunks(path: Path, on_first: Callable[[], None]) -> Iterator[memoryview]:
+def _read_chunks(path: Path, on_handoff: Callable[[int], None]) -> Iterator[memoryview]:
     """The source file in whole LTFS blocks, read into one reused buffer (no copies).
 
     LTFS writes whole blocks straight from the caller's buffer, so reuse is
-    safe; ``on_first`` fires once the tape is positioned and data starts to
-    flow, which is where the streaming rate is measured from.
+    safe. ``on_handoff(total)`` fires as each chunk is handed over, with the
+    bytes handed before it: LTFS asks for the next chunk only once the last
+    one went to the drive, and asks for the first once the tape is positioned,
+    so these are the host's feed times as a drive would see them.
     """
     buffer = bytearray(8 * BLOCK_SIZE)
     view = memoryview(buffer)
+    total = 0
     with open(path, "rb", buffering=0) as handle:
-        first = True
         while True:
             filled = 0
             while filled < len(buffer):
@@ -412,10 +416,9 @@ def _read_chunks(path: Path, on_first: Callable[[], None]) -> Iterator[memoryvie
                 filled += got
             if not filled:
                 return
-            if first:
-                on_first()
-                first = False
+            on_handoff(total)
             yield view[:filled]
+            total += filled
             if filled < len(buffer):
                 return
 

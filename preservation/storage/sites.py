@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
@@ -42,7 +44,16 @@ from preservation.storage.interfaces import TapeDevice
 from preservation.storage.library import Durability, EmulatedLibrary, TapeLibrary, barcode_for
 from preservation.storage.ltfs import BLOCK_SIZE, LTFSVolume
 
-__all__ = ["CACHE_KEY", "Site", "SiteStats", "build_sites", "get_site", "site_letter"]
+__all__ = [
+    "CACHE_KEY",
+    "FEED_WINDOW",
+    "FeedMeter",
+    "Site",
+    "SiteStats",
+    "build_sites",
+    "get_site",
+    "site_letter",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +61,73 @@ CACHE_KEY = "storage.sites"
 EMULATED_BACKEND = "preservation.storage.emulator:EmulatedTapeDevice"
 
 
+#: Bytes over which the host feed rate is taken. A drive streams from its data
+#: buffer, so what it feels is the feed averaged over roughly a buffer's worth;
+#: this window is far smaller than an LTO drive's buffer, so it is the strict
+#: side: a dip too short for a drive to notice may still show here.
+FEED_WINDOW = 64 << 20
+
+
+@dataclass
+class FeedMeter:
+    """Host wall-clock marks of the bytes handed to the drive while one file is written.
+
+    The emulator charges its simulated clock at the nominal streaming rate
+    whatever the host does, so only the host's side can show shoe-shining:
+    a real drive slows down (or stops and repositions) when the host hands it
+    data slower than its minimum streaming rate. ``mark(total)`` is called at
+    each hand-off with the bytes handed so far (0 at the first).
+    """
+
+    clock: Callable[[], float] = time.perf_counter
+    marks: list[tuple[float, int]] = field(default_factory=list)
+
+    def mark(self, total: int) -> None:
+        self.marks.append((self.clock(), total))
+
+    @property
+    def nbytes(self) -> int:
+        return self.marks[-1][1] if self.marks else 0
+
+    @property
+    def seconds(self) -> float:
+        return self.marks[-1][0] - self.marks[0][0] if len(self.marks) > 1 else 0.0
+
+    def min_rate(self, window: int = FEED_WINDOW) -> float | None:
+        """The slowest feed over any run of hand-offs spanning ``window`` bytes (bytes/s).
+
+        A file shorter than the window is one run, first to last hand-off;
+        None when nothing was timed.
+        """
+        marks = self.marks
+        if len(marks) < 2:
+            return None
+        worst: float | None = None
+        j = 0
+        for i in range(len(marks) - 1):
+            j = max(j, i + 1)
+            while j < len(marks) - 1 and marks[j][1] - marks[i][1] < window:
+                j += 1
+            if marks[j][1] - marks[i][1] < window and i > 0:
+                break  # the tail is shorter than a window; the run before covered it
+            nbytes, seconds = marks[j][1] - marks[i][1], marks[j][0] - marks[i][0]
+            if nbytes and seconds > 0:
+                rate = nbytes / seconds
+                worst = rate if worst is None else min(worst, rate)
+        return worst
+
+
 @dataclass
 class SiteStats:
     """Streaming figures of the writes made through this site object (for benchmarks).
 
+    ``min_host_feed`` is what a real drive would see: the slowest rate at which
+    this host handed a file's bytes to the drive, over any :data:`FEED_WINDOW`
+    (:class:`FeedMeter`); below the drive's minimum streaming speed a real
+    drive shoe-shines. ``min_host_rate`` is the same over each whole file.
     ``min_tape_rate`` is bytes over *simulated* drive seconds per file: the
-    rate the drive model ran at, which must stay above the drive's minimum
-    streaming speed (no shoe-shining). ``min_host_rate`` is the same over wall
-    seconds: how fast this host actually fed the (emulated) drive.
+    drive model's own speed, which the emulator charges at the nominal rate
+    (it cannot show a slow host, and is kept for the clock's accounting).
     """
 
     files_written: int = 0
@@ -66,8 +136,15 @@ class SiteStats:
     host_seconds: float = 0.0
     min_tape_rate: float | None = None
     min_host_rate: float | None = None
+    min_host_feed: float | None = None
 
-    def record(self, nbytes: int, tape_seconds: float, host_seconds: float) -> None:
+    def record(
+        self,
+        nbytes: int,
+        tape_seconds: float,
+        host_seconds: float,
+        feed_rate: float | None = None,
+    ) -> None:
         self.files_written += 1
         self.bytes_written += nbytes
         self.tape_seconds += tape_seconds
@@ -81,6 +158,10 @@ class SiteStats:
             rate = nbytes / host_seconds
             self.min_host_rate = (
                 rate if self.min_host_rate is None else min(self.min_host_rate, rate)
+            )
+        if feed_rate is not None:
+            self.min_host_feed = (
+                feed_rate if self.min_host_feed is None else min(self.min_host_feed, feed_rate)
             )
 
 

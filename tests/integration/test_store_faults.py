@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import itertools
 import os
 import signal
 import subprocess
@@ -42,7 +43,7 @@ from preservation.storage import recovery, service
 from preservation.storage.emulator import EmulatedCartridge, EmulatedTapeDevice
 from preservation.storage.library import EmulatedLibrary
 from preservation.storage.planning import BAD_CARTRIDGE_STATES, ErrorKind
-from preservation.storage.sites import build_sites, get_site
+from preservation.storage.sites import FeedMeter, build_sites, get_site
 
 MIB = 1 << 20
 FIRST_DATA_BLOCK = 7  # on a fresh volume: VOL1 FM label FM FM index FM, then data
@@ -199,6 +200,19 @@ def test_consecutive_stores_keep_the_cartridge_mounted(ctx: Context, tmp_path: P
 
 
 # -- faults at store time --------------------------------------------------------------------
+
+
+def test_store_measures_the_host_feed_not_the_simulated_drive(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = itertools.count()  # a host that hands the drive one chunk a second
+    monkeypatch.setattr(service, "FeedMeter", lambda: FeedMeter(clock=lambda: float(next(ticks))))
+    vid, _ = make_version(ctx, size=3 * MIB)
+    service.store_version(ctx, vid, "site-a")
+    stats = get_site(ctx, "site-a").stats
+    assert stats.min_tape_rate is not None and stats.min_tape_rate > 177e6  # nominal, always
+    assert stats.min_host_feed is not None and stats.min_host_feed < 177e6  # what a drive sees
+    assert stats.min_host_feed == pytest.approx(stats.bytes_written / 1.0)
 
 
 def test_read_error_on_read_back_moves_to_another_cartridge(ctx: Context, tmp_path: Path) -> None:
