@@ -691,6 +691,7 @@ def repair_cmd(
     rebuilt or a site was down (run it again once the site is back).
     """
     from preservation.context import open_context
+    from preservation.pipeline import TERMINAL_STATES, resume
     from preservation.storage.recovery import repair
 
     ctx = open_context(_settings())
@@ -700,15 +701,22 @@ def repair_cmd(
                 report = repair(ctx)
             else:
                 report = repair(ctx, max_batch_bytes=max_batch_bytes)
+            # Versions repair made whole but nobody committed (a site was down at
+            # ingest): their SIPs' own commit stage activates them and releases the SIP.
+            sips = sorted({r["sip_id"] for r in report.ready if r.get("sip_id")})
+            committed = [r.to_dict() for r in resume(ctx, sips, wait_seconds=0)]
     except PreservationError as e:
         raise _fail(e, as_json) from e
     finally:
         ctx.close()
+    still_pending = [r for r in committed if r["state"] not in TERMINAL_STATES]
     if as_json:
-        out.print_json(data=report.to_dict())
+        out.print_json(data=report.to_dict() | {"committed": committed})
     else:
         _print_repair(report)
-    raise typer.Exit(0 if report.ok else EXIT_SYSTEM)
+        for r in committed:
+            out.print(f"SIP {r['sip_id']}: {r['state']} (AIP {r['aip_id']})", highlight=False)
+    raise typer.Exit(0 if report.ok and not still_pending else EXIT_SYSTEM)
 
 
 def _print_repair(report: Any) -> None:
@@ -738,8 +746,15 @@ def _print_repair(report: Any) -> None:
             f"{', '.join(report.cartridges_retired)}",
             highlight=False,
         )
+    if report.stale_writes:
+        out.print(
+            f"discarded {len(report.stale_writes)} unfinished write(s) left by a crash",
+            highlight=False,
+        )
     if not (
         report.rebuilt
+        or report.ready
+        or report.stale_writes
         or report.failed
         or report.skipped
         or report.cartridges_failed

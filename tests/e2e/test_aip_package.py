@@ -34,7 +34,7 @@ from preservation.sip import validate_bag
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "bags" / "sample-collection"
 SCHEMAS = ROOT / "schemas"
-DC_SCHEMAS = ROOT / "tests" / "unit" / "metadata" / "dc-schemas"
+DC_SCHEMAS = ROOT / "schemas"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 UP_TO_THE_TAR = ("validate", "identify", "describe", "package")
 

@@ -27,7 +27,7 @@ from .test_mets import premis_links_resolve
 AIP_ID = "0b7f5f0e-93c4-4d59-9d53-6a3c2f1f7e11"
 FIDO = "fido 1.6.1"
 RELEASE = "PRONOM v109"
-DC_SCHEMAS = Path(__file__).with_name("dc-schemas")
+DC_SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 NS = {"mets": METS_NS, "premis": PREMIS_NS, "xlink": XLINK_NS}
 
 
