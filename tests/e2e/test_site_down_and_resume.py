@@ -148,3 +148,24 @@ def test_the_aip_mets_tells_its_ingestion(ctx, tmp_path) -> None:  # type: ignor
         types = {el.text for el in etree.parse(str(mets)).iter(premis)}
         assert "ingestion" in types, f"{mets.name}: no ingestion event in {types}"
     assert read_mets(bag / "data" / "METS.xml").kind == "root"
+
+
+def test_cli_repair_commits_what_it_made_whole(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    monkeypatch.setenv("PRESERVATION_SITE_WAIT_SECONDS", "0")
+    flag = _down(Settings(home=home), "site-b")
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", str(SAMPLE), "--tenant", "t1"]).exit_code == 3
+    flag.unlink()
+    repaired = runner.invoke(app, ["repair", "--json"])
+    assert repaired.exit_code == 0, repaired.output
+    body = json.loads(repaired.stdout)
+    [c] = body["committed"]
+    assert c["state"] == "committed"
+    shown = json.loads(runner.invoke(app, ["show", c["aip_id"], "--json"]).stdout)
+    assert shown["state"] == "active"
+    [v1] = shown["versions"]
+    verified = [x for x in v1["copies"] if x["status"] == "verified"]
+    assert sorted(x["site"] for x in verified) == ["site-a", "site-b"]
+    assert all(x["barcode"] and x["verified_at"] and x["path"] for x in verified)
