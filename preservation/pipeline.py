@@ -477,7 +477,12 @@ def package(ctx: Context, sip_id: str) -> None:
         processes=2,
     )
     tar_path = staging_dir(ctx, sip_id) / f"{aip_id}.v1.tar"
-    tar = serialise_aip(layout.root, tar_path, arcname=f"{aip_id}.v1")
+    tar = serialise_aip(
+        layout.root,
+        tar_path,
+        arcname=f"{aip_id}.v1",
+        expected_sha256={path: d["sha256"] for path, d in known.items() if d["sha256"]},
+    )
     failpoint("package")
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)

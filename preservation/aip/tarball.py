@@ -16,6 +16,11 @@ Why this exact shape (DESIGN §1, §5):
 * **Digest while writing.** The sha256 recorded for tape verification is
   computed from the very bytes handed to the file, not by reading the tar back,
   which would cost a second full read of the largest object in the pipeline.
+* **Verify while reading.** Each payload file's sha256 is checked as it is
+  copied in, against the digest staging recorded: the manifests were written
+  from those recorded digests, so a staged file damaged since (a power cut
+  before write-back, a disk fault, a hand in the staging area) must stop the
+  package rather than travel to tape under a manifest that no longer fits it.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from preservation.aip.layout import PackageEntry, walk_package
-from preservation.errors import MetadataError, UnsafeArchiveError
+from preservation.errors import FixityMismatchError, MetadataError, UnsafeArchiveError
 
 __all__ = ["TarSummary", "serialise_aip", "unpack_aip"]
 
@@ -66,6 +72,22 @@ class _HashingWriter:
         return self._sha256.hexdigest()
 
 
+class _HashingReader:
+    """A read-only file object that hashes what is read from it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._sha256 = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._sha256.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
 def _ordered(aip_dir: Path) -> list[PackageEntry]:
     """Top-level tag files first (sorted), then the ``data/`` tree (sorted, depth first)."""
     entries = list(walk_package(aip_dir))
@@ -90,7 +112,12 @@ def _tarinfo(name: str, entry: PackageEntry | None, mtime: int) -> tarfile.TarIn
 
 
 def serialise_aip(
-    aip_dir: Path, tar_path: Path, *, arcname: str, mtime: int | None = None
+    aip_dir: Path,
+    tar_path: Path,
+    *,
+    arcname: str,
+    mtime: int | None = None,
+    expected_sha256: Mapping[str, str] | None = None,
 ) -> TarSummary:
     """Write the bag in ``aip_dir`` to ``tar_path`` under the top folder ``arcname``.
 
@@ -99,6 +126,10 @@ def serialise_aip(
     given (what makes two builds of the same AIP byte-identical). The tar is
     written under a temporary name and renamed into place only when complete
     and flushed to disk, so a crash never leaves a plausible-looking half tar.
+
+    ``expected_sha256`` maps bag-relative paths to the sha256 each file must
+    still have; a file that differs raises :class:`FixityMismatchError` naming
+    it, and no tar is left behind.
     """
     aip_dir = Path(aip_dir)
     tar_path = Path(tar_path)
@@ -133,8 +164,21 @@ def serialise_aip(
                     if entry.is_dir:
                         tar.addfile(info)
                     else:
+                        want = (expected_sha256 or {}).get(entry.relpath)
                         with open(entry.path, "rb") as fh:
-                            tar.addfile(info, fh)
+                            if want is None:
+                                tar.addfile(info, fh)
+                                continue
+                            reader = _HashingReader(fh)
+                            tar.addfile(info, reader)
+                        if reader.hexdigest() != want:
+                            raise FixityMismatchError(
+                                f"{entry.relpath}: staged copy no longer matches the digest "
+                                f"recorded at staging (sha256 {reader.hexdigest()}, expected "
+                                f"{want}); not packaged",
+                                path=entry.path,
+                                rule="staged-file-changed",
+                            )
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(partial, tar_path)

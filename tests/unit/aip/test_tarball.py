@@ -13,7 +13,7 @@ import bagit
 import pytest
 
 from preservation.aip import serialise_aip, unpack_aip
-from preservation.errors import MetadataError, UnsafeArchiveError
+from preservation.errors import FixityMismatchError, MetadataError, UnsafeArchiveError
 
 from .conftest import AIP_ID, FIXED_MTIME, BuildAIP
 
@@ -160,6 +160,25 @@ def test_serialise_refuses_symlinks_and_leaves_nothing(build_aip: BuildAIP, tmp_
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
         serialise_aip(root, out / "v1.tar", arcname=ARCNAME)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_staged_file_changed_since_staging_stops_the_package(
+    build_aip: BuildAIP, tmp_path: Path
+) -> None:
+    root = build_aip().layout.root
+    rel = "data/representations/rep1/data/images/drawings/circle.png"
+    good = hashlib.sha256((root / rel).read_bytes()).hexdigest()
+    out = tmp_path / "out"
+    # The recorded digest matches: packaged.
+    serialise_aip(root, out / "ok.tar", arcname=ARCNAME, expected_sha256={rel: good})
+    # One byte flipped in staging after its digest was recorded: refused, nothing left.
+    data = bytearray((root / rel).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (root / rel).write_bytes(bytes(data))
+    with pytest.raises(FixityMismatchError, match="circle.png") as info:
+        serialise_aip(root, out / "bad.tar", arcname=ARCNAME, expected_sha256={rel: good})
+    assert info.value.context["rule"] == "staged-file-changed"
+    assert sorted(p.name for p in out.iterdir()) == ["ok.tar"]
 
 
 def test_serialise_refuses_a_folder_that_is_not_a_bag(tmp_path: Path) -> None:
