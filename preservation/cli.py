@@ -139,6 +139,10 @@ def ingest(
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="With a broker: follow the SIP to its end.")
     ] = True,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="With --wait: stop following after this many seconds (exit 3)."),
+    ] = None,
 ) -> None:
     """Ingest a bag: validate, stage, identify, describe, package, store on tape.
 
@@ -159,7 +163,11 @@ def ingest(
 
             sip_id = receive(ctx, path, tenant=tenant)
             submit(sip_id)
-            result = _follow(ctx, sip_id, quiet=as_json) if wait else result_of(ctx, sip_id)
+            result = (
+                _follow(ctx, sip_id, quiet=as_json, timeout=timeout)
+                if wait
+                else result_of(ctx, sip_id)
+            )
         else:
             with _progress(not as_json) as progress:
                 result = run_ingest(ctx, path, tenant=tenant, progress=progress)
@@ -196,21 +204,41 @@ def _pending(error: PreservationError, as_json: bool) -> typer.Exit:
     return typer.Exit(EXIT_SYSTEM)
 
 
-def _follow(ctx: Any, sip_id: str, *, quiet: bool, poll: float = 0.5) -> Any:
-    """Poll the catalogue until the SIP is committed or rejected, showing its stage."""
+def _follow(
+    ctx: Any, sip_id: str, *, quiet: bool, poll: float = 0.5, timeout: float | None = None
+) -> Any:
+    """Poll the catalogue until the SIP is committed or rejected, showing stage and errors.
+
+    With ``timeout``, give up following (the SIP goes on in the workers) and
+    raise a TransientError, which the caller reports as pending.
+    """
     import time as _time
 
+    from preservation.catalog import service, session_scope
+    from preservation.errors import TransientError
     from preservation.pipeline import TERMINAL_STATES, result_of
 
-    last = None
+    last: tuple[str | None, str | None] | None = None
+    deadline = None if timeout is None else _time.monotonic() + timeout
     with err.status("submitted", spinner="dots") if not quiet and err.is_terminal else _null():
         while True:
             result = result_of(ctx, sip_id)
-            if not quiet and result.state != last:
-                err.print(f"SIP {sip_id[:8]}: {result.state}", highlight=False)
-                last = result.state
+            with session_scope(ctx.sessions) as s:
+                sip = service.get_sip(s, sip_id)
+                now = (sip.stage, sip.last_error)
+            if not quiet and now != last:
+                err.print(f"SIP {sip_id[:8]}: {result.state} [{now[0] or '-'}]", highlight=False)
+                if now[1] and (last is None or now[1] != last[1]):
+                    err.print(f"  last error: {escape(now[1])}", highlight=False)
+                last = now
             if result.state in TERMINAL_STATES:
                 return result
+            if deadline is not None and _time.monotonic() > deadline:
+                raise TransientError(
+                    f"SIP {sip_id} is still {result.state} after {timeout:g}s; "
+                    "the workers go on with it (see `preservation status`)",
+                    sip_id=sip_id,
+                )
             _time.sleep(poll)
 
 
