@@ -207,8 +207,8 @@ def test_broker_killed_while_bags_arrive_and_tasks_run_loses_no_sip(
 
 def test_cli_ingest_wait_and_status_against_the_workers(cluster: Cluster) -> None:
     cluster.start_worker("ingest", "ingest")
-    cluster.start_worker("tape-a", "store.site-a")
-    cluster.start_worker("tape-b", "store.site-b")
+    cluster.start_tape_worker("site-a")
+    cluster.start_tape_worker("site-b")
     cli = [sys.executable, "-m", "preservation.cli"]
     done = subprocess.run(
         [*cli, "ingest", str(SAMPLE), "--tenant", "museum", "--wait", "--json"],
