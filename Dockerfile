@@ -7,8 +7,5 @@ COPY pyproject.toml README.md ./
 COPY preservation ./preservation
 COPY workers ./workers
 COPY schemas ./schemas
-RUN pip install --no-cache-dir '.[siegfried]'
-# Flower (compose.yaml's flower service) is only in the dev extra; install it explicitly
-# until pyproject.toml has a "monitoring" extra for it.
-RUN pip install --no-cache-dir 'flower>=2.0'
+RUN pip install --no-cache-dir '.[siegfried,monitoring]'
 ENV PRESERVATION_HOME=/var/lib/preservation

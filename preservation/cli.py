@@ -159,8 +159,9 @@ def ingest(
     ctx = open_context(settings)
     try:
         if settings.broker_url:
-            from workers.tasks import submit
+            from preservation.submission import load_submitter
 
+            submit = load_submitter(settings)
             sip_id = receive(ctx, path, tenant=tenant)
             submit(sip_id)
             result = (
@@ -428,7 +429,9 @@ def watch(
     settings = _settings()
     ctx = open_context(settings)
     if settings.broker_url:
-        from workers.tasks import submit
+        from preservation.submission import load_submitter
+
+        submit = load_submitter(settings)
     else:
 
         def submit(sip_id: str) -> None:
@@ -625,80 +628,41 @@ def audit(
     mounted once and read front to back. A copy that fails is marked failed in
     the catalogue; `preservation repair` then replaces it.
     """
+    from preservation.audit import audit_copies
     from preservation.context import open_context
-    from preservation.errors import DeviceBusyError, SiteUnavailableError
-    from preservation.storage.recovery import audit_copy
-    from preservation.storage.service import list_cartridges, show_cartridge
 
     ctx = open_context(_settings())
-    results: list[dict[str, Any]] = []
     try:
         _check_site(ctx, site)
-        plan: list[dict[str, Any]] = []
-        for cartridge in list_cartridges(ctx, site):
-            if cartridge["copies"].get("verified"):
-                shown = show_cartridge(ctx, cartridge["barcode"])
-                plan.extend(c for c in shown["contents"] if c["status"] == "verified")
         with _progress(not as_json) as progress:
-            progress("audit", 0, len(plan))
-            for done, copy in enumerate(plan, 1):
-                try:
-                    result = audit_copy(ctx, copy["id"])
-                    outcome = "ok" if result.ok else "failed"
-                    detail = result.detail
-                except (SiteUnavailableError, DeviceBusyError) as e:
-                    outcome, detail = "skipped", e.message  # not audited: not a verdict
-                results.append(
-                    {
-                        "copy_id": copy["id"],
-                        "aip_id": copy["aip_id"],
-                        "version": copy["version"],
-                        "site": copy["site"],
-                        "barcode": copy["barcode"],
-                        "path": copy["path"],
-                        "result": outcome,
-                        "detail": detail,
-                    }
-                )
-                progress("audit", done, len(plan))
+            report = audit_copies(ctx, site, progress=lambda done, n: progress("audit", done, n))
     except PreservationError as e:
         raise _fail(e, as_json) from e
     finally:
         ctx.close()
-    failed = [r for r in results if r["result"] == "failed"]
-    skipped = [r for r in results if r["result"] == "skipped"]
-    clean = not failed and not skipped
     if as_json:
-        out.print_json(
-            data={
-                "ok": clean,
-                "checked": len(results),
-                "failed": failed,
-                "skipped": skipped,
-                "copies": results,
-            }
-        )
+        out.print_json(data=report.to_dict())
     else:
-        for r in failed:
+        for r in report.failed:
             err.print(
-                f"[red]FAILED[/red] copy {r['copy_id']} {r['site']}/{r['barcode']}: "
-                f"{escape(r['detail'])}",
+                f"[red]FAILED[/red] copy {r.copy_id} {r.site}/{r.barcode}: {escape(r.detail)}",
                 highlight=False,
             )
-        for r in skipped:
+        for r in report.skipped:
             err.print(
-                f"[yellow]skipped[/yellow] copy {r['copy_id']} {r['site']}/{r['barcode']}: "
-                f"{escape(r['detail'])}",
+                f"[yellow]skipped[/yellow] copy {r.copy_id} {r.site}/{r.barcode}: "
+                f"{escape(r.detail)}",
                 highlight=False,
             )
-        ok = len(results) - len(failed) - len(skipped)
+        ok = len(report.copies) - len(report.failed) - len(report.skipped)
         out.print(
-            f"audited {len(results)} copies: {ok} ok, {len(failed)} failed, {len(skipped)} skipped",
+            f"audited {len(report.copies)} copies: {ok} ok, {len(report.failed)} failed, "
+            f"{len(report.skipped)} skipped",
             highlight=False,
         )
-        if failed:
+        if report.failed:
             err.print("run `preservation repair` to replace the failed copies", highlight=False)
-    raise typer.Exit(0 if clean else EXIT_SYSTEM)
+    raise typer.Exit(0 if report.clean else EXIT_SYSTEM)
 
 
 @app.command("repair")

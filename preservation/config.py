@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         default=None, description="Celery broker (Redis). None runs every stage in-process."
     )
     result_backend: str | None = None
+    # With a broker: the callable that starts a received SIP's workflow
+    # (preservation/submission.py); the library never imports workers/ itself.
+    submitter: str = "workers.tasks:submit"
     # How long a task taken by a worker that then died stays invisible before
     # Redis hands it to another worker. Longer than the longest task.
     broker_visibility_timeout: int = 6 * 3600 + 600
@@ -47,6 +50,11 @@ class Settings(BaseSettings):
     tape_cartridges_per_site: int = 8
     tape_drives_per_site: int = 2
     sites: tuple[str, ...] = ("site-a", "site-b")
+    # A process gives its drives back (volumes unmounted cleanly) after this long
+    # without tape work, so audits, recalls and repairs elsewhere can mount.
+    tape_idle_unmount_seconds: float = 60.0
+    # How often beat starts a fixity audit of every verified copy (workers/celery.py).
+    audit_interval_seconds: float = 86400.0
 
     # Hot folders.
     quiescent_seconds: float = 5.0

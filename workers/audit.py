@@ -21,9 +21,8 @@ from typing import Any
 from celery import Task
 from celery.utils.log import get_task_logger
 
-from preservation.errors import DeviceBusyError, SiteUnavailableError
-from preservation.storage.recovery import audit_copy
-from preservation.storage.service import list_cartridges, release_drives, show_cartridge
+from preservation.audit import audit_copies
+from preservation.storage.service import release_drives
 from workers.celery import app
 from workers.tasks import context
 
@@ -42,42 +41,11 @@ log = get_task_logger(__name__)
 def audit_fixity(self: Task, site: str | None = None) -> dict[str, Any]:
     """Audit every verified copy (of one site, or all); return what was found."""
     ctx = context()
-    results: list[dict[str, Any]] = []
     try:
-        for cartridge in list_cartridges(ctx, site):
-            if not cartridge["copies"].get("verified"):
-                continue
-            contents = show_cartridge(ctx, cartridge["barcode"])["contents"]
-            for copy in contents:
-                if copy["status"] != "verified":
-                    continue
-                try:
-                    verdict = audit_copy(ctx, copy["id"])
-                    outcome = "ok" if verdict.ok else "failed"
-                    detail = verdict.detail
-                except (SiteUnavailableError, DeviceBusyError) as err:
-                    outcome, detail = "skipped", err.message
-                results.append(
-                    {
-                        "copy_id": copy["id"],
-                        "aip_id": copy["aip_id"],
-                        "version": copy["version"],
-                        "site": copy["site"],
-                        "barcode": copy["barcode"],
-                        "result": outcome,
-                        "detail": detail,
-                    }
-                )
+        report = audit_copies(ctx, site)
     finally:
         release_drives(ctx)
-    failed = [r for r in results if r["result"] == "failed"]
-    skipped = [r for r in results if r["result"] == "skipped"]
-    summary = {
-        "site": site,
-        "checked": len(results),
-        "ok": len(results) - len(failed) - len(skipped),
-        "failed": failed,
-        "skipped": skipped,
-    }
+    summary = report.to_dict()
+    del summary["copies"]  # the verdicts are PREMIS events already; keep the result small
     log.info(json.dumps({"audit": "fixity", **summary}, ensure_ascii=False))
     return summary

@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_AUDIT_INTERVAL", "QUEUES", "app", "make_app"]
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     broker = settings.broker_url or "redis://127.0.0.1:6379/0"
-    audit_every = float(getattr(settings, "audit_interval_seconds", DEFAULT_AUDIT_INTERVAL))
+    audit_every = float(settings.audit_interval_seconds)
     # A task whose worker died comes back once its visibility timeout is over; sweep
     # for such tasks a few times per timeout (at most each minute) rather than
     # kombu's default of every ~100 s, which is far longer than a short timeout.

@@ -132,5 +132,13 @@ def test_unknown_barcode_and_aip_are_clear_errors(home: Path, tmp_path: Path) ->
     assert run("recover", unknown, "--to", str(a_file), code=2)["error"] == "UsageError"
 
     # An empty archive audits clean and needs no repair.
-    assert run("audit") == {"ok": True, "checked": 0, "failed": [], "skipped": [], "copies": []}
+    assert run("audit") == {
+        "site": None,
+        "ok": True,
+        "checked": 0,
+        "matched": 0,
+        "failed": [],
+        "skipped": [],
+        "copies": [],
+    }
     assert run("repair")["ok"]

@@ -43,7 +43,8 @@ def test_audit_task_reads_every_copy_back_and_records_what_it_found(cluster: Clu
     # Sent as beat sends it: by name, routed to the audit queue by the app's routes.
     summary = app.send_task("workers.audit.audit_fixity").get(timeout=180)
 
-    assert summary["checked"] == 4 and summary["ok"] == 3 and summary["skipped"] == []
+    assert summary["checked"] == 4 and summary["matched"] == 3 and summary["skipped"] == []
+    assert summary["ok"] is False  # one copy failed: not a clean audit
     assert [f["copy_id"] for f in summary["failed"]] == [victim_id]
     with cluster.sessions() as s:
         rows = {c.id: c for c in s.scalars(select(TapeCopy))}

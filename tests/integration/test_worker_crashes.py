@@ -11,7 +11,9 @@ from sqlalchemy import func, select
 from preservation.catalog import AIP, CopyStatus, SIPState, TapeCopy
 from workers.localcluster import Cluster
 
-STAGES = ["validate", "identify", "describe", "package", "commit"]
+# "commit": killed after the AIP became active, before the SIP is marked committed;
+# "release": killed after the SIP is committed, before its bag leaves the hot folder.
+STAGES = ["validate", "identify", "describe", "package", "commit", "release"]
 
 
 def _wait_killed(cluster: Cluster, name: str, point: str) -> None:
@@ -37,6 +39,12 @@ def _assert_each_sip_ended_once(cluster: Cluster, n: int) -> None:
         sites = {site for v, site, st in copies if v == version and st is CopyStatus.VERIFIED}
         assert sites == {"site-a", "site-b"}
     assert cluster.counts() == {SIPState.COMMITTED.value: n}
+    # Every bag left its hot folder once committed, a release interrupted by the kill too.
+    claimed = cluster.home / "ingest" / "museum" / ".claimed"
+    deadline = time.monotonic() + 30
+    while claimed.exists() and any(claimed.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not claimed.exists() or not any(claimed.iterdir()), sorted(claimed.iterdir())
 
 
 @pytest.mark.parametrize("stage", STAGES)
