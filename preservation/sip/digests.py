@@ -6,6 +6,11 @@ and fed to every hasher (and the copy) from that same buffer. Files are spread
 over a thread pool: hashlib releases the GIL for buffers over 2 KiB, so threads
 scale on hashing without the pickling and fork cost of a process pool.
 
+When a bag has fewer large files than threads (a film archive's one 500 GB
+MXF), the idle threads would be wasted: then the algorithms of one file are
+split across threads instead, each chunk read once and hashed by sha256 in
+one thread while sha512 runs in another, so one file uses every core.
+
 Nothing here follows a symlink or blocks on a FIFO: files are opened with
 ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` to be the very regular
 file the directory scan saw, so a swap between scan and read is caught.
@@ -87,7 +92,11 @@ def _hasher(name: str) -> Any:
     return ctor()
 
 
-def _digest_one(job: DigestJob) -> DigestResult:
+#: Files at least this big get their algorithms spread over spare threads.
+SPLIT_BYTES = 64 << 20
+
+
+def _digest_one(job: DigestJob, helper: ThreadPoolExecutor | None = None) -> DigestResult:
     result = DigestResult(job)
     try:
         fd = os.open(job.source, _READ_FLAGS)
@@ -109,6 +118,9 @@ def _digest_one(job: DigestJob) -> DigestResult:
             out = os.open(tmp, _WRITE_FLAGS, 0o644)
         hashers = [(name, _hasher(name)) for name in job.algorithms]
         updates = [h.update for _, h in hashers]
+        # Split only what is worth a hand-off per chunk; the chunk buffer stays
+        # untouched until every helper is done with it.
+        spread = helper if helper is not None and len(updates) > 1 else None
         buf = _buffer()
         total = 0
         while True:
@@ -116,8 +128,14 @@ def _digest_one(job: DigestJob) -> DigestResult:
             if not n:
                 break
             chunk = buf[:n]
-            for update in updates:
-                update(chunk)
+            if spread is not None:
+                pending = [spread.submit(update, chunk) for update in updates[1:]]
+                updates[0](chunk)
+                for future in pending:
+                    future.result()
+            else:
+                for update in updates:
+                    update(chunk)
             if out is not None:
                 written = 0
                 while written < n:
@@ -192,6 +210,25 @@ def digest_files(
     batches = _batches(jobs)
     total = sum(len(b) for b in batches)
     out: list[DigestResult] = []
+    spare = processes - len(batches)
+    if spare > 0 and any(j.size >= SPLIT_BYTES for b in batches for j in b):
+        # Fewer batches than threads: large files share their algorithms with
+        # the spare threads (one helper pool, so at most ``processes`` threads hash).
+        with (
+            ThreadPoolExecutor(max_workers=spare, thread_name_prefix="digest-alg") as helper,
+            ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="digest") as pool,
+        ):
+
+            def run(batch: Sequence[DigestJob]) -> list[DigestResult]:
+                return [
+                    _digest_one(job, helper if job.size >= SPLIT_BYTES else None) for job in batch
+                ]
+
+            for rs in pool.map(run, batches):
+                out.extend(rs)
+                if progress:
+                    progress(len(out), total)
+        return out
     if processes <= 1 or len(batches) <= 1:
         results = map(_digest_batch, batches)
         for rs in results:

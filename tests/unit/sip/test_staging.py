@@ -123,3 +123,45 @@ def test_file_with_trailing_space_is_staged_under_its_own_name(
     assert sorted(s.relpath for s in staged) == ["data/x", "data/x "]
     assert (dest / "data" / "x ").read_bytes() == b"with a space"
     assert (dest / "data" / "x").read_bytes() == b"without"
+
+
+def test_one_large_file_spreads_its_algorithms_and_gets_the_same_digests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer large files than threads: sha256 and sha512 of one file run side by side."""
+    import threading
+
+    import bagit
+
+    from preservation.sip import digests, validate_and_stage
+
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    payload = os.urandom(3 << 20) + b"tail"
+    (bag / "big.bin").write_bytes(payload)
+    bagit.make_bag(str(bag), checksums=["sha256", "sha512"])
+    monkeypatch.setattr(digests, "SPLIT_BYTES", 1 << 20)
+    seen: set[str] = set()
+    real = digests._hasher
+
+    def spy(name: str):  # type: ignore[no-untyped-def]
+        h = real(name)
+
+        class Spy:
+            def update(self, data):  # type: ignore[no-untyped-def]
+                seen.add(threading.current_thread().name.split("_")[0])
+                h.update(data)
+
+            def hexdigest(self) -> str:
+                return h.hexdigest()
+
+        return Spy()
+
+    monkeypatch.setattr(digests, "_hasher", spy)
+    report, staged = validate_and_stage(bag, tmp_path / "dest", processes=2)
+    assert report.valid, report.to_text()
+    [f] = staged
+    assert f.sha256 == hashlib.sha256(payload).hexdigest()
+    assert f.sha512 == hashlib.sha512(payload).hexdigest()
+    assert (tmp_path / "dest" / f.relpath).read_bytes() == payload
+    assert {"digest", "digest-alg"} <= seen  # both threads hashed
