@@ -319,6 +319,16 @@ class LTFSVolume:
         return self._index.generation
 
     @property
+    def index_partition_current(self) -> bool:
+        """True when the index partition holds the newest index.
+
+        Right after a mount this tells whether the last writer unmounted
+        cleanly: a writer that died, or still holds the volume, leaves newer
+        indexes on the data partition only.
+        """
+        return self._ip_current
+
+    @property
     def index(self) -> Index:
         return self._index
 

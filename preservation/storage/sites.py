@@ -2,7 +2,13 @@
 
 A ``Site`` keeps LTFS volumes mounted between writes, so consecutive stores on
 one site stream to the same cartridge without a mount each (a cartridge leaves
-its drive only when another needs the drive, or at :meth:`Site.release_all`).
+its drive when another needs the drive, at :meth:`Site.release_all`, or once
+the site has been idle for ``idle_seconds``). The idle release matters when
+one process per drive runs (Celery tape workers): a worker waiting for work
+would otherwise hold its drive and cartridge forever, and the audit worker,
+recalls and repairs in other processes would find every cartridge busy. It
+runs under the site's lock, the one every tape operation holds, so it falls
+between operations, never inside one.
 It also knows whether the site is reachable: an operator (or a monitoring
 hook) creates ``<tape_dir>/<site>/DOWN`` to take a site out; tests may set
 ``forced_down``. A down site raises :class:`SiteUnavailableError`, a transient
@@ -16,12 +22,14 @@ library holds.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -48,7 +56,9 @@ __all__ = [
     "CACHE_KEY",
     "FEED_WINDOW",
     "FeedMeter",
+    "IDLE_UNMOUNT_SECONDS",
     "Site",
+    "SiteLock",
     "SiteStats",
     "build_sites",
     "get_site",
@@ -59,6 +69,11 @@ log = logging.getLogger(__name__)
 
 CACHE_KEY = "storage.sites"
 EMULATED_BACKEND = "preservation.storage.emulator:EmulatedTapeDevice"
+
+#: Idle time after which a site gives its drives back, when the settings say
+#: nothing (``tape_idle_unmount_seconds``): long enough for AIPs arriving back
+#: to back to share one mount, short enough that an audit soon finds the drive.
+IDLE_UNMOUNT_SECONDS = 60.0
 
 
 #: Bytes over which the host feed rate is taken. A drive streams from its data
@@ -132,6 +147,11 @@ class SiteStats:
 
     files_written: int = 0
     bytes_written: int = 0
+    #: Cartridges loaded and unloaded through this site object; ``idle_unmounts``
+    #: counts the unloads done by the idle release (part of ``unmounts``).
+    mounts: int = 0
+    unmounts: int = 0
+    idle_unmounts: int = 0
     tape_seconds: float = 0.0
     host_seconds: float = 0.0
     min_tape_rate: float | None = None
@@ -165,17 +185,167 @@ class SiteStats:
             )
 
 
-class Site:
-    """One data centre: its library, its mounted volumes and its availability."""
+class _IdleTimer:
+    """One daemon thread that calls ``fire(token)`` once ``seconds`` pass after :meth:`arm`.
 
-    def __init__(self, name: str, root: Path, library: TapeLibrary) -> None:
+    :meth:`disarm` (an operation began) cancels the pending call, a later
+    :meth:`arm` restarts the wait. ``fire`` returns True when it gave the
+    drives back: with nothing mounted the thread ends, and the next arm
+    starts a new one, so an idle process keeps no thread.
+    """
+
+    def __init__(self, seconds: float, fire: Callable[[int], bool], name: str) -> None:
+        self.seconds = seconds
+        self._fire = fire
+        self._name = name
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self._token = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def armed(self) -> bool:
+        with self._cond:
+            return self._deadline is not None
+
+    @property
+    def running(self) -> bool:
+        with self._cond:
+            return self._thread is not None
+
+    def arm(self, token: int) -> None:
+        with self._cond:
+            self._deadline = time.monotonic() + self.seconds
+            self._token = token
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._deadline = None  # the thread wakes at the old deadline and finds nothing due
+
+    def stop(self) -> None:
+        """End the thread; waits for it unless called from it."""
+        with self._cond:
+            self._deadline = None
+            thread, self._thread = self._thread, None
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._cond:
+                while self._thread is me:
+                    if self._deadline is not None:
+                        left = self._deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    else:
+                        self._cond.wait()
+                if self._thread is not me:
+                    return  # stopped
+                token, self._deadline = self._token, None
+            released = self._fire(token)
+            with self._cond:
+                if self._thread is not me:
+                    return
+                if released and self._deadline is None:
+                    self._thread = None
+                    return
+
+
+class SiteLock:
+    """The site's re-entrant lock: one LTFS volume does one thing at a time.
+
+    Every tape operation of the process holds it (``with site.lock:``). Taking
+    it first cancels the idle release; leaving the outermost hold starts the
+    idle clock again, so the clock measures time with no operation at all.
+    """
+
+    def __init__(self, site: Site) -> None:
+        self._site = site
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    def __enter__(self) -> SiteLock:
+        self._lock.acquire()
+        self._depth += 1
+        if self._depth == 1:
+            try:
+                self._site._operation_begins()
+            except BaseException:
+                self._depth -= 1
+                self._lock.release()
+                raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._depth == 1:
+                self._site._operation_ends()
+        finally:
+            self._depth -= 1
+            self._lock.release()
+
+    def try_acquire(self) -> bool:
+        """Take the lock only if no operation holds it, without counting as one."""
+        return self._lock.acquire(blocking=False)
+
+    def release(self) -> None:
+        """Undo :meth:`try_acquire`."""
+        self._lock.release()
+
+
+class Site:
+    """One data centre: its library, its mounted volumes and its availability.
+
+    ``idle_seconds`` (None, zero or infinite: never) is how long the site
+    keeps cartridges mounted after its last tape operation before it unmounts
+    them cleanly (index partition written) and frees their drives.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        library: TapeLibrary,
+        *,
+        idle_seconds: float | None = None,
+    ) -> None:
         self.name = name
         self.root = root
         self.library = library
         self.forced_down: bool | None = None  # None: the DOWN file decides
-        self.lock = threading.RLock()  # one LTFS volume does one thing at a time
+        self.lock = SiteLock(self)
         self.stats = SiteStats()
         self._volumes: OrderedDict[str, LTFSVolume] = OrderedDict()
+        self._operations = 0  # operations begun; tells the idle release it is stale
+        self._idle: _IdleTimer | None = None
+        if idle_seconds is not None and 0 < idle_seconds < math.inf:
+            self._idle = _IdleTimer(idle_seconds, self._release_if_idle, name=f"tape-idle-{name}")
+
+    @property
+    def idle_seconds(self) -> float | None:
+        return self._idle.seconds if self._idle is not None else None
+
+    @property
+    def idle_release_pending(self) -> bool:
+        """True while the idle clock runs: drives held, no operation, release to come."""
+        return self._idle is not None and self._idle.armed
+
+    @property
+    def idle_thread_running(self) -> bool:
+        return self._idle is not None and self._idle.running
 
     # -- availability ------------------------------------------------------------------------
 
@@ -220,7 +390,13 @@ class Site:
         Returns ``(volume, formatted)``. The drive's idea of the barcode is
         checked before anything is written, so a library mix-up can never make
         us format or append to a cartridge other than the one catalogued.
+        Callers hold :attr:`lock` for as long as they use the volume; it is
+        taken here too, so a bare call still counts as an operation.
         """
+        with self.lock:
+            return self._open_volume(barcode, format_blank=format_blank)
+
+    def _open_volume(self, barcode: str, *, format_blank: bool) -> tuple[LTFSVolume, bool]:
         volume = self._volumes.get(barcode)
         if volume is not None:
             self._volumes.move_to_end(barcode)
@@ -247,13 +423,30 @@ class Site:
             else:
                 volume = LTFSVolume.mount(device, barcode)
         except BaseException:
-            self.library.unmount(barcode)
+            self._unmount(barcode)
             raise
         self._volumes[barcode] = volume
         return volume, formatted
 
     def release(self, barcode: str) -> None:
         """Write the index partition (unmount LTFS) and put the cartridge back in its slot."""
+        with self.lock:
+            self._release(barcode)
+
+    def drop(self, barcode: str) -> None:
+        """Forget a volume whose drive failed, without writing to it; the robot pulls the tape."""
+        with self.lock:
+            self._volumes.pop(barcode, None)
+            self._unmount(barcode)
+
+    def release_all(self) -> None:
+        """End the batch: every volume unmounted cleanly, every drive freed, no idle timer left."""
+        with self.lock:
+            self._release_everything()
+        if self._idle is not None:
+            self._idle.stop()
+
+    def _release(self, barcode: str) -> None:
         volume = self._volumes.pop(barcode, None)
         try:
             if volume is not None:
@@ -261,28 +454,69 @@ class Site:
         except StorageError as err:
             log.warning("site %s: unmounting %s failed: %s", self.name, barcode, err)
         finally:
-            self.library.unmount(barcode)
+            self._unmount(barcode)
 
-    def drop(self, barcode: str) -> None:
-        """Forget a volume whose drive failed, without writing to it; the robot pulls the tape."""
-        self._volumes.pop(barcode, None)
-        self.library.unmount(barcode)
-
-    def release_all(self) -> None:
+    def _release_everything(self) -> int:
+        """Release every volume and mount; the number of cartridges unloaded."""
+        before = self.stats.unmounts
         for barcode in list(self._volumes):
-            self.release(barcode)
+            self._release(barcode)
         for barcode in list(self.library.mounted()):
-            self.library.unmount(barcode)
+            self._unmount(barcode)
+        return self.stats.unmounts - before
 
     def _mount(self, barcode: str) -> TapeDevice:
         try:
-            return self.library.mount(barcode)
+            device = self.library.mount(barcode)
         except DeviceBusyError:
             if not self._volumes or barcode in self._volumes:
                 raise
-        # Every drive we hold is busy with another cartridge: that batch is over.
-        self.release(next(iter(self._volumes)))
-        return self.library.mount(barcode)
+            # Every drive we hold is busy with another cartridge: that batch is over.
+            self._release(next(iter(self._volumes)))
+            device = self.library.mount(barcode)
+        self.stats.mounts += 1
+        return device
+
+    def _unmount(self, barcode: str) -> None:
+        if barcode in self.library.mounted():
+            self.stats.unmounts += 1
+        self.library.unmount(barcode)
+
+    # -- idle release ------------------------------------------------------------------------
+
+    def _operation_begins(self) -> None:
+        self._operations += 1
+        if self._idle is not None:
+            self._idle.disarm()
+
+    def _operation_ends(self) -> None:
+        if self._idle is not None and (self._volumes or self.library.mounted()):
+            self._idle.arm(self._operations)
+
+    def _release_if_idle(self, token: int) -> bool:
+        """The idle timer's call: give the drives back unless an operation came meanwhile.
+
+        An operation holding the lock, or one begun since the timer was
+        armed, means the site is not idle: that operation's end re-arms the
+        timer. Returns True when nothing is mounted any more.
+        """
+        if not self.lock.try_acquire():
+            return False
+        try:
+            if token != self._operations:
+                return False
+            unloaded = self._release_everything()
+            self.stats.idle_unmounts += unloaded
+            if unloaded:
+                log.info(
+                    "site %s: idle for %.1f s, %d cartridge(s) unmounted and drives freed",
+                    self.name,
+                    self.idle_seconds or 0.0,
+                    unloaded,
+                )
+            return not self.library.mounted()
+        finally:
+            self.lock.release()
 
 
 def _is_blank(device: TapeDevice) -> bool:
@@ -319,14 +553,19 @@ def build_sites(
     durability: Durability = "flush",
     clock: Clock | None = None,
     move_seconds: float = 10.0,
+    idle_seconds: float | None = None,
 ) -> dict[str, Site]:
     """Build (or rebuild) every configured site and cache it in ``ctx.cache``.
 
     Entry points call this only to choose non-default wiring (tests turn
-    ``durability`` to "none", benchmarks may share a clock); :func:`get_site`
-    builds with defaults on first use.
+    ``durability`` to "none", benchmarks may share a clock, tests shorten
+    ``idle_seconds``); :func:`get_site` builds with defaults on first use.
+    ``idle_seconds`` defaults to the ``tape_idle_unmount_seconds`` setting;
+    zero turns the idle release off.
     """
     settings = ctx.settings
+    if idle_seconds is None:
+        idle_seconds = float(getattr(settings, "tape_idle_unmount_seconds", IDLE_UNMOUNT_SECONDS))
     if settings.tape_backend != EMULATED_BACKEND:
         raise ConfigurationError(
             f"tape backend {settings.tape_backend!r} has no library implementation yet; "
@@ -351,7 +590,7 @@ def build_sites(
         )
         for number in range(1, settings.tape_cartridges_per_site + 1):
             library.add_cartridge(barcode_for(letter, number), capacity=settings.tape_capacity)
-        sites[name] = Site(name, root, library)
+        sites[name] = Site(name, root, library, idle_seconds=idle_seconds)
         _register_cartridges(ctx, name, library.barcodes(), settings.tape_capacity)
     ctx.cache[CACHE_KEY] = sites
     return sites

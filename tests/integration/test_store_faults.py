@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -649,3 +650,98 @@ def test_stale_writing_row_is_discarded_so_a_suspect_cartridge_retires(
     finally:
         service.release_drives(ctx)
         ctx.close()
+
+
+# -- idle tape workers give their drives back ---------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    """Poll until ``condition`` holds; the limit only bounds a broken run."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {limit} s")
+        time.sleep(0.02)
+
+
+def test_idle_tape_worker_gives_its_drives_to_another_process(ctx: Context, tmp_path: Path) -> None:
+    sites = build_sites(ctx, durability="none", idle_seconds=0.3)
+    vid, aip_id = make_version(ctx)
+    store_and_commit(ctx, vid)
+    _wait_for(
+        lambda: all(
+            s.stats.idle_unmounts == 1 and not s.idle_thread_running for s in sites.values()
+        ),
+        "both sites to go idle",
+    )
+    for site in sites.values():
+        assert site.mounted_barcodes() == set()
+    other = open_context(ctx.settings)  # the audit worker, or `preservation recover`
+    build_sites(other, durability="none", idle_seconds=0)
+    try:
+        for copy in copies(other, vid):
+            site = get_site(other, copy.site)
+            with site.lock:
+                volume, _ = site.open_volume(copy.barcode)
+                assert volume.index_partition_current  # unmounted cleanly when idle
+            assert recovery.audit_copy(other, copy.id).ok
+        bag = recovery.recover(other, aip_id, dest_dir=tmp_path / "recovered")
+        assert (bag / "data" / "payload.bin").stat().st_size == 700_000
+    finally:
+        other.close()
+
+
+def test_back_to_back_stores_share_one_mount_until_the_worker_idles(
+    ctx: Context, tmp_path: Path
+) -> None:
+    sites = build_sites(ctx, durability="none", idle_seconds=600)
+    aip_ids = []
+    for _ in range(3):
+        vid, aip_id = make_version(ctx)
+        store_and_commit(ctx, vid)
+        aip_ids.append(aip_id)
+    for site in sites.values():
+        mounts = library(ctx, site.name).stats.mounts
+        assert (mounts, site.stats.mounts, site.stats.unmounts) == (1, 1, 0)
+        assert site.idle_release_pending
+    other = open_context(ctx.settings)
+    build_sites(other, durability="none", idle_seconds=0)
+    try:
+        # A worker still in its batch holds both cartridges: every copy is busy.
+        with pytest.raises(SiteUnavailableError, match="in use by another process"):
+            recovery.recover(other, aip_ids[0], dest_dir=tmp_path / "too-early")
+    finally:
+        other.close()
+    ctx.close()  # a worker's clean stop ends the batch and the idle timers
+    for site in sites.values():
+        assert not site.idle_thread_running and not site.idle_release_pending
+        assert site.stats.unmounts == 1 and site.stats.idle_unmounts == 0
+        assert site.mounted_barcodes() == set()
+
+
+def test_idle_release_never_interrupts_a_slow_store(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sites = build_sites(ctx, durability="none", idle_seconds=0.3)
+    first, _ = make_version(ctx)
+    store_and_commit(ctx, first)  # the idle clock runs from here
+    site = sites["site-a"]
+    real = service._read_chunks
+    seen: list[tuple[set[str], int]] = []
+
+    def slow(path: Path, on_handoff: Callable[[int], None]) -> Iterator[memoryview]:
+        for chunk in real(path, on_handoff):
+            yield chunk
+            time.sleep(0.5)  # each pause alone outlasts the idle time
+            seen.append((site.mounted_barcodes(), site.stats.idle_unmounts))
+
+    monkeypatch.setattr(service, "_read_chunks", slow)
+    second, _ = make_version(ctx, size=13_000_000)  # four 4 MiB hand-offs
+    info = service.store_version(ctx, second, "site-a")
+    monkeypatch.undo()
+    assert info.status == CopyStatus.VERIFIED.value
+    assert len(seen) >= 3
+    assert seen == [({info.barcode}, seen[0][1])] * len(seen)  # mounted throughout, no release
+    service.store_version(ctx, second, "site-b")
+    assert service.commit_version(ctx, second)
+    finish(ctx, tmp_path)
