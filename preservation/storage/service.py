@@ -516,7 +516,10 @@ def release_staging(ctx: Context, version_id: int) -> bool:
 
 
 def release_drives(ctx: Context) -> None:
-    """End every site's batch: write index partitions and return cartridges to their slots."""
+    """End every site's batch: write index partitions and return cartridges to their slots.
+
+    Also stops each site's idle timer; the next tape operation starts it again.
+    """
     for site in ctx.cache.get(CACHE_KEY, {}).values():
         with site.lock:
             site.release_all()

@@ -21,6 +21,7 @@ library holds.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import threading
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from weakref import WeakSet
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -185,6 +187,16 @@ class SiteStats:
             )
 
 
+_LIVE_TIMERS: WeakSet[_IdleTimer] = WeakSet()
+
+
+@atexit.register
+def _stop_idle_timers() -> None:
+    """At interpreter exit, let a release in progress finish its index before threads die."""
+    for timer in list(_LIVE_TIMERS):
+        timer.stop()
+
+
 class _IdleTimer:
     """One daemon thread that calls ``fire(token)`` once ``seconds`` pass after :meth:`arm`.
 
@@ -202,6 +214,7 @@ class _IdleTimer:
         self._deadline: float | None = None
         self._token = 0
         self._thread: threading.Thread | None = None
+        _LIVE_TIMERS.add(self)
 
     @property
     def armed(self) -> bool:
