@@ -528,9 +528,21 @@ def store(ctx: Context, sip_id: str, site: str) -> None:
 
 
 def store_all(ctx: Context, sip_id: str) -> None:
-    """The embedded default writes the sites one after the other."""
-    for site in ctx.settings.sites:
-        store(ctx, sip_id, site)
+    """The embedded default writes every site at once, as the per-site queues do.
+
+    The sites are independent libraries: one thread each, so the tar is on
+    its way to site B while site A's copy is read back. Every site is tried
+    even when another fails (a site down must not keep the other from its
+    copy); the first failure is raised once all have finished.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    sites = list(ctx.settings.sites)
+    with ThreadPoolExecutor(max_workers=len(sites), thread_name_prefix="store") as pool:
+        futures = [pool.submit(store, ctx, sip_id, site) for site in sites]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]  # type: ignore[misc]
 
 
 def commit(ctx: Context, sip_id: str) -> None:

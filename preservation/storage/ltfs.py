@@ -20,13 +20,16 @@ data partition's end of data when the index partition is damaged or older
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
 import os
 import time
 import uuid as uuidlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -77,6 +80,9 @@ _MAX_LABEL_BYTES = 1 << 20
 _MAX_INDEX_BYTES = 1 << 31
 _WALK_BACK_LIMIT = 64
 _DEFAULT_INDEX_PARTITION = 128 * 10**9  # bytes; drives round up to whole wraps
+
+#: Blocks a read may run ahead of its digest (bounded memory: 8 x 512 KiB).
+_VERIFY_AHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -424,32 +430,62 @@ class LTFSVolume:
             return self._stream_reader(source, digest)  # type: ignore[arg-type]
         view = memoryview(self._buffer)
         filled = total = 0
-        for chunk in source:
-            chunk_view = memoryview(chunk).cast("B")
-            offset = 0
-            size = chunk_view.nbytes
-            if filled == 0:  # whole blocks straight from the caller's buffer: no copy
-                while size - offset >= bs:
-                    piece = chunk_view[offset : offset + bs]
-                    digest.update(piece)
-                    write(piece)
-                    offset += bs
-                    total += bs
-            while offset < size:
-                take = min(bs - filled, size - offset)
-                view[filled : filled + take] = chunk_view[offset : offset + take]
-                filled += take
-                offset += take
-                if filled == bs:
-                    digest.update(view)
-                    write(view)
-                    total += bs
-                    filled = 0
+        # Whole blocks are hashed on a helper thread while the drive writes them
+        # (hashlib drops the GIL), in order, and all are done before the caller
+        # may refill its buffer: the digest costs no time on the write path.
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltfs-sha256")
+        try:
+            for chunk in source:
+                chunk_view = memoryview(chunk).cast("B")
+                offset = 0
+                size = chunk_view.nbytes
+                if filled == 0:  # whole blocks straight from the caller's buffer: no copy
+                    pending = []
+                    try:
+                        while size - offset >= bs:
+                            piece = chunk_view[offset : offset + bs]
+                            pending.append(hasher.submit(digest.update, piece))
+                            write(piece)
+                            offset += bs
+                            total += bs
+                    finally:
+                        for done in pending:
+                            done.result()
+                filled, total = self._stream_tail(
+                    chunk_view, offset, size, view, filled, total, digest
+                )
+        finally:
+            hasher.shutdown(wait=True)
         if filled:
             digest.update(view[:filled])
             write(view[:filled])
             total += filled
         return total
+
+    def _stream_tail(
+        self,
+        chunk_view: memoryview,
+        offset: int,
+        size: int,
+        view: memoryview,
+        filled: int,
+        total: int,
+        digest: Any,
+    ) -> tuple[int, int]:
+        """The part of a chunk that is not whole blocks: gathered in the volume's buffer."""
+        write = self.device.write_block
+        bs = self.blocksize
+        while offset < size:
+            take = min(bs - filled, size - offset)
+            view[filled : filled + take] = chunk_view[offset : offset + take]
+            filled += take
+            offset += take
+            if filled == bs:
+                digest.update(view)
+                write(view)
+                total += bs
+                filled = 0
+        return filled, total
 
     def _stream_reader(self, handle: IO[bytes], digest: Any) -> int:
         bs = self.blocksize
@@ -727,13 +763,34 @@ class LTFSFileReader(io.RawIOBase):
         return bytes(out)
 
     def _generate(self) -> Iterator[memoryview]:
+        # The digest runs on a helper thread, in order, at most a few blocks
+        # behind the drive: reading and hashing overlap, memory stays bounded.
+        hasher = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltfs-verify")
+            if self._digest is not None
+            else None
+        )
+        inflight: deque[Future[None]] = deque()
+        try:
+            yield from self._blocks(hasher, inflight)
+            while inflight:
+                inflight.popleft().result()
+            self._finish()
+        finally:
+            if hasher is not None:
+                hasher.shutdown(wait=True)
+
+    def _blocks(
+        self, hasher: ThreadPoolExecutor | None, inflight: deque[Future[None]]
+    ) -> Iterator[memoryview]:
         volume = self._volume
         device = volume.device
         blocksize = volume.blocksize
         position = 0
+        account = functools.partial(self._account, hasher=hasher, inflight=inflight)
         for extent in self._node.extents:
             if extent.file_offset > position:  # a sparse hole reads as zeros
-                yield from self._account(memoryview(bytes(extent.file_offset - position)))
+                yield from account(memoryview(bytes(extent.file_offset - position)))
                 position = extent.file_offset
             partition = _PART_NUMBER.get(extent.partition)
             if partition is None:
@@ -754,14 +811,26 @@ class LTFSFileReader(io.RawIOBase):
                 skip = 0
                 remaining -= piece.nbytes
                 position += piece.nbytes
-                yield from self._account(piece)
+                yield from account(piece)
         if position < self.size:
-            yield from self._account(memoryview(bytes(self.size - position)))
-        self._finish()
+            yield from account(memoryview(bytes(self.size - position)))
 
-    def _account(self, piece: memoryview) -> Iterator[memoryview]:
+    def _account(
+        self,
+        piece: memoryview,
+        *,
+        hasher: ThreadPoolExecutor | None,
+        inflight: deque[Future[None]],
+    ) -> Iterator[memoryview]:
+        # Each block is a fresh object from the device, never reused: hashing it
+        # later is safe; the consumer only reads it.
         if self._digest is not None:
-            self._digest.update(piece)
+            if hasher is None:
+                self._digest.update(piece)
+            else:
+                inflight.append(hasher.submit(self._digest.update, piece))
+                if len(inflight) > _VERIFY_AHEAD:
+                    inflight.popleft().result()
         yield piece
 
     def _finish(self) -> None:

@@ -636,10 +636,22 @@ def _insert_cartridges(ctx: Context, site: str, barcodes: list[str], capacity: i
                 )
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 def get_site(ctx: Context, name: str) -> Site:
+    """The configured site, built with defaults on first use.
+
+    Thread-safe: the embedded store writes the sites from one thread each,
+    and two threads racing to build would leave one set of sites orphaned,
+    holding cartridge and drive claims nobody releases.
+    """
     sites: dict[str, Site] | None = ctx.cache.get(CACHE_KEY)
     if sites is None:
-        sites = build_sites(ctx)
+        with _BUILD_LOCK:
+            sites = ctx.cache.get(CACHE_KEY)
+            if sites is None:
+                sites = build_sites(ctx)
     try:
         return sites[name]
     except KeyError:
