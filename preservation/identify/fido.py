@@ -11,6 +11,11 @@ Why not just call ``fido.fido.Fido.identify_file``:
   2,084-entry cache) for every pattern of every file. Here the signatures are
   read once per process into flat tuples of compiled patterns.
 * Results arrive through a print callback; we want return values.
+* fido tries every one of its ~1,900 beginning-of-file patterns on every
+  file. Most of them start with a literal byte (``\\A\\x89PNG``...), so the
+  formats are indexed once by the first bytes their patterns can match, and a
+  file is tried only against the formats its first byte allows, in fido's own
+  order: the same answers, a fraction of the regex calls.
 
 The decision logic is fido's own, step for step (signature pass with fido's
 priority pruning, then ZIP/OLE2 container signatures, then the extension
@@ -59,6 +64,9 @@ class _Format:
 class _Signatures:
     fido: Any  # the loaded fido.fido.Fido, kept for its buffer sizes and package classes
     formats: tuple[_Format, ...]
+    # formats_by_first_byte[b]: the formats, in fido's order, that a file whose
+    # first byte is b can match at all (an empty file tries them all).
+    formats_by_first_byte: tuple[tuple[_Format, ...], ...]
     by_puid: dict[str, _Format]
     by_extension: dict[str, tuple[_Format, ...]]
     containers: dict[str, dict[str, Any]]  # "ZIP"/"OLE2" -> fido's extracted signatures
@@ -102,6 +110,129 @@ def _compile_format(element: ET.Element, beats: frozenset[str]) -> _Format:
         signatures=tuple(signatures),
         container=container,
     )
+
+
+_ANY_BYTE = frozenset(range(256))
+
+
+_PREFIX = b"(?s)\\A"
+_SPECIAL = frozenset(b"\\.[](){}?*+|^$")
+_OPTIONAL_AFTER = frozenset(b"?*{")
+
+
+def _literal_first_byte(pattern: bytes) -> int | None:
+    """The fast path for fido's usual ``(?s)\\A<literal>...``: that literal byte, else None.
+
+    Reading the source text is some 50 times cheaper than ``re``'s parser, and
+    covers most of fido's patterns; anything unusual goes to the parser.
+    """
+    if not pattern.startswith(_PREFIX) or b"|" in pattern:
+        return None
+    rest = pattern[len(_PREFIX) :]
+    if rest[:2] == b"\\x" and len(rest) >= 4:
+        try:
+            byte, after = int(rest[2:4], 16), rest[4:5]
+        except ValueError:
+            return None
+    elif rest[:1] == b"\\" and len(rest) >= 2 and not chr(rest[1]).isalnum():
+        byte, after = rest[1], rest[2:3]
+    elif rest and rest[0] not in _SPECIAL:
+        byte, after = rest[0], rest[1:2]
+    else:
+        return None
+    if after and after[0] in _OPTIONAL_AFTER:
+        return None  # "a?", "a*", "a{0,2}": the literal may be absent
+    return byte
+
+
+def _first_bytes(regex: re.Pattern[bytes]) -> frozenset[int]:
+    """Every byte a match of ``regex`` at the start of a buffer can begin with.
+
+    Conservative: anything this analysis does not fully understand (case
+    folding, categories, optional first items, look-arounds) counts as "any
+    byte", so the index can only ever skip a format that could not match.
+    """
+    if not regex.flags & re.IGNORECASE:
+        literal = _literal_first_byte(regex.pattern)
+        if literal is not None:
+            return frozenset((literal,))
+    return _parsed_first_bytes(regex)
+
+
+def _parsed_first_bytes(regex: re.Pattern[bytes]) -> frozenset[int]:
+    """The general case, from ``re``'s own parse tree."""
+    try:
+        from re import _constants as c  # type: ignore[attr-defined]
+        from re import _parser as parser  # type: ignore[attr-defined]
+
+        parsed = parser.parse(regex.pattern, regex.flags)
+    except Exception:  # noqa: BLE001 - any doubt means "any byte"
+        return _ANY_BYTE
+    if parsed.state.flags & (re.IGNORECASE | re.LOCALE):
+        return _ANY_BYTE
+
+    def first(items: Any) -> frozenset[int] | None:
+        """The first-byte set of a sequence; None when it can match the empty string."""
+        for op, av in items:
+            if op is c.AT and av in (c.AT_BEGINNING, c.AT_BEGINNING_STRING):
+                continue  # zero width, at the start: look at what follows
+            if op is c.LITERAL:
+                return frozenset((av,))
+            if op is c.NOT_LITERAL:
+                return _ANY_BYTE - {av}
+            if op is c.IN:
+                return _charset(av)
+            if op is c.SUBPATTERN:
+                inner = first(av[3])
+                return _ANY_BYTE if inner is None else inner
+            if op is c.BRANCH:
+                sets = [first(branch) for branch in av[1]]
+                if any(x is None for x in sets):
+                    return _ANY_BYTE
+                return frozenset().union(*sets)  # type: ignore[arg-type]
+            if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+                low, _high, body = av
+                inner = first(body)
+                return _ANY_BYTE if low == 0 or inner is None else inner
+            return _ANY_BYTE
+        return None
+
+    def _charset(items: Any) -> frozenset[int]:
+        out: set[int] = set()
+        for op, av in items:
+            if op is c.NEGATE:
+                return _ANY_BYTE
+            if op is c.LITERAL:
+                out.add(av)
+            elif op is c.RANGE:
+                out.update(range(av[0], av[1] + 1))
+            else:
+                return _ANY_BYTE
+        return frozenset(out)
+
+    found = first(list(parsed))
+    return _ANY_BYTE if found is None else found
+
+
+def _format_first_bytes(fmt: _Format) -> frozenset[int]:
+    """Bytes a file may start with and still match one of the format's signatures."""
+    out: set[int] = set()
+    for _name, patterns in fmt.signatures:
+        bof = next((regex for position, regex in patterns if position == _BOF), None)
+        if bof is None:
+            return _ANY_BYTE  # a signature with no start-of-file pattern can match anything
+        out |= _first_bytes(bof)
+        if len(out) == 256:
+            break
+    return frozenset(out)
+
+
+def _index_by_first_byte(formats: tuple[_Format, ...]) -> tuple[tuple[_Format, ...], ...]:
+    lists: list[list[_Format]] = [[] for _ in range(256)]
+    for fmt in formats:  # in fido's order, so every list keeps it
+        for byte in _format_first_bytes(fmt):
+            lists[byte].append(fmt)
+    return tuple(tuple(formats_for_byte) for formats_for_byte in lists)
 
 
 def _load() -> _Signatures:
@@ -152,6 +283,7 @@ def _load() -> _Signatures:
     return _Signatures(
         fido=engine,
         formats=formats,
+        formats_by_first_byte=_index_by_first_byte(formats),
         by_puid={f.puid: f for f in formats},
         by_extension={ext: tuple(fmts) for ext, fmts in by_extension.items()},
         containers=containers,
@@ -256,7 +388,10 @@ class FidoEngine:
     def _match_formats(self, bof: bytes, eof: bytes) -> list[tuple[_Format, str | None]]:
         result: list[tuple[_Format, str | None]] = []
         beaten: set[str] = set()  # PUIDs some candidate so far has priority over
-        for fmt in self._sigs.formats:
+        # Only the formats this first byte allows, in fido's order: a skipped one
+        # could neither match nor beat another, so the pruning below is unchanged.
+        candidates = self._sigs.formats_by_first_byte[bof[0]] if bof else self._sigs.formats
+        for fmt in candidates:
             # fido's as_good_as_any(fmt, result); fmt is never in result yet here
             if fmt.puid in beaten:
                 continue

@@ -201,3 +201,34 @@ def test_identification_failed_constructor() -> None:
         error="timeout after 30s",
     )
     assert not failed.known and failed.basis == "none" and failed.puid is None
+
+
+def test_first_byte_index_never_excludes_a_format_that_could_match() -> None:
+    """The index skips formats by first byte; every shortcut must agree with re's parser."""
+    import re
+
+    from preservation.identify import fido as engine
+
+    sigs = engine._signatures()
+    fast = 0
+    for fmt in sigs.formats:
+        for _name, patterns in fmt.signatures:
+            for position, regex in patterns:
+                if position != engine._BOF:
+                    continue
+                literal = engine._literal_first_byte(regex.pattern)
+                if literal is not None:
+                    fast += 1
+                    assert engine._parsed_first_bytes(regex) == {literal}, regex.pattern
+    assert fast > 500  # the shortcut covers fido's common case
+    # A format is listed under every byte its signatures allow.
+    for byte in (0x00, 0x25, 0x89, 0xFF):
+        listed = set(map(id, sigs.formats_by_first_byte[byte]))
+        for fmt in sigs.formats:
+            if byte in engine._format_first_bytes(fmt):
+                assert id(fmt) in listed
+    # Unusual shapes fall back to "any byte" rather than guess.
+    for pattern in (rb"(?s)\Aa?b", rb"(?s)\A(a|b)?c", rb"(?s)\A.{4}ftyp", rb"(?si)\Aab"):
+        assert engine._first_bytes(re.compile(pattern)) == engine._ANY_BYTE, pattern
+    assert engine._first_bytes(re.compile(rb"(?s)\A(?:ab|cd)")) == {ord("a"), ord("c")}
+    assert engine._first_bytes(re.compile(rb"(?s)\A[\x00-\x02]x")) == {0, 1, 2}
