@@ -5,10 +5,12 @@ stage's message can be delivered twice: after a worker died, after a broker
 restart, or while a long queue makes a healthy SIP look stalled. Every stage
 is idempotent when run *after* another run, but two runs *at the same time*
 would rebuild the same staging folder under each other. So a stage runs only
-under the SIP's lease: a row-level claim with an expiry, renewed by a
-heartbeat thread while the stage works (and that renewal also keeps the SIP
-off the stall list).
+under the SIP's lease: a row with an owner and an expiry, taken in one upsert
+and renewed while the stage works (the renewal also keeps the SIP off the
+stall list).
 
+Renewals come from one keeper thread per process, not a thread per stage:
+a stage of a small SIP takes milliseconds, and must not pay for a thread.
 A holder that died leaves its lease to expire. A holder on this very host
 whose process is gone is replaced at once, so a worker restarted after a
 SIGKILL does not sit out the expiry.
@@ -20,9 +22,11 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,34 +69,102 @@ def _dead_local_holder(holder: str | None) -> bool:
 
 
 def _take(
-    sessions: sessionmaker[Session], key: str, sip_id: str, owner: str, seconds: float
+    sessions: sessionmaker[Session],
+    key: str,
+    sip_id: str,
+    owner: str,
+    seconds: float,
+    stage: str | None = None,
 ) -> bool:
+    """One transaction: the lease (if free), the SIP's heartbeat and its running stage."""
     now = datetime.now(UTC)
+    until = now + timedelta(seconds=seconds)
     with session_scope(sessions) as s:
-        holder, _ = service.lease_holder(s, key)
-        replace = holder if _dead_local_holder(holder) else None
-        taken = service.take_lease(
-            s, key, owner, until=now + timedelta(seconds=seconds), now=now, replace=replace
-        )
+        taken = service.take_lease(s, key, owner, until=until, now=now)
+        if not taken:
+            holder, _ = service.lease_holder(s, key)
+            if _dead_local_holder(holder):
+                taken = service.take_lease(s, key, owner, until=until, now=now, replace=holder)
         if taken:
-            service.touch_sip(s, sip_id, now)
+            service.touch_sip(s, sip_id, now, stage)
         return taken
+
+
+@dataclass
+class _Held:
+    sessions: sessionmaker[Session]
+    key: str
+    sip_id: str
+    owner: str
+    seconds: float
+    renew_at: float  # time.monotonic()
+
+
+class _Keeper:
+    """The process's one renewal thread, started on first use (and again after a fork)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._held: dict[str, _Held] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, held: _Held) -> None:
+        with self._lock:
+            self._held[held.key] = held
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._held.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                due = [h for h in self._held.values() if h.renew_at <= now]
+                upcoming = [h.renew_at for h in self._held.values() if h.renew_at > now]
+                if not due:
+                    self._lock.wait(timeout=min(upcoming, default=now + 60) - now)
+                    continue
+            for held in due:
+                try:
+                    if not _take(held.sessions, held.key, held.sip_id, held.owner, held.seconds):
+                        log.warning(
+                            "SIP %s: lease %s lost to another runner", held.sip_id, held.key
+                        )
+                except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                    log.exception("SIP %s: lease renewal failed", held.sip_id)
+                held.renew_at = time.monotonic() + held.seconds / 3
+
+
+_keeper = _Keeper()
 
 
 @contextmanager
 def hold_sip_lease(
-    sessions: sessionmaker[Session], sip_id: str, *, seconds: float, part: str = ""
+    sessions: sessionmaker[Session],
+    sip_id: str,
+    *,
+    seconds: float,
+    part: str = "",
+    stage: str | None = None,
 ) -> Iterator[None]:
     """Run the body under the SIP's lease, renewed every third of ``seconds``.
 
     ``part`` names work that may run beside the SIP's other stages (one
-    site's tape write: ``store:site-a``) and so gets a lease of its own.
-    Raises :class:`SIPBusyError` (transient: Celery retries it) when another
-    live runner holds the lease.
+    site's tape write: ``store:site-a``) and so gets a lease of its own;
+    ``stage`` is recorded on the SIP as the stage at work. Raises
+    :class:`SIPBusyError` (transient: Celery retries it) when another live
+    runner holds the lease.
     """
     owner = lease_owner()
     key = f"sip:{sip_id}" + (f":{part}" if part else "")
-    if not _take(sessions, key, sip_id, owner, seconds):
+    if not _take(sessions, key, sip_id, owner, seconds, stage):
         with session_scope(sessions) as s:
             holder, until = service.lease_holder(s, key)
         raise SIPBusyError(
@@ -100,23 +172,10 @@ def hold_sip_lease(
             "a second runner waits rather than run beside it",
             sip_id=sip_id,
         )
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(seconds / 3):
-            try:
-                if not _take(sessions, key, sip_id, owner, seconds):
-                    log.warning("SIP %s: lease %s lost to another runner", sip_id, key)
-                    return
-            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
-                log.exception("SIP %s: lease renewal failed", sip_id)
-
-    beat = threading.Thread(target=renew, name=f"lease-{sip_id[:8]}", daemon=True)
-    beat.start()
+    _keeper.add(_Held(sessions, key, sip_id, owner, seconds, time.monotonic() + seconds / 3))
     try:
         yield
     finally:
-        stop.set()
-        beat.join()
+        _keeper.remove(key)
         with session_scope(sessions) as s:
             service.drop_lease(s, key, owner)

@@ -765,8 +765,13 @@ def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
     part = f"store:{args[0]}" if name == "store" and args else ""
     started = time.perf_counter()
     try:
-        with hold_sip_lease(ctx.sessions, sip_id, seconds=ctx.settings.lease_seconds, part=part):
-            _mark_running(ctx, sip_id, name)
+        with hold_sip_lease(
+            ctx.sessions,
+            sip_id,
+            seconds=ctx.settings.lease_seconds,
+            part=part,
+            stage=f"{name} (running)",  # `status` shows the stage at work
+        ):
             STAGE_FUNCTIONS[name](ctx, sip_id, *args)
         _log_stage(sip_id, name, started, "done")
     except InvalidSIPError:
@@ -783,14 +788,6 @@ def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
             sip.last_error = f"{type(err).__name__}: {err}"
             sip.attempts = (sip.attempts or 0) + 1
         raise
-
-
-def _mark_running(ctx: Context, sip_id: str, name: str) -> None:
-    """``status`` shows the stage at work, not only the last one finished."""
-    with session_scope(ctx.sessions) as s:
-        sip = service.get_sip(s, sip_id)
-        if sip.state not in (SIPState.COMMITTED, SIPState.REJECTED):
-            sip.stage = f"{name} (running)"
 
 
 def run_ingest(

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import (
@@ -190,29 +189,33 @@ def take_lease(
     """Take (or renew) the lease ``key``; the database arbitrates, not the caller.
 
     It succeeds when the lease is free, expired, already ours, or held by
-    ``replace`` (a holder the caller knows is dead). A conditional UPDATE, or
-    an INSERT whose primary key a racing runner cannot also win, so two
-    workers can never both hold one lease, on SQLite or PostgreSQL.
+    ``replace`` (a holder the caller knows is dead). One upsert (``INSERT ...
+    ON CONFLICT DO UPDATE ... WHERE``, on SQLite and PostgreSQL alike): the
+    row is written only if the condition holds, so two workers can never both
+    hold one lease, and a stage pays one statement for it.
     """
-    free = (StageLease.owner == owner) | (StageLease.expires_at < now)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):  # pragma: no cover - the catalogue's two
+        raise NotImplementedError(f"leases on {dialect}")
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = StageLease.__table__
+    free = (table.c.owner == owner) | (table.c.expires_at < now)
     if replace is not None:
-        free = free | (StageLease.owner == replace)
-    result = session.execute(
-        update(StageLease)
-        .where(StageLease.key == key, free)
-        .values(owner=owner, expires_at=until)
-        .execution_options(synchronize_session=False)
+        free = free | (table.c.owner == replace)
+    stmt = (
+        upsert(StageLease)
+        .values(key=key, owner=owner, expires_at=until)
+        .on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={"owner": owner, "expires_at": until},
+            where=free,
+        )
+        # RETURNING, not rowcount: psycopg counts a conflict the WHERE refused as a row.
+        .returning(table.c.owner)
     )
-    if result.rowcount:  # type: ignore[attr-defined]
-        return True
-    if session.get(StageLease, key) is not None:
-        return False
-    try:
-        with session.begin_nested():
-            session.execute(insert(StageLease).values(key=key, owner=owner, expires_at=until))
-    except IntegrityError:
-        return False  # another runner inserted it first
-    return True
+    return session.execute(stmt).first() is not None
 
 
 def drop_lease(session: Session, key: str, owner: str) -> None:
@@ -224,14 +227,25 @@ def drop_lease(session: Session, key: str, owner: str) -> None:
     )
 
 
-def touch_sip(session: Session, sip_id: str, now: datetime) -> None:
-    """A heartbeat: the SIP is being worked on, so it is not stalled."""
+def touch_sip(session: Session, sip_id: str, now: datetime, stage: str | None = None) -> None:
+    """A heartbeat: the SIP is being worked on, so it is not stalled.
+
+    With ``stage``, also say which stage is at work (for ``status``), unless
+    the SIP has already ended.
+    """
     session.execute(
         update(SIP)
         .where(SIP.id == sip_id)
         .values(updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    if stage is not None:
+        session.execute(
+            update(SIP)
+            .where(SIP.id == sip_id, SIP.state.not_in([SIPState.COMMITTED, SIPState.REJECTED]))
+            .values(stage=stage)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def count_sips_by_state(session: Session, tenant_id: str | None = None) -> dict[str, int]:
