@@ -24,6 +24,7 @@ elements carry no prefix. docs/metadata.md explains the scheme.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -107,6 +108,51 @@ WARNING_NOTE = "identification warning: "
 _M = f"{{{METS_NS}}}"
 _P = f"{{{PREMIS_NS}}}"
 _XL = f"{{{XLINK_NS}}}"
+# PREMIS tags, built once: the writer makes some thirty elements per file.
+_P_agent = _P + "agent"
+_P_agentName = _P + "agentName"
+_P_agentNote = _P + "agentNote"
+_P_agentType = _P + "agentType"
+_P_agentVersion = _P + "agentVersion"
+_P_compositionLevel = _P + "compositionLevel"
+_P_event = _P + "event"
+_P_eventDateTime = _P + "eventDateTime"
+_P_eventDetail = _P + "eventDetail"
+_P_eventDetailInformation = _P + "eventDetailInformation"
+_P_eventOutcome = _P + "eventOutcome"
+_P_eventOutcomeDetail = _P + "eventOutcomeDetail"
+_P_eventOutcomeDetailNote = _P + "eventOutcomeDetailNote"
+_P_eventOutcomeInformation = _P + "eventOutcomeInformation"
+_P_eventType = _P + "eventType"
+_P_fixity = _P + "fixity"
+_P_format = _P + "format"
+_P_formatDesignation = _P + "formatDesignation"
+_P_formatName = _P + "formatName"
+_P_formatNote = _P + "formatNote"
+_P_formatRegistry = _P + "formatRegistry"
+_P_formatRegistryKey = _P + "formatRegistryKey"
+_P_formatRegistryName = _P + "formatRegistryName"
+_P_formatVersion = _P + "formatVersion"
+_P_linkingAgentIdentifier = _P + "linkingAgentIdentifier"
+_P_linkingAgentIdentifierType = _P + "linkingAgentIdentifierType"
+_P_linkingAgentIdentifierValue = _P + "linkingAgentIdentifierValue"
+_P_linkingAgentRole = _P + "linkingAgentRole"
+_P_linkingObjectIdentifier = _P + "linkingObjectIdentifier"
+_P_linkingObjectIdentifierType = _P + "linkingObjectIdentifierType"
+_P_linkingObjectIdentifierValue = _P + "linkingObjectIdentifierValue"
+_P_linkingObjectRole = _P + "linkingObjectRole"
+_P_messageDigest = _P + "messageDigest"
+_P_messageDigestAlgorithm = _P + "messageDigestAlgorithm"
+_P_object = _P + "object"
+_P_objectCharacteristics = _P + "objectCharacteristics"
+_P_originalName = _P + "originalName"
+_P_relatedObjectIdentifier = _P + "relatedObjectIdentifier"
+_P_relatedObjectIdentifierType = _P + "relatedObjectIdentifierType"
+_P_relatedObjectIdentifierValue = _P + "relatedObjectIdentifierValue"
+_P_relationship = _P + "relationship"
+_P_relationshipSubType = _P + "relationshipSubType"
+_P_relationshipType = _P + "relationshipType"
+_P_size = _P + "size"
 # METS IDs this module makes up; a file id starting so could collide with them.
 _RESERVED_ID_PREFIXES = (
     "agent-",
@@ -211,8 +257,13 @@ _IRI_SAFE = frozenset(
 )
 
 
+_IRI_AS_IS = re.compile("[A-Za-z0-9\\-._~!$&'()*+,;=:@/\u0080-\U0010ffff]*")
+
+
 def href_for(relpath: str) -> str:
     """The xlink:href for a relative path: a valid IRI that decodes back with ``unquote``."""
+    if _IRI_AS_IS.fullmatch(relpath):
+        return relpath  # the usual case: nothing to escape, one regex instead of a loop
     out = []
     for ch in relpath:
         if ch in _IRI_SAFE or ord(ch) > 0x7F:
@@ -233,72 +284,82 @@ def _schema_location(prefix: str) -> str:
     return f"{METS_NS} {mets} {XLINK_NS} {xlink} {PREMIS_NS} {premis}"
 
 
+_SubElement = etree.SubElement
+
+
 def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
-    el = etree.SubElement(parent, tag)
+    el = _SubElement(parent, tag)
     if text is not None:
         el.text = text
     return el
 
 
+_IDENTIFIER_TAGS = {
+    kind: (_P + f"{kind}Identifier", _P + f"{kind}IdentifierType", _P + f"{kind}IdentifierValue")
+    for kind in ("object", "event", "agent")
+}
+
+
 def _identifier(parent: etree._Element, kind: str, id_type: str, value: str) -> None:
-    box = _sub(parent, f"{_P}{kind}Identifier")
-    _sub(box, f"{_P}{kind}IdentifierType", id_type)
-    _sub(box, f"{_P}{kind}IdentifierValue", value)
+    box_tag, type_tag, value_tag = _IDENTIFIER_TAGS[kind]
+    box = _SubElement(parent, box_tag)
+    _SubElement(box, type_tag).text = id_type
+    _SubElement(box, value_tag).text = value
 
 
 def _premis_agent(agent: Agent) -> etree._Element:
-    el = etree.Element(f"{_P}agent", nsmap=_PREMIS_NSMAP)
+    el = etree.Element(_P_agent, nsmap=_PREMIS_NSMAP)
     _identifier(el, "agent", LOCAL, agent.id)
-    _sub(el, f"{_P}agentName", agent.name)
-    _sub(el, f"{_P}agentType", agent.type)
+    _sub(el, _P_agentName, agent.name)
+    _sub(el, _P_agentType, agent.type)
     if agent.version is not None:
-        _sub(el, f"{_P}agentVersion", agent.version)
+        _sub(el, _P_agentVersion, agent.version)
     if agent.note is not None:
-        _sub(el, f"{_P}agentNote", agent.note)
+        _sub(el, _P_agentNote, agent.note)
     return el
 
 
 def _premis_event(event: Event, aip_id: str) -> etree._Element:
-    el = etree.Element(f"{_P}event", nsmap=_PREMIS_NSMAP)
+    el = etree.Element(_P_event, nsmap=_PREMIS_NSMAP)
     _identifier(el, "event", "UUID", str(event.id))
-    _sub(el, f"{_P}eventType", event.type)
-    _sub(el, f"{_P}eventDateTime", event.datetime.isoformat())
+    _sub(el, _P_eventType, event.type)
+    _sub(el, _P_eventDateTime, event.datetime.isoformat())
     if event.detail is not None:
-        _sub(_sub(el, f"{_P}eventDetailInformation"), f"{_P}eventDetail", event.detail)
-    outcome = _sub(el, f"{_P}eventOutcomeInformation")
-    _sub(outcome, f"{_P}eventOutcome", event.outcome)
+        _sub(_sub(el, _P_eventDetailInformation), _P_eventDetail, event.detail)
+    outcome = _sub(el, _P_eventOutcomeInformation)
+    _sub(outcome, _P_eventOutcome, event.outcome)
     if event.outcome_detail is not None:
-        detail = _sub(outcome, f"{_P}eventOutcomeDetail")
-        _sub(detail, f"{_P}eventOutcomeDetailNote", event.outcome_detail)
+        detail = _sub(outcome, _P_eventOutcomeDetail)
+        _sub(detail, _P_eventOutcomeDetailNote, event.outcome_detail)
     for link in event.agents:
-        box = _sub(el, f"{_P}linkingAgentIdentifier")
-        _sub(box, f"{_P}linkingAgentIdentifierType", LOCAL)
-        _sub(box, f"{_P}linkingAgentIdentifierValue", link.agent_id)
+        box = _sub(el, _P_linkingAgentIdentifier)
+        _sub(box, _P_linkingAgentIdentifierType, LOCAL)
+        _sub(box, _P_linkingAgentIdentifierValue, link.agent_id)
         if link.role is not None:
-            _sub(box, f"{_P}linkingAgentRole", link.role)
+            _sub(box, _P_linkingAgentRole, link.role)
     objects = [(LOCAL, o.object_id, o.role) for o in event.objects]
     if not objects:  # the package as a whole: link to the AIP's UUID
         objects = [(PACKAGE_OBJECT_TYPE, aip_id, None)]
     for id_type, value, role in objects:
-        box = _sub(el, f"{_P}linkingObjectIdentifier")
-        _sub(box, f"{_P}linkingObjectIdentifierType", id_type)
-        _sub(box, f"{_P}linkingObjectIdentifierValue", value)
+        box = _sub(el, _P_linkingObjectIdentifier)
+        _sub(box, _P_linkingObjectIdentifierType, id_type)
+        _sub(box, _P_linkingObjectIdentifierValue, value)
         if role is not None:
-            _sub(box, f"{_P}linkingObjectRole", role)
+            _sub(box, _P_linkingObjectRole, role)
     return el
 
 
 def _premis_object(file: FileObject) -> etree._Element:
-    el = etree.Element(f"{_P}object", {f"{{{XSI_NS}}}type": "file"}, nsmap=_PREMIS_OBJECT_NSMAP)
+    el = etree.Element(_P_object, {f"{{{XSI_NS}}}type": "file"}, nsmap=_PREMIS_OBJECT_NSMAP)
     _identifier(el, "object", LOCAL, file.id)
-    chars = _sub(el, f"{_P}objectCharacteristics")
-    _sub(chars, f"{_P}compositionLevel", "0")
+    chars = _sub(el, _P_objectCharacteristics)
+    _sub(chars, _P_compositionLevel, "0")
     # sha256 first: it is the digest the fileSec CHECKSUM repeats.
     for algorithm in sorted(file.digests, key=lambda a: (a != "sha256", a != "sha512", a)):
-        fixity = _sub(chars, f"{_P}fixity")
-        _sub(fixity, f"{_P}messageDigestAlgorithm", digest_algorithm_name(algorithm))
-        _sub(fixity, f"{_P}messageDigest", file.digests[algorithm])
-    _sub(chars, f"{_P}size", str(file.size))
+        fixity = _sub(chars, _P_fixity)
+        _sub(fixity, _P_messageDigestAlgorithm, digest_algorithm_name(algorithm))
+        _sub(fixity, _P_messageDigest, file.digests[algorithm])
+    _sub(chars, _P_size, str(file.size))
     fmt = file.format
     notes = []
     if fmt.basis is not None:
@@ -312,32 +373,32 @@ def _premis_object(file: FileObject) -> etree._Element:
     # PREMIS needs at least one <format>; an unidentified file says so explicitly.
     keys: Sequence[str | None] = fmt.puids or [None]
     for i, puid in enumerate(keys):
-        box = _sub(chars, f"{_P}format")
+        box = _sub(chars, _P_format)
         if i == 0 and (fmt.name is not None or puid is None):
-            designation = _sub(box, f"{_P}formatDesignation")
-            _sub(designation, f"{_P}formatName", fmt.name or UNKNOWN_FORMAT_NAME)
+            designation = _sub(box, _P_formatDesignation)
+            _sub(designation, _P_formatName, fmt.name or UNKNOWN_FORMAT_NAME)
             if fmt.version is not None:
-                _sub(designation, f"{_P}formatVersion", fmt.version)
+                _sub(designation, _P_formatVersion, fmt.version)
         if puid is not None:
-            registry = _sub(box, f"{_P}formatRegistry")
-            _sub(registry, f"{_P}formatRegistryName", "PRONOM")
-            _sub(registry, f"{_P}formatRegistryKey", puid)
+            registry = _sub(box, _P_formatRegistry)
+            _sub(registry, _P_formatRegistryName, "PRONOM")
+            _sub(registry, _P_formatRegistryKey, puid)
         if i == 0:
             if not fmt.identified:
-                _sub(box, f"{_P}formatNote", UNIDENTIFIED_NOTE)
+                _sub(box, _P_formatNote, UNIDENTIFIED_NOTE)
             for note in notes:
-                _sub(box, f"{_P}formatNote", note)
-    _sub(el, f"{_P}originalName", file.original_name)
+                _sub(box, _P_formatNote, note)
+    _sub(el, _P_originalName, file.original_name)
     return el
 
 
 def _relationship(parent: etree._Element, subtype: str, id_type: str, value: str) -> None:
-    box = _sub(parent, f"{_P}relationship")
-    _sub(box, f"{_P}relationshipType", "structural")
-    _sub(box, f"{_P}relationshipSubType", subtype)
-    related = _sub(box, f"{_P}relatedObjectIdentifier")
-    _sub(related, f"{_P}relatedObjectIdentifierType", id_type)
-    _sub(related, f"{_P}relatedObjectIdentifierValue", value)
+    box = _sub(parent, _P_relationship)
+    _sub(box, _P_relationshipType, "structural")
+    _sub(box, _P_relationshipSubType, subtype)
+    related = _sub(box, _P_relatedObjectIdentifier)
+    _sub(related, _P_relatedObjectIdentifierType, id_type)
+    _sub(related, _P_relatedObjectIdentifierValue, value)
 
 
 def premis_package_objects(aip_id: str, representations: Sequence[str]) -> list[etree._Element]:
@@ -349,7 +410,7 @@ def premis_package_objects(aip_id: str, representations: Sequence[str]) -> list[
     objects are what those links resolve to, in the same document.
     """
     entity = etree.Element(
-        f"{_P}object", {f"{{{XSI_NS}}}type": "intellectualEntity"}, nsmap=_PREMIS_OBJECT_NSMAP
+        _P_object, {f"{{{XSI_NS}}}type": "intellectualEntity"}, nsmap=_PREMIS_OBJECT_NSMAP
     )
     _identifier(entity, "object", PACKAGE_OBJECT_TYPE, aip_id)
     rep_ids = [representation_identifier(aip_id, name) for name in representations]
@@ -358,7 +419,7 @@ def premis_package_objects(aip_id: str, representations: Sequence[str]) -> list[
     out = [entity]
     for rep_id in rep_ids:
         el = etree.Element(
-            f"{_P}object", {f"{{{XSI_NS}}}type": "representation"}, nsmap=_PREMIS_OBJECT_NSMAP
+            _P_object, {f"{{{XSI_NS}}}type": "representation"}, nsmap=_PREMIS_OBJECT_NSMAP
         )
         _identifier(el, "object", LOCAL, rep_id)
         _relationship(el, "represents", PACKAGE_OBJECT_TYPE, aip_id)
