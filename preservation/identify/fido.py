@@ -44,7 +44,42 @@ __all__ = ["FidoEngine", "signature_loads"]
 _BOF, _EOF, _VAR, _IGNORED = 0, 1, 2, 3
 _POSITIONS = {"BOF": _BOF, "EOF": _EOF, "VAR": _VAR, "IFB": _VAR}
 
-Pattern = tuple[int, "re.Pattern[bytes]"]
+_NEVER = re.compile(rb"(?!)")
+
+
+class _LazyPattern:
+    """A fido pattern compiled on first use.
+
+    Compiling all ~2,400 patterns is most of a worker's start-up, yet the
+    first-byte index means a worker tries only the few hundred its files'
+    first bytes allow: so each is compiled when first asked for, and kept.
+    (Two threads racing to compile one pattern both get a correct regex.)
+    """
+
+    __slots__ = ("_compiled", "pattern")
+
+    def __init__(self, pattern: bytes) -> None:
+        self.pattern = pattern
+        self._compiled: re.Pattern[bytes] | None = None
+
+    def compiled(self) -> re.Pattern[bytes]:
+        regex = self._compiled
+        if regex is None:
+            try:
+                regex = re.compile(self.pattern)
+            except re.error:  # a broken signature matches nothing, as fido would skip it
+                regex = _NEVER
+            self._compiled = regex
+        return regex
+
+    def match(self, buffer: bytes) -> re.Match[bytes] | None:
+        return self.compiled().match(buffer)
+
+    def search(self, buffer: bytes) -> re.Match[bytes] | None:
+        return self.compiled().search(buffer)
+
+
+Pattern = tuple[int, _LazyPattern]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -97,7 +132,7 @@ def _compile_format(element: ET.Element, beats: frozenset[str]) -> _Format:
             position = _POSITIONS.get(_text(pat, "position") or "", _IGNORED)
             if position == _IGNORED:
                 continue  # fido skips positions it does not know; so do we
-            patterns.append((position, re.compile((_text(pat, "regex") or "").encode("utf8"))))
+            patterns.append((position, _LazyPattern((_text(pat, "regex") or "").encode("utf8"))))
         signatures.append((sig.findtext("name"), tuple(patterns)))
     puid = _text(element, "puid") or ""
     container = _text(element, "container") or ("ole" if puid == "fmt/111" else None)
@@ -145,27 +180,30 @@ def _literal_first_byte(pattern: bytes) -> int | None:
     return byte
 
 
-def _first_bytes(regex: re.Pattern[bytes]) -> frozenset[int]:
+def _first_bytes(regex: re.Pattern[bytes] | _LazyPattern) -> frozenset[int]:
     """Every byte a match of ``regex`` at the start of a buffer can begin with.
 
     Conservative: anything this analysis does not fully understand (case
     folding, categories, optional first items, look-arounds) counts as "any
     byte", so the index can only ever skip a format that could not match.
+    Works from the pattern's text: nothing needs compiling to be indexed.
     """
-    if not regex.flags & re.IGNORECASE:
-        literal = _literal_first_byte(regex.pattern)
-        if literal is not None:
-            return frozenset((literal,))
+    if isinstance(regex, re.Pattern) and regex.flags & re.IGNORECASE:
+        return _ANY_BYTE
+    literal = _literal_first_byte(regex.pattern)  # "(?s)\\A" + literal: no flag to fold case
+    if literal is not None:
+        return frozenset((literal,))
     return _parsed_first_bytes(regex)
 
 
-def _parsed_first_bytes(regex: re.Pattern[bytes]) -> frozenset[int]:
-    """The general case, from ``re``'s own parse tree."""
+def _parsed_first_bytes(regex: re.Pattern[bytes] | _LazyPattern) -> frozenset[int]:
+    """The general case, from ``re``'s own parse tree (inline flags included)."""
     try:
         from re import _constants as c  # type: ignore[attr-defined]
         from re import _parser as parser  # type: ignore[attr-defined]
 
-        parsed = parser.parse(regex.pattern, regex.flags)
+        flags = regex.flags if isinstance(regex, re.Pattern) else 0
+        parsed = parser.parse(regex.pattern, flags)
     except Exception:  # noqa: BLE001 - any doubt means "any byte"
         return _ANY_BYTE
     if parsed.state.flags & (re.IGNORECASE | re.LOCALE):
