@@ -173,7 +173,10 @@ def mechanics(work: Path, count: int, size: int) -> dict[str, Any]:
     work.mkdir(parents=True)
     source = work / "aip.tar"
     digest = _random_file(source, size)
-    ctx = _context(work / "var-sim", durability="none", capacity=18 * 10**12, cartridges=2)
+    # The sites' own durability ("flush": records written back as they go, one syncfs
+    # per sync point): without it 5 GB of dirty pages pile up per site until the
+    # kernel throttles the emulator's writes, a stall no drive fed from staging sees.
+    ctx = _context(work / "var-sim", durability="flush", capacity=18 * 10**12, cartridges=2)
     try:
         ids = [_version(ctx, f"sim{n}", source, digest, size) for n in range(count)]
         start = time.perf_counter()

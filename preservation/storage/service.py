@@ -24,6 +24,7 @@ catalogue and the next cartridge of the pool is tried.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
@@ -295,6 +296,17 @@ def _attempt(ctx: Context, site: Site, job: _Job, source: Path, barcode: str) ->
     try:
         read_back(volume, job.path, job.sha256)
     except (MediaError, FixityMismatchError) as err:
+        if isinstance(err, FixityMismatchError) and not adopted and _source_changed(source, job):
+            # Not the cartridge's fault: the staging tar no longer holds the
+            # recorded bytes, so no copy of it may ever count.
+            _fail_copy(ctx, copy_id, CopyStatus.FAILED, "the staging tar changed")
+            raise FixityMismatchError(
+                f"AIP {job.aip_id} v{job.number}: the source tar no longer matches the "
+                f"catalogue's sha256 {job.sha256}; the source is damaged",
+                aip_id=job.aip_id,
+                path=source,
+                expected=job.sha256,
+            ) from err
         _fail_copy(ctx, copy_id, CopyStatus.FAILED, f"read-back failed: {err}")
         note_cartridge_error(ctx, barcode, ErrorKind.READ)
         _record_replication(ctx, job, barcode, "failure", f"read-back failed: {err}")
@@ -361,23 +373,19 @@ def _write_file(
     try:
         # LTFS takes memoryview chunks (its Source type says bytes only: asked to widen it).
         chunks = _read_chunks(source, handed)
-        entry = volume.write_file(job.path, chunks, size=job.size)  # type: ignore[arg-type]
+        # The recorded digest goes to the index unhashed; the read-back that
+        # follows checks the bytes on tape against it (one hash pass, not two).
+        entry = volume.write_file(
+            job.path,
+            chunks,  # type: ignore[arg-type]
+            size=job.size,
+            sha256=job.sha256,
+        )
         if meter.marks:
             meter.mark(entry.size)  # write_file is back: the last byte is with the drive
             tape_seconds = clock.now() - tape_start[0]
         else:
             tape_seconds = 0.0
-        if entry.sha256 != job.sha256:
-            volume.sync()
-            _fail_copy(ctx, copy_id, CopyStatus.FAILED, "the staging tar changed")
-            raise FixityMismatchError(
-                f"AIP {job.aip_id} v{job.number}: the source tar's sha256 is {entry.sha256}, "
-                f"the catalogue recorded {job.sha256}; the source is damaged",
-                aip_id=job.aip_id,
-                path=source,
-                expected=job.sha256,
-                actual=entry.sha256,
-            )
         volume.sync()  # the sync point: the file is now findable after any crash
         site.library.flush(barcode)
     except TapeFullError as err:
@@ -392,6 +400,18 @@ def _write_file(
         site.release(barcode)
         raise _Skip(f"write failed: {err}") from err
     site.stats.record(job.size, tape_seconds, meter.seconds, meter.min_rate())
+
+
+def _source_changed(source: Path, job: _Job) -> bool:
+    """After a failed read-back: does the staging tar itself still hold the recorded bytes?"""
+    digest = hashlib.sha256()
+    try:
+        with open(source, "rb", buffering=0) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return True
+    return digest.hexdigest() != job.sha256
 
 
 def _read_chunks(path: Path, on_handoff: Callable[[int], None]) -> Iterator[memoryview]:

@@ -39,7 +39,7 @@ from preservation.catalog.models import (
 )
 from preservation.config import Settings
 from preservation.context import Context, open_context
-from preservation.errors import SiteUnavailableError
+from preservation.errors import FixityMismatchError, SiteUnavailableError
 from preservation.storage import recovery, service
 from preservation.storage.emulator import EmulatedCartridge, EmulatedTapeDevice
 from preservation.storage.library import EmulatedLibrary
@@ -239,6 +239,22 @@ def test_silent_bit_flip_is_caught_by_read_back(ctx: Context, tmp_path: Path) ->
     assert [c.status for c in rows] == [CopyStatus.FAILED, CopyStatus.VERIFIED]
     assert "sha256" in (rows[0].error or "")
     finish(ctx, tmp_path)
+
+
+def test_damaged_staging_tar_is_never_stored_and_no_cartridge_is_blamed(ctx: Context) -> None:
+    """The index takes the recorded sha256 unhashed; the read-back is what must catch this."""
+    vid, _ = make_version(ctx)
+    with session_scope(ctx.sessions) as s:
+        tar_path = Path(s.get_one(AIPVersion, vid).staging_path or "")
+    data = bytearray(tar_path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # decay in the staging area after packaging
+    tar_path.write_bytes(bytes(data))
+    with pytest.raises(FixityMismatchError, match="source is damaged"):
+        service.store_version(ctx, vid, "site-a")
+    [row] = copies(ctx, vid)
+    assert row.status is CopyStatus.FAILED and row.error == "the staging tar changed"
+    assert cartridge(ctx, row.barcode).errors == 0  # the medium is not at fault
+    assert not service.commit_version(ctx, vid)
 
 
 def test_permanent_write_error_spills_and_repair_evacuates(ctx: Context, tmp_path: Path) -> None:
