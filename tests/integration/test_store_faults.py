@@ -45,6 +45,7 @@ from preservation.storage.emulator import EmulatedCartridge, EmulatedTapeDevice
 from preservation.storage.library import EmulatedLibrary
 from preservation.storage.planning import BAD_CARTRIDGE_STATES, ErrorKind
 from preservation.storage.sites import FeedMeter, build_sites, get_site
+from tests.polling import wait_for
 
 MIB = 1 << 20
 FIRST_DATA_BLOCK = 7  # on a fresh volume: VOL1 FM label FM FM index FM, then data
@@ -671,20 +672,11 @@ def test_stale_writing_row_is_discarded_so_a_suspect_cartridge_retires(
 # -- idle tape workers give their drives back ---------------------------------------------------
 
 
-def _wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    """Poll until ``condition`` holds; the limit only bounds a broken run."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what} after {limit} s")
-        time.sleep(0.02)
-
-
 def test_idle_tape_worker_gives_its_drives_to_another_process(ctx: Context, tmp_path: Path) -> None:
     sites = build_sites(ctx, durability="none", idle_seconds=0.3)
     vid, aip_id = make_version(ctx)
     store_and_commit(ctx, vid)
-    _wait_for(
+    wait_for(
         lambda: all(
             s.stats.idle_unmounts == 1 and not s.idle_thread_running for s in sites.values()
         ),

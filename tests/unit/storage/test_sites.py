@@ -15,6 +15,7 @@ from preservation.storage.clock import SimulatedClock
 from preservation.storage.library import EmulatedLibrary, barcode_for
 from preservation.storage.ltfs import LTFSVolume
 from preservation.storage.sites import Site
+from tests.polling import wait_for
 
 MIB = 1 << 20
 BARCODE = "A00001L9"
@@ -51,15 +52,6 @@ def _store(site: Site, path: str, data: bytes) -> None:
         volume.sync()
 
 
-def _wait_for(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
-    """Poll until ``condition`` holds; the limit only bounds a broken run."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting for {what} after {limit} s")
-        time.sleep(0.02)
-
-
 def _read_as_another_process(root: Path, path: str) -> tuple[bool, bytes]:
     """Mount the cartridge through a library object of its own, as another worker would."""
     other = EmulatedLibrary(root, drives=2)
@@ -76,11 +68,11 @@ def test_idle_site_unmounts_cleanly_and_frees_the_drive(
     site = make_site(0.3)
     data = os.urandom(700_000)
     _store(site, "/t1/aip/v1.tar", data)
-    _wait_for(lambda: site.stats.idle_unmounts == 1, "the idle release")
+    wait_for(lambda: site.stats.idle_unmounts == 1, "the idle release")
     assert site.mounted_barcodes() == set()
     assert site.library.drives()[0].barcode is None
     assert (site.stats.mounts, site.stats.unmounts) == (1, 1)
-    _wait_for(lambda: not site.idle_thread_running, "the idle thread to end")
+    wait_for(lambda: not site.idle_thread_running, "the idle thread to end")
     current, back = _read_as_another_process(tmp_path / "site-a", "/t1/aip/v1.tar")
     assert current  # the index partition was written at the idle unmount
     assert back == data
@@ -125,7 +117,7 @@ def test_idle_release_never_interrupts_a_slow_write(
         volume.sync()
     assert seen == [({BARCODE}, 0)] * 3
     assert site.stats.mounts == 1
-    _wait_for(lambda: site.stats.idle_unmounts == 1, "the idle release after the write")
+    wait_for(lambda: site.stats.idle_unmounts == 1, "the idle release after the write")
     current, back = _read_as_another_process(tmp_path / "site-a", "/t1/slow/v1.tar")
     assert current and back == 3 * block
 
