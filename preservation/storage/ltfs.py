@@ -81,6 +81,7 @@ _MAX_INDEX_BYTES = 1 << 31
 _WALK_BACK_LIMIT = 64
 _DEFAULT_INDEX_PARTITION = 128 * 10**9  # bytes; drives round up to whole wraps
 
+
 class _Vouched:
     """A digest the caller already knows: nothing to compute, the read-back will check it."""
 
@@ -454,7 +455,12 @@ class LTFSVolume:
         # Whole blocks are hashed on a helper thread while the drive writes them
         # (hashlib drops the GIL), in order, and all are done before the caller
         # may refill its buffer: the digest costs no time on the write path.
-        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltfs-sha256")
+        # A vouched digest (the store stage's) needs no hashing, so no helper thread.
+        hasher = (
+            None
+            if isinstance(digest, _Vouched)
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltfs-sha256")
+        )
         try:
             for chunk in source:
                 chunk_view = memoryview(chunk).cast("B")
@@ -462,11 +468,10 @@ class LTFSVolume:
                 size = chunk_view.nbytes
                 if filled == 0:  # whole blocks straight from the caller's buffer: no copy
                     pending = []
-                    hashing = not isinstance(digest, _Vouched)
                     try:
                         while size - offset >= bs:
                             piece = chunk_view[offset : offset + bs]
-                            if hashing:
+                            if hasher is not None:
                                 pending.append(hasher.submit(digest.update, piece))
                             write(piece)
                             offset += bs
@@ -478,7 +483,8 @@ class LTFSVolume:
                     chunk_view, offset, size, view, filled, total, digest
                 )
         finally:
-            hasher.shutdown(wait=True)
+            if hasher is not None:
+                hasher.shutdown(wait=True)
         if filled:
             digest.update(view[:filled])
             write(view[:filled])
