@@ -23,7 +23,12 @@ Split by what the caller can do about it (as httpx does), not by where it came f
     │   └── LTFSFormatError            the volume is not valid LTFS
     ├── CatalogError                   the catalogue refuses a change
     │   └── NotFoundError              no such SIP, AIP, tenant, cartridge
-    └── ConfigurationError             settings or rules are wrong
+    ├── ConfigurationError             settings or rules are wrong
+    │   └── DataRootError              the data root or catalogue cannot be used as it is
+    └── InvalidRequestError            the caller asked for something that cannot be (usage)
+        ├── InvalidTenantError         a tenant id that breaks the tenant-id rule
+        ├── AmbiguousIdError           an id prefix that names more than one thing
+        └── SIPPendingError            the bag already has a SIP in flight; resume that one
 
 Each error carries the context a curator needs (``path``, ``aip_id``, ``barcode``)
 so a message can name the file and the rule without parsing strings.
@@ -35,14 +40,18 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AmbiguousIdError",
     "BrokerUnavailableError",
     "CatalogError",
     "ConfigurationError",
+    "DataRootError",
     "DeviceBusyError",
     "EndOfDataError",
     "FixityMismatchError",
     "IdentificationError",
+    "InvalidRequestError",
     "InvalidSIPError",
+    "InvalidTenantError",
     "LTFSFormatError",
     "MediaError",
     "MetadataError",
@@ -50,6 +59,7 @@ __all__ = [
     "OversizeBlockError",
     "PreservationError",
     "SIPBusyError",
+    "SIPPendingError",
     "SiteUnavailableError",
     "StorageError",
     "TapeFullError",
@@ -177,3 +187,24 @@ class NotFoundError(CatalogError):
 
 class ConfigurationError(PreservationError):
     pass
+
+
+class DataRootError(ConfigurationError):
+    """The data root is a file, cannot be made, is read-only where writing is needed,
+    or holds a catalogue that is not one: the operator's to fix, never a traceback."""
+
+
+class InvalidRequestError(PreservationError):
+    """The request cannot work as given; nothing was started (CLI exit 2, HTTP 4xx)."""
+
+
+class InvalidTenantError(InvalidRequestError):
+    pass
+
+
+class AmbiguousIdError(InvalidRequestError):
+    pass
+
+
+class SIPPendingError(InvalidRequestError):
+    """Ingesting the bag again would make a second AIP of it once both SIPs are resumed."""

@@ -1,0 +1,223 @@
+"""Keeping the copies whole: `audit`, `repair`, `recover`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from preservation.cli.terminal import (
+    EXIT_SYSTEM,
+    check_site,
+    err,
+    fail,
+    load_settings,
+    out,
+    progress_bars,
+    spinner,
+    usage,
+)
+from preservation.errors import NotFoundError, PreservationError
+
+
+def audit(
+    site: Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Read back every verified copy and check its sha256. Exit 0 clean, 3 on any problem.
+
+    Copies are read cartridge by cartridge in tape order, so each cartridge is
+    mounted once and read front to back. A copy that fails is marked failed in
+    the catalogue; `preservation repair` then replaces it.
+    """
+    from preservation.audit import audit_copies
+    from preservation.context import open_context
+
+    ctx = open_context(load_settings())
+    try:
+        check_site(ctx, site)
+        with progress_bars(not as_json) as progress:
+            report = audit_copies(ctx, site, progress=lambda done, n: progress("audit", done, n))
+    except PreservationError as e:
+        raise fail(e, as_json) from e
+    finally:
+        ctx.close()
+    if as_json:
+        out.print_json(data=report.to_dict())
+    else:
+        for r in report.failed:
+            err.print(
+                f"[red]FAILED[/red] copy {r.copy_id} {r.site}/{r.barcode}: {escape(r.detail)}",
+                highlight=False,
+            )
+        for r in report.skipped:
+            err.print(
+                f"[yellow]skipped[/yellow] copy {r.copy_id} {r.site}/{r.barcode}: "
+                f"{escape(r.detail)}",
+                highlight=False,
+            )
+        ok = len(report.copies) - len(report.failed) - len(report.skipped)
+        out.print(
+            f"audited {len(report.copies)} copies: {ok} ok, {len(report.failed)} failed, "
+            f"{len(report.skipped)} skipped",
+            highlight=False,
+        )
+        if report.failed:
+            err.print("run `preservation repair` to replace the failed copies", highlight=False)
+    raise typer.Exit(0 if report.clean else EXIT_SYSTEM)
+
+
+def repair(
+    max_batch_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch-bytes",
+            min=1,
+            help="Temporary space one recall batch may use under staging/repair/.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore two verified copies per version: rebuild failed copies from the other site.
+
+    Exit 0 when every version is whole again, 3 when some copy could not be
+    rebuilt or a site was down (run it again once the site is back).
+    """
+    from preservation.context import open_context
+    from preservation.pipeline import TERMINAL_STATES, resume
+    from preservation.storage.recovery import repair as repair_copies
+
+    ctx = open_context(load_settings())
+    try:
+        with spinner(not as_json, "repairing: reading good copies, writing fresh ones"):
+            if max_batch_bytes is None:
+                report = repair_copies(ctx)
+            else:
+                report = repair_copies(ctx, max_batch_bytes=max_batch_bytes)
+            # Versions repair made whole but nobody committed (a site was down at
+            # ingest): their SIPs' own commit stage activates them and releases the SIP.
+            sips = sorted({r["sip_id"] for r in report.ready if r.get("sip_id")})
+            committed = [r.to_dict() for r in resume(ctx, sips, wait_seconds=0)]
+    except PreservationError as e:
+        raise fail(e, as_json) from e
+    finally:
+        ctx.close()
+    still_pending = [r for r in committed if r["state"] not in TERMINAL_STATES]
+    if as_json:
+        out.print_json(data=report.to_dict() | {"committed": committed})
+    else:
+        _print_repair(report)
+        for r in committed:
+            out.print(f"SIP {r['sip_id']}: {r['state']} (AIP {r['aip_id']})", highlight=False)
+    raise typer.Exit(0 if report.ok and not still_pending else EXIT_SYSTEM)
+
+
+def _print_repair(report: Any) -> None:
+    for r in report.rebuilt:
+        replaces = ", ".join(str(c) for c in r["replaces"]) or "none"
+        out.print(
+            f"rebuilt version {r['version_id']} at {r['site']} on {r['barcode']} "
+            f"(copy {r['copy_id']}, from {r['source']}, replaces copies {replaces})",
+            highlight=False,
+        )
+    for f in report.failed:
+        err.print(
+            f"[red]FAILED[/red] version {f['version_id']} at {f['site']}: {escape(f['error'])}",
+            highlight=False,
+        )
+    for s in report.skipped:
+        err.print(
+            f"[yellow]skipped[/yellow] version {s['version_id']} at {s['site']}: "
+            f"{escape(s['reason'])}",
+            highlight=False,
+        )
+    if report.cartridges_failed:
+        out.print(f"cartridges failed: {', '.join(report.cartridges_failed)}", highlight=False)
+    if report.cartridges_retired:
+        out.print(
+            f"cartridges retired (take them out of the library): "
+            f"{', '.join(report.cartridges_retired)}",
+            highlight=False,
+        )
+    if report.stale_writes:
+        out.print(
+            f"discarded {len(report.stale_writes)} unfinished write(s) left by a crash",
+            highlight=False,
+        )
+    if not (
+        report.rebuilt
+        or report.ready
+        or report.stale_writes
+        or report.failed
+        or report.skipped
+        or report.cartridges_failed
+        or report.cartridges_retired
+    ):
+        out.print("nothing to repair: every version has a verified copy at each site")
+        return
+    out.print(
+        f"rebuilt {len(report.rebuilt)}, discarded {len(report.discarded)}, "
+        f"failed {len(report.failed)}, skipped {len(report.skipped)}",
+        highlight=False,
+    )
+
+
+def _version_to_recover(ctx: Any, aip_id: str, version: int | None) -> int:
+    """Resolve the version before touching tape, so a typo costs no mount."""
+    from preservation.catalog import service, session_scope
+
+    with session_scope(ctx.sessions) as s:
+        numbers = sorted(v.number for v in service.get_aip(s, aip_id).versions)
+    if not numbers:
+        raise NotFoundError(f"AIP {aip_id} has no version yet", aip_id=aip_id)
+    if version is None:
+        return numbers[-1]
+    if version not in numbers:
+        raise NotFoundError(
+            f"AIP {aip_id} has no version {version} (it has {', '.join(map(str, numbers))})",
+            aip_id=aip_id,
+        )
+    return version
+
+
+def recover(
+    aip_id: Annotated[str, typer.Argument(help="The AIP's UUID.")],
+    to: Annotated[
+        Path,
+        typer.Option("--to", help="Folder to unpack into; the bag lands in <to>/<aip>.v<N>/."),
+    ],
+    version: Annotated[
+        int | None, typer.Option("--version", "-v", min=1, help="Default: the latest.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Read an AIP version from whichever site works, verify it, unpack it; print the bag root.
+
+    The folder may already hold other things: each version unpacks into its own
+    subfolder, and an existing one is never overwritten.
+    """
+    from preservation.context import open_context
+    from preservation.storage.recovery import recover as recover_version
+
+    if to.exists() and not to.is_dir():
+        raise usage(f"{to} exists and is not a folder", as_json)
+    ctx = open_context(load_settings())
+    try:
+        number = _version_to_recover(ctx, aip_id, version)
+        target = to / f"{aip_id}.v{number}"
+        if target.exists() or target.is_symlink():
+            raise usage(
+                f"{target} already exists; remove it or choose another --to folder", as_json
+            )
+        with spinner(not as_json, f"reading AIP {aip_id} v{number} from tape"):
+            bag = recover_version(ctx, aip_id, number, dest_dir=to)
+    except PreservationError as e:
+        raise fail(e, as_json) from e
+    finally:
+        ctx.close()
+    if as_json:
+        out.print_json(data={"aip_id": aip_id, "version": number, "bag": str(bag)})
+    else:
+        out.print(str(bag), highlight=False, soft_wrap=True)

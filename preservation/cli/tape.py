@@ -1,0 +1,107 @@
+"""Tape cartridges at each site: `tape ls`, `tape show`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from preservation.cli.terminal import (
+    check_site,
+    human_size,
+    in_context,
+    out,
+)
+
+_STATE_STYLE = {"suspect": "yellow", "failed": "red", "retired": "dim"}
+
+
+def _state(state: str) -> str:
+    style = _STATE_STYLE.get(state)
+    return f"[{style}]{state}[/{style}]" if style else state
+
+
+def _copies_text(counts: dict[str, int]) -> str:
+    """Verified copies first: they are what counts; the rest only needs an operator's eye."""
+    others = ", ".join(
+        f"{n} {status}" for status, n in sorted(counts.items()) if status != "verified"
+    )
+    return str(counts.get("verified", 0)) + (f" (+{others})" if others else "")
+
+
+app = typer.Typer(
+    help="Tape cartridges at each site: state, usage, contents.", no_args_is_help=True
+)
+
+
+@app.command("ls")
+def tape_ls(
+    site: Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List cartridges per site: state, used/capacity, copies, errors."""
+    from preservation.storage.service import list_cartridges
+
+    def cartridges(ctx: Any) -> list[dict[str, Any]]:
+        check_site(ctx, site)
+        return list_cartridges(ctx, site)
+
+    rows = in_context(as_json, cartridges)
+    if as_json:
+        out.print_json(data=rows)
+        return
+    if not rows:
+        out.print("no cartridges")
+        return
+    table = Table("site", "barcode", "state", "used / capacity", "copies", "errors")
+    for r in rows:
+        table.add_row(
+            r["site"],
+            r["barcode"],
+            _state(r["state"]),
+            f"{human_size(r['used'])} / {human_size(r['capacity'])}",
+            _copies_text(r["copies"]),
+            str(r["errors"]),
+        )
+    out.print(table)
+
+
+@app.command("show")
+def tape_show(
+    barcode: Annotated[str, typer.Argument(help="The cartridge's barcode, e.g. A00001L9.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one cartridge: state, LTFS volume, and its AIP copies in tape order."""
+    from preservation.storage.service import show_cartridge
+
+    data = in_context(as_json, lambda ctx: show_cartridge(ctx, barcode))
+    if as_json:
+        out.print_json(data=data)
+        return
+    out.print(
+        f"[bold]cartridge {escape(data['barcode'])}[/bold]  site {data['site']}  "
+        f"state {_state(data['state'])}  errors {data['errors']}",
+        highlight=False,
+    )
+    out.print(
+        f"volume {data['volume_uuid'] or '- (not formatted yet)'}  "
+        f"used {human_size(data['used'])} of {human_size(data['capacity'])}",
+        highlight=False,
+    )
+    if not data["contents"]:
+        out.print("no copies on this cartridge")
+        return
+    # The path names tenant, AIP and version; it gets the room, and is folded, never cut.
+    table = Table("block", "length", "status", "verified")
+    table.add_column("path", overflow="fold")
+    for c in data["contents"]:
+        table.add_row(
+            "-" if c["start_block"] is None else str(c["start_block"]),
+            human_size(c["length"]),
+            c["status"],
+            (c["verified_at"] or "")[:16].replace("T", " "),
+            c["path"],
+        )
+    out.print(table)

@@ -1,0 +1,145 @@
+"""What every command shares: the two consoles, exit codes, errors mapped to them.
+
+Errors of our own tree map to exit codes here and nowhere else: 1 for a bad
+submission (the curator's problem), 2 for usage, 3 for storage or other
+system failures (the operator's problem).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from preservation.config import Settings
+from preservation.errors import InvalidSIPError, NotFoundError, PreservationError
+
+out = Console()
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_SYSTEM = 3
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[Any]:
+    """A progress bar on a terminal; silence in pipes and under --json."""
+    if not enabled or not err.is_terminal:
+        yield lambda what, done, total: None
+        return
+    bars: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+
+        def update(what: str, done: int, total: int) -> None:
+            if what not in bars:
+                bars[what] = progress.add_task(what, total=total)
+            progress.update(bars[what], completed=done, total=total)
+
+        yield update
+
+
+def fail(error: PreservationError, as_json: bool) -> typer.Exit:
+    if as_json:
+        out.print_json(data=error.to_dict())
+    else:
+        err.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
+    code = EXIT_INVALID if isinstance(error, InvalidSIPError | NotFoundError) else EXIT_SYSTEM
+    return typer.Exit(code)
+
+
+def in_context(as_json: bool, work: Callable[[Any], T]) -> T:
+    """Run ``work(ctx)`` with a fresh Context, mapping our errors to exit codes.
+
+    The context is always closed: that ends tape batches, whose index
+    partitions are written at unmount.
+    """
+    from preservation.context import open_context
+
+    ctx = open_context(load_settings())
+    try:
+        return work(ctx)
+    except PreservationError as e:
+        raise fail(e, as_json) from e
+    finally:
+        ctx.close()
+
+
+def pending(error: PreservationError, as_json: bool) -> typer.Exit:
+    """A SIP left waiting (a site down): not a failure of the bag, not yet safe either."""
+    if as_json:
+        out.print_json(data=error.to_dict() | {"state": "pending"})
+    else:
+        err.print(f"[yellow]pending:[/yellow] {escape(error.message)}", highlight=False)
+        err.print(
+            "the SIP is NOT yet safe (fewer than two verified copies); it is finished by "
+            "`preservation resume`, `preservation watch` or `preservation repair` "
+            "once the site is back",
+            highlight=False,
+        )
+    return typer.Exit(EXIT_SYSTEM)
+
+
+@contextmanager
+def null() -> Iterator[None]:
+    yield None
+
+
+def usage(message: str, as_json: bool) -> typer.Exit:
+    """A command line that cannot work as given: exit 2, as Click's own usage errors do."""
+    if as_json:
+        out.print_json(data={"error": "UsageError", "message": message})
+    else:
+        err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(EXIT_USAGE)
+
+
+@contextmanager
+def spinner(enabled: bool, what: str) -> Iterator[None]:
+    """A spinner for long tape work that reports no steps, so a terminal never looks hung."""
+    if not enabled or not err.is_terminal:
+        yield
+        return
+    with err.status(what):
+        yield
+
+
+def human_size(n: int | None) -> str:
+    """Decimal units, as tape vendors quote capacities (LTO-9 is 18 TB, not 16.4 TiB)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000:
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} PB"
+
+
+_STATE_STYLE = {"suspect": "yellow", "failed": "red", "retired": "dim"}
+
+
+def check_site(ctx: Any, site: str | None) -> None:
+    """Refuse a site name the settings do not know, rather than listing nothing for a typo."""
+    if site is not None and site not in ctx.settings.sites:
+        raise NotFoundError(
+            f"no site {site!r}; configured: {', '.join(ctx.settings.sites)}", site=site
+        )

@@ -1,0 +1,44 @@
+"""What a tenant id may be: one rule, checked at every door.
+
+A tenant id becomes a folder under ``ingest/``, a directory on every LTFS
+volume (``/<tenant>/<aip>/v<N>.tar``), a PREMIS agent and, later, a path
+segment of the API. A value that is fine in one of those and not in another
+(``..``, ``a/b``, the empty string, upper case that a case-insensitive file
+system folds) got half-way through ingest before failing at the tape, leaving
+a SIP that nothing could finish. So the rule is checked where an id comes in
+(the CLI, the hot folders, the archiving rules, the API) and nowhere needs to
+second-guess it later.
+"""
+
+from __future__ import annotations
+
+import re
+
+from preservation.errors import InvalidTenantError
+
+__all__ = ["TENANT_ID_PATTERN", "TENANT_ID_RULE", "check_tenant_id", "is_valid_tenant_id"]
+
+# Also in schemas/archiving-rules.schema.json (propertyNames of "tenants"); a test keeps
+# the two equal.
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+TENANT_ID_RULE = (
+    "a tenant id is 1-63 characters: lower-case letters, digits, '.', '_' and '-', "
+    "starting with a letter or digit"
+)
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
+
+
+def is_valid_tenant_id(value: str) -> bool:
+    # fullmatch: a '$' alone would let a trailing newline through.
+    return _TENANT_ID.fullmatch(value) is not None
+
+
+def check_tenant_id(value: str, *, source: str = "tenant id") -> str:
+    """Return ``value`` if it is a valid tenant id; raise naming ``source`` and the rule."""
+    if not is_valid_tenant_id(value):
+        raise InvalidTenantError(
+            f"{source}: {value!r} is not a valid tenant id ({TENANT_ID_RULE})",
+            rule="tenant-id",
+            tenant=value,
+        )
+    return value
