@@ -14,6 +14,14 @@ The size limit is also capped by the free space of the unpack folder's
 filesystem, less a reserve: a limit of 1 TiB means nothing on a disk with 40 GB
 free, and a half-unpacked bag that filled the disk takes the catalogue and every
 other ingest down with it.
+
+The layout is checked on the headers too: an archive must hold one folder (or
+the bag's own files, ``bagit.txt`` among them, at its top) and must not be empty.
+Unpacking ``mybag/`` beside ``__MACOSX/``, or nothing at all, would only fail
+later as a bag missing ``bagit.txt``, which sends the depositor looking for a
+file they did send. Zip member names are read the way Info-ZIP writes them (see
+``_zip_name``), because a name decoded in the wrong code page unpacks as a file
+the manifest does not list, and is reported as missing.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ _CHUNK = 1 << 20
 _RESERVE_SHARE = 0.05
 _RESERVE_CAP = 1 << 30
 _DRIVE = re.compile(r"[A-Za-z]:")
+_UTF8_NAME = 0x800  # general purpose bit 11: the header name is UTF-8
+_UNICODE_PATH = 0x7075  # Info-ZIP Unicode Path extra field
+_LISTED_TOP_ENTRIES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +73,16 @@ def open_serialised_bag(
     """Unpack ``archive`` into ``workdir`` (new or empty) and return the bag's root folder.
 
     The root is ``workdir`` itself when the archive holds ``bagit.txt`` at its top,
-    or the single top-level folder that RFC 8493 serialisations normally have.
-    Raises UnsafeArchiveError (``rule`` and ``member`` in its context) when a
-    member could escape or the archive would exceed ``max_bytes`` uncompressed,
-    ``max_members`` entries or ``max_ratio`` uncompressed/archive size; on any
-    failure whatever was unpacked is removed. The archive is only ever read.
+    or the single top-level folder that RFC 8493 serialisations normally have;
+    anything else (two folders, a folder beside ``__MACOSX/``, loose files) is
+    refused with rule ``archive-top-level``, an archive with no members with
+    ``archive-empty``, and a zip member name that is neither flagged UTF-8, nor
+    valid UTF-8, nor described by an Info-ZIP Unicode Path field with
+    ``archive-member-encoding`` (all InvalidSIPError). Raises UnsafeArchiveError
+    (``rule`` and ``member`` in its context) when a member could escape or the
+    archive would exceed ``max_bytes`` uncompressed, ``max_members`` entries or
+    ``max_ratio`` uncompressed/archive size; on any failure whatever was unpacked
+    is removed. The archive is only ever read.
 
     The byte limit is further capped at the free space of ``workdir``'s
     filesystem minus ``free_space_reserve`` bytes (default: 5% of the
@@ -77,7 +93,9 @@ def open_serialised_bag(
     archive = Path(archive)
     workdir = Path(workdir)
     kind = _kind(archive)
-    archive_size = max(os.stat(archive).st_size, 1)
+    archive_size = os.stat(archive).st_size
+    if archive_size == 0:  # else "damaged", with every decompressor tarfile tried
+        raise _empty(archive)
 
     created = not workdir.exists()
     if not created and any(workdir.iterdir()):
@@ -98,6 +116,7 @@ def open_serialised_bag(
             reader = _tar_members if kind == "tar" else _zip_members
             for _ in reader(archive, limits, None):
                 pass
+            top = limits.top_folder()
             limits.reset()
             list(reader(archive, limits, workdir))
     except BaseException:
@@ -110,10 +129,7 @@ def open_serialised_bag(
                 else:
                     child.unlink(missing_ok=True)
         raise
-    top = sorted(os.listdir(workdir))
-    if "bagit.txt" not in top and len(top) == 1 and (workdir / top[0]).is_dir():
-        return workdir / top[0]
-    return workdir
+    return workdir if top is None else workdir / top
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +185,33 @@ class _Limits:
     def refuse(self, rule: str, message: str, member: str | None = None) -> UnsafeArchiveError:
         return UnsafeArchiveError(
             f"{self.archive.name}: {message}", path=self.archive, rule=rule, member=member
+        )
+
+    def reject(self, rule: str, message: str, member: str | None = None) -> InvalidSIPError:
+        """For an archive that is not unsafe, only not a bag: its layout or its names."""
+        error = InvalidSIPError(f"{self.archive.name}: {message}", path=self.archive, rule=rule)
+        if member is not None:
+            error.context["member"] = member
+        return error
+
+    def top_folder(self) -> str | None:
+        """The bag's folder from the headers seen, or None for a bag at the archive's top."""
+        tops = {parts[0]: (parts[0],) in self.folders for parts in self.seen}
+        if not tops:
+            raise _empty(self.archive)
+        if "bagit.txt" in tops and not tops["bagit.txt"]:
+            return None
+        if len(tops) == 1 and all(tops.values()):
+            return next(iter(tops))
+        names = sorted(name + "/" if is_dir else name for name, is_dir in tops.items())
+        listed = ", ".join(names[:_LISTED_TOP_ENTRIES])
+        if len(names) > _LISTED_TOP_ENTRIES:
+            listed += f", and {len(names) - _LISTED_TOP_ENTRIES} more"
+        entries = "entry" if len(names) == 1 else "entries"
+        raise self.reject(
+            "archive-top-level",
+            f"found {len(names)} top-level {entries}: {listed}; "
+            "a serialised bag must hold exactly one folder",
         )
 
     def member(self, name: str, size: int) -> None:
@@ -275,6 +318,12 @@ class _Limits:
         )
 
 
+def _empty(archive: Path) -> InvalidSIPError:
+    return InvalidSIPError(
+        f"{archive.name}: the archive is empty", path=archive, rule="archive-empty"
+    )
+
+
 def _kind(archive: Path) -> str:
     name = archive.name.lower()
     if name.endswith(".zip"):
@@ -341,28 +390,29 @@ def _zip_members(archive: Path, limits: _Limits, dest: Path | None) -> Iterator[
                 f"{len(infos)} members, the limit is {limits.max_members}",
             )
         for info in infos:
+            name = _zip_name(info, limits)
             mode = info.external_attr >> 16
             kind = stat.S_IFMT(mode)
             if kind == stat.S_IFLNK:
                 raise limits.refuse(
                     "archive-member-link",
-                    f"member {info.filename!r} is a symbolic link; links are refused",
-                    info.filename,
+                    f"member {name!r} is a symbolic link; links are refused",
+                    name,
                 )
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise limits.refuse(
                     "archive-member-special",
-                    f"member {info.filename!r} is not a regular file or directory",
-                    info.filename,
+                    f"member {name!r} is not a regular file or directory",
+                    name,
                 )
             if info.flag_bits & 0x1:
                 raise limits.refuse(
                     "archive-member-encrypted",
-                    f"member {info.filename!r} is encrypted",
-                    info.filename,
+                    f"member {name!r} is encrypted",
+                    name,
                 )
-            parts = limits.name(info.filename, info.is_dir())
-            limits.member(info.filename, 0 if info.is_dir() else info.file_size)
+            parts = limits.name(name, info.is_dir())
+            limits.member(name, 0 if info.is_dir() else info.file_size)
             if parts is None:
                 continue
             mtime = None
@@ -373,12 +423,59 @@ def _zip_members(archive: Path, limits: _Limits, dest: Path | None) -> Iterator[
                 except NotImplementedError as exc:  # compression method zipfile lacks
                     raise limits.refuse(
                         "archive-member-compression",
-                        f"member {info.filename!r} uses a compression method that "
+                        f"member {name!r} uses a compression method that "
                         f"cannot be read here ({exc})",
-                        info.filename,
+                        name,
                     ) from exc
-                _extract(member, source, dest, limits, info.filename)
+                _extract(member, source, dest, limits, name)
             yield member
+
+
+def _zip_name(info: zipfile.ZipInfo, limits: _Limits) -> str:
+    """The member's name as its author meant it, not as zipfile guessed it.
+
+    Without general purpose bit 11 zipfile decodes a name as cp437, the code page
+    of DOS; almost no archive today is cp437. Info-ZIP writes the name in the
+    local code page and the UTF-8 name in a Unicode Path extra field, whose CRC
+    of the header name proves it still describes that name (a tool that renamed
+    the member without knowing the field leaves a stale one, to be ignored). Many
+    other tools write UTF-8 and forget the flag. A name that is none of these is
+    refused rather than guessed: a guess that is wrong unpacks a file the
+    manifest does not list, and the curator is told the depositor's file is
+    missing.
+    """
+    if info.flag_bits & _UTF8_NAME:
+        return info.orig_filename  # the name before zipfile cuts it at a NUL
+    raw = info.orig_filename.encode("cp437")  # cp437 maps every byte: undoes zipfile's decode
+    unicode_path = _unicode_path(info.extra, raw)
+    if unicode_path is not None:
+        return unicode_path
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        shown = raw.decode("utf-8", "backslashreplace")
+        raise limits.reject(
+            "archive-member-encoding",
+            f"member names are not UTF-8 and no Unicode Path field (0x7075) was found "
+            f"for member '{shown}'; re-create the zip with UTF-8 names",
+            shown,
+        ) from None
+
+
+def _unicode_path(extra: bytes, raw: bytes) -> str | None:
+    """The UTF-8 name of an Info-ZIP Unicode Path field that matches ``raw``, if there is one."""
+    while len(extra) >= 4:
+        kind, size = int.from_bytes(extra[:2], "little"), int.from_bytes(extra[2:4], "little")
+        body, extra = extra[4 : 4 + size], extra[4 + size :]
+        if kind != _UNICODE_PATH or len(body) < 5 or body[0] != 1:
+            continue
+        if int.from_bytes(body[1:5], "little") != zlib.crc32(raw):
+            continue
+        try:
+            return body[5:].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None
 
 
 def _extract(

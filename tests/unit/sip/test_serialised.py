@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
+import struct
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -357,3 +359,205 @@ def test_bytes_written_are_checked_against_free_space(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchiveError) as caught:
         _extract(member, io.BytesIO(b"y" * (3 << 20)), tmp_path, limits, "big")
     assert caught.value.context["rule"] == "archive-exceeds-free-space"
+
+
+# ---------------------------------------------------------------- zip member name encodings
+
+
+def _unicode_path_field(name: str, header_name: bytes) -> bytes:
+    """Info-ZIP's Unicode Path extra field (0x7075), tied to the header name by its CRC."""
+    body = b"\x01" + struct.pack("<I", zlib.crc32(header_name)) + name.encode("utf-8")
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+def _infozip(path: Path, members: list[tuple[bytes, bytes | None, bytes]]) -> Path:
+    """A zip as Info-ZIP writes it: raw header names, general purpose bit 11 clear.
+
+    Each member is (header name bytes, content or None for a folder, extra field),
+    stored uncompressed; the extra field goes in both the local and central header.
+    zipfile cannot write this: it sets the UTF-8 flag for any non-ASCII name.
+    """
+    local, central = io.BytesIO(), io.BytesIO()
+    for name, content, extra in members:
+        data = content or b""
+        crc = zlib.crc32(data)
+        mode = 0o40755 << 16 | 0x10 if content is None else 0o100644 << 16
+        offset = local.tell()
+        # version needed, flags (bit 11 clear), stored, time, date 1980-01-01, crc,
+        # sizes, name and extra lengths: the fields both headers share
+        head = (10, 0, 0, 0, 0x21, crc, len(data), len(data), len(name), len(extra))
+        local.write(struct.pack("<4s5H3I2H", b"PK\x03\x04", *head) + name + extra + data)
+        made_by = 3 << 8 | 30  # Unix, zip 3.0
+        entry = struct.pack("<4s6H3I5H2I", b"PK\x01\x02", made_by, *head, 0, 0, 0, mode, offset)
+        central.write(entry + name + extra)
+    n = len(members)
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, n, n, central.tell(), local.tell(), 0)
+    path.write_bytes(local.getvalue() + central.getvalue() + end)
+    return path
+
+
+_NON_ASCII = {"São Paulo.txt": b"sp", "café/Øre.txt": b"kr", "ascii.txt": b"plain"}
+
+
+def _infozip_bag(
+    tmp_path: Path, codec: str, *, field: bool, files: dict[str, bytes] = _NON_ASCII
+) -> Path:
+    """A valid bag with non-ASCII payload names, zipped with names in ``codec`` and no flag."""
+    bag = write_bag(tmp_path / "src" / "mybag", files)
+    members: list[tuple[bytes, bytes | None, bytes]] = []
+    for path in sorted(bag.rglob("*")):
+        name = path.relative_to(bag.parent).as_posix() + ("/" if path.is_dir() else "")
+        raw = name.encode(codec)
+        extra = _unicode_path_field(name, raw) if field and not name.isascii() else b""
+        members.append((raw, None if path.is_dir() else path.read_bytes(), extra))
+    return _infozip(tmp_path / "infozip.zip", members)
+
+
+@pytest.mark.parametrize(
+    "codec",
+    [
+        "utf-8",  # Info-ZIP 3.0 on Unix: the locale's bytes in the header, plus the field
+        "cp850",  # Info-ZIP on Windows: the OEM code page, plus the field
+    ],
+)
+def test_infozip_unicode_path_field_names_the_members(tmp_path: Path, codec: str) -> None:
+    archive = _infozip_bag(tmp_path, codec, field=True)
+    with zipfile.ZipFile(archive) as zf:
+        assert not any(info.flag_bits & 0x800 for info in zf.infolist())
+        assert "mybag/data/São Paulo.txt" not in zf.namelist()  # what zipfile alone makes of it
+    root = open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    assert root == tmp_path / "work" / "mybag"
+    assert (root / "data" / "São Paulo.txt").read_bytes() == b"sp"
+    assert (root / "data" / "café" / "Øre.txt").read_bytes() == b"kr"
+    assert validate_bag(root).valid
+
+
+def test_zip_names_in_utf8_without_the_flag_are_read_as_utf8(tmp_path: Path) -> None:
+    archive = _infozip_bag(tmp_path, "utf-8", field=False)
+    root = open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    names = {p.name for p in (root / "data").iterdir()}
+    assert names == {"ascii.txt", "café", "São Paulo.txt"}
+    assert validate_bag(root).valid
+
+
+def test_unicode_path_field_with_a_stale_crc_is_ignored(tmp_path: Path) -> None:
+    """A tool that renamed a member without knowing the field leaves it describing the old name."""
+    bag = write_bag(tmp_path / "src" / "bag", {"new.txt": b"n"})
+    members: list[tuple[bytes, bytes | None, bytes]] = []
+    for path in sorted(bag.rglob("*")):
+        name = path.relative_to(bag.parent).as_posix() + ("/" if path.is_dir() else "")
+        stale = _unicode_path_field("bag/data/élan.txt", b"bag/data/old.txt")
+        extra = stale if name == "bag/data/new.txt" else b""
+        members.append((name.encode(), None if path.is_dir() else path.read_bytes(), extra))
+    archive = _infozip(tmp_path / "renamed.zip", members)
+    root = open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    assert [p.name for p in (root / "data").iterdir()] == ["new.txt"]
+
+
+def test_zip_names_neither_utf8_nor_described_are_refused(tmp_path: Path) -> None:
+    """Without the field a cp850 name would unpack as cp437 mojibake, then show as missing."""
+    archive = _infozip_bag(tmp_path, "cp850", field=False)
+    before = _digest(archive)
+    with pytest.raises(InvalidSIPError) as caught:
+        open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    error = caught.value
+    assert error.context["rule"] == "archive-member-encoding"
+    assert error.path == str(archive)
+    assert error.context["member"] == "mybag/data/S\\xc6o Paulo.txt"
+    assert error.message.startswith("infozip.zip: ")
+    assert "not UTF-8" in error.message and "Unicode Path" in error.message
+    assert "S\\xc6o Paulo.txt" in error.message
+    assert not (tmp_path / "work").exists() and _digest(archive) == before
+
+
+def test_unicode_path_field_gets_the_same_escape_checks(tmp_path: Path) -> None:
+    """The field is the depositor's bytes like the header name; it must not bypass the checks."""
+    field = _unicode_path_field("../escape.txt", b"bag/ok.txt")
+    archive = _infozip(tmp_path / "sneaky.zip", [(b"bag/ok.txt", b"x", field)])
+    _assert_refused(archive, tmp_path / "work", "archive-member-traversal")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_zip_name_with_a_nul_is_refused_not_cut_short(tmp_path: Path) -> None:
+    """zipfile's ``filename`` stops at a NUL; the header holds more, and the name check sees it."""
+    archive = _infozip(tmp_path / "nul.zip", [(b"bag/a.txt\x00.exe", b"x", b"")])
+    _assert_refused(archive, tmp_path / "work", "archive-member-name")
+
+
+# ---------------------------------------------------------------- layout: one folder, not empty
+
+
+def _archive(path: Path, names: list[str]) -> Path:
+    """Files (``x``) and folders (``x/``) in a zip or tar by ``path``'s suffix."""
+    if path.suffix == ".zip":
+        return _zip(path, [(n, b"" if n.endswith("/") else b"x") for n in names])
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    for n in names:
+        info = _file(n)
+        if n.endswith("/"):
+            info.type = tarfile.DIRTYPE
+        members.append((info, None if n.endswith("/") else b"x"))
+    return _tar(path, members, "w:gz" if path.name.endswith(".gz") else "w")
+
+
+@pytest.mark.parametrize(
+    ("archive_name", "names", "found"),
+    [
+        (
+            "mac.zip",
+            ["mybag/bagit.txt", "mybag/data/a", "__MACOSX/", "__MACOSX/mybag/._bagit.txt"],
+            "found 2 top-level entries: __MACOSX/, mybag/",
+        ),
+        ("two.tar", ["one/bagit.txt", "two/bagit.txt"], "found 2 top-level entries: one/, two/"),
+        (
+            "loose.tar.gz",
+            ["bag/bagit.txt", "README.txt", "notes/"],
+            "found 3 top-level entries: README.txt, bag/, notes/",
+        ),
+        ("file.zip", ["manifest-sha256.txt"], "found 1 top-level entry: manifest-sha256.txt"),
+    ],
+)
+def test_archive_without_exactly_one_top_folder_is_refused_naming_its_entries(
+    tmp_path: Path, archive_name: str, names: list[str], found: str
+) -> None:
+    archive = _archive(tmp_path / archive_name, names)
+    with pytest.raises(InvalidSIPError) as caught:
+        open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    error = caught.value
+    assert error.context["rule"] == "archive-top-level"
+    assert error.path == str(archive)
+    assert error.message == (
+        f"{archive_name}: {found}; a serialised bag must hold exactly one folder"
+    )
+    assert not (tmp_path / "work").exists()
+
+
+def test_many_top_level_entries_are_listed_in_part(tmp_path: Path) -> None:
+    archive = _archive(tmp_path / "flat.tar", [f"f{i:02}" for i in range(30)])
+    with pytest.raises(InvalidSIPError) as caught:
+        open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    assert "found 30 top-level entries: f00, f01," in caught.value.message
+    assert "f09, and 20 more;" in caught.value.message and "f10" not in caught.value.message
+
+
+@pytest.mark.parametrize("archive_name", ["empty.zip", "empty.tar", "empty.tar.gz", "dot.tar"])
+def test_empty_archive_is_reported_as_empty(tmp_path: Path, archive_name: str) -> None:
+    archive = _archive(tmp_path / archive_name, ["./"] if archive_name == "dot.tar" else [])
+    with pytest.raises(InvalidSIPError) as caught:
+        open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    assert caught.value.message == f"{archive_name}: the archive is empty"
+    assert caught.value.context["rule"] == "archive-empty"
+    assert caught.value.path == str(archive)
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("archive_name", ["zero.zip", "zero.tar", "zero.tar.gz"])
+def test_zero_byte_archive_is_reported_as_empty(tmp_path: Path, archive_name: str) -> None:
+    """Not as a damaged archive listing every decompressor tarfile tried."""
+    archive = tmp_path / archive_name
+    archive.write_bytes(b"")
+    with pytest.raises(InvalidSIPError) as caught:
+        open_serialised_bag(archive, tmp_path / "work", **LIMITS)
+    assert caught.value.message == f"{archive_name}: the archive is empty"
+    assert caught.value.context["rule"] == "archive-empty"
+    assert not (tmp_path / "work").exists()
