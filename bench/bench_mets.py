@@ -1,12 +1,12 @@
 """Benchmark the METS writer on a synthetic 100,000-file AIP; prints JSON on stdout.
 
-Targets (DESIGN §4): at most 20 s and 300 MB peak RSS to write the
+Targets (docs/architecture.md §10): at most 20 s and 300 MB peak RSS to write the
 representation METS of 100,000 files, and at most 3 KB of METS per file.
 
 Each measurement runs in its own child process, so ``ru_maxrss`` is the
 writer's own peak and not the benchmark's. A baseline child only generates and
 drains the same 100,000 file descriptions: the writer's figures are reported
-next to it, as DESIGN §10 asks for ratios against a baseline in the same
+next to it, as docs/architecture.md §10 asks for ratios against a baseline in the same
 process tree. A 1,000-file sample is validated against the XSDs, and the
 100,000-file document is read back, to show the reader scales too.
 

@@ -1,6 +1,6 @@
 """The Celery application: broker and backend from settings, queues and routing.
 
-Queues follow DESIGN §6: one for ingest work, one per tape site (so a site's
+Queues follow docs/architecture.md §6.2: one for ingest work, one per tape site (so a site's
 tape workers consume only their own queue), and one each for migration, access
 and audit. Tasks live in modules named for the OAIS function they serve.
 

@@ -1,6 +1,6 @@
 """Archival Information Packages: the CSIP-in-BagIt layout, the bag, the pax tar.
 
-One AIP version goes through three steps here (DESIGN §4, ingest stage 6):
+One AIP version goes through three steps here (docs/architecture.md §4; ingest stage 6, §3.6):
 
 1. :class:`AIPLayout` says where everything goes inside the version's folder
    (E-ARK CSIP inside BagIt 1.0); staging and the metadata writers fill it,

@@ -1,4 +1,4 @@
-"""Where things go inside one AIP version's bag (DESIGN §4).
+"""Where things go inside one AIP version's bag (docs/architecture.md, §4 The AIP).
 
 The folder structure is the E-ARK Common Specification (CSIP) inside a BagIt 1.0
 bag, because European archives already know how to read it and because it lets

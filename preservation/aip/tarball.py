@@ -1,6 +1,6 @@
 """One AIP version as one uncompressed POSIX pax tar, and its safe unpacking.
 
-Why this exact shape (DESIGN §1, §5):
+Why this exact shape (docs/architecture.md, §4 The AIP and §7 Invariants):
 
 * **pax (POSIX.1-2001), uncompressed.** Any ``tar`` of the last twenty years,
   and surely of the next fifty, reads it; pax headers carry UTF-8 file names

@@ -1,4 +1,4 @@
-"""METS/PREMIS: describing an AIP version so that it explains itself (DESIGN §3.5, §4).
+"""METS/PREMIS: describing an AIP version so it explains itself (docs/architecture.md §3.5, §4).
 
 * :mod:`~preservation.metadata.model`: the plain values (package, files, events,
   agents) the describe stage builds from the catalogue.

@@ -1,6 +1,6 @@
 """Write an AIP version's METS documents (METS 1.12.1 with PREMIS 3.0), streaming.
 
-Two documents per version (DESIGN §4): the representation METS
+Two documents per version (docs/architecture.md, §4 The AIP): the representation METS
 (``data/representations/<rep>/METS.xml``), which describes every file, and the
 root METS (``data/METS.xml``), which describes the package and points to the
 representation METS documents, including those of earlier versions.

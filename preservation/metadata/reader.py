@@ -9,7 +9,7 @@ tested promise.
 
 It uses ``iterparse`` and clears each element once handled, so memory grows
 with the returned values, not with the document's tree. The parser expands
-no entities, loads no DTD and never touches the network (DESIGN §9): a METS
+no entities, loads no DTD and never touches the network (docs/architecture.md §9): a METS
 found on a tape is data, not instructions.
 """
 

@@ -1,4 +1,4 @@
-"""The package's own metadata files, beside the METS (DESIGN §4, CSIP ``metadata/``).
+"""The package's own metadata files, beside the METS (docs/architecture.md §4, CSIP ``metadata/``).
 
 * ``metadata/descriptive/dc.xml``: the submitter's bag-info as simple Dublin
   Core in the OAI-PMH ``oai_dc`` container, the one DC record every harvester

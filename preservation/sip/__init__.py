@@ -1,6 +1,6 @@
 """SIP intake: strict BagIt validation, safe unpacking of serialised bags, payload staging.
 
-The first stages of ingest (DESIGN.md §3, "validate" and "stage") and the safety
+The first stages of ingest (docs/architecture.md §3.2, §3.3: "validate" and "stage") and the safety
 rules of §9 live here. A bag directory is judged by :func:`validate_bag`, which
 lists every problem rather than the first; a ``.tar``/``.tar.gz``/``.zip`` is
 first unpacked by :func:`open_serialised_bag` under size, count and ratio limits;

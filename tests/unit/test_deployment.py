@@ -1,4 +1,4 @@
-"""compose.yaml is a valid deployment; the Celery app has the queues of DESIGN §6."""
+"""compose.yaml is a valid deployment; the Celery app has the queues of docs/architecture.md §6."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN §2: the library never imports the workers; the distributed engine is plugged in."""
+"""docs/architecture.md §2.3: the library never imports the workers; the engine is plugged in."""
 
 from __future__ import annotations
 
