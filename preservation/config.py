@@ -8,6 +8,7 @@ to start over, and an operator can point every component at one volume.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +59,10 @@ class Settings(BaseSettings):
 
     # Hot folders.
     quiescent_seconds: float = 5.0
+    # A directory bag whose Payload-Oxum does not match what is on disk and that has
+    # not changed for this long is taken anyway, and rejected by validation with its
+    # report (preservation/hotfolder.py). None: 10 x quiescent_seconds.
+    incomplete_bag_seconds: float | None = None
     keep_sips: bool = False  # the default for tenants whose rules do not say
     # Per-tenant archiving rules (preservation/rules.py); None: <home>/archiving-rules.json.
     rules_file: Path | None = None
@@ -102,7 +107,9 @@ class Settings(BaseSettings):
     def catalog_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{self.home_dir / 'catalog.sqlite'}"
+        # Quoted: SQLAlchemy unquotes the path, and a "%41" or "?" in a folder name
+        # would otherwise put the catalogue somewhere else than in the data root.
+        return f"sqlite:///{quote(str(self.home_dir / 'catalog.sqlite'))}"
 
     def ensure_dirs(self) -> None:
         for d in (

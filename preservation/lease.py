@@ -35,7 +35,7 @@ from preservation.catalog import service
 from preservation.catalog.database import session_scope
 from preservation.errors import SIPBusyError
 
-__all__ = ["hold_sip_lease", "lease_owner"]
+__all__ = ["hold_sip_lease", "lease_is_live", "lease_owner"]
 
 log = logging.getLogger("preservation.lease")
 
@@ -66,6 +66,19 @@ def _dead_local_holder(holder: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def lease_is_live(owner: str | None, expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a lease still stands for a runner: unexpired, and not a process known dead.
+
+    A holder killed on this host is dead at once, not when its lease runs out,
+    so ``status`` can say "interrupted" without waiting for the expiry.
+    """
+    if owner is None or expires_at is None:
+        return False
+    if expires_at.tzinfo is None:  # SQLite hands back naive UTC
+        expires_at = expires_at.replace(tzinfo=UTC)
+    return expires_at > now and not _dead_local_holder(owner)
 
 
 def _take(

@@ -9,7 +9,7 @@ The CLI runs the stages in-process; Celery tasks call the same functions.
 Staging area of one SIP (``<home>/staging/<sip-id>/``)::
 
     unpacked/                  a serialised bag, unpacked safely
-    aip/                       the AIP version 1 bag being built (DESIGN §4)
+    aip/                       the AIP version 1 bag being built (docs/architecture.md §4)
       data/representations/rep1/data/...   payload, copied once during `stage`
     <aip-id>.v1.tar            the serialised AIP, written by `package`
 """
@@ -37,6 +37,7 @@ from preservation.errors import (
     InvalidSIPError,
     PreservationError,
     SIPBusyError,
+    SIPPendingError,
     SiteUnavailableError,
     TransientError,
 )
@@ -75,7 +76,10 @@ class IngestResult:
     aip_id: str | None = None
     rejected_to: str | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
+    # The validate stage's warnings (rule, message, ...), e.g. "duplicate-payload".
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # why the run stopped short, when it did
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,7 +87,9 @@ class IngestResult:
             "state": self.state,
             "aip_id": self.aip_id,
             "rejected_to": self.rejected_to,
+            "error": self.error,
             "problems": self.problems,
+            "warnings": self.warnings,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -139,12 +145,30 @@ def sip_bag_dir(ctx: Context, sip: SIP) -> Path:
 
 
 def receive(ctx: Context, path: Path, *, tenant: str, sip_id: str | None = None) -> str:
-    """Register a submission; nothing is read or moved yet. Idempotent by ``sip_id``."""
-    from preservation.rules import rules_for
+    """Register a submission; nothing is read or moved yet. Idempotent by ``sip_id``.
 
+    A new submission (no ``sip_id``) of a path that already has a SIP in
+    flight for the tenant is refused: resuming both would make two AIPs of
+    one bag. The tenant id is checked here too, so no way in can skip it.
+    """
+    from preservation.rules import rules_for
+    from preservation.tenants import check_tenant_id
+
+    check_tenant_id(tenant, source="tenant")
     path = Path(os.path.abspath(path))
     organisation = rules_for(ctx.settings, tenant).organisation
     with session_scope(ctx.sessions) as s:
+        if sip_id is None:
+            for earlier in service.sips_from_source(s, tenant, str(path)):
+                raise SIPPendingError(
+                    f"{path} already has SIP {earlier.id} in flight ({earlier.state.value}, "
+                    f"stage {earlier.stage or '-'}); finish it with `preservation resume "
+                    f"{earlier.id}` or end it with `preservation sip discard {earlier.id} "
+                    "--yes`",
+                    sip_id=earlier.id,
+                    path=path,
+                    rule="sip-in-flight",
+                )
         service.ensure_tenant(s, tenant, organisation)
         sip = service.create_sip(
             s, tenant_id=tenant, name=bag_name(path), source_path=str(path), sip_id=sip_id
@@ -152,17 +176,28 @@ def receive(ctx: Context, path: Path, *, tenant: str, sip_id: str | None = None)
         return sip.id
 
 
-def scan_and_claim(ctx: Context, *, submit: Callable[[str], None]) -> list[str]:
+def scan_and_claim(
+    ctx: Context,
+    *,
+    submit: Callable[[str], None],
+    skipped: Callable[[Any], None] | None = None,
+) -> list[str]:
     """One pass over the hot folders: claim every ready bag, register it, hand it on.
 
     The claim folder's name is the SIP id, so a watcher that died between the
     claim and the catalogue write is finished by the next scan, not duplicated.
+    Each bag not taken is handed to ``skipped`` (a ``hotfolder.Candidate``, with
+    its reason) for the caller to tell; folders that are not valid tenant ids
+    are never scanned (``hotfolder.invalid_tenant_folders`` lists them).
     """
     from preservation import hotfolder
 
     started: list[str] = []
     for candidate in hotfolder.find_ready(
-        ctx.settings.ingest_dir, quiescent_seconds=ctx.settings.quiescent_seconds
+        ctx.settings.ingest_dir,
+        quiescent_seconds=ctx.settings.quiescent_seconds,
+        incomplete_bag_seconds=ctx.settings.incomplete_bag_seconds,
+        skipped=skipped,
     ):
         claimed = hotfolder.claim(candidate)
         if claimed is not None:
@@ -231,9 +266,24 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
             problems=missing,
             sip_id=sip_id,
         )
+    duplicates = _duplicate_problems(ctx, sip_id, tenant_id, info, [f.sha256 for f in staged])
+    duplicate_of = list(dict.fromkeys(p["aip_id"] for p in duplicates))
+    if any(p["severity"] == "error" for p in duplicates):
+        reject(
+            ctx,
+            sip_id,
+            duplicates,
+            stage_name="validate",
+            event_objects={"duplicate_of": duplicate_of},
+        )
+        raise InvalidSIPError(
+            f"{sip.name}: repeats tenant {tenant_id}'s AIP(s) {', '.join(duplicate_of)}",
+            problems=duplicates,
+            sip_id=sip_id,
+        )
     failpoint("validate")
     oxum = payload_oxum(bag)
-    warnings = [p.to_dict() for p in report.problems if p.severity == "warning"]
+    warnings = [p.to_dict() for p in report.problems if p.severity == "warning"] + duplicates
     rows: list[dict[str, Any]] = [
         {
             "original_name": f.relpath,
@@ -261,9 +311,11 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
             sip_id=sip_id,
             type="validation",
             outcome="success" if not warnings else "warning",
-            detail="BagIt RFC 8493 (strict), path safety, fetch.txt completeness",
+            detail="BagIt RFC 8493 (strict), path safety, fetch.txt completeness"
+            + "".join(f"; {p['message']}" for p in duplicates),
             outcome_detail=json.dumps(warnings, ensure_ascii=False) if warnings else "",
             agents=agents,
+            objects={"duplicate_of": duplicate_of} if duplicate_of else None,
         )
         service.record_event(
             s,
@@ -305,6 +357,65 @@ def _missing_required_bag_info(
         for label in rules_for(ctx.settings, tenant).required_bag_info
         if label.lower() not in present
     ]
+
+
+def _duplicate_problems(
+    ctx: Context, sip_id: str, tenant: str, info: dict[str, list[str]], sha256s: list[str]
+) -> list[dict[str, Any]]:
+    """The tenant's AIPs this bag repeats, by payload or by External-Identifier, as problems.
+
+    The same payload is the same multiset of sha256 digests as an AIP's
+    version-1 files (names aside); an empty payload repeats nothing. Only the
+    tenant's own AIPs are looked at, so another tenant's are neither counted
+    nor named; an AIP whose SIP was rejected does not count, a pending one
+    does. The tenant rule ``on_duplicate`` sets the severity: ``warn`` (the
+    default) a warning, ``reject`` an error.
+    """
+    from preservation.catalog import AIPState
+    from preservation.rules import rules_for
+
+    severity = "error" if rules_for(ctx.settings, tenant).on_duplicate == "reject" else "warning"
+    identifiers = [
+        v.strip()
+        for label, values in info.items()
+        if label.lower() == "external-identifier"
+        for v in values
+        if v.strip()
+    ]
+    found: list[tuple[str, str | None, str, Any]] = []
+    with session_scope(ctx.sessions) as s:
+        for aip in service.aips_with_payload(s, tenant, sha256s, exclude_sip_id=sip_id):
+            found.append(("duplicate-payload", None, "payload identical to", aip))
+        for aip in service.aips_with_external_identifier(
+            s, tenant, identifiers, exclude_sip_id=sip_id
+        ):
+            said = f"External-Identifier {aip.external_identifier!r} already names"
+            found.append(("duplicate-external-identifier", "bag-info.txt", said, aip))
+        problems = []
+        for rule, file, said, aip in found:
+            when = aip.created_at
+            when = when.astimezone(UTC) if when.tzinfo else when
+            pending = ", not yet committed" if aip.state is AIPState.PENDING else ""
+            problems.append(
+                {
+                    "severity": severity,
+                    "file": file,
+                    "rule": rule,
+                    "message": f"{said} AIP {aip.id} (bag {aip.source_bag_name}, "
+                    f"ingested {when:%Y-%m-%d}{pending})",
+                    "aip_id": aip.id,
+                }
+            )
+        return problems
+
+
+def _validation_warnings(ctx: Context, sip_id: str) -> list[dict[str, Any]]:
+    """The warnings the validate stage recorded for a SIP (in its validation event)."""
+    with session_scope(ctx.sessions) as s:
+        for ev in service.list_events(s, sip_id=sip_id):
+            if ev.type == "validation" and ev.outcome == "warning" and ev.outcome_detail:
+                return list(json.loads(ev.outcome_detail))
+    return []
 
 
 # -- stage 4: identify ------------------------------------------------------------------------
@@ -622,17 +733,25 @@ def reject(
     *,
     stage_name: str,
     rejected_root: Path | None = None,
+    event_type: str = "validation",
+    event_detail: str | None = None,
+    event_objects: dict[str, Any] | None = None,
 ) -> Path:
     """Put the bag aside with a report saying every problem; the bytes stay as they came.
 
     A bag inside the data root (a hot folder) is moved with one rename; a bag
     elsewhere (the CLI's argument) is left where it is and copied, so the
-    submitter's own copy is never touched.
+    submitter's own copy is never touched. The report's ``source`` is the path
+    the submitter gave or dropped the bag at; for a hot-folder bag the claim
+    folder it was read from is ``claimed_as``.
     """
+    from preservation.hotfolder import dropped_path
+
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         source = Path(sip.source_path)
         from_hot_folder = _inside(source, ctx.settings.ingest_dir)
+        dropped = dropped_path(source) if from_hot_folder else None
         root = rejected_root or (
             ctx.settings.ingest_dir / sip.tenant_id / "rejected"
             if from_hot_folder
@@ -647,7 +766,8 @@ def reject(
             "sip_id": sip_id,
             "tenant": sip.tenant_id,
             "bag": sip.name,
-            "source": str(source),
+            "source": str(dropped or source),
+            **({"claimed_as": str(source)} if dropped else {}),
             "stage": stage_name,
             "valid": False,
             "problems": problems,
@@ -663,11 +783,12 @@ def reject(
             s,
             tenant_id=sip.tenant_id,
             sip_id=sip_id,
-            type="validation",
-            outcome="failure",
-            detail=f"rejected at stage {stage_name}",
+            type=event_type,
+            outcome="failure" if event_type == "validation" else "success",
+            detail=event_detail or f"rejected at stage {stage_name}",
             outcome_detail=json.dumps(problems[:50], ensure_ascii=False),
             agents={"executing program": [SOFTWARE_AGENT]},
+            objects=event_objects,
         )
         service.set_sip_state(
             s,
@@ -770,9 +891,10 @@ def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
             sip_id,
             seconds=ctx.settings.lease_seconds,
             part=part,
-            stage=f"{name} (running)",  # `status` shows the stage at work
+            stage=f"{part or name} (running)",  # `status` shows the stage at work
         ):
             STAGE_FUNCTIONS[name](ctx, sip_id, *args)
+        _clear_error_of_earlier_stage(ctx, sip_id, name, part)
         _log_stage(sip_id, name, started, "done")
     except InvalidSIPError:
         _log_stage(sip_id, name, started, "rejected")
@@ -784,10 +906,38 @@ def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
         _log_stage(sip_id, name, started, "failed", error=f"{type(err).__name__}: {err}")
         with session_scope(ctx.sessions) as s:
             sip = service.get_sip(s, sip_id)
-            sip.stage = name
-            sip.last_error = f"{type(err).__name__}: {err}"
+            sip.stage = part or name
+            # Prefixed with the stage, which `stage` itself does not keep (the next
+            # runner's "(running)" overwrites it): see _clear_error_of_earlier_stage.
+            sip.last_error = f"{part or name}: {type(err).__name__}: {err}"
             sip.attempts = (sip.attempts or 0) + 1
         raise
+
+
+_STAGE_ORDER = {"validate": 0, "identify": 1, "describe": 2, "package": 3, "store": 4}
+_STAGE_ORDER |= {"store_all": 4, "commit": 5}
+
+
+def _clear_error_of_earlier_stage(ctx: Context, sip_id: str, name: str, part: str) -> None:
+    """A stage that succeeds makes an earlier stage's error history, not news.
+
+    Only errors of this stage or earlier ones are cleared: one site's store
+    succeeding says nothing about the other site's failure (``store:site-a``
+    is not ``store:site-b``), which stays until that site's store or the
+    commit succeeds.
+    """
+    with session_scope(ctx.sessions) as s:
+        sip = service.get_sip(s, sip_id)
+        if not sip.last_error:
+            return
+        failed = sip.last_error.split(": ", 1)[0]
+        base = failed.split(":", 1)[0]
+        if (
+            failed == (part or name)
+            or _STAGE_ORDER.get(base, -1) < _STAGE_ORDER[name]
+            or (name == "store_all" and base == "store")
+        ):
+            sip.last_error = None
 
 
 def run_ingest(
@@ -891,8 +1041,19 @@ def resume(
     for sip_id in sip_ids if sip_ids is not None else pending_sips(ctx):
         try:
             out.append(run_sip(ctx, sip_id, wait_seconds=wait_seconds))
-        except TransientError:
-            out.append(result_of(ctx, sip_id))
+        except TransientError as err:
+            result = result_of(ctx, sip_id)
+            result.error = err.message
+            out.append(result)
+        except Exception as err:  # noqa: BLE001 - one broken SIP must not stop the others
+            log.exception("resume: SIP %s failed", sip_id)
+            try:
+                result = result_of(ctx, sip_id)
+            except PreservationError:
+                result = IngestResult(sip_id=sip_id, state="unknown")
+            message = err.message if isinstance(err, PreservationError) else str(err)
+            result.error = f"{type(err).__name__}: {message}"
+            out.append(result)
     return out
 
 
@@ -909,4 +1070,5 @@ def result_of(ctx: Context, sip_id: str) -> IngestResult:
             report = Path(result.rejected_to) / "report.json"
             if report.is_file():
                 result.problems = json.loads(report.read_text()).get("problems", [])
+        result.warnings = _validation_warnings(ctx, sip_id)
         return result

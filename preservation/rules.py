@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from preservation.config import Settings
 from preservation.errors import ConfigurationError
 
-__all__ = ["TenantRules", "load_rules", "rules_for"]
+__all__ = ["TenantRules", "load_rules", "missing_bag_info", "rules_for"]
 
 SCHEMA_NAME = "archiving-rules.schema.json"
 
@@ -31,6 +31,8 @@ class TenantRules:
     organisation: str | None = None
     keep_sips: bool = False
     required_bag_info: tuple[str, ...] = ()
+    # A bag repeating one of the tenant's AIPs (same payload or External-Identifier).
+    on_duplicate: Literal["warn", "reject"] = "warn"
 
 
 def _rules_path(settings: Settings) -> Path:
@@ -77,4 +79,20 @@ def rules_for(
         organisation=merged.get("organisation"),
         keep_sips=bool(merged.get("keep_sips", False)),
         required_bag_info=tuple(merged.get("required_bag_info", ())),
+        on_duplicate="reject" if merged.get("on_duplicate") == "reject" else "warn",
     )
+
+
+def missing_bag_info(rules: TenantRules, info: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The tenant's required bag-info labels that are absent or empty, as report problems."""
+    present = {label.lower() for label, values in info.items() if any(v.strip() for v in values)}
+    return [
+        {
+            "severity": "error",
+            "file": "bag-info.txt",
+            "rule": "tenant-required-bag-info",
+            "message": f"tenant {rules.tenant}'s archiving rules require {label!r} with a value",
+        }
+        for label in rules.required_bag_info
+        if label.lower() not in present
+    ]

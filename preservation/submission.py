@@ -1,6 +1,14 @@
-"""Handing a SIP to the distributed engine, chosen by dotted path in the settings.
+"""Submissions at the door, and handing a SIP to the distributed engine.
 
-The library never imports ``workers/`` (DESIGN §2): the Celery app, its
+What is refused before anything is registered lives here, so that every way
+in (the CLI, later the API) refuses the same things the same way: a path
+that is not a bag is reported and never copied, moved or given a SIP row.
+``validate_submission`` is the same strict check ingest makes, without a
+catalogue and without writing anywhere but a temporary folder.
+
+The distributed engine is chosen by dotted path in the settings.
+
+The library never imports ``workers/`` (docs/architecture.md, §2.3 Layering): the Celery app, its
 queues and the shape of the ingest workflow belong to the workers. When a
 broker is configured, the CLI and the watcher hand a received SIP to the
 callable named by ``PRESERVATION_SUBMITTER`` (default
@@ -11,13 +19,125 @@ Another engine plugs in by naming its own callable.
 from __future__ import annotations
 
 import importlib
+import os
+import stat
+import tempfile
 from collections.abc import Callable
-from typing import cast
+from pathlib import Path
+from typing import Any, cast
 
 from preservation.config import Settings
-from preservation.errors import ConfigurationError
+from preservation.errors import ConfigurationError, InvalidSIPError
 
-__all__ = ["load_submitter"]
+__all__ = ["NOT_A_BAG", "load_submitter", "refuse_if_not_a_bag", "validate_submission"]
+
+NOT_A_BAG = "not-a-bag"
+SERIALISED_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+
+
+def refuse_if_not_a_bag(path: Path) -> None:
+    """Raise with a report when ``path`` cannot be a bag; the path is only looked at.
+
+    A symbolic link is let through: validation rejects it with its own rule.
+    """
+
+    def refuse(rule: str, message: str) -> None:
+        problem = {"severity": "error", "file": str(path), "rule": rule, "message": message}
+        raise InvalidSIPError(f"{path}: {message}", problems=[problem], path=path, rule=rule)
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        refuse("no-such-path", "no such file or directory")
+        return
+    except OSError as exc:
+        refuse("unreadable-path", f"cannot be read: {exc.strerror}")
+        return
+    if stat.S_ISLNK(st.st_mode):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if not (path / "bagit.txt").is_file():
+            refuse(
+                NOT_A_BAG,
+                "a folder with no bagit.txt is not a BagIt bag (RFC 8493 §2.1.1); "
+                "make it a bag first (e.g. `bagit.py --sha256 FOLDER`)",
+            )
+        return
+    if not stat.S_ISREG(st.st_mode) or not path.name.lower().endswith(SERIALISED_SUFFIXES):
+        refuse(
+            NOT_A_BAG,
+            "not a bag: expected a folder with bagit.txt, or a .tar, .tar.gz, .tgz or .zip of one",
+        )
+
+
+def validate_submission(
+    settings: Settings, path: Path, *, tenant: str | None = None, processes: int = 2
+) -> dict[str, Any]:
+    """The strict validation report of a bag, as one dict whatever the outcome.
+
+    With ``tenant``, the tenant's archiving rules apply too. A serialised bag
+    is unpacked into a temporary folder: under the data root when one is set
+    explicitly (it has room for bags; /tmp is often small or in RAM),
+    otherwise in the system's temporary folder, never under the current one.
+    """
+    from preservation.rules import missing_bag_info, rules_for
+    from preservation.sip import open_serialised_bag, read_bag_info, validate_bag
+    from preservation.tenants import check_tenant_id
+
+    rules = rules_for(settings, check_tenant_id(tenant, source="--tenant")) if tenant else None
+    base: Path | None = None
+    if "home" in settings.model_fields_set:
+        try:
+            settings.staging_dir.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryDirectory(prefix="validate-", dir=settings.staging_dir).cleanup()
+            base = settings.staging_dir
+        except OSError:  # a data root that cannot be written: the system's temp will do
+            base = None
+    report: dict[str, Any] = {
+        "bag": str(path),
+        "tenant": tenant,
+        "valid": False,
+        "bagit_version": None,
+        "algorithms": [],
+        "files_hashed": 0,
+        "bytes_hashed": 0,
+        "error_count": 0,
+        "warning_count": 0,
+        "problems": [],
+    }
+    try:
+        with tempfile.TemporaryDirectory(prefix="validate-", dir=base) as tmp:
+            refuse_if_not_a_bag(path)
+            bag = path
+            if path.is_file() and path.name.lower().endswith(SERIALISED_SUFFIXES):
+                bag = open_serialised_bag(
+                    path,
+                    Path(tmp),
+                    max_bytes=settings.unpack_max_bytes,
+                    max_members=settings.unpack_max_members,
+                    max_ratio=settings.unpack_max_ratio,
+                )
+            result = validate_bag(bag, processes=processes)
+            report |= result.to_dict() | {"bag": str(path)}
+            if rules is not None and result.valid:
+                problems = missing_bag_info(rules, read_bag_info(bag))
+                report["problems"] += problems
+    except InvalidSIPError as err:
+        report["problems"] = [
+            p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in err.problems
+        ] or [
+            {
+                "severity": "error",
+                "file": err.path,
+                "rule": err.context.get("rule", type(err).__name__),
+                "message": err.message,
+                "rfc8493": None,
+            }
+        ]
+    report["error_count"] = sum(p.get("severity") == "error" for p in report["problems"])
+    report["warning_count"] = sum(p.get("severity") == "warning" for p in report["problems"])
+    report["valid"] = report["error_count"] == 0 and report["bagit_version"] is not None
+    return report
 
 
 def load_submitter(settings: Settings) -> Callable[[str], None]:

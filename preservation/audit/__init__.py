@@ -5,6 +5,20 @@ front to back) and runs it; the CLI's ``preservation audit`` and the Celery
 task on the ``audit`` queue are thin shells over it.
 """
 
-from preservation.audit.fixity import AuditReport, CopyVerdict, audit_copies, plan_audit
+from preservation.audit.fixity import (
+    AuditReport,
+    CopyVerdict,
+    ReplicationFinding,
+    audit_copies,
+    plan_audit,
+    under_replicated_versions,
+)
 
-__all__ = ["AuditReport", "CopyVerdict", "audit_copies", "plan_audit"]
+__all__ = [
+    "AuditReport",
+    "CopyVerdict",
+    "ReplicationFinding",
+    "audit_copies",
+    "plan_audit",
+    "under_replicated_versions",
+]

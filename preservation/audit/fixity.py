@@ -6,6 +6,12 @@ PREMIS ``fixity check`` event per copy, a failed copy marked FAILED so that
 or cartridge is held elsewhere is *skipped*: no verdict, the next audit reads
 it. What this module adds is the order (cartridge by cartridge, in tape
 position, so a cartridge is mounted once per audit) and the summary.
+
+Reading copies back only proves the copies that exist. An active version
+with fewer verified copies than there are sites (one lost to a failed
+cartridge, a row discarded by hand) breaks the archive's promise just as a
+bad checksum does, so the audit also counts copies per version and reports
+every version short of one verified copy per site as a finding.
 """
 
 from __future__ import annotations
@@ -17,7 +23,14 @@ from typing import Any
 from preservation.context import Context
 from preservation.errors import DeviceBusyError, SiteUnavailableError
 
-__all__ = ["AuditReport", "CopyVerdict", "audit_copies", "plan_audit"]
+__all__ = [
+    "AuditReport",
+    "CopyVerdict",
+    "ReplicationFinding",
+    "audit_copies",
+    "plan_audit",
+    "under_replicated_versions",
+]
 
 
 @dataclass(frozen=True)
@@ -32,10 +45,21 @@ class CopyVerdict:
     detail: str
 
 
+@dataclass(frozen=True)
+class ReplicationFinding:
+    """An active version that lacks a verified copy at some site."""
+
+    aip_id: str
+    version: int
+    verified_sites: tuple[str, ...]
+    missing_sites: tuple[str, ...]
+
+
 @dataclass
 class AuditReport:
     site: str | None
     copies: list[CopyVerdict] = field(default_factory=list)
+    under_replicated: list[ReplicationFinding] = field(default_factory=list)
 
     @property
     def failed(self) -> list[CopyVerdict]:
@@ -47,8 +71,8 @@ class AuditReport:
 
     @property
     def clean(self) -> bool:
-        """Every copy read and matched: nothing failed, nothing left unread."""
-        return not self.failed and not self.skipped
+        """Every copy read and matched, nothing left unread, every version whole."""
+        return not self.failed and not self.skipped and not self.under_replicated
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +82,7 @@ class AuditReport:
             "matched": len(self.copies) - len(self.failed) - len(self.skipped),
             "failed": [asdict(c) for c in self.failed],
             "skipped": [asdict(c) for c in self.skipped],
+            "under_replicated": [asdict(f) for f in self.under_replicated],
             "copies": [asdict(c) for c in self.copies],
         }
 
@@ -107,4 +132,43 @@ def audit_copies(
         )
         if progress:
             progress(done, len(plan))
+    report.under_replicated = under_replicated_versions(ctx, site)
     return report
+
+
+def under_replicated_versions(ctx: Context, site: str | None = None) -> list[ReplicationFinding]:
+    """Active versions without a verified copy on a healthy cartridge at every site.
+
+    Read after the copies are checked, so a copy this audit just failed
+    counts as missing. With ``site``, only versions missing that site's copy.
+    """
+    from sqlalchemy import select
+
+    from preservation.catalog import AIP, AIPState, AIPVersion, Cartridge, CopyStatus, TapeCopy
+    from preservation.catalog.database import session_scope
+    from preservation.storage.planning import BAD_CARTRIDGE_STATES
+
+    sites = tuple(ctx.settings.sites)
+    verified: dict[tuple[str, int], set[str]] = {}
+    with session_scope(ctx.sessions) as session:
+        for aip_id, number in session.execute(
+            select(AIPVersion.aip_id, AIPVersion.number)
+            .join(AIP, AIP.id == AIPVersion.aip_id)
+            .where(AIP.state == AIPState.ACTIVE, AIPVersion.committed_at.is_not(None))
+        ):
+            verified[(aip_id, number)] = set()
+        for aip_id, number, copy_site, cstate in session.execute(
+            select(AIPVersion.aip_id, AIPVersion.number, TapeCopy.site, Cartridge.state)
+            .join(TapeCopy, TapeCopy.aip_version_id == AIPVersion.id)
+            .join(Cartridge, Cartridge.barcode == TapeCopy.barcode)
+            .join(AIP, AIP.id == AIPVersion.aip_id)
+            .where(AIP.state == AIPState.ACTIVE, TapeCopy.status == CopyStatus.VERIFIED)
+        ):
+            if (aip_id, number) in verified and cstate not in BAD_CARTRIDGE_STATES:
+                verified[(aip_id, number)].add(copy_site)
+    findings = []
+    for (aip_id, number), have in sorted(verified.items()):
+        missing = tuple(s for s in sites if s not in have)
+        if missing and (site is None or site in missing):
+            findings.append(ReplicationFinding(aip_id, number, tuple(sorted(have)), missing))
+    return findings

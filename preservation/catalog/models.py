@@ -87,6 +87,7 @@ class SIPState(enum.StrEnum):
 class AIPState(enum.StrEnum):
     PENDING = "pending"  # packaged, not yet two verified copies
     ACTIVE = "active"  # every version has two verified copies at two sites
+    DISCARDED = "discarded"  # its SIP was discarded before commit; never active
 
 
 class CopyStatus(enum.StrEnum):

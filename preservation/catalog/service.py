@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -32,11 +33,17 @@ from preservation.catalog.models import (
     Tenant,
     utcnow,
 )
-from preservation.errors import NotFoundError
+from preservation.errors import AmbiguousIdError, InvalidRequestError, NotFoundError
+
+#: The shortest id prefix accepted where a full UUID is expected: `status` prints 8.
+MIN_ID_PREFIX = 8
 
 __all__ = [
+    "MIN_ID_PREFIX",
     "add_staged_files",
     "agents_by_identifier",
+    "aips_with_external_identifier",
+    "aips_with_payload",
     "assign_files_to_version",
     "count_sips_by_state",
     "create_aip",
@@ -55,7 +62,10 @@ __all__ = [
     "list_sips",
     "record_event",
     "record_identifications",
+    "resolve_aip_id",
+    "resolve_sip_id",
     "set_sip_state",
+    "sips_from_source",
     "stalled_sips",
     "take_lease",
     "touch_sip",
@@ -154,6 +164,48 @@ def list_sips(
     if states:
         stmt = stmt.where(SIP.state.in_(list(states)))
     return list(session.scalars(stmt))
+
+
+def sips_from_source(session: Session, tenant_id: str, source_path: str) -> list[SIP]:
+    """SIPs of this tenant still in flight from the same submitted path."""
+    stmt = select(SIP).where(
+        SIP.tenant_id == tenant_id,
+        SIP.source_path == source_path,
+        SIP.state.not_in([SIPState.COMMITTED, SIPState.REJECTED]),
+    )
+    return list(session.scalars(stmt))
+
+
+def _resolve_id(session: Session, column: Any, text: str, what: str) -> str:
+    """A full id, or a unique prefix of at least MIN_ID_PREFIX characters, as a full id."""
+    text = text.strip().lower()
+    if len(text) < MIN_ID_PREFIX:
+        raise InvalidRequestError(
+            f"{what} id {text!r} is too short: give the full id or at least "
+            f"{MIN_ID_PREFIX} characters of it",
+            rule="id-prefix",
+        )
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    found = list(
+        session.scalars(select(column).where(column.like(escaped + "%", escape="\\")).limit(6))
+    )
+    if not found:
+        raise NotFoundError(f"no {what} {text}", **{f"{what.lower()}_id": text})
+    if len(found) > 1 and text not in found:
+        shown = ", ".join(sorted(found)[:5]) + (", ..." if len(found) > 5 else "")
+        raise AmbiguousIdError(
+            f"{what} id prefix {text!r} names more than one {what}: {shown}; give more of it",
+            rule="id-prefix",
+        )
+    return text if text in found else found[0]
+
+
+def resolve_sip_id(session: Session, text: str) -> str:
+    return _resolve_id(session, SIP.id, text, "SIP")
+
+
+def resolve_aip_id(session: Session, text: str) -> str:
+    return _resolve_id(session, AIP.id, text, "AIP")
 
 
 def stalled_sips(session: Session, *, older_than: datetime, limit: int = 500) -> list[SIP]:
@@ -357,6 +409,97 @@ def find_aips(
         stmt = stmt.where(AIP.external_identifier == external_identifier)
     if name:
         stmt = stmt.where(AIP.source_bag_name == name)
+    return list(session.scalars(stmt))
+
+
+#: sha256 of zero bytes: the digest most payloads share, a poor probe for candidates.
+_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+_CANDIDATE_BATCH = 500
+
+
+def aips_with_payload(
+    session: Session,
+    tenant_id: str,
+    sha256s: Sequence[str],
+    *,
+    exclude_sip_id: str | None = None,
+    limit: int = 10,
+) -> list[AIP]:
+    """The tenant's AIPs whose version-1 files carry exactly these sha256 digests, oldest first.
+
+    The digests compare as a multiset: file names do not matter, how many files
+    carry each digest does. An AIP's version-1 files are the files its SIP
+    staged. An AIP whose SIP was rejected (or discarded) does not count; a
+    pending one does. An empty payload matches nothing.
+
+    Never reads all the tenant's files: one statement finds the candidates,
+    AIPs of SIPs with as many files of which one has a chosen digest (through
+    the index on ``files.sha256``); one grouped statement per 500 candidates
+    then counts their digests.
+    """
+    wanted = Counter(sha256s)
+    if not wanted:
+        return []
+    probe = min((d for d in wanted if d != _EMPTY_SHA256), default=_EMPTY_SHA256)
+    stmt = (
+        select(AIP)
+        .join(SIP, SIP.id == AIP.sip_id)
+        .where(
+            AIP.tenant_id == tenant_id,
+            SIP.tenant_id == tenant_id,
+            SIP.state != SIPState.REJECTED,
+            SIP.file_count == len(sha256s),
+            SIP.id.in_(select(File.sip_id).where(File.sha256 == probe)),
+        )
+        .order_by(AIP.created_at, AIP.id)
+    )
+    if exclude_sip_id is not None:
+        stmt = stmt.where(SIP.id != exclude_sip_id)
+    candidates = list(session.scalars(stmt))
+    found: list[AIP] = []
+    for start in range(0, len(candidates), _CANDIDATE_BATCH):
+        batch = candidates[start : start + _CANDIDATE_BATCH]
+        counts: dict[str, Counter[str]] = {a.sip_id: Counter() for a in batch}
+        for sip_id, digest, n in session.execute(
+            select(File.sip_id, File.sha256, func.count())
+            .where(File.sip_id.in_(list(counts)))
+            .group_by(File.sip_id, File.sha256)
+        ):
+            counts[sip_id][digest] = n
+        found += [a for a in batch if counts[a.sip_id] == wanted]
+        if len(found) >= limit:
+            break
+    return found[:limit]
+
+
+def aips_with_external_identifier(
+    session: Session,
+    tenant_id: str,
+    identifiers: Iterable[str],
+    *,
+    exclude_sip_id: str | None = None,
+    limit: int = 10,
+) -> list[AIP]:
+    """The tenant's AIPs whose External-Identifier is one of these, oldest first.
+
+    As for :func:`aips_with_payload`, an AIP of a rejected SIP does not count.
+    """
+    wanted = sorted({i for i in identifiers if i})
+    if not wanted:
+        return []
+    stmt = (
+        select(AIP)
+        .join(SIP, SIP.id == AIP.sip_id)
+        .where(
+            AIP.tenant_id == tenant_id,
+            AIP.external_identifier.in_(wanted),
+            SIP.state != SIPState.REJECTED,
+        )
+        .order_by(AIP.created_at, AIP.id)
+        .limit(limit)
+    )
+    if exclude_sip_id is not None:
+        stmt = stmt.where(SIP.id != exclude_sip_id)
     return list(session.scalars(stmt))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,14 +13,22 @@ from preservation.cli.terminal import (
 )
 
 
+def resolve_aip(ctx: Any, text: str) -> str:
+    """A full AIP id from a full id or a unique prefix (8+ characters, as `status` prints)."""
+    from preservation.catalog import service, session_scope
+
+    with session_scope(ctx.sessions) as s:
+        return service.resolve_aip_id(s, text)
+
+
 def show(
-    aip_id: Annotated[str, typer.Argument(help="The AIP's UUID.")],
+    aip_id: Annotated[str, typer.Argument(help="The AIP's UUID or a unique 8+ character prefix.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show an AIP: files and formats, versions, tape copies, PREMIS events."""
     from preservation.inventory import describe_aip
 
-    data = in_context(as_json, lambda ctx: describe_aip(ctx, aip_id))
+    data = in_context(as_json, lambda ctx: describe_aip(ctx, resolve_aip(ctx, aip_id)))
     if as_json:
         out.print_json(data=data)
         return

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from preservation.cli.terminal import (
+    EXIT_INTERRUPTED,
     EXIT_INVALID,
     err,
     fail,
@@ -18,51 +20,68 @@ from preservation.cli.terminal import (
     out,
     pending,
     progress_bars,
+    usage,
 )
+from preservation.config import Settings
 from preservation.errors import InvalidSIPError, PreservationError, TransientError
 
 
+def _path_argument(value: str, as_json: bool) -> Path:
+    """The bag argument as given; an empty one is a usage error, not the current folder."""
+    if not value.strip():
+        raise usage(
+            "PATH is empty: name a bag folder or a .tar, .tar.gz, .tgz or .zip bag", as_json
+        )
+    return Path(value)
+
+
 def validate(
-    path: Annotated[Path, typer.Argument(help="A bag directory or a .tar/.tar.gz/.zip bag.")],
+    path_text: Annotated[
+        str, typer.Argument(metavar="PATH", help="A bag directory or a .tar/.tar.gz/.zip bag.")
+    ],
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", "-t", help="Also apply this tenant's archiving rules."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Validate a BagIt bag strictly (RFC 8493 plus safety rules). Exit 0 valid, 1 invalid."""
-    import tempfile
+    """Validate a BagIt bag strictly (RFC 8493 plus safety rules). Exit 0 valid, 1 invalid.
 
-    from preservation.pipeline import is_serialised
-    from preservation.sip import open_serialised_bag, validate_bag
+    Nothing is written anywhere but a temporary folder for unpacking a
+    serialised bag, removed at the end.
+    """
+    from preservation.submission import validate_submission
 
-    settings = load_settings()
-    # Unpack where the data root has room for bags, not in /tmp (often small, or RAM).
-    settings.staging_dir.mkdir(parents=True, exist_ok=True)
+    path = _path_argument(path_text, as_json)
     try:
-        with tempfile.TemporaryDirectory(prefix="validate-", dir=settings.staging_dir) as tmp:
-            bag = path
-            if is_serialised(path):
-                bag = open_serialised_bag(
-                    path,
-                    Path(tmp),
-                    max_bytes=settings.unpack_max_bytes,
-                    max_members=settings.unpack_max_members,
-                    max_ratio=settings.unpack_max_ratio,
-                )
-            report = validate_bag(bag, processes=2)
-    except InvalidSIPError as e:
+        # Not load_settings(): validating needs no data root and must not make one.
+        report = validate_submission(Settings(), path, tenant=tenant)
+    except PreservationError as e:
         raise fail(e, as_json) from e
     if as_json:
-        out.print_json(data=report.to_dict())
+        out.print_json(data=report)
     else:
-        for problem in report.problems:
-            err.print(problem.to_text(), highlight=False, markup=False)
-        if report.valid:
+        for problem in report["problems"]:
+            err.print(_problem_text(problem), highlight=False, markup=False)
+        if report["valid"]:
             out.print(f"{path}: valid", highlight=False)
         else:
-            err.print(f"{path}: INVALID ({len(report.errors)} problem(s))", highlight=False)
-    raise typer.Exit(0 if report.valid else EXIT_INVALID)
+            err.print(f"{path}: INVALID ({report['error_count']} problem(s))", highlight=False)
+    raise typer.Exit(0 if report["valid"] else EXIT_INVALID)
+
+
+def _problem_text(p: dict[str, Any]) -> str:
+    where = f" {p['file']}:" if p.get("file") else ""
+    ref = f" (RFC 8493 §{p['rfc8493']})" if p.get("rfc8493") else ""
+    return (
+        f"{p.get('severity', 'error').upper():7} [{p.get('rule')}]{where} {p.get('message')}{ref}"
+    )
 
 
 def ingest(
-    path: Annotated[Path, typer.Argument(help="A bag directory or a serialised bag.")],
+    path_text: Annotated[
+        str, typer.Argument(metavar="PATH", help="A bag directory or a serialised bag.")
+    ],
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="The owning tenant.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
     wait: Annotated[
@@ -77,46 +96,131 @@ def ingest(
 
     With no broker configured every stage runs in this process. With
     PRESERVATION_BROKER_URL set the SIP goes to the Celery workers (the path
-    must be visible to them) and --wait follows its progress.
+    must be visible to them) and --wait follows its progress. Ctrl-C or
+    SIGTERM stops at once and says how to resume (exit 130).
     """
     from preservation.context import open_context
-    from preservation.pipeline import receive, result_of, run_ingest
+    from preservation.pipeline import receive, result_of, run_sip
+    from preservation.submission import refuse_if_not_a_bag
+    from preservation.tenants import check_tenant_id
 
-    if not path.exists() and not path.is_symlink():
-        raise fail(InvalidSIPError(f"{path}: no such file or directory", path=path), as_json)
-    settings = load_settings()
-    ctx = open_context(settings)
+    path = _path_argument(path_text, as_json)
     try:
-        if settings.broker_url:
-            from preservation.submission import load_submitter
-
-            submit = load_submitter(settings)
-            sip_id = receive(ctx, path, tenant=tenant)
-            submit(sip_id)
-            result = (
-                _follow(ctx, sip_id, quiet=as_json, timeout=timeout)
-                if wait
-                else result_of(ctx, sip_id)
-            )
-        else:
-            with progress_bars(not as_json) as progress:
-                result = run_ingest(ctx, path, tenant=tenant, progress=progress)
-        summary = None
-        if result.aip_id and not as_json:
-            from preservation.inventory import describe_aip
-
-            summary = describe_aip(ctx, result.aip_id)
-    except TransientError as e:
-        raise pending(e, as_json) from e
+        check_tenant_id(tenant, source="--tenant")
+        refuse_if_not_a_bag(path)
+    except InvalidSIPError as e:
+        raise _refused(e, path, as_json) from e
     except PreservationError as e:
         raise fail(e, as_json) from e
-    finally:
-        ctx.close()
+    settings = load_settings()
+    sip_id: str | None = None
+    with _interruptible():
+        try:
+            ctx = open_context(settings)
+        except PreservationError as e:
+            raise fail(e, as_json) from e
+        try:
+            sip_id = receive(ctx, path, tenant=tenant)
+            if settings.broker_url:
+                from preservation.submission import load_submitter
+
+                load_submitter(settings)(sip_id)
+                result = (
+                    _follow(ctx, sip_id, quiet=as_json, timeout=timeout)
+                    if wait
+                    else result_of(ctx, sip_id)
+                )
+            else:
+                with progress_bars(not as_json) as progress:
+                    result = run_sip(ctx, sip_id, progress=progress)
+            summary = None
+            if result.aip_id and not as_json:
+                from preservation.inventory import describe_aip
+
+                summary = describe_aip(ctx, result.aip_id)
+        except KeyboardInterrupt:
+            raise _interrupted(ctx, sip_id, as_json) from None
+        except TransientError as e:
+            e.sip_id = e.sip_id or sip_id  # the SIP to resume, whichever stage raised
+            raise pending(e, as_json) from e
+        except PreservationError as e:
+            e.sip_id = e.sip_id or sip_id
+            raise fail(e, as_json) from e
+        finally:
+            ctx.close()
     if as_json:
         out.print_json(data=result.to_dict())
     else:
         _print_result(result, summary)
     raise typer.Exit(0 if result.state != "rejected" else EXIT_INVALID)
+
+
+def _refused(error: InvalidSIPError, path: Path, as_json: bool) -> typer.Exit:
+    """Refused at the door: the report is printed, nothing is registered, copied or moved."""
+    problems = [p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in error.problems]
+    if as_json:
+        out.print_json(
+            data={"sip_id": None, "state": "refused", "path": str(path), "problems": problems}
+        )
+    else:
+        err.print(f"[red]refused[/red]: {escape(str(path))}", highlight=False)
+        for p in problems:
+            err.print("  " + escape(_problem_text(p)), highlight=False)
+        err.print("nothing was registered, copied or moved", highlight=False)
+    return typer.Exit(EXIT_INVALID)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM behaves as Ctrl-C: the stage at work stops, its lease is given back."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(ctx: Any, sip_id: str | None, as_json: bool) -> typer.Exit:
+    """Say where the SIP stopped and the one command that finishes it."""
+    from preservation.catalog import service, session_scope
+
+    if sip_id is None:
+        err.print("interrupted before the SIP was registered; nothing to resume")
+        return typer.Exit(EXIT_INTERRUPTED)
+    try:
+        with session_scope(ctx.sessions) as s:
+            sip = service.get_sip(s, sip_id)
+            state, stage = sip.state.value, (sip.stage or "").removesuffix(" (running)")
+    except Exception:  # noqa: BLE001 - the catalogue itself was cut off: still say the id
+        state, stage = "unknown", "unknown"
+    command = f"preservation resume {sip_id}"
+    if as_json:
+        out.print_json(
+            data={
+                "sip_id": sip_id,
+                "state": "interrupted",
+                "sip_state": state,
+                "stage": stage,
+                "resume": command,
+            }
+        )
+    else:
+        err.print(
+            f"[yellow]interrupted[/yellow]: SIP {sip_id} stopped at stage {stage or '-'} "
+            f"(last finished: {state})",
+            highlight=False,
+        )
+        err.print(f"to finish it: {command}", highlight=False)
+    return typer.Exit(EXIT_INTERRUPTED)
 
 
 def _follow(
@@ -170,6 +274,12 @@ def _print_result(result: Any, summary: dict[str, Any] | None = None) -> None:
     out.print(f"SIP {result.sip_id}: {result.state}", highlight=False)
     if result.aip_id:
         out.print(f"AIP {result.aip_id}", highlight=False)
+    for w in result.warnings:
+        err.print(
+            f"[yellow]warning[/yellow]: {escape(str(w.get('file') or '(bag)'))}: "
+            f"{w.get('rule')}: {escape(str(w.get('message')))}",
+            highlight=False,
+        )
     if summary:
         from collections import Counter
 
@@ -197,7 +307,12 @@ def watch(
     once: Annotated[bool, typer.Option("--once", help="Scan once and exit.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between scans.")] = 5.0,
 ) -> None:
-    """Watch ingest/<tenant>/ folders; ingest in-process, or via the broker when one is set."""
+    """Watch ingest/<tenant>/ folders; ingest in-process, or via the broker when one is set.
+
+    Tells on stderr what it watches, then at each scan every bag it skips and
+    why. A long-running watch tells a skipped bag again only when its reason
+    changes; --once tells every one, every time.
+    """
     import time as _time
 
     from preservation import pipeline
@@ -205,6 +320,9 @@ def watch(
 
     settings = load_settings()
     ctx = open_context(settings)
+    _announce(settings, once=once, interval=interval)
+    # What each skipped bag was last told with, in a long-running watch only.
+    told: dict[Path, str] | None = None if once else {}
     if settings.broker_url:
         from preservation.submission import load_submitter
 
@@ -221,7 +339,7 @@ def watch(
     try:
         while True:
             heartbeat.touch()
-            _scan_once(ctx, submit, embedded=not settings.broker_url)
+            _scan_once(ctx, submit, embedded=not settings.broker_url, told=told)
             if once:
                 break
             _time.sleep(interval)
@@ -231,11 +349,59 @@ def watch(
         ctx.close()
 
 
-def _scan_once(ctx: Any, submit: Callable[[str], None], *, embedded: bool) -> None:
-    """One scan; a failure is reported and the watcher goes on (it is long-running)."""
+def _announce(settings: Any, *, once: bool, interval: float) -> None:
+    """The first line of a watch: the folders, how often, how long a bag must be quiet."""
+    from preservation import hotfolder
+
+    names = [p.name for p in hotfolder.tenant_folders(settings.ingest_dir)]
+    if not names:
+        folders = "no tenant folders yet"
+    else:
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        folders = f"{len(names)} tenant folder{'s' if len(names) > 1 else ''}: {shown}"
+    incomplete = hotfolder.incomplete_wait(
+        settings.quiescent_seconds, settings.incomplete_bag_seconds
+    )
+    _tell(
+        f"watching {settings.ingest_dir}/<tenant>/ ({folders}) "
+        f"{'once' if once else f'every {interval:g}s'}; "
+        f"quiet period {settings.quiescent_seconds:g}s; "
+        f"an incomplete bag is rejected after {incomplete:g}s unchanged"
+    )
+
+
+def _tell(line: str) -> None:
+    # Names come from the file system: no markup, and one line however long.
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _scan_once(
+    ctx: Any,
+    submit: Callable[[str], None],
+    *,
+    embedded: bool,
+    told: dict[Path, str] | None = None,
+) -> None:
+    """One scan; a failure is reported and the watcher goes on (it is long-running).
+
+    Folders that are not valid tenant ids are told at every scan (their bags
+    wait for the operator). A skipped bag is told when ``told`` is None, or
+    when its lasting reason differs from the one ``told`` holds for it;
+    ``told`` is then left holding this scan's skipped bags only, so a bag
+    that comes back is told again.
+    """
     import logging
 
-    from preservation import pipeline
+    from preservation import hotfolder, pipeline
+    from preservation.tenants import TENANT_ID_RULE
+
+    seen: dict[Path, str] = {}
+
+    def skipped(candidate: Any) -> None:
+        lasting = candidate.lasting_reason
+        if told is None or told.get(candidate.path) != lasting:
+            _tell(f"skipped {candidate.tenant}/{candidate.path.name}: {candidate.reason}")
+        seen[candidate.path] = lasting
 
     def guarded(sip_id: str) -> None:
         try:
@@ -247,8 +413,16 @@ def _scan_once(ctx: Any, submit: Callable[[str], None], *, embedded: bool) -> No
             err.print(f"SIP {sip_id} not submitted: {escape(str(e))}", highlight=False)
 
     try:
-        for sip_id in pipeline.scan_and_claim(ctx, submit=guarded):
+        for folder in hotfolder.invalid_tenant_folders(ctx.settings.ingest_dir):
+            _tell(
+                f"ingest/{folder.name}: not a valid tenant id ({TENANT_ID_RULE}); "
+                "its bags are not taken"
+            )
+        for sip_id in pipeline.scan_and_claim(ctx, submit=guarded, skipped=skipped):
             err.print(f"claimed SIP {sip_id}", highlight=False)
+        if told is not None:
+            told.clear()
+            told.update(seen)
         if embedded:
             # In-process there is no broker to redeliver: SIPs left waiting for
             # a site (or by a killed `ingest`) are picked up again here.

@@ -1,83 +1,153 @@
-"""SIPs in flight: `status` and `resume`."""
+"""SIPs in flight: `status`, `resume` and `sip discard`."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from preservation.cli.terminal import (
-    EXIT_SYSTEM,
-    in_context,
-    load_settings,
-    out,
-)
+from preservation.cli.terminal import EXIT_SYSTEM, err, in_context, out, usage
+
+
+def _resolve(ctx: Any, ids: list[str]) -> list[str]:
+    """Full SIP ids from full ids or unique prefixes (8+ characters, as `status` prints)."""
+    from preservation.catalog import service, session_scope
+
+    with session_scope(ctx.sessions) as s:
+        return [service.resolve_sip_id(s, i) for i in ids]
 
 
 def status(
     tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", help="Only SIPs in this state (repeat for several)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many SIPs, newest first.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Full ids, as JSON.")] = False,
 ) -> None:
-    """List SIPs by state, with their stage and last error."""
-    from preservation.catalog import service, session_scope
-    from preservation.context import open_context
+    """List SIPs by state, with their stage, AIP and last error."""
+    from preservation.catalog import SIPState
+    from preservation.sips import sip_rows
 
-    ctx = open_context(load_settings())
-    try:
-        with session_scope(ctx.sessions) as s:
-            sips = service.list_sips(s, tenant_id=tenant)
-            counts = service.count_sips_by_state(s, tenant)
-            rows: list[dict[str, Any]] = [
-                {
-                    "sip_id": x.id,
-                    "tenant": x.tenant_id,
-                    "name": x.name,
-                    "state": x.state.value,
-                    "stage": x.stage,
-                    "aip_id": x.aip_id,
-                    "last_error": x.last_error,
-                    "updated_at": x.updated_at.isoformat(),
-                }
-                for x in sips
-            ]
-    finally:
-        ctx.close()
+    known = [s.value for s in SIPState]
+    wanted = []
+    for value in state or []:
+        if value not in known:
+            raise usage(f"--state {value!r}: not a SIP state (one of {', '.join(known)})", as_json)
+        wanted.append(SIPState(value))
+    counts, rows = in_context(
+        as_json, lambda ctx: sip_rows(ctx, tenant=tenant, states=wanted or None, limit=limit)
+    )
     if as_json:
         out.print_json(data={"counts": counts, "sips": rows})
         return
     out.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no SIPs yet")
-    table = Table("SIP", "tenant", "bag", "state", "stage", "last error")
+    if not rows:
+        return
+    # Ids, state and stage are never cut (they are what one types next); names and errors fold.
+    table = Table()
+    table.add_column("SIP", no_wrap=True)
+    table.add_column("tenant", overflow="fold")
+    table.add_column("bag", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("AIP", no_wrap=True)
+    table.add_column("last error", overflow="fold")
     for r in rows:
+        stage = r["stage"] or ""
         table.add_row(
             r["sip_id"][:8],
             r["tenant"],
-            r["name"],
+            escape(r["name"]),
             r["state"],
-            r["stage"] or "",
-            (r["last_error"] or "")[:60],
+            f"[yellow]{stage}[/yellow]" if r["interrupted"] else stage,
+            (r["aip_id"] or "")[:8],
+            escape((r["last_error"] or "")[:60]),
         )
     out.print(table)
+    if any(r["interrupted"] for r in rows):
+        err.print(
+            "interrupted: the process running that stage is gone; "
+            "`preservation resume SIP` finishes it",
+            highlight=False,
+        )
 
 
 def resume(
     sip_ids: Annotated[
-        list[str] | None, typer.Argument(help="SIP ids; default: every pending SIP.")
+        list[str] | None,
+        typer.Argument(help="SIP ids or 8+ character prefixes; default: every pending SIP."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Finish SIPs left pending (a site was down, a process died), in this process.
 
-    Exit 0 when every one ended committed or rejected, 3 when some still wait.
+    Every SIP is tried, whatever happens to the others. Exit 0 when every one
+    ended committed or rejected, 3 when some failed or still wait.
     """
     from preservation.pipeline import TERMINAL_STATES
     from preservation.pipeline import resume as resume_sips
 
-    results = in_context(as_json, lambda ctx: resume_sips(ctx, sip_ids))
+    def work(ctx: Any) -> list[Any]:
+        ids = _resolve(ctx, sip_ids) if sip_ids else None
+        return resume_sips(ctx, ids)
+
+    results = in_context(as_json, work)
+    unfinished = [r for r in results if r.state not in TERMINAL_STATES or r.error]
     if as_json:
         out.print_json(data=[r.to_dict() for r in results])
-    elif not results:
+        raise typer.Exit(EXIT_SYSTEM if unfinished else 0)
+    if not results:
         out.print("nothing pending")
-    for r in results if not as_json else []:
-        out.print(f"SIP {r.sip_id}: {r.state}" + (f" (AIP {r.aip_id})" if r.aip_id else ""))
-    raise typer.Exit(0 if all(r.state in TERMINAL_STATES for r in results) else EXIT_SYSTEM)
+    for r in results:
+        line = f"SIP {r.sip_id}: {r.state}" + (f" (AIP {r.aip_id})" if r.aip_id else "")
+        if r.error:
+            err.print(f"[red]{escape(line)}[/red]: {escape(r.error)}", highlight=False)
+        else:
+            out.print(line, highlight=False)
+    if unfinished:
+        err.print(
+            f"{len(unfinished)} of {len(results)} SIP(s) not finished; see `preservation status`",
+            highlight=False,
+        )
+    raise typer.Exit(EXIT_SYSTEM if unfinished else 0)
+
+
+app = typer.Typer(help="One SIP at a time: end one that cannot finish.", no_args_is_help=True)
+
+
+@app.command("discard")
+def discard(
+    sip_id: Annotated[str, typer.Argument(help="The SIP's id or a unique 8+ character prefix.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really discard it (required).")] = False,
+    reason: Annotated[str, typer.Option(help="Why, for the report and the PREMIS event.")] = "",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """End a SIP that cannot finish: free its staging, drop its unfinished tape writes,
+    set its bag aside in rejected/ with a report, record a PREMIS event.
+
+    Only a SIP not yet committed, and not being worked on, can be discarded.
+    """
+    from preservation.sips import discard_sip
+
+    if not yes:
+        raise usage("discarding a SIP cannot be undone; add --yes to confirm", as_json)
+
+    def work(ctx: Any) -> Any:
+        [full] = _resolve(ctx, [sip_id])
+        return discard_sip(ctx, full, reason=reason)
+
+    result = in_context(as_json, work)
+    if as_json:
+        out.print_json(data=result.to_dict())
+        return
+    out.print(
+        f"SIP {result.sip_id} discarded (was {result.state_before}"
+        + (f", stage {result.stage_before}" if result.stage_before else "")
+        + f"); {len(result.discarded_copies)} unfinished tape write(s) dropped",
+        highlight=False,
+    )
+    out.print(f"bag and report: {result.rejected_to}", highlight=False)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from preservation.cli.aips import resolve_aip
 from preservation.cli.terminal import (
     EXIT_SYSTEM,
     check_site,
@@ -64,8 +65,24 @@ def audit(
             f"{len(report.skipped)} skipped",
             highlight=False,
         )
-        if report.failed:
-            err.print("run `preservation repair` to replace the failed copies", highlight=False)
+        for f in report.under_replicated:
+            have = ", ".join(f.verified_sites) or "none"
+            err.print(
+                f"[red]UNDER-REPLICATED[/red] AIP {f.aip_id} v{f.version}: no verified copy "
+                f"at {', '.join(f.missing_sites)} (verified at: {have})",
+                highlight=False,
+            )
+        if report.under_replicated:
+            out.print(
+                f"{len(report.under_replicated)} active version(s) lack a verified copy "
+                "at every site",
+                highlight=False,
+            )
+        if report.failed or report.under_replicated:
+            err.print(
+                "run `preservation repair` to replace the failed or missing copies",
+                highlight=False,
+            )
     raise typer.Exit(0 if report.clean else EXIT_SYSTEM)
 
 
@@ -183,7 +200,7 @@ def _version_to_recover(ctx: Any, aip_id: str, version: int | None) -> int:
 
 
 def recover(
-    aip_id: Annotated[str, typer.Argument(help="The AIP's UUID.")],
+    aip_id: Annotated[str, typer.Argument(help="The AIP's UUID or a unique 8+ character prefix.")],
     to: Annotated[
         Path,
         typer.Option("--to", help="Folder to unpack into; the bag lands in <to>/<aip>.v<N>/."),
@@ -201,10 +218,13 @@ def recover(
     from preservation.context import open_context
     from preservation.storage.recovery import recover as recover_version
 
-    if to.exists() and not to.is_dir():
-        raise usage(f"{to} exists and is not a folder", as_json)
+    # Before the catalogue and before any tape: a bag read for nothing costs mounts.
+    problem = _destination_problem(to)
+    if problem is not None:
+        raise usage(problem, as_json)
     ctx = open_context(load_settings())
     try:
+        aip_id = resolve_aip(ctx, aip_id)
         number = _version_to_recover(ctx, aip_id, version)
         target = to / f"{aip_id}.v{number}"
         if target.exists() or target.is_symlink():
@@ -221,3 +241,27 @@ def recover(
         out.print_json(data={"aip_id": aip_id, "version": number, "bag": str(bag)})
     else:
         out.print(str(bag), highlight=False, soft_wrap=True)
+
+
+def _destination_problem(to: Path) -> str | None:
+    """Why ``--to`` cannot receive a bag, without making anything; None when it can.
+
+    The nearest folder that exists must be one this process may write: the
+    kernel's answer, so read-only media and immutable folders refuse root too.
+    """
+    import os
+
+    existing = to
+    while not (existing.exists() or existing.is_symlink()) and existing.parent != existing:
+        existing = existing.parent
+    if existing == to and not to.is_dir():
+        return f"{to} exists and is not a folder"
+    if not existing.is_dir():
+        return f"cannot make {to}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == to else str(existing)
+        return (
+            f"cannot write to {to}: {where} is read-only (read-only media, or no permission); "
+            "choose another --to folder"
+        )
+    return None

@@ -17,20 +17,65 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from preservation.config import Settings
-from preservation.errors import InvalidSIPError, NotFoundError, PreservationError
+from preservation.errors import (
+    InvalidRequestError,
+    InvalidSIPError,
+    NotFoundError,
+    PreservationError,
+)
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: a path or a command to copy is never broken across lines; tables still fit.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 T = TypeVar("T")
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_SYSTEM = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+#: Commands that only read the archive: a data root on read-only media still serves them
+#: (``tape ls`` and ``tape show`` as the group's path). Every other command writes.
+READ_ONLY_COMMANDS = frozenset({"status", "show", "tape ls", "tape show", "recover"})
 
 
 def load_settings() -> Settings:
-    return Settings()
+    """The settings, once the data root they name is known to serve the running command.
+
+    Every command calls this before anything else, so this is where a data
+    root that is a file, cannot be made, is read-only under a command that
+    writes, or holds a catalogue that is no database, ends: one ``error:`` line
+    (or the JSON error) and exit 3, never a traceback from deep inside a command.
+    """
+    from preservation.context import check_data_root
+
+    settings = Settings()
+    command, as_json = _invocation()
+    if command:
+        try:
+            check_data_root(settings, read_only=None if command in READ_ONLY_COMMANDS else False)
+        except PreservationError as e:
+            raise fail(e, as_json) from e
+    return settings
+
+
+def _invocation() -> tuple[str | None, bool]:
+    """The running command's path below the program (``tape ls``) and its ``--json``."""
+    try:  # Typer 0.29 and later carry their own copy of Click
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older Typer, on Click itself
+        from click import get_current_context  # type: ignore[no-redef]
+    current = get_current_context(silent=True)
+    if current is None:
+        return None, False
+    names: list[str] = []
+    here = current
+    while here.parent is not None:
+        names.append(here.info_name or "")
+        here = here.parent
+    return " ".join(reversed(names)), bool(current.params.get("as_json"))
 
 
 @contextmanager
@@ -62,8 +107,16 @@ def fail(error: PreservationError, as_json: bool) -> typer.Exit:
         out.print_json(data=error.to_dict())
     else:
         err.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
-    code = EXIT_INVALID if isinstance(error, InvalidSIPError | NotFoundError) else EXIT_SYSTEM
-    return typer.Exit(code)
+    return typer.Exit(exit_code(error))
+
+
+def exit_code(error: PreservationError) -> int:
+    """1: the submission or the thing asked for; 2: the request itself; 3: the system."""
+    if isinstance(error, InvalidRequestError):
+        return EXIT_USAGE
+    if isinstance(error, InvalidSIPError | NotFoundError):
+        return EXIT_INVALID
+    return EXIT_SYSTEM
 
 
 def in_context(as_json: bool, work: Callable[[Any], T]) -> T:
@@ -74,7 +127,11 @@ def in_context(as_json: bool, work: Callable[[Any], T]) -> T:
     """
     from preservation.context import open_context
 
-    ctx = open_context(load_settings())
+    settings = load_settings()
+    try:
+        ctx = open_context(settings)
+    except PreservationError as e:
+        raise fail(e, as_json) from e
     try:
         return work(ctx)
     except PreservationError as e:

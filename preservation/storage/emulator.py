@@ -85,6 +85,19 @@ class EmulatedCartridge:
             )
         self._conf = self._read_conf()
 
+    def is_blank(self) -> bool:
+        """True when nothing was ever written: no record, no filemark, only end-of-data markers.
+
+        Read from the directory alone, without a drive, so a library can tell
+        written cartridges from blank ones without mounting each.
+        """
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                match = _OBJECT_RE.match(entry.name)
+                if match and match[3] != "E":
+                    return False
+        return True
+
     @classmethod
     def create(
         cls,
@@ -226,7 +239,13 @@ class _Partition:
 
 
 class EmulatedTapeDevice:
-    """A drive holding an :class:`EmulatedCartridge`; implements ``TapeDevice``."""
+    """A drive holding an :class:`EmulatedCartridge`; implements ``TapeDevice``.
+
+    ``read_only`` is for cartridges on read-only media (an archive copy): the
+    drive then reports every cartridge write protected and writes nothing to
+    its directory, not even the end-of-data marker a real drive would add when
+    it stops after a write that power cut short.
+    """
 
     def __init__(
         self,
@@ -239,6 +258,7 @@ class EmulatedTapeDevice:
         fsync: bool = False,
         production: bool = False,
         writeback: Callable[[int], None] | None = None,
+        read_only: bool = False,
     ) -> None:
         if production:
             warnings.warn(
@@ -255,6 +275,7 @@ class EmulatedTapeDevice:
         self.faults = faults or Faults()
         self.stats = DeviceStats()
         self.fsync = fsync
+        self.read_only = read_only
         # Called with each record's fd once written: the library starts the
         # record's write-back at once, as a drive streams from its buffer, so
         # the flush at the sync point finds little left to wait for.
@@ -303,7 +324,7 @@ class EmulatedTapeDevice:
 
     @property
     def write_protected(self) -> bool:
-        return self._require().write_protected
+        return self._require().write_protected or self.read_only
 
     @property
     def partition_count(self) -> int:
@@ -559,7 +580,7 @@ class EmulatedTapeDevice:
         cartridge = self._require()
         if attribute.id in DEVICE_ATTRIBUTES:
             raise StorageError(f"MAM attribute {attribute.id:#06x} is maintained by the drive")
-        if cartridge.write_protected:
+        if cartridge.write_protected or self.read_only:
             raise WriteProtectedError("the cartridge is write protected", barcode=self.barcode)
         self._store_attribute(partition, attribute)
 
@@ -577,7 +598,7 @@ class EmulatedTapeDevice:
 
     def _writable(self) -> EmulatedCartridge:
         cartridge = self._require()
-        if cartridge.write_protected:
+        if cartridge.write_protected or self.read_only:
             raise WriteProtectedError("the cartridge is write protected", barcode=self.barcode)
         return cartridge
 
@@ -616,6 +637,8 @@ class EmulatedTapeDevice:
 
     def _flush_eod(self) -> None:
         assert self._mounted is not None
+        if self.read_only:
+            return  # end of data is where the scan found it; the medium cannot take a marker
         for number, part in enumerate(self._parts):
             if part.eod_marker is None:
                 _touch(self._mounted.path / f"{number}_{part.eod}_E")

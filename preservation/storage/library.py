@@ -39,6 +39,7 @@ from preservation.errors import (
 from preservation.storage.clock import Clock, DriveTiming, SimulatedClock
 from preservation.storage.emulator import EmulatedCartridge, EmulatedTapeDevice, Faults
 from preservation.storage.interfaces import TapeDevice
+from preservation.storage.ltfs import LTFSVolume
 
 __all__ = [
     "Durability",
@@ -180,21 +181,35 @@ class TapeLibrary(Protocol):
 
 
 class _Lock:
-    """An exclusive ``flock`` held on one file until released (or the process dies)."""
+    """An exclusive ``flock`` held on one file until released (or the process dies).
 
-    def __init__(self, path: Path) -> None:
+    ``read_only`` (a library on read-only media) takes the lock on the file
+    without writing our pid into it, and does without a lock where the file
+    does not exist and cannot be made: no process can write such a library,
+    and readers sharing a cartridge read the same bytes.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if self.read_only:
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return True
+        else:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        if not self.read_only:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return True
 
@@ -221,6 +236,10 @@ class EmulatedLibrary:
     ``faults(barcode)`` returns the fault hooks travelling with one cartridge:
     whichever drive loads it gets them, so a bad block or an unreadable
     cartridge stays bad in every drive, as real media do.
+
+    ``read_only`` opens a library on read-only media (an archive copy): no
+    folder or lock file is made, no cartridge added, and the drives write
+    nothing, so mounting and reading leave every file as it was.
     """
 
     def __init__(
@@ -234,6 +253,7 @@ class EmulatedLibrary:
         move_seconds: float = 10.0,
         durability: Durability = "none",
         production: bool = False,
+        read_only: bool = False,
     ) -> None:
         if drives < 1:
             raise ValueError("a library needs at least one drive")
@@ -246,11 +266,13 @@ class EmulatedLibrary:
             raise ValueError(f"unknown durability mode {durability!r}")
         self.durability = durability
         self.production = production
+        self.read_only = read_only
         self.stats = LibraryStats()
         self.cartridge_dir = self.root / "cartridges"
         self.lock_dir = self.root / "locks"
-        self.cartridge_dir.mkdir(parents=True, exist_ok=True)
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.cartridge_dir.mkdir(parents=True, exist_ok=True)
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
         self._drive_count = drives
         self._mounts: dict[str, _Mount] = {}
         self._faults: dict[str, Faults] = {}
@@ -273,6 +295,11 @@ class EmulatedLibrary:
         path = self.cartridge_dir / barcode
         if (path / "filedebug_tc_conf.xml").is_file():
             return False
+        if self.read_only:
+            raise StorageError(
+                f"library {self.name} is read-only: cartridge {barcode} cannot be added",
+                barcode=barcode,
+            )
         # Several worker processes may build the same library at once: make the
         # cartridge aside and rename it in, so exactly one of them puts it there.
         tmp = self.cartridge_dir / f".{barcode}.{os.getpid()}.{threading.get_ident()}"
@@ -288,6 +315,8 @@ class EmulatedLibrary:
         return True
 
     def barcodes(self) -> list[str]:
+        if not self.cartridge_dir.is_dir():
+            return []  # a read-only library nobody ever wrote a cartridge into
         return sorted(
             p.name for p in self.cartridge_dir.iterdir() if p.is_dir() and _BARCODE_RE.match(p.name)
         )
@@ -312,6 +341,27 @@ class EmulatedLibrary:
         """The fault hooks of one cartridge (created empty on first use); for tests and drills."""
         return self._faults.setdefault(barcode, Faults())
 
+    def recorded_volume(self, barcode: str) -> str | None:
+        """What the cartridge holds: None when blank, else its LTFS volume UUID ("" if none).
+
+        Read with a drive of its own, outside the robot and the drive claims, and
+        read-only, so that asking changes nothing: this is how a cartridge the
+        catalogue does not know is told apart from scratch before anything
+        formats it.
+        """
+        cartridge = EmulatedCartridge(self.cartridge_path(barcode), barcode)
+        if cartridge.is_blank():
+            return None
+        device = EmulatedTapeDevice(cartridge, timing=self.timing, read_only=True)
+        try:
+            return LTFSVolume.mount(device, read_only=True).volume_uuid
+        except StorageError as err:
+            log.warning("library %s: %s holds no readable LTFS: %s", self.name, barcode, err)
+            return ""
+        finally:
+            with suppress(StorageError):
+                device.eject()
+
     def devices(self) -> Iterator[EmulatedTapeDevice]:
         """Every drive object used so far (for statistics), mounted ones last."""
         yield from self._retired_devices
@@ -329,7 +379,7 @@ class EmulatedLibrary:
             raise NotFoundError(
                 f"library {self.name} holds no cartridge {barcode}", barcode=barcode
             )
-        cartridge_lock = _Lock(self.lock_dir / f"{barcode}.lock")
+        cartridge_lock = _Lock(self.lock_dir / f"{barcode}.lock", read_only=self.read_only)
         if not cartridge_lock.acquire():
             raise DeviceBusyError(
                 f"cartridge {barcode} is in use by another process", barcode=barcode
@@ -346,6 +396,7 @@ class EmulatedLibrary:
             fsync=self.durability == "filemark",
             production=self.production,
             writeback=_start_writeback if self.durability == "flush" else None,
+            read_only=self.read_only,
         )
         try:
             device.insert(EmulatedCartridge(path, barcode))
@@ -391,7 +442,7 @@ class EmulatedLibrary:
         sync at each LTFS sync point gives the same guarantee at the cost of
         ``dd conv=fsync``.
         """
-        if self.durability != "flush":
+        if self.durability != "flush" or self.read_only:
             return
         _syncfs(self.cartridge_path(barcode))
 
@@ -411,7 +462,7 @@ class EmulatedLibrary:
         for number in range(self._drive_count):
             if number in taken:
                 continue
-            lock = _Lock(self.lock_dir / f"drive-{number}.lock")
+            lock = _Lock(self.lock_dir / f"drive-{number}.lock", read_only=self.read_only)
             if lock.acquire():
                 return lock, number
         return None, -1
@@ -419,7 +470,7 @@ class EmulatedLibrary:
     def _is_out(self, barcode: str) -> bool:
         if barcode in self._mounts:
             return True
-        probe = _Lock(self.lock_dir / f"{barcode}.lock")
+        probe = _Lock(self.lock_dir / f"{barcode}.lock", read_only=self.read_only)
         if probe.acquire():
             probe.release()
             return False

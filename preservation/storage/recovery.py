@@ -208,6 +208,9 @@ def _read_copy(ctx: Context, ref: _CopyRef, dest: Path | None) -> None:
 
 
 def _fail_copy(ctx: Context, copy_id: int, error: str) -> None:
+    if ctx.read_only:  # an archive copy on read-only media: the next copy is tried all the same
+        log.warning("copy %d failed (not recorded: read-only): %s", copy_id, error)
+        return
     with session_scope(ctx.sessions) as session:
         row = session.get_one(TapeCopy, copy_id)
         if row.status == CopyStatus.VERIFIED:
@@ -216,6 +219,8 @@ def _fail_copy(ctx: Context, copy_id: int, error: str) -> None:
 
 
 def _record_check(ctx: Context, ref: _CopyRef, outcome: str, detail: str) -> None:
+    if ctx.read_only:
+        return
     with session_scope(ctx.sessions) as session:
         catalog.record_event(
             session,
@@ -300,7 +305,12 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
     )
     problems: list[str] = []
     all_transient = True
-    tmp = _temp_dir(ctx, "recall") / f"{uuid.uuid4()}.tar"
+    if ctx.read_only:
+        # Nothing may be written under the data root: the tar waits beside the bag.
+        Path(dest_dir).mkdir(parents=True, exist_ok=True)
+        tmp = Path(dest_dir) / f".recover-{uuid.uuid4()}.tar"
+    else:
+        tmp = _temp_dir(ctx, "recall") / f"{uuid.uuid4()}.tar"
     try:
         for ref, _state in refs:
             try:

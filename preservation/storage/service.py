@@ -635,6 +635,9 @@ def note_cartridge_error(ctx: Context, barcode: str, kind: ErrorKind) -> Cartrid
                 barcode,
             )
             return cartridge.state
+        if ctx.read_only:  # reading an archive copy: the error is logged, never recorded
+            log.warning("cartridge %s: %s error (not recorded: read-only)", barcode, kind)
+            return cartridge.state
         cartridge.errors = (cartridge.errors or 0) + 1
         new = planning.state_after_error(cartridge.state, cartridge.errors, kind)
         if new != cartridge.state:

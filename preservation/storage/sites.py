@@ -16,7 +16,11 @@ error: the store is retried later and the AIP stays pending meanwhile.
 
 Sites are built once per :class:`~preservation.context.Context` and cached in
 ``ctx.cache``; the catalogue gets a ``Cartridge`` row for every cartridge the
-library holds.
+library holds. A cartridge the catalogue does not know is registered as
+scratch only while it is blank: one holding an LTFS volume beside a new or
+emptied catalogue is refused, since scratch is what the store formats or
+appends to. A read-only context builds read-only sites: nothing registered,
+nothing written to any cartridge.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from weakref import WeakSet
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from preservation.catalog.database import session_scope
@@ -42,6 +46,7 @@ from preservation.config import Settings
 from preservation.context import Context
 from preservation.errors import (
     ConfigurationError,
+    DataRootError,
     DeviceBusyError,
     EndOfDataError,
     OversizeBlockError,
@@ -325,6 +330,7 @@ class Site:
     ``idle_seconds`` (None, zero or infinite: never) is how long the site
     keeps cartridges mounted after its last tape operation before it unmounts
     them cleanly (index partition written) and frees their drives.
+    ``read_only`` mounts every volume read-only and never formats.
     """
 
     def __init__(
@@ -334,10 +340,12 @@ class Site:
         library: TapeLibrary,
         *,
         idle_seconds: float | None = None,
+        read_only: bool = False,
     ) -> None:
         self.name = name
         self.root = root
         self.library = library
+        self.read_only = read_only
         self.forced_down: bool | None = None  # None: the DOWN file decides
         self.lock = SiteLock(self)
         self.stats = SiteStats()
@@ -425,6 +433,11 @@ class Site:
                 )
             formatted = False
             if _is_blank(device):
+                if self.read_only:
+                    raise StorageError(
+                        f"cartridge {barcode} is blank, and site {self.name} is read-only",
+                        barcode=barcode,
+                    )
                 if not format_blank:
                     raise StorageError(
                         f"cartridge {barcode} is blank but the catalogue says it holds data",
@@ -434,7 +447,7 @@ class Site:
                 self.library.flush(barcode)
                 formatted = True
             else:
-                volume = LTFSVolume.mount(device, barcode)
+                volume = LTFSVolume.mount(device, barcode, read_only=self.read_only)
         except BaseException:
             self._unmount(barcode)
             raise
@@ -574,9 +587,11 @@ def build_sites(
     ``durability`` to "none", benchmarks may share a clock, tests shorten
     ``idle_seconds``); :func:`get_site` builds with defaults on first use.
     ``idle_seconds`` defaults to the ``tape_idle_unmount_seconds`` setting;
-    zero turns the idle release off.
+    zero turns the idle release off. Raises :class:`DataRootError`, before
+    registering anything, when cartridges the catalogue does not know hold data.
     """
     settings = ctx.settings
+    read_only = ctx.read_only
     if idle_seconds is None:
         idle_seconds = float(getattr(settings, "tape_idle_unmount_seconds", IDLE_UNMOUNT_SECONDS))
     if settings.tape_backend != EMULATED_BACKEND:
@@ -589,6 +604,7 @@ def build_sites(
         for site in old.values():
             site.release_all()
     sites: dict[str, Site] = {}
+    libraries: dict[str, EmulatedLibrary] = {}
     for name in settings.sites:
         letter = site_letter(settings, name)
         root = settings.tape_dir / name
@@ -600,13 +616,74 @@ def build_sites(
             move_seconds=move_seconds,
             durability=durability,
             production=settings.production,
+            read_only=read_only,
         )
-        for number in range(1, settings.tape_cartridges_per_site + 1):
-            library.add_cartridge(barcode_for(letter, number), capacity=settings.tape_capacity)
-        sites[name] = Site(name, root, library, idle_seconds=idle_seconds)
-        _register_cartridges(ctx, name, library.barcodes(), settings.tape_capacity)
+        if not read_only:
+            for number in range(1, settings.tape_cartridges_per_site + 1):
+                library.add_cartridge(barcode_for(letter, number), capacity=settings.tape_capacity)
+        libraries[name] = library
+        sites[name] = Site(name, root, library, idle_seconds=idle_seconds, read_only=read_only)
+    if not read_only:
+        _refuse_uncatalogued_data(ctx, libraries)
+        for name, library in libraries.items():
+            _register_cartridges(ctx, name, library.barcodes(), settings.tape_capacity)
     ctx.cache[CACHE_KEY] = sites
     return sites
+
+
+def _refuse_uncatalogued_data(ctx: Context, libraries: dict[str, EmulatedLibrary]) -> None:
+    """Refuse cartridges that hold data but are not catalogued, before they become scratch.
+
+    Registration makes an unknown cartridge scratch, and the store formats or
+    appends to scratch: after the catalogue was lost (deleted, or a new one
+    beside an old tape folder) that would write over AIPs whose only record
+    is now the tape. Each unknown cartridge's directory tells blank from
+    written without a mount; only written ones are read, for their volume UUID.
+    """
+    with session_scope(ctx.sessions) as session:
+        known = set(session.scalars(select(Cartridge.barcode)))
+    found: list[tuple[str, str, str]] = []
+    for name, library in libraries.items():
+        for barcode in library.barcodes():
+            if barcode not in known:
+                volume = library.recorded_volume(barcode)
+                if volume is not None:
+                    found.append((name, barcode, volume))
+    if not found:
+        return
+    # Another process may have registered them (and begun writing) since we read.
+    with session_scope(ctx.sessions) as session:
+        known = set(
+            session.scalars(
+                select(Cartridge.barcode).where(Cartridge.barcode.in_([b for _, b, _ in found]))
+            )
+        )
+        empty = not session.scalar(select(func.count()).select_from(Cartridge))
+    found = [f for f in found if f[1] not in known]
+    if not found:
+        return
+    tape_dir = ctx.settings.tape_dir
+    listing = "; ".join(
+        f"site {site}: {barcode} (LTFS volume {volume})"
+        if volume
+        else f"site {site}: {barcode} (written, no readable LTFS volume)"
+        for site, barcode, volume in found
+    )
+    state = (
+        "the catalogue is empty (new, or deleted)"
+        if empty
+        else "the catalogue does not know these cartridges"
+    )
+    raise DataRootError(
+        f"{state}, yet cartridges under {tape_dir} hold data, so none is taken as scratch "
+        f"(that would write over it): {listing}. To start an empty archive, move the tape "
+        "folder aside; to keep these AIPs, restore the catalogue from a backup, or rebuild "
+        "it from the tapes (that command is still to come)",
+        path=tape_dir,
+        sites=sorted({site for site, _, _ in found}),
+        barcodes=[barcode for _, barcode, _ in found],
+        volumes={barcode: volume or None for _, barcode, volume in found},
+    )
 
 
 def _register_cartridges(ctx: Context, site: str, barcodes: list[str], capacity: int) -> None:

@@ -139,6 +139,7 @@ def test_unknown_barcode_and_aip_are_clear_errors(home: Path, tmp_path: Path) ->
         "matched": 0,
         "failed": [],
         "skipped": [],
+        "under_replicated": [],
         "copies": [],
     }
     assert run("repair")["ok"]

@@ -26,6 +26,7 @@ def _write(settings: Settings, document: object) -> None:
 def test_no_file_means_the_settings_defaults(settings: Settings) -> None:
     r = rules_for(settings, "museum")
     assert (r.keep_sips, r.required_bag_info, r.organisation) == (False, (), None)
+    assert r.on_duplicate == "warn"
 
 
 def test_tenant_entry_overrides_defaults_key_by_key(settings: Settings) -> None:
@@ -42,6 +43,15 @@ def test_tenant_entry_overrides_defaults_key_by_key(settings: Settings) -> None:
     assert rules_for(settings, "archive").keep_sips is True
 
 
+def test_on_duplicate_is_a_rule_overridden_per_tenant(settings: Settings) -> None:
+    _write(
+        settings,
+        {"defaults": {"on_duplicate": "reject"}, "tenants": {"museum": {"on_duplicate": "warn"}}},
+    )
+    assert rules_for(settings, "museum").on_duplicate == "warn"
+    assert rules_for(settings, "archive").on_duplicate == "reject"
+
+
 @pytest.mark.parametrize(
     ("document", "where"),
     [
@@ -49,6 +59,8 @@ def test_tenant_entry_overrides_defaults_key_by_key(settings: Settings) -> None:
         ({"tenants": {"museum": {"retention": 5}}}, "tenants/museum"),
         ({"tenants": {"bad tenant": {}}}, "tenants"),
         ({"defaults": {"required_bag_info": ["Has: colon"]}}, "defaults/required_bag_info/0"),
+        ({"tenants": {"museum": {"on_duplicate": "ignore"}}}, "tenants/museum/on_duplicate"),
+        ({"defaults": {"on_duplicate": True}}, "defaults/on_duplicate"),
     ],
 )
 def test_a_broken_rules_file_names_the_file_the_place_and_the_rule(

@@ -30,7 +30,8 @@ def test_incomplete_payload_is_not_taken(tmp_path: Path) -> None:
     shutil.copytree(SAMPLE, bag)
     victim = next((bag / "data").rglob("*.wav"))
     victim.unlink()  # a file still on its way
-    [c] = hotfolder.scan(ingest, quiescent_seconds=0.0, now=time.time() + 10)
+    # Quiet for longer than the quiet period, not yet for the incomplete-bag period.
+    [c] = hotfolder.scan(ingest, quiescent_seconds=1.0, now=time.time() + 5)
     assert not c.ready and "Payload-Oxum" in c.reason
 
 
@@ -144,3 +145,98 @@ def test_a_bag_without_payload_oxum_waits_longer(tmp_path: Path) -> None:
     wait = quiet * hotfolder.NO_OXUM_FACTOR
     [c] = hotfolder.scan(ingest, quiescent_seconds=quiet, now=now + wait + 1)
     assert c.ready
+
+
+def _break_payload(bag: Path) -> None:
+    """One payload file missing, one extra, one changed: the Oxum no longer matches."""
+    (bag / "data" / "audio" / "tone-440hz.wav").unlink()
+    (bag / "data" / "notes" / "extra.txt").write_text("not in any manifest\n")
+    with open(bag / "data" / "tables" / "measurements.csv", "a") as fh:
+        fh.write("changed after bagging\n")
+
+
+def test_incomplete_bag_is_taken_once_quiet_for_the_incomplete_bag_period(
+    tmp_path: Path,
+) -> None:
+    ingest = tmp_path / "ingest"
+    bag = ingest / "museum" / "broken"
+    shutil.copytree(SAMPLE, bag)
+    _break_payload(bag)
+    now = time.time()
+    quiet = 5.0
+    # Quiet, but not yet for ten quiet periods (the default): still waiting, and it says till when.
+    [c] = hotfolder.scan(ingest, quiescent_seconds=quiet, now=now + 20)
+    assert not c.ready
+    assert "Payload-Oxum 27055.9 but" in c.reason and "on disk since " in c.reason
+    assert c.reason.endswith("; rejected after 50s unchanged"), c.reason
+    assert hotfolder.find_ready(ingest, quiescent_seconds=quiet, now=now + 20) == []
+    # Unchanged for ten quiet periods: taken, so that validation says what is wrong.
+    [c] = hotfolder.find_ready(ingest, quiescent_seconds=quiet, now=now + 51)
+    assert c.ready and c.path == bag
+    assert "unchanged for 5" in c.reason and "taken to report what is wrong" in c.reason
+    # The period is a setting of its own.
+    [c] = hotfolder.scan(ingest, quiescent_seconds=quiet, incomplete_bag_seconds=30, now=now + 20)
+    assert not c.ready and c.reason.endswith("rejected after 30s unchanged")
+    [c] = hotfolder.scan(ingest, quiescent_seconds=quiet, incomplete_bag_seconds=30, now=now + 31)
+    assert c.ready
+
+
+def test_skipped_bags_are_told_to_the_caller_with_their_reason(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    shutil.copytree(SAMPLE, ingest / "museum" / "good")
+    shutil.copytree(SAMPLE, ingest / "museum" / "broken")
+    _break_payload(ingest / "museum" / "broken")
+    (ingest / "museum" / "notes.txt").write_text("not a bag")
+    skipped: list[hotfolder.Candidate] = []
+    ready = hotfolder.find_ready(
+        ingest, quiescent_seconds=5, now=time.time() + 20, skipped=skipped.append
+    )
+    assert [c.path.name for c in ready] == ["good"]
+    assert {c.path.name: c.reason.split(" ")[0] for c in skipped} == {
+        "broken": "Payload-Oxum",
+        "notes.txt": "not",
+    }
+    # A stray set aside is told too, with where it went.
+    skipped.clear()
+    hotfolder.find_ready(ingest, quiescent_seconds=5, now=time.time() + 60, skipped=skipped.append)
+    [stray] = [c for c in skipped if c.path.name == "notes.txt"]
+    assert "set aside" in stray.reason and "rejected" in stray.reason
+
+
+def test_a_changing_bag_keeps_one_lasting_reason_from_scan_to_scan(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    shutil.copytree(SAMPLE, ingest / "museum" / "bag")
+    now = time.time()
+    [a] = hotfolder.scan(ingest, quiescent_seconds=60, now=now + 1)
+    [b] = hotfolder.scan(ingest, quiescent_seconds=60, now=now + 2)
+    assert a.reason != b.reason and a.reason.endswith("(not yet quiet)")
+    assert a.lasting_reason == b.lasting_reason
+
+
+def test_tenant_folders_with_a_bad_name_are_never_taken(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    for tenant in ("Museum", "bad name", "a.b", "museum"):
+        shutil.copytree(SAMPLE, ingest / tenant / "bag")
+    # A claim left in a bad folder (by an older version) is not taken either.
+    shutil.copytree(SAMPLE, ingest / "Museum" / ".claimed" / "0000" / "old")
+    far = time.time() + 3600
+    cands = list(hotfolder.scan(ingest, quiescent_seconds=1, now=far))
+    assert sorted(c.tenant for c in cands) == ["a.b", "museum"]
+    assert sorted(c.tenant for c in hotfolder.find_ready(ingest, quiescent_seconds=1, now=far)) == [
+        "a.b",
+        "museum",
+    ]
+    assert list(hotfolder.orphaned_claims(ingest)) == []
+    assert hotfolder.invalid_tenant_folders(ingest) == [ingest / "Museum", ingest / "bad name"]
+    assert hotfolder.tenant_folders(ingest) == [ingest / "a.b", ingest / "museum"]
+    assert (ingest / "Museum" / "bag" / "bagit.txt").exists()
+
+
+def test_dropped_path_of_a_claimed_bag(tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    shutil.copytree(SAMPLE, ingest / "museum" / "bag")
+    [c] = hotfolder.find_ready(ingest, quiescent_seconds=0)
+    claimed = hotfolder.claim(c)
+    assert claimed is not None
+    assert hotfolder.dropped_path(claimed) == ingest / "museum" / "bag"
+    assert hotfolder.dropped_path(tmp_path / "elsewhere" / "bag") is None
