@@ -29,7 +29,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-ORDER = ("validate", "identify", "mets", "store", "ingest", "distributed")
+ORDER = ("validate", "identify", "mets", "store", "ingest", "distributed", "duplicates")
 
 
 def options(name: str, quick: bool, work: Path) -> list[str]:
@@ -46,6 +46,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--work", str(work / "store"), *(small if quick else [])]
     if name == "ingest":
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
+    if name == "duplicates":
+        quick_size = ["--aips", "2000", "--files", "20", "--repeat", "5"]
+        return ["--workdir", str(work), *(quick_size if quick else [])]
     if name == "distributed":
         return ["--workdir", str(work), *(["--bags", "20"] if quick else [])]
     raise ValueError(name)

@@ -432,15 +432,18 @@ def aips_with_payload(
     staged. An AIP whose SIP was rejected (or discarded) does not count; a
     pending one does. An empty payload matches nothing.
 
-    Never reads all the tenant's files: one statement finds the candidates,
-    AIPs of SIPs with as many files of which one has a chosen digest (through
-    the index on ``files.sha256``); one grouped statement per 500 candidates
-    then counts their digests.
+    Never reads all the tenant's files: one grouped lookup of a few digests
+    (through the index on ``files.sha256``) either shows one is new, which
+    ends the check, or picks the rarest; one statement finds the candidates,
+    AIPs of SIPs with as many files of which one has that digest; one grouped
+    statement per 500 candidates then counts their digests.
     """
     wanted = Counter(sha256s)
     if not wanted:
         return []
-    probe = min((d for d in wanted if d != _EMPTY_SHA256), default=_EMPTY_SHA256)
+    probe = _rarest_digest(session, wanted)
+    if probe is None:
+        return []
     stmt = (
         select(AIP)
         .join(SIP, SIP.id == AIP.sip_id)
@@ -470,6 +473,31 @@ def aips_with_payload(
         if len(found) >= limit:
             break
     return found[:limit]
+
+
+_PROBE_SAMPLE = 16
+
+
+def _rarest_digest(session: Session, wanted: Counter[str]) -> str | None:
+    """The least common of a few of the payload's digests; None if one is nowhere yet.
+
+    Most submissions are new: one of their digests is in no file row, and one
+    grouped lookup of a bounded sample (through the ``files.sha256`` index)
+    ends the check there. Otherwise the rarest digest of the sample finds the
+    fewest candidates: a logo present in every bag would find them all.
+    """
+    digests = sorted(d for d in wanted if d != _EMPTY_SHA256) or [_EMPTY_SHA256]
+    step = max(1, len(digests) // _PROBE_SAMPLE)
+    sample = digests[::step][:_PROBE_SAMPLE]
+    seen = {
+        sha256: n
+        for sha256, n in session.execute(
+            select(File.sha256, func.count()).where(File.sha256.in_(sample)).group_by(File.sha256)
+        )
+    }
+    if len(seen) < len(sample):
+        return None
+    return min(sample, key=lambda d: (seen[d], d))
 
 
 def aips_with_external_identifier(
