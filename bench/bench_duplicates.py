@@ -10,13 +10,13 @@ Figures, each the median of ``--repeat`` runs:
 
 * ``baseline_lookup_ms``: one indexed ``files.sha256 = ?`` lookup, the least
   any digest check can cost, measured in the same run;
-* ``new_payload_ms``: :func:`aips_with_payload` for a payload nobody holds
+* ``new_payload_ms``: :func:`sips_with_payload` for a payload nobody holds
   (what nearly every SIP pays);
 * ``duplicate_payload_ms``: the same for a payload an AIP already holds;
 * ``shared_file_ms``: a payload whose every file but one is shared with
   ``--shared`` other AIPs (a logo in every bag): the candidates the probe
   finds are compared and refused;
-* ``external_identifier_ms``: :func:`aips_with_external_identifier`;
+* ``external_identifier_ms``: :func:`sips_with_external_identifier`;
 * each ``*_ratio``: against the baseline lookup.
 
     python bench/bench_duplicates.py --aips 20000 --files 50
@@ -156,15 +156,15 @@ def main() -> None:
                 lambda: list(s.scalars(select(File.sip_id).where(File.sha256 == new[0]))),
                 args.repeat,
             )
-            fresh, none = median_ms(lambda: service.aips_with_payload(s, TENANT, new), args.repeat)
+            fresh, none = median_ms(lambda: service.sips_with_payload(s, TENANT, new), args.repeat)
             dup, found = median_ms(
-                lambda: service.aips_with_payload(s, TENANT, existing), args.repeat
+                lambda: service.sips_with_payload(s, TENANT, existing), args.repeat
             )
             common, refused = median_ms(
-                lambda: service.aips_with_payload(s, TENANT, shared), args.repeat
+                lambda: service.sips_with_payload(s, TENANT, shared), args.repeat
             )
             ext, named = median_ms(
-                lambda: service.aips_with_external_identifier(s, TENANT, [f"EXT-{last}"]),
+                lambda: service.sips_with_external_identifier(s, TENANT, [f"EXT-{last}"]),
                 args.repeat,
             )
         engine.dispose()

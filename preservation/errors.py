@@ -24,7 +24,8 @@ Split by what the caller can do about it (as httpx does), not by where it came f
     ├── CatalogError                   the catalogue refuses a change
     │   └── NotFoundError              no such SIP, AIP, tenant, cartridge
     ├── ConfigurationError             settings or rules are wrong
-    │   └── DataRootError              the data root or catalogue cannot be used as it is
+    │   ├── DataRootError              the data root or catalogue cannot be used as it is
+    │   └── DestinationError           a folder to write into (recover --to) cannot take it
     └── InvalidRequestError            the caller asked for something that cannot be (usage)
         ├── InvalidTenantError         a tenant id that breaks the tenant-id rule
         ├── AmbiguousIdError           an id prefix that names more than one thing
@@ -45,6 +46,7 @@ __all__ = [
     "CatalogError",
     "ConfigurationError",
     "DataRootError",
+    "DestinationError",
     "DeviceBusyError",
     "EndOfDataError",
     "FixityMismatchError",
@@ -192,6 +194,14 @@ class ConfigurationError(PreservationError):
 class DataRootError(ConfigurationError):
     """The data root is a file, cannot be made, is read-only where writing is needed,
     or holds a catalogue that is not one: the operator's to fix, never a traceback."""
+
+
+class DestinationError(ConfigurationError):
+    """A folder we were told to write into cannot be made or written (``recover --to``).
+
+    Found before any tape is read, where the kernel allows: a bag recalled for
+    nothing costs mounts.
+    """
 
 
 class InvalidRequestError(PreservationError):

@@ -29,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from preservation import __version__
 from preservation.catalog import SIP, AIPVersion, SIPState, Tenant, service
 from preservation.catalog.database import session_scope
@@ -46,6 +48,7 @@ from preservation.failpoints import failpoint
 __all__ = [
     "STAGES",
     "IngestResult",
+    "open_sites",
     "pending_sips",
     "receive",
     "reject",
@@ -155,7 +158,9 @@ def receive(ctx: Context, path: Path, *, tenant: str, sip_id: str | None = None)
     from preservation.tenants import check_tenant_id
 
     check_tenant_id(tenant, source="tenant")
-    path = Path(os.path.abspath(path))
+    # A new submission is known by its real path, so a symlink or another
+    # spelling of a bag in flight is still the same bag.
+    path = Path(os.path.abspath(path) if sip_id is not None else os.path.realpath(path))
     organisation = rules_for(ctx.settings, tenant).organisation
     with session_scope(ctx.sessions) as s:
         if sip_id is None:
@@ -232,7 +237,7 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
     AIP's sha256 and sha512. A bag that fails any rule is rejected with the
     whole report and nothing staged.
     """
-    from preservation.sip import first_tag, payload_oxum, read_bag_info, validate_and_stage
+    from preservation.sip import payload_oxum, read_bag_info, validate_and_stage
 
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
@@ -266,24 +271,10 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
             problems=missing,
             sip_id=sip_id,
         )
-    duplicates = _duplicate_problems(ctx, sip_id, tenant_id, info, [f.sha256 for f in staged])
-    duplicate_of = list(dict.fromkeys(p["aip_id"] for p in duplicates))
-    if any(p["severity"] == "error" for p in duplicates):
-        reject(
-            ctx,
-            sip_id,
-            duplicates,
-            stage_name="validate",
-            event_objects={"duplicate_of": duplicate_of},
-        )
-        raise InvalidSIPError(
-            f"{sip.name}: repeats tenant {tenant_id}'s AIP(s) {', '.join(duplicate_of)}",
-            problems=duplicates,
-            sip_id=sip_id,
-        )
     failpoint("validate")
     oxum = payload_oxum(bag)
-    warnings = [p.to_dict() for p in report.problems if p.severity == "warning"] + duplicates
+    warnings = [p.to_dict() for p in report.problems if p.severity == "warning"]
+    sha256s = [f.sha256 for f in staged]
     rows: list[dict[str, Any]] = [
         {
             "original_name": f.relpath,
@@ -296,48 +287,91 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
         for f in staged
     ]
     algorithms = sorted({alg for f in staged for alg in f.submitted})
-    agents = {"executing program": [SOFTWARE_AGENT]}
     with session_scope(ctx.sessions) as s:
-        sip = service.get_sip(s, sip_id)
-        sip.bag_info = info
-        sip.external_identifier = first_tag(info, "External-Identifier")
-        sip.payload_oxum = f"{oxum.octets}.{oxum.files}" if oxum else None
-        service.add_staged_files(s, sip_id, rows)
-        sip.file_count = len(rows)
-        sip.payload_bytes = sum(f.size for f in staged)
-        service.record_event(
-            s,
-            tenant_id=tenant_id,
-            sip_id=sip_id,
-            type="validation",
-            outcome="success" if not warnings else "warning",
-            detail="BagIt RFC 8493 (strict), path safety, fetch.txt completeness"
-            + "".join(f"; {p['message']}" for p in duplicates),
-            outcome_detail=json.dumps(warnings, ensure_ascii=False) if warnings else "",
-            agents=agents,
-            objects={"duplicate_of": duplicate_of} if duplicate_of else None,
+        # the duplicate check and the file rows it compares against are one step
+        service.lock_tenant(s, tenant_id)
+        duplicates = _duplicate_problems(ctx, s, sip_id, tenant_id, info, sha256s)
+        duplicate_of = list(dict.fromkeys(p.get("aip_id") or p["sip_id"] for p in duplicates))
+        refused = any(p["severity"] == "error" for p in duplicates)
+        if not refused:
+            _record_staged(
+                s, sip_id, info, oxum, rows, algorithms, warnings + duplicates, duplicate_of
+            )
+    if refused:
+        reject(
+            ctx,
+            sip_id,
+            duplicates,
+            stage_name="validate",
+            event_objects={"duplicate_of": duplicate_of},
         )
-        service.record_event(
-            s,
-            tenant_id=tenant_id,
+        raise InvalidSIPError(
+            f"{sip.name}: repeats tenant {tenant_id}'s {', '.join(_named(p) for p in duplicates)}",
+            problems=duplicates,
             sip_id=sip_id,
-            type="fixity check",
-            outcome="success",
-            detail=f"payload verified against the bag's manifests ({', '.join(algorithms)})",
-            agents=agents,
-            objects={"files": len(rows)},
         )
-        service.record_event(
-            s,
-            tenant_id=tenant_id,
-            sip_id=sip_id,
-            type="message digest calculation",
-            outcome="success",
-            detail="sha256 and sha512 computed while staging",
-            agents=agents,
-            objects={"files": len(rows)},
-        )
-        service.set_sip_state(s, sip, SIPState.STAGED)
+
+
+def _named(problem: dict[str, Any]) -> str:
+    aip_id = problem.get("aip_id")
+    return f"AIP {aip_id}" if aip_id else f"SIP {problem['sip_id']} (in flight)"
+
+
+def _record_staged(
+    s: Session,
+    sip_id: str,
+    info: dict[str, list[str]],
+    oxum: Any,
+    rows: list[dict[str, Any]],
+    algorithms: list[str],
+    warnings: list[dict[str, Any]],
+    duplicate_of: list[str],
+) -> None:
+    """The validate stage's catalogue writes: bag-info, staged files, three events."""
+    from preservation.sip import first_tag
+
+    duplicates = [w for w in warnings if str(w.get("rule", "")).startswith("duplicate-")]
+    agents = {"executing program": [SOFTWARE_AGENT]}
+    sip = service.get_sip(s, sip_id)
+    sip.bag_info = info
+    sip.external_identifier = first_tag(info, "External-Identifier")
+    sip.payload_oxum = f"{oxum.octets}.{oxum.files}" if oxum else None
+    service.add_staged_files(s, sip_id, rows)
+    sip.file_count = len(rows)
+    sip.payload_bytes = sum(r["size"] for r in rows)
+    service.record_event(
+        s,
+        tenant_id=sip.tenant_id,
+        sip_id=sip_id,
+        type="validation",
+        outcome="success" if not warnings else "warning",
+        detail="BagIt RFC 8493 (strict), path safety, fetch.txt completeness"
+        + "".join(f"; {p['message']}" for p in duplicates),
+        outcome_detail=json.dumps(warnings, ensure_ascii=False) if warnings else "",
+        agents=agents,
+        objects={"duplicate_of": duplicate_of} if duplicate_of else None,
+    )
+    service.record_event(
+        s,
+        tenant_id=sip.tenant_id,
+        sip_id=sip_id,
+        type="fixity check",
+        outcome="success",
+        detail=f"payload verified against the bag's manifests ({', '.join(algorithms)})",
+        agents=agents,
+        objects={"files": len(rows)},
+    )
+    service.record_event(
+        s,
+        tenant_id=sip.tenant_id,
+        sip_id=sip_id,
+        type="message digest calculation",
+        outcome="success",
+        detail="sha256 and sha512 computed while staging",
+        agents=agents,
+        objects={"files": len(rows)},
+    )
+    service.set_sip_state(s, sip, SIPState.STAGED)
 
 
 def _missing_required_bag_info(
@@ -360,18 +394,23 @@ def _missing_required_bag_info(
 
 
 def _duplicate_problems(
-    ctx: Context, sip_id: str, tenant: str, info: dict[str, list[str]], sha256s: list[str]
+    ctx: Context,
+    s: Session,
+    sip_id: str,
+    tenant: str,
+    info: dict[str, list[str]],
+    sha256s: list[str],
 ) -> list[dict[str, Any]]:
-    """The tenant's AIPs this bag repeats, by payload or by External-Identifier, as problems.
+    """The tenant's AIPs (or SIPs in flight) this bag repeats, as report problems.
 
-    The same payload is the same multiset of sha256 digests as an AIP's
-    version-1 files (names aside); an empty payload repeats nothing. Only the
-    tenant's own AIPs are looked at, so another tenant's are neither counted
-    nor named; an AIP whose SIP was rejected does not count, a pending one
-    does. The tenant rule ``on_duplicate`` sets the severity: ``warn`` (the
-    default) a warning, ``reject`` an error.
+    By payload: the same multiset of sha256 digests as another SIP staged
+    (names aside); an empty payload repeats nothing. By External-Identifier:
+    the same value in bag-info.txt. Only the tenant's own SIPs are looked at,
+    so another tenant's are neither counted nor named; a rejected or discarded
+    one does not count, a pending one does, and one not yet described is named
+    by its SIP id. The tenant rule ``on_duplicate`` sets the severity:
+    ``warn`` (the default) a warning, ``reject`` an error.
     """
-    from preservation.catalog import AIPState
     from preservation.rules import rules_for
 
     severity = "error" if rules_for(ctx.settings, tenant).on_duplicate == "reject" else "warning"
@@ -382,31 +421,35 @@ def _duplicate_problems(
         for v in values
         if v.strip()
     ]
-    found: list[tuple[str, str | None, str, Any]] = []
-    with session_scope(ctx.sessions) as s:
-        for aip in service.aips_with_payload(s, tenant, sha256s, exclude_sip_id=sip_id):
-            found.append(("duplicate-payload", None, "payload identical to", aip))
-        for aip in service.aips_with_external_identifier(
-            s, tenant, identifiers, exclude_sip_id=sip_id
-        ):
-            said = f"External-Identifier {aip.external_identifier!r} already names"
-            found.append(("duplicate-external-identifier", "bag-info.txt", said, aip))
-        problems = []
-        for rule, file, said, aip in found:
-            when = aip.created_at
-            when = when.astimezone(UTC) if when.tzinfo else when
-            pending = ", not yet committed" if aip.state is AIPState.PENDING else ""
-            problems.append(
-                {
-                    "severity": severity,
-                    "file": file,
-                    "rule": rule,
-                    "message": f"{said} AIP {aip.id} (bag {aip.source_bag_name}, "
-                    f"ingested {when:%Y-%m-%d}{pending})",
-                    "aip_id": aip.id,
-                }
-            )
-        return problems
+    found: list[tuple[str, str | None, str, SIP]] = []
+    for other in service.sips_with_payload(s, tenant, sha256s, exclude_sip_id=sip_id):
+        found.append(("duplicate-payload", None, "payload identical to", other))
+    for other in service.sips_with_external_identifier(
+        s, tenant, identifiers, exclude_sip_id=sip_id
+    ):
+        said = f"External-Identifier {other.external_identifier!r} already names"
+        found.append(("duplicate-external-identifier", "bag-info.txt", said, other))
+    problems = []
+    for rule, file, said, other in found:
+        when = other.created_at
+        when = when.astimezone(UTC) if when.tzinfo else when
+        if other.aip_id:
+            pending = "" if other.state is SIPState.COMMITTED else ", not yet committed"
+            named = f"AIP {other.aip_id}"
+        else:
+            pending = f", in flight at {other.state.value}"
+            named = f"SIP {other.id}"
+        problems.append(
+            {
+                "severity": severity,
+                "file": file,
+                "rule": rule,
+                "message": f"{said} {named} (bag {other.name}, ingested {when:%Y-%m-%d}{pending})",
+                "aip_id": other.aip_id,
+                "sip_id": other.id,
+            }
+        )
+    return problems
 
 
 def _validation_warnings(ctx: Context, sip_id: str) -> list[dict[str, Any]]:
@@ -940,6 +983,20 @@ def _clear_error_of_earlier_stage(ctx: Context, sip_id: str, name: str, part: st
             sip.last_error = None
 
 
+def open_sites(ctx: Context) -> None:
+    """Open the tape sites before a SIP is received, when this process will write them.
+
+    A site that cannot be used as it is (written cartridges beside an empty
+    catalogue: ``DataRootError``) then refuses the ingest at the door, rather
+    than leave a SIP stuck short of its store stage. A site that is down is
+    not refused here: the SIP waits for it, pending.
+    """
+    from preservation.storage.sites import get_site
+
+    for site in ctx.settings.sites:
+        get_site(ctx, site)
+
+
 def run_ingest(
     ctx: Context,
     path: Path,
@@ -950,6 +1007,7 @@ def run_ingest(
 ) -> IngestResult:
     """The embedded default: every stage in this process, one after the other."""
     t0 = time.perf_counter()
+    open_sites(ctx)
     sip_id = receive(ctx, path, tenant=tenant)
     result = run_sip(ctx, sip_id, progress=progress, wait_seconds=wait_seconds)
     result.timings["receive"] = time.perf_counter() - t0 - result.timings["total"]

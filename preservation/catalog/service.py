@@ -42,8 +42,6 @@ __all__ = [
     "MIN_ID_PREFIX",
     "add_staged_files",
     "agents_by_identifier",
-    "aips_with_external_identifier",
-    "aips_with_payload",
     "assign_files_to_version",
     "count_sips_by_state",
     "create_aip",
@@ -60,12 +58,15 @@ __all__ = [
     "list_events",
     "list_files",
     "list_sips",
+    "lock_tenant",
     "record_event",
     "record_identifications",
     "resolve_aip_id",
     "resolve_sip_id",
     "set_sip_state",
     "sips_from_source",
+    "sips_with_external_identifier",
+    "sips_with_payload",
     "stalled_sips",
     "take_lease",
     "touch_sip",
@@ -78,14 +79,44 @@ __all__ = [
 
 
 def ensure_tenant(session: Session, tenant_id: str, name: str | None = None) -> Tenant:
+    """The tenant's row, made if new; two first ingests of a tenant at once both get it."""
     tenant = session.get(Tenant, tenant_id)
     if tenant is None:
-        tenant = Tenant(id=tenant_id, name=name or tenant_id, event_count=0)
-        session.add(tenant)
-        session.flush()
+        _insert_if_absent(session, Tenant, ["id"], id=tenant_id, name=name or tenant_id)
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
     elif name and tenant.name != name:
         tenant.name = name
     return tenant
+
+
+def _insert_if_absent(session: Session, model: Any, keys: list[str], **values: Any) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: a row another writer just made is not an error.
+
+    Get-then-insert races: two workers that both find a tenant or agent
+    missing would both insert it, and one would fail on the key.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if session.get_bind().dialect.name == "postgresql":
+        pg = postgresql.insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+        session.execute(pg)
+    else:
+        lite = sqlite.insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+        session.execute(lite)
+
+
+def lock_tenant(session: Session, tenant_id: str) -> None:
+    """Hold the tenant's row until the transaction ends: one writer per tenant past here.
+
+    Checking for duplicates and recording what a SIP staged must be one step,
+    or two copies of a bag validated side by side would each find the other
+    absent. An UPDATE takes PostgreSQL's row lock and SQLite's write lock
+    alike (``SELECT ... FOR UPDATE`` is a no-op on SQLite).
+    """
+    session.execute(
+        update(Tenant).where(Tenant.id == tenant_id).values(event_count=Tenant.event_count)
+    )
 
 
 def ensure_agent(
@@ -99,11 +130,18 @@ def ensure_agent(
 ) -> Agent:
     agent = session.scalar(select(Agent).where(Agent.identifier == identifier))
     if agent is None:
-        agent = Agent(
-            identifier=identifier, name=name, type=type, version=version, tenant_id=tenant_id
+        _insert_if_absent(
+            session,
+            Agent,
+            ["identifier"],
+            identifier=identifier,
+            name=name,
+            type=type,
+            version=version,
+            tenant_id=tenant_id,
         )
-        session.add(agent)
-        session.flush()
+        agent = session.scalar(select(Agent).where(Agent.identifier == identifier))
+        assert agent is not None
     return agent
 
 
@@ -417,25 +455,27 @@ _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85
 _CANDIDATE_BATCH = 500
 
 
-def aips_with_payload(
+def sips_with_payload(
     session: Session,
     tenant_id: str,
     sha256s: Sequence[str],
     *,
     exclude_sip_id: str | None = None,
     limit: int = 10,
-) -> list[AIP]:
-    """The tenant's AIPs whose version-1 files carry exactly these sha256 digests, oldest first.
+) -> list[SIP]:
+    """The tenant's SIPs that staged exactly these sha256 digests, oldest first.
 
     The digests compare as a multiset: file names do not matter, how many files
-    carry each digest does. An AIP's version-1 files are the files its SIP
-    staged. An AIP whose SIP was rejected (or discarded) does not count; a
+    carry each digest does. A SIP's files are its AIP's version-1 files, so
+    this finds AIPs (``SIP.aip_id``) and also SIPs still between validate and
+    describe, which have none yet: two copies of one bag ingested side by side
+    must not both pass. A rejected (or discarded) SIP does not count; a
     pending one does. An empty payload matches nothing.
 
     Never reads all the tenant's files: one grouped lookup of a few digests
     (through the index on ``files.sha256``) either shows one is new, which
     ends the check, or picks the rarest; one statement finds the candidates,
-    AIPs of SIPs with as many files of which one has that digest; one grouped
+    SIPs with as many files of which one has that digest; one grouped
     statement per 500 candidates then counts their digests.
     """
     wanted = Counter(sha256s)
@@ -445,31 +485,29 @@ def aips_with_payload(
     if probe is None:
         return []
     stmt = (
-        select(AIP)
-        .join(SIP, SIP.id == AIP.sip_id)
+        select(SIP)
         .where(
-            AIP.tenant_id == tenant_id,
             SIP.tenant_id == tenant_id,
             SIP.state != SIPState.REJECTED,
             SIP.file_count == len(sha256s),
             SIP.id.in_(select(File.sip_id).where(File.sha256 == probe)),
         )
-        .order_by(AIP.created_at, AIP.id)
+        .order_by(SIP.created_at, SIP.id)
     )
     if exclude_sip_id is not None:
         stmt = stmt.where(SIP.id != exclude_sip_id)
     candidates = list(session.scalars(stmt))
-    found: list[AIP] = []
+    found: list[SIP] = []
     for start in range(0, len(candidates), _CANDIDATE_BATCH):
         batch = candidates[start : start + _CANDIDATE_BATCH]
-        counts: dict[str, Counter[str]] = {a.sip_id: Counter() for a in batch}
+        counts: dict[str, Counter[str]] = {sip.id: Counter() for sip in batch}
         for sip_id, digest, n in session.execute(
             select(File.sip_id, File.sha256, func.count())
             .where(File.sip_id.in_(list(counts)))
             .group_by(File.sip_id, File.sha256)
         ):
             counts[sip_id][digest] = n
-        found += [a for a in batch if counts[a.sip_id] == wanted]
+        found += [sip for sip in batch if counts[sip.id] == wanted]
         if len(found) >= limit:
             break
     return found[:limit]
@@ -500,30 +538,30 @@ def _rarest_digest(session: Session, wanted: Counter[str]) -> str | None:
     return min(sample, key=lambda d: (seen[d], d))
 
 
-def aips_with_external_identifier(
+def sips_with_external_identifier(
     session: Session,
     tenant_id: str,
     identifiers: Iterable[str],
     *,
     exclude_sip_id: str | None = None,
     limit: int = 10,
-) -> list[AIP]:
-    """The tenant's AIPs whose External-Identifier is one of these, oldest first.
+) -> list[SIP]:
+    """The tenant's SIPs whose External-Identifier is one of these, oldest first.
 
-    As for :func:`aips_with_payload`, an AIP of a rejected SIP does not count.
+    As for :func:`sips_with_payload`, a rejected SIP does not count and one
+    still in flight does; the identifier is the one the bag carried.
     """
     wanted = sorted({i for i in identifiers if i})
     if not wanted:
         return []
     stmt = (
-        select(AIP)
-        .join(SIP, SIP.id == AIP.sip_id)
+        select(SIP)
         .where(
-            AIP.tenant_id == tenant_id,
-            AIP.external_identifier.in_(wanted),
+            SIP.tenant_id == tenant_id,
+            SIP.external_identifier.in_(wanted),
             SIP.state != SIPState.REJECTED,
         )
-        .order_by(AIP.created_at, AIP.id)
+        .order_by(SIP.created_at, SIP.id)
         .limit(limit)
     )
     if exclude_sip_id is not None:

@@ -100,7 +100,7 @@ def ingest(
     SIGTERM stops at once and says how to resume (exit 130).
     """
     from preservation.context import open_context
-    from preservation.pipeline import receive, result_of, run_sip
+    from preservation.pipeline import open_sites, receive, result_of, run_sip
     from preservation.submission import refuse_if_not_a_bag
     from preservation.tenants import check_tenant_id
 
@@ -120,6 +120,8 @@ def ingest(
         except PreservationError as e:
             raise fail(e, as_json) from e
         try:
+            if not settings.broker_url:
+                open_sites(ctx)
             sip_id = receive(ctx, path, tenant=tenant)
             if settings.broker_url:
                 from preservation.submission import load_submitter

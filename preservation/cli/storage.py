@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from preservation.cli.terminal import (
     spinner,
     usage,
 )
-from preservation.errors import NotFoundError, PreservationError
+from preservation.errors import DestinationError, NotFoundError, PreservationError
 
 
 def audit(
@@ -218,14 +219,17 @@ def recover(
     from preservation.context import open_context
     from preservation.storage.recovery import recover as recover_version
 
-    # Before the catalogue and before any tape: a bag read for nothing costs mounts.
-    problem = _destination_problem(to)
-    if problem is not None:
-        raise usage(problem, as_json)
-    ctx = open_context(load_settings())
+    try:
+        ctx = open_context(load_settings())
+    except PreservationError as e:
+        raise fail(e, as_json) from e
     try:
         aip_id = resolve_aip(ctx, aip_id)
         number = _version_to_recover(ctx, aip_id, version)
+        # Before any tape: a bag read for nothing costs mounts.
+        problem = _destination_problem(to)
+        if problem is not None:
+            raise DestinationError(problem, path=to)
         target = to / f"{aip_id}.v{number}"
         if target.exists() or target.is_symlink():
             raise usage(
@@ -244,24 +248,33 @@ def recover(
 
 
 def _destination_problem(to: Path) -> str | None:
-    """Why ``--to`` cannot receive a bag, without making anything; None when it can.
+    """Why ``--to`` cannot receive a bag; None when it can. Makes the folder if it can.
 
-    The nearest folder that exists must be one this process may write: the
-    kernel's answer, so read-only media and immutable folders refuse root too.
+    The kernel answers, not a guess from permission bits: the folder is made
+    and a probe file written and removed, so read-only media, immutable
+    folders, ``/proc`` and names too long for the file system all refuse here,
+    before any tape is read.
     """
     import os
+    import tempfile
 
-    existing = to
-    while not (existing.exists() or existing.is_symlink()) and existing.parent != existing:
-        existing = existing.parent
-    if existing == to and not to.is_dir():
-        return f"{to} exists and is not a folder"
-    if not existing.is_dir():
-        return f"cannot make {to}: {existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "it" if existing == to else str(existing)
-        return (
-            f"cannot write to {to}: {where} is read-only (read-only media, or no permission); "
-            "choose another --to folder"
-        )
+    try:
+        existing = to
+        while not (existing.exists() or existing.is_symlink()) and existing.parent != existing:
+            existing = existing.parent
+        if existing == to and not to.is_dir():
+            return f"{to} exists and is not a folder; choose another --to folder"
+        if not existing.is_dir():
+            return (
+                f"cannot make {to}: {existing} is a file, not a folder; choose another --to folder"
+            )
+        to.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".recover-probe-", dir=to)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            reason += " (read-only media, or no permission)"
+        return f"cannot write to {to}: {reason}; choose another --to folder"
     return None

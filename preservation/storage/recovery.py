@@ -51,6 +51,7 @@ from preservation.catalog.models import (
 )
 from preservation.context import Context
 from preservation.errors import (
+    DestinationError,
     DeviceBusyError,
     FixityMismatchError,
     LTFSFormatError,
@@ -322,7 +323,14 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
                 )
                 log.warning("recover %s: copy %d unusable: %s", aip_id, ref.copy_id, err)
                 continue
-            return unpack_aip(tmp, Path(dest_dir))
+            try:
+                return unpack_aip(tmp, Path(dest_dir))
+            except OSError as err:  # the copy was good; the folder could not take it
+                raise DestinationError(
+                    f"AIP {aip_id}: cannot unpack into {dest_dir}: {err.strerror or err}",
+                    path=Path(dest_dir),
+                    aip_id=aip_id,
+                ) from err
     finally:
         tmp.unlink(missing_ok=True)
     detail = "; ".join(problems) or "no verified copy is catalogued"

@@ -23,10 +23,13 @@ from typing import Any
 
 import bagit
 import pytest
+from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
+from preservation.catalog import SIP, session_scope
 from preservation.cli import app
 from preservation.config import Settings
+from preservation.context import open_context
 from preservation.errors import DataRootError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -322,9 +325,24 @@ def test_recover_under_a_file_reads_no_tape(
     (tmp_path / "a-file").write_text("")
     to = tmp_path / "a-file" / "out"
     result = cli("recover", archive["aip_id"], "--to", str(to))
-    assert result.exit_code in (2, 3)
-    refused(result, result.exit_code, str(to), "not a folder")
+    refused(result, 3, str(to), "not a folder")
     assert mounts == []
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["/proc/no-such-folder/out", "long-name"],
+)
+def test_recover_where_the_kernel_refuses_reads_no_tape(
+    home: Path, archive: dict[str, Any], tmp_path: Path, mounts: list[str], where: str
+) -> None:
+    """Folders no permission bit can predict: /proc, a name too long for the file system."""
+    to = tmp_path / ("x" * 300) / "out" if where == "long-name" else Path(where)
+    result = cli("recover", archive["aip_id"], "--to", str(to))
+    refused(result, 3, "cannot write to", "choose another --to folder")
+    assert mounts == []
+    failed = json.loads(cli("recover", archive["aip_id"], "--to", str(to), "--json").stdout)
+    assert failed["error"] == "DestinationError"
 
 
 def test_recover_onto_read_only_media_reads_no_tape(
@@ -335,8 +353,7 @@ def test_recover_onto_read_only_media_reads_no_tape(
     for to in (media, media / "deeper" / "out"):
         with read_only(media):
             result = cli("recover", archive["aip_id"], "--to", str(to))
-        assert result.exit_code in (2, 3)
-        refused(result, result.exit_code, str(to), "read-only")
+        refused(result, 3, str(to), "read-only")
     assert mounts == []
     assert list(media.iterdir()) == []
     # The same archive recovers fine to a folder that can be made.
@@ -445,6 +462,13 @@ def test_empty_catalogue_beside_written_tapes_is_refused(
     for c in written:
         assert c["site"] in text and c["barcode"] in text and c["volume_uuid"] in text
     assert tree_state(home / "tape") == tapes  # nothing formatted, nothing appended
+    if command == "ingest":  # refused at the door: no SIP left short of its store stage
+        ctx = open_context(Settings(home=home))
+        try:
+            with session_scope(ctx.sessions) as s:
+                assert s.scalar(select(func.count()).select_from(SIP)) == 0
+        finally:
+            ctx.close()
 
 
 def test_fresh_data_root_still_ingests_and_lists_scratch_cartridges(

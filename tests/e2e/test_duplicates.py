@@ -175,6 +175,28 @@ def test_a_pending_aip_counts(ctx: Context, tmp_path: Path) -> None:
     assert all("not yet committed" in w["message"] for w in second.warnings)
 
 
+def test_a_sip_validated_but_not_yet_described_counts_by_its_sip_id(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """Two copies of one bag side by side: the second must not pass for want of an AIP row."""
+    first = pipeline.receive(ctx, _variant(tmp_path, "sample-copy"), tenant="museum")
+    pipeline.validate(ctx, first)  # staged; its AIP is only made at describe
+    second = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    assert second.state == SIPState.COMMITTED.value
+    assert {w["rule"] for w in second.warnings} == {
+        "duplicate-payload",
+        "duplicate-external-identifier",
+    }
+    for warning in second.warnings:
+        assert (warning["sip_id"], warning["aip_id"]) == (first, None)
+        assert f"SIP {first} (bag sample-copy" in warning["message"]
+        assert "in flight at staged" in warning["message"]
+    _rules(ctx.settings, {"defaults": {"on_duplicate": "reject"}})
+    third = pipeline.run_ingest(ctx, _variant(tmp_path, "sample-third"), tenant="museum")
+    assert third.state == SIPState.REJECTED.value
+    assert first in (Path(third.rejected_to or "") / "report.txt").read_text()
+
+
 def test_the_aip_of_a_rejected_sip_does_not_count(ctx: Context) -> None:
     first = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
     with session_scope(ctx.sessions) as s:
@@ -283,10 +305,10 @@ def test_payload_query_compares_digest_multisets_of_the_tenant_only(ctx: Context
         _fake_aip(s, "library", [x, x, y])  # another tenant's
         _fake_aip(s, "museum", [x, x, y], state=SIPState.REJECTED)
     with session_scope(ctx.sessions) as s:
-        found = service.aips_with_payload(s, "museum", [y, x, x])
-        assert [a.id for a in found] == [match]
-        assert service.aips_with_payload(s, "museum", []) == []
-        assert service.aips_with_payload(s, "nobody", [x, x, y]) == []
+        found = service.sips_with_payload(s, "museum", [y, x, x])
+        assert [sip.aip_id for sip in found] == [match]
+        assert service.sips_with_payload(s, "museum", []) == []
+        assert service.sips_with_payload(s, "nobody", [x, x, y]) == []
 
 
 def test_payload_query_uses_three_statements_however_many_candidates(ctx: Context) -> None:
@@ -304,11 +326,11 @@ def test_payload_query_uses_three_statements_however_many_candidates(ctx: Contex
     with session_scope(ctx.sessions) as s:
         event.listen(ctx.engine, "before_cursor_execute", seen)
         try:
-            found = service.aips_with_payload(s, "museum", [f"{7:064x}", x])
+            found = service.sips_with_payload(s, "museum", [f"{7:064x}", x])
         finally:
             event.remove(ctx.engine, "before_cursor_execute", seen)
         assert len(found) == 1
-        assert found[0].sip_id in {
+        assert found[0].id in {
             sip.id for sip in s.scalars(select(SIP).join(File).where(File.sha256 == f"{7:064x}"))
         }
     # A sample of digests counted, the candidates, their digests counted.

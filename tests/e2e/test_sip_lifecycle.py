@@ -225,6 +225,13 @@ def test_ingest_pending_sip_reported_then_status_filters_and_prefixes(home: Path
     again = cli("ingest", str(SAMPLE), "--tenant", "museum")
     assert again.exit_code == 2, again.output
     assert sip_id in again.stderr and f"preservation resume {sip_id}" in again.stderr
+    # So is another spelling of it: a symlink, or a path through one.
+    link = home.parent / "link-to-sample"
+    link.symlink_to(SAMPLE)
+    for spelling in (link, home.parent / "." / "link-to-sample"):
+        other = cli("ingest", str(spelling), "--tenant", "museum")
+        assert other.exit_code == 2, other.output
+        assert f"preservation resume {sip_id}" in other.stderr
     assert len(rows(home, SIP)) == 1
     assert [r["sip_id"] for r in run("status", "--state", "packaged")["sips"]] == [sip_id]
     assert run("status", "--state", "committed")["sips"] == []
