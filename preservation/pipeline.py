@@ -247,6 +247,24 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
     dest = aip_dir(ctx, sip_id) / "data" / "representations" / "rep1"
     shutil.rmtree(aip_dir(ctx, sip_id), ignore_errors=True)  # a crashed run's leftovers
     dest.mkdir(parents=True)
+    source = Path(sip.source_path)
+    if source.is_symlink():
+        # Only a hot folder passes one on (a path given on the command line
+        # is resolved at receive): a link would let one tenant's drop read
+        # another tenant's folder, or anything the worker may read.
+        problems = [
+            {
+                "severity": "error",
+                "file": source.name,
+                "rule": "symlink-submission",
+                "message": f"{source.name} is a symbolic link (to {os.readlink(source)}); "
+                "put the bag itself in the ingest folder, not a link to it",
+            }
+        ]
+        reject(ctx, sip_id, problems, stage_name="validate")
+        raise InvalidSIPError(
+            f"{sip.name}: a symbolic link, not a bag", problems=problems, sip_id=sip_id
+        )
     try:
         bag = sip_bag_dir(ctx, sip)
         report, staged = validate_and_stage(

@@ -96,3 +96,32 @@ def test_bags_in_a_tenant_folder_with_a_bad_name_are_never_taken(ctx: Context) -
         assert s.query(SIP).count() == 0
     assert (ctx.settings.ingest_dir / "Museum" / "bag" / "bagit.txt").is_file()
     assert not (ctx.settings.ingest_dir / "Museum" / ".claimed").exists()
+
+
+@pytest.mark.parametrize("target", ["another-tenants-bag", "an-archive.zip"])
+def test_a_symbolic_link_dropped_in_a_hot_folder_is_rejected_not_followed(
+    ctx: Context, tmp_path: Path, target: str
+) -> None:
+    """A link would let one tenant's drop ingest another tenant's folder, or any file."""
+    elsewhere = tmp_path / "library-archive" / "private"
+    shutil.copytree(SAMPLE, elsewhere)
+    pointed = elsewhere
+    if target.endswith(".zip"):
+        pointed = Path(
+            shutil.make_archive(str(tmp_path / "an-archive"), "zip", SAMPLE.parent, SAMPLE.name)
+        )
+    folder = ctx.settings.ingest_dir / "museum"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / (pointed.name if target.endswith(".zip") else "borrowed")
+    link.symlink_to(pointed)
+    time.sleep(0.3)
+    sip_id = _claim_and_validate(ctx)
+    with session_scope(ctx.sessions) as s:
+        sip = s.get(SIP, sip_id)
+        assert sip is not None and sip.state is SIPState.REJECTED and sip.aip_id is None
+    [rejected] = (folder / "rejected").iterdir()
+    report = json.loads((rejected / "report.json").read_text())
+    [problem] = report["problems"]
+    assert problem["rule"] == "symlink-submission" and str(pointed) in problem["message"]
+    assert (rejected / link.name).is_symlink()  # the link itself set aside, untouched
+    assert (elsewhere / "bagit.txt").is_file() and pointed.exists()  # its target never moved
