@@ -116,11 +116,43 @@ def ingest_workflow(sip_id: str, sites: tuple[str, ...]) -> Any:
     )
 
 
+# What each skipped bag was last logged with, in this worker process: a bag that
+# waits for an hour is logged when its reason changes, not at every scan.
+_TOLD: dict[str, str] = {}
+
+
 @app.task(name="workers.tasks.scan_ingest_folders", bind=True, acks_late=True)
 def scan_ingest_folders(self: Task) -> list[str]:
-    """Beat task: claim ready bags and start their workflows."""
+    """Beat task: claim ready bags and start their workflows.
+
+    What the foreground ``watch`` prints goes to the worker's log instead: an
+    ``ingest/`` folder that is not a tenant id at every scan (its bags are
+    never taken), and each bag left where it is, with why.
+    """
+    from preservation import hotfolder
+    from preservation.tenants import TENANT_ID_RULE
+
     ctx = context()
-    return pipeline.scan_and_claim(ctx, submit=submit)
+    for folder in hotfolder.invalid_tenant_folders(ctx.settings.ingest_dir):
+        log.warning(
+            "ingest/%s: not a valid tenant id (%s); its bags are not taken",
+            folder.name,
+            TENANT_ID_RULE,
+        )
+    seen: dict[str, str] = {}
+
+    def skipped(candidate: hotfolder.Candidate) -> None:
+        key = str(candidate.path)
+        seen[key] = candidate.lasting_reason
+        if _TOLD.get(key) != candidate.lasting_reason:
+            log.info("skipped %s/%s: %s", candidate.tenant, candidate.path.name, candidate.reason)
+
+    started = pipeline.scan_and_claim(ctx, submit=submit, skipped=skipped)
+    _TOLD.clear()
+    _TOLD.update(seen)
+    for sip_id in started:
+        log.info("claimed SIP %s", sip_id)
+    return started
 
 
 def submit(sip_id: str) -> None:
