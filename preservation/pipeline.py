@@ -155,6 +155,7 @@ def receive(ctx: Context, path: Path, *, tenant: str, sip_id: str | None = None)
     one bag. The tenant id is checked here too, so no way in can skip it.
     """
     from preservation.rules import rules_for
+    from preservation.sips import stage_shown
     from preservation.tenants import check_tenant_id
 
     check_tenant_id(tenant, source="tenant")
@@ -165,9 +166,10 @@ def receive(ctx: Context, path: Path, *, tenant: str, sip_id: str | None = None)
     with session_scope(ctx.sessions) as s:
         if sip_id is None:
             for earlier in service.sips_from_source(s, tenant, str(path)):
+                stage = stage_shown(s, earlier.id, earlier.stage)
                 raise SIPPendingError(
                     f"{path} already has SIP {earlier.id} in flight ({earlier.state.value}, "
-                    f"stage {earlier.stage or '-'}); finish it with `preservation resume "
+                    f"stage {stage or '-'}); finish it with `preservation resume "
                     f"{earlier.id}` or end it with `preservation sip discard {earlier.id} "
                     "--yes`",
                     sip_id=earlier.id,

@@ -38,7 +38,7 @@ from preservation.catalog import (
 from preservation.context import Context
 from preservation.errors import InvalidRequestError, SIPBusyError
 
-__all__ = ["RUNNING", "DiscardResult", "discard_sip", "sip_rows"]
+__all__ = ["RUNNING", "DiscardResult", "discard_sip", "sip_rows", "stage_shown"]
 
 RUNNING = " (running)"
 INTERRUPTED = " (interrupted)"
@@ -59,6 +59,17 @@ def _live_leases(session: Any, sip_ids: list[str], now: datetime) -> set[str]:
         if sip_id in wanted and lease_is_live(owner, expires, now):
             live.add(sip_id)
     return live
+
+
+def stage_shown(session: Any, sip_id: str, stage: str | None) -> str | None:
+    """The stage as an operator should read it: ``(running)`` only behind a live lease."""
+    if (
+        stage
+        and stage.endswith(RUNNING)
+        and sip_id not in _live_leases(session, [sip_id], datetime.now(UTC))
+    ):
+        return stage[: -len(RUNNING)] + INTERRUPTED
+    return stage
 
 
 def sip_rows(
@@ -138,7 +149,11 @@ def discard_sip(ctx: Context, sip_id: str, *, reason: str = "") -> DiscardResult
                 sip_id=sip_id,
                 rule="discard-in-flight-only",
             )
-        tenant, before, stage, aip_id = sip.tenant_id, sip.state.value, sip.stage, sip.aip_id
+        tenant, before, aip_id = sip.tenant_id, sip.state.value, sip.aip_id
+        # A runner still alive makes the discard refuse below; any other is gone.
+        stage = sip.stage
+        if stage and stage.endswith(RUNNING):
+            stage = stage[: -len(RUNNING)] + INTERRUPTED
     seconds = ctx.settings.lease_seconds
     try:
         with hold_sip_lease(ctx.sessions, sip_id, seconds=seconds, stage="discard (running)"):

@@ -150,4 +150,8 @@ def discard(
         + f"); {len(result.discarded_copies)} unfinished tape write(s) dropped",
         highlight=False,
     )
-    out.print(f"bag and report: {result.rejected_to}", highlight=False)
+    from pathlib import Path
+
+    kept = [p for p in Path(result.rejected_to).iterdir() if not p.name.startswith("report.")]
+    held = "bag and report" if kept else "report (the bag was already gone)"
+    out.print(f"{held}: {result.rejected_to}", highlight=False)

@@ -137,6 +137,10 @@ def test_status_shows_an_interrupted_stage_never_running(home: Path) -> None:
     human = cli("status")
     assert "(interrupted)" in human.stdout and "(running)" not in human.stdout
     assert sip_id[:8] in human.stdout and row["aip_id"][:8] in human.stdout  # the AIP column
+    # Nor does ingesting the bag again call the dead runner's stage running.
+    again = cli("ingest", str(SAMPLE), "--tenant", "museum")
+    assert again.exit_code == 2 and sip_id in again.stderr
+    assert "(interrupted)" in again.stderr and "(running)" not in again.stderr
 
 
 def test_sip_discard_ends_a_stuck_sip(home: Path) -> None:
@@ -150,6 +154,7 @@ def test_sip_discard_ends_a_stuck_sip(home: Path) -> None:
 
     body = run("sip", "discard", sip_id[:8], "--yes")  # an 8-character prefix is enough
     assert body["sip_id"] == sip_id and body["state"] == "rejected"
+    assert body["stage_before"].endswith("(interrupted)"), body  # its runner was dead
     assert set(body["discarded_copies"]) >= {c.id for c in writing}
     assert not (home / "staging" / sip_id).exists()
     copies = rows(home, TapeCopy)
