@@ -7,6 +7,7 @@ system failures (the operator's problem).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from preservation.config import Settings
 from preservation.errors import (
+    DataRootError,
     InvalidRequestError,
     InvalidSIPError,
     NotFoundError,
@@ -53,6 +55,17 @@ def load_settings() -> Settings:
 
     settings = Settings()
     command, as_json = _invocation()
+    if command in READ_ONLY_COMMANDS and "PRESERVATION_HOME" not in os.environ:
+        home = settings.home_dir
+        if not (home.exists() or home.is_symlink()):
+            # A command that only reads must not leave an empty archive where the
+            # user happened to stand: most likely, they are in the wrong folder.
+            e = DataRootError(
+                f"there is no archive at {home} (the default ./var: PRESERVATION_HOME is not "
+                "set); set PRESERVATION_HOME to the data root, or run this where it is",
+                path=home,
+            )
+            raise fail(e, as_json)
     if command:
         try:
             check_data_root(settings, read_only=None if command in READ_ONLY_COMMANDS else False)

@@ -440,6 +440,13 @@ def test_implicit_data_root_is_said_on_stderr(
 ) -> None:
     monkeypatch.delenv("PRESERVATION_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
+    # Where there is no ./var, a command that only reads says so and makes none.
+    for command in (["status"], ["show", "0" * 8], ["tape", "ls"]):
+        result = cli(*command)
+        assert result.exit_code == 3, (command, result.output)
+        assert "no archive at" in result.stderr and "PRESERVATION_HOME" in result.stderr
+        assert list(tmp_path.iterdir()) == [], command
+    (tmp_path / "var").mkdir()
     result = cli("status")
     assert result.exit_code == 0, result.output
     assert "PRESERVATION_HOME is not set" in result.stderr
