@@ -608,19 +608,30 @@ def build_sites(
     for name in settings.sites:
         letter = site_letter(settings, name)
         root = settings.tape_dir / name
-        library = EmulatedLibrary(
-            root,
-            name=name,
-            drives=settings.tape_drives_per_site,
-            clock=clock,
-            move_seconds=move_seconds,
-            durability=durability,
-            production=settings.production,
-            read_only=read_only,
-        )
-        if not read_only:
-            for number in range(1, settings.tape_cartridges_per_site + 1):
-                library.add_cartridge(barcode_for(letter, number), capacity=settings.tape_capacity)
+        try:
+            library = EmulatedLibrary(
+                root,
+                name=name,
+                drives=settings.tape_drives_per_site,
+                clock=clock,
+                move_seconds=move_seconds,
+                durability=durability,
+                production=settings.production,
+                read_only=read_only,
+            )
+            if not read_only:
+                for number in range(1, settings.tape_cartridges_per_site + 1):
+                    library.add_cartridge(
+                        barcode_for(letter, number), capacity=settings.tape_capacity
+                    )
+        except OSError as err:  # a file where a folder should be, no permission, ...
+            raise DataRootError(
+                f"site {name}'s emulated library at {root} cannot be used: "
+                f"{err.strerror or err} ({err.filename or root}); it must be a folder this "
+                "user may write: move what is there aside",
+                path=root,
+                sites=[name],
+            ) from err
         libraries[name] = library
         sites[name] = Site(name, root, library, idle_seconds=idle_seconds, read_only=read_only)
     if not read_only:

@@ -193,6 +193,25 @@ def test_home_that_is_a_file_is_refused_by_every_command(
     assert home.read_text() == "not a folder\n"
 
 
+@pytest.mark.parametrize("command", ["tape ls", "ingest", "audit", "repair"])
+def test_a_file_where_a_site_folder_should_be_is_one_line(
+    command: str, tmp_path: Path, env: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / "tape").mkdir(parents=True)
+    (home / "tape" / "site-a").write_text("not a library\n")
+    env.setenv("PRESERVATION_HOME", str(home))
+    refused(cli(*commands(home, tmp_path)[command]), 3, "site site-a", str(home / "tape"))
+    assert (home / "tape" / "site-a").read_text() == "not a library\n"
+    if command == "ingest":  # refused at the door: no SIP registered
+        ctx = open_context(Settings(home=home))
+        try:
+            with session_scope(ctx.sessions) as s:
+                assert s.scalar(select(func.count()).select_from(SIP)) == 0
+        finally:
+            ctx.close()
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_home_under_a_file_cannot_be_created(
     command: str, tmp_path: Path, env: pytest.MonkeyPatch
