@@ -48,6 +48,7 @@ from preservation.failpoints import failpoint
 __all__ = [
     "STAGES",
     "IngestResult",
+    "duplicate_problems",
     "open_sites",
     "pending_sips",
     "receive",
@@ -310,7 +311,7 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
     with session_scope(ctx.sessions) as s:
         # the duplicate check and the file rows it compares against are one step
         service.lock_tenant(s, tenant_id)
-        duplicates = _duplicate_problems(ctx, s, sip_id, tenant_id, info, sha256s)
+        duplicates = duplicate_problems(ctx, s, sip_id, tenant_id, info, sha256s)
         duplicate_of = list(dict.fromkeys(p.get("aip_id") or p["sip_id"] for p in duplicates))
         refused = any(p["severity"] == "error" for p in duplicates)
         if not refused:
@@ -413,10 +414,10 @@ def _missing_required_bag_info(
     ]
 
 
-def _duplicate_problems(
+def duplicate_problems(
     ctx: Context,
     s: Session,
-    sip_id: str,
+    sip_id: str | None,
     tenant: str,
     info: dict[str, list[str]],
     sha256s: list[str],

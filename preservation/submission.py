@@ -3,8 +3,9 @@
 What is refused before anything is registered lives here, so that every way
 in (the CLI, later the API) refuses the same things the same way: a path
 that is not a bag is reported and never copied, moved or given a SIP row.
-``validate_submission`` is the same strict check ingest makes, without a
-catalogue and without writing anywhere but a temporary folder.
+``validate_submission`` is the same strict check ingest makes, writing
+nowhere but a temporary folder; with a tenant, it asks the catalogue (read
+only, if there is one) whether the bag repeats one of the tenant's AIPs.
 
 The distributed engine is chosen by dotted path in the settings.
 
@@ -18,6 +19,7 @@ Another engine plugs in by naming its own callable.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import stat
@@ -26,8 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from preservation.config import Settings
-from preservation.errors import ConfigurationError, InvalidSIPError
+from preservation.errors import ConfigurationError, InvalidSIPError, PreservationError
 
 __all__ = ["NOT_A_BAG", "load_submitter", "refuse_if_not_a_bag", "validate_submission"]
 
@@ -77,8 +81,9 @@ def validate_submission(
 
     With ``tenant``, the tenant's archiving rules apply too. A serialised bag
     is unpacked into a temporary folder: under the data root when one is set
-    explicitly (it has room for bags; /tmp is often small or in RAM),
-    otherwise in the system's temporary folder, never under the current one.
+    explicitly and exists (it has room for bags; /tmp is often small or in
+    RAM), otherwise in the system's temporary folder, never under the current
+    one. No data root is ever made.
     """
     from preservation.rules import missing_bag_info, rules_for
     from preservation.sip import open_serialised_bag, read_bag_info, validate_bag
@@ -86,7 +91,7 @@ def validate_submission(
 
     rules = rules_for(settings, check_tenant_id(tenant, source="--tenant")) if tenant else None
     base: Path | None = None
-    if "home" in settings.model_fields_set:
+    if "home" in settings.model_fields_set and settings.home_dir.is_dir():
         try:
             settings.staging_dir.mkdir(parents=True, exist_ok=True)
             tempfile.TemporaryDirectory(prefix="validate-", dir=settings.staging_dir).cleanup()
@@ -103,6 +108,7 @@ def validate_submission(
         "bytes_hashed": 0,
         "error_count": 0,
         "warning_count": 0,
+        "duplicate_check": None,
         "problems": [],
     }
     try:
@@ -119,9 +125,11 @@ def validate_submission(
                 )
             result = validate_bag(bag, processes=processes)
             report |= result.to_dict() | {"bag": str(path)}
-            if rules is not None and result.valid:
-                problems = missing_bag_info(rules, read_bag_info(bag))
-                report["problems"] += problems
+            if rules is not None and result.valid and tenant is not None:
+                info = read_bag_info(bag)
+                report["problems"] += missing_bag_info(rules, info)
+                found, report["duplicate_check"] = _duplicates(settings, tenant, bag, info)
+                report["problems"] += found
     except InvalidSIPError as err:
         report["problems"] = [
             p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in err.problems
@@ -138,6 +146,58 @@ def validate_submission(
     report["warning_count"] = sum(p.get("severity") == "warning" for p in report["problems"])
     report["valid"] = report["error_count"] == 0 and report["bagit_version"] is not None
     return report
+
+
+def _duplicates(
+    settings: Settings, tenant: str, bag: Path, info: dict[str, list[str]]
+) -> tuple[list[dict[str, Any]], str]:
+    """The tenant's AIPs the bag repeats (rule ``on_duplicate``), and how far that was checked.
+
+    Only where there is a catalogue to ask, opened read-only: ``validate`` must
+    not make an archive, and a catalogue it cannot read makes the check
+    "not done", never the bag invalid. The payload's sha256 digests come from
+    its verified ``manifest-sha256.txt``, or from one more read of the payload.
+    """
+    from preservation.catalog import session_scope
+    from preservation.catalog.database import sqlite_path
+    from preservation.context import open_context
+    from preservation.pipeline import duplicate_problems
+
+    catalogue = sqlite_path(settings.catalog_url)
+    if catalogue is not None and not catalogue.is_file():
+        return [], f"not done: no catalogue at {catalogue}"
+    try:
+        ctx = open_context(settings, migrate=False, read_only=True)
+    except PreservationError as err:
+        return [], f"not done: {err.message}"
+    try:
+        with session_scope(ctx.sessions) as s:
+            found = duplicate_problems(ctx, s, None, tenant, info, _payload_sha256s(bag))
+    except (PreservationError, SQLAlchemyError) as err:
+        return [], f"not done: {err}"
+    finally:
+        ctx.close()
+    return found, "done"
+
+
+def _payload_sha256s(bag: Path) -> list[str]:
+    """Every payload file's sha256, as a multiset: the manifest's when the bag has one."""
+    manifest = bag / "manifest-sha256.txt"
+    if manifest.is_file():
+        lines = [
+            line.split(maxsplit=1)
+            for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines()
+            if line.strip()
+        ]
+        paths = [parts[-1].strip() for parts in lines]
+        if len(set(paths)) == len(paths):  # one line per file: the verified digests
+            return [parts[0].lower() for parts in lines]
+    found: list[str] = []
+    for path in sorted((bag / "data").rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as fh:
+                found.append(hashlib.file_digest(fh, "sha256").hexdigest())
+    return found
 
 
 def load_submitter(settings: Settings) -> Callable[[str], None]:

@@ -435,6 +435,29 @@ def test_validate_json_has_one_shape_and_applies_the_tenant_rules(
     assert run("validate", str(SAMPLE), "--tenant", "Bad", code=2)["rule"] == "tenant-id"
 
 
+def test_validate_tenant_applies_on_duplicate_reading_the_catalogue_only(home: Path) -> None:
+    nothing = run("validate", str(SAMPLE), "--tenant", "museum")
+    assert nothing["duplicate_check"].startswith("not done: no catalogue")
+    assert not home.exists()  # validate made no archive
+    first = run("ingest", str(SAMPLE), "--tenant", "museum")
+    catalogue = home / "catalog.sqlite"
+    before = (catalogue.stat().st_mtime_ns, catalogue.read_bytes())
+    warned = run("validate", str(SAMPLE), "--tenant", "museum")
+    assert warned["valid"] is True and warned["duplicate_check"] == "done"
+    assert {p["rule"] for p in warned["problems"]} == {
+        "duplicate-payload",
+        "duplicate-external-identifier",
+    }
+    assert all(p["aip_id"] == first["aip_id"] for p in warned["problems"])
+    assert run("validate", str(SAMPLE), "--tenant", "library")["problems"] == []
+    (home / "archiving-rules.json").write_text(
+        json.dumps({"tenants": {"museum": {"on_duplicate": "reject"}}})
+    )
+    refused = run("validate", str(SAMPLE), "--tenant", "museum", code=1)
+    assert refused["valid"] is False and first["aip_id"] in refused["problems"][0]["message"]
+    assert (catalogue.stat().st_mtime_ns, catalogue.read_bytes()) == before
+
+
 def test_implicit_data_root_is_said_on_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
