@@ -189,6 +189,7 @@ def scan_and_claim(
     *,
     submit: Callable[[str], None],
     skipped: Callable[[Any], None] | None = None,
+    claimed: Callable[[str], None] | None = None,
 ) -> list[str]:
     """One pass over the hot folders: claim every ready bag, register it, hand it on.
 
@@ -196,7 +197,9 @@ def scan_and_claim(
     claim and the catalogue write is finished by the next scan, not duplicated.
     Each bag not taken is handed to ``skipped`` (a ``hotfolder.Candidate``, with
     its reason) for the caller to tell; folders that are not valid tenant ids
-    are never scanned (``hotfolder.invalid_tenant_folders`` lists them).
+    are never scanned (``hotfolder.invalid_tenant_folders`` lists them). Each
+    SIP registered is handed to ``claimed`` at once, before any is submitted:
+    in-process, submitting one runs it to the end.
     """
     from preservation import hotfolder
 
@@ -207,16 +210,18 @@ def scan_and_claim(
         incomplete_bag_seconds=ctx.settings.incomplete_bag_seconds,
         skipped=skipped,
     ):
-        claimed = hotfolder.claim(candidate)
-        if claimed is not None:
-            started.append(
-                receive(ctx, claimed, tenant=candidate.tenant, sip_id=claimed.parent.name)
-            )
-    for tenant, claimed in hotfolder.orphaned_claims(ctx.settings.ingest_dir):
+        taken = hotfolder.claim(candidate)
+        if taken is not None:
+            started.append(receive(ctx, taken, tenant=candidate.tenant, sip_id=taken.parent.name))
+            if claimed is not None:
+                claimed(started[-1])
+    for tenant, taken in hotfolder.orphaned_claims(ctx.settings.ingest_dir):
         with session_scope(ctx.sessions) as s:
-            known = s.get(SIP, claimed.parent.name) is not None
+            known = s.get(SIP, taken.parent.name) is not None
         if not known:
-            started.append(receive(ctx, claimed, tenant=tenant, sip_id=claimed.parent.name))
+            started.append(receive(ctx, taken, tenant=tenant, sip_id=taken.parent.name))
+            if claimed is not None:
+                claimed(started[-1])
     cutoff = datetime.now(UTC) - timedelta(seconds=ctx.settings.stall_seconds)
     with session_scope(ctx.sessions) as s:
         stalled = service.stalled_sips(s, older_than=cutoff)

@@ -63,6 +63,18 @@ def load_rules(settings: Settings) -> dict[str, Any]:
         raise ConfigurationError(
             f"{path}: breaks {SCHEMA_NAME}: {detail}", path=path, rule="archiving-rules-schema"
         )
+    # The schema's pattern is searched with Python's re, whose '$' also matches
+    # before a final newline: the one rule decides, as at every other door.
+    from preservation.tenants import TENANT_ID_RULE, is_valid_tenant_id
+
+    for key in document.get("tenants", {}):
+        if not is_valid_tenant_id(key):
+            raise ConfigurationError(
+                f"{path}: breaks {SCHEMA_NAME}: at tenants: {key!r} is not a valid tenant id "
+                f"({TENANT_ID_RULE})",
+                path=path,
+                rule="tenant-id",
+            )
     return dict(document)
 
 

@@ -420,8 +420,12 @@ def _scan_once(
                 f"ingest/{folder.name}: not a valid tenant id ({TENANT_ID_RULE}); "
                 "its bags are not taken"
             )
-        for sip_id in pipeline.scan_and_claim(ctx, submit=guarded, skipped=skipped):
-            err.print(f"claimed SIP {sip_id}", highlight=False)
+        pipeline.scan_and_claim(
+            ctx,
+            submit=guarded,
+            skipped=skipped,
+            claimed=lambda sip_id: err.print(f"claimed SIP {sip_id}", highlight=False),
+        )
         if told is not None:
             told.clear()
             told.update(seen)

@@ -83,8 +83,9 @@ def test_watch_once_rejects_an_incomplete_bag_left_unchanged(
     drop(home, "museum", "broken", broken=True)
     time.sleep(0.5)
     lines = watch_once()
-    assert any(line.startswith("claimed SIP ") for line in lines), lines
-    assert any(line.endswith(": rejected") for line in lines), lines
+    [claimed] = [i for i, line in enumerate(lines) if line.startswith("claimed SIP ")]
+    [outcome] = [i for i, line in enumerate(lines) if line.endswith(": rejected")]
+    assert claimed < outcome, lines  # told in the order it happened
     assert status() == {"rejected": 1}
     rejected = home / "ingest" / "museum" / "rejected" / "broken"
     report = json.loads((rejected / "report.json").read_text())

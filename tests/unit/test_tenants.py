@@ -38,7 +38,7 @@ def test_rules_schema_uses_the_same_pattern() -> None:
     assert schema["properties"]["tenants"]["propertyNames"]["pattern"] == TENANT_ID_PATTERN
 
 
-@pytest.mark.parametrize("name", ["..", "Museum", "a/b", ""])
+@pytest.mark.parametrize("name", ["..", "Museum", "a/b", "", "museum\n"])
 def test_rules_file_with_a_bad_tenant_id_is_refused(settings: Settings, name: str) -> None:
     (settings.home_dir / "archiving-rules.json").write_text(json.dumps({"tenants": {name: {}}}))
     with pytest.raises(ConfigurationError) as exc:
