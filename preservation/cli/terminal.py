@@ -115,9 +115,15 @@ def progress_bars(enabled: bool) -> Iterator[Any]:
         yield update
 
 
+def _command() -> dict[str, str]:
+    """The ``command`` key every JSON error carries, as Click's usage errors do."""
+    command, _ = _invocation()
+    return {"command": f"preservation {command}"} if command else {}
+
+
 def fail(error: PreservationError, as_json: bool) -> typer.Exit:
     if as_json:
-        out.print_json(data=error.to_dict())
+        out.print_json(data=error.to_dict() | _command())
     else:
         err.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
     return typer.Exit(exit_code(error))
@@ -176,7 +182,7 @@ def null() -> Iterator[None]:
 def usage(message: str, as_json: bool) -> typer.Exit:
     """A command line that cannot work as given: exit 2, as Click's own usage errors do."""
     if as_json:
-        out.print_json(data={"error": "UsageError", "message": message})
+        out.print_json(data={"error": "UsageError", "message": message} | _command())
     else:
         err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(EXIT_USAGE)

@@ -390,6 +390,9 @@ def test_usage_errors_honour_json(home: Path) -> None:
     body = run("ingest", str(SAMPLE), code=2)  # --tenant missing
     assert body["error"] == "UsageError" and "--tenant" in body["message"]
     assert run("status", "--bogus", code=2)["error"] == "UsageError"
+    # Our own usage errors have Click's shape, with the command that refused.
+    short = run("resume", "1234", code=2)
+    assert short["rule"] == "id-prefix" and short["command"] == "preservation resume"
 
 
 def test_validate_writes_nothing_under_the_current_folder(
