@@ -490,3 +490,35 @@ def test_human_output_never_shows_raw_json_log_lines(home: Path) -> None:
     assert proc.returncode == 3
     assert "pending" in stderr
     assert not [line for line in (out + stderr).splitlines() if line.lstrip().startswith("{")]
+
+
+def test_status_tells_a_remote_runner_at_work_from_one_whose_lease_expired(home: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from preservation.catalog import service
+    from preservation.sips import sip_rows
+
+    ctx = open_context(Settings(home=home))
+    try:
+        now = datetime.now(UTC)
+        with session_scope(ctx.sessions) as s:
+            ids = []
+            for seconds in (60, -60):  # a worker elsewhere at work, and one gone silent
+                sip = service.create_sip(s, tenant_id="museum", name="bag", source_path="/x")
+                sip.stage = "identify (running)"
+                s.add(
+                    StageLease(
+                        key=f"sip:{sip.id}",
+                        owner="worker-7.example:4242:0badf00d",
+                        expires_at=now + timedelta(seconds=seconds),
+                    )
+                )
+                ids.append(sip.id)
+        _, shown = sip_rows(ctx)
+        by_id = {row["sip_id"]: row for row in shown}
+        assert by_id[ids[0]]["stage"] == "identify (running)"
+        assert by_id[ids[0]]["interrupted"] is False
+        assert by_id[ids[1]]["stage"] == "identify (interrupted)"
+        assert by_id[ids[1]]["interrupted"] is True
+    finally:
+        ctx.close()

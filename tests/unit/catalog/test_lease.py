@@ -118,3 +118,15 @@ def test_racing_runners_never_both_hold(session_factory) -> None:  # type: ignor
     for t in threads:
         t.join()
     assert len(wins) == 1
+
+
+def test_a_remote_holder_is_live_until_its_lease_expires() -> None:
+    """Another host's pid cannot be asked: only the expiry tells its runner died."""
+    from preservation.lease import lease_is_live
+
+    now = datetime.now(UTC)
+    remote = "another-host.example:12345:abcdef01"
+    assert lease_is_live(remote, now + timedelta(seconds=30), now)
+    assert not lease_is_live(remote, now - timedelta(seconds=1), now)
+    assert not lease_is_live(remote, (now - timedelta(seconds=1)).replace(tzinfo=None), now)
+    assert not lease_is_live(None, now + timedelta(seconds=30), now)
