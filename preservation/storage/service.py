@@ -6,8 +6,10 @@ commits:
 
 1. a ``TapeCopy`` row in state WRITING is committed *before* any byte goes to
    tape, so a crash leaves a visible row that never counts as a copy;
-2. the tar is streamed once (hashed while written), the LTFS index synced, the
-   file read back and its sha256 compared; only then is the row VERIFIED;
+2. the tar is streamed once (its digest, known since packing, goes to the LTFS
+   index unhashed), the index synced, the file read back and its sha256
+   compared: the one hash pass, on the bytes from tape; only then is the row
+   VERIFIED;
 3. ``commit_version`` makes the AIP active only when every configured site has a
    verified copy on its own cartridge; ``release_staging`` deletes the staging
    tar only after that.
