@@ -33,9 +33,11 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -111,9 +113,39 @@ def _identify_within(
     return outcome
 
 
+@contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Start processes that ignore Ctrl-C from their first instruction.
+
+    Ctrl-C reaches the whole process group: a worker, or the forkserver that
+    an exec starts, still importing its modules would die with a traceback on
+    the user's terminal. An ignored signal stays ignored across fork and exec,
+    so SIGINT is ignored while they start. It is blocked too, so that a Ctrl-C
+    meant for this process in that instant is only delayed (a blocked signal
+    stays pending even when ignored), then delivered to its own handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; its workers start there
+        return
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
 def _serve(conn: Connection, engine_name: str, timeout: float) -> None:
     """Worker main loop: build the engine once, then identify batch after batch."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    try:
+        _work(conn, engine_name, timeout)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return  # the parent is gone (interrupted, killed): nothing to report to
+
+
+def _work(conn: Connection, engine_name: str, timeout: float) -> None:
     from preservation.identify.registry import get_engine
 
     try:
@@ -125,10 +157,7 @@ def _serve(conn: Connection, engine_name: str, timeout: float) -> None:
     signal.signal(signal.SIGALRM, _on_alarm)
     conn.send(("ready", os.getpid(), meta))
     while True:
-        try:
-            batch = conn.recv()
-        except EOFError:
-            return
+        batch = conn.recv()
         if batch is None:
             return
         for index, path in batch:
@@ -319,7 +348,8 @@ class IdentificationPool:
             name=f"identify-{self.engine_name}",
             daemon=True,
         )
-        process.start()
+        with _sigint_ignored_by_children():
+            process.start()
         child_end.close()
         stats = WorkerStats(pid=process.pid)
         self._all_stats.append(stats)
