@@ -11,10 +11,19 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
 from preservation.identify.pool import _sigint_ignored_by_children
+
+
+@pytest.fixture(autouse=True)
+def python_ctrl_c() -> Iterator[None]:
+    """Python's own Ctrl-C handler, whatever an earlier test left behind."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 def _ignored_by(status: str) -> bool:
