@@ -120,9 +120,12 @@ def _sigint_ignored_by_children() -> Iterator[None]:
     Ctrl-C reaches the whole process group: a worker, or the forkserver that
     an exec starts, still importing its modules would die with a traceback on
     the user's terminal. An ignored signal stays ignored across fork and exec,
-    so SIGINT is ignored while they start. It is blocked too, so that a Ctrl-C
-    meant for this process in that instant is only delayed (a blocked signal
-    stays pending even when ignored), then delivered to its own handler.
+    so SIGINT is ignored while they start. It is blocked in this thread too,
+    so that a Ctrl-C for this process in that instant is delayed (a blocked
+    signal stays pending even when ignored), then delivered to its handler;
+    one the kernel hands to another thread then is lost, and the user presses
+    Ctrl-C again. With the forkserver the window is one process start per
+    process lifetime.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread; its workers start there
@@ -348,8 +351,17 @@ class IdentificationPool:
             name=f"identify-{self.engine_name}",
             daemon=True,
         )
-        with _sigint_ignored_by_children():
+        if self._ctx.get_start_method() == "forkserver":
+            # Started once per process, ignoring SIGINT: the workers it forks
+            # then ignore it from their first instruction too.
+            from multiprocessing import forkserver
+
+            with _sigint_ignored_by_children():
+                forkserver.ensure_running()
             process.start()
+        else:
+            with _sigint_ignored_by_children():
+                process.start()
         child_end.close()
         stats = WorkerStats(pid=process.pid)
         self._all_stats.append(stats)
