@@ -1060,41 +1060,47 @@ def run_sip(
     budget = ctx.settings.site_wait_seconds if wait_seconds is None else wait_seconds
     t0 = time.perf_counter()
     result = IngestResult(sip_id=sip_id, state=SIPState.RECEIVED.value)
-    for name, _fn in STAGES:
-        t = time.perf_counter()
-        delay = 1.0
-        try:
-            while True:
-                try:
-                    if name in {"validate", "identify"}:
-                        run_stage(ctx, name, sip_id, progress)
-                    else:
-                        run_stage(ctx, name, sip_id)
-                    break
-                except TransientError as err:
-                    waited = time.perf_counter() - t
-                    if waited + delay > budget:
-                        raise
-                    log.warning(
-                        json.dumps(
-                            {
-                                "sip": sip_id,
-                                "stage": name,
-                                "waiting_s": delay,
-                                "because": err.message,
-                            }
+    # Held from the first stage to the last, waits for a site included: this
+    # runner is alive all along, and `sip discard` must refuse rather than end
+    # the SIP under it between two attempts.
+    from preservation.lease import hold_sip_lease
+
+    with hold_sip_lease(ctx.sessions, sip_id, seconds=ctx.settings.lease_seconds, part="run"):
+        for name, _fn in STAGES:
+            t = time.perf_counter()
+            delay = 1.0
+            try:
+                while True:
+                    try:
+                        if name in {"validate", "identify"}:
+                            run_stage(ctx, name, sip_id, progress)
+                        else:
+                            run_stage(ctx, name, sip_id)
+                        break
+                    except TransientError as err:
+                        waited = time.perf_counter() - t
+                        if waited + delay > budget:
+                            raise
+                        log.warning(
+                            json.dumps(
+                                {
+                                    "sip": sip_id,
+                                    "stage": name,
+                                    "waiting_s": delay,
+                                    "because": err.message,
+                                }
+                            )
                         )
-                    )
-                    progress("waiting", int(delay), 0)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 60.0)
-        except InvalidSIPError as err:
-            result.problems = [
-                p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in err.problems
-            ] or [_problem_from_error(err)]
-            break
-        finally:
-            result.timings[name] = time.perf_counter() - t
+                        progress("waiting", int(delay), 0)
+                        time.sleep(delay)
+                        delay = min(delay * 2, 60.0)
+            except InvalidSIPError as err:
+                result.problems = [
+                    p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in err.problems
+                ] or [_problem_from_error(err)]
+                break
+            finally:
+                result.timings[name] = time.perf_counter() - t
     final = result_of(ctx, sip_id)
     final.problems = result.problems
     final.timings = result.timings

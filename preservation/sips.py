@@ -133,10 +133,10 @@ class DiscardResult:
 def discard_sip(ctx: Context, sip_id: str, *, reason: str = "") -> DiscardResult:
     """End a SIP that cannot finish; only a SIP not yet committed, and not being worked on.
 
-    The SIP's leases are taken first (all of them: the SIP's own and each
-    site's), so no stage can start beside the discard, and a runner that is
-    still alive makes the discard refuse rather than pull the floor from
-    under it.
+    The SIP's leases are taken first (all of them: the in-process runner's,
+    held across its waits for a site, the SIP's own and each site's), so no
+    stage can start beside the discard, and a runner that is still alive
+    makes the discard refuse rather than pull the floor from under it.
     """
     from preservation.lease import hold_sip_lease
     from preservation.pipeline import reject, staging_dir
@@ -156,7 +156,10 @@ def discard_sip(ctx: Context, sip_id: str, *, reason: str = "") -> DiscardResult
             stage = stage[: -len(RUNNING)] + INTERRUPTED
     seconds = ctx.settings.lease_seconds
     try:
-        with hold_sip_lease(ctx.sessions, sip_id, seconds=seconds, stage="discard (running)"):
+        with (
+            hold_sip_lease(ctx.sessions, sip_id, seconds=seconds, part="run"),
+            hold_sip_lease(ctx.sessions, sip_id, seconds=seconds, stage="discard (running)"),
+        ):
             for site in ctx.settings.sites:
                 with hold_sip_lease(ctx.sessions, sip_id, seconds=seconds, part=f"store:{site}"):
                     pass

@@ -321,7 +321,16 @@ def watch(
     from preservation.context import open_context
 
     settings = load_settings()
-    ctx = open_context(settings)
+    try:
+        ctx = open_context(settings)
+    except PreservationError as e:
+        raise fail(e, False) from e
+    if not settings.broker_url:
+        try:  # tapes this process will write must be usable before a bag is taken
+            pipeline.open_sites(ctx)
+        except PreservationError as e:
+            ctx.close()
+            raise fail(e, False) from e
     _announce(settings, once=once, interval=interval)
     # What each skipped bag was last told with, in a long-running watch only.
     told: dict[Path, str] | None = None if once else {}
@@ -398,6 +407,7 @@ def _scan_once(
     from preservation.tenants import TENANT_ID_RULE
 
     seen: dict[Path, str] = {}
+    run_this_scan: set[str] = set()
 
     def skipped(candidate: Any) -> None:
         lasting = candidate.lasting_reason
@@ -406,6 +416,9 @@ def _scan_once(
         seen[candidate.path] = lasting
 
     def guarded(sip_id: str) -> None:
+        if sip_id in run_this_scan:
+            return  # claimed and run in this scan already: the next one retries it
+        run_this_scan.add(sip_id)
         try:
             submit(sip_id)
         except TransientError as e:

@@ -192,6 +192,36 @@ def test_sip_discard_refuses_a_committed_sip(home: Path) -> None:
     assert "committed" in body["message"]
 
 
+def test_sip_discard_refuses_while_an_ingest_waits_for_a_site(home: Path) -> None:
+    """The runner is alive between its attempts: the SIP is not ended under it."""
+    flag = home / "tape" / "site-b" / "DOWN"
+    flag.parent.mkdir(parents=True)
+    flag.write_text("maintenance")
+    proc = _preservation(
+        home, "ingest", str(SAMPLE), "--tenant", "museum", PRESERVATION_SITE_WAIT_SECONDS="120"
+    )
+    try:
+
+        def waiting() -> bool:
+            found = rows(home, SIP)
+            return bool(found) and found[0].state.value == "packaged"
+
+        wait_for(waiting, "the ingest to wait for site-b", limit=60)
+        [sip] = rows(home, SIP)
+        refused = cli("sip", "discard", sip.id, "--yes")
+        assert refused.exit_code == 3, refused.output
+        assert "being worked on" in refused.stderr and sip.id in refused.stderr
+        assert rows(home, SIP)[0].state.value == "packaged"
+        assert proc.poll() is None  # the ingest waits on, undisturbed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    # Once the runner has stopped, the SIP can be ended.
+    body = run("sip", "discard", sip.id, "--yes")
+    assert body["state"] == "rejected"
+
+
 def test_resume_goes_on_after_a_failing_sip_and_says_which(home: Path, tmp_path: Path) -> None:
     # Two SIPs left pending by site-b being down.
     flag = home / "tape" / "site-b" / "DOWN"

@@ -168,3 +168,34 @@ def test_a_long_running_watch_tells_a_skipped_bag_again_only_when_its_reason_cha
     assert told[0] != told[2]
     # A folder that can never be taken is told at every scan.
     assert sum(x.startswith("ingest/Museum: ") for x in lines) == 4
+
+
+def test_a_pending_sip_is_told_once_per_scan(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRESERVATION_QUIESCENT_SECONDS", "0.1")
+    monkeypatch.setenv("PRESERVATION_SITE_WAIT_SECONDS", "0")
+    flag = home / "tape" / "site-b" / "DOWN"
+    flag.parent.mkdir(parents=True)
+    flag.write_text("maintenance")
+    drop(home, "museum", "bag1")
+    time.sleep(0.3)
+    lines = watch_once()
+    pending = [line for line in lines if " pending: " in line]
+    assert len(pending) == 1, lines  # claimed, run once, and not run again in the same scan
+    assert status() == {"packaged": 1}
+    assert len([line for line in watch_once() if " pending: " in line]) == 1  # the next retries
+
+
+def test_a_file_where_a_site_folder_should_be_stops_watch_before_any_bag_is_taken(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRESERVATION_QUIESCENT_SECONDS", "0.1")
+    bag = drop(home, "museum", "bag1")
+    (home / "tape").mkdir(parents=True)
+    (home / "tape" / "site-a").write_text("not a library\n")
+    time.sleep(0.3)
+    done = CliRunner().invoke(app, ["watch", "--once"])
+    assert done.exit_code == 3, done.output
+    [line] = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: site site-a") and "Traceback" not in done.output
+    assert (bag / "bagit.txt").is_file()  # left where it was dropped, not claimed
+    assert not (home / "ingest" / "museum" / ".claimed").exists()
