@@ -194,17 +194,37 @@ def _interruptible() -> Iterator[None]:
 def _interrupted(ctx: Any, sip_id: str | None, as_json: bool) -> typer.Exit:
     """Say where the SIP stopped and the one command that finishes it."""
     from preservation.catalog import service, session_scope
+    from preservation.sips import RUNNING
 
     if sip_id is None:
-        err.print("interrupted before the SIP was registered; nothing to resume")
+        message = "interrupted before the SIP was registered; nothing to resume"
+        if as_json:
+            out.print_json(
+                data={
+                    "sip_id": None,
+                    "state": "interrupted",
+                    "sip_state": None,
+                    "stage": None,
+                    "resume": None,
+                    "message": message,
+                }
+            )
+        else:
+            err.print(message, highlight=False)
         return typer.Exit(EXIT_INTERRUPTED)
+    stage: str | None
     try:
         with session_scope(ctx.sessions) as s:
             sip = service.get_sip(s, sip_id)
-            state, stage = sip.state.value, (sip.stage or "").removesuffix(" (running)")
+            state, recorded = sip.state.value, sip.stage or ""
+        # "<stage> (running)" names the stage cut short; anything else, that
+        # the signal came between two stages.
+        stage = recorded.removesuffix(RUNNING) if recorded.endswith(RUNNING) else None
     except Exception:  # noqa: BLE001 - the catalogue itself was cut off: still say the id
         state, stage = "unknown", "unknown"
     command = f"preservation resume {sip_id}"
+    where = f"during stage {stage}" if stage else "between two stages"
+    message = f"SIP {sip_id} stopped {where} (last finished: {state})"
     if as_json:
         out.print_json(
             data={
@@ -213,14 +233,11 @@ def _interrupted(ctx: Any, sip_id: str | None, as_json: bool) -> typer.Exit:
                 "sip_state": state,
                 "stage": stage,
                 "resume": command,
+                "message": message,
             }
         )
     else:
-        err.print(
-            f"[yellow]interrupted[/yellow]: SIP {sip_id} stopped at stage {stage or '-'} "
-            f"(last finished: {state})",
-            highlight=False,
-        )
+        err.print(f"[yellow]interrupted[/yellow]: {message}", highlight=False)
         err.print(f"to finish it: {command}", highlight=False)
     return typer.Exit(EXIT_INTERRUPTED)
 

@@ -202,9 +202,13 @@ def _version_to_recover(ctx: Any, aip_id: str, version: int | None) -> int:
 
 def recover(
     aip_id: Annotated[str, typer.Argument(help="The AIP's UUID or a unique 8+ character prefix.")],
-    to: Annotated[
-        Path,
-        typer.Option("--to", help="Folder to unpack into; the bag lands in <to>/<aip>.v<N>/."),
+    to_text: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="DIR",
+            help="Folder to unpack into; the bag lands in <to>/<aip>.v<N>/.",
+        ),
     ],
     version: Annotated[
         int | None, typer.Option("--version", "-v", min=1, help="Default: the latest.")
@@ -219,6 +223,9 @@ def recover(
     from preservation.context import open_context
     from preservation.storage.recovery import recover as recover_version
 
+    if not to_text.strip():
+        raise usage("--to is empty: name the folder to unpack into (`--to .` for here)", as_json)
+    to = Path(to_text)
     try:
         ctx = open_context(load_settings())
     except PreservationError as e:

@@ -41,6 +41,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 #: Commands that only read the archive: a data root on read-only media still serves them
 #: (``tape ls`` and ``tape show`` as the group's path). Every other command writes.
 READ_ONLY_COMMANDS = frozenset({"status", "show", "tape ls", "tape show", "recover"})
+# Commands that work on an archive already there; only ingest, watch and
+# db upgrade may begin one at the implicit ./var.
+EXISTING_ARCHIVE_COMMANDS = READ_ONLY_COMMANDS | {"audit", "repair", "resume", "sip discard"}
 
 
 def load_settings() -> Settings:
@@ -55,11 +58,11 @@ def load_settings() -> Settings:
 
     settings = Settings()
     command, as_json = _invocation()
-    if command in READ_ONLY_COMMANDS and "PRESERVATION_HOME" not in os.environ:
+    if command in EXISTING_ARCHIVE_COMMANDS and "PRESERVATION_HOME" not in os.environ:
         home = settings.home_dir
         if not (home.exists() or home.is_symlink()):
-            # A command that only reads must not leave an empty archive where the
-            # user happened to stand: most likely, they are in the wrong folder.
+            # A command for an archive already there must not leave an empty one
+            # where the user happened to stand: most likely, the wrong folder.
             e = DataRootError(
                 f"there is no archive at {home} (the default ./var: PRESERVATION_HOME is not "
                 "set); set PRESERVATION_HOME to the data root, or run this where it is",

@@ -157,12 +157,12 @@ def store_version(ctx: Context, version_id: int, site: str) -> CopyInfo:
         if existing is not None:
             return CopyInfo.from_row(existing)
         staging = version.staging_path
-        aip_id = version.aip_id
+        aip_id, number = version.aip_id, version.number
     the_site = get_site(ctx, site)
     the_site.check_available()
     if not staging or not Path(staging).is_file():
         raise StorageError(
-            f"AIP {aip_id} version {version_id}: the staging tar is gone and site {site} has "
+            f"AIP {aip_id} v{number}: the staging tar is gone and site {site} has "
             "no verified copy; run the repair, which copies from the other site",
             aip_id=aip_id,
             path=staging,

@@ -131,6 +131,9 @@ def test_unknown_barcode_and_aip_are_clear_errors(home: Path, tmp_path: Path) ->
     a_file.write_text("")
     # The catalogue answers first; a --to that cannot take a bag is test_data_root's.
     assert run("recover", unknown, "--to", str(a_file), code=1)["error"] == "NotFoundError"
+    # An empty --to is a usage error, never the current folder.
+    empty = run("recover", unknown, "--to", "", code=2)
+    assert empty["error"] == "UsageError" and "--to is empty" in empty["message"]
 
     # An empty archive audits clean and needs no repair.
     assert run("audit") == {

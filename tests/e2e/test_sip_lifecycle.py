@@ -233,21 +233,37 @@ def test_resume_goes_on_after_a_failing_sip_and_says_which(home: Path, tmp_path:
     second = run("ingest", str(other), "--tenant", "museum", code=3)
     assert first["sip_id"] and second["sip_id"]
     flag.unlink()
-    # The first one's staging tar is lost: it can no longer finish.
+    # The first one's staging tar is lost: it can no longer finish (the other
+    # order, the second failing, would not show that the list goes on).
     shutil.rmtree(home / "staging" / first["sip_id"])
-    (home / "tape" / "site-b" / "DOWN").write_text("again")
-    # site-b is back for the second; the first one fails whatever happens
-    flag.unlink()
     result = cli("resume", "--json")
     assert result.exit_code == 3, result.output
     outcomes = {r["sip_id"]: r for r in json.loads(result.stdout)}
     assert set(outcomes) == {first["sip_id"], second["sip_id"]}
     assert outcomes[second["sip_id"]]["state"] == "committed"
     assert outcomes[first["sip_id"]]["state"] != "committed"
-    assert outcomes[first["sip_id"]]["error"]
+    aip_of = {r["sip_id"]: r["aip_id"] for r in run("status")["sips"]}
+    error = outcomes[first["sip_id"]]["error"]
+    assert f"AIP {aip_of[first['sip_id']]} v1: the staging tar is gone" in error, error
     human = cli("resume")
     assert human.exit_code == 3
     assert first["sip_id"] in human.stderr  # the failure names its SIP
+
+
+def test_a_lost_staging_tar_is_named_by_the_version_number(home: Path, tmp_path: Path) -> None:
+    flag = home / "tape" / "site-b" / "DOWN"
+    flag.parent.mkdir(parents=True)
+    flag.write_text("maintenance")
+    run("ingest", str(SAMPLE), "--tenant", "museum", code=3)
+    other = tmp_path / "other"
+    shutil.copytree(SAMPLE, other)
+    second = run("ingest", str(other), "--tenant", "museum", code=3)  # version row 2, its v1
+    flag.unlink()
+    shutil.rmtree(home / "staging" / second["sip_id"])
+    outcomes = {r["sip_id"]: r for r in run("resume", code=3)}
+    error = outcomes[second["sip_id"]]["error"]
+    aip_of = {r["sip_id"]: r["aip_id"] for r in run("status")["sips"]}
+    assert f"AIP {aip_of[second['sip_id']]} v1: the staging tar is gone" in error, error
 
 
 def test_ingest_pending_sip_reported_then_status_filters_and_prefixes(home: Path) -> None:
@@ -364,7 +380,9 @@ def test_interrupted_ingest_says_how_to_resume_and_exits_130(
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     [sip] = rows(home, SIP)
-    assert f"SIP {sip.id}" in stderr and "stopped at stage" in stderr
+    assert f"SIP {sip.id} stopped during stage " in stderr or (
+        f"SIP {sip.id} stopped between two stages" in stderr
+    )
     assert f"preservation resume {sip.id}" in stderr
     assert "Traceback" not in stderr
     again = cli("ingest", str(bag), "--tenant", "museum")
@@ -497,7 +515,15 @@ def test_implicit_data_root_is_said_on_stderr(
     monkeypatch.delenv("PRESERVATION_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
     # Where there is no ./var, a command that only reads says so and makes none.
-    for command in (["status"], ["show", "0" * 8], ["tape", "ls"]):
+    for command in (
+        ["status"],
+        ["show", "0" * 8],
+        ["tape", "ls"],
+        ["audit"],
+        ["repair"],
+        ["resume"],
+        ["sip", "discard", "0" * 8, "--yes"],
+    ):
         result = cli(*command)
         assert result.exit_code == 3, (command, result.output)
         assert "no archive at" in result.stderr and "PRESERVATION_HOME" in result.stderr
@@ -552,3 +578,14 @@ def test_status_tells_a_remote_runner_at_work_from_one_whose_lease_expired(home:
         assert by_id[ids[1]]["interrupted"] is True
     finally:
         ctx.close()
+
+
+def test_an_interrupt_before_the_sip_exists_is_json_under_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from preservation.cli.ingest import _interrupted
+
+    code = _interrupted(None, None, True)
+    assert code.exit_code == 130
+    body = json.loads(capsys.readouterr().out)
+    assert body["state"] == "interrupted" and body["sip_id"] is None and body["resume"] is None
