@@ -80,6 +80,7 @@ def fill(url: str, aips: int, files: int, shared: int) -> None:
                         "state": SIPState.COMMITTED,
                         "file_count": files,
                         "aip_id": aip_id,
+                        "external_identifier": f"EXT-{i}",
                         "bag_info": {},
                     }
                 )
@@ -169,8 +170,8 @@ def main() -> None:
             )
         engine.dispose()
     assert none == [] and refused == [], "no AIP holds these payloads"
-    assert [a.source_bag_name for a in found] == [f"bag-{last}"]
-    assert [a.source_bag_name for a in named] == [f"bag-{last}"]
+    assert [sip.name for sip in found] == [f"bag-{last}"]
+    assert [sip.name for sip in named] == [f"bag-{last}"]
 
     def ratio(ms: float) -> float:
         return round(ms / base, 2) if base else float("inf")
