@@ -123,6 +123,13 @@ class SIPBusyError(TransientError):
     """Another worker is running a stage of this SIP: a duplicate message waits its turn."""
 
 
+class CatalogueContentionError(TransientError):
+    """The database broke a deadlock or a serialisation conflict by aborting this transaction.
+
+    Nothing was written; every stage is idempotent, so running it again is the fix.
+    """
+
+
 class InvalidSIPError(PreservationError):
     """The submission breaks a rule. ``problems`` lists every problem found."""
 

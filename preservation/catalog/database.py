@@ -23,7 +23,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from preservation.errors import DataRootError
+from preservation.errors import CatalogueContentionError, DataRootError
 
 __all__ = [
     "catalogue_error",
@@ -124,7 +124,33 @@ def make_engine(url: str, *, read_only: bool = False, immutable: bool = False) -
                 raise translated from context.original_exception
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "handle_error", _contention)
+    return engine
+
+
+#: SQLSTATEs after which the same transaction, run again, may well succeed.
+RETRYABLE_SQLSTATES = {
+    "40P01": "deadlock detected",
+    "40001": "serialization failure",
+}
+
+
+def _contention(context: ExceptionContext) -> None:
+    """A deadlock victim is a transient error (retried), not a failed stage.
+
+    Workers on different SIPs of one tenant, or on one SIP's two sites,
+    take the same rows in different orders now and then; PostgreSQL then
+    aborts one transaction. Left as a driver error, the task failed for good
+    and its SIP waited for stall recovery.
+    """
+    sqlstate = getattr(context.original_exception, "sqlstate", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        raise CatalogueContentionError(
+            f"the catalogue aborted a transaction ({RETRYABLE_SQLSTATES[sqlstate]}, "
+            f"SQLSTATE {sqlstate}); it is retried",
+            sqlstate=sqlstate,
+        ) from context.original_exception
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -167,7 +167,7 @@ def create_sip(
 def get_sip(session: Session, sip_id: str, *, for_update: bool = False) -> SIP:
     stmt = select(SIP).where(SIP.id == sip_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     sip = session.scalar(stmt)
     if sip is None:
         raise NotFoundError(f"no SIP {sip_id}", sip_id=sip_id)
@@ -256,7 +256,7 @@ def stalled_sips(session: Session, *, older_than: datetime, limit: int = 500) ->
         )
         .order_by(SIP.updated_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     return list(session.scalars(stmt))
 
@@ -625,8 +625,16 @@ def record_event(
     aip_id: str | None = None,
     occurred_at: datetime | None = None,
 ) -> PremisEvent:
-    """Append one event to the tenant's chain, holding the tenant row lock."""
-    tenant = session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
+    """Append one event to the tenant's chain, holding the tenant row lock.
+
+    The lock is PostgreSQL's ``FOR NO KEY UPDATE``, as is every row lock the
+    catalogue takes: a plain ``FOR UPDATE`` also blocks the foreign-key checks
+    of every other transaction writing a row of this tenant (a SIP's stage, a
+    lease), and two tape workers on one SIP then deadlocked on each other.
+    """
+    tenant = session.scalar(
+        select(Tenant).where(Tenant.id == tenant_id).with_for_update(key_share=True)
+    )
     if tenant is None:
         tenant = ensure_tenant(session, tenant_id)
     ev = PremisEvent(

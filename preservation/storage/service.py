@@ -501,7 +501,7 @@ def commit_version(ctx: Context, version_id: int) -> bool:
     sites = tuple(ctx.settings.sites)
     with session_scope(ctx.sessions) as session:
         version = session.scalar(
-            select(AIPVersion).where(AIPVersion.id == version_id).with_for_update()
+            select(AIPVersion).where(AIPVersion.id == version_id).with_for_update(key_share=True)
         )
         if version is None:
             raise NotFoundError(f"no AIP version {version_id}")
@@ -509,7 +509,9 @@ def commit_version(ctx: Context, version_id: int) -> bool:
             return False
         if version.committed_at is None:
             version.committed_at = utcnow()
-        aip = session.scalar(select(AIP).where(AIP.id == version.aip_id).with_for_update())
+        aip = session.scalar(
+            select(AIP).where(AIP.id == version.aip_id).with_for_update(key_share=True)
+        )
         assert aip is not None
         uncommitted = session.scalar(
             select(func.count())
@@ -626,7 +628,7 @@ def note_cartridge_error(ctx: Context, barcode: str, kind: ErrorKind) -> Cartrid
     """
     with session_scope(ctx.sessions) as session:
         cartridge = session.scalar(
-            select(Cartridge).where(Cartridge.barcode == barcode).with_for_update()
+            select(Cartridge).where(Cartridge.barcode == barcode).with_for_update(key_share=True)
         )
         if cartridge is None:
             raise NotFoundError(f"no cartridge {barcode}", barcode=barcode)

@@ -96,7 +96,8 @@ def test_a_thousand_tiny_bags_are_all_ingested_with_bounded_memory(
             at_quarter.update({w: _rss_kib(cluster.procs[w].pid) for w in workers})
         return done >= n
 
-    cluster.wait_for(committed, timeout=900, what=f"{n} committed SIPs", poll=2)
+    # Under pytest-timeout (600 s), so a stuck flood reports its counts and worker logs.
+    cluster.wait_for(committed, timeout=540, what=f"{n} committed SIPs", poll=2)
     at_end = {w: _rss_kib(cluster.procs[w].pid) for w in workers}
     assert cluster.counts() == {SIPState.COMMITTED.value: n}
     assert set(cluster.verified_copies().values()) == {2}
