@@ -13,9 +13,9 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import (
@@ -59,6 +59,7 @@ __all__ = [
     "list_files",
     "list_sips",
     "lock_tenant",
+    "locked",
     "record_event",
     "record_identifications",
     "resolve_aip_id",
@@ -73,6 +74,27 @@ __all__ = [
     "verified_copies",
     "verify_event_chain",
 ]
+
+
+# -- row locks ------------------------------------------------------------------
+
+_Row = TypeVar("_Row", bound=Any)
+
+
+def locked(stmt: Select[_Row], *, skip_locked: bool = False) -> Select[_Row]:
+    """The rows of ``stmt``, locked until the transaction ends, as they are now.
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: the plain form also blocks every
+    other transaction's foreign-key checks against the row (a SIP or event of
+    the tenant being written), and two tape workers on one SIP then
+    deadlocked. ``populate_existing``: an object already in the session keeps
+    the values it was loaded with unless the locked read refreshes it, and a
+    counter read before the lock (the tenant's event count) would be stale.
+    SQLite has no row locks; its writers are serialised by the database lock.
+    """
+    return stmt.with_for_update(key_share=True, skip_locked=skip_locked).execution_options(
+        populate_existing=True
+    )
 
 
 # -- tenants and agents -------------------------------------------------------
@@ -167,7 +189,7 @@ def create_sip(
 def get_sip(session: Session, sip_id: str, *, for_update: bool = False) -> SIP:
     stmt = select(SIP).where(SIP.id == sip_id)
     if for_update:
-        stmt = stmt.with_for_update(key_share=True)
+        stmt = locked(stmt)
     sip = session.scalar(stmt)
     if sip is None:
         raise NotFoundError(f"no SIP {sip_id}", sip_id=sip_id)
@@ -256,9 +278,8 @@ def stalled_sips(session: Session, *, older_than: datetime, limit: int = 500) ->
         )
         .order_by(SIP.updated_at)
         .limit(limit)
-        .with_for_update(skip_locked=True, key_share=True)
     )
-    return list(session.scalars(stmt))
+    return list(session.scalars(locked(stmt, skip_locked=True)))
 
 
 def lease_holder(session: Session, key: str) -> tuple[str | None, datetime | None]:
@@ -625,18 +646,13 @@ def record_event(
     aip_id: str | None = None,
     occurred_at: datetime | None = None,
 ) -> PremisEvent:
-    """Append one event to the tenant's chain, holding the tenant row lock.
-
-    The lock is PostgreSQL's ``FOR NO KEY UPDATE``, as is every row lock the
-    catalogue takes: a plain ``FOR UPDATE`` also blocks the foreign-key checks
-    of every other transaction writing a row of this tenant (a SIP's stage, a
-    lease), and two tape workers on one SIP then deadlocked on each other.
-    """
-    tenant = session.scalar(
-        select(Tenant).where(Tenant.id == tenant_id).with_for_update(key_share=True)
-    )
+    """Append one event to the tenant's chain, holding the tenant row lock (see :func:`locked`)."""
+    chain_head = locked(select(Tenant).where(Tenant.id == tenant_id))
+    tenant = session.scalar(chain_head)
     if tenant is None:
-        tenant = ensure_tenant(session, tenant_id)
+        ensure_tenant(session, tenant_id)
+        tenant = session.scalar(chain_head)  # made by another writer meanwhile: lock it too
+        assert tenant is not None
     ev = PremisEvent(
         tenant_id=tenant_id,
         seq=(tenant.event_count or 0) + 1,

@@ -501,7 +501,7 @@ def commit_version(ctx: Context, version_id: int) -> bool:
     sites = tuple(ctx.settings.sites)
     with session_scope(ctx.sessions) as session:
         version = session.scalar(
-            select(AIPVersion).where(AIPVersion.id == version_id).with_for_update(key_share=True)
+            catalog.locked(select(AIPVersion).where(AIPVersion.id == version_id))
         )
         if version is None:
             raise NotFoundError(f"no AIP version {version_id}")
@@ -509,9 +509,7 @@ def commit_version(ctx: Context, version_id: int) -> bool:
             return False
         if version.committed_at is None:
             version.committed_at = utcnow()
-        aip = session.scalar(
-            select(AIP).where(AIP.id == version.aip_id).with_for_update(key_share=True)
-        )
+        aip = session.scalar(catalog.locked(select(AIP).where(AIP.id == version.aip_id)))
         assert aip is not None
         uncommitted = session.scalar(
             select(func.count())
@@ -628,7 +626,7 @@ def note_cartridge_error(ctx: Context, barcode: str, kind: ErrorKind) -> Cartrid
     """
     with session_scope(ctx.sessions) as session:
         cartridge = session.scalar(
-            select(Cartridge).where(Cartridge.barcode == barcode).with_for_update(key_share=True)
+            catalog.locked(select(Cartridge).where(Cartridge.barcode == barcode))
         )
         if cartridge is None:
             raise NotFoundError(f"no cartridge {barcode}", barcode=barcode)

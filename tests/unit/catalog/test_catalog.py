@@ -99,3 +99,22 @@ def test_deleting_the_newest_event_shows(session_factory) -> None:  # type: igno
         s.delete(last)
     with session_scope(session_factory) as s:
         assert service.verify_event_chain(s, "t") == ["the newest events of the chain were removed"]
+
+
+def test_an_event_appended_after_another_writer_moved_the_chain_follows_it(
+    session_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """The tenant row read before the lock (a stage looks at its tenant first) is stale
+    once another worker appends an event; the locked read must refresh it, or the
+    next event repeats a sequence number and the stage fails (seen in a flood)."""
+    with session_scope(session_factory) as s:
+        service.record_event(s, tenant_id="flood", type="ingestion", outcome="success")
+    with session_scope(session_factory) as stage:
+        tenant = service.ensure_tenant(stage, "flood")  # loaded (and kept), then...
+        assert tenant.event_count == 1
+        with session_scope(session_factory) as other:  # ...another worker moves the chain
+            service.record_event(other, tenant_id="flood", type="ingestion", outcome="success")
+        ev = service.record_event(stage, tenant_id="flood", type="ingestion", outcome="success")
+        assert ev.seq == 3 and tenant.event_count == 3
+    with session_scope(session_factory) as s:
+        assert service.verify_event_chain(s, "flood") == []
