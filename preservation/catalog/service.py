@@ -78,7 +78,7 @@ __all__ = [
 
 # -- row locks ------------------------------------------------------------------
 
-_Row = TypeVar("_Row", bound=Any)
+_Row = TypeVar("_Row")
 
 
 def locked(stmt: Select[_Row], *, skip_locked: bool = False) -> Select[_Row]:

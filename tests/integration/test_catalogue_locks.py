@@ -27,8 +27,8 @@ def test_an_event_being_appended_does_not_block_other_writes_of_its_tenant(
     sessions = make_sessionmaker(engine)
     try:
         with session_scope(sessions) as s:
-            service.create_sip(s, tenant_id="flood", name="first", source_path="/in/first")
-            first = service.list_sips(s, tenant_id="flood")[0].id
+            sip = service.create_sip(s, tenant_id="flood", name="first", source_path="/in/first")
+            first = sip.id
         with session_scope(sessions) as appending:
             service.record_event(appending, tenant_id="flood", type="ingestion", outcome="success")
             # Meanwhile, another worker writes rows of the same tenant. Before, its
