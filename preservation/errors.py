@@ -7,7 +7,8 @@ Split by what the caller can do about it (as httpx does), not by where it came f
     │   ├── DeviceBusyError            a drive or library is in use
     │   ├── SiteUnavailableError       a whole site cannot be reached
     │   ├── SIPBusyError               another runner holds the SIP's stage lease
-    │   └── BrokerUnavailableError     Redis cannot be reached
+    │   ├── BrokerUnavailableError     Redis cannot be reached
+    │   └── CatalogueContentionError   the database aborted a transaction (deadlock)
     ├── InvalidSIPError                the submission breaks a rule; it is rejected
     │   └── UnsafeArchiveError         a serialised bag tries to escape or explode
     ├── FixityMismatchError            bytes differ from their recorded digest
@@ -26,10 +27,16 @@ Split by what the caller can do about it (as httpx does), not by where it came f
     ├── ConfigurationError             settings or rules are wrong
     │   ├── DataRootError              the data root or catalogue cannot be used as it is
     │   └── DestinationError           a folder to write into (recover --to) cannot take it
+    ├── AccessError                    who asks may not (the API's 401 and 403)
+    │   ├── AuthenticationError        no token, or an unknown or revoked one
+    │   └── ForbiddenError             the token's role does not allow this
+    ├── ConflictError                  the thing's state forbids it now: a hold, retention
     └── InvalidRequestError            the caller asked for something that cannot be (usage)
         ├── InvalidTenantError         a tenant id that breaks the tenant-id rule
         ├── AmbiguousIdError           an id prefix that names more than one thing
-        └── SIPPendingError            the bag already has a SIP in flight; resume that one
+        ├── SIPPendingError            the bag already has a SIP in flight; resume that one
+        ├── UploadTooLargeError        an upload past PRESERVATION_MAX_UPLOAD_BYTES
+        └── UnsupportedMediaError      a body in a format this door does not take
 
 Each error carries the context a curator needs (``path``, ``aip_id``, ``barcode``)
 so a message can name the file and the rule without parsing strings.
@@ -41,15 +48,20 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AccessError",
     "AmbiguousIdError",
+    "AuthenticationError",
     "BrokerUnavailableError",
     "CatalogError",
+    "CatalogueContentionError",
     "ConfigurationError",
+    "ConflictError",
     "DataRootError",
     "DestinationError",
     "DeviceBusyError",
     "EndOfDataError",
     "FixityMismatchError",
+    "ForbiddenError",
     "IdentificationError",
     "InvalidRequestError",
     "InvalidSIPError",
@@ -67,6 +79,8 @@ __all__ = [
     "TapeFullError",
     "TransientError",
     "UnsafeArchiveError",
+    "UnsupportedMediaError",
+    "UploadTooLargeError",
     "WriteProtectedError",
     "WrongCartridgeError",
 ]
@@ -211,6 +225,23 @@ class DestinationError(ConfigurationError):
     """
 
 
+class AccessError(PreservationError):
+    """Who is asking may not do this; never raised for another tenant's things (not found)."""
+
+
+class AuthenticationError(AccessError):
+    """No token, or one that is unknown or revoked."""
+
+
+class ForbiddenError(AccessError):
+    """The token is valid, but its role does not allow this on its own tenant's holdings."""
+
+
+class ConflictError(PreservationError):
+    """The request is well formed, but what it names is in a state that forbids it now
+    (an AIP under legal hold or within retention, a disposal already decided)."""
+
+
 class InvalidRequestError(PreservationError):
     """The request cannot work as given; nothing was started (CLI exit 2, HTTP 4xx)."""
 
@@ -225,3 +256,11 @@ class AmbiguousIdError(InvalidRequestError):
 
 class SIPPendingError(InvalidRequestError):
     """Ingesting the bag again would make a second AIP of it once both SIPs are resumed."""
+
+
+class UploadTooLargeError(InvalidRequestError):
+    """An upload went past ``PRESERVATION_MAX_UPLOAD_BYTES``; what had arrived is deleted."""
+
+
+class UnsupportedMediaError(InvalidRequestError):
+    """A body in a format this door does not take (the content type names the rule)."""

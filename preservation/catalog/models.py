@@ -29,6 +29,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "AIP",
+    "AIPFormat",
+    "AIPText",
+    "APIToken",
+    "Audit",
+    "Disposal",
+    "IdempotencyKey",
+    "LegalHold",
+    "AuditState",
+    "DisposalState",
+    "Role",
     "AIPState",
     "AIPVersion",
     "Agent",
@@ -88,6 +98,7 @@ class AIPState(enum.StrEnum):
     PENDING = "pending"  # packaged, not yet two verified copies
     ACTIVE = "active"  # every version has two verified copies at two sites
     DISCARDED = "discarded"  # its SIP was discarded before commit; never active
+    DISPOSED = "disposed"  # an approved disposal: a tombstone, its events kept forever
 
 
 class CopyStatus(enum.StrEnum):
@@ -95,6 +106,7 @@ class CopyStatus(enum.StrEnum):
     VERIFIED = "verified"  # read back and sha256 matched
     FAILED = "failed"  # verification or read failed; to be replaced
     DISCARDED = "discarded"  # superseded; bytes stay on tape (tape is append-only)
+    DISPOSED = "disposed"  # its AIP was disposed of: gone from the LTFS index, bytes reclaimable
 
 
 class CartridgeState(enum.StrEnum):
@@ -185,6 +197,11 @@ class StageLease(Base):
 
 class AIP(Base):
     __tablename__ = "aips"
+    __table_args__ = (
+        # Listing and search page through one tenant's AIPs newest first.
+        Index("ix_aips_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_aips_tenant_external", "tenant_id", "external_identifier"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -194,6 +211,11 @@ class AIP(Base):
     source_bag_name: Mapped[str] = mapped_column(String(255), index=True)
     state: Mapped[AIPState] = mapped_column(_enum(AIPState, "aip_state"), default=AIPState.PENDING)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The current Dublin Core record, {element: [values]}: the newest version's dc.xml.
+    descriptive: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Until when the AIP must be kept; a disposal before then is refused.
+    retention_until: Mapped[datetime | None] = mapped_column()
+    disposed_at: Mapped[datetime | None] = mapped_column()
 
     versions: Mapped[list[AIPVersion]] = relationship(
         back_populates="aip", order_by="AIPVersion.number"
@@ -301,3 +323,157 @@ class TapeCopy(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     version: Mapped[AIPVersion] = relationship(back_populates="copies")
+
+
+# -- the service: tokens, search, retention, audits ---------------------------------
+
+
+class Role(enum.StrEnum):
+    """What a token may do; each role may do everything the ones before it may."""
+
+    CONSUMER = "consumer"  # read and search
+    SUBMITTER = "submitter"  # + submit SIPs
+    CURATOR = "curator"  # + metadata, retention, holds, disposal, audits
+    ADMIN = "admin"  # every tenant, + tenants and tokens
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+class APIToken(Base):
+    """A bearer token. Only the sha256 of its secret is kept: a leaked catalogue grants nothing.
+
+    sha256 rather than a slow password hash: the secret is 256 random bits,
+    so there is nothing to guess, and every request looks it up.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    # None only for admin tokens, which see every tenant.
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "token_role"))
+    label: Mapped[str] = mapped_column(String(255), default="")
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class IdempotencyKey(Base):
+    """An upload's ``Idempotency-Key``: the same key again is the same SIP, never a second one."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sip_id: Mapped[str] = mapped_column(String(36))
+    # sha256 of the uploaded body: the same key with other bytes is a client error.
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AIPText(Base):
+    """What full-text search reads for one AIP: Dublin Core, bag-info values, file names.
+
+    ``body`` is normalised text (lower case, no diacritics, words of letters
+    and digits separated by single spaces, catalog/search.py) so that SQLite's
+    FTS5 and PostgreSQL's ``to_tsvector('simple', ...)`` see the same words and
+    give the same answers. The full-text index itself (an FTS5 table kept by
+    triggers; a generated ``tsvector`` column with a GIN index) is made by the
+    migration, per backend.
+    """
+
+    __tablename__ = "aip_texts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # FTS5's content rowid
+    aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id"), unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, default="")
+
+
+class AIPFormat(Base):
+    """Which PRONOM formats an AIP holds: the PUID filter without scanning every file."""
+
+    __tablename__ = "aip_formats"
+    __table_args__ = (Index("ix_aip_formats_puid", "tenant_id", "puid", "aip_id"),)
+
+    aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id"), primary_key=True)
+    puid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    files: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LegalHold(Base):
+    """A legal hold: while one is in force, the AIP cannot be disposed of, retention or not."""
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(255))
+    placed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lifted_by: Mapped[str | None] = mapped_column(String(255))
+    lifted_at: Mapped[datetime | None] = mapped_column()
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class DisposalState(enum.StrEnum):
+    REQUESTED = "requested"  # waiting for a second curator
+    DISPOSED = "disposed"  # approved and carried out
+
+
+class Disposal(Base):
+    """A request to dispose of an AIP, and its approval by a different curator (four eyes)."""
+
+    __tablename__ = "disposals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[DisposalState] = mapped_column(
+        _enum(DisposalState, "disposal_state"), default=DisposalState.REQUESTED
+    )
+    # Who asked and who approved: a token or user id, and the label a person reads.
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_by_label: Mapped[str] = mapped_column(String(255), default="")
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_by_label: Mapped[str | None] = mapped_column(String(255))
+    approved_at: Mapped[datetime | None] = mapped_column()
+    reclaimable_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuditState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Audit(Base):
+    """One fixity audit run asked for through the API: its progress and its report."""
+
+    __tablename__ = "audits"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    # None: every tenant's copies (an admin's audit).
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    site: Mapped[str | None] = mapped_column(String(32))
+    requested_by_label: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[AuditState] = mapped_column(
+        _enum(AuditState, "audit_state"), default=AuditState.QUEUED
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    copies_done: Mapped[int] = mapped_column(Integer, default=0)
+    copies_total: Mapped[int] = mapped_column(Integer, default=0)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -17,7 +17,9 @@
 """
 
 from preservation.metadata.mets import (
+    DC_ELEMENTS,
     dublin_core,
+    dublin_core_from_bag_info,
     write_representation_mets,
     write_root_mets,
 )
@@ -48,6 +50,7 @@ from preservation.metadata.validation import (
 )
 
 __all__ = [
+    "DC_ELEMENTS",
     "AGENT_TYPES",
     "CSIP_PROFILE",
     "EVENT_OUTCOMES",
@@ -64,6 +67,7 @@ __all__ = [
     "ParsedMets",
     "RepresentationRef",
     "dublin_core",
+    "dublin_core_from_bag_info",
     "load_schema",
     "read_mets",
     "representation_identifier",

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -55,7 +55,9 @@ __all__ = [
     "XLINK_NS",
     "XSI_NS",
     "digest_algorithm_name",
+    "DC_ELEMENTS",
     "dublin_core",
+    "dublin_core_from_bag_info",
     "href_for",
     "premis_package_objects",
     "write_representation_mets",
@@ -226,16 +228,36 @@ _BAGIT_TO_DC = {
 
 
 def dublin_core(package: PackageDescription) -> list[tuple[str, str]]:
+    """The package's simple Dublin Core ``(element, value)`` pairs, in element order.
+
+    A curator's record (``package.descriptive``, from a metadata update)
+    replaces what the bag-info says; otherwise the bag-info is mapped by
+    :func:`dublin_core_from_bag_info`. Either way the AIP's UUID is the first
+    identifier, so the record names the package it describes.
+    """
+    if package.descriptive is None:
+        return dublin_core_from_bag_info(str(package.aip_id), package.bag_info)
+    urn = f"urn:uuid:{package.aip_id}"
+    pairs = [("identifier", urn)] + [
+        (element, value)
+        for element, value in package.descriptive
+        if value.strip() and (element, value) != ("identifier", urn)
+    ]
+    return _in_element_order(pairs)
+
+
+def dublin_core_from_bag_info(
+    aip_id: str, bag_info: Mapping[str, Sequence[str]]
+) -> list[tuple[str, str]]:
     """Map the submitter's bag-info to simple Dublin Core ``(element, value)`` pairs.
 
     Labels are matched case-insensitively, as BagIt readers do. Besides the RFC
     8493 labels, a label named after a DC element (``Title``, ``Subject``) or
     prefixed ``DC-`` (``DC-Coverage``) maps to that element, so a submitter can
-    give real descriptive metadata without a second file. The AIP's UUID is
-    always the first identifier, so the record names the package it describes.
+    give real descriptive metadata without a second file.
     """
-    pairs: list[tuple[str, str]] = [("identifier", f"urn:uuid:{package.aip_id}")]
-    for label, values in package.bag_info.items():
+    pairs: list[tuple[str, str]] = [("identifier", f"urn:uuid:{aip_id}")]
+    for label, values in bag_info.items():
         key = label.strip().lower()
         element = _BAGIT_TO_DC.get(key)
         if element is None:
@@ -243,6 +265,14 @@ def dublin_core(package: PackageDescription) -> list[tuple[str, str]]:
             element = bare if bare in _DC_ELEMENTS else None
         if element is not None:
             pairs.extend((element, value) for value in values if value.strip())
+    return _in_element_order(pairs)
+
+
+#: The fifteen elements of simple Dublin Core, in the order records list them.
+DC_ELEMENTS = _DC_ELEMENTS
+
+
+def _in_element_order(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     order = {name: i for i, name in enumerate(_DC_ELEMENTS)}
     return sorted(pairs, key=lambda pair: order[pair[0]])
 

@@ -310,6 +310,9 @@ class PackageDescription:
     file_group: str = "original"
     agents: tuple[Agent, ...] = ()
     events: tuple[Event, ...] = ()
+    # A curator's Dublin Core record ((element, value) pairs) that replaces the
+    # one mapped from bag-info: set by a metadata update (a new version).
+    descriptive: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.aip_id, UUID):
