@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -51,6 +52,7 @@ __all__ = [
     "SIP",
     "SIPState",
     "StageLease",
+    "StageRun",
     "TapeCopy",
     "Tenant",
     "utcnow",
@@ -195,6 +197,24 @@ class StageLease(Base):
     expires_at: Mapped[datetime] = mapped_column()
 
 
+class StageRun(Base):
+    """One finished run of a stage: the stage-duration histograms, from whichever process ran it.
+
+    Operational state: the API's ``/metrics`` reads it, so a worker's timings
+    reach Prometheus without a push gateway or a shared metrics directory.
+    """
+
+    __tablename__ = "stage_runs"
+    __table_args__ = (Index("ix_stage_runs_stage", "stage", "seconds"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    seconds: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AIP(Base):
     __tablename__ = "aips"
     __table_args__ = (
@@ -300,6 +320,10 @@ class Cartridge(Base):
     used: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # How often a drive loaded it (monitoring: mounts are what wears tape and drives).
+    mounts: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Bytes of disposed copies still on it: gone from its LTFS index, back only by a repack.
+    reclaimable: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class TapeCopy(Base):
