@@ -30,10 +30,17 @@ class Settings(BaseSettings):
     # With a broker: the callable that starts a received SIP's workflow
     # (preservation/submission.py); the library never imports workers/ itself.
     submitter: str = "workers.tasks:submit"
+    # With a broker: the callable that queues an API-requested audit on the audit worker.
+    audit_submitter: str = "workers.audit:submit_audit"
     # How long a task taken by a worker that then died stays invisible before
     # Redis hands it to another worker. Longer than the longest task.
     broker_visibility_timeout: int = 6 * 3600 + 600
     redis_key_prefix: str = "preservation"
+
+    # The largest body POST /api/v1/sips takes; what arrives past it is deleted at once.
+    max_upload_bytes: int = 64 * 2**30
+    # Where the API's uploads and the embedded runner's SIPs get a thread (no broker).
+    api_embedded_workers: int = 1
 
     # Serialised bag safety limits (archive bombs).
     unpack_max_bytes: int = 1 << 40

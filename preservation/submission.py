@@ -26,12 +26,15 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from preservation.config import Settings
 from preservation.errors import ConfigurationError, InvalidSIPError, PreservationError
+
+if TYPE_CHECKING:
+    from preservation.rules import TenantRules
 
 __all__ = ["NOT_A_BAG", "load_submitter", "refuse_if_not_a_bag", "validate_submission"]
 
@@ -85,7 +88,7 @@ def validate_submission(
     RAM), otherwise in the system's temporary folder, never under the current
     one. No data root is ever made.
     """
-    from preservation.rules import missing_bag_info, rules_for
+    from preservation.rules import missing_bag_info, profile_problems, rules_for
     from preservation.sip import open_serialised_bag, read_bag_info, validate_bag
     from preservation.tenants import check_tenant_id
 
@@ -109,6 +112,7 @@ def validate_submission(
         "error_count": 0,
         "warning_count": 0,
         "duplicate_check": None,
+        "format_check": _format_check(rules),
         "problems": [],
     }
     try:
@@ -128,6 +132,7 @@ def validate_submission(
             if rules is not None and result.valid and tenant is not None:
                 info = read_bag_info(bag)
                 report["problems"] += missing_bag_info(rules, info)
+                report["problems"] += profile_problems(rules, bag, submitted=path)
                 found, report["duplicate_check"] = _duplicates(settings, tenant, bag, info)
                 report["problems"] += found
     except InvalidSIPError as err:
@@ -146,6 +151,19 @@ def validate_submission(
     report["warning_count"] = sum(p.get("severity") == "warning" for p in report["problems"])
     report["valid"] = report["error_count"] == 0 and report["bagit_version"] is not None
     return report
+
+
+def _format_check(rules: TenantRules | None) -> str | None:
+    """What ``validate`` can say of the tenant's ``allowed_formats``: formats are known
+    only after identification, which is ingest's work, so only that it will apply."""
+    if rules is None or rules.allowed_formats is None:
+        return None
+    policy = rules.allowed_formats
+    return (
+        f"not done: formats are identified at ingest, where tenant {rules.tenant}'s "
+        f"allowed_formats ({', '.join(sorted(policy.puids))}) applies: a file in another "
+        f"format {'rejects the bag' if policy.otherwise == 'reject' else 'is a warning'}"
+    )
 
 
 def _duplicates(
@@ -202,19 +220,23 @@ def _payload_sha256s(bag: Path) -> list[str]:
 
 def load_submitter(settings: Settings) -> Callable[[str], None]:
     """The ``module:callable`` that starts a received SIP's workflow on the workers."""
-    target = settings.submitter
+    return load_callable(settings.submitter, "submitter")
+
+
+def load_callable(target: str, setting: str) -> Callable[[Any], None]:
+    """A ``module:callable`` named by a setting; a bad one names the setting and the rule."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(
-            f"submitter {target!r} must be 'module:callable'", rule="submitter-dotted-path"
+            f"{setting} {target!r} must be 'module:callable'", rule=f"{setting}-dotted-path"
         )
     try:
         module = importlib.import_module(module_name)
         submit = getattr(module, attribute)
     except (ImportError, AttributeError) as exc:
         raise ConfigurationError(
-            f"submitter {target!r} cannot be loaded: {exc}", rule="submitter-dotted-path"
+            f"{setting} {target!r} cannot be loaded: {exc}", rule=f"{setting}-dotted-path"
         ) from exc
     if not callable(submit):
-        raise ConfigurationError(f"submitter {target!r} is not callable")
-    return cast(Callable[[str], None], submit)
+        raise ConfigurationError(f"{setting} {target!r} is not callable")
+    return cast(Callable[[Any], None], submit)

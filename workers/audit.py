@@ -49,3 +49,23 @@ def audit_fixity(self: Task, site: str | None = None) -> dict[str, Any]:
     del summary["copies"]  # the verdicts are PREMIS events already; keep the result small
     log.info(json.dumps({"audit": "fixity", **summary}, ensure_ascii=False))
     return summary
+
+
+@app.task(
+    name="workers.audit.run_audit",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=7 * 24 * 3600,
+)
+def run_audit(self: Task, audit_id: str) -> dict[str, Any]:
+    """An audit asked for through the API: its row shows progress and keeps the report."""
+    from preservation.audit.runs import run_audit as run
+
+    view = run(context(), audit_id)
+    return {"audit_id": view.audit_id, "state": view.state}
+
+
+def submit_audit(audit_id: str) -> None:
+    """The library's hand-off (``Settings.audit_submitter``): queue the audit."""
+    run_audit.apply_async(args=[audit_id], queue="audit")

@@ -87,15 +87,30 @@ class AuditReport:
         }
 
 
-def plan_audit(ctx: Context, site: str | None = None) -> list[dict[str, Any]]:
-    """The verified copies to read, cartridge by cartridge, each in tape order."""
+def plan_audit(
+    ctx: Context, site: str | None = None, *, tenant: str | None = None
+) -> list[dict[str, Any]]:
+    """The verified copies to read (one site's or all; one tenant's or all), in tape order."""
     from preservation.storage.service import list_cartridges, show_cartridge
 
+    owned: set[str] | None = None
+    if tenant is not None:
+        from sqlalchemy import select
+
+        from preservation.catalog import AIP
+        from preservation.catalog.database import session_scope
+
+        with session_scope(ctx.sessions) as session:
+            owned = set(session.scalars(select(AIP.id).where(AIP.tenant_id == tenant)))
     plan: list[dict[str, Any]] = []
     for cartridge in list_cartridges(ctx, site):
         if cartridge["copies"].get("verified"):
             contents = show_cartridge(ctx, cartridge["barcode"])["contents"]
-            plan.extend(c for c in contents if c["status"] == "verified")
+            plan.extend(
+                c
+                for c in contents
+                if c["status"] == "verified" and (owned is None or c["aip_id"] in owned)
+            )
     return plan
 
 
@@ -104,11 +119,12 @@ def audit_copies(
     site: str | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    tenant: str | None = None,
 ) -> AuditReport:
     """Read back every verified copy (of one site, or all) and return the verdicts."""
     from preservation.storage.recovery import audit_copy
 
-    plan = plan_audit(ctx, site)
+    plan = plan_audit(ctx, site, tenant=tenant)
     report = AuditReport(site=site)
     if progress:
         progress(0, len(plan))
@@ -132,8 +148,21 @@ def audit_copies(
         )
         if progress:
             progress(done, len(plan))
-    report.under_replicated = under_replicated_versions(ctx, site)
+    report.under_replicated = [
+        f
+        for f in under_replicated_versions(ctx, site)
+        if tenant is None or f.aip_id in {c["aip_id"] for c in plan} or _owned(ctx, f, tenant)
+    ]
     return report
+
+
+def _owned(ctx: Context, finding: ReplicationFinding, tenant: str) -> bool:
+    from preservation.catalog import AIP
+    from preservation.catalog.database import session_scope
+
+    with session_scope(ctx.sessions) as session:
+        aip = session.get(AIP, finding.aip_id)
+        return aip is not None and aip.tenant_id == tenant
 
 
 def under_replicated_versions(ctx: Context, site: str | None = None) -> list[ReplicationFinding]:

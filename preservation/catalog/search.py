@@ -51,6 +51,7 @@ __all__ = [
     "SearchQuery",
     "decode_cursor",
     "encode_cursor",
+    "encode_position",
     "index_aips",
     "reindex",
     "search_aips",
@@ -204,8 +205,13 @@ class Page:
 
 
 def encode_cursor(aip: AIP) -> str:
-    created = _utc(aip.created_at).isoformat(timespec="microseconds")
-    raw = json.dumps([created, aip.id], separators=(",", ":")).encode()
+    return encode_position(aip.created_at, aip.id)
+
+
+def encode_position(created_at: datetime, row_id: str) -> str:
+    """An opaque cursor for a (created, id) position: any list ordered newest first."""
+    created = _utc(created_at).isoformat(timespec="microseconds")
+    raw = json.dumps([created, row_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

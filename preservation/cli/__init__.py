@@ -26,7 +26,7 @@ try:  # Typer 0.29 and later carry their own copy of Click
 except ImportError:  # pragma: no cover - older Typer, on Click itself
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-from preservation.cli import aips, db, ingest, sips, storage, tape
+from preservation.cli import aips, api, db, ingest, sips, storage, tape, tenants, tokens
 from preservation.cli.logs import configure_logging
 from preservation.cli.terminal import EXIT_USAGE, err, out
 
@@ -103,6 +103,10 @@ app.command()(storage.audit)
 app.command()(storage.repair)
 app.command()(storage.recover)
 app.add_typer(db.app, name="db")
+app.add_typer(aips.app, name="aip")
+app.add_typer(tenants.app, name="tenant")
+app.add_typer(tokens.app, name="token")
+app.command()(api.api)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -63,6 +63,8 @@ def validate(
     else:
         for problem in report["problems"]:
             err.print(_problem_text(problem), highlight=False, markup=False)
+        if report.get("format_check"):
+            err.print(f"note: {report['format_check']}", highlight=False, markup=False)
         if report["valid"]:
             out.print(f"{path}: valid", highlight=False)
         else:

@@ -155,3 +155,72 @@ def discard(
     kept = [p for p in Path(result.rejected_to).iterdir() if not p.name.startswith("report.")]
     held = "bag and report" if kept else "report (the bag was already gone)"
     out.print(f"{held}: {result.rejected_to}", highlight=False)
+
+
+@app.command("ls")
+def sip_ls(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t")] = None,
+    state: Annotated[str | None, typer.Option("--state")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """SIPs newest first, as GET /api/v1/sips lists them."""
+    from preservation.catalog import SIPState, session_scope
+    from preservation.lookup import list_sip_views
+
+    try:
+        wanted = SIPState(state) if state else None
+    except ValueError:
+        raise usage(
+            f"--state must be one of {', '.join(s.value for s in SIPState)}", as_json
+        ) from None
+
+    def work(ctx: Any) -> Any:
+        with session_scope(ctx.sessions) as s:
+            return list_sip_views(s, tenant, state=wanted, cursor=cursor, limit=limit)
+
+    page = in_context(as_json, work)
+    if as_json:
+        out.print_json(page.model_dump_json())
+        return
+    table = Table("SIP", "tenant", "bag", "state", "stage", "AIP", "updated")
+    for x in page.items:
+        table.add_row(
+            x.sip_id, x.tenant, x.name, x.state, x.stage or "", x.aip_id or "",
+            x.updated_at.isoformat()[:19],
+        )
+    out.print(table)
+    if page.next_cursor:
+        out.print(f"more: --cursor {page.next_cursor}", highlight=False)
+
+
+@app.command("show")
+def sip_show(
+    sip_id: Annotated[str, typer.Argument(help="The SIP's id or a unique 8+ character prefix.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One SIP: state, stage, problems, AIP id (GET /api/v1/sips/{id})."""
+    from preservation.catalog import session_scope
+    from preservation.lookup import sip_view
+
+    def work(ctx: Any) -> Any:
+        full = _resolve(ctx, [sip_id])[0]
+        with session_scope(ctx.sessions) as s:
+            return sip_view(s, full, None)
+
+    view = in_context(as_json, work)
+    if as_json:
+        out.print_json(view.model_dump_json())
+        return
+    out.print(
+        f"SIP {view.sip_id}  tenant {view.tenant}  bag {view.name}\n"
+        f"state {view.state}  stage {view.stage or '-'}  AIP {view.aip_id or '-'}",
+        highlight=False,
+    )
+    for p in view.problems:
+        out.print(
+            f"  {p.get('severity', 'error')}: {p.get('file') or ''}: {p.get('rule')}: "
+            f"{escape(str(p.get('message')))}",
+            highlight=False,
+        )

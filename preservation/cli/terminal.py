@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from preservation.config import Settings
 from preservation.errors import (
+    AccessError,
+    ConflictError,
     DataRootError,
     InvalidRequestError,
     InvalidSIPError,
@@ -134,9 +136,9 @@ def fail(error: PreservationError, as_json: bool) -> typer.Exit:
 
 def exit_code(error: PreservationError) -> int:
     """1: the submission or the thing asked for; 2: the request itself; 3: the system."""
-    if isinstance(error, InvalidRequestError):
+    if isinstance(error, InvalidRequestError | AccessError):
         return EXIT_USAGE
-    if isinstance(error, InvalidSIPError | NotFoundError):
+    if isinstance(error, InvalidSIPError | NotFoundError | ConflictError):
         return EXIT_INVALID
     return EXIT_SYSTEM
 

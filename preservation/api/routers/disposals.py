@@ -1,0 +1,50 @@
+"""Disposals: the requests curators made, and the second curator's approval."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from starlette.concurrency import run_in_threadpool
+
+from preservation import retention
+from preservation.api.deps import Asker, Ctx, actor_of, needs
+from preservation.api.problems import responses
+from preservation.catalog.database import session_scope
+from preservation.catalog.models import DisposalState, Role
+from preservation.tokens import Principal
+
+router = APIRouter(prefix="/disposals", tags=["disposals"], responses=responses(400, 401, 403, 422))
+DisposalId = Annotated[str, Path(max_length=64)]
+
+
+@router.get("", response_model=list[retention.DisposalView])
+def list_disposals(
+    ctx: Ctx, principal: Asker, state: DisposalState | None = None
+) -> list[retention.DisposalView]:
+    with session_scope(ctx.sessions) as s:
+        return retention.list_disposals(s, principal.tenant_id, state=state)
+
+
+@router.get("/{disposal_id}", response_model=retention.DisposalView, responses=responses(404))
+def get_disposal(
+    ctx: Ctx, principal: Asker, disposal_id: DisposalId
+) -> retention.DisposalView:
+    with session_scope(ctx.sessions) as s:
+        return retention.get_disposal(s, disposal_id, principal.tenant_id)
+
+
+@router.post(
+    "/{disposal_id}/approve",
+    response_model=retention.DisposalView,
+    responses=responses(404, 409),
+    summary="Approve a disposal (by a different curator than the one who asked)",
+)
+async def approve(
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(needs(Role.CURATOR))],
+    disposal_id: DisposalId,
+) -> retention.DisposalView:
+    return await run_in_threadpool(
+        retention.approve_disposal, ctx, disposal_id, principal.tenant_id, actor_of(principal)
+    )
