@@ -17,10 +17,10 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -53,6 +53,7 @@ __all__ = [
     "aip_events",
     "aip_summary",
     "aip_versions",
+    "Instant",
     "check_uuid",
     "list_sip_views",
     "scoped_aip",
@@ -61,6 +62,15 @@ __all__ = [
     "sip_view",
     "version_detail",
 ]
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite gives back naive datetimes; every time the service shows is UTC, and says so."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+#: A datetime that always carries its offset: RFC 3339, as OpenAPI's date-time demands.
+Instant = Annotated[datetime, AfterValidator(_aware)]
 
 
 class _View(BaseModel):
@@ -74,14 +84,14 @@ class AIPSummary(_View):
     sip_id: str
     external_identifier: str | None
     source_bag_name: str
-    created_at: datetime
+    created_at: Instant
     versions: int
     current_version: int
     bytes: int
     descriptive: dict[str, list[str]] | None
-    retention_until: datetime | None
+    retention_until: Instant | None
     on_hold: bool
-    disposed_at: datetime | None
+    disposed_at: Instant | None
 
 
 class CopyView(_View):
@@ -91,14 +101,14 @@ class CopyView(_View):
     status: str
     length: int
     sha256: str
-    verified_at: datetime | None
+    verified_at: Instant | None
 
 
 class VersionView(_View):
     number: int
     reason: str
-    created_at: datetime
-    committed_at: datetime | None
+    created_at: Instant
+    committed_at: Instant | None
     tar_name: str
     tar_size: int | None
     tar_sha256: str | None
@@ -128,7 +138,7 @@ class EventView(_View):
     uuid: str
     seq: int
     type: str
-    occurred_at: datetime
+    occurred_at: Instant
     outcome: str
     detail: str
     outcome_detail: str
@@ -162,8 +172,8 @@ class SIPView(_View):
     files: int
     bytes: int
     problems: list[dict[str, Any]]
-    created_at: datetime
-    updated_at: datetime
+    created_at: Instant
+    updated_at: Instant
     status_url: str
 
 

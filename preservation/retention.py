@@ -43,7 +43,7 @@ from preservation.catalog.models import (
 )
 from preservation.context import Context
 from preservation.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
-from preservation.lookup import check_uuid, scoped_aip
+from preservation.lookup import Instant, check_uuid, scoped_aip
 
 __all__ = [
     "Actor",
@@ -83,16 +83,16 @@ class HoldView(_View):
     id: int
     reason: str
     placed_by: str
-    placed_at: datetime
+    placed_at: Instant
     lifted_by: str | None
-    lifted_at: datetime | None
+    lifted_at: Instant | None
     lift_reason: str | None
 
 
 class RetentionView(_View):
     aip_id: str
     state: str
-    retention_until: datetime | None
+    retention_until: Instant | None
     holds: list[HoldView]
     on_hold: bool
     disposable: bool
@@ -106,9 +106,9 @@ class DisposalView(_View):
     state: str
     reason: str
     requested_by: str
-    requested_at: datetime
+    requested_at: Instant
     approved_by: str | None
-    approved_at: datetime | None
+    approved_at: Instant | None
     reclaimable_bytes: int
     pending_sites: list[str]
 
@@ -209,7 +209,7 @@ def set_retention(
     if aip.state is AIPState.DISPOSED:
         raise ConflictError(f"AIP {aip.id} was disposed of; its retention cannot change",
                             aip_id=aip.id, rule="disposed")
-    new: datetime | None
+    new: Instant | None
     if period is not None:
         if period.strip().lower() == "permanent":
             new = None

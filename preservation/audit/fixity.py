@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from preservation.context import Context
-from preservation.errors import DeviceBusyError, SiteUnavailableError
+from preservation.errors import DeviceBusyError, NotFoundError, SiteUnavailableError
 
 __all__ = [
     "AuditReport",
@@ -109,7 +109,9 @@ def plan_audit(
             plan.extend(
                 c
                 for c in contents
-                if c["status"] == "verified" and (owned is None or c["aip_id"] in owned)
+                if c["status"] == "verified"
+                and c.get("aip_state") != "disposed"  # leaving the tapes, not kept
+                and (owned is None or c["aip_id"] in owned)
             )
     return plan
 
@@ -134,6 +136,10 @@ def audit_copies(
             result, detail = ("ok" if verdict.ok else "failed"), verdict.detail
         except (SiteUnavailableError, DeviceBusyError) as err:
             result, detail = "skipped", err.message  # not audited: not a verdict
+        except NotFoundError:  # disposed of since the plan was made: no longer ours to audit
+            if progress:
+                progress(done, len(plan))
+            continue
         report.copies.append(
             CopyVerdict(
                 copy_id=copy["id"],

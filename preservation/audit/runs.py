@@ -21,6 +21,7 @@ from preservation.catalog.database import session_scope
 from preservation.catalog.models import Audit, AuditState, utcnow
 from preservation.context import Context
 from preservation.errors import InvalidRequestError, NotFoundError
+from preservation.lookup import Instant
 
 __all__ = ["AuditView", "audit_view", "get_audit", "run_audit", "start_audit"]
 
@@ -32,9 +33,9 @@ class AuditView(BaseModel):
     site: str | None
     state: str
     requested_by: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Instant
+    started_at: Instant | None
+    finished_at: Instant | None
     copies_done: int
     copies_total: int
     report: dict[str, Any] | None

@@ -15,6 +15,7 @@ from preservation.cli.terminal import (
     check_site,
     err,
     fail,
+    human_size,
     load_settings,
     out,
     progress_bars,
@@ -164,8 +165,17 @@ def _print_repair(report: Any) -> None:
             f"discarded {len(report.stale_writes)} unfinished write(s) left by a crash",
             highlight=False,
         )
+    for d in report.disposals:
+        left = ", ".join(d["pending_sites"] + [f["barcode"] for f in d["failed"]])
+        out.print(
+            f"disposal of AIP {d['aip_id']}: {len(d['removed'])} file(s) out of the "
+            f"indexes, {human_size(d['reclaimable_bytes'])} reclaimable"
+            + (f"; still listed at {left}" if left else ""),
+            highlight=False,
+        )
     if not (
-        report.rebuilt
+        report.disposals
+        or report.rebuilt
         or report.ready
         or report.stale_writes
         or report.failed

@@ -41,7 +41,7 @@ def tape_ls(
     site: Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List cartridges per site: state, used/capacity, copies, errors."""
+    """List cartridges per site: state, used/capacity, reclaimable, copies, errors."""
     from preservation.storage.service import list_cartridges
 
     def cartridges(ctx: Any) -> list[dict[str, Any]]:
@@ -55,13 +55,14 @@ def tape_ls(
     if not rows:
         out.print("no cartridges")
         return
-    table = Table("site", "barcode", "state", "used / capacity", "copies", "errors")
+    table = Table("site", "barcode", "state", "used / capacity", "reclaimable", "copies", "errors")
     for r in rows:
         table.add_row(
             r["site"],
             r["barcode"],
             _state(r["state"]),
             f"{human_size(r['used'])} / {human_size(r['capacity'])}",
+            human_size(r["reclaimable"]) if r["reclaimable"] else "-",
             _copies_text(r["copies"]),
             str(r["errors"]),
         )
@@ -87,9 +88,16 @@ def tape_show(
     )
     out.print(
         f"volume {data['volume_uuid'] or '- (not formatted yet)'}  "
-        f"used {human_size(data['used'])} of {human_size(data['capacity'])}",
+        f"used {human_size(data['used'])} of {human_size(data['capacity'])}  "
+        f"mounts {data['mounts']}",
         highlight=False,
     )
+    if data["reclaimable"]:
+        out.print(
+            f"reclaimable {human_size(data['reclaimable'])}: disposed copies, out of the "
+            "LTFS index, still on tape until the cartridge is repacked",
+            highlight=False,
+        )
     if not data["contents"]:
         out.print("no copies on this cartridge")
         return

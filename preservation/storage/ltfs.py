@@ -38,6 +38,7 @@ from preservation.errors import (
     FixityMismatchError,
     LTFSFormatError,
     MediaError,
+    NotFoundError,
     StorageError,
     TapeFullError,
     WriteProtectedError,
@@ -540,6 +541,54 @@ class LTFSVolume:
                 total += filled
             if filled < bs:
                 return total
+
+    def remove(self, path: str, *, prune: bool = True) -> FileEntry:
+        """Drop a file from the index; the next :meth:`sync` writes a generation without it.
+
+        This is an LTFS delete: only the index changes. The file's blocks stay
+        on the data partition, outside every index from then on, until the
+        cartridge is repacked and reformatted; they are never written over either, since
+        the writer only appends at end of data (tape cannot rewrite in the
+        middle). Older index generations, walked back from the newest, still
+        name the file: the history of a volume is append-only as well.
+
+        ``prune`` also drops the directories the removal leaves empty (the
+        AIP's folder, then its tenant's if that was the last AIP), never the
+        root. Returns the entry as it was. A path the index does not list
+        raises :class:`NotFoundError` naming it; a directory, IsADirectoryError.
+        """
+        self._check_writable()
+        parts = _split(path)
+        chain: list[DirectoryNode] = [self._index.root]
+        try:
+            node = self._lookup(path)
+        except FileNotFoundError:
+            node = None
+        if node is None:
+            raise NotFoundError(
+                f"{_normalise(path)} is not in the index of volume {self.barcode}",
+                path=path,
+                barcode=self.barcode,
+            )
+        if isinstance(node, DirectoryNode):
+            raise IsADirectoryError(path)
+        for part in parts[:-1]:
+            child = chain[-1].children[part]
+            assert isinstance(child, DirectoryNode)
+            chain.append(child)
+        entry = _entry(_normalise(path), node)
+        stamp = self._stamp()
+        del chain[-1].children[parts[-1]]
+        chain[-1].modify_time = chain[-1].change_time = stamp
+        if prune:
+            for depth in range(len(chain) - 1, 0, -1):
+                if chain[depth].children:
+                    break
+                del chain[depth - 1].children[parts[depth - 1]]
+                chain[depth - 1].modify_time = chain[depth - 1].change_time = stamp
+        self._dirty = True
+        self._ip_current = False
+        return entry
 
     def _parent_for_new(self, path: str) -> tuple[DirectoryNode, str]:
         parts = _split(path)

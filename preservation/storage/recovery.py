@@ -17,6 +17,9 @@ Before that it tidies what crashes and outages left behind: WRITING rows that
 no rerun will ever touch are discarded (so a suspect cartridge can retire),
 and ``complete_pending`` finishes the store of every version still pending
 (a site was down at ingest, or the store never ran) from its staging tar.
+After it, ``storage.disposal.finish_disposals`` takes disposed AIPs out of the
+indexes a site outage kept them in. Disposed AIPs are never rebuilt, audited
+or recovered.
 Repair never makes an AIP active: the versions it leaves safe at every site
 are listed in ``RepairReport.ready`` for the ingest commit stage, which also
 releases the SIP and the staging tar.
@@ -63,6 +66,7 @@ from preservation.errors import (
     WrongCartridgeError,
 )
 from preservation.storage import planning
+from preservation.storage.disposal import finish_disposals
 from preservation.storage.planning import CopyView, ErrorKind, RecallItem, RepairNeed
 from preservation.storage.service import (
     AGENT,
@@ -114,10 +118,12 @@ class RepairReport:
     #: Versions safe at every site but not committed yet: ``version_id``,
     #: ``aip_id``, ``number``, ``sip_id``, for the ingest commit stage.
     ready: list[dict[str, Any]] = field(default_factory=list)
+    #: Disposals carried on (``storage.disposal.DisposalOutcome.to_dict``), one per AIP.
+    disposals: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.skipped
+        return not self.failed and not self.skipped and all(d["done"] for d in self.disposals)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -195,6 +201,9 @@ def _read_copy(ctx: Context, ref: _CopyRef, dest: Path | None) -> None:
                     aip_id=ref.aip_id,
                 )
         except (MediaError, FixityMismatchError, FileNotFoundError) as err:
+            if isinstance(err, FileNotFoundError) and (gone := _disposed_of(ctx, ref.aip_id)):
+                # A disposal took the file out of the index meanwhile: no fault of the tape.
+                raise NotFoundError(gone, aip_id=ref.aip_id, path=ref.path) from err
             _fail_copy(ctx, ref.copy_id, f"read failed: {err}")
             note_cartridge_error(ctx, ref.barcode, ErrorKind.READ)
             _record_check(ctx, ref, "failure", str(err))
@@ -236,6 +245,20 @@ def _record_check(ctx: Context, ref: _CopyRef, outcome: str, detail: str) -> Non
         )
 
 
+def _disposed_message(aip: AIP) -> str:
+    when = f" on {aip.disposed_at:%Y-%m-%d}" if aip.disposed_at else ""
+    return f"AIP {aip.id} was disposed of{when}: it is no longer kept"
+
+
+def _disposed_of(ctx: Context, aip_id: str) -> str | None:
+    """Why the AIP is gone, if a disposal took it; None while it is kept."""
+    with session_scope(ctx.sessions) as session:
+        aip = session.get(AIP, aip_id)
+        if aip is None or aip.state != AIPState.DISPOSED:
+            return None
+        return _disposed_message(aip)
+
+
 def _load_ref(ctx: Context, copy_id: int) -> _CopyRef:
     with session_scope(ctx.sessions) as session:
         row = session.get(TapeCopy, copy_id)
@@ -248,12 +271,21 @@ def _load_ref(ctx: Context, copy_id: int) -> _CopyRef:
 
 
 def audit_copy(ctx: Context, copy_id: int) -> AuditResult:
-    """Read a copy back and verify it (a fixity audit); failures are recorded for repair."""
+    """Read a copy back and verify it (a fixity audit); failures are recorded for repair.
+
+    A copy of a disposed AIP is not read (``NotFoundError``): it is leaving the
+    tapes, and a file already gone from the index would count as a fault.
+    """
     ref = _load_ref(ctx, copy_id)
+    gone = _disposed_of(ctx, ref.aip_id)
+    if gone:
+        raise NotFoundError(gone, aip_id=ref.aip_id, rule="disposed")
     try:
         _read_copy(ctx, ref, None)
     except (SiteUnavailableError, DeviceBusyError):
         raise  # transient: the audit did not happen
+    except NotFoundError:
+        raise  # disposed of while we read: nothing left to audit
     except PreservationError as err:
         return AuditResult(copy_id, False, str(err))
     with session_scope(ctx.sessions) as session:
@@ -279,6 +311,8 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
         aip = session.get(AIP, aip_id)
         if aip is None:
             raise NotFoundError(f"no AIP {aip_id}", aip_id=aip_id)
+        if aip.state == AIPState.DISPOSED:
+            raise NotFoundError(_disposed_message(aip), aip_id=aip_id, rule="disposed")
         stmt = select(AIPVersion).where(AIPVersion.aip_id == aip_id)
         if version is None:
             stmt = stmt.order_by(AIPVersion.number.desc()).limit(1)
@@ -354,9 +388,10 @@ def repair(
     rebuilt too; WRITING rows older than ``grace_seconds`` (default: the
     settings' ``stall_seconds``) whose cartridge is in no drive are discarded;
     pending versions are completed from their staging tars; cartridges left
-    with nothing verified on them are retired. A site that is down is
-    skipped (reported), never waited for. ``report.ready`` lists the versions
-    the commit stage may now make active.
+    with nothing verified on them are retired. Disposals left half-done are
+    finished (``report.disposals``). A site that is down is skipped
+    (reported), never waited for. ``report.ready`` lists the versions the
+    commit stage may now make active.
     """
     report = RepairReport()
     report.cartridges_failed = _fail_worn_cartridges(ctx)
@@ -406,6 +441,9 @@ def repair(
     ordered = planning.order_recalls(items, mounted=mounted)
     for batch in planning.batch_recalls(ordered, max_bytes=max_batch_bytes):
         _repair_batch(ctx, report, [from_tape[item.key] for item in batch])
+    # Disposals a site outage left half-done, before retiring: once retired, a
+    # cartridge's index is never rewritten, so a disposal has its chance first.
+    report.disposals = [o.to_dict() for o in finish_disposals(ctx)]
     report.cartridges_retired = _retire_empty_bad_cartridges(ctx)
     report.ready = _ready_to_commit(ctx)
     release_drives(ctx)
@@ -601,7 +639,11 @@ def _ready_to_commit(ctx: Context) -> list[dict[str, Any]]:
         rows = session.execute(
             select(AIPVersion.id, AIPVersion.aip_id, AIPVersion.number, AIP.sip_id)
             .join(AIP, AIP.id == AIPVersion.aip_id)
-            .where(AIPVersion.committed_at.is_(None), AIPVersion.tar_sha256.is_not(None))
+            .where(
+                AIPVersion.committed_at.is_(None),
+                AIPVersion.tar_sha256.is_not(None),
+                AIP.state != AIPState.DISPOSED,
+            )
             .order_by(AIPVersion.id)
         ).all()
         return [
@@ -794,9 +836,12 @@ def _retire_empty_bad_cartridges(ctx: Context) -> list[str]:
         for cartridge in bad:
             live = session.scalar(
                 select(TapeCopy.id)
+                .join(AIPVersion, AIPVersion.id == TapeCopy.aip_version_id)
+                .join(AIP, AIP.id == AIPVersion.aip_id)
                 .where(
                     TapeCopy.barcode == cartridge.barcode,
                     TapeCopy.status.in_([CopyStatus.VERIFIED, CopyStatus.WRITING]),
+                    AIP.state != AIPState.DISPOSED,  # a disposed AIP's copies keep nothing
                 )
                 .limit(1)
             )

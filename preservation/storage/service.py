@@ -53,6 +53,7 @@ from preservation.catalog.models import (
 from preservation.context import Context
 from preservation.errors import (
     ConfigurationError,
+    ConflictError,
     DeviceBusyError,
     FixityMismatchError,
     LTFSFormatError,
@@ -197,6 +198,13 @@ def write_copy(
                     aip_id=version.aip_id,
                 )
             aip = version.aip
+            if aip.state == AIPState.DISPOSED:
+                # A store or repair that raced the disposal must not put it back on tape.
+                raise ConflictError(
+                    f"AIP {aip.id} was disposed of: no copy of it is written any more",
+                    aip_id=aip.id,
+                    rule="disposed",
+                )
             job = _Job(
                 version_id=version_id,
                 aip_id=aip.id,
@@ -558,8 +566,11 @@ def _cartridge_dict(c: Cartridge, counts: dict[str, int]) -> dict[str, Any]:
         "volume_uuid": c.volume_uuid,
         "capacity": c.capacity,
         "used": c.used,
+        # Disposed copies' bytes stay on tape until a repack: still used, never free.
         "free": max(0, c.capacity - c.used),
+        "reclaimable": c.reclaimable or 0,
         "errors": c.errors,
+        "mounts": c.mounts or 0,
         "copies": counts,
         "updated_at": c.updated_at.isoformat() if c.updated_at else None,
     }
@@ -590,16 +601,18 @@ def show_cartridge(ctx: Context, barcode: str) -> dict[str, Any]:
         if cartridge is None:
             raise NotFoundError(f"no cartridge {barcode}", barcode=barcode)
         rows = session.execute(
-            select(TapeCopy, AIPVersion.aip_id, AIPVersion.number)
+            select(TapeCopy, AIPVersion.aip_id, AIPVersion.number, AIP.state)
             .join(AIPVersion, AIPVersion.id == TapeCopy.aip_version_id)
+            .join(AIP, AIP.id == AIPVersion.aip_id)
             .where(TapeCopy.barcode == barcode)
             .order_by(TapeCopy.start_block, TapeCopy.id)
         ).all()
         out = _cartridge_dict(cartridge, {})
         contents = []
-        for copy, aip_id, number in rows:
+        for copy, aip_id, number, aip_state in rows:
             item = CopyInfo.from_row(copy).to_dict()
-            item.update(aip_id=aip_id, version=number)
+            # A verified copy of a disposed AIP is one a down site has not removed yet.
+            item.update(aip_id=aip_id, version=number, aip_state=str(aip_state.value))
             contents.append(item)
             status = item["status"]
             out["copies"][status] = out["copies"].get(status, 0) + 1

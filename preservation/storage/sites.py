@@ -26,6 +26,7 @@ nothing written to any cartridge.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import math
 import threading
@@ -37,7 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from weakref import WeakSet
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from preservation.catalog.database import session_scope
@@ -68,6 +69,7 @@ __all__ = [
     "SiteLock",
     "SiteStats",
     "build_sites",
+    "count_mount",
     "get_site",
     "site_letter",
 ]
@@ -331,6 +333,8 @@ class Site:
     keeps cartridges mounted after its last tape operation before it unmounts
     them cleanly (index partition written) and frees their drives.
     ``read_only`` mounts every volume read-only and never formats.
+    ``on_mount(barcode)`` is told of every cartridge a drive loads for us
+    (the catalogue's mount counter); its failure is logged, never raised.
     """
 
     def __init__(
@@ -341,11 +345,13 @@ class Site:
         *,
         idle_seconds: float | None = None,
         read_only: bool = False,
+        on_mount: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.root = root
         self.library = library
         self.read_only = read_only
+        self.on_mount = on_mount
         self.forced_down: bool | None = None  # None: the DOWN file decides
         self.lock = SiteLock(self)
         self.stats = SiteStats()
@@ -492,6 +498,7 @@ class Site:
         return self.stats.unmounts - before
 
     def _mount(self, barcode: str) -> TapeDevice:
+        loaded = barcode in self.library.mounted()
         try:
             device = self.library.mount(barcode)
         except DeviceBusyError:
@@ -501,6 +508,14 @@ class Site:
             self._release(next(iter(self._volumes)))
             device = self.library.mount(barcode)
         self.stats.mounts += 1
+        if not loaded and self.on_mount is not None:
+            # Every library, emulated or real, loads through here: the one place to count.
+            try:
+                self.on_mount(barcode)
+            except Exception:  # noqa: BLE001 - a count is monitoring; the tape is what matters
+                log.warning(
+                    "site %s: could not count the mount of %s", self.name, barcode, exc_info=True
+                )
         return device
 
     def _unmount(self, barcode: str) -> None:
@@ -633,7 +648,14 @@ def build_sites(
                 sites=[name],
             ) from err
         libraries[name] = library
-        sites[name] = Site(name, root, library, idle_seconds=idle_seconds, read_only=read_only)
+        sites[name] = Site(
+            name,
+            root,
+            library,
+            idle_seconds=idle_seconds,
+            read_only=read_only,
+            on_mount=None if read_only else functools.partial(count_mount, ctx),
+        )
     if not read_only:
         _refuse_uncatalogued_data(ctx, libraries)
         for name, library in libraries.items():
@@ -695,6 +717,22 @@ def _refuse_uncatalogued_data(ctx: Context, libraries: dict[str, EmulatedLibrary
         barcodes=[barcode for _, barcode, _ in found],
         volumes={barcode: volume or None for _, barcode, volume in found},
     )
+
+
+def count_mount(ctx: Context, barcode: str) -> None:
+    """One more load of the cartridge in ``cartridges.mounts``: one UPDATE, its own transaction.
+
+    Mounts are what wear tapes and drives out, and what a batch planner
+    saves; the counter lets monitoring see them across every process. The
+    increment is done by the database, so concurrent processes never lose one.
+    """
+    with session_scope(ctx.sessions) as session:
+        session.execute(
+            update(Cartridge)
+            .where(Cartridge.barcode == barcode)
+            .values(mounts=Cartridge.mounts + 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _register_cartridges(ctx: Context, site: str, barcodes: list[str], capacity: int) -> None:

@@ -11,11 +11,12 @@ from preservation import dispatch, lookup, uploads
 from preservation.api.deps import Asker, Ctx, needs
 from preservation.api.problems import responses
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import Role, SIPState
-from preservation.errors import InvalidRequestError
+from preservation.catalog.models import Role, SIPState, Tenant
+from preservation.errors import InvalidRequestError, NotFoundError
+from preservation.tenants import check_tenant_id
 from preservation.tokens import Principal
 
-router = APIRouter(prefix="/sips", tags=["sips"], responses=responses(400, 401, 403, 422))
+router = APIRouter(prefix="/sips", tags=["sips"], responses=responses(400, 401, 403, 404, 422, 503))
 
 
 class SubmittedSIP(BaseModel):
@@ -65,6 +66,9 @@ async def submit_sip(
                 field="tenant",
             )
         tenant_id = tenant
+        with session_scope(ctx.sessions) as s:
+            if s.get(Tenant, check_tenant_id(tenant_id, source="tenant")) is None:
+                raise NotFoundError(f"no tenant {tenant_id!r}", rule="tenant", field="tenant")
     length = request.headers.get("content-length")
     declared = int(length) if length and length.isdigit() else None
     from starlette.requests import ClientDisconnect

@@ -16,6 +16,7 @@ from preservation.errors import (
     FixityMismatchError,
     LTFSFormatError,
     MediaError,
+    NotFoundError,
     TapeFullError,
     WriteProtectedError,
     WrongCartridgeError,
@@ -260,6 +261,108 @@ def test_power_loss_mid_file_keeps_synced_files(make_cartridge: MakeCart) -> Non
     again.write_file("/t/b/v1.tar", b"second try")
     again.unmount()
     assert LTFSVolume.mount(fresh(cart), "CRS001").read_bytes("/t/b/v1.tar") == b"second try"
+
+
+# -- removing a file (disposal) -------------------------------------------------------------
+
+
+def _records(cart: EmulatedCartridge, start: int, count: int) -> bytes:
+    return b"".join((cart.path / f"1_{n}_R").read_bytes() for n in range(start, start + count))
+
+
+def test_remove_writes_a_generation_without_the_file_and_leaves_its_blocks(
+    make_cartridge: MakeCart, reference_dir: Path
+) -> None:
+    cart = make_cartridge("DSP001")
+    vol = LTFSVolume.format(fresh(cart), "DSP001")
+    gone = vol.write_file("/t/aip-1/v1.tar", payload(2 * KIB512 + 9, 1))
+    kept = vol.write_file("/t/aip-2/v1.tar", payload(KIB512 + 3, 2))
+    vol.sync()
+    before = vol.generation
+    assert gone.start_block is not None
+    on_tape = _records(cart, gone.start_block, 3)
+
+    removed = vol.remove("/t/aip-1/v1.tar")
+    assert removed == gone
+    assert vol.sync() is True and vol.generation == before + 1
+    del vol  # no unmount: the data partition's newest index must say it alone
+
+    for trust_mam in (True, False):
+        again = LTFSVolume.mount(fresh(cart), "DSP001", read_only=True, trust_mam=trust_mam)
+        assert again.generation == before + 1
+        assert not again.exists("/t/aip-1/v1.tar") and not again.exists("/t/aip-1")
+        assert again.listdir("/t") == ["aip-2"]  # the emptied AIP folder went, the tenant stays
+        assert again.read_bytes("/t/aip-2/v1.tar") == payload(KIB512 + 3, 2)
+        assert again.stat("/t/aip-2/v1.tar") == kept
+        # The history stays walkable: the generation before still names the file.
+        assert again.index.previous is not None
+        previous = Index.from_xml(_records(cart, again.index.previous.block, 1))
+        assert previous.generation == before
+        assert "/t/aip-1/v1.tar" in {p for p, _ in previous.walk()}
+    assert _records(cart, gone.start_block, 3) == on_tape  # LTFS deletes touch no data block
+
+    # The index still has every element the reference implementation writes.
+    ours = {e.tag for e in etree.fromstring(again.index.to_xml()).iter()}
+    theirs = {e.tag for e in etree.fromstring((reference_dir / "0_5_R").read_bytes()).iter()}
+    assert theirs <= ours
+
+    # Later writes append after the last index: the removed file's extent is never reused.
+    writer = LTFSVolume.mount(fresh(cart), "DSP001")
+    new = writer.write_file("/t/aip-3/v1.tar", payload(KIB512, 3))
+    assert new.start_block is not None and new.start_block > writer.index.location.block
+    writer.unmount()
+    assert _records(cart, gone.start_block, 3) == on_tape
+    final = LTFSVolume.mount(fresh(cart), "DSP001")
+    assert final.index.location.partition == "a" and final.generation == before + 2
+    assert sorted(e.path for e in final.walk()) == ["/t/aip-2/v1.tar", "/t/aip-3/v1.tar"]
+    assert final.read_bytes("/t/aip-3/v1.tar") == payload(KIB512, 3)
+
+
+def test_remove_of_the_last_file_prunes_to_the_root_unless_asked_not_to(
+    make_cartridge: MakeCart,
+) -> None:
+    vol = LTFSVolume.format(fresh(make_cartridge()), "DSP002")
+    vol.write_file("/t/aip-1/v1.tar", b"one")
+    vol.write_file("/u/aip-2/v1.tar", b"two")
+    vol.remove("/t/aip-1/v1.tar")
+    assert vol.listdir("/") == ["u"]
+    vol.remove("/u/aip-2/v1.tar", prune=False)
+    assert vol.listdir("/u/aip-2") == []
+    assert list(vol.walk()) == []
+
+
+def test_remove_refuses_a_missing_path_a_directory_and_a_read_only_volume(
+    make_cartridge: MakeCart,
+) -> None:
+    cart = make_cartridge()
+    vol = LTFSVolume.format(fresh(cart), "DSP003")
+    vol.write_file("/t/aip-1/v1.tar", b"kept")
+    vol.sync()
+    with pytest.raises(NotFoundError, match="/t/aip-9/v1.tar") as caught:
+        vol.remove("/t/aip-9/v1.tar")
+    assert caught.value.path == "/t/aip-9/v1.tar" and caught.value.barcode == "DSP003"
+    with pytest.raises(IsADirectoryError):
+        vol.remove("/t/aip-1")
+    assert vol.sync() is False  # a refused removal leaves the index as it was
+    assert vol.read_bytes("/t/aip-1/v1.tar") == b"kept"
+    vol.remove("/t/aip-1/v1.tar")
+    with pytest.raises(NotFoundError):
+        vol.remove("/t/aip-1/v1.tar")  # removed once is gone
+    vol.unmount()
+    reader = LTFSVolume.mount(fresh(cart), "DSP003", read_only=True)
+    with pytest.raises(WriteProtectedError):
+        reader.remove("/t/aip-1/v1.tar")
+
+
+def test_remove_not_synced_is_lost_with_the_power(make_cartridge: MakeCart) -> None:
+    cart = make_cartridge()
+    vol = LTFSVolume.format(fresh(cart), "DSP004")
+    vol.write_file("/t/aip-1/v1.tar", b"still listed")
+    vol.sync()
+    vol.remove("/t/aip-1/v1.tar")
+    del vol  # power lost before the sync point
+    again = LTFSVolume.mount(fresh(cart), "DSP004")
+    assert again.read_bytes("/t/aip-1/v1.tar") == b"still listed"
 
 
 def test_not_ltfs_is_refused(make_cartridge: MakeCart) -> None:

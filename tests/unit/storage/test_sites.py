@@ -160,3 +160,26 @@ def test_idle_release_can_be_turned_off(
     assert site.idle_seconds is None
     assert not site.idle_release_pending and not site.idle_thread_running
     assert site.mounted_barcodes() == {BARCODE}
+
+
+def test_each_load_is_counted_once_and_a_failed_count_fails_nothing(tmp_path: Path) -> None:
+    loads: list[str] = []
+
+    def count(barcode: str) -> None:
+        loads.append(barcode)
+        if len(loads) > 1:
+            raise RuntimeError("the catalogue is away")
+
+    site = Site("site-a", tmp_path / "site-a", _library(tmp_path / "site-a"), on_mount=count)
+    try:
+        _store(site, "/t/a/v1.tar", b"one")
+        _store(site, "/t/b/v1.tar", b"two")  # still in its drive: no load, nothing counted
+        assert loads == [BARCODE]
+        site.release_all()
+        _store(site, "/t/c/v1.tar", b"three")  # loaded again; the count fails, the write not
+        assert loads == [BARCODE, BARCODE]
+        with site.lock:
+            volume, _ = site.open_volume(BARCODE)
+            assert volume.read_bytes("/t/c/v1.tar") == b"three"
+    finally:
+        site.release_all()

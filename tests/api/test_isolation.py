@@ -1,0 +1,88 @@
+"""Tenants never see each other's holdings: every route that takes an id answers 404.
+
+The test walks the OpenAPI document rather than a hand-kept list, so a route
+added later is covered (or fails here for want of an id to try).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from preservation.audit.runs import start_audit
+from preservation.catalog.database import session_scope
+from preservation.catalog.models import AIP, Disposal
+from preservation.context import Context
+from tests.api.conftest import Tokens, add_aip
+
+#: A valid body for each route that needs one, so the body is never the reason for a 4xx.
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("put", "/api/v1/aips/{aip_id}/metadata"): {"json": {"title": "mine now"}},
+    ("put", "/api/v1/aips/{aip_id}/retention"): {"json": {"until": "2001-01-01"}},
+    ("post", "/api/v1/aips/{aip_id}/hold"): {"json": {"reason": "curiosity"}},
+    ("delete", "/api/v1/aips/{aip_id}/hold"): {"params": {"reason": "curiosity"}},
+    ("post", "/api/v1/aips/{aip_id}/disposal"): {"json": {"reason": "curiosity"}},
+}
+#: Admin-only routes: another tenant's token gets 403 there, whatever the id.
+ADMIN_ONLY = {"/api/v1/tokens/{token_id}"}
+
+
+def test_every_route_with_an_id_is_404_for_another_tenant(
+    client: TestClient, ctx: Context, tokens: Tokens
+) -> None:
+    aip = add_aip(ctx, "museum", title="Private", external_identifier="SECRET-1")
+    curator_a = tokens.headers("curator", "museum", "alice")
+    # Things of every kind that has an id: a disposal, an audit, a hold.
+    with session_scope(ctx.sessions) as s:
+        row = s.scalar(select(AIP).where(AIP.id == aip))
+        assert row is not None
+        sip = row.sip_id
+        row.retention_until = row.created_at
+    assert client.post(
+        f"/api/v1/aips/{aip}/disposal", json={"reason": "expired"}, headers=curator_a
+    ).status_code == 201
+    with session_scope(ctx.sessions) as s:
+        disposal = s.scalar(select(Disposal.id))
+        audit = start_audit(s, ("site-a", "site-b"), "museum", "alice").audit_id
+    ids = {
+        "aip_id": aip,
+        "sip_id": sip,
+        "number": "1",
+        "value": "SECRET-1",
+        "disposal_id": disposal,
+        "audit_id": audit,
+    }
+    intruder = tokens.headers("curator", "archive", "mallory")
+    document = client.get("/api/v1/openapi.json").json()
+    tried = []
+    for path, operations in document["paths"].items():
+        params = re.findall(r"{(\w+)}", path)
+        if not params or path in ADMIN_ONLY:
+            continue
+        url = path
+        for name in params:
+            assert name in ids, f"no id to try for {{{name}}} in {path}: add one to this test"
+            url = url.replace(f"{{{name}}}", ids[name])
+        for method in operations:
+            kwargs = BODIES.get((method, path), {})
+            r = client.request(method.upper(), url, headers=intruder, **kwargs)
+            assert r.status_code == 404, (method, path, r.status_code, r.text)
+            assert "Private" not in r.text and "alice" not in r.text
+            tried.append((method, path))
+            # The owner, by contrast, reaches it (the id is right, the 404 is the tenant).
+            if method == "get":
+                assert client.get(url, headers=curator_a).status_code == 200, path
+    assert len(tried) >= 13
+    # Nothing the intruder did changed anything.
+    with session_scope(ctx.sessions) as s:
+        row = s.get(AIP, aip)
+        assert row is not None and row.state.value == "active"
+    r = client.get("/api/v1/aips", params={"q": "private"}, headers=intruder)
+    assert r.json()["items"] == []
+    r = client.get("/api/v1/sips", headers=intruder)
+    assert r.json()["items"] == []
+    r = client.get("/api/v1/disposals", headers=intruder)
+    assert r.json() == []
