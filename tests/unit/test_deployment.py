@@ -49,6 +49,9 @@ def test_compose_file_validates_with_docker_compose() -> None:
         assert command[command.index("--concurrency") + 1] == str(drives) == "2"
         assert command[command.index("--prefetch-multiplier") + 1] == "1"
     assert "audit" in services["audit-worker"]["command"]
+    # The API answers its health check, which probes the catalogue, the broker and each site.
+    assert services["api"]["command"][:2] == ["preservation", "api"]
+    assert "/healthz" in str(services["api"]["healthcheck"]["test"])
     assert {"ingest", "tape-site-a", "tape-site-b"} <= set(config["volumes"])
 
 
