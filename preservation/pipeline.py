@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,9 @@ from preservation.errors import (
     TransientError,
 )
 from preservation.failpoints import failpoint
+
+if TYPE_CHECKING:
+    from preservation.sip.profile import BagItProfile
 
 __all__ = [
     "STAGES",
@@ -245,6 +248,7 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
     AIP's sha256 and sha512. A bag that fails any rule is rejected with the
     whole report and nothing staged.
     """
+    from preservation.rules import profile_problems, rules_for
     from preservation.sip import payload_oxum, read_bag_info, validate_and_stage
 
     with session_scope(ctx.sessions) as s:
@@ -290,16 +294,18 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
         )
     info = read_bag_info(bag)
     missing = _missing_required_bag_info(ctx, tenant_id, info)
-    if missing:
-        reject(ctx, sip_id, missing, stage_name="validate")
+    rules = rules_for(ctx.settings, tenant_id)
+    profiled = profile_problems(rules, bag, submitted=source)
+    if missing or any(p["severity"] == "error" for p in profiled):
+        reject(ctx, sip_id, missing + profiled, stage_name="validate")
         raise InvalidSIPError(
             f"{sip.name}: breaks tenant {tenant_id}'s archiving rules",
-            problems=missing,
+            problems=missing + profiled,
             sip_id=sip_id,
         )
     failpoint("validate")
     oxum = payload_oxum(bag)
-    warnings = [p.to_dict() for p in report.problems if p.severity == "warning"]
+    warnings = [p.to_dict() for p in report.problems if p.severity == "warning"] + profiled
     sha256s = [f.sha256 for f in staged]
     rows: list[dict[str, Any]] = [
         {
@@ -321,7 +327,15 @@ def validate(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
         refused = any(p["severity"] == "error" for p in duplicates)
         if not refused:
             _record_staged(
-                s, sip_id, info, oxum, rows, algorithms, warnings + duplicates, duplicate_of
+                s,
+                sip_id,
+                info,
+                oxum,
+                rows,
+                algorithms,
+                warnings + duplicates,
+                duplicate_of,
+                profile=rules.bagit_profile,
             )
     if refused:
         reject(
@@ -352,6 +366,8 @@ def _record_staged(
     algorithms: list[str],
     warnings: list[dict[str, Any]],
     duplicate_of: list[str],
+    *,
+    profile: BagItProfile | None = None,
 ) -> None:
     """The validate stage's catalogue writes: bag-info, staged files, three events."""
     from preservation.sip import first_tag
@@ -372,6 +388,7 @@ def _record_staged(
         type="validation",
         outcome="success" if not warnings else "warning",
         detail="BagIt RFC 8493 (strict), path safety, fetch.txt completeness"
+        + (f", BagIt profile {profile.identifier}" if profile else "")
         + "".join(f"; {p['message']}" for p in duplicates),
         outcome_detail=json.dumps(warnings, ensure_ascii=False) if warnings else "",
         agents=agents,
@@ -479,27 +496,37 @@ def duplicate_problems(
 
 
 def _validation_warnings(ctx: Context, sip_id: str) -> list[dict[str, Any]]:
-    """The warnings the validate stage recorded for a SIP (in its validation event)."""
+    """The warnings recorded for a SIP in its validation events (validate's, identify's)."""
+    found: list[dict[str, Any]] = []
     with session_scope(ctx.sessions) as s:
         for ev in service.list_events(s, sip_id=sip_id):
             if ev.type == "validation" and ev.outcome == "warning" and ev.outcome_detail:
-                return list(json.loads(ev.outcome_detail))
-    return []
+                found += json.loads(ev.outcome_detail)
+    return found
 
 
 # -- stage 4: identify ------------------------------------------------------------------------
 
 
 def identify(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> None:
-    """Identify every staged file's format, all files at once across the cores."""
+    """Identify every staged file's format, all files at once across the cores.
+
+    Then the tenant's ``allowed_formats`` applies, here because a format is
+    known only once identified: files outside it are a ``validation`` warning
+    event, or reject the SIP as validation does (the identification is still
+    recorded, so the PREMIS trail says how the formats were found).
+    """
     from preservation.identify import IdentificationPool
+    from preservation.rules import format_problems, rules_for
 
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         if sip.state is not SIPState.STAGED:
             return
-        tenant_id = sip.tenant_id
-        files = [(f.id, f.aip_path or "") for f in service.list_files(s, sip_id=sip_id)]
+        tenant_id, sip_name = sip.tenant_id, sip.name
+        listed = service.list_files(s, sip_id=sip_id)
+        files = [(f.id, f.aip_path or "") for f in listed]
+        names = {f.id: f.original_name for f in listed}
     root = aip_dir(ctx, sip_id)
     progress("identify", 0, len(files))
     # One pool per process for its whole life: signatures load once per worker.
@@ -541,6 +568,11 @@ def identify(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
         )
     engine = results[0] if results else None
     tool = f"{engine.engine} {engine.engine_version}" if engine else ctx.settings.identify_engine
+    off_list = format_problems(
+        rules_for(ctx.settings, tenant_id),
+        [(names[u["id"]], u["puid"], u["format_name"]) for u in updates],
+    )
+    refused = any(p["severity"] == "error" for p in off_list)
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         service.record_identifications(s, updates)
@@ -566,7 +598,40 @@ def identify(ctx: Context, sip_id: str, progress: Progress = _no_progress) -> No
             agents={"executing program": [tool]},
             objects={"files": len(files)},
         )
-        service.set_sip_state(s, sip, SIPState.IDENTIFIED)
+        if off_list and not refused:
+            _record_format_warnings(s, sip, off_list)
+        if not refused:
+            service.set_sip_state(s, sip, SIPState.IDENTIFIED)
+    if refused:
+        reject(ctx, sip_id, off_list, stage_name="identify")
+        raise InvalidSIPError(
+            f"{sip_name}: {len(off_list)} file(s) in formats tenant {tenant_id} does not allow",
+            problems=off_list,
+            sip_id=sip_id,
+        )
+
+
+def _record_format_warnings(s: Session, sip: SIP, warnings: list[dict[str, Any]]) -> None:
+    """Files outside the tenant's allowed formats, let through by ``otherwise: warn``.
+
+    A ``validation`` event, like the validate stage's warnings, so every reader
+    of those (``ingest``'s result, the METS) finds these too. At most a
+    thousand files are listed: the event goes into every copy of the METS.
+    """
+    named = ", ".join(f"{p['file']} ({p['puid'] or 'unidentified'})" for p in warnings[:10])
+    more = f" and {len(warnings) - 10} more" if len(warnings) > 10 else ""
+    service.record_event(
+        s,
+        tenant_id=sip.tenant_id,
+        sip_id=sip.id,
+        type="validation",
+        outcome="warning",
+        detail=f"allowed formats of tenant {sip.tenant_id}: {len(warnings)} file(s) in other "
+        f"formats: {named}{more}",
+        outcome_detail=json.dumps(warnings[:1000], ensure_ascii=False),
+        agents={"executing program": [SOFTWARE_AGENT]},
+        objects={"files": len(warnings)},
+    )
 
 
 # -- stage 5: describe ------------------------------------------------------------------------
@@ -761,9 +826,28 @@ def commit(ctx: Context, sip_id: str) -> None:
             detail="ingestion completed: AIP active with two verified tape copies",
             agents={"executing program": [SOFTWARE_AGENT]},
         )
+        _set_default_retention(ctx, s, sip, version_id)
         service.set_sip_state(s, sip, SIPState.COMMITTED)
     failpoint("release")
     _release_sip(ctx, sip_id)
+
+
+def _set_default_retention(ctx: Context, s: Session, sip: SIP, version_id: int) -> None:
+    """The tenant's ``default_retention``, counted from the version's commit.
+
+    The commit time is the version's own (set once by ``commit_version``), so
+    a rerun after a crash computes the same date; a date already set (by a
+    curator, while the AIP was pending) is policy and is left alone.
+    """
+    from preservation.rules import retention_until, rules_for
+
+    aip = service.get_aip(s, sip.aip_id or "")
+    if aip.retention_until is not None:
+        return
+    committed_at = s.get_one(AIPVersion, version_id).committed_at or datetime.now(UTC)
+    if committed_at.tzinfo is None:  # SQLite gives back naive UTC
+        committed_at = committed_at.replace(tzinfo=UTC)
+    aip.retention_until = retention_until(rules_for(ctx.settings, sip.tenant_id), committed_at)
 
 
 def _release_sip(ctx: Context, sip_id: str) -> None:

@@ -6,6 +6,8 @@ lists every problem rather than the first; a ``.tar``/``.tar.gz``/``.zip`` is
 first unpacked by :func:`open_serialised_bag` under size, count and ratio limits;
 ingest then calls :func:`validate_and_stage`, which reads each payload byte once
 to check the bag's manifests, copy the file and compute the AIP's digests.
+A tenant's BagIt profile is checked by :func:`check_profile`, a pure function
+of the facts :func:`bag_facts` reads from a bag validation has accepted.
 """
 
 from preservation.sip.baginfo import (
@@ -16,6 +18,7 @@ from preservation.sip.baginfo import (
     payload_oxum,
     read_bag_info,
 )
+from preservation.sip.profile import BagFacts, BagItProfile, bag_facts, check_profile, parse_profile
 from preservation.sip.report import Problem, ValidationReport
 from preservation.sip.serialised import open_serialised_bag
 from preservation.sip.staging import stage_payload
@@ -23,13 +26,18 @@ from preservation.sip.validation import StagedFile, validate_and_stage, validate
 
 __all__ = [
     "BagDeclaration",
+    "BagFacts",
+    "BagItProfile",
     "PayloadOxum",
     "Problem",
     "StagedFile",
     "ValidationReport",
+    "bag_facts",
+    "check_profile",
     "first_tag",
     "measure_payload",
     "open_serialised_bag",
+    "parse_profile",
     "payload_oxum",
     "read_bag_info",
     "stage_payload",
