@@ -214,9 +214,15 @@ def set_retention(
         if period.strip().lower() == "permanent":
             new = None
         else:
-            start = _utc(aip.created_at)
+            # Counted from ingest, as the tenant's default_retention is (from commit).
+            first = session.scalar(
+                select(AIPVersion.committed_at).where(
+                    AIPVersion.aip_id == aip.id, AIPVersion.number == 1
+                )
+            )
+            start = _utc(first or aip.created_at)
             assert start is not None
-            new = parse_period(period).after(start)
+            new = parse_period(period.strip()).after(start)
     elif isinstance(until, datetime):
         new = _utc(until)
     else:
