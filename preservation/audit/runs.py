@@ -10,7 +10,6 @@ admin's covers every tenant's.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict

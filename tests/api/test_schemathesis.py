@@ -32,7 +32,6 @@ from preservation.tokens import create_token
 from tests.api.conftest import add_aip
 
 
-
 @schemathesis.serializer("application/zip", "application/x-tar", "application/gzip")
 def _raw_bytes(_ctx: Any, value: Any) -> bytes:
     """Upload bodies are bytes: whatever was generated goes as it is."""

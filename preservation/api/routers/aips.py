@@ -17,7 +17,9 @@ from preservation.catalog.search import SearchQuery
 from preservation.errors import InvalidRequestError, UnsupportedMediaError
 from preservation.tokens import Principal
 
-router = APIRouter(prefix="/aips", tags=["aips"], responses=responses(400, 401, 403, 404, 422, 503))
+router = APIRouter(
+    prefix="/aips", tags=["aips"], responses=responses(400, 401, 403, 404, 422, 503)
+)
 Curator = Annotated[Principal, Depends(needs(Role.CURATOR))]
 AipId = Annotated[str, Path(description="The AIP's UUID", max_length=64)]
 

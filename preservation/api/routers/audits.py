@@ -15,7 +15,9 @@ from preservation.catalog.database import session_scope
 from preservation.catalog.models import Role
 from preservation.tokens import Principal
 
-router = APIRouter(prefix="/audits", tags=["audits"], responses=responses(400, 401, 403, 404, 422, 503))
+router = APIRouter(
+    prefix="/audits", tags=["audits"], responses=responses(400, 401, 403, 404, 422, 503)
+)
 
 
 class AuditRequest(BaseModel):

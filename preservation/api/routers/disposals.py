@@ -14,7 +14,9 @@ from preservation.catalog.database import session_scope
 from preservation.catalog.models import DisposalState, Role
 from preservation.tokens import Principal
 
-router = APIRouter(prefix="/disposals", tags=["disposals"], responses=responses(400, 401, 403, 404, 422, 503))
+router = APIRouter(
+    prefix="/disposals", tags=["disposals"], responses=responses(400, 401, 403, 404, 422, 503)
+)
 DisposalId = Annotated[str, Path(max_length=64)]
 
 

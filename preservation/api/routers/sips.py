@@ -16,7 +16,9 @@ from preservation.errors import InvalidRequestError, NotFoundError
 from preservation.tenants import check_tenant_id
 from preservation.tokens import Principal
 
-router = APIRouter(prefix="/sips", tags=["sips"], responses=responses(400, 401, 403, 404, 422, 503))
+router = APIRouter(
+    prefix="/sips", tags=["sips"], responses=responses(400, 401, 403, 404, 422, 503)
+)
 
 
 class SubmittedSIP(BaseModel):

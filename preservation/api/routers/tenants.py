@@ -14,7 +14,9 @@ from preservation.catalog.database import session_scope
 from preservation.catalog.models import Role
 from preservation.tokens import Principal
 
-router = APIRouter(prefix="/tenants", tags=["tenants"], responses=responses(400, 401, 403, 404, 422, 503))
+router = APIRouter(
+    prefix="/tenants", tags=["tenants"], responses=responses(400, 401, 403, 404, 422, 503)
+)
 Admin = Annotated[Principal, Depends(needs(Role.ADMIN))]
 
 
