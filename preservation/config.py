@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # With a broker: the callable that starts a received SIP's workflow
     # (preservation/submission.py); the library never imports workers/ itself.
     submitter: str = "workers.tasks:submit"
+    # With a broker: the callable that stores and commits a new AIP version (versions.py).
+    version_submitter: str = "workers.tasks:submit_version"
     # With a broker: the callable that queues an API-requested audit on the audit worker.
     audit_submitter: str = "workers.audit:submit_audit"
     # How long a task taken by a worker that then died stays invisible before

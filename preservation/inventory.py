@@ -14,6 +14,24 @@ from preservation.context import Context
 __all__ = ["describe_aip"]
 
 
+def _current_record(s: Any, aip: Any) -> dict[str, list[str]] | None:
+    """The Dublin Core record the AIP's newest committed version holds, ``{element: [values]}``.
+
+    Kept on the AIP since version 1 commits; an AIP committed before that was
+    kept (or still pending) shows its bag-info mapped, as its version 1 dc.xml has it.
+    """
+    if aip.descriptive is not None:
+        return dict(aip.descriptive)
+    from preservation.catalog import SIP
+    from preservation.metadata.dc_input import dc_as_record
+    from preservation.metadata.mets import dublin_core_from_bag_info
+
+    sip = s.get(SIP, aip.sip_id)
+    if sip is None or aip.state.value in ("disposed", "discarded"):
+        return None
+    return dc_as_record(dublin_core_from_bag_info(aip.id, sip.bag_info or {}))
+
+
 def describe_aip(ctx: Context, aip_id: str) -> dict[str, Any]:
     with session_scope(ctx.sessions) as s:
         aip = service.get_aip(s, aip_id)
@@ -23,6 +41,7 @@ def describe_aip(ctx: Context, aip_id: str) -> dict[str, Any]:
                 {
                     "number": v.number,
                     "reason": v.reason,
+                    "state": "committed" if v.committed_at else "pending",
                     "tar_name": v.tar_name,
                     "tar_size": v.tar_size,
                     "tar_sha256": v.tar_sha256,
@@ -85,6 +104,7 @@ def describe_aip(ctx: Context, aip_id: str) -> dict[str, Any]:
             "source_bag_name": aip.source_bag_name,
             "external_identifier": aip.external_identifier,
             "created_at": aip.created_at.isoformat(),
+            "descriptive": _current_record(s, aip),
             "versions": versions,
             "files": files,
             "events": unique,

@@ -696,6 +696,7 @@ def package(ctx: Context, sip_id: str) -> None:
         serialise_aip,
         write_aip_bag,
     )
+    from preservation.versions import bag_contents
 
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
@@ -729,6 +730,9 @@ def package(ctx: Context, sip_id: str) -> None:
         expected_sha256={path: d["sha256"] for path, d in known.items() if d["sha256"]},
     )
     failpoint("package")
+    # What the next version's METS points to (preservation/versions.py), kept
+    # while the folder still exists: no tape is read to make a new version.
+    contents = bag_contents(layout.root, 1, summary.digests)
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         version = s.get_one(AIPVersion, version_id)
@@ -746,6 +750,7 @@ def package(ctx: Context, sip_id: str) -> None:
             detail=f"AIP version 1 packaged as a POSIX pax tar ({summary.payload_files} files)",
             outcome_detail=f"sha256 {tar.sha256}, {tar.size} bytes",
             agents={"executing program": [SOFTWARE_AGENT]},
+            objects={"version": 1, "contents": contents},
         )
         service.set_sip_state(s, sip, SIPState.PACKAGED)
     # The tar is the package now; the unpacked folder would only double the staging space.
@@ -827,6 +832,7 @@ def commit(ctx: Context, sip_id: str) -> None:
             agents={"executing program": [SOFTWARE_AGENT]},
         )
         _set_default_retention(ctx, s, sip, version_id)
+        _describe_committed(s, sip)
         service.set_sip_state(s, sip, SIPState.COMMITTED)
     failpoint("release")
     _release_sip(ctx, sip_id)
@@ -848,6 +854,22 @@ def _set_default_retention(ctx: Context, s: Session, sip: SIP, version_id: int) 
     if committed_at.tzinfo is None:  # SQLite gives back naive UTC
         committed_at = committed_at.replace(tzinfo=UTC)
     aip.retention_until = retention_until(rules_for(ctx.settings, sip.tenant_id), committed_at)
+
+
+def _describe_committed(s: Session, sip: SIP) -> None:
+    """The AIP's current record and its search entry, in the transaction that commits it.
+
+    Version 1's record is the bag-info mapped to Dublin Core, as its dc.xml
+    holds it; a metadata version replaces it when that version commits
+    (preservation/versions.py).
+    """
+    from preservation.catalog.search import index_aips
+    from preservation.metadata.dc_input import dc_as_record
+    from preservation.metadata.mets import dublin_core_from_bag_info
+
+    aip = service.get_aip(s, sip.aip_id or "")
+    aip.descriptive = dc_as_record(dublin_core_from_bag_info(aip.id, sip.bag_info))
+    index_aips(s, [aip.id])
 
 
 def _release_sip(ctx: Context, sip_id: str) -> None:

@@ -17,7 +17,7 @@ from celery.exceptions import Ignore
 from celery.signals import worker_process_shutdown, worker_shutdown
 from celery.utils.log import get_task_logger
 
-from preservation import pipeline
+from preservation import pipeline, versions
 from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.errors import InvalidSIPError, TransientError
@@ -114,6 +114,34 @@ def ingest_workflow(sip_id: str, sites: tuple[str, ...]) -> Any:
         package_sip.si(sip_id).set(priority=5),
         chord(stores, commit_sip.si(sip_id).set(priority=1)),
     )
+
+
+# -- new AIP versions (preservation/versions.py): store at each site, then commit ----------
+
+
+@app.task(name="workers.tasks.store_version", **STAGE_OPTIONS)
+def store_version(self: Task, version_id: int, site: str) -> int:
+    versions.store_version_at(context(), version_id, site)
+    return version_id
+
+
+@app.task(name="workers.tasks.commit_version", **STAGE_OPTIONS)
+def commit_version(self: Task, version_id: int) -> int:
+    versions.commit_version(context(), version_id)
+    return version_id
+
+
+def version_workflow(version_id: int, sites: tuple[str, ...]) -> Any:
+    """(store A ‖ store B) → commit: the tail of the ingest workflow, for a prepared version."""
+    stores = [
+        store_version.si(version_id, site).set(queue=f"store.{site}", priority=3) for site in sites
+    ]
+    return chord(stores, commit_version.si(version_id).set(priority=1))
+
+
+def submit_version(version_id: int) -> None:
+    """``PRESERVATION_VERSION_SUBMITTER``'s default: the version's workflow, on the workers."""
+    version_workflow(version_id, tuple(context().settings.sites)).apply_async()
 
 
 # What each skipped bag was last logged with, in this worker process: a bag that

@@ -45,6 +45,7 @@ from preservation.catalog.models import (
     File,
 )
 from preservation.errors import InvalidRequestError
+from preservation.metadata.mets import dublin_core_element
 
 __all__ = [
     "Page",
@@ -94,7 +95,12 @@ def _texts_of(aip: AIP, sip: SIP | None, names: Sequence[str]) -> Iterable[str]:
     for values in (aip.descriptive or {}).values():
         yield from values
     if sip is not None:
-        for values in (sip.bag_info or {}).values():
+        for label, values in (sip.bag_info or {}).items():
+            # A label with a Dublin Core meaning is in the record above; once a
+            # curator's record replaces the mapped one, its old words must not
+            # keep finding the AIP.
+            if aip.descriptive is not None and dublin_core_element(label) is not None:
+                continue
             yield from values
     yield from names
 

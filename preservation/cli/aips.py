@@ -40,10 +40,16 @@ def show(
         f"bag {data['source_bag_name']}  external id {data['external_identifier'] or '-'}",
         highlight=False,
     )
+    if data.get("descriptive"):
+        record = Table("element", "value", title="descriptive metadata (Dublin Core)")
+        for element, values in data["descriptive"].items():
+            for value in values:
+                record.add_row(element, value)
+        out.print(record)
     for v in data["versions"]:
         out.print(
-            f"\n[bold]version {v['number']}[/bold] ({v['reason']}) {v['tar_size']} bytes "
-            f"sha256 {v['tar_sha256']}",
+            f"\n[bold]version {v['number']}[/bold] ({v['reason']}, {v['state']}) "
+            f"{v['tar_size']} bytes sha256 {v['tar_sha256']}",
             highlight=False,
         )
         copies = Table("site", "barcode", "path", "status", "verified")

@@ -18,6 +18,7 @@ from preservation import __version__
 from preservation.aip import AIPLayout
 from preservation.metadata.mets import write_representation_mets, write_root_mets
 from preservation.metadata.model import (
+    AGENT_TYPES,
     Agent,
     AgentLink,
     Event,
@@ -33,7 +34,7 @@ from preservation.metadata.model import (
 from preservation.metadata.records import write_dublin_core, write_package_premis
 from preservation.sip.baginfo import first_tag
 
-__all__ = ["describe_package"]
+__all__ = ["describe_metadata_version", "describe_package"]
 
 SOFTWARE_ID = "agent-preservation"
 ORGANISATION_ID = "agent-organisation"
@@ -75,13 +76,16 @@ def _agents(
         )
     for n, identifier in enumerate(sorted(used - set(ids)), start=1):
         row = catalog_agents.get(identifier)
-        agent_id = f"agent-tool-{n}"
         name, _, version = identifier.partition(" ")
+        # A person who asked for a change (a metadata update) is a person, not a tool.
+        kind = getattr(row, "type", None)
+        kind = kind if kind in AGENT_TYPES else "software"
+        agent_id = f"agent-{'tool' if kind == 'software' else kind}-{n}"
         agents.append(
             Agent(
                 agent_id,
                 row.name if row is not None else name,
-                "software",
+                kind,
                 version=(row.version if row is not None else version) or None,
             )
         )
@@ -263,3 +267,65 @@ def describe_package(
 def _in_payload(layout: AIPLayout, path: Any) -> str:
     """A path as the METS names it: relative to the bag's ``data/``."""
     return layout.bag_path(path).removeprefix("data/")
+
+
+def describe_metadata_version(
+    layout: AIPLayout,
+    *,
+    aip_id: str,
+    version: int,
+    tenant: str,
+    organisation: str,
+    bag_info: Mapping[str, list[str]],
+    descriptive: Sequence[tuple[str, str]],
+    events: Sequence[Any],
+    agents: Mapping[str, Any],
+    representations: Sequence[RepresentationRef],
+    previous_versions: Sequence[tuple[int, str]],
+) -> None:
+    """Write a metadata-only version's documents into ``layout``; the root ``METS.xml`` last.
+
+    The version holds no representation of its own: its ``dc.xml`` (the
+    curator's record, which replaces the bag-info mapping), its package
+    PREMIS, and a complete root METS whose ``representations`` (with the
+    version that holds each) and ``previous_versions`` point into earlier
+    versions' tars. ``events`` are the AIP's whole history so far, so the new
+    tar carries what happened after the last one was written.
+    """
+    used = {i for e in events for ids in (e.agents or {}).values() for i in ids}
+    mets_agents, agent_ids = _agents(tenant, organisation, bag_info, agents, used)
+    uuid = UUID(aip_id)
+    current = representations[-1].name if representations else layout.representation
+    package = PackageDescription(
+        aip_id=uuid,
+        version=version,
+        tenant=tenant,
+        organisation=organisation,
+        created=datetime.now(UTC),
+        bag_info={k: list(v) for k, v in bag_info.items()},
+        representation=current,
+        agents=mets_agents,
+        events=_events(events, agent_ids, representation_identifier(uuid, current)),
+        descriptive=tuple(descriptive),
+    )
+    write_dublin_core(layout.dc_record, package)
+    write_package_premis(layout.premis_record, package, [r.name for r in representations])
+    schemas = [
+        FileRef.from_file(layout.bag_path(p).removeprefix("data/"), p, mime="application/xml")
+        for p in sorted(layout.schemas.glob("*.xsd"))
+    ]
+    write_root_mets(
+        layout.root_mets,
+        package,
+        representations,
+        schemas=schemas,
+        previous_versions=previous_versions,
+        descriptive=[
+            MetadataRef.from_file(_in_payload(layout, layout.dc_record), "DC", layout.dc_record)
+        ],
+        preservation=[
+            MetadataRef.from_file(
+                _in_payload(layout, layout.premis_record), "PREMIS", layout.premis_record
+            )
+        ],
+    )

@@ -57,7 +57,9 @@ __all__ = [
     "digest_algorithm_name",
     "DC_ELEMENTS",
     "dublin_core",
+    "dublin_core_element",
     "dublin_core_from_bag_info",
+    "dublin_core_from_record",
     "href_for",
     "premis_package_objects",
     "write_representation_mets",
@@ -237,10 +239,17 @@ def dublin_core(package: PackageDescription) -> list[tuple[str, str]]:
     """
     if package.descriptive is None:
         return dublin_core_from_bag_info(str(package.aip_id), package.bag_info)
-    urn = f"urn:uuid:{package.aip_id}"
+    return dublin_core_from_record(str(package.aip_id), package.descriptive)
+
+
+def dublin_core_from_record(
+    aip_id: str, descriptive: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """A curator's record as the package's Dublin Core: the AIP's urn:uuid identifier first."""
+    urn = f"urn:uuid:{aip_id}"
     pairs = [("identifier", urn)] + [
         (element, value)
-        for element, value in package.descriptive
+        for element, value in descriptive
         if value.strip() and (element, value) != ("identifier", urn)
     ]
     return _in_element_order(pairs)
@@ -258,14 +267,20 @@ def dublin_core_from_bag_info(
     """
     pairs: list[tuple[str, str]] = [("identifier", f"urn:uuid:{aip_id}")]
     for label, values in bag_info.items():
-        key = label.strip().lower()
-        element = _BAGIT_TO_DC.get(key)
-        if element is None:
-            bare = key.removeprefix("dc-")
-            element = bare if bare in _DC_ELEMENTS else None
+        element = dublin_core_element(label)
         if element is not None:
             pairs.extend((element, value) for value in values if value.strip())
     return _in_element_order(pairs)
+
+
+def dublin_core_element(label: str) -> str | None:
+    """The Dublin Core element a bag-info label maps to (see above); None if it maps to none."""
+    key = label.strip().lower()
+    element = _BAGIT_TO_DC.get(key)
+    if element is None:
+        bare = key.removeprefix("dc-")
+        element = bare if bare in _DC_ELEMENTS else None
+    return element
 
 
 #: The fifteen elements of simple Dublin Core, in the order records list them.

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -63,6 +64,7 @@ from preservation.errors import (
     PreservationError,
     SiteUnavailableError,
     StorageError,
+    UnsafeArchiveError,
     WrongCartridgeError,
 )
 from preservation.storage import planning
@@ -83,6 +85,7 @@ __all__ = [
     "audit_copy",
     "complete_pending",
     "discard_stale_writes",
+    "read_version_head",
     "recover",
     "repair",
 ]
@@ -304,8 +307,12 @@ def _temp_dir(ctx: Context, what: str) -> Path:
 def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: Path) -> Path:
     """Read an AIP version from whichever site works, verify it, unpack it; return the bag root.
 
-    Copies on healthy cartridges are tried first, a mounted one before one
-    needing a mount; any failure falls through to the next copy.
+    The bag is the whole of version N (``<dest_dir>/<aip>.v<N>/``): versions
+    are forward deltas, so for N > 1 the tar of vN is read first, and then
+    each earlier version its root METS names, once each; their files are moved
+    in (:mod:`preservation.aip.assembly`). Version 1 is its tar exactly. With
+    no ``version``, the current one: the newest committed (a version still
+    being stored is not the AIP's state yet).
     """
     with session_scope(ctx.sessions) as session:
         aip = session.get(AIP, aip_id)
@@ -315,16 +322,52 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
             raise NotFoundError(_disposed_message(aip), aip_id=aip_id, rule="disposed")
         stmt = select(AIPVersion).where(AIPVersion.aip_id == aip_id)
         if version is None:
-            stmt = stmt.order_by(AIPVersion.number.desc()).limit(1)
+            stmt = stmt.order_by(AIPVersion.committed_at.is_(None), AIPVersion.number.desc())
         else:
             stmt = stmt.where(AIPVersion.number == version)
-        row = session.scalar(stmt)
+        row = session.scalar(stmt.limit(1))
         if row is None:
             raise NotFoundError(f"AIP {aip_id} has no version {version}", aip_id=aip_id)
+        number = row.number
+    dest = Path(dest_dir)
+    if ctx.read_only:
+        # Nothing may be written under the data root: the tar waits beside the bag.
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = dest / f".recover-{uuid.uuid4()}.tar"
+    else:
+        tmp = _temp_dir(ctx, "recall") / f"{uuid.uuid4()}.tar"
+    try:
+        _read_version(ctx, aip_id, number, tmp)
+        try:
+            if number == 1:
+                return unpack_aip(tmp, dest)
+            return _assemble(ctx, aip_id, number, tmp, dest)
+        except OSError as err:  # the copies were good; the folder could not take them
+            raise DestinationError(
+                f"AIP {aip_id}: cannot unpack into {dest_dir}: {err.strerror or err}",
+                path=dest,
+                aip_id=aip_id,
+            ) from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_version(ctx: Context, aip_id: str, number: int, dest: Path) -> None:
+    """Read version ``number`` of an AIP whole into ``dest``, from the first copy that works.
+
+    Copies on healthy cartridges are tried first, a mounted one before one
+    needing a mount; any failure falls through to the next copy.
+    """
+    with session_scope(ctx.sessions) as session:
         copies = session.execute(
             select(TapeCopy, Cartridge.state)
             .join(Cartridge, Cartridge.barcode == TapeCopy.barcode)
-            .where(TapeCopy.aip_version_id == row.id, TapeCopy.status == CopyStatus.VERIFIED)
+            .join(AIPVersion, AIPVersion.id == TapeCopy.aip_version_id)
+            .where(
+                AIPVersion.aip_id == aip_id,
+                AIPVersion.number == number,
+                TapeCopy.status == CopyStatus.VERIFIED,
+            )
         ).all()
         refs = [(_ref(c), state) for c, state in copies]
     mounted: set[str] = set()
@@ -340,37 +383,52 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
     )
     problems: list[str] = []
     all_transient = True
-    if ctx.read_only:
-        # Nothing may be written under the data root: the tar waits beside the bag.
-        Path(dest_dir).mkdir(parents=True, exist_ok=True)
-        tmp = Path(dest_dir) / f".recover-{uuid.uuid4()}.tar"
-    else:
-        tmp = _temp_dir(ctx, "recall") / f"{uuid.uuid4()}.tar"
-    try:
-        for ref, _state in refs:
-            try:
-                _read_copy(ctx, ref, tmp)
-            except PreservationError as err:
-                problems.append(f"{ref.site}/{ref.barcode}: {err}")
-                all_transient = all_transient and isinstance(
-                    err, SiteUnavailableError | DeviceBusyError
-                )
-                log.warning("recover %s: copy %d unusable: %s", aip_id, ref.copy_id, err)
-                continue
-            try:
-                return unpack_aip(tmp, Path(dest_dir))
-            except OSError as err:  # the copy was good; the folder could not take it
-                raise DestinationError(
-                    f"AIP {aip_id}: cannot unpack into {dest_dir}: {err.strerror or err}",
-                    path=Path(dest_dir),
-                    aip_id=aip_id,
-                ) from err
-    finally:
-        tmp.unlink(missing_ok=True)
+    for ref, _state in refs:
+        try:
+            _read_copy(ctx, ref, dest)
+            return
+        except PreservationError as err:
+            problems.append(f"{ref.site}/{ref.barcode}: {err}")
+            all_transient = all_transient and isinstance(
+                err, SiteUnavailableError | DeviceBusyError
+            )
+            log.warning("recover %s v%d: copy %d unusable: %s", aip_id, number, ref.copy_id, err)
     detail = "; ".join(problems) or "no verified copy is catalogued"
     if problems and all_transient:
         raise SiteUnavailableError(f"AIP {aip_id}: no site can serve it now ({detail})")
     raise StorageError(f"AIP {aip_id}: no copy could be read ({detail})", aip_id=aip_id)
+
+
+def _assemble(ctx: Context, aip_id: str, number: int, tar: Path, dest: Path) -> Path:
+    """Version ``number`` whole, from its tar (read) and the earlier tars its METS names.
+
+    Built in a hidden folder beside the result and renamed into place at the
+    end, so an interrupted recovery never leaves what looks like a whole bag.
+    """
+    from preservation.aip.assembly import carry_over, earlier_files, rewrite_tag_files
+
+    target = dest / f"{aip_id}.v{number}"
+    if target.exists() or target.is_symlink():
+        raise UnsafeArchiveError(
+            f"{target} already exists; refusing to unpack over it", path=target
+        )
+    work = dest / f".recover-{aip_id}.v{number}-{uuid.uuid4().hex[:8]}"
+    try:
+        bag = unpack_aip(tar, work)
+        tar.unlink()
+        carried: dict[str, dict[str, str]] = {}
+        for earlier, paths in sorted(earlier_files(bag).items()):
+            _read_version(ctx, aip_id, earlier, tar)
+            older = unpack_aip(tar, work)
+            tar.unlink()
+            carried |= carry_over(older, bag, paths)
+            shutil.rmtree(older)
+        if carried:
+            rewrite_tag_files(bag, carried)
+        os.rename(bag, target)
+        return target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- public: repair ---------------------------------------------------------------------------
@@ -849,3 +907,96 @@ def _retire_empty_bad_cartridges(ctx: Context) -> list[str]:
                 cartridge.state = CartridgeState.RETIRED
                 retired.append(cartridge.barcode)
         return retired
+
+
+# -- public: what a version holds, from the head of its tar -------------------------------------
+
+
+def read_version_head(ctx: Context, version_id: int) -> dict[str, list[Any]]:
+    """What a version holds besides originals, read from the head of its tar on tape.
+
+    ``path -> [version, size, sha256]`` for its complete state, paths relative
+    to ``data/``: its own files (sha256 from its manifest; the size where the
+    tar was read that far, else None) and the earlier versions' files its
+    root METS names. For a version made before the catalogue kept this (in
+    the ``creation`` event, see :mod:`preservation.versions`); the next
+    version's METS needs it.
+
+    Cheap even for a large AIP: the tag files, the root METS and every
+    representation METS come before the first original in the tar (entries
+    are sorted, and ``METS.xml`` sorts before ``data/``), and the read stops
+    there. Copies are tried as :func:`recover` tries them; a partial read
+    proves nothing about a copy, so nothing is recorded about one that fails.
+    """
+    import tarfile
+
+    from preservation.aip.assembly import read_manifests
+    from preservation.metadata.reader import read_mets
+
+    with session_scope(ctx.sessions) as session:
+        row = session.get(AIPVersion, version_id)
+        if row is None:
+            raise NotFoundError(f"no AIP version {version_id}")
+        aip_id, number = row.aip_id, row.number
+        refs = [_ref(c) for c in row.copies if c.status == CopyStatus.VERIFIED]
+    problems: list[str] = []
+    scratch = _temp_dir(ctx, "recall") / f"head-{uuid.uuid4()}"
+    try:
+        for ref in sorted(refs, key=lambda r: r.site):
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+            sizes: dict[str, int] = {}
+            try:
+                site = get_site(ctx, ref.site)
+                site.check_available()
+                with site.lock:
+                    volume, _ = site.open_volume(ref.barcode)
+                    with (
+                        volume.open(ref.path, verify=False) as reader,
+                        tarfile.open(fileobj=reader, mode="r|") as tar,
+                    ):
+                        for member in tar:
+                            top, _, rel = member.name.partition("/")
+                            if not member.isfile() or not top or ".." in rel.split("/"):
+                                continue
+                            path = rel.removeprefix("data/")
+                            parts = path.split("/")
+                            if rel.startswith("data/") and len(parts) > 3 and parts[2] == "data":
+                                break  # the first original: everything wanted came before it
+                            if rel.startswith("data/"):
+                                sizes[path] = member.size
+                            if rel in ("manifest-sha256.txt", "data/METS.xml"):
+                                handle = tar.extractfile(member)
+                                assert handle is not None
+                                (scratch / rel.replace("/", "_")).write_bytes(handle.read())
+            except (PreservationError, OSError, tarfile.TarError) as err:
+                problems.append(f"{ref.site}/{ref.barcode}: {err}")
+                log.warning(
+                    "AIP %s v%d: head of copy %d unusable: %s", aip_id, number, ref.copy_id, err
+                )
+                continue
+            if not (scratch / "data_METS.xml").is_file():
+                problems.append(f"{ref.site}/{ref.barcode}: no data/METS.xml in the tar")
+                continue
+            own = {
+                rel.removeprefix("data/"): digests["sha256"]
+                for rel, digests in read_manifests(scratch).items()
+            }
+            parsed = read_mets(scratch / "data_METS.xml")
+            state: dict[str, list[Any]] = {}
+            for rep in parsed.representations:
+                if rep.version < number:
+                    state[rep.path] = [rep.version, rep.size, rep.sha256]
+            for version, path in parsed.previous_versions:
+                state[path] = [version, None, None]
+            for path, sha256 in own.items():
+                parts = path.split("/")
+                if not (len(parts) > 3 and parts[0] == "representations" and parts[2] == "data"):
+                    state[path] = [number, sizes.get(path), sha256]
+            return state
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    detail = "; ".join(problems) or "no verified copy is catalogued"
+    raise StorageError(
+        f"AIP {aip_id} v{number}: the head of no copy could be read ({detail})", aip_id=aip_id
+    )
