@@ -104,6 +104,7 @@ def repair(
     Exit 0 when every version is whole again, 3 when some copy could not be
     rebuilt or a site was down (run it again once the site is back).
     """
+    from preservation import versions
     from preservation.context import open_context
     from preservation.pipeline import TERMINAL_STATES, resume
     from preservation.storage.recovery import repair as repair_copies
@@ -117,19 +118,26 @@ def repair(
                 report = repair_copies(ctx, max_batch_bytes=max_batch_bytes)
             # Versions repair made whole but nobody committed (a site was down at
             # ingest): their SIPs' own commit stage activates them and releases the SIP.
-            sips = sorted({r["sip_id"] for r in report.ready if r.get("sip_id")})
+            first = [r for r in report.ready if r["number"] == 1]
+            sips = sorted({r["sip_id"] for r in first if r.get("sip_id")})
             committed = [r.to_dict() for r in resume(ctx, sips, wait_seconds=0)]
+            # A later version (a metadata update) is committed, and made current, by its own.
+            later = [r for r in report.ready if r["number"] > 1]
+            for r in later:
+                versions.commit_version(ctx, r["version_id"])
     except PreservationError as e:
         raise fail(e, as_json) from e
     finally:
         ctx.close()
     still_pending = [r for r in committed if r["state"] not in TERMINAL_STATES]
     if as_json:
-        out.print_json(data=report.to_dict() | {"committed": committed})
+        out.print_json(data=report.to_dict() | {"committed": committed, "versions": later})
     else:
         _print_repair(report)
         for r in committed:
             out.print(f"SIP {r['sip_id']}: {r['state']} (AIP {r['aip_id']})", highlight=False)
+        for r in later:
+            out.print(f"AIP {r['aip_id']} version {r['number']}: committed", highlight=False)
     raise typer.Exit(0 if report.ok and not still_pending else EXIT_SYSTEM)
 
 
@@ -193,15 +201,21 @@ def _print_repair(report: Any) -> None:
 
 
 def _version_to_recover(ctx: Any, aip_id: str, version: int | None) -> int:
-    """Resolve the version before touching tape, so a typo costs no mount."""
+    """Resolve the version before touching tape, so a typo costs no mount.
+
+    The default is the AIP's current version: the newest committed one (a
+    version still being stored is not yet what the AIP is).
+    """
     from preservation.catalog import service, session_scope
 
     with session_scope(ctx.sessions) as s:
-        numbers = sorted(v.number for v in service.get_aip(s, aip_id).versions)
+        rows = sorted(service.get_aip(s, aip_id).versions, key=lambda v: v.number)
+        numbers = [v.number for v in rows]
+        committed = [v.number for v in rows if v.committed_at is not None]
     if not numbers:
         raise NotFoundError(f"AIP {aip_id} has no version yet", aip_id=aip_id)
     if version is None:
-        return numbers[-1]
+        return (committed or numbers)[-1]
     if version not in numbers:
         raise NotFoundError(
             f"AIP {aip_id} has no version {version} (it has {', '.join(map(str, numbers))})",

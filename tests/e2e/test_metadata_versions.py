@@ -370,3 +370,45 @@ def test_an_aip_without_recorded_contents_gets_them_from_the_head_of_its_tar(
         f"{{{PREMIS_NS}}}agentName"
     )
     assert "a" in {el.text for el in premis_agents}
+
+
+def test_cli_repair_commits_a_version_a_site_outage_left_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from preservation.cli import app
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    settings = Settings(home=home)
+    ctx = open_context(settings)
+    try:
+        aip_id = ingest(ctx)
+        info = versions.prepare_metadata_version(
+            ctx, aip_id, [("title", "Lettres")], tenant_id=None, who="admin"
+        )
+        flag = down(settings, "site-b")
+        with pytest.raises(SiteUnavailableError):
+            versions.finish_version(ctx, info.version_id)
+    finally:
+        ctx.close()
+    runner = CliRunner()
+    # While version 2 waits, `recover` with no version gives the AIP as it is: version 1.
+    shown = runner.invoke(app, ["recover", aip_id, "--to", str(tmp_path / "r"), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["version"] == 1
+    flag.unlink()
+    repaired = runner.invoke(app, ["repair", "--json"])
+    assert repaired.exit_code == 0, repaired.output
+    [done] = json.loads(repaired.stdout)["versions"]
+    assert (done["aip_id"], done["number"]) == (aip_id, 2)
+    body = json.loads(runner.invoke(app, ["show", aip_id, "--json"]).stdout)
+    assert body["descriptive"]["title"] == ["Lettres"]
+    assert [v["state"] for v in body["versions"]] == ["committed", "committed"]
+    text = runner.invoke(app, ["show", aip_id])
+    assert "Lettres" in text.output and "(metadata, committed)" in text.output
+    latest = runner.invoke(app, ["recover", aip_id, "--to", str(tmp_path / "r2"), "--json"])
+    assert json.loads(latest.stdout)["version"] == 2
