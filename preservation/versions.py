@@ -267,9 +267,16 @@ def prepare_metadata_version(
     aip_id = _check_aip_id(aip_id)
     who = _check_who(who)
     pairs = check_dc(dc)
+    # What the current version holds, before any lock: for an AIP ingested before
+    # the catalogue kept it, this reads a tape, which no lock should wait for.
+    with session_scope(ctx.sessions) as s:
+        aip = _scoped_aip(s, aip_id, tenant_id)
+        settled = aip.state is AIPState.ACTIVE and all(v.committed_at for v in aip.versions)
+        current_id = aip.versions[-1].id if aip.versions and settled else None
+    contents = _contents_of(ctx, current_id) if current_id is not None else {}
     try:
         with session_scope(ctx.sessions) as s:
-            _scoped_aip(s, aip_id, tenant_id)  # before any lock: nothing to learn by waiting
+            _scoped_aip(s, aip_id, tenant_id)
             aip = _lock_aip(s, aip_id)
             if aip.state is not AIPState.ACTIVE:
                 pending = aip.state is AIPState.PENDING
@@ -294,9 +301,15 @@ def prepare_metadata_version(
                     rule="version-in-flight",
                     version=version.number,
                 )
+            if aip.versions[-1].id != current_id:
+                raise ConflictError(
+                    f"AIP {aip_id} got a new version while this one was prepared: ask again",
+                    aip_id=aip_id,
+                    rule="version-in-flight",
+                )
             number = aip.versions[-1].number + 1
             try:
-                info = _prepare_in(ctx, s, aip, pairs, who)
+                info = _prepare_in(ctx, s, aip, pairs, who, contents)
             except BaseException:
                 # Nothing of it is in the catalogue (the transaction rolls back): neither on disk.
                 bag_dir, tar_path = version_staging(ctx, aip_id, number)
@@ -324,21 +337,23 @@ def _as_record(aip_id: str, pairs: Sequence[tuple[str, str]]) -> dict[str, list[
 
 
 def _prepare_in(
-    ctx: Context, s: Session, aip: AIP, pairs: Sequence[tuple[str, str]], who: str
+    ctx: Context,
+    s: Session,
+    aip: AIP,
+    pairs: Sequence[tuple[str, str]],
+    who: str,
+    contents: Mapping[str, list[Any]],
 ) -> VersionInfo:
-    """The version's row, events, bag and tar, all inside the caller's transaction."""
+    """The version's row, events, bag and tar, all inside the caller's transaction.
+
+    ``contents`` is what the current version holds (:func:`_contents_of`).
+    """
     from preservation.aip import AIPLayout, copy_schemas, serialise_aip, write_aip_bag
     from preservation.metadata.description import describe_metadata_version
 
-    committed = [v for v in aip.versions if v.committed_at is not None]
-    current = committed[-1]
-    number = current.number + 1
+    number = aip.versions[-1].number + 1
     carried = _Carried(
-        {
-            path: entry
-            for path, entry in _contents_of(ctx, s, current).items()
-            if not _replaced_by_metadata(path)
-        }
+        {path: entry for path, entry in contents.items() if not _replaced_by_metadata(path)}
     )
     sip = s.get_one(SIP, aip.sip_id)
     tenant = s.get(Tenant, aip.tenant_id)
@@ -427,19 +442,21 @@ def _history(session: Session, aip: AIP) -> list[PremisEvent]:
     return sorted((e for e in events.values() if e.type in EVENT_TYPES), key=lambda e: e.seq)
 
 
-def _contents_of(ctx: Context, session: Session, version: AIPVersion) -> dict[str, list[Any]]:
-    """What ``version`` holds besides originals, from its ``creation`` event (or its tar's head)."""
-    for event in reversed(service.list_events(session, aip_id=version.aip_id)):
-        objects = event.objects or {}
-        if (
-            event.type == "creation"
-            and objects.get("version") == version.number
-            and isinstance(objects.get("contents"), dict)
-        ):
-            return {str(k): list(v) for k, v in objects["contents"].items()}
+def _contents_of(ctx: Context, version_id: int) -> dict[str, list[Any]]:
+    """What a version holds besides originals, from its ``creation`` event (or its tar's head)."""
+    with session_scope(ctx.sessions) as session:
+        version = _version_row(session, version_id)
+        for event in reversed(service.list_events(session, aip_id=version.aip_id)):
+            objects = event.objects or {}
+            if (
+                event.type == "creation"
+                and objects.get("version") == version.number
+                and isinstance(objects.get("contents"), dict)
+            ):
+                return {str(k): list(v) for k, v in objects["contents"].items()}
     from preservation.storage.recovery import read_version_head
 
-    return read_version_head(ctx, version.id)
+    return read_version_head(ctx, version_id)
 
 
 # -- 2. finish --------------------------------------------------------------------------------
