@@ -1057,6 +1057,7 @@ def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
     sites still write in parallel.
     """
     from preservation.lease import hold_sip_lease
+    from preservation.monitoring import record_stage_run
 
     part = f"store:{args[0]}" if name == "store" and args else ""
     started = time.perf_counter()
@@ -1071,14 +1072,17 @@ def run_stage(ctx: Context, name: str, sip_id: str, *args: Any) -> None:
             STAGE_FUNCTIONS[name](ctx, sip_id, *args)
         _clear_error_of_earlier_stage(ctx, sip_id, name, part)
         _log_stage(sip_id, name, started, "done")
+        record_stage_run(ctx, name, time.perf_counter() - started, "done")
     except InvalidSIPError:
         _log_stage(sip_id, name, started, "rejected")
+        record_stage_run(ctx, name, time.perf_counter() - started, "rejected")
         raise
     except SIPBusyError:
         _log_stage(sip_id, name, started, "busy")
         raise
     except Exception as err:
         _log_stage(sip_id, name, started, "failed", error=f"{type(err).__name__}: {err}")
+        record_stage_run(ctx, name, time.perf_counter() - started, "failed")
         with session_scope(ctx.sessions) as s:
             sip = service.get_sip(s, sip_id)
             sip.stage = part or name
