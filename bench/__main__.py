@@ -29,7 +29,17 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-ORDER = ("validate", "identify", "mets", "store", "ingest", "distributed", "duplicates")
+ORDER = (
+    "validate",
+    "identify",
+    "mets",
+    "store",
+    "ingest",
+    "distributed",
+    "duplicates",
+    "catalogue",
+    "upload",
+)
 
 
 def options(name: str, quick: bool, work: Path) -> list[str]:
@@ -51,6 +61,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--workdir", str(work), *(quick_size if quick else [])]
     if name == "distributed":
         return ["--workdir", str(work), *(["--bags", "20"] if quick else [])]
+    if name in ("catalogue", "upload"):
+        # catalogue --quick: 2,000 AIPs on both backends; upload --quick: 64 MiB and 16 MiB.
+        return ["--workdir", str(work), *(["--quick"] if quick else [])]
     raise ValueError(name)
 
 

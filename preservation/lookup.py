@@ -277,15 +277,15 @@ def aip_by_external_id(session: Session, value: str, tenant_id: str | None) -> A
     even there a resubmission may repeat it (``on_duplicate: warn``): the newest
     AIP is the answer, and search lists them all.
     """
-    stmt = (
-        select(AIP)
-        .where(AIP.external_identifier == value)
-        .order_by(AIP.created_at.desc(), AIP.id.desc())
-        .limit(1)
-    )
+    stmt = select(AIP).where(AIP.external_identifier == value)
     if tenant_id is not None:
         stmt = stmt.where(AIP.tenant_id == tenant_id)
-    aip = session.scalar(stmt)
+    # The newest is picked here, not by ORDER BY created_at DESC LIMIT 1: given that
+    # ORDER BY, SQLite (no planner statistics: nothing runs ANALYZE on the catalogue)
+    # walks the (tenant_id, created_at, id) index newest first and reads the tenant's
+    # AIPs until the identifier turns up, 85 ms at 40,000 AIPs (bench_catalogue.py);
+    # without it, it seeks (tenant_id, external_identifier). Few AIPs share one.
+    aip = max(session.scalars(stmt), key=lambda a: (a.created_at, a.id), default=None)
     if aip is None:
         raise NotFoundError(f"no AIP with External-Identifier {value!r}", external_identifier=value)
     return _summaries(session, [aip])[0]

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,3 +43,49 @@ def test_bench_duplicates_runs_and_reports_ratios(tmp_path: Path) -> None:
     assert figures["file_rows"] == 120
     for case in ("new_payload", "duplicate_payload", "shared_file", "external_identifier"):
         assert figures[f"{case}_ratio"] > 0, case
+
+
+def _run_bench(script: str, *args: str) -> dict[str, Any]:
+    """Run one benchmark script as the harness does; its JSON figures."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_bench_catalogue_runs_and_reports_ratios(tmp_path: Path) -> None:
+    figures = _run_bench(
+        "bench_catalogue.py",
+        *("--aips", "60", "--files-per-aip", "3", "--requests", "5", "--warmup", "2"),
+        *("--backends", "sqlite", "--workdir", str(tmp_path)),
+    )
+    assert figures["files"] == 180
+    sqlite = figures["backends"]["sqlite"]
+    assert sqlite["baseline_healthz"]["p50_ms"] > 0
+    for kind in (
+        "aip_by_id",
+        "aip_by_external_id",
+        "search_word",
+        "search_puid",
+        "search_date_range",
+        "search_word_puid",
+    ):
+        assert sqlite["kinds"][kind]["p50_ratio"] > 0, kind
+        assert sqlite["kinds"][kind]["in_process"]["p50_ms"] > 0, kind
+
+
+def test_bench_upload_runs_and_reports_ratios(tmp_path: Path) -> None:
+    figures = _run_bench(
+        "bench_upload.py",
+        *("--size", "2MiB", "--compare-size", "1MiB", "--repeat", "1"),
+        *("--workdir", str(tmp_path)),
+    )
+    # At 2 MiB the copy takes microseconds: the ratio is a number, not a figure.
+    assert figures["upload"]["MBps"] > 0
+    assert isinstance(figures["upload"]["ratio_over_faster_copy"], float)
+    assert figures["memory"]["compare"]["rss_during_peak_mb"] > 0
