@@ -71,6 +71,7 @@ async def submit_sip(
         with session_scope(ctx.sessions) as s:
             if s.get(Tenant, check_tenant_id(tenant_id, source="tenant")) is None:
                 raise NotFoundError(f"no tenant {tenant_id!r}", rule="tenant", field="tenant")
+    uploads.check_idempotency_key(idempotency_key)  # before a byte is received
     length = request.headers.get("content-length")
     declared = int(length) if length and length.isdigit() else None
     from starlette.requests import ClientDisconnect
@@ -82,6 +83,7 @@ async def submit_sip(
             request.stream(),
             content_type=request.headers.get("content-type"),
             declared_length=declared,
+            digest_body=idempotency_key is not None,
         )
     except ClientDisconnect as exc:
         raise InvalidRequestError(
