@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import (
@@ -266,8 +266,56 @@ def _summaries(session: Session, aips: Sequence[AIP]) -> list[AIPSummary]:
     ]
 
 
+def _with_totals(stmt: Select[Any]) -> Select[Any]:
+    """The AIPs of ``stmt`` with their version totals and hold flag, in the same query.
+
+    A lookup is one round trip to the catalogue rather than three: at a few
+    hundred microseconds each on PostgreSQL, round trips are most of its time.
+    """
+    v = AIPVersion
+    totals = (
+        select(func.count(), func.coalesce(func.max(v.number), 0))
+        .where(v.aip_id == AIP.id)
+        .correlate(AIP)
+    )
+    return stmt.add_columns(
+        totals.with_only_columns(func.count()).scalar_subquery(),
+        totals.with_only_columns(func.coalesce(func.max(v.number), 0)).scalar_subquery(),
+        totals.with_only_columns(func.coalesce(func.sum(v.tar_size), 0)).scalar_subquery(),
+        exists()
+        .where(LegalHold.aip_id == AIP.id, LegalHold.lifted_at.is_(None))
+        .correlate(AIP),
+    )
+
+
+def _summary(a: AIP, count: int, top: int, size: int, held: bool) -> AIPSummary:
+    return AIPSummary(
+        aip_id=a.id,
+        tenant=a.tenant_id,
+        state=a.state.value,
+        sip_id=a.sip_id,
+        external_identifier=a.external_identifier,
+        source_bag_name=a.source_bag_name,
+        created_at=a.created_at,
+        versions=int(count or 0),
+        current_version=int(top or 0),
+        bytes=int(size or 0),
+        descriptive=a.descriptive,
+        retention_until=a.retention_until,
+        on_hold=bool(held),
+        disposed_at=a.disposed_at,
+    )
+
+
 def aip_summary(session: Session, aip_id: str, tenant_id: str | None) -> AIPSummary:
-    return _summaries(session, [scoped_aip(session, aip_id, tenant_id)])[0]
+    aip_id = check_uuid(aip_id, field="aip_id")
+    stmt = select(AIP).where(AIP.id == aip_id)
+    if tenant_id is not None:
+        stmt = stmt.where(AIP.tenant_id == tenant_id)
+    row = session.execute(_with_totals(stmt)).first()
+    if row is None:
+        raise NotFoundError(f"no AIP {aip_id}", aip_id=aip_id)
+    return _summary(row[0], row[1], row[2], row[3], row[4])
 
 
 def aip_by_external_id(session: Session, value: str, tenant_id: str | None) -> AIPSummary:
@@ -285,10 +333,14 @@ def aip_by_external_id(session: Session, value: str, tenant_id: str | None) -> A
     # walks the (tenant_id, created_at, id) index newest first and reads the tenant's
     # AIPs until the identifier turns up, 85 ms at 40,000 AIPs (bench_catalogue.py);
     # without it, it seeks (tenant_id, external_identifier). Few AIPs share one.
-    aip = max(session.scalars(stmt), key=lambda a: (a.created_at, a.id), default=None)
-    if aip is None:
+    row = max(
+        session.execute(_with_totals(stmt)).all(),
+        key=lambda r: (r[0].created_at, r[0].id),
+        default=None,
+    )
+    if row is None:
         raise NotFoundError(f"no AIP with External-Identifier {value!r}", external_identifier=value)
-    return _summaries(session, [aip])[0]
+    return _summary(row[0], row[1], row[2], row[3], row[4])
 
 
 def search(

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from preservation import dispatch, lookup, retention
-from preservation.api.deps import Asker, Ctx, actor_of, needs
+from preservation.api.deps import Asker, Ctx, Db, actor_of, needs
 from preservation.api.problems import responses
-from preservation.catalog.database import session_scope
 from preservation.catalog.models import AIPState, Role
 from preservation.catalog.search import SearchQuery
 from preservation.errors import InvalidRequestError, UnsupportedMediaError
@@ -26,7 +25,7 @@ AipId = Annotated[str, Path(description="The AIP's UUID", max_length=64)]
 
 @router.get("", response_model=lookup.AIPPage, summary="Search AIPs, newest first")
 def search_aips(
-    ctx: Ctx,
+    db: Db,
     principal: Asker,
     q: Annotated[
         str | None,
@@ -49,8 +48,7 @@ def search_aips(
         created_before=created_before,
         state=state,
     )
-    with session_scope(ctx.sessions) as s:
-        return lookup.search(s, query, cursor=cursor, limit=limit)
+    return lookup.search(db, query, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -60,24 +58,21 @@ def search_aips(
     summary="The AIP a submitter's External-Identifier names",
 )
 def by_external_id(
-    ctx: Ctx, principal: Asker, value: Annotated[str, Path(max_length=255)]
+    db: Db, principal: Asker, value: Annotated[str, Path(max_length=255)]
 ) -> lookup.AIPSummary:
-    with session_scope(ctx.sessions) as s:
-        return lookup.aip_by_external_id(s, value, principal.tenant_id)
+    return lookup.aip_by_external_id(db, value, principal.tenant_id)
 
 
 @router.get("/{aip_id}", response_model=lookup.AIPSummary, responses=responses(404))
-def get_aip(ctx: Ctx, principal: Asker, aip_id: AipId) -> lookup.AIPSummary:
-    with session_scope(ctx.sessions) as s:
-        return lookup.aip_summary(s, aip_id, principal.tenant_id)
+def get_aip(db: Db, principal: Asker, aip_id: AipId) -> lookup.AIPSummary:
+    return lookup.aip_summary(db, aip_id, principal.tenant_id)
 
 
 @router.get(
     "/{aip_id}/versions", response_model=list[lookup.VersionView], responses=responses(404)
 )
-def get_versions(ctx: Ctx, principal: Asker, aip_id: AipId) -> list[lookup.VersionView]:
-    with session_scope(ctx.sessions) as s:
-        return lookup.aip_versions(s, aip_id, principal.tenant_id)
+def get_versions(db: Db, principal: Asker, aip_id: AipId) -> list[lookup.VersionView]:
+    return lookup.aip_versions(db, aip_id, principal.tenant_id)
 
 
 @router.get(
@@ -87,16 +82,15 @@ def get_versions(ctx: Ctx, principal: Asker, aip_id: AipId) -> list[lookup.Versi
     summary="One version and the files of its tree, with formats and digests",
 )
 def get_version(
-    ctx: Ctx,
+    db: Db,
     principal: Asker,
     aip_id: AipId,
     number: Annotated[int, Path(ge=1, le=1_000_000)],
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> lookup.VersionDetail:
-    with session_scope(ctx.sessions) as s:
-        return lookup.version_detail(
-            s, aip_id, number, principal.tenant_id, cursor=cursor, limit=limit
+    return lookup.version_detail(
+        db, aip_id, number, principal.tenant_id, cursor=cursor, limit=limit
         )
 
 
@@ -107,14 +101,13 @@ def get_version(
     summary="PREMIS events with their chain hashes",
 )
 def get_events(
-    ctx: Ctx,
+    db: Db,
     principal: Asker,
     aip_id: AipId,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> lookup.EventPage:
-    with session_scope(ctx.sessions) as s:
-        return lookup.aip_events(s, aip_id, principal.tenant_id, cursor=cursor, limit=limit)
+    return lookup.aip_events(db, aip_id, principal.tenant_id, cursor=cursor, limit=limit)
 
 
 # -- descriptive metadata -----------------------------------------------------------------
@@ -162,7 +155,10 @@ MAX_METADATA_BYTES = 1 << 20
     summary="Replace the descriptive metadata: a new, metadata-only version",
 )
 async def put_metadata(
-    request: Request, ctx: Ctx, principal: Curator, aip_id: AipId
+    request: Request,
+    ctx: Ctx,
+    principal: Annotated[Principal, Depends(needs(Role.CURATOR, long_request=True))],
+    aip_id: AipId,
 ) -> VersionAccepted:
     import json
 
@@ -235,21 +231,19 @@ class Reason(BaseModel):
 @router.get(
     "/{aip_id}/retention", response_model=retention.RetentionView, responses=responses(404)
 )
-def get_retention(ctx: Ctx, principal: Asker, aip_id: AipId) -> retention.RetentionView:
-    with session_scope(ctx.sessions) as s:
-        return retention.get_retention(s, aip_id, principal.tenant_id)
+def get_retention(db: Db, principal: Asker, aip_id: AipId) -> retention.RetentionView:
+    return retention.get_retention(db, aip_id, principal.tenant_id)
 
 
 @router.put(
     "/{aip_id}/retention", response_model=retention.RetentionView, responses=responses(404, 409)
 )
 def put_retention(
-    ctx: Ctx, principal: Curator, aip_id: AipId, change: RetentionChange
+    db: Db, principal: Curator, aip_id: AipId, change: RetentionChange
 ) -> retention.RetentionView:
-    with session_scope(ctx.sessions) as s:
-        return retention.set_retention(
-            s, aip_id, principal.tenant_id, actor_of(principal),
-            until=change.until, period=change.period,
+    return retention.set_retention(
+        db, aip_id, principal.tenant_id, actor_of(principal),
+        until=change.until, period=change.period,
         )
 
 
@@ -260,11 +254,10 @@ def put_retention(
     summary="Place a legal hold",
 )
 def post_hold(
-    ctx: Ctx, principal: Curator, aip_id: AipId, body: Reason
+    db: Db, principal: Curator, aip_id: AipId, body: Reason
 ) -> retention.RetentionView:
-    with session_scope(ctx.sessions) as s:
-        return retention.place_hold(
-            s, aip_id, principal.tenant_id, actor_of(principal), reason=body.reason
+    return retention.place_hold(
+        db, aip_id, principal.tenant_id, actor_of(principal), reason=body.reason
         )
 
 
@@ -275,15 +268,14 @@ def post_hold(
     summary="Lift the legal hold(s)",
 )
 def delete_hold(
-    ctx: Ctx,
+    db: Db,
     principal: Curator,
     aip_id: AipId,
     reason: Annotated[str, Query(min_length=1, max_length=2000)],
     hold_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> retention.RetentionView:
-    with session_scope(ctx.sessions) as s:
-        return retention.lift_hold(
-            s, aip_id, principal.tenant_id, actor_of(principal), reason=reason, hold_id=hold_id
+    return retention.lift_hold(
+        db, aip_id, principal.tenant_id, actor_of(principal), reason=reason, hold_id=hold_id
         )
 
 
@@ -295,9 +287,8 @@ def delete_hold(
     summary="Request the AIP's disposal (a second curator approves it)",
 )
 def post_disposal(
-    ctx: Ctx, principal: Curator, aip_id: AipId, body: Reason
+    db: Db, principal: Curator, aip_id: AipId, body: Reason
 ) -> retention.DisposalView:
-    with session_scope(ctx.sessions) as s:
-        return retention.request_disposal(
-            s, aip_id, principal.tenant_id, actor_of(principal), reason=body.reason
+    return retention.request_disposal(
+        db, aip_id, principal.tenant_id, actor_of(principal), reason=body.reason
         )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from preservation import dispatch
-from preservation.api.deps import Asker, Ctx, actor_of, needs
+from preservation.api.deps import Asker, Ctx, Db, actor_of, needs
 from preservation.api.problems import responses
 from preservation.audit import runs
 from preservation.catalog.database import session_scope
@@ -47,7 +47,6 @@ def start_audit(
 
 @router.get("/{audit_id}", response_model=runs.AuditView, responses=responses(404))
 def get_audit(
-    ctx: Ctx, principal: Asker, audit_id: Annotated[str, Path(max_length=64)]
+    db: Db, principal: Asker, audit_id: Annotated[str, Path(max_length=64)]
 ) -> runs.AuditView:
-    with session_scope(ctx.sessions) as s:
-        return runs.get_audit(s, audit_id, principal.tenant_id)
+    return runs.get_audit(db, audit_id, principal.tenant_id)

@@ -8,9 +8,8 @@ from fastapi import APIRouter, Depends, Path
 from starlette.concurrency import run_in_threadpool
 
 from preservation import retention
-from preservation.api.deps import Asker, Ctx, actor_of, needs
+from preservation.api.deps import Asker, Ctx, Db, actor_of, needs
 from preservation.api.problems import responses
-from preservation.catalog.database import session_scope
 from preservation.catalog.models import DisposalState, Role
 from preservation.tokens import Principal
 
@@ -22,18 +21,16 @@ DisposalId = Annotated[str, Path(max_length=64)]
 
 @router.get("", response_model=list[retention.DisposalView])
 def list_disposals(
-    ctx: Ctx, principal: Asker, state: DisposalState | None = None
+    db: Db, principal: Asker, state: DisposalState | None = None
 ) -> list[retention.DisposalView]:
-    with session_scope(ctx.sessions) as s:
-        return retention.list_disposals(s, principal.tenant_id, state=state)
+    return retention.list_disposals(db, principal.tenant_id, state=state)
 
 
 @router.get("/{disposal_id}", response_model=retention.DisposalView, responses=responses(404))
 def get_disposal(
-    ctx: Ctx, principal: Asker, disposal_id: DisposalId
+    db: Db, principal: Asker, disposal_id: DisposalId
 ) -> retention.DisposalView:
-    with session_scope(ctx.sessions) as s:
-        return retention.get_disposal(s, disposal_id, principal.tenant_id)
+    return retention.get_disposal(db, disposal_id, principal.tenant_id)
 
 
 @router.post(
@@ -44,7 +41,7 @@ def get_disposal(
 )
 async def approve(
     ctx: Ctx,
-    principal: Annotated[Principal, Depends(needs(Role.CURATOR))],
+    principal: Annotated[Principal, Depends(needs(Role.CURATOR, long_request=True))],
     disposal_id: DisposalId,
 ) -> retention.DisposalView:
     return await run_in_threadpool(

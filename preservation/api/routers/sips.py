@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from preservation import dispatch, lookup, uploads
-from preservation.api.deps import Asker, Ctx, needs
+from preservation.api.deps import Asker, Ctx, Db, needs
 from preservation.api.problems import responses
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import Role, SIPState, Tenant
@@ -51,7 +51,7 @@ async def submit_sip(
     request: Request,
     response: Response,
     ctx: Ctx,
-    principal: Annotated[Principal, Depends(needs(Role.SUBMITTER))],
+    principal: Annotated[Principal, Depends(needs(Role.SUBMITTER, long_request=True))],
     name: Annotated[str | None, Query(max_length=255, description="The bag's name")] = None,
     tenant: Annotated[
         str | None, Query(description="Admins only: the tenant to submit for")
@@ -107,21 +107,19 @@ async def submit_sip(
 
 @router.get("", response_model=lookup.SIPPage, summary="List SIPs, newest first")
 def list_sips(
-    ctx: Ctx,
+    db: Db,
     principal: Asker,
     state: SIPState | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> lookup.SIPPage:
-    with session_scope(ctx.sessions) as s:
-        return lookup.list_sip_views(
-            s, principal.tenant_id, state=state, cursor=cursor, limit=limit
+    return lookup.list_sip_views(
+        db, principal.tenant_id, state=state, cursor=cursor, limit=limit
         )
 
 
 @router.get(
     "/{sip_id}", response_model=lookup.SIPView, responses=responses(404), summary="One SIP"
 )
-def get_sip(ctx: Ctx, principal: Asker, sip_id: str) -> lookup.SIPView:
-    with session_scope(ctx.sessions) as s:
-        return lookup.sip_view(s, sip_id, principal.tenant_id)
+def get_sip(db: Db, principal: Asker, sip_id: str) -> lookup.SIPView:
+    return lookup.sip_view(db, sip_id, principal.tenant_id)

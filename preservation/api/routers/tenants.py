@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from preservation import tenants
-from preservation.api.deps import Ctx, needs
+from preservation.api.deps import Ctx, Db, needs
 from preservation.api.problems import responses
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import Role
@@ -37,9 +37,8 @@ class NewTenant(BaseModel):
 
 
 @router.get("", response_model=list[TenantView])
-def list_tenants(ctx: Ctx, principal: Admin) -> list[TenantView]:
-    with session_scope(ctx.sessions) as s:
-        return [TenantView(**t) for t in tenants.list_tenants(s)]
+def list_tenants(db: Db, principal: Admin) -> list[TenantView]:
+    return [TenantView(**t) for t in tenants.list_tenants(db)]
 
 
 @router.post("", status_code=201, response_model=TenantView)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from preservation import tokens
-from preservation.api.deps import Ctx, needs
+from preservation.api.deps import Ctx, Db, needs
 from preservation.api.problems import responses
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import Role
@@ -42,9 +42,8 @@ class CreatedToken(TokenView):
 
 
 @router.get("", response_model=list[TokenView])
-def list_tokens(ctx: Ctx, principal: Admin) -> list[TokenView]:
-    with session_scope(ctx.sessions) as s:
-        return [TokenView(**t) for t in tokens.list_tokens(s)]
+def list_tokens(db: Db, principal: Admin) -> list[TokenView]:
+    return [TokenView(**t) for t in tokens.list_tokens(db)]
 
 
 @router.post("", status_code=201, response_model=CreatedToken, responses=responses(404))
@@ -58,7 +57,6 @@ def create_token(ctx: Ctx, principal: Admin, body: NewToken) -> CreatedToken:
 
 @router.delete("/{token_id}", response_model=TokenView, responses=responses(404))
 def revoke_token(
-    ctx: Ctx, principal: Admin, token_id: Annotated[str, Path(max_length=64)]
+    db: Db, principal: Admin, token_id: Annotated[str, Path(max_length=64)]
 ) -> TokenView:
-    with session_scope(ctx.sessions) as s:
-        return TokenView(**tokens.revoke_token(s, token_id))
+    return TokenView(**tokens.revoke_token(db, token_id))
