@@ -91,6 +91,18 @@ def test_a_bag_uploaded_is_ingested_and_found(
     for stage in ("validate", "identify", "describe", "package", "commit"):
         assert f'preservation_stage_seconds_count{{stage="{stage}"}} 1.0' in metrics, stage
     assert 'preservation_tape_mounts_total{site="site-a"}' in metrics
+    # An audit asked for through the API reads both copies back, with progress on its row.
+    curator = tokens.headers("curator", "museum")
+    r = client.post("/api/v1/audits", json={"site": "nowhere"}, headers=curator)
+    assert r.status_code == 400 and r.json()["rule"] == "site"
+    r = client.post("/api/v1/audits", json={}, headers=curator)
+    assert r.status_code == 202 and r.headers["location"] == r.json()["status_url"]
+    audit = _wait(client, r.json()["status_url"], curator, {"done", "failed"})
+    assert audit["report"]["ok"] is True, audit
+    assert audit["copies_done"] == audit["copies_total"] == 2
+    assert audit["tenant"] == "museum"
+    other = tokens.headers("curator", "archive")
+    assert client.get(r.json()["status_url"], headers=other).status_code == 404
 
 
 @pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
