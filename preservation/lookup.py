@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from sqlalchemy import Select, exists, func, or_, select
@@ -56,6 +56,7 @@ __all__ = [
     "Instant",
     "check_uuid",
     "list_sip_views",
+    "scoped",
     "scoped_aip",
     "scoped_sip",
     "search",
@@ -71,6 +72,9 @@ def _aware(value: datetime) -> datetime:
 
 #: A datetime that always carries its offset: RFC 3339, as OpenAPI's date-time demands.
 Instant = Annotated[datetime, AfterValidator(_aware)]
+
+
+_Owned = TypeVar("_Owned")
 
 
 class _View(BaseModel):
@@ -195,27 +199,32 @@ def check_uuid(value: str, *, field: str) -> str:
         ) from exc
 
 
-def scoped_aip(session: Session, aip_id: str, tenant_id: str | None) -> AIP:
-    """The AIP if it exists *for this asker*; otherwise not found, whoever owns it."""
-    aip_id = check_uuid(aip_id, field="aip_id")
-    stmt = select(AIP).where(AIP.id == aip_id)
+def scoped(
+    session: Session, model: type[_Owned], row_id: str, tenant_id: str | None, *, what: str
+) -> _Owned:
+    """The row if it exists *for this asker*; otherwise not found, whoever owns it.
+
+    The one place an id from outside meets the tenant: every tenant-owned
+    thing (SIP, AIP, disposal, audit) is fetched through here, so a foreign id
+    and a missing one cannot be told apart.
+    """
+    field = f"{what.lower()}_id"
+    row_id = check_uuid(row_id, field=field)
+    stmt = select(model).where(model.id == row_id)  # type: ignore[attr-defined]
     if tenant_id is not None:
-        stmt = stmt.where(AIP.tenant_id == tenant_id)
-    aip = session.scalar(stmt)
-    if aip is None:
-        raise NotFoundError(f"no AIP {aip_id}", aip_id=aip_id)
-    return aip
+        stmt = stmt.where(model.tenant_id == tenant_id)  # type: ignore[attr-defined]
+    row = session.scalar(stmt)
+    if row is None:
+        raise NotFoundError(f"no {what} {row_id}", **{field: row_id})
+    return row
+
+
+def scoped_aip(session: Session, aip_id: str, tenant_id: str | None) -> AIP:
+    return scoped(session, AIP, aip_id, tenant_id, what="AIP")
 
 
 def scoped_sip(session: Session, sip_id: str, tenant_id: str | None) -> SIP:
-    sip_id = check_uuid(sip_id, field="sip_id")
-    stmt = select(SIP).where(SIP.id == sip_id)
-    if tenant_id is not None:
-        stmt = stmt.where(SIP.tenant_id == tenant_id)
-    sip = session.scalar(stmt)
-    if sip is None:
-        raise NotFoundError(f"no SIP {sip_id}", sip_id=sip_id)
-    return sip
+    return scoped(session, SIP, sip_id, tenant_id, what="SIP")
 
 
 # -- AIPs -----------------------------------------------------------------------------------
@@ -522,12 +531,9 @@ def event_view(e: PremisEvent) -> EventView:
 
 
 def _sip_view(session: Session, sip: SIP, live: set[str]) -> SIPView:
-    from preservation.sips import INTERRUPTED, RUNNING
+    from preservation.sips import stage_as_seen
 
-    stage = sip.stage or ""
-    interrupted = stage.endswith(RUNNING) and sip.id not in live
-    if interrupted:
-        stage = stage[: -len(RUNNING)] + INTERRUPTED
+    stage, interrupted = stage_as_seen(sip.stage, alive=sip.id in live)
     problems = _problems(sip)
     return SIPView(
         sip_id=sip.id,
@@ -574,10 +580,10 @@ def _problems(sip: SIP) -> list[dict[str, Any]]:
 def sip_view(session: Session, sip_id: str, tenant_id: str | None) -> SIPView:
     from datetime import UTC
 
-    from preservation.sips import _live_leases
+    from preservation.sips import live_leases
 
     sip = scoped_sip(session, sip_id, tenant_id)
-    return _sip_view(session, sip, _live_leases(session, [sip.id], datetime.now(UTC)))
+    return _sip_view(session, sip, live_leases(session, [sip.id], datetime.now(UTC)))
 
 
 def list_sip_views(
@@ -594,7 +600,7 @@ def list_sip_views(
     from sqlalchemy import and_
 
     from preservation.catalog.search import decode_cursor
-    from preservation.sips import _live_leases
+    from preservation.sips import live_leases
 
     stmt = select(SIP)
     if tenant_id is not None:
@@ -611,7 +617,7 @@ def list_sip_views(
     )
     more = len(found) > limit
     found = found[:limit]
-    live = _live_leases(session, [s.id for s in found], datetime.now(UTC))
+    live = live_leases(session, [s.id for s in found], datetime.now(UTC))
     next_cursor = None
     if more and found:
         from preservation.catalog.search import encode_position

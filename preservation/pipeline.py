@@ -778,21 +778,10 @@ def store(ctx: Context, sip_id: str, site: str) -> None:
 
 
 def store_all(ctx: Context, sip_id: str) -> None:
-    """The embedded default writes every site at once, as the per-site queues do.
+    """The embedded default writes every site at once, as the per-site queues do."""
+    from preservation.storage.service import on_every_site
 
-    The sites are independent libraries: one thread each, so the tar is on
-    its way to site B while site A's copy is read back. Every site is tried
-    even when another fails (a site down must not keep the other from its
-    copy); the first failure is raised once all have finished.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    sites = list(ctx.settings.sites)
-    with ThreadPoolExecutor(max_workers=len(sites), thread_name_prefix="store") as pool:
-        futures = [pool.submit(store, ctx, sip_id, site) for site in sites]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]  # type: ignore[misc]
+    on_every_site(ctx, lambda site: store(ctx, sip_id, site))
 
 
 def commit(ctx: Context, sip_id: str) -> None:

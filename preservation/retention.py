@@ -42,8 +42,8 @@ from preservation.catalog.models import (
     utcnow,
 )
 from preservation.context import Context
-from preservation.errors import ConflictError, ForbiddenError, InvalidRequestError, NotFoundError
-from preservation.lookup import Instant, check_uuid, scoped_aip
+from preservation.errors import ConflictError, ForbiddenError, InvalidRequestError
+from preservation.lookup import Instant, scoped, scoped_aip
 
 __all__ = [
     "Actor",
@@ -230,18 +230,13 @@ def set_retention(
         new = datetime.combine(until, time(0, 0), tzinfo=UTC)
     old = _utc(aip.retention_until)
     aip.retention_until = new
-    service.record_event(
+    _record(
         session,
-        tenant_id=aip.tenant_id,
-        aip_id=aip.id,
-        type="policy assignment",
-        outcome="success",
-        detail=(
-            f"retention of AIP {aip.id} set to "
-            f"{new.date().isoformat() if new else 'permanent'}"
-        ),
+        aip,
+        actor,
+        "policy assignment",
+        f"retention of AIP {aip.id} set to {new.date().isoformat() if new else 'permanent'}",
         outcome_detail=f"was {old.date().isoformat() if old else 'permanent'}",
-        agents={"authorizer": [actor.who], "executing program": [SOFTWARE_AGENT]},
     )
     session.flush()
     return _view(session, aip)
@@ -259,14 +254,8 @@ def place_hold(
     session.add(
         LegalHold(aip_id=aip.id, tenant_id=aip.tenant_id, reason=reason, placed_by=actor.who)
     )
-    service.record_event(
-        session,
-        tenant_id=aip.tenant_id,
-        aip_id=aip.id,
-        type="policy assignment",
-        outcome="success",
-        detail=f"legal hold placed on AIP {aip.id}: {reason}",
-        agents={"authorizer": [actor.who], "executing program": [SOFTWARE_AGENT]},
+    _record(
+        session, aip, actor, "policy assignment", f"legal hold placed on AIP {aip.id}: {reason}"
     )
     session.flush()
     return _view(session, aip)
@@ -299,18 +288,33 @@ def lift_hold(
     now = utcnow()
     for h in active:
         h.lifted_at, h.lifted_by, h.lift_reason = now, actor.who, reason
+    _record(
+        session,
+        aip,
+        actor,
+        "policy assignment",
+        f"legal hold lifted on AIP {aip.id}: {reason}",
+        outcome_detail="holds " + ", ".join(str(h.id) for h in active),
+    )
+    session.flush()
+    return _view(session, aip)
+
+
+def _record(
+    session: Session, aip: AIP, actor: Actor, type: str, detail: str, outcome: str = "success",
+    outcome_detail: str = "",
+) -> None:
+    """A curator's decision as a PREMIS event in the tenant's chain, naming who decided."""
     service.record_event(
         session,
         tenant_id=aip.tenant_id,
         aip_id=aip.id,
-        type="policy assignment",
-        outcome="success",
-        detail=f"legal hold lifted on AIP {aip.id}: {reason}",
-        outcome_detail="holds " + ", ".join(str(h.id) for h in active),
+        type=type,
+        outcome=outcome,
+        detail=detail,
+        outcome_detail=outcome_detail,
         agents={"authorizer": [actor.who], "executing program": [SOFTWARE_AGENT]},
     )
-    session.flush()
-    return _view(session, aip)
 
 
 def _reason(reason: str) -> str:
@@ -376,28 +380,20 @@ def request_disposal(
     )
     session.add(d)
     session.flush()
-    service.record_event(
+    _record(
         session,
-        tenant_id=aip.tenant_id,
-        aip_id=aip.id,
-        type="deaccession",
+        aip,
+        actor,
+        "deaccession",
+        f"disposal {d.id} of AIP {aip.id} requested: {reason}",
         outcome="pending",
-        detail=f"disposal {d.id} of AIP {aip.id} requested: {reason}",
         outcome_detail="waiting for a second curator's approval",
-        agents={"authorizer": [actor.who], "executing program": [SOFTWARE_AGENT]},
     )
     return disposal_view(d)
 
 
 def scoped_disposal(session: Session, disposal_id: str, tenant_id: str | None) -> Disposal:
-    disposal_id = check_uuid(disposal_id, field="disposal_id")
-    stmt = select(Disposal).where(Disposal.id == disposal_id)
-    if tenant_id is not None:
-        stmt = stmt.where(Disposal.tenant_id == tenant_id)
-    d = session.scalar(stmt)
-    if d is None:
-        raise NotFoundError(f"no disposal {disposal_id}", disposal_id=disposal_id)
-    return d
+    return scoped(session, Disposal, disposal_id, tenant_id, what="disposal")
 
 
 def get_disposal(session: Session, disposal_id: str, tenant_id: str | None) -> DisposalView:

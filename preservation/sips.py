@@ -38,13 +38,21 @@ from preservation.catalog import (
 from preservation.context import Context
 from preservation.errors import InvalidRequestError, SIPBusyError
 
-__all__ = ["RUNNING", "DiscardResult", "discard_sip", "sip_rows", "stage_shown"]
+__all__ = [
+    "RUNNING",
+    "DiscardResult",
+    "discard_sip",
+    "live_leases",
+    "sip_rows",
+    "stage_as_seen",
+    "stage_shown",
+]
 
 RUNNING = " (running)"
 INTERRUPTED = " (interrupted)"
 
 
-def _live_leases(session: Any, sip_ids: list[str], now: datetime) -> set[str]:
+def live_leases(session: Any, sip_ids: list[str], now: datetime) -> set[str]:
     """SIP ids with at least one live lease (the whole SIP's, or one site's store)."""
     if not sip_ids:
         return set()
@@ -61,12 +69,20 @@ def _live_leases(session: Any, sip_ids: list[str], now: datetime) -> set[str]:
     return live
 
 
+def stage_as_seen(stage: str | None, *, alive: bool) -> tuple[str, bool]:
+    """The stage as an operator should read it, and whether its runner died."""
+    stage = stage or ""
+    if stage.endswith(RUNNING) and not alive:
+        return stage[: -len(RUNNING)] + INTERRUPTED, True
+    return stage, False
+
+
 def stage_shown(session: Any, sip_id: str, stage: str | None) -> str | None:
     """The stage as an operator should read it: ``(running)`` only behind a live lease."""
     if (
         stage
         and stage.endswith(RUNNING)
-        and sip_id not in _live_leases(session, [sip_id], datetime.now(UTC))
+        and sip_id not in live_leases(session, [sip_id], datetime.now(UTC))
     ):
         return stage[: -len(RUNNING)] + INTERRUPTED
     return stage
@@ -84,13 +100,10 @@ def sip_rows(
     with session_scope(ctx.sessions) as s:
         counts = service.count_sips_by_state(s, tenant)
         sips = service.list_sips(s, tenant_id=tenant, states=states, limit=limit)
-        live = _live_leases(s, [x.id for x in sips], now)
+        live = live_leases(s, [x.id for x in sips], now)
         rows = []
         for x in sips:
-            stage = x.stage or ""
-            interrupted = stage.endswith(RUNNING) and x.id not in live
-            if interrupted:
-                stage = stage[: -len(RUNNING)] + INTERRUPTED
+            stage, interrupted = stage_as_seen(x.stage, alive=x.id in live)
             rows.append(
                 {
                     "sip_id": x.id,

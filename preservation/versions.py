@@ -43,7 +43,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -493,13 +492,10 @@ def store_version_at(ctx: Context, version_id: int, site: str) -> None:
 
 
 def _store_everywhere(ctx: Context, version_id: int) -> None:
-    """One thread per site, as ``pipeline.store_all``; every site is tried, then the first error."""
-    sites = list(ctx.settings.sites)
-    with ThreadPoolExecutor(max_workers=len(sites), thread_name_prefix="store") as pool:
-        futures = [pool.submit(store_version_at, ctx, version_id, site) for site in sites]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]  # type: ignore[misc]
+    """Every site at once, as ``pipeline.store_all``; every site is tried, then the first error."""
+    from preservation.storage.service import on_every_site
+
+    on_every_site(ctx, lambda site: store_version_at(ctx, version_id, site))
 
 
 def commit_version(ctx: Context, version_id: int) -> bool:

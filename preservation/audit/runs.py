@@ -13,13 +13,12 @@ import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import Audit, AuditState, utcnow
 from preservation.context import Context
-from preservation.errors import InvalidRequestError, NotFoundError
+from preservation.errors import InvalidRequestError
 from preservation.lookup import Instant
 
 __all__ = ["AuditView", "audit_view", "get_audit", "run_audit", "start_audit"]
@@ -74,15 +73,9 @@ def start_audit(
 
 
 def get_audit(session: Session, audit_id: str, tenant_id: str | None) -> AuditView:
-    from preservation.lookup import check_uuid
+    from preservation.lookup import scoped
 
-    audit_id = check_uuid(audit_id, field="audit_id")
-    stmt = select(Audit).where(Audit.id == audit_id)
-    if tenant_id is not None:
-        stmt = stmt.where(Audit.tenant_id == tenant_id)
-    a = session.scalar(stmt)
-    if a is None:
-        raise NotFoundError(f"no audit {audit_id}", audit_id=audit_id)
+    a = scoped(session, Audit, audit_id, tenant_id, what="audit")
     return audit_view(a)
 
 

@@ -545,6 +545,24 @@ def release_staging(ctx: Context, version_id: int) -> bool:
     return True
 
 
+def on_every_site(ctx: Context, work: Callable[[str], object]) -> None:
+    """Run ``work(site)`` for every site at once, one thread each, as the per-site queues do.
+
+    The sites are independent libraries: the tar is on its way to site B while
+    site A's copy is read back. Every site is tried even when another fails (a
+    site down must not keep the other from its copy); the first failure is
+    raised once all have finished.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    sites = list(ctx.settings.sites)
+    with ThreadPoolExecutor(max_workers=len(sites), thread_name_prefix="store") as pool:
+        futures = [pool.submit(work, site) for site in sites]
+    errors = [e for e in (f.exception() for f in futures) if e is not None]
+    if errors:
+        raise errors[0]
+
+
 def release_drives(ctx: Context) -> None:
     """End every site's batch: write index partitions and return cartridges to their slots.
 
