@@ -54,6 +54,22 @@ class Settings(BaseSettings):
     identify_timeout: float = 30.0
     identify_engine: str = "fido"
 
+    # Characterisation and format validation (preservation/characterise/): which tools
+    # run for which PRONOM id. None: the default registry shipped with the package.
+    characterisation_registry: Path | None = None
+    # Files handed to one run of a tool (one mediainfo process, one exiftool batch).
+    characterisation_batch_size: int = 1000
+
+    # Virus scanning (preservation/scan/). A tenant's rule `virus_scan: false` turns it
+    # off for that tenant; on, a SIP whose scanner cannot be reached waits, unscanned.
+    virus_scan: bool = True
+    # clamd's socket: a path (unix socket) or tcp://host:port. None: clamscan, run
+    # once per batch with the signatures in clamav_db.
+    clamd_socket: str | None = None
+    # The signature database clamscan loads (a folder of .cvd/.cld/.hdb/.ndb files).
+    # None: ClamAV's own default (/var/lib/clamav, kept by freshclam).
+    clamav_db: Path | None = None
+
     # Tape.
     tape_backend: str = "preservation.storage.emulator:EmulatedTapeDevice"
     tape_capacity: int = 18 * 10**12  # LTO-9 native

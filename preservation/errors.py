@@ -8,11 +8,14 @@ Split by what the caller can do about it (as httpx does), not by where it came f
     │   ├── SiteUnavailableError       a whole site cannot be reached
     │   ├── SIPBusyError               another runner holds the SIP's stage lease
     │   ├── BrokerUnavailableError     Redis cannot be reached
-    │   └── CatalogueContentionError   the database aborted a transaction (deadlock)
+    │   ├── CatalogueContentionError   the database aborted a transaction (deadlock)
+    │   └── ScannerUnavailableError    the virus scanner cannot be reached; the SIP waits
     ├── InvalidSIPError                the submission breaks a rule; it is rejected
     │   └── UnsafeArchiveError         a serialised bag tries to escape or explode
     ├── FixityMismatchError            bytes differ from their recorded digest
     ├── IdentificationError            a format engine failed on a file
+    ├── ToolError                      a characterisation or validation tool failed
+    │   └── ToolUnavailableError       the tool is not installed, or will not start
     ├── MetadataError                  METS/PREMIS could not be written or read
     ├── StorageError                   tape and LTFS failures
     │   ├── TapeFullError              end of medium reached
@@ -74,9 +77,12 @@ __all__ = [
     "PreservationError",
     "SIPBusyError",
     "SIPPendingError",
+    "ScannerUnavailableError",
     "SiteUnavailableError",
     "StorageError",
     "TapeFullError",
+    "ToolError",
+    "ToolUnavailableError",
     "TransientError",
     "UnsafeArchiveError",
     "UnsupportedMediaError",
@@ -144,6 +150,10 @@ class CatalogueContentionError(TransientError):
     """
 
 
+class ScannerUnavailableError(TransientError):
+    """The virus scanner cannot be reached or has no signatures: the SIP waits, never unscanned."""
+
+
 class InvalidSIPError(PreservationError):
     """The submission breaks a rule. ``problems`` lists every problem found."""
 
@@ -162,6 +172,14 @@ class FixityMismatchError(PreservationError):
 
 class IdentificationError(PreservationError):
     pass
+
+
+class ToolError(PreservationError):
+    """A characterisation or validation tool broke (not the file it was given)."""
+
+
+class ToolUnavailableError(ToolError):
+    """The tool is not installed or will not start; ``tool`` names it."""
 
 
 class MetadataError(PreservationError):
