@@ -73,7 +73,7 @@ def make_bags(folder: Path, n: int) -> list[Path]:
 def run_embedded(bags: list[Path], home: Path) -> dict[str, float]:
     from preservation.config import Settings
     from preservation.context import open_context
-    from preservation.pipeline import run_ingest
+    from preservation.ingest import run_ingest
 
     ctx = open_context(Settings(home=home))
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ module when they start (CPython 3.11's forkserver never preloads ``__main__``:
 it keeps a ``main_path`` key that spawn's preparation data names
 ``init_main_from_path``), so every import made here would be paid again by
 each worker and counted against the pipeline. ``--heavy-main`` imports
-``bagit`` and ``preservation.pipeline`` at the top, to measure that effect.
+``bagit`` and ``preservation.ingest`` at the top, to measure that effect.
 
     python bench/bench_ingest.py                  # 200 files, best of 3, plus the CLI
     python bench/bench_ingest.py --quick          # 50 files, one run
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from preservation.pipeline import IngestResult
+    from preservation.ingest import IngestResult
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -66,7 +66,7 @@ _HEAVY_MAIN = "BENCH_INGEST_HEAVY_MAIN"
 if os.environ.get(_HEAVY_MAIN):  # --heavy-main; identification workers run this too
     import bagit  # noqa: F401
 
-    import preservation.pipeline  # noqa: F401
+    import preservation.ingest  # noqa: F401
 
 KINDS = ("txt", "png", "pdf", "csv", "xml", "wav")
 TENANT = "bench"
@@ -122,7 +122,7 @@ def _maxrss_mb(who: int) -> float:
 
 
 def _ingest(ctx: Any, bag: Path, label: str) -> dict[str, Any]:
-    from preservation.pipeline import run_ingest
+    from preservation.ingest import run_ingest
 
     started = time.perf_counter()
     result = run_ingest(ctx, bag, tenant=TENANT)
@@ -222,7 +222,7 @@ def profile(bag: Path, work: Path, dest: Path | None, top: int) -> dict[str, Any
     """cProfile one cold run (this process only: identification workers are not seen)."""
     from preservation.config import Settings
     from preservation.context import open_context
-    from preservation.pipeline import run_ingest
+    from preservation.ingest import run_ingest
 
     home = work / "home-profile"
     ctx = open_context(Settings(home=home))

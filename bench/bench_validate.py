@@ -146,7 +146,7 @@ def bench_ingest_staged(
     what a SIP costs: its row, the one-read validate+copy+digests, the file
     rows in bulk and the stage's PREMIS events.
     """
-    from preservation import pipeline
+    from preservation import ingest
     from preservation.catalog import SIPState, service, session_scope
     from preservation.config import Settings
     from preservation.context import open_context
@@ -158,8 +158,8 @@ def bench_ingest_staged(
         ctx = open_context(Settings(home=home))
         try:
             start = time.perf_counter()
-            sip_id = pipeline.receive(ctx, bag, tenant="bench")
-            pipeline.run_stage(ctx, "validate", sip_id)
+            sip_id = ingest.receive(ctx, bag, tenant="bench")
+            ingest.run_stage(ctx, "validate", sip_id)
             elapsed = time.perf_counter() - start
             with session_scope(ctx.sessions) as s:
                 sip = service.get_sip(s, sip_id)

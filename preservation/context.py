@@ -53,6 +53,9 @@ class Context:
         pool = self.cache.pop("identify_pool", None)
         if pool is not None:
             pool.close()
+        tools = self.cache.pop("characterisation_tools", None)
+        if tools is not None:
+            tools.close()  # a running ExifTool is told to stop, not left behind
         if self.cache.get("storage.sites"):
             from preservation.storage.service import release_drives
 

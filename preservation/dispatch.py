@@ -57,7 +57,7 @@ def submit_sip(ctx: Context, sip_id: str) -> None:
         load_submitter(ctx.settings)(sip_id)
         return
     from preservation.errors import TransientError
-    from preservation.pipeline import open_sites, run_sip
+    from preservation.ingest import open_sites, run_sip
 
     def work() -> None:
         open_sites(ctx)

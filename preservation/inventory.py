@@ -75,6 +75,9 @@ def describe_aip(ctx: Context, aip_id: str) -> dict[str, Any]:
                 "mime": f.mime,
                 "basis": f.identification_basis,
                 "identification": f.identification,
+                "properties": f.properties,
+                "valid": f.valid,
+                "validation": f.validation,
             }
             for f in service.list_files(s, sip_id=aip.sip_id)
         ]

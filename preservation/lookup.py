@@ -35,7 +35,7 @@ from preservation.catalog.models import (
     SIPState,
     TapeCopy,
 )
-from preservation.catalog.search import SearchQuery, search_aips
+from preservation.catalog.search import SearchQuery, invalid_files_of, search_aips
 from preservation.errors import InvalidRequestError, NotFoundError
 
 __all__ = [
@@ -96,6 +96,8 @@ class AIPSummary(_View):
     retention_until: Instant | None
     on_hold: bool
     disposed_at: Instant | None
+    # Files that a format validator found malformed (any version): a finding, kept.
+    invalid_files: int = 0
 
 
 class CopyView(_View):
@@ -130,6 +132,12 @@ class FileView(_View):
     format_name: str | None
     format_version: str | None
     mime: str | None
+    # Significant properties: width, height, duration, sample_rate, page_count...
+    properties: dict[str, Any] | None = None
+    # False: malformed by at least one validator; None: no validator checked it.
+    valid: bool | None = None
+    # Each validator's verdict: tool, version, valid, message.
+    validation: list[dict[str, Any]] | None = None
 
 
 class VersionDetail(VersionView):
@@ -235,6 +243,7 @@ def _summaries(session: Session, aips: Sequence[AIP]) -> list[AIPSummary]:
     ids = [a.id for a in aips]
     sizes: dict[str, tuple[int, int, int]] = {}
     holds: set[str] = set()
+    invalid: dict[str, int] = {}
     if ids:
         for aip_id, count, top, size in session.execute(
             select(
@@ -254,6 +263,14 @@ def _summaries(session: Session, aips: Sequence[AIP]) -> list[AIPSummary]:
                 )
             )
         )
+        invalid = dict(
+            session.execute(
+                select(AIPVersion.aip_id, func.count())
+                .join(File, File.aip_version_id == AIPVersion.id)
+                .where(AIPVersion.aip_id.in_(ids), File.valid.is_(False))
+                .group_by(AIPVersion.aip_id)
+            ).all()
+        )
     return [
         AIPSummary(
             aip_id=a.id,
@@ -270,6 +287,7 @@ def _summaries(session: Session, aips: Sequence[AIP]) -> list[AIPSummary]:
             retention_until=a.retention_until,
             on_hold=a.id in holds,
             disposed_at=a.disposed_at,
+            invalid_files=int(invalid.get(a.id, 0)),
         )
         for a in aips
     ]
@@ -294,10 +312,16 @@ def _with_totals(stmt: Select[Any]) -> Select[Any]:
         exists()
         .where(LegalHold.aip_id == AIP.id, LegalHold.lifted_at.is_(None))
         .correlate(AIP),
+        invalid_files_of(AIP.id)
+        .with_only_columns(func.count())
+        .correlate(AIP)
+        .scalar_subquery(),
     )
 
 
-def _summary(a: AIP, count: int, top: int, size: int, held: bool) -> AIPSummary:
+def _summary(
+    a: AIP, count: int, top: int, size: int, held: bool, invalid: int = 0
+) -> AIPSummary:
     return AIPSummary(
         aip_id=a.id,
         tenant=a.tenant_id,
@@ -313,6 +337,7 @@ def _summary(a: AIP, count: int, top: int, size: int, held: bool) -> AIPSummary:
         retention_until=a.retention_until,
         on_hold=bool(held),
         disposed_at=a.disposed_at,
+        invalid_files=int(invalid or 0),
     )
 
 
@@ -324,7 +349,7 @@ def aip_summary(session: Session, aip_id: str, tenant_id: str | None) -> AIPSumm
     row = session.execute(_with_totals(stmt)).first()
     if row is None:
         raise NotFoundError(f"no AIP {aip_id}", aip_id=aip_id)
-    return _summary(row[0], row[1], row[2], row[3], row[4])
+    return _summary(*row)
 
 
 def aip_by_external_id(session: Session, value: str, tenant_id: str | None) -> AIPSummary:
@@ -349,7 +374,7 @@ def aip_by_external_id(session: Session, value: str, tenant_id: str | None) -> A
     )
     if row is None:
         raise NotFoundError(f"no AIP with External-Identifier {value!r}", external_identifier=value)
-    return _summary(row[0], row[1], row[2], row[3], row[4])
+    return _summary(*row)
 
 
 def search(
@@ -450,6 +475,9 @@ def version_detail(
             format_name=f.format_name,
             format_version=f.format_version,
             mime=f.mime,
+            properties=f.properties,
+            valid=f.valid,
+            validation=f.validation,
         )
         for f, n in rows
     ]

@@ -121,6 +121,10 @@ class TenantRules:
     default_retention: Period | None = None
     allowed_formats: FormatPolicy | None = None
     bagit_profile: BagItProfile | None = None
+    # A file a format validator finds malformed: a finding ('warn') or a rejection.
+    invalid_formats: Literal["warn", "reject"] = "warn"
+    # Off only by the tenant's own choice; the settings' virus_scan turns it off for all.
+    virus_scan: bool = True
 
 
 def retention_until(rules: TenantRules, start: datetime) -> datetime | None:
@@ -288,6 +292,8 @@ def rules_for(
         bagit_profile=(
             None if profile is None else _profile(settings, profile, path, where("bagit_profile"))
         ),
+        invalid_formats="reject" if merged.get("invalid_formats") == "reject" else "warn",
+        virus_scan=bool(merged.get("virus_scan", True)),
     )
 
 

@@ -151,8 +151,8 @@ def discard_sip(ctx: Context, sip_id: str, *, reason: str = "") -> DiscardResult
     stage can start beside the discard, and a runner that is still alive
     makes the discard refuse rather than pull the floor from under it.
     """
+    from preservation.ingest import reject, staging_dir
     from preservation.lease import hold_sip_lease
-    from preservation.pipeline import reject, staging_dir
 
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)

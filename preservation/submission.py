@@ -179,7 +179,7 @@ def _duplicates(
     from preservation.catalog import session_scope
     from preservation.catalog.database import sqlite_path
     from preservation.context import open_context
-    from preservation.pipeline import duplicate_problems
+    from preservation.ingest import duplicate_problems
 
     catalogue = sqlite_path(settings.catalog_url)
     if catalogue is not None and not catalogue.is_file():

@@ -282,7 +282,7 @@ def accept_upload(
     the SIP together: a key never names a SIP that does not exist, and a crash
     after the rename leaves an orphaned claim that the next scan registers.
     """
-    from preservation.pipeline import bag_name
+    from preservation.ingest import bag_name
     from preservation.rules import rules_for
 
     key = check_idempotency_key(idempotency_key)
@@ -307,7 +307,10 @@ def accept_upload(
                 )
                 s.flush()
             service.create_sip(
-                s, tenant_id=tenant, name=bag_name(target), source_path=str(target),
+                s,
+                tenant_id=tenant,
+                name=bag_name(target),
+                source_path=str(target),
                 sip_id=sip_id,
             )
     except IntegrityError:

@@ -51,7 +51,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from preservation import __version__
+from preservation import SOFTWARE_AGENT, __version__
 from preservation.catalog import service
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import AIP, SIP, AIPState, AIPVersion, PremisEvent, Tenant
@@ -82,7 +82,6 @@ __all__ = [
 
 log = logging.getLogger("preservation.versions")
 
-SOFTWARE_AGENT = f"preservation {__version__}"
 #: ``AIPVersion.reason`` of a metadata-only version.
 METADATA_REASON = "metadata"
 #: The PREMIS event that says what changed, and who asked.

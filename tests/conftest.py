@@ -98,3 +98,33 @@ def settings(tmp_path: Path) -> Settings:
     s = Settings(home=tmp_path / "var", quiescent_seconds=0.2)
     s.ensure_dirs()
     return s
+
+
+@pytest.fixture(scope="session", autouse=True)
+def virus_scanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """Every ingest in the tests is scanned by a real clamd, on signatures made here.
+
+    The socket goes into the environment, so every ``Settings()`` (and every
+    CLI process or Celery worker a test starts) scans through it. Without
+    ClamAV a developer's run turns scanning off; under CI it fails, as for any
+    other real service the tests need.
+    """
+    from tests.scanning import clamd_available, make_signature_db, running_clamd
+
+    saved = {k: os.environ.get(k) for k in ("PRESERVATION_CLAMD_SOCKET", "PRESERVATION_VIRUS_SCAN")}
+    if not clamd_available():
+        if IN_CI:
+            pytest.fail("clamd (Debian: clamav-daemon) is not installed (CI=true: it must be)")
+        os.environ["PRESERVATION_VIRUS_SCAN"] = "false"
+        yield None
+    else:
+        work = tmp_path_factory.mktemp("clamd")
+        db = make_signature_db(work / "db")
+        with running_clamd(db, work, stream_max_length="100M") as socket_path:
+            os.environ["PRESERVATION_CLAMD_SOCKET"] = socket_path
+            yield socket_path
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

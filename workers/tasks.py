@@ -17,7 +17,7 @@ from celery.exceptions import Ignore
 from celery.signals import worker_process_shutdown, worker_shutdown
 from celery.utils.log import get_task_logger
 
-from preservation import pipeline, versions
+from preservation import ingest, versions
 from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.errors import InvalidSIPError, TransientError
@@ -67,7 +67,7 @@ STAGE_OPTIONS: dict[str, Any] = {
 
 def _run(stage: str, sip_id: str, *args: Any) -> str:
     try:
-        pipeline.run_stage(context(), stage, sip_id, *args)
+        ingest.run_stage(context(), stage, sip_id, *args)
     except InvalidSIPError as err:
         log.info("SIP %s rejected at %s: %s", sip_id, stage, err)
         raise Ignore() from err
@@ -79,9 +79,19 @@ def validate_sip(self: Task, sip_id: str) -> str:
     return _run("validate", sip_id)
 
 
+@app.task(name="workers.tasks.scan_sip", **STAGE_OPTIONS)
+def scan_sip(self: Task, sip_id: str) -> str:
+    return _run("scan", sip_id)
+
+
 @app.task(name="workers.tasks.identify_sip", **STAGE_OPTIONS)
 def identify_sip(self: Task, sip_id: str) -> str:
     return _run("identify", sip_id)
+
+
+@app.task(name="workers.tasks.characterise_sip", **STAGE_OPTIONS)
+def characterise_sip(self: Task, sip_id: str) -> str:
+    return _run("characterise", sip_id)
 
 
 @app.task(name="workers.tasks.describe_sip", **STAGE_OPTIONS)
@@ -105,11 +115,14 @@ def commit_sip(self: Task, sip_id: str) -> str:
 
 
 def ingest_workflow(sip_id: str, sites: tuple[str, ...]) -> Any:
-    """validate+stage → identify → describe → package → (store A ‖ store B) → commit."""
+    """validate+stage → scan → identify → characterise → describe → package
+    → (store A ‖ store B) → commit."""
     stores = [store_sip.si(sip_id, site).set(queue=f"store.{site}", priority=3) for site in sites]
     return chain(
         validate_sip.si(sip_id).set(priority=8),
+        scan_sip.si(sip_id).set(priority=8),
         identify_sip.si(sip_id).set(priority=7),
+        characterise_sip.si(sip_id).set(priority=7),
         describe_sip.si(sip_id).set(priority=6),
         package_sip.si(sip_id).set(priority=5),
         chord(stores, commit_sip.si(sip_id).set(priority=1)),
@@ -175,7 +188,7 @@ def scan_ingest_folders(self: Task) -> list[str]:
         if _TOLD.get(key) != candidate.lasting_reason:
             log.info("skipped %s/%s: %s", candidate.tenant, candidate.path.name, candidate.reason)
 
-    started = pipeline.scan_and_claim(ctx, submit=submit, skipped=skipped)
+    started = ingest.scan_and_claim(ctx, submit=submit, skipped=skipped)
     _TOLD.clear()
     _TOLD.update(seen)
     for sip_id in started:

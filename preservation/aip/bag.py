@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from preservation import __version__
+from preservation import SOFTWARE_AGENT
 from preservation.aip.layout import walk_package
 from preservation.errors import FixityMismatchError, MetadataError
 
@@ -41,7 +41,6 @@ __all__ = [
 #: Two algorithms from different families: one broken later still leaves the other.
 ALGORITHMS: tuple[str, ...] = ("sha256", "sha512")
 BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
-SOFTWARE_AGENT = f"preservation {__version__}"
 CHUNK = 1 << 20
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _PARTIAL_SUFFIX = ".partial"

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -87,7 +88,9 @@ class SIPState(enum.StrEnum):
     RECEIVED = "received"
     VALIDATED = "validated"
     STAGED = "staged"
+    SCANNED = "scanned"
     IDENTIFIED = "identified"
+    CHARACTERISED = "characterised"
     DESCRIBED = "described"
     PACKAGED = "packaged"
     STORED = "stored"
@@ -265,7 +268,16 @@ class File(Base):
     """A payload file: staged from a SIP, later part of an AIP version."""
 
     __tablename__ = "files"
-    __table_args__ = (UniqueConstraint("sip_id", "original_name"),)
+    __table_args__ = (
+        UniqueConstraint("sip_id", "original_name"),
+        # Only the few files that failed validation: "which AIPs hold one" stays cheap.
+        Index(
+            "ix_files_invalid",
+            "aip_version_id",
+            postgresql_where=text("valid = false"),
+            sqlite_where=text("valid = 0"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sip_id: Mapped[str] = mapped_column(ForeignKey("sips.id"), index=True)
@@ -282,6 +294,12 @@ class File(Base):
     mime: Mapped[str | None] = mapped_column(String(128))
     identification_basis: Mapped[str | None] = mapped_column(String(32))
     identification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Significant properties (width, duration, page_count...), preservation/characterise/.
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # False: a validator found the file malformed; None: no validator checked it.
+    valid: Mapped[bool | None] = mapped_column()
+    # Each validator's verdict: [{"tool", "version", "valid", "message"}].
+    validation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class PremisEvent(Base):

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, text
+from sqlalchemy import Select, and_, delete, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import (
@@ -202,6 +202,8 @@ class SearchQuery:
     created_after: datetime | None = None
     created_before: datetime | None = None
     state: AIPState | None = None
+    # True: only AIPs holding a file that failed format validation; False: only those without.
+    invalid: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,9 @@ def search_aips(
         stmt = stmt.where(AIP.created_at < _utc(query.created_before))
     if query.state:
         stmt = stmt.where(AIP.state == query.state)
+    if query.invalid is not None:
+        has_invalid = invalid_files_of(AIP.id).exists()
+        stmt = stmt.where(has_invalid if query.invalid else ~has_invalid)
     if cursor:
         created, aip_id = decode_cursor(cursor)
         stmt = stmt.where(
@@ -309,3 +314,16 @@ def search_aips(
     more = len(found) > limit
     found = found[:limit]
     return Page(found, encode_cursor(found[-1]) if more and found else None)
+
+
+def invalid_files_of(aip_id: Any) -> Select[Any]:
+    """The files of an AIP (any version) that a format validator found malformed.
+
+    Served by the partial index ``ix_files_invalid``: valid files, nearly all
+    of them, are never read.
+    """
+    return (
+        select(File.id)
+        .join(AIPVersion, File.aip_version_id == AIPVersion.id)
+        .where(AIPVersion.aip_id == aip_id, File.valid.is_(False))
+    )

@@ -61,6 +61,7 @@ __all__ = [
     "lock_tenant",
     "locked",
     "record_event",
+    "record_characterisation",
     "record_identifications",
     "resolve_aip_id",
     "resolve_sip_id",
@@ -407,6 +408,12 @@ def agents_by_identifier(session: Session) -> dict[str, Agent]:
 
 def record_identifications(session: Session, updates: Sequence[Mapping[str, Any]]) -> None:
     """Bulk UPDATE by primary key (rows carry ``id``)."""
+    if updates:
+        session.execute(update(File), list(updates))
+
+
+def record_characterisation(session: Session, updates: Sequence[Mapping[str, Any]]) -> None:
+    """Significant properties and validation verdicts, one bulk UPDATE by primary key."""
     if updates:
         session.execute(update(File), list(updates))
 

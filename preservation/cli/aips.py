@@ -56,16 +56,29 @@ def show(
         for c in v["copies"]:
             copies.add_row(c["site"], c["barcode"], c["path"], c["status"], c["verified_at"] or "")
         out.print(copies)
-    files = Table("file", "size", "PUID", "format", "MIME")
+    files = Table("file", "size", "PUID", "format", "valid", "properties")
+    findings = []
     for f in data["files"]:
+        valid = f.get("valid")
         files.add_row(
             f["original_name"],
             str(f["size"]),
             f["puid"] or "?",
             " ".join(x for x in (f["format_name"], f["format_version"]) if x),
-            f["mime"] or "",
+            "-" if valid is None else "yes" if valid else "[red]NO[/red]",
+            _properties_text(f.get("properties") or {}),
         )
+        findings += [
+            (f["original_name"], v)
+            for v in f.get("validation") or []
+            if v.get("valid") is False
+        ]
     out.print(files)
+    if findings:
+        table = Table("file", "tool", "why", title="format validation: malformed files")
+        for name, v in findings:
+            table.add_row(name, f"{v['tool']} {v['version']}", v["message"])
+        out.print(table)
     events = Table("when", "event", "outcome", "detail")
     for e in data["events"]:
         events.add_row(e["occurred_at"][:19], e["type"], e["outcome"], e["detail"][:70])
@@ -163,6 +176,10 @@ def aip_search(
     after: Annotated[str | None, typer.Option("--after", help="Created on/after (ISO)")] = None,
     before: Annotated[str | None, typer.Option("--before", help="Created before (ISO)")] = None,
     state: Annotated[str | None, typer.Option("--state")] = None,
+    invalid: Annotated[
+        bool | None,
+        typer.Option("--invalid/--valid", help="Only AIPs with (or without) malformed files"),
+    ] = None,
     tenant: TenantOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
     cursor: Annotated[str | None, typer.Option("--cursor")] = None,
@@ -191,9 +208,28 @@ def aip_search(
         created_after=when(after, "--after"),
         created_before=when(before, "--before"),
         state=_state(state, as_json),
+        invalid=invalid,
         cursor=cursor,
         limit=limit,
     )
+
+
+def _properties_text(props: dict[str, Any]) -> str:
+    """The significant properties a curator reads first, on one line."""
+    parts = []
+    if "width" in props and "height" in props:
+        parts.append(f"{props['width']}x{props['height']}")
+    if "duration" in props:
+        parts.append(f"{props['duration']:.2f} s")
+    for key, unit in (("sample_rate", " Hz"), ("channels", " ch"), ("page_count", " p.")):
+        if key in props:
+            parts.append(f"{props[key]}{unit}")
+    for key in ("video_codec", "audio_codec", "colour_space", "compression", "pdf_version"):
+        if key in props:
+            parts.append(str(props[key]))
+    if props.get("encrypted"):
+        parts.append("encrypted")
+    return " ".join(parts)
 
 
 @app.command("show")

@@ -102,7 +102,7 @@ def ingest(
     SIGTERM stops at once and says how to resume (exit 130).
     """
     from preservation.context import open_context
-    from preservation.pipeline import open_sites, receive, result_of, run_sip
+    from preservation.ingest import open_sites, receive, result_of, run_sip
     from preservation.submission import refuse_if_not_a_bag
     from preservation.tenants import check_tenant_id
 
@@ -256,7 +256,7 @@ def _follow(
 
     from preservation.catalog import service, session_scope
     from preservation.errors import TransientError
-    from preservation.pipeline import TERMINAL_STATES, result_of
+    from preservation.ingest import TERMINAL_STATES, result_of
 
     last: tuple[str | None, str | None] | None = None
     deadline = None if timeout is None else _time.monotonic() + timeout
@@ -336,7 +336,7 @@ def watch(
     """
     import time as _time
 
-    from preservation import pipeline
+    from preservation import ingest
     from preservation.context import open_context
 
     settings = load_settings()
@@ -346,7 +346,7 @@ def watch(
         raise fail(e, False) from e
     if not settings.broker_url:
         try:  # tapes this process will write must be usable before a bag is taken
-            pipeline.open_sites(ctx)
+            ingest.open_sites(ctx)
         except PreservationError as e:
             ctx.close()
             raise fail(e, False) from e
@@ -362,7 +362,7 @@ def watch(
         def submit(sip_id: str) -> None:
             # A site down must not stop the watcher: the SIP stays pending and
             # is resumed at a later scan.
-            result = pipeline.run_sip(ctx, sip_id, wait_seconds=0)
+            result = ingest.run_sip(ctx, sip_id, wait_seconds=0)
             err.print(f"SIP {sip_id}: {result.state}", highlight=False)
 
     heartbeat = settings.ingest_dir / ".watcher-heartbeat"
@@ -422,7 +422,7 @@ def _scan_once(
     """
     import logging
 
-    from preservation import hotfolder, pipeline
+    from preservation import hotfolder, ingest
     from preservation.tenants import TENANT_ID_RULE
 
     seen: dict[Path, str] = {}
@@ -452,7 +452,7 @@ def _scan_once(
                 f"ingest/{folder.name}: not a valid tenant id ({TENANT_ID_RULE}); "
                 "its bags are not taken"
             )
-        pipeline.scan_and_claim(
+        ingest.scan_and_claim(
             ctx,
             submit=guarded,
             skipped=skipped,
@@ -464,7 +464,7 @@ def _scan_once(
         if embedded:
             # In-process there is no broker to redeliver: SIPs left waiting for
             # a site (or by a killed `ingest`) are picked up again here.
-            for sip_id in pipeline.pending_sips(ctx):
+            for sip_id in ingest.pending_sips(ctx):
                 guarded(sip_id)
     except Exception as e:  # noqa: BLE001 - the scan itself failed (disk, database)
         logging.getLogger("preservation.watch").exception("scan failed")

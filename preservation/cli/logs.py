@@ -1,6 +1,6 @@
 """Where the library's log lines go when a person, not a log shipper, is reading.
 
-The stages log one JSON object per line (``pipeline._log_stage``), which is
+The stages log one JSON object per line (``ingest.runner._log_stage``), which is
 right for a log shipper and wrong on a terminal next to progress bars. So the
 command prints nothing below a warning, and turns a JSON line into
 ``key=value`` text, unless ``PRESERVATION_LOG_FORMAT=json`` asks for the raw

@@ -88,8 +88,8 @@ def resume(
     Every SIP is tried, whatever happens to the others. Exit 0 when every one
     ended committed or rejected, 3 when some failed or still wait.
     """
-    from preservation.pipeline import TERMINAL_STATES
-    from preservation.pipeline import resume as resume_sips
+    from preservation.ingest import TERMINAL_STATES
+    from preservation.ingest import resume as resume_sips
 
     def work(ctx: Any) -> list[Any]:
         ids = _resolve(ctx, sip_ids) if sip_ids else None
@@ -187,7 +187,12 @@ def sip_ls(
     table = Table("SIP", "tenant", "bag", "state", "stage", "AIP", "updated")
     for x in page.items:
         table.add_row(
-            x.sip_id, x.tenant, x.name, x.state, x.stage or "", x.aip_id or "",
+            x.sip_id,
+            x.tenant,
+            x.name,
+            x.state,
+            x.stage or "",
+            x.aip_id or "",
             x.updated_at.isoformat()[:19],
         )
     out.print(table)

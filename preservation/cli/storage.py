@@ -106,7 +106,7 @@ def repair(
     """
     from preservation import versions
     from preservation.context import open_context
-    from preservation.pipeline import TERMINAL_STATES, resume
+    from preservation.ingest import TERMINAL_STATES, resume
     from preservation.storage.recovery import repair as repair_copies
 
     ctx = open_context(load_settings())

@@ -130,48 +130,80 @@ def _tool(ident: Mapping[str, Any]) -> str | None:
     return " ".join(x for x in (ident.get("engine"), ident.get("engine_version")) if x) or None
 
 
+def _validator(verdict: Mapping[str, Any]) -> str:
+    """A validator as the characterise stage names its agent: ``"<tool> <version>"``."""
+    return f"{verdict.get('tool')} {verdict.get('version')}"
+
+
 def _file_events(
     rows: Sequence[Any],
     aip_id: UUID,
     agent_ids: Mapping[str, str],
     when: datetime,
-) -> dict[int, Event]:
-    """One ``format identification`` event per file that failed or drew a warning.
+    validated_at: datetime | None = None,
+) -> dict[int, list[Event]]:
+    """Each file's own events: a doubtful identification, and every format validation.
 
-    Only those: a clean result is covered by the package's own event, and an
-    event for each of 100,000 files would triple the METS. The id is derived
-    from the AIP and the file, so re-running describe writes the same event.
+    An identification event only where it failed or drew a warning: a clean
+    result is covered by the package's own event, and an event for each of
+    100,000 files would triple the METS. A validation event for every verdict,
+    failed or not: whether a file was found well-formed, by which tool and
+    version, is exactly what a later reader must be able to see per file. Ids
+    are derived from the AIP and the file, so re-running describe writes the
+    same events.
     """
-    out: dict[int, Event] = {}
+    out: dict[int, list[Event]] = {}
     for n, f in enumerate(rows, start=1):
+        own: list[Event] = []
         ident = f.identification or {}
         error, warning = ident.get("error"), ident.get("warning")
-        if not (error or warning):
-            continue
-        tool = _tool(ident)
-        release = ident.get("signature_release")
-        out[n] = Event(
-            id=uuid5(aip_id, f"format identification/{_file_id(n)}"),
-            type="format identification",
-            datetime=when,
-            outcome="failure" if error else "warning",
-            agents=(AgentLink(agent_ids.get(tool or "", SOFTWARE_ID), "executing program"),),
-            objects=(ObjectLink(_file_id(n)),),
-            detail=f"{tool} (signatures {release})" if tool and release else tool,
-            outcome_detail=error or warning,
-        )
+        if error or warning:
+            tool = _tool(ident)
+            release = ident.get("signature_release")
+            own.append(
+                Event(
+                    id=uuid5(aip_id, f"format identification/{_file_id(n)}"),
+                    type="format identification",
+                    datetime=when,
+                    outcome="failure" if error else "warning",
+                    agents=(
+                        AgentLink(agent_ids.get(tool or "", SOFTWARE_ID), "executing program"),
+                    ),
+                    objects=(ObjectLink(_file_id(n)),),
+                    detail=f"{tool} (signatures {release})" if tool and release else tool,
+                    outcome_detail=error or warning,
+                )
+            )
+        for verdict in getattr(f, "validation", None) or []:
+            tool = _validator(verdict)
+            valid = verdict.get("valid")
+            own.append(
+                Event(
+                    id=uuid5(aip_id, f"validation/{verdict.get('tool')}/{_file_id(n)}"),
+                    type="validation",
+                    datetime=validated_at or when,
+                    outcome="success" if valid else "failure" if valid is False else "warning",
+                    agents=(AgentLink(agent_ids.get(tool, SOFTWARE_ID), "executing program"),),
+                    objects=(ObjectLink(_file_id(n)),),
+                    detail=f"format validation with {tool}",
+                    outcome_detail=verdict.get("message")
+                    or ("well-formed" if valid else "not checked" if valid is None else None),
+                )
+            )
+        if own:
+            out[n] = own
     return out
 
 
 def _files(
-    rows: Sequence[Any], event_ids: tuple[UUID, ...], own_events: Mapping[int, Event]
+    rows: Sequence[Any], event_ids: tuple[UUID, ...], own_events: Mapping[int, list[Event]]
 ) -> Iterator[FileObject]:
     for n, f in enumerate(rows, start=1):
         ident = f.identification or {}
         digests = {"sha256": f.sha256, "sha512": f.sha512}
         for alg, value in (f.submitted_digests or {}).items():
             digests.setdefault(alg, value.lower())
-        own = own_events.get(n)
+        own = own_events.get(n, [])
         yield FileObject(
             id=_file_id(n),
             original_name=f.original_name,
@@ -188,7 +220,8 @@ def _files(
                 error=ident.get("error") or None,
                 warning=ident.get("warning") or None,
             ),
-            event_ids=event_ids + ((own.id,) if own is not None else ()),
+            event_ids=event_ids + tuple(e.id for e in own),
+            properties=dict(getattr(f, "properties", None) or {}),
         )
 
 
@@ -213,6 +246,7 @@ def describe_package(
     """
     used = {i for e in events for ids in (e.agents or {}).values() for i in ids}
     used |= {tool for f in files if (tool := _tool(f.identification or {}))}
+    used |= {_validator(v) for f in files for v in (getattr(f, "validation", None) or [])}
     mets_agents, agent_ids = _agents(tenant, organisation, bag_info, agents, used)
     uuid = UUID(aip_id)
     package_events = _events(
@@ -222,7 +256,10 @@ def describe_package(
         (e.datetime for e in package_events if e.type == "format identification"),
         default=datetime.now(UTC),
     )
-    own_events = _file_events(files, uuid, agent_ids, identified_at)
+    validated_at = max(
+        (e.datetime for e in package_events if e.type == "validation"), default=identified_at
+    )
+    own_events = _file_events(files, uuid, agent_ids, identified_at, validated_at)
     package = PackageDescription(
         aip_id=uuid,
         version=version,
@@ -238,7 +275,7 @@ def describe_package(
         layout.representation_mets,
         package,
         _files(files, tuple(e.id for e in package_events), own_events),
-        own_events.values(),
+        [e for events in own_events.values() for e in events],
     )
     write_dublin_core(layout.dc_record, package)
     write_package_premis(layout.premis_record, package)
@@ -249,7 +286,7 @@ def describe_package(
         MetadataRef.from_file(
             _in_payload(layout, layout.premis_record), "PREMIS", layout.premis_record
         )
-    ]
+    ] + _characterisation_documents(layout)
     schemas = [
         FileRef.from_file(layout.bag_path(p).removeprefix("data/"), p, mime="application/xml")
         for p in sorted(layout.schemas.glob("*.xsd"))
@@ -262,6 +299,26 @@ def describe_package(
         descriptive=descriptive,
         preservation=preservation,
     )
+
+
+def _characterisation_documents(layout: AIPLayout) -> list[MetadataRef]:
+    """Each characterisation tool's output (``<tool>-<batch>.json``), pointed to from the root.
+
+    The METS gives each document's size and sha256 and names its tool as the
+    OTHERMDTYPE, so a reader knows what it holds without opening it.
+    """
+    folder = layout.preservation / "characterisation"
+    if not folder.is_dir():
+        return []
+    return [
+        MetadataRef.from_file(
+            _in_payload(layout, path),
+            f"{path.stem.rsplit('-', 1)[0]} JSON output",
+            path,
+            mime="application/json",
+        )
+        for path in sorted(folder.glob("*.json"))
+    ]
 
 
 def _in_payload(layout: AIPLayout, path: Any) -> str:

@@ -76,6 +76,30 @@ CSIP_NS = "https://DILCIS.eu/XML/METS/CSIPExtensionMETS"
 #: catalogue can be rebuilt from tape; Dublin Core alone would lose fields.
 BAG_INFO_NS = "urn:preservation:bagit:bag-info"
 
+#: Our vocabulary of significant properties (schemas/characterisation.xsd), inside
+#: each file's PREMIS objectCharacteristicsExtension.
+CHARACTERISATION_NS = "urn:preservation:characterisation"
+#: Each property's XML Schema type, so the reader gives back the value it was given.
+PROPERTY_TYPES: dict[str, type] = {
+    "width": int,
+    "height": int,
+    "bit_depth": int,
+    "sample_rate": int,
+    "channels": int,
+    "page_count": int,
+    "duration": float,
+    "frame_rate": float,
+    "encrypted": bool,
+}
+PROPERTY_NAMES = frozenset(PROPERTY_TYPES) | {
+    "colour_space",
+    "compression",
+    "audio_codec",
+    "video_codec",
+    "pdf_version",
+}
+_CHARACTERISATION_NSMAP: Any = {None: CHARACTERISATION_NS}
+
 _ROOT_NSMAP = {"mets": METS_NS, "xlink": XLINK_NS, "xsi": XSI_NS, "csip": CSIP_NS}
 # PREMIS as the default namespace saves the "premis:" prefix on ~35 elements a file.
 # (Typed Any: lxml takes None as the default-namespace key; its stubs do not say so.)
@@ -149,6 +173,7 @@ _P_messageDigest = _P + "messageDigest"
 _P_messageDigestAlgorithm = _P + "messageDigestAlgorithm"
 _P_object = _P + "object"
 _P_objectCharacteristics = _P + "objectCharacteristics"
+_P_objectCharacteristicsExtension = _P + "objectCharacteristicsExtension"
 _P_originalName = _P + "originalName"
 _P_relatedObjectIdentifier = _P + "relatedObjectIdentifier"
 _P_relatedObjectIdentifierType = _P + "relatedObjectIdentifierType"
@@ -433,6 +458,18 @@ def _premis_object(file: FileObject) -> etree._Element:
                 _sub(box, _P_formatNote, UNIDENTIFIED_NOTE)
             for note in notes:
                 _sub(box, _P_formatNote, note)
+    if any(name in PROPERTY_NAMES for name in file.properties):
+        extension = _sub(chars, _P_objectCharacteristicsExtension)
+        props = etree.SubElement(  # the extension holds one element of our own vocabulary
+            extension,
+            f"{{{CHARACTERISATION_NS}}}significantProperties",
+            nsmap=_CHARACTERISATION_NSMAP,
+        )
+        for name, value in sorted(file.properties.items()):
+            if name not in PROPERTY_NAMES:
+                continue  # only what schemas/characterisation.xsd declares
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            etree.SubElement(props, f"{{{CHARACTERISATION_NS}}}{name}").text = text
     _sub(el, _P_originalName, file.original_name)
     return el
 

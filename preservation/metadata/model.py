@@ -271,6 +271,9 @@ class FileObject:
     digests: Mapping[str, str]
     format: FileFormat = field(default_factory=FileFormat)
     event_ids: tuple[UUID, ...] = ()
+    # Significant properties (width, duration, page_count...), written as PREMIS
+    # objectCharacteristicsExtension.
+    properties: Mapping[str, int | float | str | bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_ncname(self.id, "file id")

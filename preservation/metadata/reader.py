@@ -39,6 +39,9 @@ from preservation.metadata.model import (
     RepresentationRef,
 )
 
+#: A file's significant properties, as FileObject.properties holds them.
+Properties = dict[str, int | float | str | bool]
+
 __all__ = ["ParsedMets", "read_mets"]
 
 _M = f"{{{mets.METS_NS}}}"
@@ -111,7 +114,10 @@ class _Reader:
         self.file_events: list[Event] = []
         self.event_by_mets_id: dict[str, UUID] = {}
         # techMD ID -> (object id, original name, size, digests, format without MIME)
-        self.objects: dict[str, tuple[str, str, int, dict[str, str], FileFormat]] = {}
+        self.objects: dict[
+            str,
+            tuple[str, str, int, dict[str, str], FileFormat, dict[str, int | float | str | bool]],
+        ] = {}
         self.files: list[FileObject] = []
         self.file_group: str | None = None
         self.representations: list[RepresentationRef] = []
@@ -299,6 +305,7 @@ class _Reader:
             int(_required(chars, _P + "size", what)),
             digests,
             fmt,
+            _properties(chars),
         )
 
     def file(self, el: etree._Element) -> None:
@@ -334,7 +341,7 @@ class _Reader:
         tech_ids = [i for i in admid if i in self.objects]
         if len(tech_ids) != 1:
             raise self.error(f"file {file_id} does not point to exactly one PREMIS object")
-        object_id, original, premis_size, digests, fmt = self.objects.pop(tech_ids[0])
+        object_id, original, premis_size, digests, fmt, properties = self.objects.pop(tech_ids[0])
         if object_id != file_id or premis_size != size or digests.get("sha256") != sha256:
             raise self.error(
                 f"file {file_id}: fileSec and PREMIS object disagree on id, size or sha256"
@@ -355,6 +362,7 @@ class _Reader:
                 digests=digests,
                 format=fmt,
                 event_ids=event_ids,
+                properties=properties,
             )
         )
 
@@ -458,3 +466,17 @@ def read_mets(path: str | Path) -> ParsedMets:
     except (ValueError, TypeError) as exc:
         raise reader.error(f"unexpected value: {exc}") from exc
     return reader.result()
+
+
+def _properties(chars: etree._Element) -> Properties:
+    """A file's significant properties, typed as the writer's table says."""
+    out: dict[str, int | float | str | bool] = {}
+    tag = f"{{{mets.CHARACTERISATION_NS}}}significantProperties"
+    for box in chars.iterchildren(_P + "objectCharacteristicsExtension"):
+        for props in box.iterchildren(tag):
+            for el in props.iterchildren(etree.Element):
+                name = etree.QName(el).localname
+                text = el.text or ""
+                kind = mets.PROPERTY_TYPES.get(name, str)
+                out[name] = text == "true" if kind is bool else kind(text)
+    return out

@@ -22,13 +22,13 @@ from preservation.aip import AIPLayout
 from preservation.catalog import service, session_scope
 from preservation.config import Settings
 from preservation.context import Context, open_context
+from preservation.ingest import receive, run_stage
 from preservation.metadata import (
     read_mets,
     validate_dublin_core,
     validate_mets,
     validate_premis,
 )
-from preservation.pipeline import receive, run_stage
 from preservation.sip import validate_bag
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from preservation import pipeline
+from preservation import ingest
 from preservation.catalog import AIP, AIPVersion, SIPState, service, session_scope
 from preservation.cli import app
 from preservation.config import Settings
@@ -143,9 +143,9 @@ def test_a_zipped_bag_in_a_hot_folder_is_judged_as_serialised(ctx: Context) -> N
         for path in sorted(SAMPLE.rglob("*")):
             zf.write(path, f"deposit-2/{path.relative_to(SAMPLE)}")
     time.sleep(0.3)
-    [sip_id] = pipeline.scan_and_claim(ctx, submit=lambda _sip_id: None)
+    [sip_id] = ingest.scan_and_claim(ctx, submit=lambda _sip_id: None)
     with pytest.raises(InvalidSIPError) as info:
-        pipeline.validate(ctx, sip_id)
+        ingest.run_stage(ctx, "validate", sip_id)
     [problem] = [p for p in info.value.problems if p["severity"] == "error"]
     assert (problem["rule"], problem["file"]) == ("profile-serialization", "deposit-2.zip")
     assert "application/zip" in problem["message"]
@@ -191,7 +191,7 @@ def test_a_bag_meeting_the_profile_is_ingested_and_its_event_names_the_profile(
         {},
         **{"Manifests-Required": ["sha256"], "Bag-Info": {"Bagging-Date": {"required": True}}},
     )
-    result = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    result = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     assert result.state == SIPState.COMMITTED.value, result.problems
     # The sample bag does not name the profile: told, not refused.
     assert [w["rule"] for w in result.warnings] == ["profile-identifier"]
@@ -210,8 +210,8 @@ def test_a_disallowed_format_rejects_the_bag_from_a_hot_folder(ctx: Context) -> 
     shutil.copytree(SAMPLE, bag)
     before = tree_digest(bag)
     time.sleep(0.3)
-    [sip_id] = pipeline.scan_and_claim(ctx, submit=lambda _sip_id: None)
-    result = pipeline.run_sip(ctx, sip_id)
+    [sip_id] = ingest.scan_and_claim(ctx, submit=lambda _sip_id: None)
+    result = ingest.run_sip(ctx, sip_id)
     assert result.state == SIPState.REJECTED.value
     [problem] = result.problems
     assert (problem["rule"], problem["file"], problem["puid"]) == (
@@ -282,7 +282,7 @@ def _retention_and_commit(ctx: Context, aip_id: str) -> tuple[datetime | None, d
 
 def test_default_retention_dates_the_aip_at_commit(ctx: Context) -> None:
     write_rules(ctx.settings.home_dir, {"default_retention": "P10Y6M"})
-    result = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    result = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     assert result.state == SIPState.COMMITTED.value, result.problems
     until, committed = _retention_and_commit(ctx, result.aip_id or "")
     assert until is not None
@@ -291,18 +291,18 @@ def test_default_retention_dates_the_aip_at_commit(ctx: Context) -> None:
     assert (until.year, until.month) == (expected_year, expected_month)
     assert until.time() == committed.time()
     # Another tenant has no rule: kept permanently, no date.
-    other = pipeline.run_ingest(ctx, SAMPLE, tenant="library")
+    other = ingest.run_ingest(ctx, SAMPLE, tenant="library")
     assert _retention_and_commit(ctx, other.aip_id or "")[0] is None
 
 
 def test_a_retention_date_set_before_commit_is_kept(ctx: Context) -> None:
     write_rules(ctx.settings.home_dir, {"default_retention": "P1Y"})
-    sip_id = pipeline.receive(ctx, SAMPLE, tenant="museum")
+    sip_id = ingest.receive(ctx, SAMPLE, tenant="museum")
     for stage in ("validate", "identify", "describe", "package", "store_all"):
-        pipeline.run_stage(ctx, stage, sip_id)
+        ingest.run_stage(ctx, stage, sip_id)
     chosen = datetime(2099, 12, 31, tzinfo=UTC)
     with session_scope(ctx.sessions) as s:
         aip_id = service.get_sip(s, sip_id).aip_id or ""
         s.get_one(AIP, aip_id).retention_until = chosen
-    pipeline.run_stage(ctx, "commit", sip_id)
+    ingest.run_stage(ctx, "commit", sip_id)
     assert _retention_and_commit(ctx, aip_id)[0] == chosen

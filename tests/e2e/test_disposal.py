@@ -22,7 +22,7 @@ from preservation.catalog.models import AIPVersion, TapeCopy, utcnow
 from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.errors import ConflictError, NotFoundError
-from preservation.pipeline import run_ingest
+from preservation.ingest import run_ingest
 from preservation.storage import disposal
 from preservation.storage.disposal import finish_disposals, remove_aip_copies
 from preservation.storage.emulator import EmulatedCartridge, EmulatedTapeDevice

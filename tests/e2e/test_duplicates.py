@@ -18,7 +18,7 @@ import bagit
 import pytest
 from sqlalchemy import event, select
 
-from preservation import pipeline
+from preservation import ingest
 from preservation.catalog import SIP, AIPState, File, SIPState, service, session_scope
 from preservation.config import Settings
 from preservation.context import Context, open_context
@@ -85,7 +85,7 @@ def _rules_of(problems: list[dict[str, Any]]) -> list[str]:
 def test_identical_payload_is_ingested_with_a_warning_naming_the_first_aip(
     ctx: Context, tmp_path: Path
 ) -> None:
-    first = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    first = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     assert first.state == SIPState.COMMITTED.value, first.problems
     assert first.warnings == []
     # Same bytes under another identifier, one file renamed: still the same payload.
@@ -95,7 +95,7 @@ def test_identical_payload_is_ingested_with_a_warning_naming_the_first_aip(
         external_identifier="EX-2024-0999",
         rename=("data/notes/café.txt", "data/notes/cafe-renamed.txt"),
     )
-    second = pipeline.run_ingest(ctx, copy, tenant="museum")
+    second = ingest.run_ingest(ctx, copy, tenant="museum")
     assert second.state == SIPState.COMMITTED.value, second.problems
     assert second.aip_id != first.aip_id
     [warning] = [w for w in second.warnings if w["rule"] == "duplicate-payload"]
@@ -118,9 +118,9 @@ def test_identical_payload_is_ingested_with_a_warning_naming_the_first_aip(
 def test_same_external_identifier_is_a_duplicate_even_with_another_payload(
     ctx: Context, tmp_path: Path
 ) -> None:
-    first = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    first = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     changed = _variant(tmp_path, "sample-plus-one", extra_file="one more file\n")
-    second = pipeline.run_ingest(ctx, changed, tenant="museum")
+    second = ingest.run_ingest(ctx, changed, tenant="museum")
     assert second.state == SIPState.COMMITTED.value, second.problems
     assert _rules_of(second.warnings) == ["duplicate-external-identifier"]
     [warning] = second.warnings
@@ -132,9 +132,9 @@ def test_same_external_identifier_is_a_duplicate_even_with_another_payload(
 
 
 def test_a_new_payload_and_identifier_draws_no_warning(ctx: Context, tmp_path: Path) -> None:
-    pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     other = _variant(tmp_path, "other", external_identifier="EX-2", extra_file="new\n")
-    result = pipeline.run_ingest(ctx, other, tenant="museum")
+    result = ingest.run_ingest(ctx, other, tenant="museum")
     assert result.state == SIPState.COMMITTED.value
     assert result.warnings == []
     [ev] = _validation_events(ctx, result.sip_id)
@@ -144,9 +144,9 @@ def test_a_new_payload_and_identifier_draws_no_warning(ctx: Context, tmp_path: P
 def test_another_tenants_identical_bag_is_not_a_duplicate_and_not_revealed(
     ctx: Context,
 ) -> None:
-    first = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    first = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     _rules(ctx.settings, {"defaults": {"on_duplicate": "reject"}})
-    second = pipeline.run_ingest(ctx, SAMPLE, tenant="library")
+    second = ingest.run_ingest(ctx, SAMPLE, tenant="library")
     assert second.state == SIPState.COMMITTED.value, second.problems
     assert second.warnings == []
     with session_scope(ctx.sessions) as s:
@@ -157,15 +157,15 @@ def test_another_tenants_identical_bag_is_not_a_duplicate_and_not_revealed(
 
 
 def test_a_pending_aip_counts(ctx: Context, tmp_path: Path) -> None:
-    sip_id = pipeline.receive(ctx, _variant(tmp_path, "sample-copy"), tenant="museum")
-    pipeline.validate(ctx, sip_id)
-    pipeline.identify(ctx, sip_id)
-    pipeline.describe(ctx, sip_id)
+    sip_id = ingest.receive(ctx, _variant(tmp_path, "sample-copy"), tenant="museum")
+    names = [name for name, _ in ingest.STAGES]
+    for stage in names[: names.index("package")]:
+        ingest.run_stage(ctx, stage, sip_id)
     with session_scope(ctx.sessions) as s:
         pending = service.get_aip(s, service.get_sip(s, sip_id).aip_id or "")
         assert pending.state is AIPState.PENDING
         pending_id = pending.id
-    second = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    second = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     assert second.state == SIPState.COMMITTED.value
     assert {w["rule"] for w in second.warnings} == {
         "duplicate-payload",
@@ -179,9 +179,9 @@ def test_a_sip_validated_but_not_yet_described_counts_by_its_sip_id(
     ctx: Context, tmp_path: Path
 ) -> None:
     """Two copies of one bag side by side: the second must not pass for want of an AIP row."""
-    first = pipeline.receive(ctx, _variant(tmp_path, "sample-copy"), tenant="museum")
-    pipeline.validate(ctx, first)  # staged; its AIP is only made at describe
-    second = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    first = ingest.receive(ctx, _variant(tmp_path, "sample-copy"), tenant="museum")
+    ingest.run_stage(ctx, "validate", first)  # staged; its AIP is only made at describe
+    second = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     assert second.state == SIPState.COMMITTED.value
     assert {w["rule"] for w in second.warnings} == {
         "duplicate-payload",
@@ -192,24 +192,24 @@ def test_a_sip_validated_but_not_yet_described_counts_by_its_sip_id(
         assert f"SIP {first} (bag sample-copy" in warning["message"]
         assert "in flight at staged" in warning["message"]
     _rules(ctx.settings, {"defaults": {"on_duplicate": "reject"}})
-    third = pipeline.run_ingest(ctx, _variant(tmp_path, "sample-third"), tenant="museum")
+    third = ingest.run_ingest(ctx, _variant(tmp_path, "sample-third"), tenant="museum")
     assert third.state == SIPState.REJECTED.value
     assert first in (Path(third.rejected_to or "") / "report.txt").read_text()
 
 
 def test_the_aip_of_a_rejected_sip_does_not_count(ctx: Context) -> None:
-    first = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    first = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     with session_scope(ctx.sessions) as s:
         service.set_sip_state(s, service.get_sip(s, first.sip_id), SIPState.REJECTED)
-    second = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    second = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     assert second.state == SIPState.COMMITTED.value
     assert second.warnings == []
 
 
 def test_empty_payloads_are_not_duplicates_by_payload(ctx: Context, tmp_path: Path) -> None:
-    one = pipeline.run_ingest(ctx, _empty_bag(tmp_path, "empty-1", "E-1"), tenant="museum")
+    one = ingest.run_ingest(ctx, _empty_bag(tmp_path, "empty-1", "E-1"), tenant="museum")
     assert one.state == SIPState.COMMITTED.value, one.problems
-    two = pipeline.run_ingest(ctx, _empty_bag(tmp_path, "empty-2", "E-2"), tenant="museum")
+    two = ingest.run_ingest(ctx, _empty_bag(tmp_path, "empty-2", "E-2"), tenant="museum")
     assert two.state == SIPState.COMMITTED.value, two.problems
     assert two.warnings == []
 
@@ -221,10 +221,10 @@ def test_reject_mode_rejects_a_duplicate_payload_with_a_report_naming_the_aip(
     ctx: Context, tmp_path: Path
 ) -> None:
     _rules(ctx.settings, {"tenants": {"museum": {"on_duplicate": "reject"}}})
-    first = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    first = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     assert first.state == SIPState.COMMITTED.value, first.problems
     copy = _variant(tmp_path, "sample-again", external_identifier="EX-2024-0999")
-    second = pipeline.run_ingest(ctx, copy, tenant="museum")
+    second = ingest.run_ingest(ctx, copy, tenant="museum")
     assert second.state == SIPState.REJECTED.value
     [problem] = second.problems
     assert problem["severity"] == "error"
@@ -257,9 +257,9 @@ def test_reject_mode_rejects_a_duplicate_payload_with_a_report_naming_the_aip(
 
 def test_reject_mode_rejects_a_known_external_identifier(ctx: Context, tmp_path: Path) -> None:
     _rules(ctx.settings, {"defaults": {"on_duplicate": "reject"}})
-    first = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    first = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     changed = _variant(tmp_path, "sample-plus-one", extra_file="one more file\n")
-    second = pipeline.run_ingest(ctx, changed, tenant="museum")
+    second = ingest.run_ingest(ctx, changed, tenant="museum")
     assert second.state == SIPState.REJECTED.value
     [problem] = second.problems
     assert (problem["severity"], problem["rule"]) == ("error", "duplicate-external-identifier")
@@ -270,7 +270,7 @@ def test_reject_mode_rejects_a_known_external_identifier(ctx: Context, tmp_path:
         ctx.settings,
         {"defaults": {"on_duplicate": "reject"}, "tenants": {"museum": {"on_duplicate": "warn"}}},
     )
-    third = pipeline.run_ingest(ctx, changed, tenant="museum")
+    third = ingest.run_ingest(ctx, changed, tenant="museum")
     assert third.state == SIPState.COMMITTED.value
     assert _rules_of(third.warnings) == ["duplicate-external-identifier"]
 

@@ -16,9 +16,9 @@ from preservation.catalog import AIPState, CopyStatus, SIPState, service, sessio
 from preservation.cli import app
 from preservation.config import Settings
 from preservation.context import open_context
+from preservation.ingest import run_ingest
 from preservation.inventory import describe_aip
 from preservation.metadata import read_mets, validate_mets
-from preservation.pipeline import run_ingest
 from preservation.sip import validate_bag
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +136,7 @@ def test_serialised_bag_is_ingested(ctx, tmp_path: Path) -> None:  # type: ignor
 
 
 def test_rerunning_stages_after_commit_changes_nothing(ctx) -> None:  # type: ignore[no-untyped-def]
-    from preservation.pipeline import run_sip
+    from preservation.ingest import run_sip
 
     result = run_ingest(ctx, SAMPLE, tenant="museum")
     again = run_sip(ctx, result.sip_id)

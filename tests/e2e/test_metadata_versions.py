@@ -19,7 +19,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from preservation import pipeline, versions
+from preservation import ingest, versions
 from preservation.catalog import AIP, AIPState, AIPVersion, PremisEvent, service, session_scope
 from preservation.catalog.search import SearchQuery, search_aips
 from preservation.config import Settings
@@ -58,8 +58,8 @@ def ctx(settings: Settings) -> Iterator[Context]:
     c.close()
 
 
-def ingest(ctx: Context, tenant: str = "museum") -> str:
-    result = pipeline.run_ingest(ctx, SAMPLE, tenant=tenant)
+def ingest_bag(ctx: Context, tenant: str = "museum") -> str:
+    result = ingest.run_ingest(ctx, SAMPLE, tenant=tenant)
     assert result.state == "committed", result
     assert result.aip_id
     return result.aip_id
@@ -89,7 +89,7 @@ def test_a_metadata_update_is_version_2_on_both_sites_and_current_once_committed
     settings.ensure_dirs()
     ctx = open_context(settings)
     try:
-        aip_id = ingest(ctx)
+        aip_id = ingest_bag(ctx)
         with session_scope(ctx.sessions) as s:
             assert s.get_one(AIP, aip_id).descriptive is not None  # set at ingest's commit
         assert found(ctx, "pipeline") == [aip_id]  # a word of the bag's Title
@@ -185,7 +185,7 @@ def test_a_metadata_update_is_version_2_on_both_sites_and_current_once_committed
 def test_the_version_2_tar_holds_only_what_is_new(ctx: Context, tmp_path: Path) -> None:
     import tarfile
 
-    aip_id = ingest(ctx)
+    aip_id = ingest_bag(ctx)
     info = versions.prepare_metadata_version(
         ctx, aip_id, [("title", "New")], tenant_id=None, who="admin"
     )
@@ -205,7 +205,7 @@ def test_the_version_2_tar_holds_only_what_is_new(ctx: Context, tmp_path: Path) 
 
 
 def test_another_tenants_aip_is_not_found_exactly_like_no_aip(ctx: Context) -> None:
-    aip_id = ingest(ctx, tenant="museum")
+    aip_id = ingest_bag(ctx, tenant="museum")
     record = dc_from_json({"title": "x"})
     with pytest.raises(NotFoundError) as theirs:
         versions.prepare_metadata_version(ctx, aip_id, record, tenant_id="library", who="eve")
@@ -224,9 +224,9 @@ def test_a_pending_aip_and_a_version_in_flight_are_conflicts(
 ) -> None:
     flag = down(settings, "site-b")
     with pytest.raises(SiteUnavailableError):
-        pipeline.run_ingest(ctx, SAMPLE, tenant="museum", wait_seconds=0)
-    [sip_id] = pipeline.pending_sips(ctx)
-    aip_id = pipeline.result_of(ctx, sip_id).aip_id
+        ingest.run_ingest(ctx, SAMPLE, tenant="museum", wait_seconds=0)
+    [sip_id] = ingest.pending_sips(ctx)
+    aip_id = ingest.result_of(ctx, sip_id).aip_id
     assert aip_id
     with pytest.raises(ConflictError) as pending:
         versions.prepare_metadata_version(
@@ -234,7 +234,7 @@ def test_a_pending_aip_and_a_version_in_flight_are_conflicts(
         )
     assert pending.value.context["rule"] == "aip-not-active"
     flag.unlink()
-    [done] = pipeline.resume(ctx)
+    [done] = ingest.resume(ctx)
     assert done.state == "committed"
 
     first = versions.prepare_metadata_version(
@@ -265,7 +265,7 @@ def test_a_pending_aip_and_a_version_in_flight_are_conflicts(
 def test_a_site_down_while_finishing_leaves_the_version_pending_and_the_aip_readable(
     ctx: Context, settings: Settings, tmp_path: Path
 ) -> None:
-    aip_id = ingest(ctx)
+    aip_id = ingest_bag(ctx)
     before = describe_aip(ctx, aip_id)["descriptive"]
     info = versions.prepare_metadata_version(
         ctx, aip_id, [("title", "Lettres")], tenant_id="museum", who="jane"
@@ -298,7 +298,7 @@ def test_a_crash_leaves_nothing_half_made_and_a_rerun_finishes(
 ) -> None:
     import preservation.aip
 
-    aip_id = ingest(ctx)
+    aip_id = ingest_bag(ctx)
     real_serialise = preservation.aip.serialise_aip
 
     def killed(*args: Any, **kwargs: Any) -> Any:
@@ -334,7 +334,7 @@ def test_a_crash_leaves_nothing_half_made_and_a_rerun_finishes(
 def test_an_aip_without_recorded_contents_gets_them_from_the_head_of_its_tar(
     ctx: Context, tmp_path: Path
 ) -> None:
-    aip_id = ingest(ctx)
+    aip_id = ingest_bag(ctx)
     with session_scope(ctx.sessions) as s:
         v1 = s.scalar(select(AIPVersion).where(AIPVersion.aip_id == aip_id))
         assert v1 is not None
@@ -386,7 +386,7 @@ def test_cli_repair_commits_a_version_a_site_outage_left_pending(
     settings = Settings(home=home)
     ctx = open_context(settings)
     try:
-        aip_id = ingest(ctx)
+        aip_id = ingest_bag(ctx)
         info = versions.prepare_metadata_version(
             ctx, aip_id, [("title", "Lettres")], tenant_id=None, who="admin"
         )

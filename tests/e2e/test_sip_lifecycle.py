@@ -305,13 +305,13 @@ def test_ingest_pending_sip_reported_then_status_filters_and_prefixes(home: Path
 
 
 def test_last_error_is_cleared_once_a_later_stage_succeeds(home: Path) -> None:
-    from preservation import pipeline
+    from preservation import ingest
 
     settings = Settings(home=home)
     ctx = open_context(settings)
     try:
-        sip_id = pipeline.receive(ctx, SAMPLE, tenant="museum")
-        real = pipeline.STAGE_FUNCTIONS["identify"]
+        sip_id = ingest.receive(ctx, SAMPLE, tenant="museum")
+        real = ingest.STAGE_FUNCTIONS["identify"]
         calls = {"n": 0}
 
         def flaky(c: Any, s: str, *a: Any) -> None:
@@ -320,31 +320,31 @@ def test_last_error_is_cleared_once_a_later_stage_succeeds(home: Path) -> None:
                 raise OSError("identification tool crashed")
             real(c, s, *a)
 
-        pipeline.STAGE_FUNCTIONS["identify"] = flaky
+        ingest.STAGE_FUNCTIONS["identify"] = flaky
         try:
-            pipeline.run_stage(ctx, "validate", sip_id)
+            ingest.run_stage(ctx, "validate", sip_id)
             with pytest.raises(OSError):
-                pipeline.run_stage(ctx, "identify", sip_id)
+                ingest.run_stage(ctx, "identify", sip_id)
             with session_scope(ctx.sessions) as s:
                 assert "crashed" in (s.get(SIP, sip_id).last_error or "")  # type: ignore[union-attr]
-            pipeline.run_stage(ctx, "identify", sip_id)
-            pipeline.run_stage(ctx, "describe", sip_id)
+            ingest.run_stage(ctx, "identify", sip_id)
+            ingest.run_stage(ctx, "describe", sip_id)
             with session_scope(ctx.sessions) as s:
                 assert s.get(SIP, sip_id).last_error is None  # type: ignore[union-attr]
             # One site's store succeeding does not hide the other site's failure.
-            pipeline.run_stage(ctx, "package", sip_id)
+            ingest.run_stage(ctx, "package", sip_id)
             with session_scope(ctx.sessions) as s:
                 sip = s.get(SIP, sip_id)
                 assert sip is not None
                 sip.last_error = "store:site-b: SiteUnavailableError: site-b down"
-            pipeline.run_stage(ctx, "store", sip_id, "site-a")
+            ingest.run_stage(ctx, "store", sip_id, "site-a")
             with session_scope(ctx.sessions) as s:
                 assert "site-b" in (s.get(SIP, sip_id).last_error or "")  # type: ignore[union-attr]
-            pipeline.run_stage(ctx, "store", sip_id, "site-b")
+            ingest.run_stage(ctx, "store", sip_id, "site-b")
             with session_scope(ctx.sessions) as s:
                 assert s.get(SIP, sip_id).last_error is None  # type: ignore[union-attr]
         finally:
-            pipeline.STAGE_FUNCTIONS["identify"] = real
+            ingest.STAGE_FUNCTIONS["identify"] = real
     finally:
         ctx.close()
 

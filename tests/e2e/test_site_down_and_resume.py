@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 from typer.testing import CliRunner
 
-from preservation import pipeline
+from preservation import ingest
 from preservation.catalog import AIPState, CopyStatus, SIPState, service, session_scope
 from preservation.cli import app
 from preservation.config import Settings
@@ -46,8 +46,8 @@ def _copies(ctx, aip_id: str) -> list[dict]:  # type: ignore[no-untyped-def]
 def test_site_down_leaves_the_sip_pending_and_resume_finishes_it(ctx, settings) -> None:  # type: ignore[no-untyped-def]
     flag = _down(settings, "site-b")
     with pytest.raises(SiteUnavailableError, match="site-b"):
-        pipeline.run_ingest(ctx, SAMPLE, tenant="museum", wait_seconds=0)
-    [sip_id] = pipeline.pending_sips(ctx)
+        ingest.run_ingest(ctx, SAMPLE, tenant="museum", wait_seconds=0)
+    [sip_id] = ingest.pending_sips(ctx)
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         assert sip.state in (SIPState.PACKAGED, SIPState.STORED)
@@ -58,16 +58,16 @@ def test_site_down_leaves_the_sip_pending_and_resume_finishes_it(ctx, settings) 
     assert (settings.staging_dir / sip_id).exists()  # the only other copy of the bytes
 
     # Still down: resume leaves it pending, and says so.
-    [still] = pipeline.resume(ctx)
+    [still] = ingest.resume(ctx)
     assert still.state != SIPState.COMMITTED.value
 
     flag.unlink()
-    [done] = pipeline.resume(ctx)
+    [done] = ingest.resume(ctx)
     assert done.state == SIPState.COMMITTED.value
     assert {c["site"] for c in _copies(ctx, aip_id)} == {"site-a", "site-b"}
     assert describe_aip(ctx, aip_id)["state"] == AIPState.ACTIVE.value
     assert not (settings.staging_dir / sip_id).exists()
-    assert pipeline.pending_sips(ctx) == []
+    assert ingest.pending_sips(ctx) == []
 
 
 def test_ingest_waits_for_a_site_that_comes_back(ctx, settings) -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +75,7 @@ def test_ingest_waits_for_a_site_that_comes_back(ctx, settings) -> None:  # type
     waits: list[int] = []
     threading.Timer(1.5, flag.unlink).start()
     started = time.monotonic()
-    result = pipeline.run_ingest(
+    result = ingest.run_ingest(
         ctx,
         SAMPLE,
         tenant="museum",
@@ -112,9 +112,11 @@ def test_commit_interrupted_before_release_is_finished_on_rerun(ctx, settings, m
     claim.mkdir(parents=True)
     bag = claim / SAMPLE.name
     shutil.copytree(SAMPLE, bag)
-    sip_id = pipeline.receive(ctx, bag, tenant="museum", sip_id=claim.name)
+    sip_id = ingest.receive(ctx, bag, tenant="museum", sip_id=claim.name)
 
-    real_release = pipeline._release_sip
+    from preservation.ingest import commit as commit_stage
+
+    real_release = commit_stage._release_sip
     crashes = {"n": 0}
 
     def crash_once(c, s):  # type: ignore[no-untyped-def]
@@ -123,13 +125,13 @@ def test_commit_interrupted_before_release_is_finished_on_rerun(ctx, settings, m
             raise RuntimeError("killed between the catalogue commit and the release")
         real_release(c, s)
 
-    monkeypatch.setattr(pipeline, "_release_sip", crash_once)
+    monkeypatch.setattr(commit_stage, "_release_sip", crash_once)
     with pytest.raises(RuntimeError):
-        pipeline.run_sip(ctx, sip_id)
-    assert pipeline.result_of(ctx, sip_id).state == SIPState.COMMITTED.value
+        ingest.run_sip(ctx, sip_id)
+    assert ingest.result_of(ctx, sip_id).state == SIPState.COMMITTED.value
     assert bag.exists()  # not released yet
 
-    pipeline.run_stage(ctx, "commit", sip_id)  # the redelivered commit
+    ingest.run_stage(ctx, "commit", sip_id)  # the redelivered commit
     assert not bag.exists() and not claim.exists()
     assert not (settings.staging_dir / sip_id).exists()
     with session_scope(ctx.sessions) as s:
@@ -141,7 +143,7 @@ def test_the_aip_mets_tells_its_ingestion(ctx, tmp_path) -> None:  # type: ignor
     from preservation.metadata import read_mets
     from preservation.storage.recovery import recover
 
-    result = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+    result = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
     bag = recover(ctx, result.aip_id, dest_dir=tmp_path / "out")
     premis = "{http://www.loc.gov/premis/v3}eventType"
     for mets in (bag / "data" / "METS.xml", bag / "data/representations/rep1/METS.xml"):

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from preservation import pipeline
+from preservation import ingest
 from preservation.catalog import SIPState, service, session_scope
 from preservation.config import Settings
 from preservation.context import open_context
@@ -62,14 +62,14 @@ def test_a_second_copy_validated_while_the_first_is_staging_is_a_duplicate(
     try:
         copy = tmp_path / "bags" / "sample-copy"
         shutil.copytree(SAMPLE, copy)
-        first = pipeline.receive(ctx, SAMPLE, tenant="museum")
-        second = pipeline.receive(ctx, copy, tenant="museum")
+        first = ingest.receive(ctx, SAMPLE, tenant="museum")
+        second = ingest.receive(ctx, copy, tenant="museum")
         rows = _payload_rows(SAMPLE)
         outcome: dict[str, BaseException] = {}
 
         def validate_second() -> None:
             try:
-                pipeline.validate(ctx, second)
+                ingest.run_stage(ctx, "validate", second)
             except BaseException as err:  # noqa: BLE001 - reported by the test below
                 outcome["error"] = err
 

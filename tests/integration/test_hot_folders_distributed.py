@@ -151,7 +151,9 @@ def _redis_server(port: int, data: Path) -> subprocess.Popen[bytes]:
 
 IN_FLIGHT = {
     SIPState.STAGED.value,
+    SIPState.SCANNED.value,
     SIPState.IDENTIFIED.value,
+    SIPState.CHARACTERISED.value,
     SIPState.DESCRIBED.value,
     SIPState.PACKAGED.value,
     SIPState.STORED.value,

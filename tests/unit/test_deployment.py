@@ -83,7 +83,9 @@ def test_celery_app_queues_and_routes() -> None:
     names = [t.task for t in flow.tasks[:-1]]
     assert names == [
         "workers.tasks.validate_sip",
+        "workers.tasks.scan_sip",
         "workers.tasks.identify_sip",
+        "workers.tasks.characterise_sip",
         "workers.tasks.describe_sip",
         "workers.tasks.package_sip",
     ]

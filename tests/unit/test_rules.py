@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from preservation import pipeline
+from preservation import ingest
 from preservation.catalog import SIPState, Tenant, session_scope
 from preservation.config import Settings
 from preservation.context import open_context
@@ -99,7 +99,7 @@ def test_required_bag_info_rejects_with_a_report(settings: Settings) -> None:
     _write(settings, {"tenants": {"museum": {"required_bag_info": ["Accession-Number"]}}})
     ctx = open_context(settings)
     try:
-        result = pipeline.run_ingest(ctx, SAMPLE, tenant="museum")
+        result = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
         assert result.state == SIPState.REJECTED.value
         [problem] = result.problems
         assert problem["rule"] == "tenant-required-bag-info"
@@ -107,7 +107,7 @@ def test_required_bag_info_rejects_with_a_report(settings: Settings) -> None:
         report = Path(result.rejected_to or "") / "report.txt"
         assert "tenant-required-bag-info" in report.read_text()
         # Another tenant without the rule ingests the same bag.
-        assert pipeline.run_ingest(ctx, SAMPLE, tenant="other").state == "committed"
+        assert ingest.run_ingest(ctx, SAMPLE, tenant="other").state == "committed"
     finally:
         ctx.close()
 
@@ -120,8 +120,8 @@ def test_keep_sips_and_organisation_apply_per_tenant(settings: Settings) -> None
             claim = settings.ingest_dir / tenant / ".claimed" / str(uuid.uuid4())
             claim.mkdir(parents=True)
             shutil.copytree(SAMPLE, claim / SAMPLE.name)
-            sip_id = pipeline.receive(ctx, claim / SAMPLE.name, tenant=tenant, sip_id=claim.name)
-            assert pipeline.run_sip(ctx, sip_id).state == "committed"
+            sip_id = ingest.receive(ctx, claim / SAMPLE.name, tenant=tenant, sip_id=claim.name)
+            assert ingest.run_sip(ctx, sip_id).state == "committed"
             assert not claim.exists()
         assert (settings.ingest_dir / "keeper" / "kept" / SAMPLE.name / "bagit.txt").is_file()
         assert not (settings.ingest_dir / "other" / "kept").exists()

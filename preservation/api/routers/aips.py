@@ -36,6 +36,10 @@ def search_aips(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     state: AIPState | None = None,
+    invalid: Annotated[
+        bool | None,
+        Query(description="true: AIPs holding a file that failed format validation"),
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> lookup.AIPPage:
@@ -47,6 +51,7 @@ def search_aips(
         created_after=created_after,
         created_before=created_before,
         state=state,
+        invalid=invalid,
     )
     return lookup.search(db, query, cursor=cursor, limit=limit)
 

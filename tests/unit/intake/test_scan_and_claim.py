@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from preservation import pipeline
+from preservation import ingest
 from preservation.catalog import SIP, SIPState, session_scope
 from preservation.config import Settings
 from preservation.context import Context, open_context
@@ -29,9 +29,9 @@ def ctx(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _claim_and_validate(ctx: Context) -> str:
-    [sip_id] = pipeline.scan_and_claim(ctx, submit=lambda _sip_id: None)
+    [sip_id] = ingest.scan_and_claim(ctx, submit=lambda _sip_id: None)
     with pytest.raises(InvalidSIPError):
-        pipeline.validate(ctx, sip_id)
+        ingest.run_stage(ctx, "validate", sip_id)
     return sip_id
 
 
@@ -44,7 +44,7 @@ def test_incomplete_bag_is_rejected_with_its_whole_report_after_the_wait(ctx: Co
     with open(bag / "data" / "tables" / "measurements.csv", "a") as fh:  # changed
         fh.write("changed after bagging\n")
     time.sleep(0.3)  # quiet, but not for long enough: an upload may still be on its way
-    assert pipeline.scan_and_claim(ctx, submit=lambda _sip_id: None) == []
+    assert ingest.scan_and_claim(ctx, submit=lambda _sip_id: None) == []
     assert bag.is_dir()
 
     time.sleep(0.6)
@@ -80,7 +80,7 @@ def test_rejection_report_names_the_path_the_bag_was_dropped_at(ctx: Context) ->
 
 
 def test_a_bag_given_on_the_command_line_keeps_its_own_path_as_source(ctx: Context) -> None:
-    result = pipeline.run_ingest(ctx, INVALID, tenant="museum")
+    result = ingest.run_ingest(ctx, INVALID, tenant="museum")
     assert result.state == SIPState.REJECTED.value
     report = json.loads((Path(result.rejected_to or "") / "report.json").read_text())
     assert report["source"] == str(INVALID)
@@ -91,7 +91,7 @@ def test_bags_in_a_tenant_folder_with_a_bad_name_are_never_taken(ctx: Context) -
     for tenant in ("Museum", "bad name"):
         shutil.copytree(SAMPLE, ctx.settings.ingest_dir / tenant / "bag")
     time.sleep(0.3)
-    assert pipeline.scan_and_claim(ctx, submit=lambda _sip_id: None) == []
+    assert ingest.scan_and_claim(ctx, submit=lambda _sip_id: None) == []
     with session_scope(ctx.sessions) as s:
         assert s.query(SIP).count() == 0
     assert (ctx.settings.ingest_dir / "Museum" / "bag" / "bagit.txt").is_file()
