@@ -88,7 +88,7 @@ def test_a_bag_uploaded_is_ingested_and_found(
     assert not (ctx.settings.ingest_dir / "museum" / ".claimed" / sip["sip_id"]).exists()
     # The stages' durations reach the metrics, from whichever process ran them.
     metrics = client.get("/metrics", headers=tokens.headers("admin", None)).text
-    for stage in ("validate", "identify", "describe", "package", "commit"):
+    for stage in ("validate", "scan", "identify", "characterise", "describe", "package", "commit"):
         assert f'preservation_stage_seconds_count{{stage="{stage}"}} 1.0' in metrics, stage
     assert 'preservation_tape_mounts_total{site="site-a"}' in metrics
     # An audit asked for through the API reads both copies back, with progress on its row.

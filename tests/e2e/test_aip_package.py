@@ -36,7 +36,7 @@ SAMPLE = ROOT / "examples" / "bags" / "sample-collection"
 SCHEMAS = ROOT / "schemas"
 DC_SCHEMAS = ROOT / "schemas"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-UP_TO_THE_TAR = ("validate", "identify", "describe", "package")
+UP_TO_THE_TAR = ("validate", "scan", "identify", "characterise", "describe", "package")
 
 
 def gnu_tar() -> str:
@@ -111,7 +111,14 @@ def test_the_pipelines_tar_validates_with_stock_tools_and_ours(
     root = read_mets(layout.root_mets)
     assert str(root.package.aip_id) == aip_id
     assert [r.path for r in root.descriptive] == ["metadata/descriptive/dc.xml"]
-    assert [r.path for r in root.preservation] == ["metadata/preservation/premis.xml"]
+    # The package PREMIS first, then each characterisation tool's output for the batch.
+    assert [r.path for r in root.preservation] == [
+        "metadata/preservation/premis.xml",
+        "metadata/preservation/characterisation/exiftool-001.json",
+        "metadata/preservation/characterisation/mediainfo-001.json",
+    ]
+    for ref in root.preservation[1:]:
+        assert f"data/{ref.path}" in manifest
     rep = read_mets(layout.representation_mets)
     assert len(rep.files) == 9
     by_name = {f.original_name: f for f in rep.files}

@@ -298,7 +298,9 @@ def test_flower_sees_the_workers_and_their_tasks(cluster: Cluster) -> None:
     workers = _get_json(f"{base}/api/workers?refresh=1")
     assert isinstance(workers, dict)
     assert any(name.startswith(f"ingest-{cluster.prefix}@") for name in workers), workers
-    stages = ("validate", "identify", "describe", "package", "store", "commit")
+    stages = (
+        "validate", "scan", "identify", "characterise", "describe", "package", "store", "commit"
+    )
     tasks: dict[str, dict[str, object]] = {}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -13,7 +13,16 @@ from workers.localcluster import Cluster
 
 # "commit": killed after the AIP became active, before the SIP is marked committed;
 # "release": killed after the SIP is committed, before its bag leaves the hot folder.
-STAGES = ["validate", "identify", "describe", "package", "commit", "release"]
+STAGES = [
+    "validate",
+    "scan",
+    "identify",
+    "characterise",
+    "describe",
+    "package",
+    "commit",
+    "release",
+]
 
 
 def _wait_killed(cluster: Cluster, name: str, point: str) -> None:

@@ -183,6 +183,6 @@ def test_clamscan_not_installed_is_unavailable(tmp_path: Path) -> None:
 
 
 def test_settings_without_a_socket_choose_clamscan(tmp_path: Path) -> None:
-    scanner = scanner_for(Settings(home=tmp_path, clamav_db=tmp_path / "db"))
+    scanner = scanner_for(Settings(home=tmp_path, clamd_socket=None, clamav_db=tmp_path / "db"))
     assert isinstance(scanner, ClamscanScanner) and isinstance(scanner, VirusScanner)
     assert scanner.database == tmp_path / "db"
