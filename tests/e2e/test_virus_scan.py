@@ -452,6 +452,7 @@ def test_clamscan_rejects_the_bag_where_there_is_no_clamd(tmp_path: Path, eicar_
         quiescent_seconds=0.2,
         clamd_socket=None,
         clamav_db=make_signature_db(tmp_path / "clamav-db"),
+        virus_scan=True,  # on even where the session found no clamd and turned it off
     )
     assert settings.clamd_socket is None and settings.virus_scan
     settings.ensure_dirs()
