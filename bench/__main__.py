@@ -32,6 +32,7 @@ RESULTS = BENCH / "results"
 ORDER = (
     "validate",
     "identify",
+    "characterise",
     "mets",
     "store",
     "ingest",
@@ -48,6 +49,8 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     if name == "identify":
         return ["--files", "100", "--repeat", "1", "--no-siegfried"] if quick else []
+    if name == "characterise":
+        return ["--workdir", str(work), *(["--quick"] if quick else [])]
     if name == "mets":
         return ["--files", "5000"] if quick else []
     if name == "store":

@@ -47,6 +47,7 @@ def reject(
     rejected_root: Path | None = None,
     event_type: str = "validation",
     event_outcome: str | None = None,
+    event_agents: dict[str, list[str]] | None = None,
     event_detail: str | None = None,
     event_objects: dict[str, Any] | None = None,
 ) -> Path:
@@ -100,7 +101,7 @@ def reject(
             outcome=event_outcome or ("failure" if event_type == "validation" else "success"),
             detail=event_detail or f"rejected at stage {stage_name}",
             outcome_detail=json.dumps(problems[:50], ensure_ascii=False),
-            agents={"executing program": [SOFTWARE_AGENT]},
+            agents=event_agents or {"executing program": [SOFTWARE_AGENT]},
             objects=event_objects,
         )
         service.set_sip_state(

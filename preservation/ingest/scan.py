@@ -92,6 +92,7 @@ def scan(ctx: Context, sip_id: str) -> None:
             stage_name="scan",
             event_type="virus check",
             event_outcome="failure",
+            event_agents=agent,
             event_detail=f"{len(problems)} infected file(s) found by {tool} "
             f"(signatures {report.database}); nothing was written to tape",
             event_objects={"files": len(paths)},

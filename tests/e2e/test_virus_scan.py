@@ -224,13 +224,6 @@ def test_an_infected_bag_is_rejected_at_scan_and_nothing_reaches_tape(
     assert (rejected / bag.name / file).read_bytes() == (bag / file).read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: preservation/ingest/scan.py records the failed 'virus check' event "
-    "through reject(), which always names the pipeline ('preservation <version>') as the "
-    "executing program; the ClamAV agent it ensures just before is never linked, while the "
-    "successful check names ClamAV",
-)
 def test_a_failed_virus_check_names_clamav_as_its_executing_program(
     ctx: Context, eicar_bag: Path
 ) -> None:
