@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from preservation.catalog import make_engine, make_sessionmaker, upgrade
 from preservation.catalog.database import (
+    HEAD_REVISION,
     head_revision,
     known_revisions,
     schema_revision,
@@ -80,12 +81,16 @@ def open_context(
     url = settings.catalog_url
     engine = _catalogue_engine(settings, read_only)
     try:
-        if read_only:
+        revision = schema_revision(engine)
+        if revision == HEAD_REVISION:
+            pass  # up to date: nothing to check, nothing to migrate
+        elif read_only:
             _check_schema_for_reading(settings, engine)
-        elif sqlite_path(url) is not None:
-            _check_schema_known(settings, engine)
-        if migrate and not read_only:
-            upgrade(url)
+        else:
+            if sqlite_path(url) is not None:
+                _check_schema_known(settings, engine)
+            if migrate:
+                upgrade(url)
     except BaseException:
         engine.dispose()
         raise

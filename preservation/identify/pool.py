@@ -33,6 +33,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -63,6 +64,34 @@ def default_workers() -> int:
 def _default_batch_size(n_files: int, workers: int) -> int:
     # About eight batches per worker: few round trips, yet little idle time at the end.
     return max(1, min(64, math.ceil(n_files / (workers * 8))))
+
+
+# Modules the forkserver imports before it forks a worker: one that loads an
+# engine's signatures there gives every worker them at birth, loaded once. (Not
+# siegfried: its Go runtime must not be forked once started.)
+_PRELOADED = {"fido": "preservation.identify.fido_preload"}
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a worker without it re-running this program's ``__main__``.
+
+    A new process (forkserver or spawn) re-imports the parent's main script
+    by its path before it runs its target: for the ``preservation`` console
+    script that is typer, rich and pydantic-settings, about 0.2 s per worker,
+    for nothing, since the target lives in this module. Without a ``__file__``
+    the preparation data names no main script, and the worker skips it.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main.__spec__, "name", None):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 # --- inside a worker process ---------------------------------------------------
@@ -229,6 +258,8 @@ class IdentificationPool:
         self._live: list[_Worker] = []
         self._all_stats: list[WorkerStats] = []
         self._meta: tuple[str, str, str] | None = None
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
 
     def __enter__(self) -> IdentificationPool:
         return self
@@ -251,6 +282,7 @@ class IdentificationPool:
         ``progress(done, total)`` is called as results arrive, for a terminal's bar.
         """
         items = [(i, str(p)) for i, p in enumerate(paths)]
+        self._started()
         if not items:
             return []
         size = self.batch_size or _default_batch_size(len(items), self.workers)
@@ -264,8 +296,43 @@ class IdentificationPool:
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
+    def start(self) -> None:
+        """Start every worker now, in the background; ``identify`` waits for the start.
+
+        An ingest calls this first thing, so that the workers load their
+        signatures while the bag is validated and scanned: the forkserver
+        answers a new process only once its preload (the signatures) is done,
+        so the start itself takes that long, and it must not hold up the caller.
+        """
+        if self._starting is not None or len(self._live) >= self.workers:
+            return
+        self._ensure_forkserver()  # here, in the caller's thread, where SIGINT can be masked
+
+        def spawn_all() -> None:
+            try:
+                while len(self._live) < self.workers:
+                    self._spawn()
+            except BaseException as err:  # noqa: BLE001 - identify() raises it
+                self._start_error = err
+
+        self._starting = threading.Thread(target=spawn_all, name="identify-start", daemon=True)
+        self._starting.start()
+
+    def _started(self) -> None:
+        """Wait for a background start; its failure is this call's."""
+        starting, self._starting = self._starting, None
+        if starting is not None:
+            starting.join()
+        error, self._start_error = self._start_error, None
+        if error is not None:
+            raise error
+
     def close(self, kill: bool = False) -> None:
         """Stop the workers (politely unless ``kill``)."""
+        try:
+            self._started()
+        except Exception:  # noqa: BLE001, S110 - closing: what did start is stopped below
+            pass
         for worker in self._live:
             if not kill:
                 try:
@@ -352,13 +419,9 @@ class IdentificationPool:
             daemon=True,
         )
         if self._ctx.get_start_method() == "forkserver":
-            # Started once per process, ignoring SIGINT: the workers it forks
-            # then ignore it from their first instruction too.
-            from multiprocessing import forkserver
-
-            with _sigint_ignored_by_children():
-                forkserver.ensure_running()
-            process.start()
+            self._ensure_forkserver()
+            with _main_module_hidden():
+                process.start()
         else:
             with _sigint_ignored_by_children():
                 process.start()
@@ -366,6 +429,21 @@ class IdentificationPool:
         stats = WorkerStats(pid=process.pid)
         self._all_stats.append(stats)
         self._live.append(_Worker(process, parent_end, stats, started=time.monotonic()))
+
+    def _ensure_forkserver(self) -> None:
+        """Start the forkserver once per process, ignoring SIGINT, with the engine preloaded.
+
+        The workers it forks then ignore Ctrl-C from their first instruction
+        too. The preload only takes effect when the forkserver starts.
+        """
+        if self._ctx.get_start_method() != "forkserver":
+            return
+        from multiprocessing import forkserver
+
+        if self.engine_name in _PRELOADED:
+            self._ctx.set_forkserver_preload([_PRELOADED[self.engine_name]])
+        with _sigint_ignored_by_children():
+            forkserver.ensure_running()
 
     def _next_deadline(self) -> float:
         now = time.monotonic()

@@ -25,6 +25,20 @@ from preservation.ingest.staging import (
 # -- stage 4: identify ------------------------------------------------------------------------
 
 
+def identification_pool(ctx: Context) -> Any:
+    """One pool per process for its whole life: signatures load once per worker."""
+    from preservation.identify import IdentificationPool
+
+    pool = ctx.cache.get("identify_pool")
+    if pool is None:
+        pool = ctx.cache["identify_pool"] = IdentificationPool(
+            ctx.settings.identify_engine,
+            workers=ctx.settings.identify_workers or None,
+            timeout=ctx.settings.identify_timeout,
+        )
+    return pool
+
+
 def identify(ctx: Context, sip_id: str, progress: Progress = no_progress) -> None:
     """Identify every staged file's format, all files at once across the cores.
 
@@ -33,7 +47,6 @@ def identify(ctx: Context, sip_id: str, progress: Progress = no_progress) -> Non
     event, or reject the SIP as validation does (the identification is still
     recorded, so the PREMIS trail says how the formats were found).
     """
-    from preservation.identify import IdentificationPool
     from preservation.rules import format_problems, rules_for
 
     with session_scope(ctx.sessions) as s:
@@ -46,15 +59,7 @@ def identify(ctx: Context, sip_id: str, progress: Progress = no_progress) -> Non
         names = {f.id: f.original_name for f in listed}
     root = aip_dir(ctx, sip_id)
     progress("identify", 0, len(files))
-    # One pool per process for its whole life: signatures load once per worker.
-    pool = ctx.cache.get("identify_pool")
-    if pool is None:
-        pool = ctx.cache["identify_pool"] = IdentificationPool(
-            ctx.settings.identify_engine,
-            workers=ctx.settings.identify_workers or None,
-            timeout=ctx.settings.identify_timeout,
-        )
-    results = pool.identify(
+    results = identification_pool(ctx).identify(
         [root / path for _, path in files],
         progress=lambda done, total: progress("identify", done, total),
     )

@@ -228,6 +228,7 @@ def run_sip(
     from preservation.lease import hold_sip_lease
 
     with hold_sip_lease(ctx.sessions, sip_id, seconds=ctx.settings.lease_seconds, part="run"):
+        _start_identification_early(ctx, sip_id)
         for name, _fn in STAGES:
             t = time.perf_counter()
             delay = 1.0
@@ -268,6 +269,20 @@ def run_sip(
     final.timings = result.timings
     final.timings["total"] = time.perf_counter() - t0
     return final
+
+
+def _start_identification_early(ctx: Context, sip_id: str) -> None:
+    """Let the identification workers load their signatures while the bag is validated.
+
+    Their start is most of a cold ingest's identify stage; begun now, it runs
+    beside validation and the virus scan instead of after them.
+    """
+    from preservation.ingest.identify import identification_pool
+
+    with session_scope(ctx.sessions) as s:
+        state = service.get_sip(s, sip_id).state
+    if state in (SIPState.RECEIVED, SIPState.STAGED, SIPState.SCANNED):
+        identification_pool(ctx).start()
 
 
 def pending_sips(ctx: Context, tenant: str | None = None) -> list[str]:

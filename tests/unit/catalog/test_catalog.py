@@ -118,3 +118,10 @@ def test_an_event_appended_after_another_writer_moved_the_chain_follows_it(
         assert ev.seq == 3 and tenant.event_count == 3
     with session_scope(session_factory) as s:
         assert service.verify_event_chain(s, "flood") == []
+
+
+def test_the_head_revision_constant_is_the_migrations_head() -> None:
+    """open_context skips Alembic when the catalogue is at HEAD_REVISION: it must be the head."""
+    from preservation.catalog.database import HEAD_REVISION, head_revision
+
+    assert head_revision() == HEAD_REVISION

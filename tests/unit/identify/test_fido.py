@@ -232,3 +232,50 @@ def test_first_byte_index_never_excludes_a_format_that_could_match() -> None:
         assert engine._first_bytes(re.compile(pattern)) == engine._ANY_BYTE, pattern
     assert engine._first_bytes(re.compile(rb"(?s)\A(?:ab|cd)")) == {ord("a"), ord("c")}
     assert engine._first_bytes(re.compile(rb"(?s)\A[\x00-\x02]x")) == {0, 1, 2}
+
+
+def test_literal_filters_never_change_a_pattern_s_answer(samples: dict[str, Path]) -> None:
+    """The prefix and literal-run checks only skip what the regex itself would reject.
+
+    Every fido pattern, as match (start of file) and as search, against every
+    sample kind's buffers and buffers made to hold each pattern's own literal
+    run (so the filters pass and the regex decides): the filtered answer is
+    the plain regex's answer, every time.
+    """
+    sigs = fido_module._signatures()
+    size = sigs.fido.bufsize
+    buffers = [p.read_bytes()[:size] for p in samples.values()]
+    buffers += [b"", b"\x00" * 40_000, bytes(range(256)) * 256]
+    checked = 0
+    for fmt in sigs.formats:
+        for _name, patterns in fmt.signatures:
+            for _position, lazy in patterns:
+                plain = lazy.compiled()
+                _prefix, run, _gap = fido_module._literals(lazy.pattern)
+                own = [b"x" * 33_000 + run + b"y" * 40, run + b"\x00" * 600] if run else []
+                for buffer in buffers + own:
+                    assert (lazy.match(buffer) is None) == (plain.match(buffer) is None), (
+                        lazy.pattern
+                    )
+                    assert (lazy.search(buffer) is None) == (plain.search(buffer) is None), (
+                        lazy.pattern
+                    )
+                    checked += 1
+    assert checked > 20_000
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix", "run", "gap"),
+    [
+        (rb"(?s)\A\x89PNG\r\n", b"\x89PNG\r\n", b"\x89PNG\r\n", False),
+        (rb"(?s)\ARIFF.{4}WAVE", b"RIFF", b"RIFF", False),
+        (rb"(?s)\Aab?cd", b"a", b"cd", False),  # 'b' may be absent
+        (rb"(?s)\A(?:ab|cd)ef", b"", b"ef", False),
+        (rb"(?s)\A.{32768,70468}CD001", b"", b"CD001", True),
+        (rb"(?s)\A.{0,1024}CD001", b"", b"CD001", False),
+        (rb"(?i)\AABCD", b"", b"", False),  # case folding: no literal is certain
+        (rb"abc|defg", b"", b"", False),  # an alternation at the top: nothing certain
+    ],
+)
+def test_literals_read_from_the_parse(pattern: bytes, prefix: bytes, run: bytes, gap: bool) -> None:
+    assert fido_module._literals(pattern) == (prefix, run, gap)
