@@ -64,12 +64,13 @@ class _LazyPattern:
     newline, a fifth of the identify stage.
     """
 
-    __slots__ = ("_compiled", "_gap_required", "_prefix", "_required", "pattern")
+    __slots__ = ("_anchor", "_at", "_compiled", "_gap_required", "_required", "pattern")
 
     def __init__(self, pattern: bytes) -> None:
         self.pattern = pattern
         self._compiled: re.Pattern[bytes] | None = None
-        self._prefix = b""
+        self._anchor = b""  # literal bytes a match has at offset _at
+        self._at = 0
         self._required = b""  # checked before a search
         self._gap_required = b""  # checked before a match
 
@@ -81,12 +82,12 @@ class _LazyPattern:
             except re.error:  # a broken signature matches nothing, as fido would skip it
                 regex = _NEVER
             else:
-                self._prefix, required, gap = _literals(self.pattern)
+                self._at, self._anchor, required, gap = _literals(self.pattern)
                 # Scanning 64 KB for a run costs more than most regexes take to
                 # fail, so it is done only where the regex would scan too: a
                 # search for a long run, or a match that begins past a wide gap.
-                if len(required) >= 6:
-                    self._required = required
+                if len(required) >= 6 and not (self._at == 0 and len(self._anchor) >= 3):
+                    self._required = required  # (``re`` finds a literal start fast itself)
                 if gap and len(required) >= 4:
                     self._gap_required = required
             self._compiled = regex
@@ -94,7 +95,7 @@ class _LazyPattern:
 
     def match(self, buffer: bytes) -> re.Match[bytes] | None:
         regex = self.compiled()
-        if not buffer.startswith(self._prefix) or self._gap_required not in buffer:
+        if not buffer.startswith(self._anchor, self._at) or self._gap_required not in buffer:
             return None
         return regex.match(buffer)
 
@@ -105,16 +106,19 @@ class _LazyPattern:
         return regex.search(buffer)
 
 
-def _literals(pattern: bytes) -> tuple[bytes, bytes, bool]:
-    """(literal prefix, longest literal run, wide gap) of what every match of ``pattern`` holds.
+def _literals(pattern: bytes) -> tuple[int, bytes, bytes, bool]:
+    """What every match of ``pattern`` holds: (offset, anchor, longest literal run, wide gap).
 
     Only the top level of the parse is read: a sequence whose items must all
-    match in order, so its literal items are in every match, and those before
-    the first other item start it. Anything inside a group, a repeat or an
-    alternation, and any pattern with case folding, counts for nothing. The
-    third value says whether the sequence begins with a repeat of at least
-    1024 bytes (``\\A.{32768,70468}``): a match that backtracks through a window far
-    into the buffer, 0.5 ms a try for the ISO 9660 patterns.
+    match in order, so its literal items are in every match. ``anchor`` is the
+    first run of literal bytes when everything before it has a fixed width
+    (``\\A.{8}WAVE``: offset 8, ``WAVE``), so a match must hold it at that
+    offset. Anything inside a group, a repeat or an alternation, and any
+    pattern with case folding, counts for nothing. ``wide gap`` says whether
+    the sequence begins with a repeat of at least 1024 bytes, or one whose
+    length may vary by 4096 or more (``\\A.{32768,70468}``, ``\\A.{0,65536}``): a
+    match that tries what follows at each offset of a wide window, up to 0.5 ms
+    a try for the ISO 9660 patterns.
     """
     try:
         from re import _constants as c  # type: ignore[attr-defined]
@@ -122,30 +126,50 @@ def _literals(pattern: bytes) -> tuple[bytes, bytes, bool]:
 
         parsed = parser.parse(pattern, 0)
     except Exception:  # noqa: BLE001 - any doubt means "no literals"
-        return b"", b"", False
+        return 0, b"", b"", False
     if parsed.state.flags & (re.IGNORECASE | re.LOCALE):
-        return b"", b"", False
-    prefix: bytes | None = None
+        return 0, b"", b"", False
+    one_byte = (c.ANY, c.IN, c.NOT_LITERAL)
+    width: int | None = 0  # the fixed width of what came so far; None once one varies
+    at, anchor = 0, b""
     runs: list[bytes] = []
     run = bytearray()
     gap = False
+
+    def end_run() -> None:
+        nonlocal run, width, at, anchor
+        if not run:
+            return
+        runs.append(bytes(run))
+        if not anchor and width is not None:
+            at, anchor = width, bytes(run)
+        if width is not None:
+            width += len(run)
+        run = bytearray()
+
     for op, av in parsed:
         if op is c.LITERAL:
             run.append(av)
             continue
-        if op is c.AT and av in (c.AT_BEGINNING, c.AT_BEGINNING_STRING) and prefix is None:
-            if not run:
-                continue  # zero width, at the start: the prefix follows it
-        if prefix is None and not run and op in (c.MAX_REPEAT, c.MIN_REPEAT):
-            gap = av[0] >= 1024  # the rest is tried at each offset of a window far in
-        if prefix is None:
-            prefix = bytes(run)
-        runs.append(bytes(run))
-        run = bytearray()
-    if prefix is None:
-        prefix = bytes(run)
-    runs.append(bytes(run))
-    return prefix, max(runs, key=len), gap
+        end_run()
+        if op is c.AT and av in (c.AT_BEGINNING, c.AT_BEGINNING_STRING) and width == 0:
+            continue  # zero width, at the start
+        if not anchor and width == 0 and op in (c.MAX_REPEAT, c.MIN_REPEAT):
+            gap = av[0] >= 1024 or av[1] - av[0] >= 4096
+        if width is not None and op in one_byte:
+            width += 1
+        elif (
+            width is not None
+            and op in (c.MAX_REPEAT, c.MIN_REPEAT)
+            and av[0] == av[1]
+            and len(av[2]) == 1
+            and av[2][0][0] in one_byte
+        ):
+            width += av[0]
+        else:
+            width = None
+    end_run()
+    return at, anchor, max(runs, key=len, default=b""), gap
 
 
 Pattern = tuple[int, _LazyPattern]

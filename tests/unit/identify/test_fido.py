@@ -251,7 +251,7 @@ def test_literal_filters_never_change_a_pattern_s_answer(samples: dict[str, Path
         for _name, patterns in fmt.signatures:
             for _position, lazy in patterns:
                 plain = lazy.compiled()
-                _prefix, run, _gap = fido_module._literals(lazy.pattern)
+                _at, _anchor, run, _gap = fido_module._literals(lazy.pattern)
                 own = [b"x" * 33_000 + run + b"y" * 40, run + b"\x00" * 600] if run else []
                 for buffer in buffers + own:
                     assert (lazy.match(buffer) is None) == (plain.match(buffer) is None), (
@@ -265,17 +265,21 @@ def test_literal_filters_never_change_a_pattern_s_answer(samples: dict[str, Path
 
 
 @pytest.mark.parametrize(
-    ("pattern", "prefix", "run", "gap"),
+    ("pattern", "at", "anchor", "run", "gap"),
     [
-        (rb"(?s)\A\x89PNG\r\n", b"\x89PNG\r\n", b"\x89PNG\r\n", False),
-        (rb"(?s)\ARIFF.{4}WAVE", b"RIFF", b"RIFF", False),
-        (rb"(?s)\Aab?cd", b"a", b"cd", False),  # 'b' may be absent
-        (rb"(?s)\A(?:ab|cd)ef", b"", b"ef", False),
-        (rb"(?s)\A.{32768,70468}CD001", b"", b"CD001", True),
-        (rb"(?s)\A.{0,1024}CD001", b"", b"CD001", False),
-        (rb"(?i)\AABCD", b"", b"", False),  # case folding: no literal is certain
-        (rb"abc|defg", b"", b"", False),  # an alternation at the top: nothing certain
+        (rb"(?s)\A\x89PNG\r\n", 0, b"\x89PNG\r\n", b"\x89PNG\r\n", False),
+        (rb"(?s)\ARIFF.{4}WAVE", 0, b"RIFF", b"RIFF", False),
+        (rb"(?s)\A.{8}WAVE.*fmt ", 8, b"WAVE", b"WAVE", False),
+        (rb"(?s)\A[\x00-\x7f].{2}AB", 3, b"AB", b"AB", False),
+        (rb"(?s)\Aab?cd", 0, b"a", b"cd", False),  # 'b' may be absent: 'cd' has no fixed place
+        (rb"(?s)\A(?:ab|cd)ef", 0, b"", b"ef", False),
+        (rb"(?s)\A.{32768,70468}CD001", 0, b"", b"CD001", True),
+        (rb"(?s)\A.{0,1024}CD001", 0, b"", b"CD001", False),
+        (rb"(?i)\AABCD", 0, b"", b"", False),  # case folding: no literal is certain
+        (rb"abc|defg", 0, b"", b"", False),  # an alternation at the top: nothing certain
     ],
 )
-def test_literals_read_from_the_parse(pattern: bytes, prefix: bytes, run: bytes, gap: bool) -> None:
-    assert fido_module._literals(pattern) == (prefix, run, gap)
+def test_literals_read_from_the_parse(
+    pattern: bytes, at: int, anchor: bytes, run: bytes, gap: bool
+) -> None:
+    assert fido_module._literals(pattern) == (at, anchor, run, gap)
