@@ -117,10 +117,19 @@ def ingest(
     settings = load_settings()
     sip_id: str | None = None
     with _interruptible():
+        warm = None
+        if not settings.broker_url:
+            from preservation.ingest.warmup import warm_up
+
+            warm = warm_up(settings)  # loads beside the catalogue's opening
         try:
             ctx = open_context(settings)
         except PreservationError as e:
+            if warm is not None:
+                warm.close()
             raise fail(e, as_json) from e
+        if warm is not None:
+            warm.into(ctx)
         try:
             if not settings.broker_url:
                 open_sites(ctx)

@@ -228,7 +228,7 @@ def run_sip(
     from preservation.lease import hold_sip_lease
 
     with hold_sip_lease(ctx.sessions, sip_id, seconds=ctx.settings.lease_seconds, part="run"):
-        _start_identification_early(ctx, sip_id)
+        _warm_up_if_needed(ctx, sip_id)
         for name, _fn in STAGES:
             t = time.perf_counter()
             delay = 1.0
@@ -271,18 +271,18 @@ def run_sip(
     return final
 
 
-def _start_identification_early(ctx: Context, sip_id: str) -> None:
-    """Let the identification workers load their signatures while the bag is validated.
+def _warm_up_if_needed(ctx: Context, sip_id: str) -> None:
+    """Start the identification workers and the format tools while the bag is validated.
 
-    Their start is most of a cold ingest's identify stage; begun now, it runs
-    beside validation and the virus scan instead of after them.
+    Their start is most of a cold ingest's identify and characterise stages;
+    begun now, it runs beside validation and the virus scan instead of after.
     """
-    from preservation.ingest.identify import identification_pool
+    from preservation.ingest.warmup import warm_up_context
 
     with session_scope(ctx.sessions) as s:
         state = service.get_sip(s, sip_id).state
-    if state in (SIPState.RECEIVED, SIPState.STAGED, SIPState.SCANNED):
-        identification_pool(ctx).start()
+    if state in (SIPState.RECEIVED, SIPState.STAGED, SIPState.SCANNED, SIPState.IDENTIFIED):
+        warm_up_context(ctx)
 
 
 def pending_sips(ctx: Context, tenant: str | None = None) -> list[str]:
