@@ -89,3 +89,20 @@ def test_bench_upload_runs_and_reports_ratios(tmp_path: Path) -> None:
     assert figures["upload"]["MBps"] > 0
     assert isinstance(figures["upload"]["ratio_over_faster_copy"], float)
     assert figures["memory"]["compare"]["rss_during_peak_mb"] > 0
+
+
+def test_bench_characterise_runs_and_reports_ratios(tmp_path: Path) -> None:
+    """Real tools and a real clamd at smoke size: the comparison still runs end to end."""
+    from tests.scanning import require_clamd, require_clamscan
+
+    require_clamd()
+    require_clamscan()
+    figures = _run_bench(
+        "bench_characterise.py", "--files", "12", "--repeat", "1", "--workdir", str(tmp_path)
+    )
+    assert figures["a3m_way"]["processes"] == 36  # three per file
+    for mode in ("ours_cold", "ours_warm", "ours_clamscan"):
+        assert figures[mode]["scanned"] == 12, mode
+        assert figures[mode]["detections"] == 0, mode
+        assert figures["ratio_a3m_way_over_ours"][mode] > 0, mode
+    assert figures["ours_warm"]["processes"] <= 2  # mediainfo; ExifTool already running
