@@ -58,13 +58,20 @@ def test_search_gives_the_same_answers_on_both_backends(
     """Run once per backend (catalog_url); the expectations are the same literals."""
     a = add_aip(ctx, "museum", title="Carte de Liège", puids=("fmt/353",), created_at=ago(30))
     b = add_aip(
-        ctx, "museum", title="Kaart van Gent", puids=("fmt/43", "fmt/353"), created_at=ago(20),
+        ctx,
+        "museum",
+        title="Kaart van Gent",
+        puids=("fmt/43", "fmt/353"),
+        created_at=ago(20),
         names=("data/scans/LIEGE_1921.tif",),
     )
-    c = add_aip(ctx, "museum", words="minutes of the board", puids=("fmt/95",),
-                created_at=ago(10))
+    c = add_aip(ctx, "museum", words="minutes of the board", puids=("fmt/95",), created_at=ago(10))
     d = add_aip(
-        ctx, "museum", title="Carte postale", state=AIPState.PENDING, created_at=ago(5),
+        ctx,
+        "museum",
+        title="Carte postale",
+        state=AIPState.PENDING,
+        created_at=ago(5),
         puids=("fmt/11",),
     )
     add_aip(ctx, "archive", title="Carte de Liège")  # another tenant: never in museum's answers
@@ -97,3 +104,43 @@ def test_cursor_paging_is_stable_and_has_no_ceiling(
     assert sorted(paged) == sorted(made) and len(set(paged)) == 23
     r = client.get("/api/v1/aips", params={"cursor": "not-a-cursor"}, headers=h)
     assert r.status_code == 400 and r.json()["rule"] == "cursor"
+
+
+def test_format_findings_through_the_api(client: TestClient, ctx: Context, tokens: Tokens) -> None:
+    """Which files failed format validation, and why, on both backends; scoped by tenant."""
+    from sqlalchemy import select
+
+    from preservation.catalog import session_scope
+    from preservation.catalog.models import AIP, AIPVersion, File
+
+    broken = add_aip(ctx, "museum", title="broken", puids=("fmt/11", "fmt/18"))
+    clean = add_aip(ctx, "museum", title="clean", puids=("fmt/11",))
+    with session_scope(ctx.sessions) as s:
+        files = s.scalars(
+            select(File)
+            .join(AIPVersion, File.aip_version_id == AIPVersion.id)
+            .join(AIP, AIPVersion.aip_id == AIP.id)
+            .order_by(File.id)
+        ).all()
+        for f in files:
+            f.valid = True
+            f.properties = {"width": 640, "height": 480}
+            f.validation = [{"tool": "pillow", "version": "12", "valid": True, "message": ""}]
+        pdf = next(f for f in files if f.puid == "fmt/18")
+        pdf.valid = False
+        pdf.properties = {"page_count": 3, "pdf_version": "1.4", "encrypted": False}
+        pdf.validation = [
+            {"tool": "qpdf", "version": "12.4.2", "valid": False, "message": "xref not found"}
+        ]
+    h = tokens.headers("consumer", "museum")
+    assert client.get(f"/api/v1/aips/{broken}", headers=h).json()["invalid_files"] == 1
+    assert client.get(f"/api/v1/aips/{clean}", headers=h).json()["invalid_files"] == 0
+    assert _all_pages(client, h, invalid="true") == [broken]
+    assert _all_pages(client, h, invalid="false") == [clean]
+    version = client.get(f"/api/v1/aips/{broken}/versions/1", headers=h).json()
+    [bad] = [f for f in version["files"] if f["valid"] is False]
+    assert bad["validation"][0]["message"] == "xref not found"
+    assert bad["properties"]["page_count"] == 3
+    # Another tenant's search never counts or names them.
+    other = tokens.headers("consumer", "library")
+    assert _all_pages(client, other, invalid="true") == []
