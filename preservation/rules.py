@@ -138,13 +138,12 @@ def _rules_path(settings: Settings) -> Path:
 
 def load_rules(settings: Settings) -> dict[str, Any]:
     """The rules document, validated; ``{}`` when there is no file."""
-    import jsonschema
-
     path = _rules_path(settings)
     if not path.is_file():
         if settings.rules_file is not None:
             raise ConfigurationError(f"{path}: archiving rules file not found", path=path)
         return {}
+    import jsonschema  # here: an archive with no rules file never pays its import
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -101,27 +101,35 @@ def ingest(
     must be visible to them) and --wait follows its progress. Ctrl-C or
     SIGTERM stops at once and says how to resume (exit 130).
     """
-    from preservation.context import open_context
-    from preservation.ingest import open_sites, receive, result_of, run_sip
-    from preservation.submission import refuse_if_not_a_bag
     from preservation.tenants import check_tenant_id
+    from preservation.warmup import warm_up
 
     path = _path_argument(path_text, as_json)
     try:
         check_tenant_id(tenant, source="--tenant")
-        refuse_if_not_a_bag(path)
-    except InvalidSIPError as e:
-        raise _refused(e, path, as_json) from e
     except PreservationError as e:
         raise fail(e, as_json) from e
-    settings = load_settings()
+    # Started first, so that it loads beside the catalogue's import and opening.
+    first = Settings()
+    warm = None if first.broker_url else warm_up(first)
+    from preservation.submission import refuse_if_not_a_bag
+
+    try:
+        settings = load_settings()
+        refuse_if_not_a_bag(path)
+    except (PreservationError, typer.Exit) as e:
+        if warm is not None:
+            warm.close()
+        if isinstance(e, typer.Exit):
+            raise
+        if isinstance(e, InvalidSIPError):
+            raise _refused(e, path, as_json) from e
+        raise fail(e, as_json) from e
     sip_id: str | None = None
     with _interruptible():
-        warm = None
-        if not settings.broker_url:
-            from preservation.ingest.warmup import warm_up
+        from preservation.context import open_context
+        from preservation.ingest import open_sites, receive, result_of, run_sip
 
-            warm = warm_up(settings)  # loads beside the catalogue's opening
         try:
             ctx = open_context(settings)
         except PreservationError as e:

@@ -277,7 +277,7 @@ def _warm_up_if_needed(ctx: Context, sip_id: str) -> None:
     Their start is most of a cold ingest's identify and characterise stages;
     begun now, it runs beside validation and the virus scan instead of after.
     """
-    from preservation.ingest.warmup import warm_up_context
+    from preservation.warmup import warm_up_context
 
     with session_scope(ctx.sessions) as s:
         state = service.get_sip(s, sip_id).state

@@ -6,7 +6,8 @@ Perl, and the validators import Pillow, pikepdf and FFmpeg's libraries. None
 of that depends on the bag, so it is started first, in other processes and a
 background thread, and is ready by the time identification and
 characterisation ask for it. A long-running worker pays it once; the CLI
-starts it before it even opens the catalogue.
+starts it before it even imports the catalogue, which is why this module
+lives outside ``preservation.ingest`` and imports nothing heavy itself.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preservation.config import Settings
-from preservation.context import Context
+
+if TYPE_CHECKING:
+    from preservation.context import Context
 
 log = logging.getLogger("preservation.ingest")
 
