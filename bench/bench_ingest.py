@@ -14,8 +14,8 @@ wav, 10-100 KB each, from ``bench/samples.py``), made with ``bagit.make_bag``
 * ``in_process_warm``: right after each cold run, the same bag ingested again in
   the same ``Context`` (pool already started, cartridges already mounted), as a
   long-running watcher or worker ingests its second bag.
-* ``cli``: ``preservation ingest BAG --tenant bench --json`` once as a
-  subprocess on a fresh data root (interpreter start, imports, catalogue
+* ``cli``: ``preservation ingest BAG --tenant bench --json`` as a
+  subprocess on a fresh data root, best of ``--repeat`` (interpreter start, imports, catalogue
   migration, pool start, unmount at exit: everything a curator waits for).
 
 Reference (the issue): Archivematica's lightweight engine a3m 0.7.14 took 16.3 s
@@ -187,18 +187,30 @@ def _cli_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-c", "from preservation.cli import app; app()"]
 
 
-def cli(bag: Path, work: Path, files: int, home: Path | None = None) -> dict[str, Any]:
-    """One cold ``preservation ingest`` process on its own fresh data root (or ``home``)."""
-    if home is None:
+def cli(bag: Path, work: Path, files: int, repeat: int = 1) -> dict[str, Any]:
+    """Cold ``preservation ingest`` processes, each on its own fresh data root; the best."""
+    runs = []
+    for _ in range(repeat):
         home = work / "home-cli"
         shutil.rmtree(home, ignore_errors=True)
+        runs.append(_cli_once(bag, home, files))
+        shutil.rmtree(home, ignore_errors=True)
+    return _best_cli(runs)
+
+
+def _best_cli(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    best = min(runs, key=lambda r: r.get("seconds", float("inf")))
+    return {**best, "seconds_all": [r.get("seconds") for r in runs]}
+
+
+def _cli_once(bag: Path, home: Path, files: int) -> dict[str, Any]:
+    """One cold ``preservation ingest`` process on the data root ``home``."""
     env = {**os.environ, "PRESERVATION_HOME": str(home)}
     env.pop(_HEAVY_MAIN, None)
     command = [*_cli_command(), "ingest", str(bag), "--tenant", TENANT, "--json"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - started
-    shutil.rmtree(home, ignore_errors=True)
     out: dict[str, Any] = {
         "command": f"preservation ingest BAG --tenant {TENANT} --json",
         "exit_code": done.returncode,
@@ -237,7 +249,7 @@ def fido_cli(bag: Path, repeat: int) -> dict[str, Any]:
     }
 
 
-def cli_existing_root(bag: Path, work: Path, files: int) -> dict[str, Any]:
+def cli_existing_root(bag: Path, work: Path, files: int, repeat: int = 1) -> dict[str, Any]:
     """A cold ``preservation ingest`` process on a data root already in use.
 
     An archive's data root exists before its next ingest: the catalogue is
@@ -263,7 +275,9 @@ def cli_existing_root(bag: Path, work: Path, files: int) -> dict[str, Any]:
         cwd=ROOT,
         check=True,
     )
-    out = cli(bag, work, files, home=home)
+    # The same bag again each time: a duplicate, ingested with its warning, all stages run.
+    out = _best_cli([_cli_once(bag, home, files) for _ in range(repeat)])
+    shutil.rmtree(home, ignore_errors=True)
     out["command"] += " (data root in use)"
     return out
 
@@ -389,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             result["peak_rss_mb"] = _maxrss_mb(resource.RUSAGE_SELF)
             if not args.no_cli:
                 log("running the CLI once on a fresh data root, once on one in use")
-                result["cli"] = cli(bag, work, args.files)
-                result["cli_existing_root"] = cli_existing_root(bag, work, args.files)
+                result["cli"] = cli(bag, work, args.files, args.repeat)
+                result["cli_existing_root"] = cli_existing_root(bag, work, args.files, args.repeat)
         finally:
             scanner.__exit__(None, None, None)
         fido_s = result["fido_cli"]["seconds"]
