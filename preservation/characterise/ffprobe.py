@@ -78,11 +78,21 @@ def _av() -> Any:
 
 
 def _probe(av: Any, path: Path, label: str) -> dict[str, Any]:
+    from preservation.characterise.validation import _DEMUXERS
+
+    # The demuxers the decode pass may use, and only local files: a playlist
+    # format (HLS, concat) would otherwise open files named inside this one.
+    options = {"format_whitelist": _DEMUXERS, "protocol_whitelist": "file"}
     name = os.fspath(path)
     if display_name(name) != name:  # bytes that are not UTF-8: let Python open it
-        with open(name, "rb") as handle, av.open(handle, metadata_errors="replace") as container:
+        with (
+            open(name, "rb") as handle,
+            av.open(handle, container_options=options, metadata_errors="replace") as container,
+        ):
             return _describe(container, label, os.path.getsize(name))
-    with av.open(name, metadata_errors="replace") as container:
+    with av.open(
+        "file:" + str(Path(name).resolve()), container_options=options, metadata_errors="replace"
+    ) as container:
         return _describe(container, label, os.path.getsize(name))
 
 

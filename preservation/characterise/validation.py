@@ -435,7 +435,7 @@ _av_lock = threading.Lock()
 
 _DEMUXERS = (
     "wav,w64,aiff,caf,flac,wv,ape,tta,mp3,aac,ac3,eac3,dts,ogg,au,dsf,"
-    "matroska,mov,avi,mxf,dv,mpeg,mpegts,asf,flv,nut,gxf"
+    "matroska,mov,avi,mxf,dv,mpeg,mpegts,mpegvideo,m4v,h264,hevc,asf,flv,nut,gxf"
 )
 """Demuxers FFmpeg may pick. Without a list it would also read playlists (HLS,
 DASH, concat), which open other files named inside the one being checked."""

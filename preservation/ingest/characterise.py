@@ -95,6 +95,7 @@ def characterise(ctx: Context, sip_id: str, progress: Progress = no_progress) ->
 
     by_validator: dict[str, list[Path]] = defaultdict(list)
     wanted: list[Any] = []
+    tool_files: dict[str, int] = defaultdict(int)
     for file_id, _, aip_path, puid in rows:
         entry = reg.entry_for(puid)
         if entry is None:
@@ -102,6 +103,8 @@ def characterise(ctx: Context, sip_id: str, progress: Progress = no_progress) ->
         path = root / aip_path
         if entry.characterise:
             wanted.append(FileToCharacterise(key=file_id, path=path, puid=puid))
+            for tool in entry.characterise:
+                tool_files[tool] += 1
         for name in entry.validate:
             by_validator[name].append(path)
     total = len(wanted) + sum(len(p) for p in by_validator.values())
@@ -182,7 +185,8 @@ def characterise(ctx: Context, sip_id: str, progress: Progress = no_progress) ->
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         service.record_characterisation(s, updates)
-        _record_tool_events(s, tenant_id, sip_id, result, wanted, documents)
+        names = {file_id: name for file_id, name, _, _ in rows}
+        _record_tool_events(s, tenant_id, sip_id, result, names, tool_files, documents)
         for tool, seen in sorted(per_validator.items()):
             _record_validation_event(s, tenant_id, sip_id, tool, seen, refused=refused)
         if not refused:
@@ -210,16 +214,16 @@ def _record_tool_events(
     tenant_id: str,
     sip_id: str,
     result: Any,
-    wanted: list[Any],
+    names: dict[Any, str],
+    tool_files: dict[str, int],
     documents: list[str],
 ) -> None:
     """One ``metadata extraction`` event per tool that ran, naming its output documents."""
     failed: dict[str, list[str]] = defaultdict(list)
-    kinds = result.kinds
-    for item in wanted:
-        for message in result.tool_errors.get(item.key, []):
+    for key, messages in result.tool_errors.items():
+        for message in messages:
             tool = message.split(":", 1)[0]
-            failed[tool].append(f"{item.path.name}: {message}")
+            failed[tool].append(f"{names.get(key, key)}: {message}")
     for tool, version in sorted(result.tools.items()):
         identifier = f"{tool} {version}"
         service.ensure_agent(s, identifier, name=tool, type="software", version=version)
@@ -234,7 +238,7 @@ def _record_tool_events(
             f"output in {', '.join(own)}",
             outcome_detail="; ".join(failed.get(tool, [])[:50]),
             agents={"executing program": [identifier]},
-            objects={"files": sum(1 for k in kinds.values() if k), "documents": own},
+            objects={"files": tool_files.get(tool, 0), "documents": own},
         )
     for tool, messages in sorted(failed.items()):
         if tool in result.tools:

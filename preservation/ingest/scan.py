@@ -42,21 +42,30 @@ def scanner(ctx: Context) -> Any:
 
 def scan(ctx: Context, sip_id: str) -> None:
     """Scan the staged payload; reject an infected bag, wait for a scanner that is away."""
+    from preservation.aip.layout import walk_package
+    from preservation.ingest.staging import sip_bag_dir
+
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
         if sip.state is not SIPState.STAGED:
             return
         tenant_id, sip_name = sip.tenant_id, sip.name
         files = [(f.original_name, f.aip_path or "") for f in service.list_files(s, sip_id=sip_id)]
+        bag = sip_bag_dir(ctx, sip)
     if not scanning_on(ctx, tenant_id):
         with session_scope(ctx.sessions) as s:
             service.set_sip_state(s, service.get_sip(s, sip_id), SIPState.SCANNED)
         return
     root = aip_dir(ctx, sip_id)
-    paths = [root / aip_path for _, aip_path in files]
+    names = {root / aip_path: name for name, aip_path in files}
+    # The tag files too (bag-info.txt, manifests, tag folders): the describe
+    # stage keeps them in the AIP as received, so they go to tape as well.
+    names |= {
+        entry.path: entry.relpath for entry in walk_package(bag, skip={"data"}) if not entry.is_dir
+    }
+    paths = list(names)
     report = scanner(ctx).scan(paths)
     failpoint("scan")
-    names = {root / aip_path: name for name, aip_path in files}
     if report.errors:
         # A file the engine could not read is a file nobody vouched for.
         shown = "; ".join(
@@ -69,7 +78,9 @@ def scan(ctx: Context, sip_id: str) -> None:
             sip_id=sip_id,
         )
     tool = report.engine
-    agent = {"executing program": [tool]}
+    # One agent per engine and signature release: which signatures looked is the evidence.
+    identifier = f"{tool} (signatures {report.database})"
+    agent = {"executing program": [identifier]}
     if report.detections:
         problems: list[dict[str, Any]] = [
             {
@@ -82,9 +93,7 @@ def scan(ctx: Context, sip_id: str) -> None:
             for d in report.detections
         ]
         with session_scope(ctx.sessions) as s:
-            service.ensure_agent(
-                s, tool, name="ClamAV", type="software", version=f"{tool} ({report.database})"
-            )
+            service.ensure_agent(s, identifier, name="ClamAV", type="software", version=identifier)
         reject(
             ctx,
             sip_id,
@@ -105,9 +114,7 @@ def scan(ctx: Context, sip_id: str) -> None:
         )
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
-        service.ensure_agent(
-            s, tool, name="ClamAV", type="software", version=f"{tool} ({report.database})"
-        )
+        service.ensure_agent(s, identifier, name="ClamAV", type="software", version=identifier)
         service.record_event(
             s,
             tenant_id=tenant_id,
@@ -117,6 +124,6 @@ def scan(ctx: Context, sip_id: str) -> None:
             detail=f"{report.scanned} file(s) scanned with {tool} (signatures {report.database})",
             outcome_detail="no virus found",
             agents=agent,
-            objects={"files": len(paths)},
+            objects={"files": len(files), "tag_files": len(paths) - len(files)},
         )
         service.set_sip_state(s, sip, SIPState.SCANNED)

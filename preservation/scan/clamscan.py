@@ -126,6 +126,11 @@ class ClamscanScanner:
             "--no-summary",
             "--stdout",
             "--alert-exceeds-max=yes",
+            # ClamAV's own defaults (100 MB a file, 400 MB a scan) would make every
+            # larger recording wait; these are its highest (just under 4 GB), and a
+            # file past them is still reported, never passed.
+            "--max-filesize=4000M",
+            "--max-scansize=4000M",
             "--follow-file-symlinks=1",  # the links we make for awkward names, no others
             f"--file-list={file_list}",
         ]

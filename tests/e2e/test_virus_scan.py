@@ -181,12 +181,15 @@ def test_a_clean_bag_records_a_virus_check_naming_engine_and_signatures(
         assert check.outcome == "success" and check.outcome_detail == "no virus found"
         assert engine in check.detail
         assert "preservation-test.ndb" in check.detail and "3 signatures" in check.detail
-        assert check.agents == {"executing program": [engine]}
+        # The agent is the engine with its signature release: which signatures looked.
+        [program] = check.agents["executing program"]
+        assert program.startswith(f"{engine} (signatures ") and "3 signatures" in program
         with session_scope(ctx.sessions) as s:
             files = len(service.list_files(s, sip_id=result.sip_id))
             assert service.verify_event_chain(s, "museum") == []
-        assert check.objects == {"files": files}
-        assert check.detail.startswith(f"{files} file(s) scanned with {engine}")
+        tags = check.objects["tag_files"]
+        assert check.objects == {"files": files, "tag_files": tags} and tags >= 3
+        assert check.detail.startswith(f"{files + tags} file(s) scanned with {engine}")
 
         bag = recovery.recover(ctx, result.aip_id or "", dest_dir=tmp_path / "recovered")
         for mets in (bag / "data" / "METS.xml", bag / "data" / "representations/rep1/METS.xml"):
@@ -232,7 +235,8 @@ def test_a_failed_virus_check_names_clamav_as_its_executing_program(
     assert result.state == SIPState.REJECTED.value
     [check] = _events(ctx, result.sip_id, "virus check")
     assert check.outcome == "failure"
-    assert check.agents == {"executing program": [_engine()]}
+    [program] = check.agents["executing program"]
+    assert program.startswith(f"{_engine()} (signatures ")
 
 
 def test_cli_ingest_of_an_infected_bag_exits_non_zero_with_the_problem(
@@ -462,3 +466,16 @@ def test_clamscan_rejects_the_bag_where_there_is_no_clamd(tmp_path: Path, eicar_
         assert ok.outcome == "success" and engine in ok.detail
     finally:
         ctx.close()
+
+
+def test_a_virus_in_a_tag_folder_is_found_too(ctx: Context, scanner: str, tmp_path: Path) -> None:
+    """Tag files go into the AIP as received (data/submission/), so they are scanned as well."""
+    bag = _infected(tmp_path / "bags", "tagged", "extra/readme.txt", EICAR)
+    assert (bag / "extra" / "readme.txt").is_file()  # a tag folder, outside data/
+    result = ingest.run_ingest(ctx, bag, tenant="museum")
+    assert result.state == SIPState.REJECTED.value, result.problems
+    [problem] = result.problems
+    assert problem["rule"] == "virus-found"
+    assert problem["file"] == "extra/readme.txt"
+    assert problem["signature"] == EICAR_SIGNATURE
+    _nothing_on_tape(ctx)

@@ -651,3 +651,14 @@ def test_a_file_that_breaks_a_mediaconch_run_is_isolated_by_halving(
     assert [f.valid for f in found] == [True, False, None, False]
     assert "boom on" in found[2].message
     assert len(spawns) == 5  # the batch, its halves, the poisoned half's halves
+
+
+def test_an_mpeg_elementary_video_stream_decodes(tmp_path: Path) -> None:
+    """Raw MPEG video (fmt/640, fmt/649) goes to ffmpeg: its demuxer must be on the list."""
+    stream = tmp_path / "clip.m2v"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:d=1",
+        "-c:v", "mpeg2video", "-f", "mpeg2video", str(stream),
+    )  # fmt: skip
+    [finding] = validator("ffmpeg").check([stream])
+    assert finding.valid is True, finding.message

@@ -154,10 +154,11 @@ def test_what_is_not_a_file_is_an_error_not_a_verdict(
 def test_a_file_past_the_size_limit_is_not_reported_clean(
     scanner: ClamscanScanner, tmp_path: Path
 ) -> None:
-    # clamscan skips a file over --max-filesize (100 MB) and calls it clean, unread.
+    # clamscan skips a file over --max-filesize (ours: 4000 MB, its highest) and,
+    # without --alert-exceeds-max, would call it clean, unread.
     big = tmp_path / "video.mkv"
     with big.open("wb") as f:
-        f.truncate(120 * 2**20)  # sparse: costs nothing to write or to skip
+        f.truncate(4100 * 2**20)  # sparse: costs nothing to write or to skip
     report = scanner.scan([big])
     assert not report.clean
     assert "not fully scanned" in report.errors[big]
