@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import operator
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -49,11 +50,14 @@ from preservation.metadata.mets import dublin_core_element
 
 __all__ = [
     "Page",
+    "PropertyFilter",
     "SearchQuery",
     "decode_cursor",
     "encode_cursor",
     "encode_position",
     "index_aips",
+    "invalid_files_of",
+    "parse_property_filter",
     "reindex",
     "search_aips",
     "words",
@@ -204,6 +208,18 @@ class SearchQuery:
     state: AIPState | None = None
     # True: only AIPs holding a file that failed format validation; False: only those without.
     invalid: bool | None = None
+    # Significant properties one file must have (with ``puid``, that file's format):
+    # "width>10000", "sample_rate<44100", "video_codec=FFV1" (see parse_property_filter).
+    properties: tuple[PropertyFilter, ...] = ()
+
+
+@dataclass(frozen=True)
+class PropertyFilter:
+    """One condition on a file's significant property: ``width >= 10000``."""
+
+    name: str
+    op: str  # = != < <= > >=
+    value: float | str | bool
 
 
 @dataclass(frozen=True)
@@ -304,6 +320,8 @@ def search_aips(
     if query.invalid is not None:
         has_invalid = invalid_files_of(AIP.id).exists()
         stmt = stmt.where(has_invalid if query.invalid else ~has_invalid)
+    if query.properties:
+        stmt = stmt.where(_file_with(query.properties, query.puid).exists())
     if cursor:
         created, aip_id = decode_cursor(cursor)
         stmt = stmt.where(
@@ -327,3 +345,84 @@ def invalid_files_of(aip_id: Any) -> Select[Any]:
         .join(AIPVersion, File.aip_version_id == AIPVersion.id)
         .where(AIPVersion.aip_id == aip_id, File.valid.is_(False))
     )
+
+
+_PROPERTY_FILTER = re.compile(r"([a-z_]+)\s*(<=|>=|!=|=|<|>)\s*(.+)")
+_OPERATORS = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def parse_property_filter(text: str) -> PropertyFilter:
+    """``width>10000``, ``video_codec=FFV1``, ``encrypted=true``: a search's property condition.
+
+    Names are the significant properties of preservation/characterise/properties.py;
+    numbers compare as numbers, ``true``/``false`` as booleans, anything else
+    as text (only ``=`` and ``!=``).
+    """
+    from preservation.metadata.mets import PROPERTY_NAMES, PROPERTY_TYPES
+
+    match = _PROPERTY_FILTER.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or match.group(1) not in PROPERTY_NAMES:
+        raise InvalidRequestError(
+            f"{text!r} is not a property condition: write NAME OP VALUE, e.g. width>10000 or "
+            f"video_codec=FFV1, with NAME one of {', '.join(sorted(PROPERTY_NAMES))} and OP one "
+            "of = != < <= > >=",
+            rule="property-filter",
+            value=text,
+        )
+    name, op, raw = match.groups()
+    kind = PROPERTY_TYPES.get(name, str)
+    value: float | str | bool
+    try:
+        if kind is bool:
+            if raw.lower() not in ("true", "false"):
+                raise ValueError(raw)
+            value = raw.lower() == "true"
+        elif kind in (int, float):
+            value = float(raw)
+        else:
+            value = raw
+    except ValueError:
+        raise InvalidRequestError(
+            f"{text!r}: {name} takes a {'number' if kind in (int, float) else kind.__name__}, "
+            f"and {raw!r} is not one",
+            rule="property-filter",
+            value=text,
+        ) from None
+    if op not in ("=", "!=") and not isinstance(value, float):
+        raise InvalidRequestError(
+            f"{text!r}: {name} compares only with = or !=", rule="property-filter", value=text
+        )
+    return PropertyFilter(name, op, value)
+
+
+def _file_with(filters: Sequence[PropertyFilter], puid: str | None) -> Select[Any]:
+    """One file of the AIP (any version) meeting every condition, in ``puid`` when given.
+
+    The properties are JSON (``files.properties``): SQLite's ``json_extract``
+    and PostgreSQL's ``->>`` read them through SQLAlchemy's JSON comparator, so
+    one query serves both catalogues.
+    """
+    stmt = (
+        select(File.id)
+        .join(AIPVersion, File.aip_version_id == AIPVersion.id)
+        .where(AIPVersion.aip_id == AIP.id, File.properties.is_not(None))
+    )
+    if puid:
+        stmt = stmt.where(File.puid == puid)
+    for f in filters:
+        field = File.properties[f.name]
+        if isinstance(f.value, bool):
+            column: Any = field.as_boolean()
+        elif isinstance(f.value, float):
+            column = field.as_float()
+        else:
+            column = field.as_string()
+        stmt = stmt.where(_OPERATORS[f.op](column, f.value))
+    return stmt.correlate(AIP)

@@ -4,7 +4,8 @@ The tools' full outputs go into the AIP as they are; what the catalogue keeps
 (``files.properties``) and the METS repeats (PREMIS
 ``objectCharacteristicsExtension``) is a small dict with the same keys
 whatever tool measured it, so that "every TIFF wider than 10,000 px" or "every
-WAV under 44.1 kHz" is one query. Each tool names things its own way
+WAV under 44.1 kHz" is one query (``aip search --puid fmt/353 --property
+'width>10000'``, ``GET /api/v1/aips?property=...``). Each tool names things its own way
 (ExifTool's ``PNG:ColorType`` 2 and ``IFD0:PhotometricInterpretation`` 2 are
 both "RGB"; ffprobe's ``h264`` is MediaInfo's ``AVC``), so each (tool, kind)
 pair has a small reader here, and values are spoken in one vocabulary:

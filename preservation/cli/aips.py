@@ -180,6 +180,13 @@ def aip_search(
         bool | None,
         typer.Option("--invalid/--valid", help="Only AIPs with (or without) malformed files"),
     ] = None,
+    prop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--property",
+            help="A file's property, NAME OP VALUE (width>10000, video_codec=FFV1); repeatable",
+        ),
+    ] = None,
     tenant: TenantOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
     cursor: Annotated[str | None, typer.Option("--cursor")] = None,
@@ -209,9 +216,21 @@ def aip_search(
         created_before=when(before, "--before"),
         state=_state(state, as_json),
         invalid=invalid,
+        properties=_properties(prop or [], as_json),
         cursor=cursor,
         limit=limit,
     )
+
+
+def _properties(texts: list[str], as_json: bool) -> tuple[Any, ...]:
+    from preservation.catalog.search import parse_property_filter
+    from preservation.cli.terminal import usage
+    from preservation.errors import InvalidRequestError
+
+    try:
+        return tuple(parse_property_filter(t) for t in texts)
+    except InvalidRequestError as e:
+        raise usage(f"--property: {e.message}", as_json) from None
 
 
 def _properties_text(props: dict[str, Any]) -> str:

@@ -144,3 +144,21 @@ def test_format_findings_through_the_api(client: TestClient, ctx: Context, token
     # Another tenant's search never counts or names them.
     other = tokens.headers("consumer", "library")
     assert _all_pages(client, other, invalid="true") == []
+    assert _all_pages(client, other, property="width>=640") == []
+
+    # By significant property: one file must meet every condition (in the PUID, if given).
+    assert sorted(_all_pages(client, h, property="width>=640")) == sorted([broken, clean])
+    assert _all_pages(client, h, property="width>640") == []
+    assert _all_pages(client, h, property="page_count=3") == [broken]
+    assert _all_pages(client, h, property=["page_count>2", "pdf_version=1.4"]) == [broken]
+    assert _all_pages(client, h, property=["page_count>2", "width>=640"]) == []  # not one file
+    assert _all_pages(client, h, property="encrypted=false") == [broken]
+    assert _all_pages(client, h, property="width>=640", puid="fmt/18") == []
+    assert sorted(_all_pages(client, h, property="width=640", puid="fmt/11")) == sorted(
+        [broken, clean]
+    )
+    for bad in ("width>wide", "colour>1", "video_codec>AVC", "nonsense"):
+        r = client.get("/api/v1/aips", params={"property": bad}, headers=h)
+        assert r.status_code in (400, 422), (bad, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert bad in r.text

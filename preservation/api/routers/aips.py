@@ -12,7 +12,7 @@ from preservation import dispatch, lookup, retention
 from preservation.api.deps import Asker, Ctx, Db, actor_of, needs
 from preservation.api.problems import responses
 from preservation.catalog.models import AIPState, Role
-from preservation.catalog.search import SearchQuery
+from preservation.catalog.search import SearchQuery, parse_property_filter
 from preservation.errors import InvalidRequestError, UnsupportedMediaError
 from preservation.tokens import Principal
 
@@ -40,6 +40,15 @@ def search_aips(
         bool | None,
         Query(description="true: AIPs holding a file that failed format validation"),
     ] = None,
+    prop: Annotated[
+        list[str],
+        Query(
+            alias="property",
+            max_length=20,
+            description="A file's significant property, NAME OP VALUE (width>10000, "
+            "video_codec=FFV1); repeated, one file must meet them all (in the PUID, if given)",
+        ),
+    ] = [],  # noqa: B006 - FastAPI copies a query list's default
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> lookup.AIPPage:
@@ -52,6 +61,7 @@ def search_aips(
         created_before=created_before,
         state=state,
         invalid=invalid,
+        properties=tuple(parse_property_filter(p) for p in prop),
     )
     return lookup.search(db, query, cursor=cursor, limit=limit)
 
