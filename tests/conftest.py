@@ -34,6 +34,17 @@ def service_missing(what: str, err: Exception) -> None:
     pytest.skip(message)
 
 
+def require_program(name: str) -> str:
+    """The program's path; not on PATH, the test skips locally and FAILS under CI."""
+    import shutil
+
+    found = shutil.which(name)
+    if found is None:
+        service_missing(name, FileNotFoundError(f"{name} is not on PATH"))
+    assert found is not None
+    return found
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, dropped afterwards."""

@@ -30,6 +30,8 @@ __all__ = [
     "HASH_SIGNATURE",
     "MARKER",
     "MARKER_SIGNATURE",
+    "SAMPLES",
+    "SAMPLE_DETECTIONS",
     "clamd_available",
     "clamd_program",
     "clamscan_available",
@@ -38,6 +40,7 @@ __all__ = [
     "require_clamd",
     "require_clamscan",
     "running_clamd",
+    "write_files",
 ]
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -55,6 +58,30 @@ EICAR_SIGNATURE = "Preservation.Test.EICAR.UNOFFICIAL"
 HASH_SIGNATURE = "Preservation.Test.Hash.UNOFFICIAL"
 
 SIGNATURES = 3
+
+SAMPLES = {
+    "clean.txt": b"nothing to see",
+    "empty": b"",
+    "eicar.com": EICAR,
+    "letter.txt": b"Dear archivist, " + MARKER + b" regards",
+    "hashed.bin": HASHED,
+    "almost-hashed.bin": HASHED + b"!",
+}
+"""One batch every scanner must judge alike: three files detected, three clean."""
+
+SAMPLE_DETECTIONS = {
+    ("eicar.com", EICAR_SIGNATURE),
+    ("letter.txt", MARKER_SIGNATURE),
+    ("hashed.bin", HASH_SIGNATURE),
+}
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> dict[str, Path]:
+    """Each named file with its content, in ``folder``; their paths by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return {name: folder / name for name in files}
 
 
 def make_signature_db(folder: Path) -> Path:

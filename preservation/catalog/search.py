@@ -340,10 +340,15 @@ def invalid_files_of(aip_id: Any) -> Select[Any]:
     Served by the partial index ``ix_files_invalid``: valid files, nearly all
     of them, are never read.
     """
+    return _files_of(aip_id).where(File.valid.is_(False))
+
+
+def _files_of(aip_id: Any) -> Select[Any]:
+    """The files of every version of an AIP (versions are forward deltas)."""
     return (
         select(File.id)
         .join(AIPVersion, File.aip_version_id == AIPVersion.id)
-        .where(AIPVersion.aip_id == aip_id, File.valid.is_(False))
+        .where(AIPVersion.aip_id == aip_id)
     )
 
 
@@ -409,11 +414,7 @@ def _file_with(filters: Sequence[PropertyFilter], puid: str | None) -> Select[An
     and PostgreSQL's ``->>`` read them through SQLAlchemy's JSON comparator, so
     one query serves both catalogues.
     """
-    stmt = (
-        select(File.id)
-        .join(AIPVersion, File.aip_version_id == AIPVersion.id)
-        .where(AIPVersion.aip_id == AIP.id, File.properties.is_not(None))
-    )
+    stmt = _files_of(AIP.id).where(File.properties.is_not(None))
     if puid:
         stmt = stmt.where(File.puid == puid)
     for f in filters:

@@ -61,8 +61,6 @@ __all__ = [
     "lock_tenant",
     "locked",
     "record_event",
-    "record_characterisation",
-    "record_identifications",
     "resolve_aip_id",
     "resolve_sip_id",
     "set_sip_state",
@@ -72,6 +70,7 @@ __all__ = [
     "stalled_sips",
     "take_lease",
     "touch_sip",
+    "update_files",
     "verified_copies",
     "verify_event_chain",
 ]
@@ -406,14 +405,12 @@ def agents_by_identifier(session: Session) -> dict[str, Agent]:
     return {a.identifier: a for a in session.scalars(select(Agent))}
 
 
-def record_identifications(session: Session, updates: Sequence[Mapping[str, Any]]) -> None:
-    """Bulk UPDATE by primary key (rows carry ``id``)."""
-    if updates:
-        session.execute(update(File), list(updates))
+def update_files(session: Session, updates: Sequence[Mapping[str, Any]]) -> None:
+    """What a stage learnt about each file (its format, its properties), one bulk UPDATE.
 
-
-def record_characterisation(session: Session, updates: Sequence[Mapping[str, Any]]) -> None:
-    """Significant properties and validation verdicts, one bulk UPDATE by primary key."""
+    Rows carry ``id`` and the columns to set: one statement for the whole SIP,
+    never one per file.
+    """
     if updates:
         session.execute(update(File), list(updates))
 

@@ -20,9 +20,10 @@ for compressed audio, and FFV1's version and level (PyAV reports level -99,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,15 @@ from typing import Any
 from preservation.characterise.tools import ToolRun, display_name
 from preservation.errors import ToolUnavailableError
 
-__all__ = ["FFprobe"]
+__all__ = ["DEMUXERS", "FFprobe", "open_media"]
+
+DEMUXERS = (
+    "wav,w64,aiff,caf,flac,wv,ape,tta,mp3,aac,ac3,eac3,dts,ogg,au,dsf,"
+    "matroska,mov,avi,mxf,dv,mpeg,mpegts,mpegvideo,m4v,h264,hevc,asf,flv,nut,gxf"
+)
+"""Demuxers FFmpeg may pick, here and in the decode pass. Without a list it would
+also read playlists (HLS, DASH, concat), which open other files named inside the
+one being looked at."""
 
 _PCM_BITS = re.compile(r"^pcm_[a-z]*?(\d+)")
 
@@ -77,23 +86,26 @@ def _av() -> Any:
     return av
 
 
-def _probe(av: Any, path: Path, label: str) -> dict[str, Any]:
-    from preservation.characterise.validation import _DEMUXERS
+@contextlib.contextmanager
+def open_media(av: Any, path: Path) -> Iterator[Any]:
+    """PyAV's container for a local file: only :data:`DEMUXERS`, only the file protocol.
 
-    # The demuxers the decode pass may use, and only local files: a playlist
-    # format (HLS, concat) would otherwise open files named inside this one.
-    options = {"format_whitelist": _DEMUXERS, "protocol_whitelist": "file"}
+    A name whose bytes are not UTF-8 cannot be spelt to FFmpeg; Python opens
+    it and hands the file over.
+    """
+    options = {"format_whitelist": DEMUXERS, "protocol_whitelist": "file"}
     name = os.fspath(path)
-    if display_name(name) != name:  # bytes that are not UTF-8: let Python open it
-        with (
-            open(name, "rb") as handle,
-            av.open(handle, container_options=options, metadata_errors="replace") as container,
-        ):
-            return _describe(container, label, os.path.getsize(name))
-    with av.open(
-        "file:" + str(Path(name).resolve()), container_options=options, metadata_errors="replace"
-    ) as container:
-        return _describe(container, label, os.path.getsize(name))
+    with contextlib.ExitStack() as stack:
+        source: Any = "file:" + str(Path(name).resolve())
+        if display_name(name) != name:
+            source = stack.enter_context(open(name, "rb"))
+        with av.open(source, container_options=options, metadata_errors="replace") as container:
+            yield container
+
+
+def _probe(av: Any, path: Path, label: str) -> dict[str, Any]:
+    with open_media(av, path) as container:
+        return _describe(container, label, os.path.getsize(path))
 
 
 def _seconds(value: int | None, time_base: Fraction | None) -> str | None:

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast, runtime_checkable
 
+from preservation.characterise.ffprobe import open_media
 from preservation.errors import ConfigurationError, ToolError, ToolUnavailableError
 
 __all__ = [
@@ -433,13 +434,6 @@ def _decode_frame(img: Any, index: int) -> None:
 
 _av_lock = threading.Lock()
 
-_DEMUXERS = (
-    "wav,w64,aiff,caf,flac,wv,ape,tta,mp3,aac,ac3,eac3,dts,ogg,au,dsf,"
-    "matroska,mov,avi,mxf,dv,mpeg,mpegts,mpegvideo,m4v,h264,hevc,asf,flv,nut,gxf"
-)
-"""Demuxers FFmpeg may pick. Without a list it would also read playlists (HLS,
-DASH, concat), which open other files named inside the one being checked."""
-
 
 def _ffmpeg_version() -> str:
     try:
@@ -502,16 +496,7 @@ def _decode_problems(path: Path) -> list[str]:
     undecodable: list[str] = []
     with av.logging.Capture(local=True) as logs:
         try:
-            container = av.open(
-                "file:" + str(path.resolve()),
-                container_options={"format_whitelist": _DEMUXERS, "protocol_whitelist": "file"},
-                metadata_errors="replace",
-            )
-        except av.FFmpegError as err:
-            container = None
-            problems.append(f"cannot open: {err.strerror or err}")
-        if container is not None:
-            with container:
+            with open_media(av, path) as container:
                 streams = []
                 for stream in container.streams:
                     if stream.type not in ("audio", "video"):
@@ -526,6 +511,8 @@ def _decode_problems(path: Path) -> list[str]:
                 if not streams and not undecodable:
                     problems.append("no audio or video stream")
                 problems += _demux_and_decode(container, streams)
+        except av.FFmpegError as err:  # opening it: _demux_and_decode keeps its own
+            problems.append(f"cannot open: {err.strerror or err}")
     problems = _ffmpeg_log_lines(logs) + problems
     if _is_wave(path):
         problems += _riff_problems(path)

@@ -184,7 +184,7 @@ def characterise(ctx: Context, sip_id: str, progress: Progress = no_progress) ->
     documents = [p.relative_to(root / "data").as_posix() for p in result.documents]
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
-        service.record_characterisation(s, updates)
+        service.update_files(s, updates)
         names = {file_id: name for file_id, name, _, _ in rows}
         _record_tool_events(s, tenant_id, sip_id, result, names, tool_files, documents)
         for tool, seen in sorted(per_validator.items()):

@@ -97,7 +97,7 @@ def identify(ctx: Context, sip_id: str, progress: Progress = no_progress) -> Non
     refused = any(p["severity"] == "error" for p in off_list)
     with session_scope(ctx.sessions) as s:
         sip = service.get_sip(s, sip_id)
-        service.record_identifications(s, updates)
+        service.update_files(s, updates)
         if engine:
             service.ensure_agent(
                 s,

@@ -18,7 +18,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import struct
 import subprocess
 import wave
@@ -45,7 +44,7 @@ from preservation.metadata import validate_mets
 from preservation.metadata.mets import CHARACTERISATION_NS
 from preservation.metadata.reader import read_mets
 from preservation.storage import recovery
-from tests.conftest import service_missing
+from tests.conftest import require_program
 
 #: The malformed files of the bag and the validator that must catch each.
 MALFORMED = {
@@ -62,8 +61,7 @@ CHARACTERISATION = "data/metadata/preservation/characterisation"
 def _require(*programs: str) -> None:
     """Every external tool the registry calls for; missing, skip locally and FAIL under CI."""
     for program in programs:
-        if shutil.which(program) is None:
-            service_missing(program, FileNotFoundError(f"{program} is not on PATH"))
+        require_program(program)
 
 
 def _ffmpeg(target: Path, *args: str) -> None:

@@ -9,7 +9,6 @@ and FAILS under CI (``CI=true``), where a green run must mean the tools ran.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from preservation.characterise import ToolBox
-from tests.conftest import service_missing
+from tests.conftest import require_program
 
 #: The sample name, its file name and the PUID fido gives it (checked in test_registry).
 SAMPLES: dict[str, tuple[str, str]] = {
@@ -51,8 +50,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
 def require(*commands: str) -> None:
     """Skip (locally) or fail (CI) unless every command is on PATH."""
     for command in commands:
-        if shutil.which(command) is None:
-            service_missing(command, FileNotFoundError(f"{command} is not on PATH"))
+        require_program(command)
 
 
 def _ffmpeg(target: Path, *args: str) -> None:

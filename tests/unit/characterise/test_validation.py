@@ -32,27 +32,13 @@ from preservation.characterise.validation import (
     validator,
 )
 from preservation.errors import ConfigurationError, ToolUnavailableError
-from tests.conftest import IN_CI
-
-
-def _missing(what: str) -> None:
-    message = f"{what} is not installed"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: validator tests must run, not skip)")
-    pytest.skip(message)
-
-
-def need_program(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        _missing(name)
-    assert found is not None
-    return found
+from tests.conftest import require_program as need_program
+from tests.conftest import service_missing
 
 
 def need_module(name: str) -> None:
     if importlib.util.find_spec(name) is None:
-        _missing(f"Python package {name}")
+        service_missing(f"Python package {name}", ModuleNotFoundError(name))
 
 
 def verdicts(name: str, paths: Sequence[Path]) -> list[Finding]:
@@ -240,7 +226,7 @@ def jp2s(files: Path) -> dict[str, Path]:
     from PIL import Image, features
 
     if not features.check("jpg_2000"):
-        _missing("Pillow's JPEG 2000 codec (openjpeg)")
+        service_missing("Pillow's JPEG 2000 codec (openjpeg)", ImportError("openjpeg"))
     good = files / "good.jp2"
     Image.linear_gradient("L").resize((128, 96)).convert("RGB").save(good)
     return {"good": good, "truncated": cut(good, files / "truncated.jp2", 0.5)}

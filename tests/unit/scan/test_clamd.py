@@ -20,14 +20,15 @@ from preservation.scan.clamd import parse_version
 from tests.scanning import (
     EICAR,
     EICAR_SIGNATURE,
-    HASH_SIGNATURE,
-    HASHED,
     MARKER,
     MARKER_SIGNATURE,
+    SAMPLE_DETECTIONS,
+    SAMPLES,
     free_port,
     make_signature_db,
     require_clamd,
     running_clamd,
+    write_files,
 )
 
 DATABASE = "custom: preservation-test.hdb, preservation-test.ndb (3 signatures)"
@@ -53,36 +54,13 @@ def scanner(request: pytest.FixtureRequest, clamd: dict[str, str], db: Path) -> 
     return ClamdScanner(clamd[request.param], database=db)
 
 
-def _write(folder: Path, files: dict[str, bytes]) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
-        out[name] = folder / name
-    return out
-
-
 def test_clean_files_pass_and_test_signatures_are_named(
     scanner: ClamdScanner, tmp_path: Path
 ) -> None:
-    files = _write(
-        tmp_path,
-        {
-            "clean.txt": b"nothing to see",
-            "empty": b"",
-            "eicar.com": EICAR,
-            "letter.txt": b"Dear archivist, " + MARKER + b" regards",
-            "hashed.bin": HASHED,
-            "almost-hashed.bin": HASHED + b"!",
-        },
-    )
+    files = write_files(tmp_path, SAMPLES)
     report = scanner.scan(list(files.values()))
 
-    assert {(d.path.name, d.signature) for d in report.detections} == {
-        ("eicar.com", EICAR_SIGNATURE),
-        ("letter.txt", MARKER_SIGNATURE),
-        ("hashed.bin", HASH_SIGNATURE),
-    }
+    assert {(d.path.name, d.signature) for d in report.detections} == SAMPLE_DETECTIONS
     assert report.errors == {}
     assert report.scanned == 6
     assert report.engine.startswith("ClamAV 1.")
@@ -93,7 +71,7 @@ def test_clean_files_pass_and_test_signatures_are_named(
 
 
 def test_awkward_names_are_mapped_back(scanner: ClamdScanner, tmp_path: Path) -> None:
-    files = _write(
+    files = write_files(
         tmp_path,
         {
             "with spaces.txt": b"fine",
@@ -119,7 +97,7 @@ def test_awkward_names_are_mapped_back(scanner: ClamdScanner, tmp_path: Path) ->
 
 def test_a_symbolic_link_is_scanned_as_its_target(scanner: ClamdScanner, tmp_path: Path) -> None:
     # clamd itself answers "OK" for a link it does not follow, without reading anything.
-    target = _write(tmp_path, {"eicar.com": EICAR})["eicar.com"]
+    target = write_files(tmp_path, {"eicar.com": EICAR})["eicar.com"]
     link = tmp_path / "innocent.txt"
     link.symlink_to(target)
     report = scanner.scan([link])
@@ -129,7 +107,7 @@ def test_a_symbolic_link_is_scanned_as_its_target(scanner: ClamdScanner, tmp_pat
 def test_what_is_not_a_file_is_an_error_not_a_verdict(
     scanner: ClamdScanner, tmp_path: Path
 ) -> None:
-    files = _write(tmp_path / "folder", {"ok.txt": b"fine"})
+    files = write_files(tmp_path / "folder", {"ok.txt": b"fine"})
     report = scanner.scan([files["ok.txt"], tmp_path / "missing", tmp_path / "folder"])
     assert report.scanned == 1
     assert set(report.errors) == {tmp_path / "missing", tmp_path / "folder"}
@@ -167,7 +145,7 @@ def test_a_batch_costs_one_connection(
 def test_past_stream_max_length_is_an_error_and_the_rest_is_scanned(
     mode: str, clamd: dict[str, str], db: Path, tmp_path: Path
 ) -> None:
-    files = _write(
+    files = write_files(
         tmp_path,
         {
             "before.txt": b"fine",
@@ -185,7 +163,7 @@ def test_past_stream_max_length_is_an_error_and_the_rest_is_scanned(
 
 
 def test_path_mode_reads_files_of_any_size(clamd: dict[str, str], tmp_path: Path) -> None:
-    huge = _write(tmp_path, {"huge.bin": bytes(2 * 2**20) + MARKER})["huge.bin"]
+    huge = write_files(tmp_path, {"huge.bin": bytes(2 * 2**20) + MARKER})["huge.bin"]
     report = ClamdScanner(clamd["path"]).scan([huge])
     assert [d.signature for d in report.detections] == [MARKER_SIGNATURE]
 

@@ -13,13 +13,12 @@ from preservation.errors import ScannerUnavailableError
 from preservation.scan import ClamscanScanner, VirusScanner, scanner_for
 from tests.scanning import (
     EICAR,
-    EICAR_SIGNATURE,
-    HASH_SIGNATURE,
-    HASHED,
     MARKER,
-    MARKER_SIGNATURE,
+    SAMPLE_DETECTIONS,
+    SAMPLES,
     make_signature_db,
     require_clamscan,
+    write_files,
 )
 
 DATABASE = "custom: preservation-test.hdb, preservation-test.ndb (3 signatures)"
@@ -53,34 +52,13 @@ def processes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return CountingPopen.commands
 
 
-def _write(folder: Path, files: dict[str, bytes]) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
-    return {name: folder / name for name in files}
-
-
 def test_clean_files_pass_and_test_signatures_are_named(
     scanner: ClamscanScanner, tmp_path: Path
 ) -> None:
-    files = _write(
-        tmp_path,
-        {
-            "clean.txt": b"nothing to see",
-            "empty": b"",
-            "eicar.com": EICAR,
-            "letter.txt": b"Dear archivist, " + MARKER + b" regards",
-            "hashed.bin": HASHED,
-            "almost-hashed.bin": HASHED + b"!",
-        },
-    )
+    files = write_files(tmp_path, SAMPLES)
     report = scanner.scan(list(files.values()))
 
-    assert {(d.path.name, d.signature) for d in report.detections} == {
-        ("eicar.com", EICAR_SIGNATURE),
-        ("letter.txt", MARKER_SIGNATURE),
-        ("hashed.bin", HASH_SIGNATURE),
-    }
+    assert {(d.path.name, d.signature) for d in report.detections} == SAMPLE_DETECTIONS
     assert report.errors == {} and report.scanned == 6
     assert report.engine.startswith("ClamAV 1.")
     assert report.database == DATABASE
@@ -93,7 +71,7 @@ def test_awkward_names_in_one_process(
 ) -> None:
     scanner.scan([])  # the engine's version, asked once per state of the database
     processes.clear()
-    files = _write(
+    files = write_files(
         tmp_path,
         {
             "with spaces.txt": b"fine",
@@ -141,7 +119,7 @@ def test_what_is_not_a_file_is_an_error_not_a_verdict(
     scanner: ClamscanScanner, tmp_path: Path
 ) -> None:
     # Given a directory in its file list, clamscan says nothing at all about it.
-    files = _write(tmp_path / "folder", {"ok.txt": b"fine"})
+    files = write_files(tmp_path / "folder", {"ok.txt": b"fine"})
     os.mkfifo(tmp_path / "pipe")
     report = scanner.scan(
         [files["ok.txt"], tmp_path / "missing", tmp_path / "folder", tmp_path / "pipe"]
@@ -171,7 +149,7 @@ def test_a_folder_without_signatures_is_unavailable_and_named(make: str, tmp_pat
     folder = tmp_path / "no-signatures-here"
     if make == "empty":
         folder.mkdir()
-    clean = _write(tmp_path / "files", {"ok.txt": b"fine"})["ok.txt"]
+    clean = write_files(tmp_path / "files", {"ok.txt": b"fine"})["ok.txt"]
     with pytest.raises(ScannerUnavailableError) as caught:
         ClamscanScanner(folder).scan([clean])
     assert str(folder) in str(caught.value) and "signatures" in str(caught.value)
