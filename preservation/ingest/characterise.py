@@ -147,9 +147,8 @@ def characterise(ctx: Context, sip_id: str, progress: Progress = no_progress) ->
         ]
         for f in findings.get(path, []):
             seen = per_validator.setdefault(
-                f.tool, {"version": f.tool_version, "files": 0, "results": [], "invalid": []}
+                f.tool, {"version": f.tool_version, "results": [], "invalid": []}
             )
-            seen["files"] += 1
             seen["results"].append([name, f.valid, f.message])
             if f.valid is False:
                 problem = {
@@ -277,12 +276,12 @@ def _record_validation_event(
         sip_id=sip_id,
         type="validation",
         outcome=("failure" if refused else "warning") if bad else "success",
-        detail=f"format validation with {identifier}: {seen['files']} file(s) checked, "
+        detail=f"format validation with {identifier}: {len(seen['results'])} file(s) checked, "
         f"{len(bad)} malformed" + (f", {unchecked} not checked" if unchecked else ""),
         outcome_detail=json.dumps(listed, ensure_ascii=False) if bad else "",
         agents={"executing program": [identifier]},
         objects={
-            "files": seen["files"],
+            "files": len(seen["results"]),
             "invalid": len(bad),
             "results_sha256": hashlib.sha256(results.encode()).hexdigest(),
         },
