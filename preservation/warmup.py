@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from preservation.config import Settings
@@ -31,7 +31,6 @@ class WarmHelpers:
 
     pool: Any
     tools: Any
-    thread: threading.Thread | None = field(default=None, repr=False)
 
     def into(self, ctx: Context) -> None:
         """Let ``ctx`` use them (and close them): the stages find them in its cache."""
@@ -57,7 +56,8 @@ def warm_up(settings: Settings) -> WarmHelpers:
     )
     pool.start()
     tools = ToolBox()
-    return WarmHelpers(pool, tools, _prepare_in_background(tools))
+    _prepare_in_background(tools)
+    return WarmHelpers(pool, tools)
 
 
 def warm_up_context(ctx: Context) -> None:
@@ -72,10 +72,8 @@ def warm_up_context(ctx: Context) -> None:
     _prepare_in_background(toolbox(ctx))
 
 
-def _prepare_in_background(tools: Any) -> threading.Thread:
-    thread = threading.Thread(target=_prepare, args=(tools,), name="warm-up", daemon=True)
-    thread.start()
-    return thread
+def _prepare_in_background(tools: Any) -> None:
+    threading.Thread(target=_prepare, args=(tools,), name="warm-up", daemon=True).start()
 
 
 def _prepare(tools: Any) -> None:
