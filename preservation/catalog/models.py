@@ -38,6 +38,9 @@ __all__ = [
     "Disposal",
     "IdempotencyKey",
     "LegalHold",
+    "Migration",
+    "MigrationFile",
+    "MigrationItem",
     "AuditState",
     "DisposalState",
     "Role",
@@ -300,6 +303,11 @@ class File(Base):
     valid: Mapped[bool | None] = mapped_column()
     # Each validator's verdict: [{"tool", "version", "valid", "message"}].
     validation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # A migration's output: the file it was made from (in an earlier representation).
+    derived_from: Mapped[int | None] = mapped_column(ForeignKey("files.id"), index=True)
+    # The AIP version whose migration replaced this file in the current representation;
+    # None while the file is current. The file itself stays, on tape and here.
+    superseded_in: Mapped[int | None] = mapped_column(Integer)
 
 
 class PremisEvent(Base):
@@ -519,3 +527,74 @@ class Audit(Base):
     copies_done: Mapped[int] = mapped_column(Integer, default=0)
     copies_total: Mapped[int] = mapped_column(Integer, default=0)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Migration(Base):
+    """A curator's migration request: what was chosen, under which policy, and how it went.
+
+    The policy is kept whole (``policy``), not by path: a worker on another
+    machine must apply exactly the rules the curator previewed.
+    """
+
+    __tablename__ = "migrations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    # None: an administrator's request over every tenant.
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    requested_by_label: Mapped[str] = mapped_column(String(255), default="")
+    selection: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    policy_sha256: Mapped[str] = mapped_column(String(64), default="")
+    mode: Mapped[str] = mapped_column(String(16), default="best-effort")
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class MigrationItem(Base):
+    """One AIP of a migration: the unit a worker takes (one Celery task per AIP)."""
+
+    __tablename__ = "migration_items"
+    __table_args__ = (UniqueConstraint("migration_id", "aip_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    migration_id: Mapped[str] = mapped_column(ForeignKey("migrations.id"), index=True)
+    aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    step: Mapped[str | None] = mapped_column(String(32))
+    version: Mapped[int | None] = mapped_column(Integer)
+    files_total: Mapped[int] = mapped_column(Integer, default=0)
+    files_done: Mapped[int] = mapped_column(Integer, default=0)
+    files_failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MigrationFile(Base):
+    """One file's conversion: the action, the tool and its version, every check, the outcome."""
+
+    __tablename__ = "migration_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("migration_items.id"), index=True)
+    source_file_id: Mapped[int] = mapped_column(ForeignKey("files.id"))
+    action_id: Mapped[str] = mapped_column(String(64))
+    target_puid: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    aip_path: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    sha512: Mapped[str | None] = mapped_column(String(128))
+    tool: Mapped[str | None] = mapped_column(String(64))
+    tool_version: Mapped[str | None] = mapped_column(String(255))
+    command: Mapped[list[str] | None] = mapped_column(JSON)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    identification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    validation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    seconds_tool: Mapped[float | None] = mapped_column(Float)
+    seconds_verify: Mapped[float | None] = mapped_column(Float)
