@@ -60,8 +60,10 @@ __all__ = [
     "dublin_core_element",
     "dublin_core_from_bag_info",
     "dublin_core_from_record",
+    "held_href",
     "href_for",
     "premis_package_objects",
+    "source_object_uri",
     "write_representation_mets",
     "write_root_mets",
 ]
@@ -126,6 +128,10 @@ PREVIOUS_USE = "Previous versions"
 PACKAGE_OBJECT_TYPE = "UUID"
 PACKAGE_TECH_ID = "obj-package"
 LOCAL = "local"
+#: How a migration's source object, in an earlier version's METS, is identified.
+URI = "URI"
+#: PREMIS relationshipSubType of a migration's output towards its source.
+DERIVED_SUBTYPE = "has source"
 UNIDENTIFIED_NOTE = "unidentified"
 UNKNOWN_FORMAT_NAME = "unknown"
 BASIS_NOTE = "basis: "
@@ -407,7 +413,7 @@ def _premis_event(event: Event, aip_id: str) -> etree._Element:
         _sub(box, _P_linkingAgentIdentifierValue, link.agent_id)
         if link.role is not None:
             _sub(box, _P_linkingAgentRole, link.role)
-    objects = [(LOCAL, o.object_id, o.role) for o in event.objects]
+    objects = [(o.id_type or LOCAL, o.object_id, o.role) for o in event.objects]
     if not objects:  # the package as a whole: link to the AIP's UUID
         objects = [(PACKAGE_OBJECT_TYPE, aip_id, None)]
     for id_type, value, role in objects:
@@ -471,7 +477,30 @@ def _premis_object(file: FileObject) -> etree._Element:
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             etree.SubElement(props, f"{{{CHARACTERISATION_NS}}}{name}").text = text
     _sub(el, _P_originalName, file.original_name)
+    if file.derived_from is not None:
+        box = _sub(el, _P_relationship)
+        _sub(box, _P_relationshipType, "derivation")
+        _sub(box, _P_relationshipSubType, DERIVED_SUBTYPE)
+        related = _sub(box, _P_relatedObjectIdentifier)
+        _sub(related, _P_relatedObjectIdentifierType, URI)
+        _sub(related, _P_relatedObjectIdentifierValue, file.derived_from)
     return el
+
+
+def source_object_uri(aip_id: str, version: int, representation: str, file_id: str) -> str:
+    """How a later representation METS names a file object of an earlier version's METS.
+
+    Relative to a representation METS (``<aip>.vN/data/representations/<rep>/``),
+    the way its own FLocats point into earlier versions, plus the object's METS ID.
+    """
+    return href_for(
+        f"../../../../{aip_id}.v{version}/data/representations/{representation}/METS.xml"
+    ) + f"#{file_id}"
+
+
+def held_href(aip_id: str, version: int, path: str) -> str:
+    """A representation METS's link to a file an earlier version's tar holds."""
+    return href_for(f"../../../../{aip_id}.v{version}/data/{path}")
 
 
 def _relationship(parent: etree._Element, subtype: str, id_type: str, value: str) -> None:
@@ -809,11 +838,29 @@ def _write_files(
             if file.id in seen_ids:
                 raise MetadataError(f"file id {file.id!r} is given twice", path=file.path)
             seen_ids.add(file.id)
-            if not file.path.startswith(prefix):
+            if file.held_in is not None:
+                # An unchanged file of an earlier representation: same place in the tree.
+                parts = file.path.split("/", 2)
+                if len(parts) < 3 or parts[0] != "representations":
+                    raise MetadataError(
+                        f"file {file.id} path {file.path!r} is not in a representation",
+                        path=file.path,
+                    )
+                if file.held_in >= w.package.version:
+                    raise MetadataError(
+                        f"file {file.id} is said to be held by version {file.held_in}, which "
+                        f"is not earlier than this version {w.package.version}",
+                        path=file.path,
+                    )
+                relpath = parts[2]
+                href = held_href(w.aip_id, file.held_in, file.path)
+            elif not file.path.startswith(prefix):
                 raise MetadataError(
                     f"file {file.id} path {file.path!r} is not under {prefix!r}", path=file.path
                 )
-            relpath = file.path[len(prefix) :]
+            else:
+                relpath = file.path[len(prefix) :]
+                href = href_for(relpath)
             admid = [f"tech-{file.id}"]
             for event_id in file.event_ids:
                 mets_id = w.event_mets_ids.get(event_id)
@@ -844,7 +891,7 @@ def _write_files(
                     flocat = {
                         "LOCTYPE": "URL",
                         _XL + "type": "simple",
-                        _XL + "href": href_for(relpath),
+                        _XL + "href": href,
                     }
                     with sxf.element(_M + "FLocat", flocat):
                         pass

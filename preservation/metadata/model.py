@@ -182,10 +182,17 @@ class AgentLink:
 
 @dataclass(frozen=True, slots=True)
 class ObjectLink:
-    """Which object an event concerned, and how ("source", "outcome" for a migration)."""
+    """Which object an event concerned, and how ("source", "outcome" for a migration).
+
+    ``id_type`` None is an object of the same document (PREMIS ``local``); a
+    migration's source lives in an earlier version's METS, so it is linked
+    by ``URI``: the relative link to that document with the object's METS ID
+    as fragment, which resolves on disk as the versions unpack side by side.
+    """
 
     object_id: str
     role: str | None = None
+    id_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,12 +281,19 @@ class FileObject:
     # Significant properties (width, duration, page_count...), written as PREMIS
     # objectCharacteristicsExtension.
     properties: Mapping[str, int | float | str | bool] = field(default_factory=dict)
+    # The earlier AIP version whose tar holds the file, when a later
+    # representation lists it unchanged; None: the METS's own version holds it.
+    held_in: int | None = None
+    # A migration's output: the URI of its source object (PREMIS derivation).
+    derived_from: str | None = None
 
     def __post_init__(self) -> None:
         _require_ncname(self.id, "file id")
         _require_relpath(self.path, f"path of {self.id}")
         if not self.original_name:
             raise MetadataError(f"file {self.id} has no original name", path=self.path)
+        if self.held_in is not None and (not isinstance(self.held_in, int) or self.held_in < 1):
+            raise MetadataError(f"file {self.id}: held_in must be a version number", path=self.path)
         if not isinstance(self.size, int) or self.size < 0:
             raise MetadataError(f"file {self.id} has invalid size {self.size!r}", path=self.path)
         if "sha256" not in self.digests:

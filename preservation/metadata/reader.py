@@ -55,6 +55,11 @@ _ALGORITHM_FROM_PREMIS = {
     if (premis := mets.digest_algorithm_name(bagit))
 }
 _PREVIOUS = re.compile(r"\.\./\.\./(?P<aip>[^/]+)\.v(?P<version>[0-9]+)/data/(?P<path>.+)\Z", re.S)
+# From a representation METS, two folders deeper: a file an earlier version holds.
+_HELD = re.compile(
+    r"\.\./\.\./\.\./\.\./(?P<aip>[^/]+)\.v(?P<version>[0-9]+)/data/(?P<path>representations/.+)\Z",
+    re.S,
+)
 
 
 @dataclass(slots=True)
@@ -113,10 +118,19 @@ class _Reader:
         self.package_events: list[Event] = []
         self.file_events: list[Event] = []
         self.event_by_mets_id: dict[str, UUID] = {}
-        # techMD ID -> (object id, original name, size, digests, format without MIME)
+        # techMD ID -> (object id, original name, size, digests, format without MIME,
+        # properties, the source a migration derived it from)
         self.objects: dict[
             str,
-            tuple[str, str, int, dict[str, str], FileFormat, dict[str, int | float | str | bool]],
+            tuple[
+                str,
+                str,
+                int,
+                dict[str, str],
+                FileFormat,
+                dict[str, int | float | str | bool],
+                str | None,
+            ],
         ] = {}
         self.files: list[FileObject] = []
         self.file_group: str | None = None
@@ -233,7 +247,9 @@ class _Reader:
             role = _text(link, _P + "linkingObjectRole")
             if id_type == mets.PACKAGE_OBJECT_TYPE and value == self.aip_id and role is None:
                 continue  # the implicit "whole package" link
-            objects.append(ObjectLink(value, role))
+            objects.append(
+                ObjectLink(value, role, None if id_type in (None, mets.LOCAL) else id_type)
+            )
         info = el.find(_P + "eventOutcomeInformation")
         return Event(
             id=UUID(_required(el, f"{_P}eventIdentifier/{_P}eventIdentifierValue", what)),
@@ -299,6 +315,14 @@ class _Reader:
             error=note(mets.FAILED_NOTE),
             warning=note(mets.WARNING_NOTE),
         )
+        derived_from = None
+        for rel in obj.iterchildren(_P + "relationship"):
+            if _text(rel, _P + "relationshipType") == "derivation" and (
+                _text(rel, _P + "relationshipSubType") == mets.DERIVED_SUBTYPE
+            ):
+                derived_from = _text(
+                    rel, f"{_P}relatedObjectIdentifier/{_P}relatedObjectIdentifierValue"
+                )
         self.objects[md.get("ID", "")] = (
             _required(obj, f"{_P}objectIdentifier/{_P}objectIdentifierValue", what),
             _required(obj, _P + "originalName", what),
@@ -306,6 +330,7 @@ class _Reader:
             digests,
             fmt,
             _properties(chars),
+            derived_from,
         )
 
     def file(self, el: etree._Element) -> None:
@@ -341,7 +366,9 @@ class _Reader:
         tech_ids = [i for i in admid if i in self.objects]
         if len(tech_ids) != 1:
             raise self.error(f"file {file_id} does not point to exactly one PREMIS object")
-        object_id, original, premis_size, digests, fmt, properties = self.objects.pop(tech_ids[0])
+        object_id, original, premis_size, digests, fmt, properties, derived_from = (
+            self.objects.pop(tech_ids[0])
+        )
         if object_id != file_id or premis_size != size or digests.get("sha256") != sha256:
             raise self.error(
                 f"file {file_id}: fileSec and PREMIS object disagree on id, size or sha256"
@@ -353,11 +380,16 @@ class _Reader:
         mime = el.get("MIMETYPE")
         if mime is not None:
             fmt = replace(fmt, mime=mime)
+        held = _HELD.match(href)
+        if held is not None and held["aip"] != self.aip_id:
+            raise self.error(f"file {file_id} points into another AIP ({held['aip']})")
         self.files.append(
             FileObject(
                 id=file_id,
                 original_name=original,
-                path=f"representations/{self.representation}/{href}",
+                path=held["path"] if held else f"representations/{self.representation}/{href}",
+                held_in=int(held["version"]) if held else None,
+                derived_from=derived_from,
                 size=size,
                 digests=digests,
                 format=fmt,
