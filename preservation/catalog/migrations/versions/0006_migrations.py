@@ -33,9 +33,7 @@ def upgrade() -> None:
     with op.batch_alter_table("files") as batch:
         batch.add_column(sa.Column("derived_from", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("superseded_in", sa.Integer(), nullable=True))
-        batch.create_foreign_key(
-            "fk_files_derived_from_files", "files", ["derived_from"], ["id"]
-        )
+        batch.create_foreign_key("fk_files_derived_from_files", "files", ["derived_from"], ["id"])
         batch.create_index("ix_files_derived_from", ["derived_from"])
     op.create_table(
         "migrations",
@@ -66,7 +64,9 @@ def upgrade() -> None:
         sa.Column("files_failed", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.UniqueConstraint("migration_id", "aip_id", name="uq_migration_items_migration_id_aip_id"),
+        sa.UniqueConstraint(
+            "migration_id", "aip_id", name="uq_migration_items_migration_id_aip_id"
+        ),
     )
     op.create_index("ix_migration_items_migration_id", "migration_items", ["migration_id"])
     op.create_index("ix_migration_items_aip_id", "migration_items", ["aip_id"])
