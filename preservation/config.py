@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     version_submitter: str = "workers.tasks:submit_version"
     # With a broker: the callable that queues an API-requested audit on the audit worker.
     audit_submitter: str = "workers.audit:submit_audit"
+    # With a broker: the callable that queues a migration request (one task per AIP).
+    migration_submitter: str = "workers.tasks:submit_migration"
     # How long a task taken by a worker that then died stays invisible before
     # Redis hands it to another worker. Longer than the longest task.
     broker_visibility_timeout: int = 6 * 3600 + 600
@@ -59,6 +61,11 @@ class Settings(BaseSettings):
     characterisation_registry: Path | None = None
     # Files handed to one run of a tool (one mediainfo process, one exiftool batch).
     characterisation_batch_size: int = 1000
+
+    # Format migration (preservation/migrate/): the policy file (None: the default
+    # policy shipped with the package), and how many tool runs go at once per AIP.
+    migration_policy: Path | None = None
+    migration_workers: int = 2
 
     # Virus scanning (preservation/scan/). A tenant's rule `virus_scan: false` turns it
     # off for that tenant; on, a SIP whose scanner cannot be reached waits, unscanned.

@@ -3,8 +3,9 @@
 Version 1 is made by ingest. Every later version holds only what is new,
 plus a complete root METS for its own state that points into the earlier
 versions' tars for everything it did not change; nothing already on tape is
-touched. Today a version is a metadata update (a curator's Dublin Core record
-replaces the current one); format migrations will add theirs here.
+touched. A version is a metadata update (a curator's Dublin Core record
+replaces the current one) or a format migration (:mod:`preservation.migrate.version`,
+which builds on the helpers here).
 
 A version goes through two steps, each safe to run again after a crash:
 
@@ -534,6 +535,14 @@ def _make_current(ctx: Context, version_id: int) -> None:
     """
     from preservation.catalog.search import index_aips
 
+    with session_scope(ctx.sessions) as s:
+        version = _version_row(s, version_id)
+        reason = version.reason
+    if reason == "migration":
+        from preservation.migrate.version import make_current
+
+        make_current(ctx, version_id)
+        return
     with session_scope(ctx.sessions) as s:
         version = _version_row(s, version_id)
         if version.reason != METADATA_REASON:

@@ -157,6 +157,24 @@ def submit_version(version_id: int) -> None:
     version_workflow(version_id, tuple(context().settings.sites)).apply_async()
 
 
+# -- format migrations (preservation/migrate/): one task per AIP on the migrate queue ----
+
+
+@app.task(name="workers.tasks.migrate_aip", **STAGE_OPTIONS)
+def migrate_aip(self: Task, item_id: int) -> str:
+    from preservation.migrate.run import migrate_item
+
+    return migrate_item(context(), item_id)
+
+
+def submit_migration(migration_id: str) -> None:
+    """``PRESERVATION_MIGRATION_SUBMITTER``'s default: one task per AIP of the request."""
+    from preservation.migrate.run import item_ids
+
+    for item_id in item_ids(context(), migration_id):
+        migrate_aip.apply_async(args=[item_id], queue="migrate")
+
+
 # What each skipped bag was last logged with, in this worker process: a bag that
 # waits for an hour is logged when its reason changes, not at every scan.
 _TOLD: dict[str, str] = {}

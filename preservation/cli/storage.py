@@ -237,6 +237,14 @@ def recover(
     version: Annotated[
         int | None, typer.Option("--version", "-v", min=1, help="Default: the latest.")
     ] = None,
+    files: Annotated[
+        bool,
+        typer.Option(
+            "--files",
+            help="Give the version's files, not its bag: <to>/<aip>.v<N>.files/ holds the "
+            "current representation of every file (version 1: the originals) at its path.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Read an AIP version from whichever site works, verify it, unpack it; print the bag root.
@@ -261,19 +269,35 @@ def recover(
         problem = _destination_problem(to)
         if problem is not None:
             raise DestinationError(problem, path=to)
-        target = to / f"{aip_id}.v{number}"
+        target = to / (f"{aip_id}.v{number}" + (".files" if files else ""))
         if target.exists() or target.is_symlink():
             raise usage(
                 f"{target} already exists; remove it or choose another --to folder", as_json
             )
         with spinner(not as_json, f"reading AIP {aip_id} v{number} from tape"):
-            bag = recover_version(ctx, aip_id, number, dest_dir=to)
+            if files:
+                import shutil
+                import tempfile
+
+                from preservation.storage.recovery import extract_current_files
+
+                scratch = Path(tempfile.mkdtemp(prefix=".recover-", dir=to))
+                try:
+                    whole = recover_version(ctx, aip_id, number, dest_dir=scratch)
+                    extract_current_files(whole, scratch / "files")
+                    (scratch / "files").rename(target)
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                bag = target
+            else:
+                bag = recover_version(ctx, aip_id, number, dest_dir=to)
     except PreservationError as e:
         raise fail(e, as_json) from e
     finally:
         ctx.close()
     if as_json:
-        out.print_json(data={"aip_id": aip_id, "version": number, "bag": str(bag)})
+        key = "files" if files else "bag"
+        out.print_json(data={"aip_id": aip_id, "version": number, key: str(bag)})
     else:
         out.print(str(bag), highlight=False, soft_wrap=True)
 

@@ -34,7 +34,7 @@ from preservation.metadata.model import (
 from preservation.metadata.records import write_dublin_core, write_package_premis
 from preservation.sip.baginfo import first_tag
 
-__all__ = ["describe_metadata_version", "describe_package"]
+__all__ = ["describe_metadata_version", "describe_migration_version", "describe_package"]
 
 SOFTWARE_ID = "agent-preservation"
 ORGANISATION_ID = "agent-organisation"
@@ -375,6 +375,97 @@ def describe_metadata_version(
         layout.root_mets,
         package,
         representations,
+        schemas=schemas,
+        previous_versions=previous_versions,
+        descriptive=[
+            MetadataRef.from_file(_in_payload(layout, layout.dc_record), "DC", layout.dc_record)
+        ],
+        preservation=[
+            MetadataRef.from_file(
+                _in_payload(layout, layout.premis_record), "PREMIS", layout.premis_record
+            )
+        ],
+    )
+
+
+def describe_migration_version(
+    layout: AIPLayout,
+    *,
+    aip_id: str,
+    version: int,
+    tenant: str,
+    organisation: str,
+    bag_info: Mapping[str, list[str]],
+    descriptive: Sequence[tuple[str, str]] | None,
+    events: Sequence[Any],
+    agents: Mapping[str, Any],
+    representations: Sequence[RepresentationRef],
+    previous_versions: Sequence[tuple[int, str]],
+    files: Sequence[FileObject],
+    file_events: Sequence[Event],
+) -> None:
+    """Write a migration version's documents into ``layout``; the root ``METS.xml`` last.
+
+    The version adds one representation (``layout.representation``) whose
+    METS is complete: ``files`` holds every file of the AIP's current state,
+    the outputs this version holds and, with ``held_in`` set, the unchanged
+    files earlier versions hold. ``file_events`` are the per-file migration
+    (and validation) events; their agent links name catalogue agent
+    identifiers (``"ffmpeg 5.1.9"``), mapped here to METS ids like every
+    other event's. ``representations`` are the earlier ones, kept as they are.
+    """
+    used = {i for e in events for ids in (e.agents or {}).values() for i in ids}
+    used |= {link.agent_id for e in file_events for link in e.agents}
+    mets_agents, agent_ids = _agents(tenant, organisation, bag_info, agents, used)
+    uuid = UUID(aip_id)
+    rep = layout.representation
+    package = PackageDescription(
+        aip_id=uuid,
+        version=version,
+        tenant=tenant,
+        organisation=organisation,
+        created=datetime.now(UTC),
+        bag_info={k: list(v) for k, v in bag_info.items()},
+        representation=rep,
+        file_group="preservation",
+        agents=mets_agents,
+        events=_events(events, agent_ids, representation_identifier(uuid, rep)),
+        descriptive=tuple(descriptive) if descriptive is not None else None,
+    )
+    mapped = [
+        Event(
+            id=e.id,
+            type=e.type,
+            datetime=e.datetime,
+            outcome=e.outcome,
+            agents=tuple(
+                AgentLink(agent_ids.get(link.agent_id, SOFTWARE_ID), link.role)
+                for link in e.agents
+            )
+            + (AgentLink(ORGANISATION_ID, "authorizer"),),
+            objects=e.objects,
+            detail=e.detail,
+            outcome_detail=e.outcome_detail,
+        )
+        for e in file_events
+    ]
+    write_representation_mets(
+        layout.representation_mets, package, files, mapped, file_group="preservation"
+    )
+    write_dublin_core(layout.dc_record, package)
+    names = [r.name for r in representations] + [rep]
+    write_package_premis(layout.premis_record, package, names)
+    schemas = [
+        FileRef.from_file(layout.bag_path(p).removeprefix("data/"), p, mime="application/xml")
+        for p in sorted(layout.schemas.glob("*.xsd"))
+    ]
+    write_root_mets(
+        layout.root_mets,
+        package,
+        [
+            *representations,
+            RepresentationRef.from_file(rep, version, layout.representation_mets),
+        ],
         schemas=schemas,
         previous_versions=previous_versions,
         descriptive=[

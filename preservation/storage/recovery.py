@@ -85,7 +85,9 @@ __all__ = [
     "audit_copy",
     "complete_pending",
     "discard_stale_writes",
+    "extract_current_files",
     "read_version_head",
+    "read_version_tar",
     "recover",
     "repair",
 ]
@@ -350,6 +352,11 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
             ) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_version_tar(ctx: Context, aip_id: str, number: int, dest: Path) -> None:
+    """Version ``number``'s own tar, whole and verified, into ``dest`` (a migration's sources)."""
+    _read_version(ctx, aip_id, number, dest)
 
 
 def _read_version(ctx: Context, aip_id: str, number: int, dest: Path) -> None:
@@ -1000,3 +1007,51 @@ def read_version_head(ctx: Context, version_id: int) -> dict[str, list[Any]]:
     raise StorageError(
         f"AIP {aip_id} v{number}: the head of no copy could be read ({detail})", aip_id=aip_id
     )
+
+
+# -- public: a version's files, as its current representation holds them -----------------------
+
+
+def extract_current_files(bag: Path, dest: Path) -> list[str]:
+    """Move the current representation's files out of a recovered bag into ``dest``.
+
+    The current representation is the last one the root METS names (the
+    newest); its METS lists every file of the version, its own and those
+    earlier versions hold, each at its path in the tree. Version 1's is the
+    originals. Each file is checked against its METS sha256 on the way, so
+    what lands in ``dest`` is exactly what the version says it holds.
+    Returns the relative paths written.
+    """
+    import hashlib
+
+    from preservation.aip.layout import _safe_relpath
+    from preservation.metadata.reader import read_mets
+
+    bag, dest = Path(bag), Path(dest)
+    root = read_mets(bag / "data" / "METS.xml")
+    if not root.representations:
+        raise StorageError(f"{bag}: the root METS names no representation")
+    current = root.representations[-1]
+    rep = read_mets(bag / "data" / current.path)
+    written: list[str] = []
+    for f in rep.files:
+        parts = f.path.split("/", 3)
+        if len(parts) < 4 or parts[0] != "representations" or parts[2] != "data":
+            raise StorageError(f"{bag}: file {f.id} is not in a representation's data folder")
+        rel = _safe_relpath(parts[3], what="file of the current representation").as_posix()
+        source = bag / "data" / f.path
+        digest = hashlib.sha256()
+        with open(source, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != f.digests["sha256"]:
+            raise StorageError(f"{bag}: {f.path} does not match the sha256 its METS gives")
+        target = dest / rel
+        if target.exists() or target.is_symlink():
+            raise UnsafeArchiveError(
+                f"{target} already exists; refusing to overwrite it", path=target
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        written.append(rel)
+    return sorted(written)
