@@ -16,7 +16,16 @@ from fastapi import FastAPI
 
 from preservation import __version__
 from preservation.api import problems
-from preservation.api.routers import aips, audits, disposals, operations, sips, tenants, tokens
+from preservation.api.routers import (
+    aips,
+    audits,
+    disposals,
+    formats,
+    operations,
+    sips,
+    tenants,
+    tokens,
+)
 from preservation.config import Settings
 from preservation.context import Context, open_context
 
@@ -53,7 +62,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (sips, aips, disposals, audits, tenants, tokens):
+    for module in (sips, aips, disposals, audits, formats, tenants, tokens):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(operations.router)
     return app

@@ -26,7 +26,18 @@ try:  # Typer 0.29 and later carry their own copy of Click
 except ImportError:  # pragma: no cover - older Typer, on Click itself
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-from preservation.cli import aips, api, db, ingest, sips, storage, tape, tenants, tokens
+from preservation.cli import (
+    aips,
+    api,
+    db,
+    formats,
+    ingest,
+    sips,
+    storage,
+    tape,
+    tenants,
+    tokens,
+)
 from preservation.cli.logs import configure_logging
 from preservation.cli.terminal import EXIT_USAGE, err, out
 
@@ -104,6 +115,7 @@ app.command()(storage.repair)
 app.command()(storage.recover)
 app.add_typer(db.app, name="db")
 app.add_typer(aips.app, name="aip")
+app.add_typer(formats.app, name="formats")
 app.add_typer(tenants.app, name="tenant")
 app.add_typer(tokens.app, name="token")
 app.command()(api.api)

@@ -2,9 +2,28 @@
 
 ``sips`` (submit, follow), ``aips`` (search, lookup, versions, events,
 metadata, retention, holds, disposal requests), ``disposals`` (approval),
-``audits``, ``tenants`` and ``tokens`` (admin), ``operations`` (health, metrics).
+``audits``, ``formats`` (the format risk report), ``tenants`` and ``tokens`` (admin),
+``operations`` (health, metrics).
 """
 
-from preservation.api.routers import aips, audits, disposals, operations, sips, tenants, tokens
+from preservation.api.routers import (
+    aips,
+    audits,
+    disposals,
+    formats,
+    operations,
+    sips,
+    tenants,
+    tokens,
+)
 
-__all__ = ["aips", "audits", "disposals", "operations", "sips", "tenants", "tokens"]
+__all__ = [
+    "aips",
+    "audits",
+    "disposals",
+    "formats",
+    "operations",
+    "sips",
+    "tenants",
+    "tokens",
+]
