@@ -21,6 +21,7 @@ from preservation.api.routers import (
     audits,
     disposals,
     formats,
+    migrations,
     operations,
     sips,
     tenants,
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (sips, aips, disposals, audits, formats, tenants, tokens):
+    for module in (sips, aips, disposals, audits, formats, migrations, tenants, tokens):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(operations.router)
     return app

@@ -272,7 +272,24 @@ class File(Base):
 
     __tablename__ = "files"
     __table_args__ = (
-        UniqueConstraint("sip_id", "original_name"),
+        # A submitter's path names one original; a migration's output may keep it
+        # (a PDF becomes a PDF/A of the same name), so outputs are unique per version.
+        Index(
+            "uq_files_sip_id_original_name",
+            "sip_id",
+            "original_name",
+            unique=True,
+            postgresql_where=text("derived_from IS NULL"),
+            sqlite_where=text("derived_from IS NULL"),
+        ),
+        Index(
+            "uq_files_derived_version_name",
+            "aip_version_id",
+            "original_name",
+            unique=True,
+            postgresql_where=text("derived_from IS NOT NULL"),
+            sqlite_where=text("derived_from IS NOT NULL"),
+        ),
         # Only the few files that failed validation: "which AIPs hold one" stays cheap.
         Index(
             "ix_files_invalid",

@@ -146,6 +146,8 @@ def _describe(container: Any, label: str, size: int) -> dict[str, Any]:
 
 def _stream(stream: Any) -> dict[str, Any]:
     cc = stream.codec_context
+    if cc is None:  # a data stream (a QuickTime timecode track): no codec to describe
+        return {"index": stream.index, "codec_type": stream.type}
     codec = cc.codec
     tag_string, tag = _tag(cc.codec_tag)
     out: dict[str, Any] = {

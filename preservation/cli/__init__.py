@@ -32,6 +32,7 @@ from preservation.cli import (
     db,
     formats,
     ingest,
+    migrate,
     sips,
     storage,
     tape,
@@ -113,6 +114,7 @@ app.add_typer(tape.app, name="tape")
 app.command()(storage.audit)
 app.command()(storage.repair)
 app.command()(storage.recover)
+app.command()(migrate.migrate)
 app.add_typer(db.app, name="db")
 app.add_typer(aips.app, name="aip")
 app.add_typer(formats.app, name="formats")

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from preservation.cli.terminal import in_context, out, progress_bars, usage
+from preservation.cli.terminal import (
+    EXIT_INVALID,
+    EXIT_SYSTEM,
+    in_context,
+    out,
+    progress_bars,
+    usage,
+)
 
 
 def _print_plan(plan: dict[str, Any]) -> None:
@@ -139,5 +146,8 @@ def migrate(
         out.print_json(result.model_dump_json())
     else:
         _print_result(result)
+    if result.state not in ("done", "failed"):
+        # A site was down: the AIPs left wait, and running this again finishes them.
+        raise typer.Exit(EXIT_SYSTEM)
     if result.state == "failed" or result.files_failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_INVALID)

@@ -42,7 +42,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 #: Commands that only read the archive: a data root on read-only media still serves them
 #: (``tape ls`` and ``tape show`` as the group's path). Every other command writes.
-READ_ONLY_COMMANDS = frozenset({"status", "show", "tape ls", "tape show", "recover"})
+READ_ONLY_COMMANDS = frozenset(
+    {"status", "show", "tape ls", "tape show", "recover", "formats report"}
+)
 # Commands that work on an archive already there; only ingest, watch and
 # db upgrade may begin one at the implicit ./var.
 EXISTING_ARCHIVE_COMMANDS = READ_ONLY_COMMANDS | {"audit", "repair", "resume", "sip discard"}

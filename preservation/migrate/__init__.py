@@ -6,3 +6,5 @@ that carry an action out live behind one small interface (``tools.py``);
 what proves an output worthy of replacing its source is ``verify.py``; the
 rest (planning, running per AIP, the version it makes) sits beside them.
 """
+
+__all__: list[str] = []

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import (
@@ -186,7 +186,7 @@ def _migrate(ctx: Context, item_id: int, work: Path, progress: Progress) -> str:
             for r, f, number in rows
         ]
         s.execute(
-            MigrationFile.__table__.update()
+            update(MigrationFile)
             .where(MigrationFile.item_id == item_id)
             .values(state="pending", error=None, checks=None)
         )
@@ -194,7 +194,7 @@ def _migrate(ctx: Context, item_id: int, work: Path, progress: Progress) -> str:
     if skipped:  # migrated by another request meanwhile
         with session_scope(ctx.sessions) as s:
             s.execute(
-                MigrationFile.__table__.update()
+                update(MigrationFile)
                 .where(MigrationFile.id.in_(skipped))
                 .values(state="skipped", error="already migrated by an earlier version")
             )
@@ -507,8 +507,6 @@ def _record(
         updates.append(row)
     with session_scope(ctx.sessions) as s:
         if updates:
-            from sqlalchemy import update
-
             s.execute(update(MigrationFile), updates)
         item = s.get_one(MigrationItem, item_id)
         item.files_done = len(jobs)

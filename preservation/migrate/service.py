@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import Migration, MigrationFile, MigrationItem, Tenant
@@ -203,7 +203,7 @@ def start_migration(
         for action in f.actions
     ]
     if rows:
-        session.execute(MigrationFile.__table__.insert(), rows)
+        session.execute(insert(MigrationFile), rows)
     return migration_view(session, m)
 
 

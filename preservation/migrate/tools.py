@@ -347,6 +347,33 @@ def _parallel(
         return list(pool.map(one, jobs))
 
 
+def metadata_first(output: Path) -> str | None:
+    """Rewrite a PDF so that its XMP metadata comes near the start; an error, or None.
+
+    Ghostscript and LibreOffice write the ``pdfaid`` claim at the end of the
+    file, and fido (as DROID's signatures assume) reads only the head: a PDF/A
+    over 128 KiB would be identified as plain PDF. qpdf (through pikepdf)
+    writes objects in the order it reaches them from the catalogue, the
+    metadata stream among the first; nothing else changes, and the output is
+    still verified (validated, pages counted, re-identified) afterwards.
+    """
+    import pikepdf
+
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with pikepdf.open(output) as pdf:
+            pdf.save(partial, object_stream_mode=pikepdf.ObjectStreamMode.preserve)
+        os.replace(partial, output)
+    except (pikepdf.PdfError, OSError) as err:
+        partial.unlink(missing_ok=True)
+        return f"qpdf could not rewrite the PDF with its metadata first: {err}"
+    return None
+
+
+#: Noted after a tool's command line when its PDF output was rewritten by :func:`metadata_first`.
+METADATA_FIRST = ("&&", "qpdf", "(pikepdf): XMP metadata first")
+
+
 # --- tools that cost one process per file ---------------------------------------
 
 
@@ -402,6 +429,12 @@ class _ProcessTool:
         """Whether a line of the program's output is worth keeping in the tail."""
         return True
 
+    def pdf_out(self, job: Job) -> bool:
+        """Whether this tool's output is a PDF to rewrite with :func:`metadata_first`."""
+        return self.name in ("ghostscript", "libreoffice") and (
+            Path(job.output).suffix.lower() == ".pdf"
+        )
+
     def run(
         self, action: Action, jobs: Sequence[Job], *, workers: int = 2, timeout: float = 3600
     ) -> list[ToolResult]:
@@ -411,6 +444,9 @@ class _ProcessTool:
         argv = self.argv(action, Path(job.source).absolute(), Path(job.output).absolute())
         outcome = _run(argv, timeout, keep=self.keep)
         error = _exit_error(self.name, outcome, timeout) or _output_error(job.output)
+        rewritten = error is None and self.pdf_out(job)
+        if rewritten:
+            error = metadata_first(Path(job.output))
         if error is not None:
             _discard(job.output)
         return ToolResult(
@@ -418,7 +454,7 @@ class _ProcessTool:
             output=job.output,
             exit_code=outcome.exit_code,
             seconds=outcome.seconds,
-            command=tuple(argv),
+            command=tuple(argv) + (METADATA_FIRST if rewritten else ()),
             stderr=outcome.output,
             error=error,
         )
@@ -632,7 +668,9 @@ class _LibreOffice(_ProcessTool):
                 error = "LibreOffice could not load the document (no output)"
             if error is None:
                 shutil.move(produced, job.output)
-            else:
+                if self.pdf_out(job):
+                    error = metadata_first(Path(job.output))
+            if error is not None:
                 _discard(Path(job.output))
             results.append(
                 ToolResult(
@@ -640,7 +678,7 @@ class _LibreOffice(_ProcessTool):
                     output=job.output,
                     exit_code=outcome.exit_code,
                     seconds=share,
-                    command=tuple(argv),
+                    command=tuple(argv) + (METADATA_FIRST if self.pdf_out(job) else ()),
                     stderr=outcome.output,
                     error=error,
                 )

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from uuid import UUID, uuid5
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from preservation import SOFTWARE_AGENT, __version__, versions
@@ -513,7 +513,7 @@ def make_current(ctx: Context, version_id: int) -> None:
                 }
             )
         if rows:
-            s.execute(File.__table__.insert(), rows)
+            s.execute(insert(File), rows)
             s.query(File).filter(File.id.in_(list(sources))).update(
                 {"superseded_in": version.number}, synchronize_session=False
             )

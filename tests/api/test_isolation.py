@@ -16,6 +16,7 @@ from preservation.audit.runs import start_audit
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import AIP, Disposal
 from preservation.context import Context
+from preservation.migrate import service as migrations
 from tests.api.conftest import Tokens, add_aip
 
 #: A valid body for each route that needs one, so the body is never the reason for a 4xx.
@@ -47,6 +48,10 @@ def test_every_route_with_an_id_is_404_for_another_tenant(
     with session_scope(ctx.sessions) as s:
         disposal = s.scalar(select(Disposal.id))
         audit = start_audit(s, ("site-a", "site-b"), "museum", "alice").audit_id
+        policy, text = migrations.read_policy(None)
+        migration = migrations.start_migration(
+            s, policy, text, puid="fmt/11", tenant_id="museum", who="alice"
+        ).migration_id
     ids = {
         "aip_id": aip,
         "sip_id": sip,
@@ -54,6 +59,7 @@ def test_every_route_with_an_id_is_404_for_another_tenant(
         "value": "SECRET-1",
         "disposal_id": disposal,
         "audit_id": audit,
+        "migration_id": migration,
     }
     intruder = tokens.headers("curator", "archive", "mallory")
     document = client.get("/api/v1/openapi.json").json()
@@ -86,3 +92,14 @@ def test_every_route_with_an_id_is_404_for_another_tenant(
     assert r.json()["items"] == []
     r = client.get("/api/v1/disposals", headers=intruder)
     assert r.json() == []
+    r = client.get("/api/v1/migrations", headers=intruder)
+    assert r.json() == []
+    # Naming another tenant's AIP in a migration request: not found, dry run or not.
+    for dry_run in (True, False):
+        r = client.post(
+            "/api/v1/migrations",
+            json={"aip_ids": [aip], "dry_run": dry_run},
+            headers=intruder,
+        )
+        assert r.status_code == 404, r.text
+        assert "Private" not in r.text

@@ -34,6 +34,7 @@ from preservation.migrate import run
 from preservation.migrate import service as migrations
 from preservation.migrate.policy import default_policy_path, load_policy
 from preservation.storage.recovery import extract_current_files, recover
+from preservation.storage.service import release_drives
 from tests.conftest import require_program
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bags" / "sample-collection"
@@ -76,9 +77,25 @@ def film_bag(where: Path) -> Path:
     (bag / "reels").mkdir(parents=True)
     subprocess.run(
         [
-            "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050",
-            "-t", "1.5", "-c:v", "huffyuv", "-pix_fmt", "yuv422p", "-c:a", "pcm_s16le",
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=96x64:rate=10",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=22050",
+            "-t",
+            "1.5",
+            "-c:v",
+            "huffyuv",
+            "-pix_fmt",
+            "yuv422p",
+            "-c:a",
+            "pcm_s16le",
             str(bag / "reels" / "reel-1.avi"),
         ],
         check=True,
@@ -90,9 +107,7 @@ def film_bag(where: Path) -> Path:
 def migrate(ctx: Context, aip_ids: list[str], policy_path: Path | None = None, **kw: Any) -> Any:
     policy, text = migrations.read_policy(policy_path)
     with session_scope(ctx.sessions) as s:
-        view = migrations.start_migration(
-            s, policy, text, aip_ids=aip_ids, who="jane@museum", **kw
-        )
+        view = migrations.start_migration(s, policy, text, aip_ids=aip_ids, who="jane@museum", **kw)
     run.run_migration(ctx, view.migration_id)
     with session_scope(ctx.sessions) as s:
         return migrations.get_migration(s, view.migration_id, None)
@@ -117,7 +132,9 @@ def test_the_sample_collection_becomes_version_2_and_version_1_stays_as_it_was(
 
     with session_scope(ctx.sessions) as s:
         plan = migrations.dry_run(s, load_policy(None), aip_ids=[aip_id])
-    planned = {f["path"]: [a["target_puid"] for a in f["actions"]] for f in plan["aips"][0]["files"]}
+    planned = {
+        f["path"]: [a["target_puid"] for a in f["actions"]] for f in plan["aips"][0]["files"]
+    }
     assert set(planned) == {
         "data/images/drawings/circle.png",
         "data/images/photos/sunset.jpg",
@@ -156,7 +173,9 @@ def test_the_sample_collection_becomes_version_2_and_version_1_stays_as_it_was(
     # The unchanged files are the very rows of version 1; the outputs derive from sources.
     for name in ("data/images/scans/page-001.tif", "data/notes/café.txt"):
         assert after[name].id == before[name].id
-    assert after["data/audio/tone-440hz.flac"].derived_from == before["data/audio/tone-440hz.wav"].id
+    assert (
+        after["data/audio/tone-440hz.flac"].derived_from == before["data/audio/tone-440hz.wav"].id
+    )
     assert after["data/documents/condition-report.pdf"].aip_path == (
         "data/representations/rep2/data/documents/condition-report.pdf"
     )
@@ -164,9 +183,7 @@ def test_the_sample_collection_becomes_version_2_and_version_1_stays_as_it_was(
         sources = s.scalars(select(File).where(File.superseded_in == 2)).all()
         assert len(sources) == 5
         assert service.verify_event_chain(s, "museum") == []
-        [event] = [
-            e for e in service.list_events(s, aip_id=aip_id) if e.type == "migration"
-        ]
+        [event] = [e for e in service.list_events(s, aip_id=aip_id) if e.type == "migration"]
         assert event.outcome == "success" and event.objects["version"] == 2
         versions = s.scalars(select(AIPVersion).where(AIPVersion.aip_id == aip_id)).all()
         assert [(v.number, v.reason, v.committed_at is not None) for v in versions] == [
@@ -228,10 +245,14 @@ def _policy_with_a_wrong_target(tmp_path: Path, mode: str) -> Path:
     """The default policy, but PNGs are said to become JPEG: their outputs must be refused."""
     document = json.loads(default_policy_path().read_text())
     document["mode"] = mode
+    [tiff] = [a for a in document["actions"] if a["id"] == "image-to-tiff"]
+    document["actions"].append(tiff | {"id": "png-said-to-be-jpeg", "target_puid": "fmt/43"})
+    png = {"fmt/11", "fmt/12", "fmt/13", "fmt/935"}
     for rule in document["rules"]:
-        if "fmt/11" in rule["puids"] or "fmt/12" in rule["puids"]:
-            for action in rule["preservation"]:
-                action["target_puid"] = "fmt/43"
+        rule["puids"] = [p for p in rule["puids"] if p not in png]
+    document["rules"].append(
+        {"name": "PNG, wrongly", "puids": sorted(png), "preservation": ["png-said-to-be-jpeg"]}
+    )
     path = tmp_path / f"policy-{mode}.json"
     path.write_text(json.dumps(document))
     return path
@@ -246,9 +267,7 @@ def _no_docx(where: Path) -> Path:
         (bag / name).unlink()
     manifest = bag / "manifest-sha256.txt"
     manifest.write_text(
-        "".join(
-            line + "\n" for line in manifest.read_text().splitlines() if "letter" not in line
-        )
+        "".join(line + "\n" for line in manifest.read_text().splitlines() if "letter" not in line)
     )
     (bag / "bag-info.txt").write_text(
         "".join(
@@ -320,6 +339,7 @@ def test_a_migration_killed_at_any_step_leaves_version_1_or_the_whole_version_2(
     ctx: Context, settings: Settings, tmp_path: Path, step: str
 ) -> None:
     aip_id = ingest_bag(ctx, _no_docx(tmp_path))
+    release_drives(ctx)  # the CLI below is another process: it mounts the cartridges itself
     killed = _cli(
         settings,
         "migrate",
@@ -350,10 +370,66 @@ def test_a_migration_killed_at_any_step_leaves_version_1_or_the_whole_version_2(
         recover(ctx, aip_id, 1, dest_dir=tmp_path / "v1-again")
     )
 
+    release_drives(ctx)
     again = _cli(settings, "migrate", aip_id, "--json", PRESERVATION_FAILPOINT_DIR=str(tmp_path))
     assert again.returncode in (0, 1), again.stderr[-2000:]
-    assert state() == (2, 5), state()
+    assert state() == (2, 4), state()
     v2 = recover(ctx, aip_id, 2, dest_dir=tmp_path / "v2")
     files = tmp_path / "files"
     extract_current_files(v2, files)
     assert len(tree(files)) == 8
+
+
+def test_curators_start_a_migration_through_the_api_and_follow_it_file_by_file(
+    ctx: Context, tmp_path: Path
+) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from preservation.api.app import create_app
+    from tests.api.conftest import Tokens
+
+    aip_id = ingest_bag(ctx, _no_docx(tmp_path))
+    release_drives(ctx)
+    tokens = Tokens(ctx)
+    with TestClient(create_app(ctx=ctx), raise_server_exceptions=False) as client:
+        reader = tokens.headers("consumer", "museum", "reader")
+        curator = tokens.headers("curator", "museum", "jane")
+        body = {"aip_ids": [aip_id]}
+        r = client.post("/api/v1/migrations", json=body, headers=reader)
+        assert r.status_code == 403, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+        r = client.post("/api/v1/migrations", json=body | {"dry_run": True}, headers=curator)
+        assert r.status_code == 200, r.text
+        assert r.json()["files"] == 4
+        with session_scope(ctx.sessions) as s:
+            assert len(s.get_one(AIP, aip_id).versions) == 1
+
+        r = client.post(
+            "/api/v1/migrations", json={"aip_ids": [aip_id], "puid": "fmt/11"}, headers=curator
+        )
+        assert r.status_code == 400 and r.json()["rule"] == "selection", r.text
+
+        r = client.post("/api/v1/migrations", json=body, headers=curator)
+        assert r.status_code == 202, r.text
+        location = r.headers["location"]
+        seen_states = set()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            view = client.get(location, headers=reader).json()
+            seen_states.add(view["state"])
+            if view["state"] in ("done", "failed"):
+                break
+            time.sleep(0.2)
+        assert view["state"] == "done", view
+        [item] = view["items"]
+        assert (item["state"], item["version"]) == ("committed", 2)
+        assert {f["state"] for f in item["files"]} == {"migrated"}
+        assert all(f["tool_version"] and f["checks"] for f in item["files"])
+        assert view["requested_by"].startswith("jane")
+        listed = client.get("/api/v1/migrations", headers=reader).json()
+        assert [m["migration_id"] for m in listed] == [view["migration_id"]]
+        r = client.get(f"/api/v1/aips/{aip_id}/versions", headers=reader)
+        assert [v["reason"] for v in r.json()] == ["ingest", "migration"]

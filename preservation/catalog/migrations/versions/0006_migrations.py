@@ -35,6 +35,25 @@ def upgrade() -> None:
         batch.add_column(sa.Column("superseded_in", sa.Integer(), nullable=True))
         batch.create_foreign_key("fk_files_derived_from_files", "files", ["derived_from"], ["id"])
         batch.create_index("ix_files_derived_from", ["derived_from"])
+        batch.drop_constraint("uq_files_sip_id_original_name", type_="unique")
+    # A submitter's path names one original; a migration's output may keep it (a PDF
+    # becomes a PDF/A of the same name), so outputs are unique per version instead.
+    op.create_index(
+        "uq_files_sip_id_original_name",
+        "files",
+        ["sip_id", "original_name"],
+        unique=True,
+        postgresql_where=sa.text("derived_from IS NULL"),
+        sqlite_where=sa.text("derived_from IS NULL"),
+    )
+    op.create_index(
+        "uq_files_derived_version_name",
+        "files",
+        ["aip_version_id", "original_name"],
+        unique=True,
+        postgresql_where=sa.text("derived_from IS NOT NULL"),
+        sqlite_where=sa.text("derived_from IS NOT NULL"),
+    )
     op.create_table(
         "migrations",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -101,7 +120,10 @@ def downgrade() -> None:
     op.drop_table("migration_files")
     op.drop_table("migration_items")
     op.drop_table("migrations")
+    op.drop_index("uq_files_derived_version_name", table_name="files")
+    op.drop_index("uq_files_sip_id_original_name", table_name="files")
     with op.batch_alter_table("files") as batch:
+        batch.create_unique_constraint("uq_files_sip_id_original_name", ["sip_id", "original_name"])
         batch.drop_index("ix_files_derived_from")
         batch.drop_constraint("fk_files_derived_from_files", type_="foreignkey")
         batch.drop_column("superseded_in")
