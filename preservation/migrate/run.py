@@ -190,6 +190,7 @@ def _migrate(ctx: Context, item_id: int, work: Path, progress: Progress) -> str:
             .where(MigrationFile.item_id == item_id)
             .values(state="pending", error=None, checks=None)
         )
+        item.files_done = item.files_failed = 0
     skipped = [j["row_id"] for j in jobs if j["superseded"]]
     if skipped:  # migrated by another request meanwhile
         with session_scope(ctx.sessions) as s:
@@ -204,15 +205,26 @@ def _migrate(ctx: Context, item_id: int, work: Path, progress: Progress) -> str:
         return "unchanged"
     sources = _recall(ctx, aip_id, jobs, work / "src", progress)
     failpoint("migrate-recall")
-    _set_item(ctx, item_id, step="convert")
-    converted = _convert(
-        jobs, sources, work / "out", progress, workers=ctx.settings.migration_workers
-    )
-    failpoint("migrate-convert")
-    _set_item(ctx, item_id, step="verify")
-    verdicts = _verify(ctx, jobs, sources, converted, work / "verify", progress)
-    failpoint("migrate-verify")
-    outputs, failures = _record(ctx, item_id, jobs, converted, verdicts)
+    outputs: list[Any] = []
+    failures: list[Any] = []
+    workers = ctx.settings.migration_workers
+    progress("convert", 0, len(jobs))
+    progress("verify", 0, len(jobs))
+    converted_n = 0
+    for n, chunk in enumerate(_chunks(jobs, max(16, 8 * workers))):
+        # Chunk by chunk, so the request shows each file's result as it comes.
+        _set_item(ctx, item_id, step="convert")
+        converted = _convert(chunk, sources, work / "out" / str(n), workers=workers)
+        converted_n += len(chunk)
+        progress("convert", converted_n, len(jobs))
+        failpoint("migrate-convert")
+        _set_item(ctx, item_id, step="verify")
+        verdicts = _verify(ctx, chunk, sources, converted, work / "verify" / str(n))
+        failpoint("migrate-verify")
+        accepted, refused = _record(ctx, item_id, chunk, converted, verdicts)
+        outputs += accepted
+        failures += refused
+        progress("verify", len(outputs) + len(failures), len(jobs))
     if not outputs or (failures and mode == "all-or-nothing"):
         _record_refusal(ctx, aip_id, who, failures, mode, kept=bool(outputs))
         _set_item(ctx, item_id, state="failed", step=None, error=_refusal(failures, mode))
@@ -331,11 +343,20 @@ def _recall(
     return out
 
 
+def _chunks(jobs: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """The jobs by action (one tool run per action), in pieces of at most ``size``."""
+    by_action: dict[str, list[dict[str, Any]]] = {}
+    for j in jobs:
+        by_action.setdefault(j["action"].id, []).append(j)
+    return [
+        group[i : i + size] for group in by_action.values() for i in range(0, len(group), size)
+    ]
+
+
 def _convert(
     jobs: Sequence[dict[str, Any]],
     sources: dict[int, Path],
     dest: Path,
-    progress: Progress,
     *,
     workers: int,
 ) -> dict[int, Any]:
@@ -346,7 +367,6 @@ def _convert(
     for j in jobs:
         by_action.setdefault(j["action"].id, []).append(j)
     results: dict[int, Any] = {}
-    progress("convert", 0, len(jobs))
     for group in by_action.values():
         action = group[0]["action"]
         runner = tool(action.tool)
@@ -358,7 +378,6 @@ def _convert(
             tool_jobs.append(Job(j["row_id"], src, folder / (src.stem + action.extension)))
         for r in runner.run(action, tool_jobs, workers=workers):
             results[r.key] = (r, runner.version())
-        progress("convert", len(results), len(jobs))
     return results
 
 
@@ -368,13 +387,11 @@ def _verify(
     sources: dict[int, Path],
     converted: dict[int, Any],
     work: Path,
-    progress: Progress,
 ) -> dict[int, Any]:
     from preservation.ingest.characterise import registry, toolbox
     from preservation.ingest.identify import identification_pool
     from preservation.migrate.verify import Candidate, verify
 
-    progress("verify", 0, len(jobs))
     candidates = []
     for j in jobs:
         result, _version = converted[j["row_id"]]
@@ -401,7 +418,6 @@ def _verify(
         work_dir=work,
         workers=ctx.settings.migration_workers,
     )
-    progress("verify", len(jobs), len(jobs))
     return verdicts
 
 
@@ -509,8 +525,8 @@ def _record(
         if updates:
             s.execute(update(MigrationFile), updates)
         item = s.get_one(MigrationItem, item_id)
-        item.files_done = len(jobs)
-        item.files_failed = len(failures)
+        item.files_done += len(jobs)
+        item.files_failed += len(failures)
     return outputs, failures
 
 

@@ -374,10 +374,26 @@ def test_a_migration_killed_at_any_step_leaves_version_1_or_the_whole_version_2(
     again = _cli(settings, "migrate", aip_id, "--json", PRESERVATION_FAILPOINT_DIR=str(tmp_path))
     assert again.returncode in (0, 1), again.stderr[-2000:]
     assert state() == (2, 4), state()
-    v2 = recover(ctx, aip_id, 2, dest_dir=tmp_path / "v2")
-    files = tmp_path / "files"
-    extract_current_files(v2, files)
-    assert len(tree(files)) == 8
+    release_drives(ctx)
+    for number in (1, 2):
+        shown = _cli(
+            settings,
+            "recover",
+            aip_id,
+            "--version",
+            str(number),
+            "--to",
+            str(tmp_path / "cli"),
+            "--files",
+            "--json",
+        )
+        assert shown.returncode == 0, shown.stdout + shown.stderr[-2000:]
+    files_v1 = tmp_path / "cli" / f"{aip_id}.v1.files"
+    assert json.loads(shown.stdout)["files"] == str(tmp_path / "cli" / f"{aip_id}.v2.files")
+    assert tree(files_v1) == tree(tmp_path / "sample" / "data")  # the originals, byte for byte
+    files_v2 = tree(tmp_path / "cli" / f"{aip_id}.v2.files")
+    assert len(files_v2) == 8 and "audio/tone-440hz.flac" in files_v2
+    assert files_v2["notes/café.txt"] == tree(files_v1)["notes/café.txt"]
 
 
 def test_curators_start_a_migration_through_the_api_and_follow_it_file_by_file(
