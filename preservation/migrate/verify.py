@@ -36,9 +36,11 @@ Choices a reader would otherwise have to rediscover:
   from it compare equal, and a lost transparency does not. 16-bit grey stays
   ``I;16`` (big-endian variants go through ``I``: Pillow's direct ``I;16B`` to
   ``I;16`` conversion clips); CMYK, LAB, YCbCr, I and F are compared as
-  decoded. EXIF orientation is not applied: it is metadata, and the pixels
-  must be the stored ones. Channels are counted before that widening
-  (a palette is 3, or 4 with transparency).
+  decoded. Both sides are turned upright first (their EXIF orientation
+  applied), because the tool stores a photo taken on its side upright, as
+  every viewer shows it; width and height are the upright picture's.
+  Channels are counted before that widening (a palette is 3, or 4 with
+  transparency).
 * **Bit depth** is compared because Pillow decodes 16-bit-per-sample RGB as
   8-bit: a 48-bit scan made into a 24-bit TIFF would pass the pixel check.
   More bits in the output is not a loss (4-bit grey stored as 8-bit); a
@@ -604,13 +606,28 @@ def _frame_digest(frame: Any) -> str:
     return digest.hexdigest()
 
 
+def _upright(image: Any) -> Any:
+    """The frame as it is meant to be seen: its EXIF orientation applied, as the tool does.
+
+    The migration stores pixels upright (a TIFF viewer that ignores the
+    orientation tag then shows the picture right); so the source is compared
+    turned the same way, and its width and height are those of the upright picture.
+    """
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image)
+
+
 def _image_facts(path: Path, *, hash_pixels: bool) -> _ImageFacts:
     image_module = _pillow()
     with image_module.open(path, formats=_IMAGE_FORMATS) as image:
-        width, height = image.size
         channels = _channels(image)
         count = int(getattr(image, "n_frames", 1))
         frames: list[tuple[str, str]] = []
+        if image.size[0] * image.size[1] > MAX_PIXELS:
+            raise ValueError(f"the image is above {MAX_PIXELS} pixels")
+        image.load()
+        width, height = _upright(image).size
         if hash_pixels:
             for index in range(count):
                 if index:
@@ -618,7 +635,7 @@ def _image_facts(path: Path, *, hash_pixels: bool) -> _ImageFacts:
                 if image.size[0] * image.size[1] > MAX_PIXELS:
                     raise ValueError(f"frame {index + 1} is above {MAX_PIXELS} pixels")
                 image.load()
-                comparable = _comparable(image)
+                comparable = _comparable(_upright(image))
                 frames.append((comparable.mode, _frame_digest(comparable)))
     return _ImageFacts(width, height, channels, frames)
 
@@ -640,15 +657,9 @@ def _image_checks(candidate: Candidate, wanted: set[str], sides: _Sides) -> list
     checks = []
     if "properties" in wanted:
         for key in ("width", "height"):
-            checks.append(
-                _same(
-                    key,
-                    _pick(sides.source, key, getattr(source, key)),
-                    _pick(sides.output, key, getattr(output, key)),
-                    sides,
-                    unit=" px",
-                )
-            )
+            # As decoded and turned upright: characterisation gives the stored size, which
+            # for a photo taken on its side is the other way round.
+            checks.append(_same(key, getattr(source, key), getattr(output, key), sides, unit=" px"))
         checks.append(_same("channels", source.channels, output.channels, sides))
         checks.append(_bit_depth(sides))
     if "pixels" in wanted:

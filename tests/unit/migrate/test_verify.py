@@ -156,12 +156,7 @@ def _images(root: Path) -> dict[str, Candidate]:
         "grey16": case(
             "grey16", root / "grey16.png", "fmt/11", _tiff(root / "grey16.png", root / "g16.tif")
         ),
-        "oriented": case(
-            "oriented",
-            root / "oriented.jpg",
-            "fmt/43",
-            _tiff(root / "oriented.jpg", root / "oriented.tif"),
-        ),
+        "oriented": case("oriented", root / "oriented.jpg", "fmt/43", root / "transposed.tif"),
         "pixel_changed": case("pixel_changed", root / "rgb.png", "fmt/11", root / "changed.tif"),
         "cropped": case("cropped", root / "rgb.png", "fmt/11", root / "cropped.tif"),
         "wrong_format": case("wrong_format", root / "rgb.png", "fmt/11", root / "really-a-png.tif"),
@@ -173,7 +168,12 @@ def _images(root: Path) -> dict[str, Candidate]:
             "fmt/3",
             _tiff(root / "anim.gif", root / "one-frame.tif", frames=1),
         ),
-        "transposed": case("transposed", root / "oriented.jpg", "fmt/43", root / "transposed.tif"),
+        "sideways": case(
+            "sideways",
+            root / "oriented.jpg",
+            "fmt/43",
+            _tiff(root / "oriented.jpg", root / "sideways.tif"),
+        ),
         "deep_to_8bit": case(
             "deep_to_8bit", root / "deep.png", "fmt/11", _tiff(root / "deep.png", root / "8.tif")
         ),
@@ -381,7 +381,7 @@ SPOILT = {
     "empty": {"output"},
     "exit": {"tool exit"},
     "gif_one_frame": {"decoded pixels"},
-    "transposed": {"width", "height", "decoded pixels"},
+    "sideways": {"width", "height", "decoded pixels"},
     "deep_to_8bit": {"bit depth"},
     "undecodable": {"width", "height", "channels", "bit depth", "decoded pixels"},
     "resampled": {"sample rate", "decoded PCM"},
@@ -460,11 +460,13 @@ def test_details_name_both_values(results: dict[str, Verification]) -> None:
     assert "garbage.png" in undecodable and "/" not in undecodable  # no staging path
 
 
-def test_pixels_are_the_stored_ones_not_the_exif_rotated_ones(
+def test_a_photo_taken_on_its_side_is_compared_upright_as_the_tool_stores_it(
     results: dict[str, Verification],
 ) -> None:
-    assert results["oriented"].ok
-    assert _check(results["transposed"], "width").detail == "source 40 px, output 30 px"
+    """The tool turns the pixels as the EXIF orientation says; stored sideways, they differ."""
+    assert results["oriented"].ok, results["oriented"].summary()
+    assert _check(results["oriented"], "width").detail == "source 30 px, output 30 px"
+    assert _check(results["sideways"], "width").detail == "source 30 px, output 40 px"
 
 
 def test_bit_depth_catches_what_pillow_cannot_see(results: dict[str, Verification]) -> None:
@@ -564,3 +566,51 @@ def test_a_failing_batch_step_is_a_failed_check_not_an_exception(
     )["png"]
     assert _failed(found) == {"identification"}
     assert "RuntimeError: fido fell over" in _check(found, "identification").detail
+
+
+def test_the_image_tool_and_the_check_agree_on_photos_taken_on_their_side(
+    tmp_path: Path, toolbox: ToolBox
+) -> None:
+    """The real Pillow action on a rotated JPEG and a rotated LZW TIFF: every check passes."""
+    from preservation.migrate.policy import load_policy
+    from preservation.migrate.tools import Job, tool
+
+    picture = Image.new("RGB", (40, 30))
+    picture.putdata([(x * 6, y * 8, 100) for y in range(30) for x in range(40)])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    picture.save(tmp_path / "side.jpg", exif=exif, quality=85)
+    picture.save(tmp_path / "side.tif", exif=exif, compression="tiff_lzw")
+    action = load_policy(None).action("image-to-tiff")
+    sources = {
+        "jpeg": (tmp_path / "side.jpg", "fmt/43"),
+        "tiff": (tmp_path / "side.tif", "fmt/353"),
+    }
+    runs = tool("pillow").run(
+        action, [Job(k, src, tmp_path / f"{k}-out.tif") for k, (src, _) in sources.items()]
+    )
+    assert all(r.error is None for r in runs), runs
+    engine = get_engine("fido")
+    verdicts = verify(
+        [
+            Candidate(
+                r.key,
+                sources[r.key][0],
+                sources[r.key][1],
+                r.output,
+                "image",
+                action.target_puid,
+                action.verification,
+                r.exit_code,
+                r.error,
+            )
+            for r in runs
+        ],
+        registry=load_registry(None),
+        toolbox=toolbox,
+        identify=lambda paths: [engine.identify(p) for p in paths],
+        work_dir=tmp_path / "work",
+    )
+    for key, verdict in verdicts.items():
+        assert verdict.ok, (key, verdict.summary())
+        assert _check(verdict, "height").detail == "source 40 px, output 40 px"
