@@ -512,8 +512,14 @@ def commit_version(ctx: Context, version_id: int) -> bool:
 
     with session_scope(ctx.sessions) as s:
         version = _version_row(s, version_id)
-        aip_id, number = version.aip_id, version.number
-    if not storage.commit_version(ctx, version_id):
+        aip_id, number, reason = version.aip_id, version.number, version.reason
+    hook = None
+    if reason == "migration":
+        # Its files become current in the very transaction that commits it.
+        from preservation.migrate.version import switch_files
+
+        hook = switch_files
+    if not storage.commit_version(ctx, version_id, on_commit=hook):
         raise SiteUnavailableError(
             f"AIP {aip_id} version {number} does not have a verified copy at every site yet; "
             "it stays uncommitted and the AIP keeps its current version",

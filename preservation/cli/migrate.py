@@ -38,9 +38,12 @@ def _print_plan(plan: dict[str, Any]) -> None:
 def _print_result(view: Any) -> None:
     for item in view.items:
         version = f" -> version {item.version}" if item.version else ""
+        states = [f.state for f in item.files]
         out.print(
-            f"AIP {item.aip_id}: {item.state}{version}; {item.files_done - item.files_failed} "
-            f"migrated, {item.files_failed} failed" + (f" ({item.error})" if item.error else ""),
+            f"AIP {item.aip_id}: {item.state}{version}; {states.count('migrated')} migrated, "
+            f"{states.count('failed')} failed"
+            + (f", {states.count('discarded')} not kept" if "discarded" in states else "")
+            + (f" ({item.error})" if item.error else ""),
             highlight=False,
             markup=False,
         )

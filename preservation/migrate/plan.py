@@ -3,8 +3,10 @@
 The plan is what ``--dry-run`` prints and what a request records before any
 work starts: per AIP, the current files whose format has a rule, and the
 actions that apply. An action is left out for a file already in its target
-format (an ODT is not turned into an ODT), except an image target whose
-source is compressed (an LZW TIFF still becomes an uncompressed one).
+format (an ODT is not turned into an ODT), except an image whose source is
+compressed (an LZW TIFF still becomes an uncompressed one) and a film not yet
+in FFV1 (an H.264 Matroska still becomes FFV1), and for a file already kept in
+that format by an earlier migration (:func:`actions_for`).
 """
 
 from __future__ import annotations
@@ -74,19 +76,65 @@ def current_files(session: Session, aip_id: str) -> list[File]:
     )
 
 
-def actions_for(policy: Policy, f: File) -> tuple[Action, ...]:
+#: MediaInfo's names of sound codecs that lose nothing.
+_LOSSLESS_AUDIO = {"PCM", "FLAC", "ALAC", "WavPack", "TTA", "Monkey's Audio", "MLP", "TrueHD"}
+#: The formats whose rules a container holding only sound is migrated by: lossless, lossy.
+_SOUND_LIKE = ("fmt/141", "fmt/134")
+
+
+def actions_for(
+    policy: Policy, f: File, produced: frozenset[str] = frozenset()
+) -> tuple[Action, ...]:
+    """The preservation actions the policy gives ``f``; ``produced``: PUIDs it already has.
+
+    ``produced`` are the formats of the current outputs made from the same
+    source (for an output: its siblings): a Word file already kept as PDF/A
+    and ODT gets neither again, and its ODT is not turned into a second PDF/A.
+    An MPEG-4 or QuickTime file holding sound alone (an ``.m4a``) is migrated
+    as sound is, by the rule for WAV or MP3: FFV1 would have no picture to keep.
+    """
     rule = policy.rule_for(f.puid)
     if rule is None:
         return ()
     props = f.properties or {}
+    actions = rule.preservation
+    if (
+        any(a.kind == "video" for a in actions)
+        and props.get("audio_codec")
+        and not props.get("video_codec")
+    ):
+        lossless = props.get("audio_codec") in _LOSSLESS_AUDIO
+        sound = policy.rule_for(_SOUND_LIKE[0] if lossless else _SOUND_LIKE[1])
+        actions = sound.preservation if sound is not None else ()
     return tuple(
-        a
-        for a in rule.preservation
-        if not (
-            a.target_puid == f.puid
-            and (a.kind != "image" or props.get("compression") in _UNCOMPRESSED)
-        )
+        a for a in actions if not _already(a, f.puid, props) and a.target_puid not in produced
     )
+
+
+def _already(action: Action, puid: str | None, props: dict[str, Any]) -> bool:
+    """Whether the file is already what ``action`` would make of it."""
+    if action.target_puid != puid:
+        return False
+    if action.kind == "image":  # an LZW TIFF still becomes an uncompressed one
+        return props.get("compression") in _UNCOMPRESSED
+    if action.kind == "video":  # an H.264 Matroska still becomes FFV1
+        return props.get("video_codec") == "FFV1"
+    return True
+
+
+def _produced(files: Sequence[File]) -> dict[int, frozenset[str]]:
+    """Per file, the formats already made from its source and current beside it."""
+    by_source: dict[int, set[str]] = {}
+    for f in files:
+        if f.derived_from is not None and f.puid:
+            by_source.setdefault(f.derived_from, set()).add(f.puid)
+    out: dict[int, frozenset[str]] = {}
+    for f in files:
+        made = by_source.get(f.id, set()) | (
+            by_source.get(f.derived_from, set()) if f.derived_from is not None else set()
+        )
+        out[f.id] = frozenset(made)
+    return out
 
 
 def plan_migration(
@@ -143,10 +191,12 @@ def plan_migration(
     out: dict[str, list[PlannedFile]] = {}
     for aip_id in chosen:
         planned = []
-        for f in current_files(session, aip_id):
+        files = current_files(session, aip_id)
+        produced = _produced(files)
+        for f in files:
             if puid and f.puid != puid:
                 continue
-            actions = actions_for(policy, f)
+            actions = actions_for(policy, f, produced[f.id])
             if actions:
                 planned.append(
                     PlannedFile(

@@ -203,6 +203,7 @@ def _migrate(ctx: Context, item_id: int, work: Path, progress: Progress) -> str:
     if not jobs:
         _set_item(ctx, item_id, state="unchanged", step=None)
         return "unchanged"
+    failpoint("migrate-plan")
     sources = _recall(ctx, aip_id, jobs, work / "src", progress)
     failpoint("migrate-recall")
     outputs: list[Any] = []
@@ -226,6 +227,17 @@ def _migrate(ctx: Context, item_id: int, work: Path, progress: Progress) -> str:
         failures += refused
         progress("verify", len(outputs) + len(failures), len(jobs))
     if not outputs or (failures and mode == "all-or-nothing"):
+        if outputs:  # they passed, and are not kept: say so on their rows
+            with session_scope(ctx.sessions) as s:
+                s.execute(
+                    update(MigrationFile)
+                    .where(MigrationFile.id.in_([o.row_id for o in outputs]))
+                    .values(
+                        state="discarded",
+                        error="passed every check, not kept: all-or-nothing, and another "
+                        "file of the AIP failed",
+                    )
+                )
         _record_refusal(ctx, aip_id, who, failures, mode, kept=bool(outputs))
         _set_item(ctx, item_id, state="failed", step=None, error=_refusal(failures, mode))
         return "failed"
@@ -233,6 +245,7 @@ def _migrate(ctx: Context, item_id: int, work: Path, progress: Progress) -> str:
     from preservation.migrate.version import prepare_migration_version
 
     info = prepare_migration_version(ctx, item_id, outputs, failures, who=who)
+    failpoint("migrate-package")
     _set_item(ctx, item_id, step="store")
     if ctx.settings.broker_url:
         # The sites' tape workers store it; its commit task makes it current.

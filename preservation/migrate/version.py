@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from uuid import UUID, uuid5
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from preservation import SOFTWARE_AGENT, __version__, versions
@@ -43,7 +44,14 @@ from preservation.errors import ConflictError
 from preservation.failpoints import failpoint
 from preservation.migrate.plan import current_files, representation_of
 
-__all__ = ["MIGRATION_REASON", "Output", "make_current", "mets_ids", "prepare_migration_version"]
+__all__ = [
+    "MIGRATION_REASON",
+    "Output",
+    "make_current",
+    "mets_ids",
+    "prepare_migration_version",
+    "switch_files",
+]
 
 #: ``AIPVersion.reason`` of a migration's version.
 MIGRATION_REASON = "migration"
@@ -197,190 +205,172 @@ def prepare_migration_version(
 ) -> versions.VersionInfo:
     """Make version N+1 holding ``outputs`` as a new representation; not yet stored.
 
-    One transaction: the version row, the chained ``migration`` and
-    ``creation`` events, the result rows' paths, the bag and its tar. A crash
-    before the commit leaves nothing (the next run starts again); after it,
-    the tar is the version and :func:`versions.finish_version` stores it.
+    Two phases, so that no lock is held while a film is copied and tarred:
+    the bag and its tar are built first, from what the catalogue says now,
+    in a folder of their own; then one short transaction checks that nothing
+    changed meanwhile (:class:`ConflictError` otherwise), makes the version
+    row and its chained ``migration`` and ``creation`` events, and moves the
+    tar into place. A crash before that commit leaves nothing that counts
+    (the next run starts again); after it, the tar is the version and
+    :func:`versions.finish_version` stores it.
     """
+    import uuid as uuidlib
+
     from preservation.aip import AIPLayout, copy_schemas, serialise_aip, write_aip_bag
     from preservation.metadata.description import describe_migration_version
     from preservation.metadata.mets import source_object_uri
     from preservation.metadata.model import AgentLink, Event, ObjectLink
 
+    tools = sorted({o.tool_agent for o in outputs} | {f.tool_agent for f in failures})
     with session_scope(ctx.sessions) as s:
         item = s.get_one(MigrationItem, item_id)
-        aip_id = item.aip_id
-        current_id = s.get_one(AIP, aip_id).versions[-1].id
-    contents = versions._contents_of(ctx, current_id)
-    with session_scope(ctx.sessions) as s:
-        aip = versions._lock_aip(s, aip_id)
-        if aip.state is not AIPState.ACTIVE:
-            raise ConflictError(
-                f"AIP {aip_id} is {aip.state.value}: only an active AIP gets a new version",
-                aip_id=aip_id,
-                rule="aip-not-active",
-            )
-        if any(v.committed_at is None for v in aip.versions) or aip.versions[-1].id != current_id:
-            raise ConflictError(
-                f"AIP {aip_id} got another new version meanwhile; migrate it again",
-                aip_id=aip_id,
-                rule="version-in-flight",
-            )
-        number = aip.versions[-1].number + 1
-        numbers = {v.id: v.number for v in aip.versions}
-        files = current_files(s, aip_id)
-        sources = {f.id: f for f in files}
-        replaced = {o.source_file_id for o in outputs}
-        kept = [f for f in files if f.id not in replaced]
-        rep = _next_representation(contents, files)
-        ids = mets_ids(s, aip)
-        names = _output_names(outputs, sources, kept)
-        sip = s.get_one(SIP, aip.sip_id)
-        tenant = s.get(Tenant, aip.tenant_id)
-        version = service.create_aip_version(s, aip, number, reason=MIGRATION_REASON)
+        aip = s.get_one(AIP, item.aip_id)
+        aip_id, current_id = aip.id, aip.versions[-1].id
         service.ensure_agent(s, who, name=who, type="person", tenant_id=aip.tenant_id)
         service.ensure_agent(
             s, SOFTWARE_AGENT, name="preservation", type="software", version=__version__
         )
-        tools = sorted({o.tool_agent for o in outputs} | {f.tool_agent for f in failures})
         for agent in tools:
             name, _, tool_version = agent.partition(" ")
             service.ensure_agent(s, agent, name=name, type="software", version=tool_version)
-        results = [
-            {"source": o.source_file_id, "output": names[o.row_id], "sha256": o.sha256}
-            for o in outputs
-        ] + [{"source": f.source_file_id, "failed": f.detail} for f in failures]
-        service.record_event(
-            s,
-            tenant_id=aip.tenant_id,
-            aip_id=aip.id,
-            type="migration",
-            outcome="warning" if failures else "success",
-            detail=f"{len(outputs)} file(s) migrated into representation {rep} of AIP "
-            f"version {number}, asked by {who}"
-            + (f"; {len(failures)} refused by verification" if failures else ""),
-            outcome_detail="current once both tape copies of the version are verified; "
-            "each file's checks are in its migration event in the representation METS",
-            agents={"executing program": [SOFTWARE_AGENT, *tools], "implementer": [who]},
-            objects={
-                "version": number,
-                "representation": rep,
-                "files": len(outputs),
-                "failed": len(failures),
-                "results_sha256": hashlib.sha256(
-                    json.dumps(results, sort_keys=True).encode()
-                ).hexdigest(),
-            },
-        )
-        bag_dir, tar_path = versions.version_staging(ctx, aip.id, number)
-        shutil.rmtree(bag_dir, ignore_errors=True)
-        layout = AIPLayout(bag_dir, representation=rep)
-        for folder in (layout.descriptive, layout.preservation, layout.schemas):
-            folder.mkdir(parents=True)
-        copy_schemas(ctx.settings.schemas_dir, layout)
-        now = datetime.now(UTC)
-        objects = []
-        file_events = []
-        known: dict[str, dict[str, str]] = {}
-        for f in kept:
-            objects.append(
+    contents = versions._contents_of(ctx, current_id)
+    base = ctx.settings.staging_dir / "versions"
+    work = base / f".{aip_id}.{uuidlib.uuid4().hex[:12]}"
+    try:
+        # -- 1. build, holding no lock ----------------------------------------------------
+        with session_scope(ctx.sessions) as s:
+            aip = s.get_one(AIP, aip_id)
+            number = aip.versions[-1].number + 1
+            numbers = {v.id: v.number for v in aip.versions}
+            files = current_files(s, aip_id)
+            sources = {f.id: f for f in files}
+            refused = {f.source_file_id for f in failures}
+            # A source is replaced only when every output the policy asked of it was kept.
+            replaced = {o.source_file_id for o in outputs} - refused
+            kept = [f for f in files if f.id not in replaced]
+            rep = _next_representation(contents, files)
+            ids = mets_ids(s, aip)
+            names = _output_names(outputs, sources, kept)
+            sip = s.get_one(SIP, aip.sip_id)
+            tenant = s.get(Tenant, aip.tenant_id)
+            history = list(versions._history(s, aip))
+            agents = service.agents_by_identifier(s)
+            for event in history:
+                s.expunge(event)
+            tenant_id, sip_bag_info = aip.tenant_id, dict(sip.bag_info)
+            organisation = tenant.name if tenant else aip.tenant_id
+            descriptive = _descriptive(aip)
+            source_bag_name = aip.source_bag_name
+            bag_dir = work / f"{aip_id}.v{number}"
+            layout = AIPLayout(bag_dir, representation=rep)
+            for folder in (layout.descriptive, layout.preservation, layout.schemas):
+                folder.mkdir(parents=True)
+            copy_schemas(ctx.settings.schemas_dir, layout)
+            now = datetime.now(UTC)
+            objects = [
                 _file_object(
                     f,
                     ids[f.id],
                     path=(f.aip_path or "").removeprefix("data/"),
                     held_in=numbers[f.aip_version_id or 0],
                 )
-            )
-        per_source: dict[int, int] = {}
-        for o in outputs:
-            src = sources[o.source_file_id]
-            k = per_source[src.id] = per_source.get(src.id, 0) + 1
-            out_id = f"{ids[src.id]}-{rep}" + (f"-{k}" if k > 1 else "")
-            src_uri = source_object_uri(
-                aip.id,
-                numbers[src.aip_version_id or 0],
-                representation_of(src.aip_path or ""),
-                ids[src.id],
-            )
-            rel = f"representations/{rep}/data/{names[o.row_id]}"
-            target = bag_dir / "data" / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(o.path, target)
-            known[f"data/{rel}"] = {"sha256": o.sha256, "sha512": o.sha512}
-            event_id = uuid5(UUID(aip.id), f"migration/v{number}/{out_id}")
-            file_events.append(
-                Event(
-                    id=event_id,
-                    type="migration",
-                    datetime=now,
-                    outcome="success",
-                    agents=(
-                        AgentLink(o.tool_agent, "executing program"),
-                        AgentLink(SOFTWARE_AGENT, "validator"),
-                        AgentLink(who, "implementer"),
-                    ),
-                    objects=(
-                        ObjectLink(src_uri, "source", "URI"),
-                        ObjectLink(out_id, "outcome"),
-                    ),
-                    detail=f"{src.original_name} migrated to {o.identification.get('puid')}"
-                    f" with {o.tool_agent}",
-                    outcome_detail=o.summary,
+                for f in kept
+            ]
+            file_events = []
+            known: dict[str, dict[str, str]] = {}
+            paths: dict[int, str] = {}
+            per_source: dict[int, int] = {}
+            for o in outputs:
+                src = sources[o.source_file_id]
+                k = per_source[src.id] = per_source.get(src.id, 0) + 1
+                out_id = f"{ids[src.id]}-{rep}" + (f"-{k}" if k > 1 else "")
+                src_uri = source_object_uri(
+                    aip_id,
+                    numbers[src.aip_version_id or 0],
+                    representation_of(src.aip_path or ""),
+                    ids[src.id],
                 )
-            )
-            ident = o.identification
-            row = File(
-                original_name=_renamed(src.original_name, names[o.row_id], src.aip_path or ""),
-                aip_path=f"data/{rel}",
-                size=o.size,
-                sha256=o.sha256,
-                sha512=o.sha512,
-                puid=ident.get("puid"),
-                format_name=ident.get("format_name"),
-                format_version=ident.get("format_version"),
-                mime=ident.get("mime"),
-                identification_basis=ident.get("basis"),
-                identification=dict(ident.get("identification") or {}),
-                properties=dict(o.properties),
-            )
-            objects.append(
-                _file_object(
-                    row,
-                    out_id,
-                    path=rel,
-                    held_in=None,
-                    derived_from=src_uri,
-                    event_ids=(event_id,),
+                rel = f"representations/{rep}/data/{names[o.row_id]}"
+                target = bag_dir / "data" / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(o.path, target)
+                known[f"data/{rel}"] = {"sha256": o.sha256, "sha512": o.sha512}
+                paths[o.row_id] = f"data/{rel}"
+                event_id = uuid5(UUID(aip_id), f"migration/v{number}/{out_id}")
+                file_events.append(
+                    Event(
+                        id=event_id,
+                        type="migration",
+                        datetime=now,
+                        outcome="success",
+                        agents=(
+                            AgentLink(o.tool_agent, "executing program"),
+                            AgentLink(SOFTWARE_AGENT, "validator"),
+                            AgentLink(who, "implementer"),
+                        ),
+                        objects=(
+                            ObjectLink(src_uri, "source", "URI"),
+                            ObjectLink(out_id, "outcome"),
+                        ),
+                        detail=f"{src.original_name} migrated to "
+                        f"{o.identification.get('puid')} with {o.tool_agent}",
+                        outcome_detail=o.summary,
+                    )
                 )
-            )
-            s.query(MigrationFile).filter(MigrationFile.id == o.row_id).update(
-                {"aip_path": f"data/{rel}"}
-            )
-        for fail in failures:
-            src = sources[fail.source_file_id]
-            src_uri = source_object_uri(
-                aip.id,
-                numbers[src.aip_version_id or 0],
-                representation_of(src.aip_path or ""),
-                ids[src.id],
-            )
-            file_events.append(
-                Event(
-                    id=uuid5(UUID(aip.id), f"migration/v{number}/{ids[src.id]}/{fail.action_id}"),
-                    type="migration",
-                    datetime=now,
-                    outcome="failure",
-                    agents=(
-                        AgentLink(fail.tool_agent, "executing program"),
-                        AgentLink(SOFTWARE_AGENT, "validator"),
-                        AgentLink(who, "implementer"),
+                ident = o.identification
+                output_row = File(
+                    original_name=_renamed(
+                        src.original_name, names[o.row_id], src.aip_path or ""
                     ),
-                    objects=(ObjectLink(src_uri, "source", "URI"),),
-                    detail=f"{src.original_name}: action {fail.action_id} refused; the source "
-                    "stays current",
-                    outcome_detail=fail.detail,
+                    aip_path=f"data/{rel}",
+                    size=o.size,
+                    sha256=o.sha256,
+                    sha512=o.sha512,
+                    puid=ident.get("puid"),
+                    format_name=ident.get("format_name"),
+                    format_version=ident.get("format_version"),
+                    mime=ident.get("mime"),
+                    identification_basis=ident.get("basis"),
+                    identification=dict(ident.get("identification") or {}),
+                    properties=dict(o.properties),
                 )
-            )
+                objects.append(
+                    _file_object(
+                        output_row,
+                        out_id,
+                        path=rel,
+                        held_in=None,
+                        derived_from=src_uri,
+                        event_ids=(event_id,),
+                    )
+                )
+            for fail in failures:
+                src = sources[fail.source_file_id]
+                src_uri = source_object_uri(
+                    aip_id,
+                    numbers[src.aip_version_id or 0],
+                    representation_of(src.aip_path or ""),
+                    ids[src.id],
+                )
+                file_events.append(
+                    Event(
+                        id=uuid5(
+                            UUID(aip_id), f"migration/v{number}/{ids[src.id]}/{fail.action_id}"
+                        ),
+                        type="migration",
+                        datetime=now,
+                        outcome="failure",
+                        agents=(
+                            AgentLink(fail.tool_agent, "executing program"),
+                            AgentLink(SOFTWARE_AGENT, "validator"),
+                            AgentLink(who, "implementer"),
+                        ),
+                        objects=(ObjectLink(src_uri, "source", "URI"),),
+                        detail=f"{src.original_name}: action {fail.action_id} refused; the "
+                        "source stays current",
+                        outcome_detail=fail.detail,
+                    )
+                )
         carried = versions._Carried(
             {
                 path: entry
@@ -390,14 +380,14 @@ def prepare_migration_version(
         )
         describe_migration_version(
             layout,
-            aip_id=aip.id,
+            aip_id=aip_id,
             version=number,
-            tenant=aip.tenant_id,
-            organisation=tenant.name if tenant else aip.tenant_id,
-            bag_info=sip.bag_info,
-            descriptive=_descriptive(aip),
-            events=[e for e in versions._history(s, aip)],
-            agents=service.agents_by_identifier(s),
+            tenant=tenant_id,
+            organisation=organisation,
+            bag_info=sip_bag_info,
+            descriptive=descriptive,
+            events=history,
+            agents=agents,
             representations=carried.representations(),
             previous_versions=carried.previous(),
             files=objects,
@@ -405,37 +395,90 @@ def prepare_migration_version(
         )
         summary = write_aip_bag(
             bag_dir,
-            aip_id=aip.id,
+            aip_id=aip_id,
             version=number,
-            tenant=aip.tenant_id,
-            source_bag_name=aip.source_bag_name,
-            bag_info=sip.bag_info,
+            tenant=tenant_id,
+            source_bag_name=source_bag_name,
+            bag_info=sip_bag_info,
             known_digests=known,
             processes=1,
         )
-        tar = serialise_aip(bag_dir, tar_path, arcname=f"{aip.id}.v{number}")
-        failpoint("version-package")
+        tar = serialise_aip(bag_dir, work / "version.tar", arcname=f"{aip_id}.v{number}")
         new_contents = carried.files | versions.bag_contents(bag_dir, number, summary.digests)
-        version.tar_size = tar.size
-        version.tar_sha256 = tar.sha256
-        version.staging_path = str(tar.path)
-        service.record_event(
-            s,
-            tenant_id=aip.tenant_id,
-            aip_id=aip.id,
-            type="creation",
-            outcome="success",
-            detail=f"AIP version {number} (migration, representation {rep}) packaged as a "
-            f"POSIX pax tar ({summary.payload_files} files; earlier versions' files by "
-            "reference)",
-            outcome_detail=f"sha256 {tar.sha256}, {tar.size} bytes",
-            agents={"executing program": [SOFTWARE_AGENT]},
-            objects={"version": number, "contents": new_contents},
-        )
-        s.get_one(MigrationItem, item_id).version = number
-        s.flush()
-        info = versions._info(version)
-    shutil.rmtree(bag_dir, ignore_errors=True)
+        failpoint("version-package")
+        # -- 2. one short transaction ------------------------------------------------------
+        _bag_dir, tar_path = versions.version_staging(ctx, aip_id, number)
+        with session_scope(ctx.sessions) as s:
+            aip = versions._lock_aip(s, aip_id)
+            if aip.state is not AIPState.ACTIVE:
+                raise ConflictError(
+                    f"AIP {aip_id} is {aip.state.value}: only an active AIP gets a new version",
+                    aip_id=aip_id,
+                    rule="aip-not-active",
+                )
+            if (
+                any(v.committed_at is None for v in aip.versions)
+                or aip.versions[-1].id != current_id
+            ):
+                raise ConflictError(
+                    f"AIP {aip_id} got another new version meanwhile; migrate it again",
+                    aip_id=aip_id,
+                    rule="version-in-flight",
+                )
+            version = service.create_aip_version(s, aip, number, reason=MIGRATION_REASON)
+            results = [
+                {"source": o.source_file_id, "output": paths[o.row_id], "sha256": o.sha256}
+                for o in outputs
+            ] + [{"source": f.source_file_id, "failed": f.detail} for f in failures]
+            service.record_event(
+                s,
+                tenant_id=aip.tenant_id,
+                aip_id=aip.id,
+                type="migration",
+                outcome="warning" if failures else "success",
+                detail=f"{len(outputs)} file(s) migrated into representation {rep} of AIP "
+                f"version {number}, asked by {who}"
+                + (f"; {len(failures)} refused by verification" if failures else ""),
+                outcome_detail="current once both tape copies of the version are verified; "
+                "each file's checks are in its migration event in the representation METS",
+                agents={"executing program": [SOFTWARE_AGENT, *tools], "implementer": [who]},
+                objects={
+                    "version": number,
+                    "representation": rep,
+                    "files": len(outputs),
+                    "failed": len(failures),
+                    "results_sha256": hashlib.sha256(
+                        json.dumps(results, sort_keys=True).encode()
+                    ).hexdigest(),
+                },
+            )
+            tar_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tar.path, tar_path)
+            version.tar_size = tar.size
+            version.tar_sha256 = tar.sha256
+            version.staging_path = str(tar_path)
+            service.record_event(
+                s,
+                tenant_id=aip.tenant_id,
+                aip_id=aip.id,
+                type="creation",
+                outcome="success",
+                detail=f"AIP version {number} (migration, representation {rep}) packaged as a "
+                f"POSIX pax tar ({summary.payload_files} files; earlier versions' files by "
+                "reference)",
+                outcome_detail=f"sha256 {tar.sha256}, {tar.size} bytes",
+                agents={"executing program": [SOFTWARE_AGENT]},
+                objects={"version": number, "contents": new_contents},
+            )
+            s.get_one(MigrationItem, item_id).version = number
+            for row_id, path in paths.items():
+                s.execute(
+                    update(MigrationFile).where(MigrationFile.id == row_id).values(aip_path=path)
+                )
+            s.flush()
+            info = versions._info(version)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return info
 
 
@@ -448,82 +491,100 @@ def _renamed(original_name: str, new_rel: str, aip_path: str) -> str:
 
 
 def make_current(ctx: Context, version_id: int) -> None:
-    """The committed migration version becomes the catalogue's state, in one transaction.
-
-    Its outputs get file rows (``derived_from`` their sources), and the
-    sources are marked superseded by this version. Done once: a rerun finds
-    the rows and does nothing, so a crash between the tape commit and this
-    step is mended by finishing the version again.
-    """
-    from preservation.catalog.search import index_aips
-
+    """:func:`switch_files` on its own: for a version committed before the switch existed."""
     with session_scope(ctx.sessions) as s:
         version = s.get_one(AIPVersion, version_id)
         if version.reason != MIGRATION_REASON or version.committed_at is None:
             return
-        done = s.scalar(select(File.id).where(File.aip_version_id == version_id).limit(1))
-        if done is not None:
-            return
-        aip = versions._lock_aip(s, version.aip_id)
-        item = s.scalar(
-            select(MigrationItem).where(
-                MigrationItem.aip_id == aip.id, MigrationItem.version == version.number
-            )
-        )
-        if item is None:
-            return
-        results = list(
-            s.scalars(
-                select(MigrationFile).where(
-                    MigrationFile.item_id == item.id,
-                    MigrationFile.state == "migrated",
-                    MigrationFile.aip_path.is_not(None),
-                )
-            )
-        )
-        sources = {
-            f.id: f
-            for f in s.scalars(select(File).where(File.id.in_([r.source_file_id for r in results])))
-        }
-        rows = []
-        for r in results:
-            src = sources[r.source_file_id]
-            ident = r.identification or {}
-            rel = _in_rep(r.aip_path or "")
-            rows.append(
-                {
-                    "sip_id": aip.sip_id,
-                    "aip_version_id": version.id,
-                    "original_name": _renamed(src.original_name, rel, src.aip_path or ""),
-                    "aip_path": r.aip_path,
-                    "size": r.size,
-                    "sha256": r.sha256,
-                    "sha512": r.sha512,
-                    "submitted_digests": {},
-                    "puid": ident.get("puid"),
-                    "format_name": ident.get("format_name"),
-                    "format_version": ident.get("format_version"),
-                    "mime": ident.get("mime"),
-                    "identification_basis": ident.get("basis"),
-                    "identification": ident.get("identification") or {},
-                    "properties": r.properties,
-                    "valid": _valid(r.validation),
-                    "validation": r.validation,
-                    "derived_from": src.id,
-                }
-            )
-        if rows:
-            s.execute(insert(File), rows)
-            s.query(File).filter(File.id.in_(list(sources))).update(
-                {"superseded_in": version.number}, synchronize_session=False
-            )
-        item.state = "committed"
-        item.step = None
-        index_aips(s, [aip.id])
-        s.flush()
-        from preservation.migrate.service import settle
+        versions._lock_aip(s, version.aip_id)
+        switch_files(s, version)
 
-        settle(s, item.migration_id)
+
+def switch_files(s: Session, version: AIPVersion) -> None:
+    """The migration version becomes the catalogue's state, in the caller's transaction.
+
+    Called by the tape commit itself (``storage.service.commit_version``), so
+    the version is committed and its files current in one step: no reader
+    ever sees the version committed with the old representation current.
+    Its outputs get file rows (``derived_from`` their sources); each source
+    whose every output was kept is marked superseded by this version (one
+    with a refused output stays current beside the outputs kept). Done once:
+    a rerun finds the rows and does nothing.
+    """
+    from preservation.catalog.search import index_aips
+    from preservation.migrate.service import settle
+
+    if version.reason != MIGRATION_REASON:
+        return
+    done = s.scalar(select(File.id).where(File.aip_version_id == version.id).limit(1))
+    if done is not None:
+        return
+    aip = s.get_one(AIP, version.aip_id)
+    item = s.scalar(
+        select(MigrationItem).where(
+            MigrationItem.aip_id == aip.id, MigrationItem.version == version.number
+        )
+    )
+    if item is None:
+        return
+    results = list(
+        s.scalars(
+            select(MigrationFile)
+            .where(MigrationFile.item_id == item.id, MigrationFile.state == "migrated")
+            .where(MigrationFile.aip_path.is_not(None))
+            .order_by(MigrationFile.id)
+        )
+    )
+    refused = set(
+        s.scalars(
+            select(MigrationFile.source_file_id).where(
+                MigrationFile.item_id == item.id, MigrationFile.state == "failed"
+            )
+        )
+    )
+    sources = {
+        f.id: f
+        for f in s.scalars(select(File).where(File.id.in_([r.source_file_id for r in results])))
+    }
+    rows = []
+    for r in results:
+        src = sources[r.source_file_id]
+        ident = r.identification or {}
+        rel = _in_rep(r.aip_path or "")
+        rows.append(
+            {
+                "sip_id": aip.sip_id,
+                "aip_version_id": version.id,
+                "original_name": _renamed(src.original_name, rel, src.aip_path or ""),
+                "aip_path": r.aip_path,
+                "size": r.size,
+                "sha256": r.sha256,
+                "sha512": r.sha512,
+                "submitted_digests": {},
+                "puid": ident.get("puid"),
+                "format_name": ident.get("format_name"),
+                "format_version": ident.get("format_version"),
+                "mime": ident.get("mime"),
+                "identification_basis": ident.get("basis"),
+                "identification": ident.get("identification") or {},
+                "properties": r.properties,
+                "valid": _valid(r.validation),
+                "validation": r.validation,
+                "derived_from": src.id,
+            }
+        )
+    if rows:
+        s.execute(insert(File), rows)
+        s.execute(
+            update(File)
+            .where(File.id.in_(sorted(set(sources) - refused)))
+            .values(superseded_in=version.number)
+        )
+    item.state = "committed"
+    item.step = None
+    index_aips(s, [aip.id])
+    s.flush()
+    settle(s, item.migration_id)
 
 
 def _valid(validation: Sequence[Mapping[str, Any]] | None) -> bool | None:

@@ -500,11 +500,18 @@ def has_safe_copies(session: Session, version_id: int, sites: Collection[str]) -
     return True
 
 
-def commit_version(ctx: Context, version_id: int) -> bool:
+def commit_version(
+    ctx: Context,
+    version_id: int,
+    on_commit: Callable[[Session, AIPVersion], None] | None = None,
+) -> bool:
     """Make the AIP active once the version is safe at every site; False means "not yet".
 
     No AIP is ever called safe with one copy: a site that is down leaves the
-    version uncommitted and the AIP pending.
+    version uncommitted and the AIP pending. ``on_commit`` runs in the same
+    transaction once the version is committed (every time: it must be
+    idempotent), so what the version changes in the catalogue becomes true
+    together with the version itself.
     """
     sites = tuple(ctx.settings.sites)
     with session_scope(ctx.sessions) as session:
@@ -526,6 +533,8 @@ def commit_version(ctx: Context, version_id: int) -> bool:
         )
         if not uncommitted and aip.state != AIPState.ACTIVE:
             aip.state = AIPState.ACTIVE
+        if on_commit is not None:
+            on_commit(session, version)
         return True
 
 

@@ -106,3 +106,26 @@ def test_bench_characterise_runs_and_reports_ratios(tmp_path: Path) -> None:
         assert figures[mode]["detections"] == 0, mode
         assert figures["ratio_a3m_way_over_ours"][mode] > 0, mode
     assert figures["ours_warm"]["processes"] <= 2  # mediainfo; ExifTool already running
+
+
+def test_bench_migrate_runs_and_reports_ratios(tmp_path: Path) -> None:
+    """Every tool family through the real tools and `preservation migrate`, a few files each."""
+    from tests.conftest import require_program
+
+    for program in ("ffmpeg", "gs", "soffice", "mediainfo", "exiftool", "mediaconch"):
+        require_program(program)
+    figures = _run_bench("bench_migrate.py", "--quick", "--workdir", str(tmp_path))
+    assert set(figures["families"]) == {"images", "audio", "video", "pdf", "office"}
+    for name, family in figures["families"].items():
+        ours = family["ours"]
+        assert ours["exit_code"] == 0, (name, ours.get("failures") or ours.get("error"))
+        assert ours["outputs_migrated"] == family["planned_outputs"] > 0, name
+        assert ours["new_version_tar_bytes"] > 0, name
+        assert family["baseline"]["parallel"]["failed"] == 0, name
+        assert family["baseline"]["sequential"]["seconds"] > 0, name
+        assert isinstance(family["overhead_ratio"], float), name
+        assert family["verification"]["seconds_sum_over_files"] > 0, name
+    # A Word document gives two outputs, PDF/A-2b and ODT.
+    assert figures["families"]["office"]["planned_outputs"] == 4
+    for case in ("sample_collection", "image_set"):
+        assert figures["end_to_end"][case]["new_version_tar_bytes"] > 0, case
