@@ -85,6 +85,14 @@ def migrate(
     by: Annotated[
         str | None, typer.Option("--by", help="Who asks, as the PREMIS events name them.")
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="MIGRATION_ID",
+            help="Run a request's unfinished AIPs again (its process was killed, a site was down).",
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="With workers: wait for them to finish.")
     ] = True,
@@ -95,7 +103,9 @@ def migrate(
     The originals stay as they are; every output is re-identified, validated
     and compared with its source before it is kept.
     """
-    if bool(aip_ids) == bool(puid):
+    if resume is not None and (aip_ids or puid or dry_run or policy_file or mode):
+        raise usage("--resume takes no AIP ids, --puid, --dry-run, --policy or --mode", as_json)
+    if resume is None and bool(aip_ids) == bool(puid):
         raise usage("name AIP ids, or --puid PUID (not both)", as_json)
     if tenant and not puid:
         raise usage("--tenant goes with --puid", as_json)
@@ -105,21 +115,25 @@ def migrate(
         from preservation.cli.aips import _actor, resolve_aip
         from preservation.migrate import run, service
 
-        policy, text = service.read_policy(policy_file or ctx.settings.migration_policy)
-        full = [resolve_aip(ctx, a) for a in aip_ids or []]
-        with session_scope(ctx.sessions) as s:
-            if dry_run:
-                return service.dry_run(s, policy, aip_ids=full, puid=puid, tenant_id=tenant)
-            view = service.start_migration(
-                s,
-                policy,
-                text,
-                aip_ids=full,
-                puid=puid,
-                tenant_id=tenant,
-                who=_actor(by).who,
-                mode=mode,
-            )
+        if resume is not None:
+            with session_scope(ctx.sessions) as s:
+                view = service.get_migration(s, resume, None)
+        else:
+            policy, text = service.read_policy(policy_file or ctx.settings.migration_policy)
+            full = [resolve_aip(ctx, a) for a in aip_ids or []]
+            with session_scope(ctx.sessions) as s:
+                if dry_run:
+                    return service.dry_run(s, policy, aip_ids=full, puid=puid, tenant_id=tenant)
+                view = service.start_migration(
+                    s,
+                    policy,
+                    text,
+                    aip_ids=full,
+                    puid=puid,
+                    tenant_id=tenant,
+                    who=_actor(by).who,
+                    mode=mode,
+                )
         if ctx.settings.broker_url:
             run.submit_migration(ctx, view.migration_id)
             if not wait:

@@ -1302,9 +1302,10 @@ def _package_pages(path: Path) -> int | None:
     """The page count an office package records: OpenDocument's or Office Open XML's.
 
     OpenDocument: ``meta:document-statistic/@meta:page-count`` in meta.xml;
-    Office Open XML: ``<Pages>`` in docProps/app.xml (what ExifTool reports,
-    read here too because ExifTool needs Perl's Archive::Zip to open a
-    package). Both are what the writing application counted when it saved.
+    Office Open XML: ``<Pages>`` (``<Slides>`` for a presentation) in
+    docProps/app.xml (what ExifTool reports, read here too because ExifTool
+    needs Perl's Archive::Zip to open a package). Both are what the writing
+    application counted when it saved.
     The XML is read with no entity expansion, DTD or network, and its size is
     bounded before it is read, as for any file we did not write.
     """
@@ -1330,7 +1331,12 @@ def _package_pages(path: Path) -> int | None:
             for statistic in root.iter(f"{{{_ODF_META}}}document-statistic")
         ]
     else:
-        values = [element.text for element in root.iter(f"{{{_OOXML_APP}}}Pages")]
+        # A presentation counts slides, and each slide is a page of its PDF.
+        values = [
+            element.text
+            for tag in ("Pages", "Slides")
+            for element in root.iter(f"{{{_OOXML_APP}}}{tag}")
+        ]
     for value in values:
         if value is not None and value.strip().isdigit():
             return int(value)

@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from preservation import ingest
 from preservation.catalog import AIP, AIPVersion, File, PremisEvent, service, session_scope
+from preservation.catalog.models import Migration
 from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.metadata import read_mets, validate_mets
@@ -385,9 +386,26 @@ def test_a_migration_killed_at_any_step_leaves_version_1_or_the_whole_version_2(
     )
 
     release_drives(ctx)
-    again = _cli(settings, "migrate", aip_id, "--json", PRESERVATION_FAILPOINT_DIR=str(tmp_path))
-    assert again.returncode in (0, 1), again.stderr[-2000:]
+    with session_scope(ctx.sessions) as s:
+        [(migration_id, interrupted)] = s.execute(select(Migration.id, Migration.state)).all()
+    assert interrupted == ("done" if step == "version-commit" else "running")
+    again = _cli(
+        settings,
+        "migrate",
+        "--resume",
+        migration_id,
+        "--json",
+        PRESERVATION_FAILPOINT_DIR=str(tmp_path),
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert json.loads(again.stdout)["state"] == "done"
     assert state() == (2, 4), state()
+    # A new request finds nothing left to do: no third version.
+    release_drives(ctx)
+    nothing = _cli(settings, "migrate", aip_id, "--json")
+    assert nothing.returncode == 0, nothing.stderr[-2000:]
+    assert [i["state"] for i in json.loads(nothing.stdout)["items"]] == ["unchanged"]
+    assert state() == (2, 4)
     release_drives(ctx)
     for number in (1, 2):
         shown = _cli(
