@@ -126,7 +126,7 @@ def ingest(
             raise _refused(e, path, as_json) from e
         raise fail(e, as_json) from e
     sip_id: str | None = None
-    with _interruptible():
+    with _interruptible() as received:
         from preservation.context import open_context
         from preservation.ingest import open_sites, receive, result_of, run_sip
 
@@ -153,7 +153,15 @@ def ingest(
                 )
             else:
                 with progress_bars(not as_json) as progress:
-                    result = run_sip(ctx, sip_id, progress=progress)
+
+                    def progress_or_stop(what: str, done: int, total: int) -> None:
+                        if received:  # a signal whose KeyboardInterrupt was swallowed
+                            raise KeyboardInterrupt
+                        progress(what, done, total)
+
+                    result = run_sip(ctx, sip_id, progress=progress_or_stop)
+            if received:
+                raise KeyboardInterrupt
             summary = None
             if result.aip_id and not as_json:
                 from preservation.inventory import describe_aip
@@ -192,22 +200,37 @@ def _refused(error: InvalidSIPError, path: Path, as_json: bool) -> typer.Exit:
 
 
 @contextmanager
-def _interruptible() -> Iterator[None]:
-    """SIGTERM behaves as Ctrl-C: the stage at work stops, its lease is given back."""
+def _interruptible() -> Iterator[list[int]]:
+    """SIGTERM behaves as Ctrl-C: the stage at work stops, its lease is given back.
+
+    Yields the signals received. Python may deliver the KeyboardInterrupt
+    inside a garbage-collection callback, which swallows it ("Exception
+    ignored in ..."); the caller checks the list at its next step and raises
+    it again, so a signal is never lost.
+    """
     import signal
 
+    received: list[int] = []
+
     def stop(signum: int, frame: object) -> None:
+        received.append(signum)
         raise KeyboardInterrupt
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.default_int_handler(signum, frame)  # type: ignore[arg-type]
 
     try:
         previous = signal.signal(signal.SIGTERM, stop)
+        previous_int = signal.signal(signal.SIGINT, interrupt)
     except ValueError:  # not the main thread (an embedding program): leave signals alone
-        yield
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _interrupted(ctx: Any, sip_id: str | None, as_json: bool) -> typer.Exit:
