@@ -40,6 +40,7 @@ ORDER = (
     "duplicates",
     "catalogue",
     "upload",
+    "migrate",
 )
 
 
@@ -64,8 +65,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--workdir", str(work), *(quick_size if quick else [])]
     if name == "distributed":
         return ["--workdir", str(work), *(["--bags", "20"] if quick else [])]
-    if name in ("catalogue", "upload"):
-        # catalogue --quick: 2,000 AIPs on both backends; upload --quick: 64 MiB and 16 MiB.
+    if name in ("catalogue", "upload", "migrate"):
+        # catalogue --quick: 2,000 AIPs on both backends; upload --quick: 64 MiB and 16 MiB;
+        # migrate --quick: a few small files per tool family.
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     raise ValueError(name)
 
