@@ -212,7 +212,7 @@ def _migrate(ctx: Context, item_id: int, work: Path, progress: Progress) -> str:
     progress("convert", 0, len(jobs))
     progress("verify", 0, len(jobs))
     converted_n = 0
-    for n, chunk in enumerate(_chunks(jobs, max(16, 8 * workers))):
+    for n, chunk in enumerate(_chunks(jobs, max(32, 16 * workers))):
         # Chunk by chunk, so the request shows each file's result as it comes.
         _set_item(ctx, item_id, step="convert")
         converted = _convert(chunk, sources, work / "out" / str(n), workers=workers)

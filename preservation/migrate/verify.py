@@ -30,7 +30,9 @@ Choices a reader would otherwise have to rediscover:
   whose decoder keeps what FFmpeg trims (LAME's 1,105 samples of delay and
   padding) stays within it; more than a frame is audio lost or invented.
   PCM and FLAC declare no fixed frame size, so they must agree to the sample.
-* **Pixels** are compared in a form that loses nothing and does not depend on
+* **Pixels** of two single-frame pictures that decode to the same mode
+  (the usual JPEG and its RGB TIFF) are compared as decoded. Otherwise they
+  are compared in a form that loses nothing and does not depend on
   how the output stores them: every 8-bit mode (bilevel, grey, palette, RGB,
   with or without alpha) becomes RGBA, so a palette GIF and the RGB TIFF made
   from it compare equal, and a lost transparency does not. 16-bit grey stays
@@ -598,8 +600,10 @@ def _comparable(frame: Any) -> Any:
 
 def _frame_digest(frame: Any) -> str:
     """sha256 of ``frame.tobytes()``, taken in slices of rows so a huge scan is not copied whole."""
-    digest = hashlib.sha256()
     width, height = frame.size
+    if width * height <= _WHOLE_PIXELS:  # one copy, not one per slice
+        return hashlib.sha256(frame.tobytes()).hexdigest()
+    digest = hashlib.sha256()
     rows = max(1, _BAND_PIXELS // max(1, width))
     for top in range(0, height, rows):
         digest.update(frame.crop((0, top, width, min(height, top + rows))).tobytes())
@@ -618,7 +622,17 @@ def _upright(image: Any) -> Any:
     return ImageOps.exif_transpose(image)
 
 
-def _image_facts(path: Path, *, hash_pixels: bool) -> _ImageFacts:
+#: Up to this many pixels a frame is hashed in one piece (at most 256 MiB as RGBA).
+_WHOLE_PIXELS = 1 << 26
+
+
+def _stored_mode(path: Path) -> tuple[str, int]:
+    """The mode and frame count the header gives, without decoding a pixel."""
+    with _pillow().open(path, formats=_IMAGE_FORMATS) as image:
+        return str(image.mode), int(getattr(image, "n_frames", 1))
+
+
+def _image_facts(path: Path, *, hash_pixels: bool, widen: bool = True) -> _ImageFacts:
     image_module = _pillow()
     with image_module.open(path, formats=_IMAGE_FORMATS) as image:
         channels = _channels(image)
@@ -635,7 +649,7 @@ def _image_facts(path: Path, *, hash_pixels: bool) -> _ImageFacts:
                 if image.size[0] * image.size[1] > MAX_PIXELS:
                     raise ValueError(f"frame {index + 1} is above {MAX_PIXELS} pixels")
                 image.load()
-                comparable = _comparable(_upright(image))
+                comparable = _comparable(_upright(image)) if widen else _upright(image)
                 frames.append((comparable.mode, _frame_digest(comparable)))
     return _ImageFacts(width, height, channels, frames)
 
@@ -646,12 +660,21 @@ def _image_checks(candidate: Candidate, wanted: set[str], sides: _Sides) -> list
         names += ["width", "height", "channels", "bit depth"]
     if "pixels" in wanted:
         names.append("decoded pixels")
+    # Two single-frame pictures decoding to the same mode compare as decoded: widening
+    # both to RGBA would only cost two copies of each. Otherwise both are widened.
     try:
-        source = _image_facts(candidate.source, hash_pixels="pixels" in wanted)
+        widen = True
+        source_mode = _stored_mode(candidate.source)
+        output_mode = _stored_mode(candidate.output)
+        widen = source_mode != output_mode or source_mode[1] != 1 or source_mode[0] == "P"
+    except Exception:  # noqa: BLE001, S110 - the decode below says what is wrong
+        pass
+    try:
+        source = _image_facts(candidate.source, hash_pixels="pixels" in wanted, widen=widen)
     except Exception as err:  # noqa: BLE001 - every decoder failure is a failed check
         return _failed(names, "source", candidate.source, err)
     try:
-        output = _image_facts(candidate.output, hash_pixels="pixels" in wanted)
+        output = _image_facts(candidate.output, hash_pixels="pixels" in wanted, widen=widen)
     except Exception as err:  # noqa: BLE001
         return _failed(names, "output", candidate.output, err)
     checks = []

@@ -436,7 +436,7 @@ def test_a_failed_tool_or_empty_output_stops_at_the_first_two_checks(
 def test_details_name_both_values(results: dict[str, Verification]) -> None:
     assert _check(results["cropped"], "width").detail == "source 40 px, output 39 px"
     pixels = _check(results["png"], "decoded pixels").detail
-    assert pixels.startswith("sha256 of decoded RGBA pixels: ")
+    assert pixels.startswith("sha256 of decoded RGB pixels: ")  # both RGB: compared as decoded
     digest = pixels.rpartition(" = ")[2]
     assert len(digest) == 64 and pixels.endswith(f"{digest} = {digest}")
     assert "≠" in _check(results["pixel_changed"], "decoded pixels").detail
