@@ -134,6 +134,10 @@ def migrate_item(ctx: Context, item_id: int, progress: Progress = _no_progress) 
             make_current(ctx, version_id)
             _settle(ctx, migration_id)
             return "committed"
+    from preservation.warmup import warm_up_context
+
+    # fido's workers and ExifTool start now, ready by the time the first outputs are verified.
+    warm_up_context(ctx)
     _finish_pending(ctx, aip_id)
     _set_item(ctx, item_id, state="running", step="recall", error=None)
     work = ctx.settings.staging_dir / "migrations" / f"item-{item_id}"
