@@ -128,6 +128,9 @@ def migrate_item(ctx: Context, item_id: int, progress: Progress = _no_progress) 
             )
         if version_id is not None:
             _set_item(ctx, item_id, state="running", step="store")
+            if ctx.settings.broker_url:  # the tape workers store it, as the first run asked
+                versions.submit_version(ctx, version_id)
+                return "running"
             versions.run_version(ctx, version_id)
             from preservation.migrate.version import make_current
 

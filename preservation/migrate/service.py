@@ -161,6 +161,13 @@ def start_migration(
         raise NotFoundError(f"no tenant {tenant_id}", tenant=tenant_id)
     plan = plan_migration(session, policy, aip_ids=aip_ids, puid=puid, tenant_id=tenant_id)
     selection: dict[str, Any] = {"aip_ids": list(aip_ids)} if aip_ids else {"puid": puid}
+    if tenant_id is None and plan:
+        # An administrator's request for one tenant's AIPs is that tenant's to follow too.
+        from preservation.catalog.models import AIP
+
+        owners = set(session.scalars(select(AIP.tenant_id).where(AIP.id.in_(list(plan)))))
+        if len(owners) == 1:
+            tenant_id = owners.pop()
     m = Migration(
         tenant_id=tenant_id,
         requested_by_label=who,
