@@ -649,8 +649,14 @@ def record_event(
     sip_id: str | None = None,
     aip_id: str | None = None,
     occurred_at: datetime | None = None,
+    event_uuid: str | None = None,
 ) -> PremisEvent:
-    """Append one event to the tenant's chain, holding the tenant row lock (see :func:`locked`)."""
+    """Append one event to the tenant's chain, holding the tenant row lock (see :func:`locked`).
+
+    ``event_uuid`` is for an event already written into a METS before it is
+    recorded (a version built outside the transaction that makes it): the
+    catalogue's event is then the same event, by id, time and content.
+    """
     chain_head = locked(select(Tenant).where(Tenant.id == tenant_id))
     tenant = session.scalar(chain_head)
     if tenant is None:
@@ -671,7 +677,7 @@ def record_event(
         objects=dict(objects or {}),
         prev_hash=tenant.event_head,
     )
-    ev.uuid = str(uuid.uuid4())
+    ev.uuid = event_uuid or str(uuid.uuid4())
     ev.hash = event_hash(_hashed_fields(ev))
     session.add(ev)
     tenant.event_head = ev.hash

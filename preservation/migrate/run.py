@@ -106,7 +106,27 @@ def _mend(ctx: Context, aip_id: str) -> None:
 
 
 def migrate_item(ctx: Context, item_id: int, progress: Progress = _no_progress) -> str:
-    """Run one AIP of a request to its end; returns the item's final state. Idempotent."""
+    """Run one AIP of a request to its end; returns the item's final state. Idempotent.
+
+    Under a lease of its own: a task redelivered while the first still runs,
+    or a ``--resume`` beside a live process, waits (:class:`SIPBusyError`, a
+    transient error) instead of rewriting the first one's results.
+    """
+    from preservation.catalog.models import AIP
+    from preservation.lease import hold_sip_lease
+
+    with session_scope(ctx.sessions) as s:
+        item = s.get_one(MigrationItem, item_id)
+        if item.state in TERMINAL:
+            return item.state
+        sip_id = s.get_one(AIP, item.aip_id).sip_id
+    with hold_sip_lease(
+        ctx.sessions, sip_id, seconds=ctx.settings.lease_seconds, part=f"migrate:{item_id}"
+    ):
+        return _run_item(ctx, item_id, progress)
+
+
+def _run_item(ctx: Context, item_id: int, progress: Progress) -> str:
     from preservation import versions
 
     with session_scope(ctx.sessions) as s:

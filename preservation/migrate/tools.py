@@ -793,6 +793,9 @@ def _tiff_mode(frame: Image.Image) -> Image.Image:
     if frame.mode in ("P", "PA"):
         transparent = frame.mode == "PA" or "transparency" in frame.info
         return frame.convert("RGBA" if transparent else "RGB")
+    if "transparency" in frame.info and frame.mode in ("L", "RGB"):
+        # A transparent colour (PNG's tRNS) is an alpha channel in a TIFF, or it is lost.
+        return frame.convert("LA" if frame.mode == "L" else "RGBA")
     return frame
 
 

@@ -584,6 +584,8 @@ def _channels(image: Any) -> int:
         return 4
     if image.mode == "RGBX":
         return 3
+    if image.mode in ("L", "RGB") and "transparency" in image.info:
+        return len(image.getbands()) + 1  # a transparent colour is an alpha channel, seen so
     return len(image.getbands())
 
 
@@ -619,17 +621,21 @@ def _upright(image: Any) -> Any:
     """
     from PIL import ImageOps
 
+    if image.getexif().get(0x0112, 1) in (1, None):
+        return image  # nothing to turn: no copy of a large scan
     return ImageOps.exif_transpose(image)
 
 
+#: Modes compared as decoded when both sides decode to them (no palette, no padding).
+_AS_DECODED = frozenset({"1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I", "F"})
 #: Up to this many pixels a frame is hashed in one piece (at most 256 MiB as RGBA).
 _WHOLE_PIXELS = 1 << 26
 
 
-def _stored_mode(path: Path) -> tuple[str, int]:
-    """The mode and frame count the header gives, without decoding a pixel."""
+def _stored_mode(path: Path) -> tuple[str, int, bool]:
+    """The mode, frame count and any transparency the header gives, without decoding a pixel."""
     with _pillow().open(path, formats=_IMAGE_FORMATS) as image:
-        return str(image.mode), int(getattr(image, "n_frames", 1))
+        return str(image.mode), int(getattr(image, "n_frames", 1)), "transparency" in image.info
 
 
 def _image_facts(path: Path, *, hash_pixels: bool, widen: bool = True) -> _ImageFacts:
@@ -666,7 +672,10 @@ def _image_checks(candidate: Candidate, wanted: set[str], sides: _Sides) -> list
         widen = True
         source_mode = _stored_mode(candidate.source)
         output_mode = _stored_mode(candidate.output)
-        widen = source_mode != output_mode or source_mode[1] != 1 or source_mode[0] == "P"
+        mode, frames, transparency = source_mode
+        # Only plain pictures take the short way: a transparent colour (PNG's tRNS) or
+        # a palette is seen only once widened, and RGBX's padding byte is no pixel.
+        widen = source_mode != output_mode or frames != 1 or transparency or mode not in _AS_DECODED
     except Exception:  # noqa: BLE001, S110 - the decode below says what is wrong
         pass
     try:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -235,7 +236,12 @@ def prepare_migration_version(
             service.ensure_agent(s, agent, name=name, type="software", version=tool_version)
     contents = versions._contents_of(ctx, current_id)
     base = ctx.settings.staging_dir / "versions"
-    work = base / f".{aip_id}.{uuidlib.uuid4().hex[:12]}"
+    # One folder per item: a crashed run's leftovers are found and swept by the next.
+    work = base / f".{aip_id}.item-{item_id}"
+    shutil.rmtree(work, ignore_errors=True)
+    event_uuid = str(uuidlib.uuid4())
+    moved: Path | None = None
+    made = False
     try:
         # -- 1. build, holding no lock ----------------------------------------------------
         with session_scope(ctx.sessions) as s:
@@ -253,7 +259,7 @@ def prepare_migration_version(
             names = _output_names(outputs, sources, kept)
             sip = s.get_one(SIP, aip.sip_id)
             tenant = s.get(Tenant, aip.tenant_id)
-            history = list(versions._history(s, aip))
+            history: list[Any] = list(versions._history(s, aip))
             agents = service.agents_by_identifier(s)
             for event in history:
                 s.expunge(event)
@@ -371,6 +377,33 @@ def prepare_migration_version(
                         outcome_detail=fail.detail,
                     )
                 )
+        results = [
+            {"source": o.source_file_id, "output": paths[o.row_id], "sha256": o.sha256}
+            for o in outputs
+        ] + [{"source": f.source_file_id, "failed": f.detail} for f in failures]
+        # The version's own event goes into its PREMIS now, and into the chain with the
+        # same id, time and words once the version is made (below).
+        summary_event: dict[str, Any] = {
+            "type": "migration",
+            "outcome": "warning" if failures else "success",
+            "detail": f"{len(outputs)} file(s) migrated into representation {rep} of AIP "
+            f"version {number}, asked by {who}"
+            + (f"; {len(failures)} refused by verification" if failures else ""),
+            "outcome_detail": "current once both tape copies of the version are verified; "
+            "each file's checks are in its migration event in the representation METS",
+            "agents": {"executing program": [SOFTWARE_AGENT, *tools], "implementer": [who]},
+            "objects": {
+                "version": number,
+                "representation": rep,
+                "files": len(outputs),
+                "failed": len(failures),
+                "results_sha256": hashlib.sha256(
+                    json.dumps(results, sort_keys=True).encode()
+                ).hexdigest(),
+            },
+            "occurred_at": now,
+        }
+        history.append(SimpleNamespace(uuid=event_uuid, **summary_event))
         carried = versions._Carried(
             {
                 path: entry
@@ -407,7 +440,7 @@ def prepare_migration_version(
         new_contents = carried.files | versions.bag_contents(bag_dir, number, summary.digests)
         failpoint("version-package")
         # -- 2. one short transaction ------------------------------------------------------
-        _bag_dir, tar_path = versions.version_staging(ctx, aip_id, number)
+        tar_path = versions.version_staging(ctx, aip_id, number)[1]
         with session_scope(ctx.sessions) as s:
             aip = versions._lock_aip(s, aip_id)
             if aip.state is not AIPState.ACTIVE:
@@ -426,34 +459,12 @@ def prepare_migration_version(
                     rule="version-in-flight",
                 )
             version = service.create_aip_version(s, aip, number, reason=MIGRATION_REASON)
-            results = [
-                {"source": o.source_file_id, "output": paths[o.row_id], "sha256": o.sha256}
-                for o in outputs
-            ] + [{"source": f.source_file_id, "failed": f.detail} for f in failures]
             service.record_event(
-                s,
-                tenant_id=aip.tenant_id,
-                aip_id=aip.id,
-                type="migration",
-                outcome="warning" if failures else "success",
-                detail=f"{len(outputs)} file(s) migrated into representation {rep} of AIP "
-                f"version {number}, asked by {who}"
-                + (f"; {len(failures)} refused by verification" if failures else ""),
-                outcome_detail="current once both tape copies of the version are verified; "
-                "each file's checks are in its migration event in the representation METS",
-                agents={"executing program": [SOFTWARE_AGENT, *tools], "implementer": [who]},
-                objects={
-                    "version": number,
-                    "representation": rep,
-                    "files": len(outputs),
-                    "failed": len(failures),
-                    "results_sha256": hashlib.sha256(
-                        json.dumps(results, sort_keys=True).encode()
-                    ).hexdigest(),
-                },
+                s, tenant_id=aip.tenant_id, aip_id=aip.id, event_uuid=event_uuid, **summary_event
             )
             tar_path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tar.path, tar_path)
+            moved = tar_path
             version.tar_size = tar.size
             version.tar_sha256 = tar.sha256
             version.staging_path = str(tar_path)
@@ -477,8 +488,11 @@ def prepare_migration_version(
                 )
             s.flush()
             info = versions._info(version)
+        made = True
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if not made and moved is not None:
+            moved.unlink(missing_ok=True)  # moved in, then the transaction rolled back
     return info
 
 

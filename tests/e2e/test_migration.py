@@ -212,6 +212,9 @@ def test_the_sample_collection_becomes_version_2_and_version_1_stays_as_it_was(
     v2 = recover(ctx, aip_id, 2, dest_dir=tmp_path / "v2")
     root = read_mets(v2 / "data" / "METS.xml")
     assert [(r.name, r.version) for r in root.representations] == [("rep1", 1), ("rep2", 2)]
+    # The version's own chained event is in its PREMIS on tape, the same event by id.
+    premis = (v2 / "data" / "metadata" / "preservation" / "premis.xml").read_text()
+    assert event.uuid in premis and "<eventType>migration</eventType>" in premis
     rep2_mets = v2 / "data" / "representations" / "rep2" / "METS.xml"
     validate_mets(rep2_mets)
     rep2 = read_mets(rep2_mets)
@@ -417,6 +420,9 @@ def test_a_migration_killed_at_any_step_leaves_version_1_or_the_whole_version_2(
     assert nothing.returncode == 0, nothing.stderr[-2000:]
     assert [i["state"] for i in json.loads(nothing.stdout)["items"]] == ["unchanged"]
     assert state() == (2, 4)
+    # Nothing a killed run built is left behind in staging.
+    leftovers = [p.name for p in (settings.staging_dir / "versions").glob(".*")]
+    assert leftovers == [], leftovers
     release_drives(ctx)
     for number in (1, 2):
         shown = _cli(

@@ -614,3 +614,41 @@ def test_the_image_tool_and_the_check_agree_on_photos_taken_on_their_side(
     for key, verdict in verdicts.items():
         assert verdict.ok, (key, verdict.summary())
         assert _check(verdict, "height").detail == "source 40 px, output 40 px"
+
+
+def test_a_transparent_colour_is_kept_and_its_loss_is_caught(tmp_path: Path) -> None:
+    """An RGB PNG with a transparent colour (tRNS): kept as alpha by the tool; lost, it fails."""
+    from preservation.migrate.policy import load_policy
+    from preservation.migrate.tools import Job, tool
+
+    picture = Image.new("RGB", (20, 10), (255, 0, 0))
+    picture.paste((0, 0, 255), (10, 0, 20, 10))
+    picture.save(tmp_path / "keyed.png", transparency=(255, 0, 0))
+    picture.save(tmp_path / "lost.tif", compression="raw")  # the transparency dropped
+    action = load_policy(None).action("image-to-tiff")
+    [run] = tool("pillow").run(action, [Job("kept", tmp_path / "keyed.png", tmp_path / "k.tif")])
+    assert run.error is None, run
+    engine = get_engine("fido")
+    with ToolBox() as box:
+        verdicts = verify(
+            [
+                Candidate(
+                    key,
+                    tmp_path / "keyed.png",
+                    "fmt/11",
+                    out,
+                    "image",
+                    action.target_puid,
+                    action.verification,
+                    0,
+                    None,
+                )
+                for key, out in (("kept", run.output), ("lost", tmp_path / "lost.tif"))
+            ],
+            registry=load_registry(None),
+            toolbox=box,
+            identify=lambda paths: [engine.identify(p) for p in paths],
+            work_dir=tmp_path / "work",
+        )
+    assert verdicts["kept"].ok, verdicts["kept"].summary()
+    assert not _check(verdicts["lost"], "decoded pixels").passed
