@@ -19,6 +19,7 @@ from preservation.aip.bag import (
     BagSummary,
     decode_manifest_path,
     encode_manifest_path,
+    hash_file,
     write_aip_bag,
 )
 from preservation.aip.layout import (
@@ -42,6 +43,7 @@ __all__ = [
     "copy_submission",
     "decode_manifest_path",
     "encode_manifest_path",
+    "hash_file",
     "serialise_aip",
     "unpack_aip",
     "walk_package",

@@ -18,18 +18,20 @@ version said to hold it, or that vN already holds.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from preservation.aip.bag import ALGORITHMS, decode_manifest_path, encode_manifest_path
+from preservation.aip.bag import (
+    ALGORITHMS,
+    decode_manifest_path,
+    encode_manifest_path,
+    hash_file,
+)
 from preservation.aip.layout import _safe_relpath, walk_package
 from preservation.errors import MetadataError
 
 __all__ = ["carry_over", "earlier_files", "read_manifests", "rewrite_tag_files"]
-
-_CHUNK = 1 << 20
 
 
 def earlier_files(bag: Path) -> dict[int, list[str]]:
@@ -109,15 +111,6 @@ def carry_over(earlier: Path, bag: Path, paths: list[str]) -> dict[str, dict[str
     return moved
 
 
-def _hash_file(path: Path) -> dict[str, str]:
-    hashers = [hashlib.new(alg) for alg in ALGORITHMS]
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            for h in hashers:
-                h.update(chunk)
-    return {alg: h.hexdigest() for alg, h in zip(ALGORITHMS, hashers, strict=True)}
-
-
 def rewrite_tag_files(bag: Path, carried: Mapping[str, Mapping[str, str]]) -> None:
     """Make ``bag`` (version N's own bag plus what was carried in) one valid bag again.
 
@@ -131,7 +124,7 @@ def rewrite_tag_files(bag: Path, carried: Mapping[str, Mapping[str, str]]) -> No
     files = {f"data/{e.relpath}": e for e in walk_package(bag / "data") if not e.is_dir}
     for rel, entry in files.items():
         if set(digests.get(rel, {})) != set(ALGORITHMS):
-            digests[rel] = _hash_file(entry.path)
+            digests[rel] = hash_file(entry.path)
     digests = {rel: d for rel, d in digests.items() if rel in files}
     tag_names = ["bagit.txt", "bag-info.txt"]
     for algorithm in ALGORITHMS:
@@ -147,7 +140,7 @@ def rewrite_tag_files(bag: Path, carried: Mapping[str, Mapping[str, str]]) -> No
     _write(info, "".join(line + "\n" for line in lines).encode("utf-8"))
     for algorithm in ALGORITHMS:
         lines = [
-            f"{_hash_file(bag / name)[algorithm]}  {name}\n"
+            f"{hash_file(bag / name)[algorithm]}  {name}\n"
             for name in sorted(tag_names)
             if (bag / name).is_file()
         ]

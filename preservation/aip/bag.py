@@ -85,8 +85,8 @@ def decode_manifest_path(encoded: str) -> str:
     return re.sub(r"%(25|0[dD]|0[aA])", lambda m: table[m.group(0).upper()], encoded)
 
 
-def _hash_file(path: Path) -> dict[str, str]:
-    """Both digests from one read of the file."""
+def hash_file(path: Path) -> dict[str, str]:
+    """Both manifest digests (sha256, sha512) from one read of the file."""
     hashers = [hashlib.new(alg) for alg in ALGORITHMS]
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
@@ -99,9 +99,9 @@ def _hash_files(paths: list[tuple[str, Path]], processes: int) -> dict[str, dict
     """Hash in threads: hashlib and file reads release the GIL, and threads (unlike
     processes) are safe inside a Celery prefork worker."""
     if processes <= 1 or len(paths) <= 1:
-        return {rel: _hash_file(p) for rel, p in paths}
+        return {rel: hash_file(p) for rel, p in paths}
     with ThreadPoolExecutor(max_workers=processes) as pool:
-        results = pool.map(_hash_file, [p for _, p in paths])
+        results = pool.map(hash_file, [p for _, p in paths])
         return {rel: digests for (rel, _), digests in zip(paths, results, strict=True)}
 
 

@@ -121,18 +121,10 @@ def _default_registry(schemas_dir: Path) -> Registry:
     return _parse(shipped.read_text(encoding="utf-8"), str(shipped), schemas_dir)
 
 
-@functools.lru_cache(maxsize=4)
 def _validator(schemas_dir: Path) -> Any:
-    import jsonschema
+    from preservation.schema_files import json_validator
 
-    schema_path = schemas_dir / SCHEMA_NAME
-    try:
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigurationError(
-            f"{schema_path}: the registry's schema cannot be read: {err}", path=schema_path
-        ) from err
-    return jsonschema.Draft202012Validator(schema)
+    return json_validator(schemas_dir, SCHEMA_NAME)
 
 
 def _parse(text: str, source: str, schemas_dir: Path) -> Registry:

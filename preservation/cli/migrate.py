@@ -109,6 +109,8 @@ def migrate(
         raise usage("name AIP ids, or --puid PUID (not both)", as_json)
     if tenant and not puid:
         raise usage("--tenant goes with --puid", as_json)
+    if policy_file is not None and not policy_file.is_file():
+        raise usage(f"--policy {policy_file}: no such file", as_json)
 
     def work(ctx: Any) -> Any:
         from preservation.catalog import session_scope

@@ -365,6 +365,20 @@ def describe_metadata_version(
         events=_events(events, agent_ids, representation_identifier(uuid, current)),
         descriptive=tuple(descriptive),
     )
+    _write_later_version(layout, package, representations, previous_versions)
+
+
+def _write_later_version(
+    layout: AIPLayout,
+    package: PackageDescription,
+    representations: Sequence[RepresentationRef],
+    previous_versions: Sequence[tuple[int, str]],
+) -> None:
+    """What every version after the first writes last: dc.xml, package PREMIS, root METS.
+
+    ``representations`` are all of the version's state, earlier ones with the
+    version that holds each; the root METS records the others' digests.
+    """
     write_dublin_core(layout.dc_record, package)
     write_package_premis(layout.premis_record, package, [r.name for r in representations])
     schemas = [
@@ -452,28 +466,9 @@ def describe_migration_version(
     write_representation_mets(
         layout.representation_mets, package, files, mapped, file_group="preservation"
     )
-    write_dublin_core(layout.dc_record, package)
-    names = [r.name for r in representations] + [rep]
-    write_package_premis(layout.premis_record, package, names)
-    schemas = [
-        FileRef.from_file(layout.bag_path(p).removeprefix("data/"), p, mime="application/xml")
-        for p in sorted(layout.schemas.glob("*.xsd"))
-    ]
-    write_root_mets(
-        layout.root_mets,
+    _write_later_version(
+        layout,
         package,
-        [
-            *representations,
-            RepresentationRef.from_file(rep, version, layout.representation_mets),
-        ],
-        schemas=schemas,
-        previous_versions=previous_versions,
-        descriptive=[
-            MetadataRef.from_file(_in_payload(layout, layout.dc_record), "DC", layout.dc_record)
-        ],
-        preservation=[
-            MetadataRef.from_file(
-                _in_payload(layout, layout.premis_record), "PREMIS", layout.premis_record
-            )
-        ],
+        [*representations, RepresentationRef.from_file(rep, version, layout.representation_mets)],
+        previous_versions,
     )

@@ -44,6 +44,7 @@ __all__ = [
     "Rule",
     "default_policy_path",
     "load_policy",
+    "parse_policy",
 ]
 
 #: What may be checked of an output before it replaces its source (``verify.py``).
@@ -193,23 +194,20 @@ def load_policy(path: Path | None = None, *, schemas_dir: Path | None = None) ->
     return _parse(data, str(path), schemas)
 
 
+def parse_policy(data: bytes, source: str, *, schemas_dir: Path | None = None) -> Policy:
+    """A policy from its file's bytes: what a request recorded is rebuilt exactly from them."""
+    return _parse(data, source, (schemas_dir or _SCHEMAS_DIR).resolve())
+
+
 @functools.lru_cache(maxsize=4)
 def _default_policy(schemas_dir: Path) -> Policy:
     return _parse(default_policy_path().read_bytes(), "default", schemas_dir)
 
 
-@functools.lru_cache(maxsize=4)
 def _validator(schemas_dir: Path) -> Any:
-    import jsonschema
+    from preservation.schema_files import json_validator
 
-    schema_path = schemas_dir / SCHEMA_NAME
-    try:
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigurationError(
-            f"{schema_path}: the format policy's schema cannot be read: {err}", path=schema_path
-        ) from err
-    return jsonschema.Draft202012Validator(schema)
+    return json_validator(schemas_dir, SCHEMA_NAME)
 
 
 def _pointer(*parts: object) -> str:

@@ -373,9 +373,7 @@ def _recall(
                             "catalogued sha256",
                             aip_id=aip_id,
                         )
-                    for j in jobs:
-                        if j["aip_path"] == rel:
-                            out[j["file_id"]] = target
+                    out[job["file_id"]] = target  # every action on the file shares it
                     progress("recall", len(out), total)
         finally:
             tar_path.unlink(missing_ok=True)
@@ -477,13 +475,11 @@ def _verify(
 
 
 def _hash(path: Path) -> tuple[str, str, int]:
-    h256, h512, size = hashlib.sha256(), hashlib.sha512(), 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h256.update(chunk)
-            h512.update(chunk)
-            size += len(chunk)
-    return h256.hexdigest(), h512.hexdigest(), size
+    """The output's manifest digests, taken once; the bag reuses them."""
+    from preservation.aip import hash_file
+
+    digests = hash_file(path)
+    return digests["sha256"], digests["sha512"], path.stat().st_size
 
 
 def _record(

@@ -9,7 +9,6 @@ API and the CLI read them back as per-file progress and results.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from preservation.catalog.models import Migration, MigrationFile, MigrationItem,
 from preservation.errors import InvalidRequestError, NotFoundError
 from preservation.lookup import Instant
 from preservation.migrate.plan import plan_migration
-from preservation.migrate.policy import MODES, Policy, load_policy
+from preservation.migrate.policy import MODES, Policy, load_policy, parse_policy
 
 __all__ = [
     "FileResult",
@@ -94,27 +93,31 @@ class MigrationView(BaseModel):
 
 
 def read_policy(path: Path | None) -> tuple[Policy, str]:
-    """The policy and its file's text (kept with the request); None is the default policy."""
+    """The policy and its file's text, from one read (the request keeps the text).
+
+    None is the policy shipped with the package.
+    """
     from preservation.migrate.policy import default_policy_path
 
-    source = Path(path) if path is not None else default_policy_path()
+    if path is None:
+        return load_policy(None), default_policy_path().read_text(encoding="utf-8")
     try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        data = Path(path).read_bytes()
+    except OSError as err:
         from preservation.errors import ConfigurationError
 
-        raise ConfigurationError(f"cannot read the format policy {source}: {err}") from err
-    return load_policy(path), text
+        raise ConfigurationError(
+            f"{path}: format policy not readable: {err.strerror or err} (rule policy-file)",
+            path=path,
+            rule="policy-file",
+        ) from err
+    return parse_policy(data, str(path)), data.decode("utf-8", "replace")
 
 
 def policy_of(migration: Migration) -> Policy:
     """The very policy a request was made under, rebuilt from the text it recorded."""
-    text = str(migration.policy.get("document", ""))
-    with tempfile.TemporaryDirectory(prefix="policy-") as tmp:
-        path = Path(tmp) / "policy.json"
-        path.write_text(text, encoding="utf-8")
-        policy = load_policy(path)
-    return policy
+    source = str(migration.policy.get("source", "recorded"))
+    return parse_policy(str(migration.policy.get("document", "")).encode("utf-8"), source)
 
 
 def dry_run(

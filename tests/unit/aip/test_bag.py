@@ -121,13 +121,13 @@ def test_known_digests_are_trusted_not_recomputed(
     build_aip: BuildAIP, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hashed: list[Path] = []
-    real = bag_module._hash_file
+    real = bag_module.hash_file
 
     def spy(path: Path) -> dict[str, str]:
         hashed.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(bag_module, "_hash_file", spy)
+    monkeypatch.setattr(bag_module, "hash_file", spy)
     built = build_aip()
     rep_data = built.layout.representation_data
     assert hashed, "METS, schemas and submission files must be hashed here"
