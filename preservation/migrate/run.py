@@ -141,13 +141,24 @@ def _run_item(ctx: Context, item_id: int, progress: Progress) -> str:
     if number is not None:
         # The version was made: finish storing it, and it is the outcome.
         with session_scope(ctx.sessions) as s:
-            version_id = s.scalar(
-                select(AIPVersion.id).where(
-                    AIPVersion.aip_id == aip_id, AIPVersion.number == number
-                )
+            # Under the AIP's lock, which the tape commit also takes: either the version
+            # is committed already, or the item is marked running before it can be.
+            versions._lock_aip(s, aip_id)
+            made = s.scalar(
+                select(AIPVersion).where(AIPVersion.aip_id == aip_id, AIPVersion.number == number)
             )
+            version_id = made.id if made is not None else None
+            committed = made is not None and made.committed_at is not None
+            if made is not None and not committed:
+                item = s.get_one(MigrationItem, item_id)
+                item.state, item.step = "running", "store"
+        if version_id is not None and committed:
+            # Committed by the tape workers already: a redelivered task only settles it.
+            from preservation.migrate.version import make_current
+
+            make_current(ctx, version_id)
+            return "committed"
         if version_id is not None:
-            _set_item(ctx, item_id, state="running", step="store")
             if ctx.settings.broker_url:  # the tape workers store it, as the first run asked
                 versions.submit_version(ctx, version_id)
                 return "running"

@@ -542,9 +542,6 @@ def switch_files(s: Session, version: AIPVersion) -> None:
 
     if version.reason != MIGRATION_REASON:
         return
-    done = s.scalar(select(File.id).where(File.aip_version_id == version.id).limit(1))
-    if done is not None:
-        return
     aip = s.get_one(AIP, version.aip_id)
     item = s.scalar(
         select(MigrationItem).where(
@@ -552,6 +549,13 @@ def switch_files(s: Session, version: AIPVersion) -> None:
         )
     )
     if item is None:
+        return
+    done = s.scalar(select(File.id).where(File.aip_version_id == version.id).limit(1))
+    if done is not None:
+        # Switched before; a redelivered task may have marked the item running since.
+        item.state, item.step = "committed", None
+        s.flush()
+        settle(s, item.migration_id)
         return
     results = list(
         s.scalars(
