@@ -27,6 +27,7 @@ Split by what the caller can do about it (as httpx does), not by where it came f
     │   └── LTFSFormatError            the volume is not valid LTFS
     ├── CatalogError                   the catalogue refuses a change
     │   └── NotFoundError              no such SIP, AIP, tenant, cartridge
+    │       └── GoneError              it existed and was disposed of (410, its tombstone)
     ├── ConfigurationError             settings or rules are wrong
     │   ├── DataRootError              the data root or catalogue cannot be used as it is
     │   └── DestinationError           a folder to write into (recover --to) cannot take it
@@ -39,6 +40,7 @@ Split by what the caller can do about it (as httpx does), not by where it came f
         ├── AmbiguousIdError           an id prefix that names more than one thing
         ├── SIPPendingError            the bag already has a SIP in flight; resume that one
         ├── UploadTooLargeError        an upload past PRESERVATION_MAX_UPLOAD_BYTES
+        ├── RangeNotSatisfiableError   a Range past the end of the representation (416)
         └── UnsupportedMediaError      a body in a format this door does not take
 
 Each error carries the context a curator needs (``path``, ``aip_id``, ``barcode``)
@@ -65,6 +67,7 @@ __all__ = [
     "EndOfDataError",
     "FixityMismatchError",
     "ForbiddenError",
+    "GoneError",
     "IdentificationError",
     "InvalidRequestError",
     "InvalidSIPError",
@@ -75,6 +78,7 @@ __all__ = [
     "NotFoundError",
     "OversizeBlockError",
     "PreservationError",
+    "RangeNotSatisfiableError",
     "SIPBusyError",
     "SIPPendingError",
     "ScannerUnavailableError",
@@ -226,6 +230,14 @@ class NotFoundError(CatalogError):
     pass
 
 
+class GoneError(NotFoundError):
+    """The thing existed and was disposed of: 410 with its tombstone.
+
+    The context's ``tombstone`` (a dict: what it was, when and why it went)
+    is sent in the problem body as it is.
+    """
+
+
 class ConfigurationError(PreservationError):
     pass
 
@@ -266,6 +278,10 @@ class InvalidRequestError(PreservationError):
 
 class InvalidTenantError(InvalidRequestError):
     pass
+
+
+class RangeNotSatisfiableError(InvalidRequestError):
+    """A Range past the end of the representation."""
 
 
 class AmbiguousIdError(InvalidRequestError):

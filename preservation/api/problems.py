@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
@@ -21,10 +22,12 @@ from preservation.errors import (
     AuthenticationError,
     ConflictError,
     ForbiddenError,
+    GoneError,
     InvalidRequestError,
     InvalidSIPError,
     NotFoundError,
     PreservationError,
+    RangeNotSatisfiableError,
     SIPPendingError,
     TransientError,
     UnsupportedMediaError,
@@ -61,6 +64,7 @@ class Problem(BaseModel):
 
 # Most specific first: the first class the error is an instance of decides.
 STATUS: list[tuple[type[PreservationError], int, str]] = [
+    (GoneError, 410, "Gone"),
     (NotFoundError, 404, "Not Found"),
     (AuthenticationError, 401, "Unauthorized"),
     (ForbiddenError, 403, "Forbidden"),
@@ -68,6 +72,7 @@ STATUS: list[tuple[type[PreservationError], int, str]] = [
     (ConflictError, 409, "Conflict"),
     (UploadTooLargeError, 413, "Content Too Large"),
     (UnsupportedMediaError, 415, "Unsupported Media Type"),
+    (RangeNotSatisfiableError, 416, "Range Not Satisfiable"),
     (InvalidRequestError, 400, "Bad Request"),
     (InvalidSIPError, 422, "Unprocessable Content"),
     (TransientError, 503, "Service Unavailable"),
@@ -127,6 +132,8 @@ def _for_error(request: Request, err: PreservationError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="preservation"'
     if status == 503:
         headers["Retry-After"] = "30"
+    if isinstance(err, RangeNotSatisfiableError):
+        headers["Content-Range"] = f"bytes */{context.get('size', '*')}"
     extra: dict[str, Any] = {"error": type(err).__name__}
     for key in ("aip_id", "sip_id"):
         if getattr(err, key, None):
@@ -138,6 +145,9 @@ def _for_error(request: Request, err: PreservationError) -> JSONResponse:
     for key, value in context.items():
         if isinstance(value, str | int | float | bool) and key not in extra:
             extra[key] = value
+    if isinstance(context.get("tombstone"), dict):
+        # What was disposed of, when and why: the caller's to see (dates as ISO text).
+        extra["tombstone"] = jsonable_encoder(context["tombstone"])
     # A path is ours to know, not the caller's: never leak the data root.
     return problem_response(
         request, status, err.message, rule=rule, field=field, headers=headers, **extra
