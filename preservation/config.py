@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     audit_submitter: str = "workers.audit:submit_audit"
     # With a broker: the callable that queues a migration request (one task per AIP).
     migration_submitter: str = "workers.tasks:submit_migration"
+    # With a broker: the callable that queues a batch of DIP recalls on the access queue.
+    dip_submitter: str = "workers.tasks:submit_dip"
+    # With a broker: the callable that queues `repair` after a recall found a bad copy.
+    repair_submitter: str = "workers.audit:submit_repair"
     # How long a task taken by a worker that then died stays invisible before
     # Redis hands it to another worker. Longer than the longest task.
     broker_visibility_timeout: int = 6 * 3600 + 600
@@ -66,6 +70,14 @@ class Settings(BaseSettings):
     # policy shipped with the package), and how many tool runs go at once per AIP.
     migration_policy: Path | None = None
     migration_workers: int = 2
+
+    # Access (preservation/access/): DIP requests wait this long for others to share
+    # their recall batch (one mount per cartridge per batch); the built zips stay in
+    # the cache under the data root this long, and the cache keeps at most this many
+    # bytes (the oldest go first).
+    recall_window_seconds: float = 30.0
+    dip_ttl: float = 7 * 86400.0
+    dip_cache_bytes: int = 2 * 10**12
 
     # Virus scanning (preservation/scan/). A tenant's rule `virus_scan: false` turns it
     # off for that tenant; on, a SIP whose scanner cannot be reached waits, unscanned.
@@ -134,6 +146,11 @@ class Settings(BaseSettings):
     @property
     def tape_dir(self) -> Path:
         return self.home_dir / "tape"
+
+    @property
+    def dip_dir(self) -> Path:
+        """The DIP cache: built zips wait here for their download until they expire."""
+        return self.home_dir / "dips"
 
     @property
     def catalog_url(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from preservation.context import Context
 
-__all__ = ["run_in_background", "submit_audit", "submit_sip", "submit_version"]
+__all__ = ["run_in_background", "submit_audit", "submit_dip", "submit_sip", "submit_version"]
 
 log = logging.getLogger("preservation.dispatch")
 _POOL = "dispatch.pool"
@@ -87,3 +87,28 @@ def submit_audit(ctx: Context, audit_id: str) -> None:
         runs.submit_to_workers(ctx, audit_id)
         return
     run_in_background(ctx, f"audit {audit_id}", lambda: runs.run_audit(ctx, audit_id))
+
+
+def submit_dip(ctx: Context, dip_id: str) -> None:
+    """A queued DIP request's batch, after the window that lets others join it.
+
+    With workers, a task on the ``access`` queue, due when the window ends.
+    Embedded, a timer (not a pool thread: waiting must not hold up ingests)
+    puts the batch on the pool when the window ends; a batch that finds the
+    request already taken by an earlier one has nothing to do.
+    """
+    if ctx.settings.broker_url:
+        from preservation.submission import load_callable
+
+        load_callable(ctx.settings.dip_submitter, "dip_submitter")(dip_id)
+        return
+    import threading
+
+    from preservation.access.recall import run_batch
+
+    def start() -> None:
+        run_in_background(ctx, f"recall batch for DIP {dip_id}", lambda: run_batch(ctx))
+
+    timer = threading.Timer(max(0.0, ctx.settings.recall_window_seconds), start)
+    timer.daemon = True
+    timer.start()

@@ -69,3 +69,29 @@ def run_audit(self: Task, audit_id: str) -> dict[str, Any]:
 def submit_audit(audit_id: str) -> None:
     """The library's hand-off (``Settings.audit_submitter``): queue the audit."""
     run_audit.apply_async(args=[audit_id], queue="audit")
+
+
+@app.task(
+    name="workers.audit.repair_storage",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=7 * 24 * 3600,
+)
+def repair_storage(self: Task) -> dict[str, Any]:
+    """``preservation repair`` on the audit worker: a recall found a bad copy."""
+    from preservation.storage.recovery import repair
+
+    ctx = context()
+    try:
+        report = repair(ctx)
+    finally:
+        release_drives(ctx)
+    summary = report.to_dict()
+    log.info(json.dumps({"repair": summary}, ensure_ascii=False, default=str))
+    return summary
+
+
+def submit_repair(_: Any = None) -> None:
+    """The library's hand-off (``Settings.repair_submitter``): queue a repair."""
+    repair_storage.apply_async(queue="audit")

@@ -87,6 +87,11 @@ def make_app(settings: Settings | None = None) -> Celery:
                 "schedule": max(settings.quiescent_seconds, 5.0),
                 "options": {"queue": "ingest", "expires": 60},
             },
+            "expire-dips": {
+                "task": "workers.tasks.access_expire_dips",
+                "schedule": 3600.0,
+                "options": {"queue": "access", "expires": 3600.0},
+            },
             "audit-fixity": {
                 "task": "workers.audit.audit_fixity",
                 "schedule": audit_every,

@@ -175,6 +175,41 @@ def submit_migration(migration_id: str) -> None:
         migrate_aip.apply_async(args=[item_id], queue="migrate")
 
 
+# -- access (preservation/access/): DIP requests served in recall batches ----------------
+
+
+@app.task(
+    name="workers.tasks.access_recall_batch",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=7 * 24 * 3600,
+)
+def access_recall_batch(self: Task) -> dict[str, Any]:
+    """Serve every queued DIP request in one batch (one mount per cartridge)."""
+    from preservation.access.recall import run_batch
+
+    report = run_batch(context())
+    return {k: v for k, v in report.to_dict().items() if k != "failed_copies"}
+
+
+@app.task(name="workers.tasks.access_expire_dips", bind=True, acks_late=True)
+def access_expire_dips(self: Task) -> list[str]:
+    """Beat task: expired DIPs leave the cache even when no batch runs."""
+    from preservation.access.cache import evict
+
+    return evict(context())
+
+
+def submit_dip(dip_id: str) -> None:
+    """``PRESERVATION_DIP_SUBMITTER``'s default: a batch after the window.
+
+    Each request queues its own batch task at ``now + window``; the first to
+    run takes every request queued by then, and the others find nothing left.
+    """
+    access_recall_batch.apply_async(countdown=context().settings.recall_window_seconds)
+
+
 # What each skipped bag was last logged with, in this worker process: a bag that
 # waits for an hour is logged when its reason changes, not at every scan.
 _TOLD: dict[str, str] = {}

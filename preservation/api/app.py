@@ -19,6 +19,7 @@ from preservation.api import problems
 from preservation.api.routers import (
     aips,
     audits,
+    dips,
     disposals,
     formats,
     migrations,
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (sips, aips, disposals, audits, formats, migrations, tenants, tokens):
+    for module in (sips, aips, disposals, audits, formats, migrations, dips, tenants, tokens):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(operations.router)
     return app

@@ -35,6 +35,8 @@ __all__ = [
     "AIPText",
     "APIToken",
     "Audit",
+    "DIP",
+    "DIPState",
     "Disposal",
     "IdempotencyKey",
     "LegalHold",
@@ -615,3 +617,48 @@ class MigrationFile(Base):
     error: Mapped[str | None] = mapped_column(Text)
     seconds_tool: Mapped[float | None] = mapped_column(Float)
     seconds_verify: Mapped[float | None] = mapped_column(Float)
+
+
+class DIPState(enum.StrEnum):
+    """Where a DIP request is: waiting for its batch, on tape, being packed, or done."""
+
+    QUEUED = "queued"
+    RECALLING = "recalling"
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class DIP(Base):
+    """A user's request for a Dissemination Information Package, and the package once built.
+
+    Operational state, not archive content: a lost row loses a cached download,
+    never a file (the DIP is rebuilt from tape on request). The zip itself lives
+    under the data root's DIP cache until ``expires_at`` or the cache's size cap.
+    """
+
+    __tablename__ = "dips"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    files_glob: Mapped[str | None] = mapped_column(Text)
+    requested_by_label: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default=DIPState.QUEUED, index=True)
+    # The recall batch that took the request (None while it waits for its window).
+    batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # Live progress: cartridges mounted, bytes read of bytes to read, files packed.
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    files_total: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    zip_size: Mapped[int | None] = mapped_column(BigInteger)
+    zip_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    ready_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -30,6 +30,7 @@ from preservation.cli import (
     aips,
     api,
     db,
+    dips,
     formats,
     ingest,
     migrate,
@@ -117,6 +118,7 @@ app.command()(storage.recover)
 app.command()(migrate.migrate)
 app.add_typer(db.app, name="db")
 app.add_typer(aips.app, name="aip")
+app.add_typer(dips.app, name="dip")
 app.add_typer(formats.app, name="formats")
 app.add_typer(tenants.app, name="tenant")
 app.add_typer(tokens.app, name="token")

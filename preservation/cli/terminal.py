@@ -47,7 +47,15 @@ READ_ONLY_COMMANDS = frozenset(
 )
 # Commands that work on an archive already there; only ingest, watch and
 # db upgrade may begin one at the implicit ./var.
-EXISTING_ARCHIVE_COMMANDS = READ_ONLY_COMMANDS | {"audit", "repair", "resume", "sip discard"}
+EXISTING_ARCHIVE_COMMANDS = READ_ONLY_COMMANDS | {
+    "audit",
+    "repair",
+    "resume",
+    "sip discard",
+    "dip request",
+    "dip status",
+    "dip get",
+}
 
 
 def load_settings() -> Settings:

@@ -87,6 +87,7 @@ __all__ = [
     "discard_stale_writes",
     "extract_current_files",
     "read_version_head",
+    "read_copy",
     "read_version_tar",
     "recover",
     "repair",
@@ -352,6 +353,16 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
             ) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_copy(ctx: Context, copy_id: int, dest: Path) -> None:
+    """One catalogued copy, whole and verified, into ``dest``: the unit a recall batch plans.
+
+    Faults are recorded as any read records them (copy FAILED, cartridge errors
+    counted), so a caller that falls back to another copy leaves the bad one
+    for ``repair``.
+    """
+    _read_copy(ctx, _load_ref(ctx, copy_id), dest)
 
 
 def read_version_tar(ctx: Context, aip_id: str, number: int, dest: Path) -> None:

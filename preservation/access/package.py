@@ -1,0 +1,385 @@
+"""Pack a DIP: the chosen files out of their version tars, straight into a zip in the cache.
+
+The zip holds one BagIt bag laid out as an E-ARK package
+(``<dip>/data/METS.xml``, ``metadata/preservation/premis.xml``,
+``representations/<kind>/data/...``). It is written in one pass: each file
+goes from its verified tar into a STORED zip entry (no compression, so any
+unzip reads it; ZIP64 where sizes or offsets need it) while its sha256 is
+checked against the catalogue; the zip itself is hashed as it is written
+(entries carry data descriptors, so nothing is rewritten), which gives the
+ETag with no second read. Memory stays flat whatever the size.
+
+Access renditions are made by the format policy's access actions with the
+same tools as migrations; a file whose rule names none, or whose rendition
+fails, goes as it is, and its PREMIS says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import shutil
+import tarfile
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from preservation import __version__
+from preservation.access.service import Selected
+from preservation.aip.bag import encode_manifest_path
+from preservation.errors import FixityMismatchError, StorageError
+from preservation.metadata.dip import (
+    PREMIS_PATH,
+    DipDescription,
+    DipFile,
+    aip_file_uri,
+    write_dip_mets,
+    write_dip_premis,
+)
+from preservation.metadata.model import Agent, AgentLink, Event, FileFormat, ObjectLink
+
+__all__ = ["Built", "build_dip"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+SOFTWARE = Agent(id="preservation", name="preservation", type="software", version=__version__)
+REQUESTER_ID = "requester"
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(step: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    size: int
+    sha256: str
+    files: int
+
+
+class _HashingWriter:
+    """An append-only file that hashes what passes: zipfile sees no ``seek`` and streams.
+
+    Without ``seek``/``tell`` zipfile writes each entry's sizes and CRC in a
+    data descriptor after its data instead of going back to patch the header,
+    so every byte is written once, in order, and the digest is of the file.
+    """
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+def _zip_info(name: str, size: int, when: datetime) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=when.timetuple()[:6])
+    info.compress_type = zipfile.ZIP_STORED
+    info.file_size = size  # known up front: zipfile picks ZIP64 for this entry if it needs it
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _copy_into(zf: zipfile.ZipFile, name: str, source: IO[bytes], size: int, when: datetime) -> str:
+    digest = hashlib.sha256()
+    copied = 0
+    with zf.open(_zip_info(name, size, when), "w", force_zip64=size >= zipfile.ZIP64_LIMIT) as out:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+            copied += len(chunk)
+    if copied != size:
+        raise StorageError(f"{name}: {copied} bytes read, {size} expected")
+    return digest.hexdigest()
+
+
+def _add_bytes(zf: zipfile.ZipFile, name: str, data: bytes, when: datetime) -> None:
+    with zf.open(_zip_info(name, len(data), when), "w") as out:
+        out.write(data)
+
+
+def _renamed(path: str, extension: str, taken: set[str]) -> str:
+    p = PurePosixPath(path)
+    name = str(p.with_suffix(extension)) if p.suffix else path + extension
+    if name in taken:  # "a.tif" and "a.png" both make "a.jpg": keep them apart
+        name = path + extension
+    taken.add(name)
+    return name
+
+
+@dataclass
+class _Entry:
+    selected: Selected
+    path: str  # in the DIP's representation data/
+    local: Path | None = None  # a rendition made on disk; None: copied from the tar
+    format: FileFormat | None = None
+    event: Event | None = None
+
+
+def _renditions(
+    entries: list[_Entry],
+    tars: Mapping[int, tarfile.TarFile],
+    aip_id: str,
+    work: Path,
+    workers: int,
+    policy: Any,
+) -> None:
+    """Make each file's access rendition where the policy names an access action."""
+    from preservation.errors import ToolUnavailableError
+    from preservation.migrate.tools import Job, tool
+
+    by_action: dict[str, tuple[Any, list[tuple[_Entry, Job]]]] = {}
+    taken = {e.selected.path for e in entries}
+    for n, e in enumerate(entries):
+        rule = policy.rule_for(e.selected.puid) if e.selected.puid else None
+        action = rule.access if rule is not None else None
+        if action is None:
+            continue
+        src_dir = work / "src" / str(n)
+        src_dir.mkdir(parents=True)
+        source = src_dir / ("source" + PurePosixPath(e.selected.path).suffix.lower())
+        member = tars[e.selected.version].getmember(
+            f"{aip_id}.v{e.selected.version}/{e.selected.member}"
+        )
+        handle = tars[e.selected.version].extractfile(member)
+        assert handle is not None
+        with handle, open(source, "wb") as out:
+            shutil.copyfileobj(handle, out, _CHUNK)
+        output = work / "out" / str(n) / ("rendition" + action.extension)
+        output.parent.mkdir(parents=True)
+        by_action.setdefault(action.id, (action, []))[1].append((e, Job(n, source, output)))
+    for action, pairs in by_action.values():
+        try:
+            program = tool(action.tool)
+            results = program.run(action, [j for _, j in pairs], workers=workers)
+            agent = f"{action.tool} {program.version()}"
+        except ToolUnavailableError as err:
+            log.warning("access rendition %s: %s", action.id, err)
+            results, agent = [], action.tool
+            for e, _job in pairs:
+                e.event = _rendition_event(e, action, agent, f"not made: {err}")
+            continue
+        outcome = {r.key: r for r in results}
+        for e, job in pairs:
+            result = outcome.get(job.key)
+            if result is None or not result.ok or not job.output.is_file():
+                why = (result.error if result is not None else None) or "no output"
+                e.event = _rendition_event(e, action, agent, f"not made ({why}): sent as it is")
+                continue
+            e.local = job.output
+            e.path = _renamed(e.selected.path, action.extension, taken)
+            e.format = FileFormat(
+                puids=(action.target_puid,),
+                mime=mimetypes.guess_type("x" + action.extension)[0],
+                basis="access action " + action.id,
+            )
+            e.event = _rendition_event(e, action, agent, None)
+
+
+def _rendition_event(e: _Entry, action: Any, agent: str, failure: str | None) -> Event:
+    return Event(
+        id=uuid.uuid4(),
+        type="migration",
+        datetime=datetime.now(UTC),
+        outcome="failure" if failure else "success",
+        agents=(AgentLink(SOFTWARE.id, "executing program"),),
+        objects=(ObjectLink(e.selected.path, "source", "local"),),
+        detail=f"access rendition of {e.selected.path} by {action.id} ({agent}) to "
+        f"{action.target_puid}",
+        outcome_detail=failure,
+    )
+
+
+def build_dip(
+    dip: DipDescription,
+    selection: Sequence[Selected],
+    tars: Mapping[int, Path],
+    dest: Path,
+    *,
+    work: Path,
+    policy: Any = None,
+    workers: int = 2,
+    progress: Progress = _no_progress,
+) -> Built:
+    """Write the DIP zip to ``dest`` (atomically) from the verified version tars in ``tars``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    top = f"{dip.dip_id}/"
+    rep_data = f"representations/{dip.kind}/data/"
+    when = dip.created
+    opened = {n: tarfile.open(p, "r:") for n, p in tars.items()}
+    try:
+        entries = [_Entry(s, s.path) for s in selection]
+        if dip.kind == "access" and policy is not None:
+            progress("render", 0, len(entries))
+            _renditions(entries, opened, dip.aip_id, work, workers, policy)
+        files: list[DipFile] = []
+        manifest: list[str] = []
+        total = sum(e.selected.size for e in entries)
+        done = 0
+        progress("build", 0, total)
+        with open(tmp, "wb") as raw:
+            writer = _HashingWriter(raw)
+            with zipfile.ZipFile(writer, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:  # type: ignore[call-overload]
+                for n, e in enumerate(entries, 1):
+                    s = e.selected
+                    name = f"data/{rep_data}{e.path}"
+                    if e.local is not None:
+                        size = e.local.stat().st_size
+                        with open(e.local, "rb") as fh:
+                            sha256 = _copy_into(zf, top + name, fh, size, when)
+                        e.local.unlink()
+                    else:
+                        tar = opened[s.version]
+                        member_name = f"{dip.aip_id}.v{s.version}/{s.member}"
+                        try:
+                            member = tar.getmember(member_name)
+                        except KeyError as err:
+                            raise StorageError(
+                                f"{member_name} is not in the tar of version {s.version}",
+                                aip_id=dip.aip_id,
+                            ) from err
+                        handle = tar.extractfile(member)
+                        assert handle is not None
+                        with handle:
+                            size = member.size
+                            sha256 = _copy_into(zf, top + name, handle, size, when)
+                        if sha256 != s.sha256:
+                            raise FixityMismatchError(
+                                f"{s.member} of AIP {dip.aip_id} v{s.version}: sha256 {sha256}, "
+                                f"catalogue {s.sha256}",
+                                aip_id=dip.aip_id,
+                                path=s.member,
+                            )
+                    files.append(
+                        DipFile(
+                            id=f"file-{n:06d}",
+                            path=f"{rep_data}{e.path}",
+                            size=size,
+                            sha256=sha256,
+                            source=aip_file_uri(dip.aip_id, s.version, s.member),
+                            original_name=s.path,
+                            format=e.format
+                            or FileFormat(
+                                puids=(s.puid,) if s.puid else (),
+                                name=s.format_name,
+                                mime=s.mime,
+                            ),
+                        )
+                    )
+                    manifest.append(f"{sha256}  {encode_manifest_path(name)}\n")
+                    done += s.size
+                    progress("build", done, total)
+                _write_tags(zf, dip, files, entries, manifest, work, when)
+        dest_size = writer.size
+        digest = writer.digest.hexdigest()
+        tmp.replace(dest)
+        return Built(dest, dest_size, digest, len(files))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        for t in opened.values():
+            t.close()
+
+
+def _write_tags(
+    zf: zipfile.ZipFile,
+    dip: DipDescription,
+    files: list[DipFile],
+    entries: list[_Entry],
+    manifest: list[str],
+    work: Path,
+    when: datetime,
+) -> None:
+    """PREMIS, METS, then the tag files: after the payload, because they hold its digests."""
+    top = f"{dip.dip_id}/"
+    dissemination = Event(
+        id=uuid.uuid4(),
+        type="dissemination",
+        datetime=when,
+        outcome="success",
+        agents=(
+            AgentLink(SOFTWARE.id, "executing program"),
+            AgentLink(REQUESTER_ID, "authorizer"),
+        ),
+        detail=f"{dip.kind} DIP of AIP {dip.aip_id} version {dip.aip_version}: "
+        f"{len(files)} file(s), requested by {dip.requested_by}",
+    )
+    events = [dissemination] + [e.event for e in entries if e.event is not None]
+    agents = [
+        SOFTWARE,
+        Agent(id=REQUESTER_ID, name=dip.requested_by or "unknown", type="person"),
+    ]
+    premis = work / "premis.xml"
+    write_dip_premis(premis, dip, files, events, agents)
+    premis_sha256, premis_size = _hash(premis)
+    with open(premis, "rb") as fh:
+        _copy_into(zf, f"{top}data/{PREMIS_PATH}", fh, premis_size, when)
+    mets = work / "METS.xml"
+    write_dip_mets(mets, dip, files, premis_size=premis_size, premis_sha256=premis_sha256)
+    mets_sha256, mets_size = _hash(mets)
+    with open(mets, "rb") as fh:
+        _copy_into(zf, f"{top}data/METS.xml", fh, mets_size, when)
+    manifest += [
+        f"{premis_sha256}  data/{PREMIS_PATH}\n",
+        f"{mets_sha256}  data/METS.xml\n",
+    ]
+    payload_bytes = sum(f.size for f in files) + premis_size + mets_size
+    tags = {
+        "bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+        "bag-info.txt": _bag_info(dip, payload_bytes, len(files) + 2).encode("utf-8"),
+        "manifest-sha256.txt": "".join(sorted(manifest)).encode("utf-8"),
+    }
+    tagmanifest = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in sorted(tags.items())
+    )
+    tags["tagmanifest-sha256.txt"] = tagmanifest.encode("utf-8")
+    for name, data in tags.items():
+        _add_bytes(zf, top + name, data, when)
+    premis.unlink()
+    mets.unlink()
+
+
+def _bag_info(dip: DipDescription, payload_bytes: int, payload_files: int) -> str:
+    from preservation.aip.bag import _tag_value
+
+    lines = [
+        ("DIP-Identifier", dip.dip_id),
+        ("AIP-Identifier", dip.aip_id),
+        ("AIP-Version", str(dip.aip_version)),
+        ("DIP-Kind", dip.kind),
+        ("Tenant", dip.tenant),
+        ("Requested-By", dip.requested_by),
+        ("Bagging-Date", dip.created.date().isoformat()),
+        ("Bag-Software-Agent", f"preservation {__version__}"),
+        ("Payload-Oxum", f"{payload_bytes}.{payload_files}"),
+    ]
+    return "".join(f"{k}: {_tag_value(v)}\n" for k, v in lines)
+
+
+def _hash(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
