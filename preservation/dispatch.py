@@ -106,9 +106,15 @@ def submit_dip(ctx: Context, dip_id: str) -> None:
 
     from preservation.access.recall import run_batch
 
+    def batch() -> None:
+        report = run_batch(ctx)
+        if report.requeued:  # drives busy or a site down: try again after another window
+            submit_dip(ctx, report.requeued[0])
+
     def start() -> None:
-        run_in_background(ctx, f"recall batch for DIP {dip_id}", lambda: run_batch(ctx))
+        run_in_background(ctx, f"recall batch for DIP {dip_id}", batch)
 
     timer = threading.Timer(max(0.0, ctx.settings.recall_window_seconds), start)
+    timer.name = f"dip-window-{dip_id[:8]}"
     timer.daemon = True
     timer.start()

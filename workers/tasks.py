@@ -189,7 +189,10 @@ def access_recall_batch(self: Task) -> dict[str, Any]:
     """Serve every queued DIP request in one batch (one mount per cartridge)."""
     from preservation.access.recall import run_batch
 
-    report = run_batch(context())
+    ctx = context()
+    report = run_batch(ctx)
+    if report.requeued:  # drives busy or a site down: another batch once the window passes
+        self.apply_async(countdown=max(ctx.settings.recall_window_seconds, 10.0))
     return {k: v for k, v in report.to_dict().items() if k != "failed_copies"}
 
 

@@ -78,6 +78,8 @@ class BatchReport:
     dips: list[str] = field(default_factory=list)
     ready: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # Requests whose tars could not be read *now* (drives busy, a site down): queued again.
+    requeued: list[str] = field(default_factory=list)
     tars: int = 0
     visits: int = 0
     mounts: int = 0
@@ -177,6 +179,16 @@ def _load(ctx: Context, dip_ids: Sequence[str], report: BatchReport) -> list[_Re
         except PreservationError as err:
             _fail(ctx, dip_id, err.message, report)
     return requests
+
+
+def _requeue(ctx: Context, dip_id: str, reason: str, report: BatchReport) -> None:
+    """Back to the queue with the reason shown: a later batch tries again."""
+    report.requeued.append(dip_id)
+    with session_scope(ctx.sessions) as session:
+        service.set_state(
+            session, [dip_id], state=DIPState.QUEUED, batch_id=None, error=reason[:2000]
+        )
+    log.info("DIP %s waits for the next batch: %s", dip_id, reason)
 
 
 def _fail(ctx: Context, dip_id: str, reason: str, report: BatchReport) -> None:
@@ -289,7 +301,8 @@ def run_batch(
 
 def _settle_unfinished(ctx: Context, report: BatchReport, err: BaseException) -> None:
     """A batch cut short: transient trouble queues its requests again, anything else fails them."""
-    left = [d for d in report.dips if d not in report.ready and d not in report.failed]
+    done = set(report.ready) | set(report.failed) | set(report.requeued)
+    left = [d for d in report.dips if d not in done]
     if not left:
         return
     with session_scope(ctx.sessions) as session:
@@ -326,7 +339,12 @@ def _recall_and_build(
         for vid in r.version_ids:
             wanted.setdefault(vid, set()).add(r.dip_id)
     by_id = {r.dip_id: r for r in requests}
-    needs = _needs(ctx, wanted)
+    # In arrival order: the order the first-come baseline serves them in.
+    arrival = {
+        vid: i
+        for i, vid in reversed(list(enumerate(v for r in requests for v in sorted(r.version_ids))))
+    }
+    needs = sorted(_needs(ctx, wanted), key=lambda n: arrival.get(n.version_id, 0))
     sizes = {n.version_id: max((c.size for c in n.copies), default=0) for n in needs}
     total = sum(sizes.values())
     for r in requests:
@@ -335,6 +353,7 @@ def _recall_and_build(
     have: dict[int, Path] = {}
     excluded: set[int] = set()
     problems: dict[int, list[str]] = {}
+    transient: dict[int, bool] = {}  # version id -> every failure so far was transient
     pending = [n for n in needs]
     while pending:
         sites = site_views(ctx)
@@ -343,16 +362,26 @@ def _recall_and_build(
             if first_come
             else plan_recall(pending, sites, exclude=excluded)
         )
+        down = {v.name for v in sites if v.down}
         for vid in plan.unreadable:
             why = "; ".join(problems.get(vid, [])) or "no verified copy can be read now"
+            copies = next((n.copies for n in needs if n.version_id == vid), ())
+            # Busy drives, a site down: the tar is fine, only not now. Its requests wait.
+            later = (vid in transient and transient[vid]) or (
+                vid not in transient and any(c.site in down for c in copies)
+            )
             for dip_id in sorted(wanted.pop(vid, set())):
-                if dip_id not in report.failed:
+                if dip_id in report.failed or dip_id in report.requeued:
+                    continue
+                if later:
+                    _requeue(ctx, dip_id, f"waiting for tape: {why}", report)
+                else:
                     _fail(ctx, dip_id, f"a version tar could not be recalled: {why}", report)
         progress_made = False
         for visit in plan.visits:
             report.visits += 1
             progress_made |= _visit(
-                ctx, visit, have, excluded, problems, work, report, by_id, wanted
+                ctx, visit, have, excluded, (problems, transient), work, report, by_id, wanted
             )
             progress("recall", report.bytes_read, total)
             _build_ready(ctx, by_id, wanted, have, work, report, progress)
@@ -368,13 +397,14 @@ def _visit(
     visit: CartridgeVisit,
     have: dict[int, Path],
     excluded: set[int],
-    problems: dict[int, list[str]],
+    faults: tuple[dict[int, list[str]], dict[int, bool]],
     work: Path,
     report: BatchReport,
     by_id: dict[str, _Request],
     wanted: dict[int, set[str]],
 ) -> bool:
     """Read every tar of one cartridge, in block order; False if nothing could be read."""
+    problems, transient = faults
     read_any = False
     for i, read in enumerate(visit.reads):
         vid = read.version_id
@@ -387,7 +417,9 @@ def _visit(
             dest.unlink(missing_ok=True)
             excluded.add(read.copy.copy_id)
             problems.setdefault(vid, []).append(f"{visit.site}/{visit.barcode}: {err.message}")
-            if not isinstance(err, TransientError):
+            passing = isinstance(err, TransientError)
+            transient[vid] = transient.get(vid, True) and passing
+            if not passing:
                 report.failed_copies.append(read.copy.copy_id)
             log.warning(
                 "recall: copy %d (%s/%s) unusable: %s",
@@ -403,6 +435,7 @@ def _visit(
                     problems.setdefault(rest.version_id, []).append(
                         f"{visit.site}/{visit.barcode}: {err.message}"
                     )
+                    transient[rest.version_id] = transient.get(rest.version_id, True) and passing
                 break
             continue
         read_any = True
@@ -448,7 +481,7 @@ def _build_ready(
 ) -> None:
     """Pack every request whose tars are all in; then drop the tars nobody still needs."""
     for dip_id, r in list(by_id.items()):
-        if dip_id in report.ready or dip_id in report.failed:
+        if dip_id in report.ready or dip_id in report.failed or dip_id in report.requeued:
             continue
         if not all(v in have for v in r.version_ids):
             continue

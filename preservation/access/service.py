@@ -73,6 +73,7 @@ class DIPView(BaseModel):
     files: str | None
     state: str
     reason: str | None
+    batch_id: str | None
     requested_by: str
     files_total: int
     bytes_total: int
@@ -112,6 +113,7 @@ def view(row: DIP) -> DIPView:
         files=row.files_glob,
         state=state,
         reason=row.error,
+        batch_id=row.batch_id,
         requested_by=row.requested_by_label,
         files_total=row.files_total,
         bytes_total=row.bytes_total,

@@ -111,8 +111,16 @@ def request(
             return view
         with progress_bars(not as_json) as progress:
             if not ctx.settings.broker_url:
-                # Nothing else in this process could join a window: the batch runs now.
-                recall.run_batch(ctx, progress=progress, repair_inline=True)
+                # Nothing else in this process could join a window: the batch runs now,
+                # and again while the tape is only busy (another process's drives).
+                deadline = time.monotonic() + ctx.settings.site_wait_seconds
+                while True:
+                    report = recall.run_batch(
+                        ctx, dip_ids=[view.dip_id], progress=progress, repair_inline=True
+                    )
+                    if not report.requeued or time.monotonic() > deadline:
+                        break
+                    time.sleep(min(5.0, max(0.5, ctx.settings.recall_window_seconds)))
             else:
                 while True:
                     with session_scope(ctx.sessions) as s:
