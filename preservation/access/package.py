@@ -149,8 +149,8 @@ def _renditions(
     for n, e in enumerate(entries):
         rule = policy.rule_for(e.selected.puid) if e.selected.puid else None
         action = rule.access if rule is not None else None
-        if action is None:
-            continue
+        if action is None or action.target_puid == e.selected.puid:
+            continue  # no access action, or already in its format: sent as it is, not re-encoded
         src_dir = work / "src" / str(n)
         src_dir.mkdir(parents=True)
         source = src_dir / ("source" + PurePosixPath(e.selected.path).suffix.lower())
@@ -183,6 +183,7 @@ def _renditions(
                 e.event = _rendition_event(e, action, agent, f"not made ({why}): sent as it is")
                 continue
             e.local = job.output
+            taken.discard(e.selected.path)  # the rendition takes its source's place
             e.path = _renamed(e.selected.path, action.extension, taken)
             e.format = FileFormat(
                 puids=(action.target_puid,),

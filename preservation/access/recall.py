@@ -232,14 +232,12 @@ def site_views(ctx: Context) -> list[SiteView]:
     views = []
     for name in ctx.settings.sites:
         site = get_site(ctx, name)
-        views.append(
-            SiteView(
-                name=name,
-                drives=ctx.settings.tape_drives_per_site,
-                mounted=frozenset(site.mounted_barcodes()),
-                down=site.is_down(),
-            )
-        )
+        mounted = frozenset(site.mounted_barcodes())
+        # Drives this batch may use: its own and those no other process holds. A site
+        # whose drives are all busy elsewhere is planned around, like a site that is down.
+        free = getattr(site.library, "free_drives", None)
+        drives = len(mounted) + free() if free is not None else ctx.settings.tape_drives_per_site
+        views.append(SiteView(name=name, drives=drives, mounted=mounted, down=site.is_down()))
     return views
 
 
@@ -362,7 +360,7 @@ def _recall_and_build(
             if first_come
             else plan_recall(pending, sites, exclude=excluded)
         )
-        down = {v.name for v in sites if v.down}
+        down = {v.name for v in sites if v.down or v.drives <= 0}  # down, or drives all busy
         for vid in plan.unreadable:
             why = "; ".join(problems.get(vid, [])) or "no verified copy can be read now"
             copies = next((n.copies for n in needs if n.version_id == vid), ())

@@ -457,6 +457,19 @@ class EmulatedLibrary:
 
     # -- internals --------------------------------------------------------------------------
 
+    def free_drives(self) -> int:
+        """Drives no process holds now (a planner's guess: another may take one next)."""
+        taken = {m.drive for m in self._mounts.values()}
+        free = 0
+        for number in range(self._drive_count):
+            if number in taken:
+                continue
+            probe = _Lock(self.lock_dir / f"drive-{number}.lock", read_only=self.read_only)
+            if probe.acquire():
+                probe.release()
+                free += 1
+        return free
+
     def _claim_drive(self) -> tuple[_Lock | None, int]:
         taken = {m.drive for m in self._mounts.values()}
         for number in range(self._drive_count):
