@@ -493,6 +493,31 @@ def _build_ready(
                     have[vid].unlink(missing_ok=True)
 
 
+def _packing(ctx: Context, r: _Request, progress: Progress) -> Progress:
+    """The terminal's progress, and the request's row about once a second while it packs."""
+    last = [0.0]
+
+    def update(step: str, done: int, total: int) -> None:
+        progress(step, done, total)
+        now = time.monotonic()
+        if step == "build" and (now - last[0] >= 1.0 or done >= total):
+            last[0] = now
+            with session_scope(ctx.sessions) as session:
+                service.set_state(
+                    session,
+                    [r.dip_id],
+                    progress={
+                        "cartridges": sorted(r.cartridges),
+                        "bytes_read": r.bytes_read,
+                        "bytes_to_read": r.bytes_to_read,
+                        "bytes_packed": done,
+                        "bytes_to_pack": total,
+                    },
+                )
+
+    return update
+
+
 def _build_one(
     ctx: Context,
     r: _Request,
@@ -536,7 +561,7 @@ def _build_one(
             work=work / f"build-{r.dip_id}",
             policy=policy,
             workers=ctx.settings.migration_workers,
-            progress=progress,
+            progress=_packing(ctx, r, progress),
         )
     except (PreservationError, OSError) as err:
         message = getattr(err, "message", None) or str(err)

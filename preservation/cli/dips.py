@@ -36,6 +36,8 @@ def _describe(v: Any) -> str:
             f"; cartridges {', '.join(p.get('cartridges', [])) or '-'}, "
             f"{human_size(p.get('bytes_read', 0))} of {human_size(p.get('bytes_to_read', 0))} read"
         )
+    if v.state == "building" and "bytes_to_pack" in p:
+        line += f", {human_size(p['bytes_packed'])} of {human_size(p['bytes_to_pack'])} packed"
     if v.state == "ready":
         until = f"{v.expires_at:%Y-%m-%d %H:%M} UTC"
         line += f"; zip {human_size(v.size)}, sha256 {v.etag}, until {until}"
@@ -127,6 +129,8 @@ def request(
                         view = service.get_dip(s, view.dip_id, None)
                     p = view.progress or {}
                     progress("recall", p.get("bytes_read", 0), p.get("bytes_to_read", 0) or 1)
+                    if "bytes_to_pack" in p:
+                        progress("build", p["bytes_packed"], p["bytes_to_pack"] or 1)
                     if view.state in ("ready", "failed", "expired"):
                         break
                     time.sleep(1)
