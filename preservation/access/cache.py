@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import DIP, DIPState, utcnow
+from preservation.catalog.models import AIP, DIP, AIPState, DIPState, utcnow
 from preservation.config import Settings
 from preservation.context import Context
 
@@ -51,13 +51,22 @@ def evict(ctx: Context, *, incoming: int = 0, now: datetime | None = None) -> li
                 .with_for_update()
             )
         )
+        disposed = set(
+            session.scalars(
+                select(DIP.id)
+                .join(AIP, AIP.id == DIP.aip_id)
+                .where(DIP.state == DIPState.READY, AIP.state == AIPState.DISPOSED)
+            )
+        )
         kept: list[DIP] = []
         for row in ready:
             expires = row.expires_at
             if expires is not None and expires.tzinfo is None:
                 expires = expires.replace(tzinfo=now.tzinfo)
-            if expires is not None and expires <= now:
+            if (expires is not None and expires <= now) or row.id in disposed:
                 row.state = DIPState.EXPIRED
+                if row.id in disposed:
+                    row.error = "its AIP was disposed of"
                 gone.append(row.id)
             else:
                 kept.append(row)

@@ -304,6 +304,7 @@ def ready_row(session: Session, dip_id: str, tenant_id: str | None) -> DIP:
     from preservation.errors import ConflictError
 
     row = scoped(session, DIP, dip_id, tenant_id, what="DIP")
+    refuse_disposed(session.get_one(AIP, row.aip_id))  # built before: not handed out after
     if is_expired(row):
         raise GoneError(
             f"DIP {row.id} expired on {_aware(row.expires_at):%Y-%m-%d %H:%M} UTC and left the "
