@@ -128,6 +128,7 @@ class _Entry:
     selected: Selected
     path: str  # in the DIP's representation data/
     local: Path | None = None  # a rendition made on disk; None: copied from the tar
+    file_id: str = ""  # its METS file ID and PREMIS object identifier in the DIP
     format: FileFormat | None = None
     event: Event | None = None
 
@@ -173,14 +174,16 @@ def _renditions(
             log.warning("access rendition %s: %s", action.id, err)
             results, agent = [], action.tool
             for e, _job in pairs:
-                e.event = _rendition_event(e, action, agent, f"not made: {err}")
+                e.event = _rendition_event(e, aip_id, action, agent, f"not made: {err}")
             continue
         outcome = {r.key: r for r in results}
         for e, job in pairs:
             result = outcome.get(job.key)
             if result is None or not result.ok or not job.output.is_file():
                 why = (result.error if result is not None else None) or "no output"
-                e.event = _rendition_event(e, action, agent, f"not made ({why}): sent as it is")
+                e.event = _rendition_event(
+                    e, aip_id, action, agent, f"not made ({why}): sent as it is"
+                )
                 continue
             e.local = job.output
             taken.discard(e.selected.path)  # the rendition takes its source's place
@@ -190,17 +193,20 @@ def _renditions(
                 mime=mimetypes.guess_type("x" + action.extension)[0],
                 basis="access action " + action.id,
             )
-            e.event = _rendition_event(e, action, agent, None)
+            e.event = _rendition_event(e, aip_id, action, agent, None)
 
 
-def _rendition_event(e: _Entry, action: Any, agent: str, failure: str | None) -> Event:
+def _rendition_event(e: _Entry, aip_id: str, action: Any, agent: str, failure: str | None) -> Event:
+    """Linked as the AIP's migration events are: the source by its URI, the rendition by id."""
+    s = e.selected
+    source = ObjectLink(aip_file_uri(aip_id, s.version, s.member), "source", "URI")
     return Event(
         id=uuid.uuid4(),
         type="migration",
         datetime=datetime.now(UTC),
         outcome="failure" if failure else "success",
         agents=(AgentLink(SOFTWARE.id, "executing program"),),
-        objects=(ObjectLink(e.selected.path, "source", "local"),),
+        objects=(source,) if failure else (source, ObjectLink(e.file_id, "outcome")),
         detail=f"access rendition of {e.selected.path} by {action.id} ({agent}) to "
         f"{action.target_puid}",
         outcome_detail=failure,
@@ -227,7 +233,7 @@ def build_dip(
     when = dip.created
     opened = {n: tarfile.open(p, "r:") for n, p in tars.items()}
     try:
-        entries = [_Entry(s, s.path) for s in selection]
+        entries = [_Entry(s, s.path, file_id=f"file-{n:06d}") for n, s in enumerate(selection, 1)]
         if dip.kind == "access" and policy is not None:
             progress("render", 0, len(entries))
             _renditions(entries, opened, dip.aip_id, work, workers, policy)
@@ -239,7 +245,7 @@ def build_dip(
         with open(tmp, "wb") as raw:
             writer = _HashingWriter(raw)
             with zipfile.ZipFile(writer, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:  # type: ignore[call-overload]
-                for n, e in enumerate(entries, 1):
+                for e in entries:
                     s = e.selected
                     name = f"data/{rep_data}{e.path}"
                     if e.local is not None:
@@ -271,7 +277,7 @@ def build_dip(
                             )
                     files.append(
                         DipFile(
-                            id=f"file-{n:06d}",
+                            id=e.file_id,
                             path=f"{rep_data}{e.path}",
                             size=size,
                             sha256=sha256,
