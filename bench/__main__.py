@@ -41,6 +41,8 @@ ORDER = (
     "catalogue",
     "upload",
     "migrate",
+    "recall",
+    "dip_download",
 )
 
 
@@ -68,6 +70,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
     if name in ("catalogue", "upload", "migrate"):
         # catalogue --quick: 2,000 AIPs on both backends; upload --quick: 64 MiB and 16 MiB;
         # migrate --quick: a few small files per tool family.
+        return ["--workdir", str(work), *(["--quick"] if quick else [])]
+    if name in ("recall", "dip_download"):
+        # recall --quick: 40 AIPs on 4 cartridges per site; dip_download --quick: a 64 MiB DIP.
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     raise ValueError(name)
 

@@ -129,3 +129,28 @@ def test_bench_migrate_runs_and_reports_ratios(tmp_path: Path) -> None:
     assert figures["families"]["office"]["planned_outputs"] == 2
     for case in ("sample_collection", "image_set"):
         assert figures["end_to_end"][case]["new_version_tar_bytes"] > 0, case
+
+
+def test_bench_recall_runs_and_reports_ratios(tmp_path: Path) -> None:
+    """40 DIP requests over 8 cartridges, first come first served and then as one batch."""
+    figures = _run_bench("bench_recall.py", "--quick", "--workdir", str(tmp_path))
+    assert figures["all_ready"]
+    for run in ("first_come", "batched"):
+        assert figures[run]["ready"] == figures[run]["requests"] == 40, run
+        assert figures[run]["tars_read"] == 40, run
+    # Mounts are counted, not timed: the scheduler's one mount per cartridge is behaviour.
+    assert figures["mounts_batched"] == figures["distinct_cartridges"] > 0
+    assert figures["seconds_ratio"] > 0
+    assert figures["seconds_ratio_batch_report"] > 0
+
+
+def test_bench_dip_download_runs_and_reports_ratios(tmp_path: Path) -> None:
+    """A 64 MiB DIP through the real API server: raw read vs download, warm and cold."""
+    figures = _run_bench("bench_dip_download.py", "--quick", "--workdir", str(tmp_path))
+    assert figures["checks"]["sha256_equals_etag"]
+    assert figures["checks"]["resumed_status"] == 206
+    assert figures["checks"]["resumed_concatenation_matches"]
+    for condition in ("warm", "cold"):
+        assert figures[condition]["raw_MBps"] > 0, condition
+        assert figures[condition]["ratio"] > 0, condition
+    assert isinstance(figures["memory"]["rss_growth_mib"], float)
