@@ -364,9 +364,10 @@ def _recall_and_build(
         for vid in plan.unreadable:
             why = "; ".join(problems.get(vid, [])) or "no verified copy can be read now"
             copies = next((n.copies for n in needs if n.version_id == vid), ())
-            # Busy drives, a site down: the tar is fine, only not now. Its requests wait.
-            later = (vid in transient and transient[vid]) or (
-                vid not in transient and any(c.site in down for c in copies)
+            # Busy drives, a site down: the tar is fine, only not now. Its requests wait,
+            # also when another copy failed for good: the one there has not been tried.
+            later = (vid in transient and transient[vid]) or any(
+                c.site in down and c.copy_id not in excluded for c in copies
             )
             for dip_id in sorted(wanted.pop(vid, set())):
                 if dip_id in report.failed or dip_id in report.requeued:
