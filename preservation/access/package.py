@@ -2,12 +2,14 @@
 
 The zip holds one BagIt bag laid out as an E-ARK package
 (``<dip>/data/METS.xml``, ``metadata/preservation/premis.xml``,
-``representations/<kind>/data/...``). It is written in one pass: each file
-goes from its verified tar into a STORED zip entry (no compression, so any
-unzip reads it; ZIP64 where sizes or offsets need it) while its sha256 is
-checked against the catalogue; the zip itself is hashed as it is written
-(entries carry data descriptors, so nothing is rewritten), which gives the
-ETag with no second read. Memory stays flat whatever the size.
+``representations/<kind>/data/...``). Each file goes from its verified tar
+into a STORED zip entry (no compression, so any unzip reads it; ZIP64 where
+sizes or offsets need it) while its sha256 is checked against the catalogue.
+Local headers are patched in place once each entry's CRC is known, so no
+entry needs a data descriptor: streaming readers (Java's ``ZipInputStream``)
+read the zip too. The finished zip is hashed (from the page cache) for its
+ETag. Memory stays flat whatever the size: a file is copied in 1 MiB chunks,
+and tar members are found through one index per tar, not a scan per file.
 
 Access renditions are made by the format policy's access actions with the
 same tools as migrations; a file whose rule names none, or whose rendition
@@ -66,28 +68,6 @@ class Built:
     files: int
 
 
-class _HashingWriter:
-    """An append-only file that hashes what passes: zipfile sees no ``seek`` and streams.
-
-    Without ``seek``/``tell`` zipfile writes each entry's sizes and CRC in a
-    data descriptor after its data instead of going back to patch the header,
-    so every byte is written once, in order, and the digest is of the file.
-    """
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        self._fh = fh
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.digest.update(data)
-        self.size += len(data)
-        return self._fh.write(data)
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-
 def _zip_info(name: str, size: int, when: datetime) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=when.timetuple()[:6])
     info.compress_type = zipfile.ZIP_STORED
@@ -115,12 +95,40 @@ def _add_bytes(zf: zipfile.ZipFile, name: str, data: bytes, when: datetime) -> N
 
 
 def _renamed(path: str, extension: str, taken: set[str]) -> str:
+    """The rendition's name: the source's with the new extension, numbered if that is taken."""
     p = PurePosixPath(path)
-    name = str(p.with_suffix(extension)) if p.suffix else path + extension
-    if name in taken:  # "a.tif" and "a.png" both make "a.jpg": keep them apart
-        name = path + extension
+    stem = str(p.with_suffix("")) if p.suffix else path
+    name, n = stem + extension, 1
+    while name in taken:  # "a.tif" and "a.png" both make "a.jpg": keep them apart
+        n += 1
+        name = f"{stem}-{n}{extension}"
     taken.add(name)
     return name
+
+
+class _Tar:
+    """One verified version tar, open, with its members indexed by name once.
+
+    ``TarFile.getmember`` scans the member list on every call: a DIP of many
+    files would take time quadratic in their number.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.tar = tarfile.open(path, "r:")
+        self.index = {m.name: m for m in self.tar.getmembers()}
+
+    def open(self, aip_id: str, s: Selected) -> IO[bytes]:
+        name = f"{aip_id}.v{s.version}/{s.member}"
+        member = self.index.get(name)
+        handle = self.tar.extractfile(member) if member is not None and member.isfile() else None
+        if handle is None:
+            raise StorageError(
+                f"{name} is not a file in the tar of version {s.version}", aip_id=aip_id
+            )
+        return handle
+
+    def close(self) -> None:
+        self.tar.close()
 
 
 @dataclass
@@ -135,7 +143,7 @@ class _Entry:
 
 def _renditions(
     entries: list[_Entry],
-    tars: Mapping[int, tarfile.TarFile],
+    tars: Mapping[int, _Tar],
     aip_id: str,
     work: Path,
     workers: int,
@@ -155,12 +163,7 @@ def _renditions(
         src_dir = work / "src" / str(n)
         src_dir.mkdir(parents=True)
         source = src_dir / ("source" + PurePosixPath(e.selected.path).suffix.lower())
-        member = tars[e.selected.version].getmember(
-            f"{aip_id}.v{e.selected.version}/{e.selected.member}"
-        )
-        handle = tars[e.selected.version].extractfile(member)
-        assert handle is not None
-        with handle, open(source, "wb") as out:
+        with tars[e.selected.version].open(aip_id, e.selected) as handle, open(source, "wb") as out:
             shutil.copyfileobj(handle, out, _CHUNK)
         output = work / "out" / str(n) / ("rendition" + action.extension)
         output.parent.mkdir(parents=True)
@@ -231,7 +234,7 @@ def build_dip(
     top = f"{dip.dip_id}/"
     rep_data = f"representations/{dip.kind}/data/"
     when = dip.created
-    opened = {n: tarfile.open(p, "r:") for n, p in tars.items()}
+    opened = {n: _Tar(p) for n, p in tars.items()}
     try:
         entries = [_Entry(s, s.path, file_id=f"file-{n:06d}") for n, s in enumerate(selection, 1)]
         if dip.kind == "access" and policy is not None:
@@ -243,8 +246,10 @@ def build_dip(
         done = 0
         progress("build", 0, total)
         with open(tmp, "wb") as raw:
-            writer = _HashingWriter(raw)
-            with zipfile.ZipFile(writer, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:  # type: ignore[call-overload]
+            # A seekable file: zipfile patches each local header once the entry's CRC
+            # is known, so no entry needs a data descriptor and streaming readers
+            # (Java's ZipInputStream, libarchive) read it as well as unzip does.
+            with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
                 for e in entries:
                     s = e.selected
                     name = f"data/{rep_data}{e.path}"
@@ -254,19 +259,8 @@ def build_dip(
                             sha256 = _copy_into(zf, top + name, fh, size, when)
                         e.local.unlink()
                     else:
-                        tar = opened[s.version]
-                        member_name = f"{dip.aip_id}.v{s.version}/{s.member}"
-                        try:
-                            member = tar.getmember(member_name)
-                        except KeyError as err:
-                            raise StorageError(
-                                f"{member_name} is not in the tar of version {s.version}",
-                                aip_id=dip.aip_id,
-                            ) from err
-                        handle = tar.extractfile(member)
-                        assert handle is not None
-                        with handle:
-                            size = member.size
+                        with opened[s.version].open(dip.aip_id, s) as handle:
+                            size = s.size
                             sha256 = _copy_into(zf, top + name, handle, size, when)
                         if sha256 != s.sha256:
                             raise FixityMismatchError(
@@ -295,8 +289,7 @@ def build_dip(
                     done += s.size
                     progress("build", done, total)
                 _write_tags(zf, dip, files, entries, manifest, work, when)
-        dest_size = writer.size
-        digest = writer.digest.hexdigest()
+        digest, dest_size = _hash(tmp)  # just written: read back from the page cache
         tmp.replace(dest)
         return Built(dest, dest_size, digest, len(files))
     except BaseException:
