@@ -570,6 +570,9 @@ def _build_one(
         return
     finally:
         shutil.rmtree(work / f"build-{r.dip_id}", ignore_errors=True)
+    # The zip is bigger than its files (METS, PREMIS, tags, headers; a rendition may be
+    # bigger than its source): room is made for what was written, before it counts as ready.
+    cache.evict(ctx, incoming=built.size)
     now = utcnow()
     with session_scope(ctx.sessions) as session:
         service.set_state(
