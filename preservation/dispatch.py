@@ -89,7 +89,7 @@ def submit_audit(ctx: Context, audit_id: str) -> None:
     run_in_background(ctx, f"audit {audit_id}", lambda: runs.run_audit(ctx, audit_id))
 
 
-def submit_dip(ctx: Context, dip_id: str) -> None:
+def submit_dip(ctx: Context, dip_id: str, *, delay: float | None = None) -> None:
     """A queued DIP request's batch, after the window that lets others join it.
 
     With workers, a task on the ``access`` queue, due when the window ends.
@@ -108,13 +108,22 @@ def submit_dip(ctx: Context, dip_id: str) -> None:
 
     def batch() -> None:
         report = run_batch(ctx)
-        if report.requeued:  # drives busy or a site down: try again after another window
-            submit_dip(ctx, report.requeued[0])
+        if report.requeued:  # drives busy or a site down: one more batch, after the backoff
+            submit_dip(ctx, report.requeued[0], delay=report.retry_after)
 
     def start() -> None:
         run_in_background(ctx, f"recall batch for DIP {dip_id}", batch)
 
-    timer = threading.Timer(max(0.0, ctx.settings.recall_window_seconds), start)
+    wait = ctx.settings.recall_window_seconds if delay is None else delay
+    timer = threading.Timer(max(0.0, wait), start)
     timer.name = f"dip-window-{dip_id[:8]}"
     timer.daemon = True
     timer.start()
+
+
+def resume_dips(ctx: Context) -> None:
+    """At start-up: requests a stopped process left queued or half-served get a batch."""
+    from preservation.access.recall import waiting
+
+    if not ctx.read_only and waiting(ctx):
+        submit_dip(ctx, "waiting")

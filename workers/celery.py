@@ -89,8 +89,8 @@ def make_app(settings: Settings | None = None) -> Celery:
             },
             "expire-dips": {
                 "task": "workers.tasks.access_expire_dips",
-                "schedule": 3600.0,
-                "options": {"queue": "access", "expires": 3600.0},
+                "schedule": 600.0,
+                "options": {"queue": "access", "expires": 600.0},
             },
             "audit-fixity": {
                 "task": "workers.audit.audit_fixity",

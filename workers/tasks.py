@@ -191,17 +191,22 @@ def access_recall_batch(self: Task) -> dict[str, Any]:
 
     ctx = context()
     report = run_batch(ctx)
-    if report.requeued:  # drives busy or a site down: another batch once the window passes
-        self.apply_async(countdown=max(ctx.settings.recall_window_seconds, 10.0))
+    if report.requeued:  # drives busy or a site down: one more batch, after the backoff
+        self.apply_async(countdown=report.retry_after or ctx.settings.recall_window_seconds)
     return {k: v for k, v in report.to_dict().items() if k != "failed_copies"}
 
 
 @app.task(name="workers.tasks.access_expire_dips", bind=True, acks_late=True)
 def access_expire_dips(self: Task) -> list[str]:
-    """Beat task: expired DIPs leave the cache even when no batch runs."""
+    """Beat task: expired DIPs leave the cache even when no batch runs; and a safety net:
+    requests whose batch task was lost (a broker restarted empty) get one."""
     from preservation.access.cache import evict
+    from preservation.access.recall import waiting
 
-    return evict(context())
+    ctx = context()
+    if waiting(ctx):
+        access_recall_batch.apply_async()
+    return evict(ctx)
 
 
 def submit_dip(dip_id: str) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
 
 from preservation.access import cache, service
 from preservation.access.scheduling import (
@@ -55,13 +57,19 @@ from preservation.catalog.models import (
     TapeCopy,
     utcnow,
 )
+from preservation.config import Settings
 from preservation.context import Context
-from preservation.errors import PreservationError, TransientError, WrongCartridgeError
+from preservation.errors import (
+    NotFoundError,
+    PreservationError,
+    TransientError,
+    WrongCartridgeError,
+)
 from preservation.storage import recovery
 from preservation.storage.planning import BAD_CARTRIDGE_STATES
 from preservation.storage.sites import get_site
 
-__all__ = ["BatchReport", "run_batch", "schedule_repair"]
+__all__ = ["BatchReport", "backoff_seconds", "run_batch", "schedule_repair", "waiting"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,8 @@ class BatchReport:
     failed: dict[str, str] = field(default_factory=dict)
     # Requests whose tars could not be read *now* (drives busy, a site down): queued again.
     requeued: list[str] = field(default_factory=list)
+    # When the earliest of those may be tried again (seconds from now); None: none was.
+    retry_after: float | None = None
     tars: int = 0
     visits: int = 0
     mounts: int = 0
@@ -107,6 +117,7 @@ class _Request:
     cartridges: set[str] = field(default_factory=set)
     bytes_read: int = 0
     bytes_to_read: int = 0
+    batch_id: str = ""
 
     @property
     def version_ids(self) -> set[int]:
@@ -119,13 +130,18 @@ class _Request:
 def _claim(ctx: Context, batch_id: str, dip_ids: Collection[str] | None) -> list[str]:
     """Queued requests become this batch's: an UPDATE per row, so no two batches share one."""
     with session_scope(ctx.sessions) as session:
-        stale = utcnow() - timedelta(seconds=ctx.settings.stall_seconds)
+        now = utcnow()
+        # A live batch touches its rows every third of a lease (``_Heartbeat``):
+        # rows untouched for a whole lease belong to a batch that died.
+        stale = now - timedelta(seconds=ctx.settings.lease_seconds)
         stmt = (
             update(DIP)
             .where(
                 or_(
-                    DIP.state == DIPState.QUEUED,
-                    # A batch whose worker died: nothing moved on the row for a long time.
+                    and_(
+                        DIP.state == DIPState.QUEUED,
+                        or_(DIP.not_before.is_(None), DIP.not_before <= now),
+                    ),
                     and_(
                         DIP.state.in_([DIPState.RECALLING, DIPState.BUILDING]),
                         DIP.updated_at < stale,
@@ -174,6 +190,7 @@ def _load(ctx: Context, dip_ids: Sequence[str], report: BatchReport) -> list[_Re
                         descriptive=dict(aip.descriptive or {}),
                         selection=selection,
                         versions=versions,
+                        batch_id=report.batch_id,
                     )
                 )
         except PreservationError as err:
@@ -181,21 +198,93 @@ def _load(ctx: Context, dip_ids: Sequence[str], report: BatchReport) -> list[_Re
     return requests
 
 
+def _mine(session: Session, holder: str, dip_ids: Sequence[str], **values: Any) -> int:
+    """Update requests only while this batch holds them: a batch presumed dead and
+    replaced must not overwrite what its successor did. Returns the rows changed."""
+    if not dip_ids:
+        return 0
+    result = session.execute(
+        update(DIP).where(DIP.id.in_(list(dip_ids)), DIP.batch_id == holder).values(**values)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def backoff_seconds(settings: Settings, attempts: int) -> float:
+    """How long a request sent back waits: the window, doubling per return, at most 15 min."""
+    return float(min(max(settings.recall_window_seconds, 10.0) * 2 ** min(attempts, 6), 900.0))
+
+
 def _requeue(ctx: Context, dip_id: str, reason: str, report: BatchReport) -> None:
-    """Back to the queue with the reason shown: a later batch tries again."""
+    """Back to the queue with the reason shown; it waits its backoff before a batch takes it."""
     report.requeued.append(dip_id)
     with session_scope(ctx.sessions) as session:
-        service.set_state(
-            session, [dip_id], state=DIPState.QUEUED, batch_id=None, error=reason[:2000]
+        attempts = session.scalar(select(DIP.attempts).where(DIP.id == dip_id)) or 0
+        wait = backoff_seconds(ctx.settings, attempts)
+        report.retry_after = min(report.retry_after or wait, wait)
+        _mine(
+            session,
+            report.batch_id,
+            [dip_id],
+            state=DIPState.QUEUED,
+            batch_id=None,
+            error=reason[:2000],
+            attempts=attempts + 1,
+            not_before=utcnow() + timedelta(seconds=wait),
         )
-    log.info("DIP %s waits for the next batch: %s", dip_id, reason)
+    log.info("DIP %s waits for a later batch: %s", dip_id, reason)
 
 
 def _fail(ctx: Context, dip_id: str, reason: str, report: BatchReport) -> None:
     report.failed[dip_id] = reason
     with session_scope(ctx.sessions) as session:
-        service.set_state(session, [dip_id], state=DIPState.FAILED, error=reason[:2000])
+        _mine(session, report.batch_id, [dip_id], state=DIPState.FAILED, error=reason[:2000])
     log.warning("DIP %s failed: %s", dip_id, reason)
+
+
+def waiting(ctx: Context) -> bool:
+    """Whether a batch would find work: queued requests, or rows a dead batch left."""
+    stale = utcnow() - timedelta(seconds=ctx.settings.lease_seconds)
+    with session_scope(ctx.sessions) as session:
+        return (
+            session.scalar(
+                select(DIP.id)
+                .where(
+                    or_(
+                        DIP.state == DIPState.QUEUED,
+                        and_(
+                            DIP.state.in_([DIPState.RECALLING, DIPState.BUILDING]),
+                            DIP.updated_at < stale,
+                        ),
+                    )
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+
+def _sweep_scratch(ctx: Context) -> None:
+    """Scratch folders of batches that died (SIGKILL skips ``finally``) are removed."""
+    root = ctx.settings.staging_dir / "recall"
+    if not root.is_dir():
+        return
+    stale = utcnow() - timedelta(seconds=ctx.settings.lease_seconds)
+    with session_scope(ctx.sessions) as session:
+        live = set(
+            session.scalars(
+                select(DIP.batch_id).where(
+                    DIP.state.in_([DIPState.RECALLING, DIPState.BUILDING]),
+                    DIP.updated_at >= stale,
+                )
+            )
+        )
+    for entry in root.iterdir():
+        try:
+            uuid.UUID(entry.name)
+        except ValueError:
+            continue  # recover's own temporary tars live here too
+        if entry.is_dir() and entry.name not in live:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 # -- plan --------------------------------------------------------------------------------------
@@ -264,26 +353,29 @@ def run_batch(
     report.dips = _claim(ctx, report.batch_id, dip_ids)
     if not report.dips:
         return report
+    _sweep_scratch(ctx)
     log.info("recall batch %s: %d request(s)", report.batch_id, len(report.dips))
     requests = _load(ctx, report.dips, report)
     work = ctx.settings.staging_dir / "recall" / report.batch_id
     work.mkdir(parents=True, exist_ok=True)
     clocks = _clock_now(ctx)
     mounts_before = _mounts(ctx)
+    heartbeat = _Heartbeat(ctx, report.batch_id)
     try:
         _recall_and_build(ctx, requests, work, report, progress, first_come)
     except BaseException as err:
         _settle_unfinished(ctx, report, err)
         raise
     finally:
+        heartbeat.stop()
         shutil.rmtree(work, ignore_errors=True)
+        from preservation.storage.service import release_drives
+
+        release_drives(ctx)  # before the clocks are read: the last unloads are tape time too
         report.mounts = _mounts(ctx) - mounts_before
         report.tape_seconds = _clock_now(ctx) - clocks
         if report.failed_copies:
             report.repair_scheduled = schedule_repair(ctx, inline=repair_inline)
-        from preservation.storage.service import release_drives
-
-        release_drives(ctx)
         report.seconds = round(time.monotonic() - started, 3)
     log.info(
         "recall batch %s: %d ready, %d failed, %d tar(s), %d mount(s), %d bytes",
@@ -297,6 +389,38 @@ def run_batch(
     return report
 
 
+class _Heartbeat:
+    """Touches the batch's rows every third of a lease, so no other batch takes them over."""
+
+    def __init__(self, ctx: Context, batch_id: str) -> None:
+        self._ctx, self._batch_id = ctx, batch_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"recall-heartbeat-{batch_id[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        interval = max(1.0, self._ctx.settings.lease_seconds / 3)
+        while not self._stop.wait(interval):
+            try:
+                with session_scope(self._ctx.sessions) as session:
+                    session.execute(
+                        update(DIP)
+                        .where(
+                            DIP.batch_id == self._batch_id,
+                            DIP.state.in_([DIPState.RECALLING, DIPState.BUILDING]),
+                        )
+                        .values(updated_at=utcnow())
+                    )
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the batch goes on
+                log.warning("recall batch %s: heartbeat failed", self._batch_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 def _settle_unfinished(ctx: Context, report: BatchReport, err: BaseException) -> None:
     """A batch cut short: transient trouble queues its requests again, anything else fails them."""
     done = set(report.ready) | set(report.failed) | set(report.requeued)
@@ -305,11 +429,15 @@ def _settle_unfinished(ctx: Context, report: BatchReport, err: BaseException) ->
         return
     with session_scope(ctx.sessions) as session:
         if isinstance(err, TransientError | KeyboardInterrupt):
-            service.set_state(session, left, state=DIPState.QUEUED, batch_id=None, progress={})
+            _mine(session, report.batch_id, left, state=DIPState.QUEUED, batch_id=None, progress={})
             return
         reason = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
-        service.set_state(
-            session, left, state=DIPState.FAILED, error=f"the recall batch failed: {reason}"[:2000]
+        _mine(
+            session,
+            report.batch_id,
+            left,
+            state=DIPState.FAILED,
+            error=f"the recall batch failed: {reason}"[:2000],
         )
     for dip_id in left:
         report.failed[dip_id] = reason
@@ -418,7 +546,8 @@ def _visit(
             problems.setdefault(vid, []).append(f"{visit.site}/{visit.barcode}: {err.message}")
             passing = isinstance(err, TransientError)
             transient[vid] = transient.get(vid, True) and passing
-            if not passing:
+            if not passing and not isinstance(err, NotFoundError | WrongCartridgeError):
+                # The copy itself is bad (not a disposal, not a library mix-up): repair it.
                 report.failed_copies.append(read.copy.copy_id)
             log.warning(
                 "recall: copy %d (%s/%s) unusable: %s",
@@ -458,8 +587,9 @@ def _cartridge_lost(ctx: Context, barcode: str, err: PreservationError) -> bool:
 
 def _note_progress(ctx: Context, r: _Request) -> None:
     with session_scope(ctx.sessions) as session:
-        service.set_state(
+        _mine(
             session,
+            r.batch_id,
             [r.dip_id],
             progress={
                 "cartridges": sorted(r.cartridges),
@@ -504,8 +634,9 @@ def _packing(ctx: Context, r: _Request, progress: Progress) -> Progress:
         if step == "build" and (now - last[0] >= 1.0 or done >= total):
             last[0] = now
             with session_scope(ctx.sessions) as session:
-                service.set_state(
+                _mine(
                     session,
+                    r.batch_id,
                     [r.dip_id],
                     progress={
                         "cartridges": sorted(r.cartridges),
@@ -531,12 +662,7 @@ def _build_one(
     from preservation.metadata.dip import DipDescription
 
     with session_scope(ctx.sessions) as session:
-        service.set_state(session, [r.dip_id], state=DIPState.BUILDING)
-    policy = None
-    if r.kind == "access":
-        from preservation.migrate.policy import load_policy
-
-        policy = load_policy(ctx.settings.migration_policy)
+        _mine(session, report.batch_id, [r.dip_id], state=DIPState.BUILDING)
     created = utcnow()
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
@@ -554,6 +680,11 @@ def _build_one(
     cache.evict(ctx, incoming=sum(s.size for s in r.selection))
     numbers = {n: have[vid] for n, vid in r.versions.items()}
     try:
+        policy = None
+        if r.kind == "access":
+            from preservation.migrate.policy import load_policy
+
+            policy = load_policy(ctx.settings.migration_policy)
         built = build_dip(
             dip,
             r.selection,
@@ -564,8 +695,10 @@ def _build_one(
             workers=ctx.settings.migration_workers,
             progress=_packing(ctx, r, progress),
         )
-    except (PreservationError, OSError) as err:
-        message = getattr(err, "message", None) or str(err)
+    except Exception as err:  # noqa: BLE001 - this request fails; the batch's others go on
+        if not isinstance(err, PreservationError | OSError):
+            log.exception("DIP %s: packing failed", r.dip_id)
+        message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
         _fail(ctx, r.dip_id, f"the DIP could not be packed: {message}", report)
         return
     finally:
@@ -575,8 +708,9 @@ def _build_one(
     cache.evict(ctx, incoming=built.size)
     now = utcnow()
     with session_scope(ctx.sessions) as session:
-        service.set_state(
+        taken = _mine(
             session,
+            r.batch_id,
             [r.dip_id],
             state=DIPState.READY,
             zip_size=built.size,
@@ -584,7 +718,11 @@ def _build_one(
             ready_at=now,
             expires_at=service.expiry(ctx.settings.dip_ttl, now),
             error=None,
+            not_before=None,
         )
+        if not taken:  # another batch took the request over: its result stands, not ours
+            log.warning("DIP %s: taken over by another batch; this build is dropped", r.dip_id)
+            return
         catalog.record_event(
             session,
             tenant_id=r.tenant_id,

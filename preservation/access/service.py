@@ -74,6 +74,8 @@ class DIPView(BaseModel):
     state: str
     reason: str | None
     batch_id: str | None
+    # Sent back to the queue (drives busy, a site down): not tried again before this.
+    retry_at: datetime | None
     requested_by: str
     files_total: int
     bytes_total: int
@@ -114,6 +116,7 @@ def view(row: DIP) -> DIPView:
         state=state,
         reason=row.error,
         batch_id=row.batch_id,
+        retry_at=_aware(row.not_before) if row.state == DIPState.QUEUED else None,
         requested_by=row.requested_by_label,
         files_total=row.files_total,
         bytes_total=row.bytes_total,
@@ -265,9 +268,20 @@ def request_dip(
             aip_id=aip.id,
             rule="not-active",
         )
+    if kind == "original":
+        if version not in (None, 1):
+            raise InvalidRequestError(
+                f"an original DIP holds version 1's files; --version {version} goes with "
+                "kind preservation or access",
+                aip_id=aip.id,
+                rule="original-is-version-1",
+                field="version",
+            )
+        version = 1
     number = committed_version(session, aip, version)
     chosen = select_files(session, aip.id, number, kind, files_glob)
     row = DIP(
+        attempts=0,
         tenant_id=aip.tenant_id,
         aip_id=aip.id,
         version=number,

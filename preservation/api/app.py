@@ -44,6 +44,11 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.ctx is None:
             app.state.ctx = open_context(settings or Settings())
+        if owned and not app.state.ctx.settings.broker_url:
+            from preservation import dispatch
+
+            # DIP requests a stopped server left queued get their batch (workers: beat's).
+            dispatch.resume_dips(app.state.ctx)
         try:
             yield
         finally:

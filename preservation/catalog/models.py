@@ -650,6 +650,10 @@ class DIP(Base):
     state: Mapped[str] = mapped_column(String(16), default=DIPState.QUEUED, index=True)
     # The recall batch that took the request (None while it waits for its window).
     batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # A request sent back to the queue (drives busy, a site down) waits until then;
+    # ``attempts`` counts those returns, for the backoff.
+    not_before: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Live progress: cartridges mounted, bytes read of bytes to read, files packed.
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)

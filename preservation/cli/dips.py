@@ -120,9 +120,10 @@ def request(
                     report = recall.run_batch(
                         ctx, dip_ids=[view.dip_id], progress=progress, repair_inline=True
                     )
-                    if not report.requeued or time.monotonic() > deadline:
+                    left = deadline - time.monotonic()
+                    if view.dip_id not in report.requeued or left <= 0:
                         break
-                    time.sleep(min(5.0, max(0.5, ctx.settings.recall_window_seconds)))
+                    time.sleep(min(report.retry_after or 10.0, left) + 0.1)
             else:
                 while True:
                     with session_scope(ctx.sessions) as s:
@@ -139,7 +140,9 @@ def request(
 
     view = in_context(as_json, work)
     _print(view, as_json)
-    if view.state == "failed":
+    if view.state == "failed" or (wait and view.state == "queued"):
+        # Failed, or still waiting for tape (drives busy, a site down) after
+        # PRESERVATION_SITE_WAIT_SECONDS: a later batch (`dip request`, the API) serves it.
         raise typer.Exit(EXIT_SYSTEM)
 
 

@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("requested_by_label", sa.String(255), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("batch_id", sa.String(36), nullable=True),
+        sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("progress", sa.JSON(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("files_total", sa.Integer(), nullable=False),
