@@ -33,9 +33,16 @@ from preservation.metadata.mets import (
     _premis_object,
     href_for,
 )
-from preservation.metadata.model import CSIP_PROFILE, Agent, Event, FileFormat, FileObject
+from preservation.metadata.model import Agent, Event, FileFormat, FileObject
 
-__all__ = ["DipDescription", "DipFile", "aip_file_uri", "write_dip_mets", "write_dip_premis"]
+__all__ = [
+    "DIP_PROFILE",
+    "DipDescription",
+    "DipFile",
+    "aip_file_uri",
+    "write_dip_mets",
+    "write_dip_premis",
+]
 
 _M = f"{{{METS_NS}}}"
 _P = f"{{{PREMIS_NS}}}"
@@ -45,6 +52,8 @@ _SCHEMAS = (
     f"{METS_NS} https://www.loc.gov/standards/mets/mets.xsd "
     f"{XLINK_NS} https://www.loc.gov/standards/xlink/xlink.xsd"
 )
+#: The E-ARK DIP specification's METS profile (it extends CSIP's).
+DIP_PROFILE = "https://earkdip.dilcis.eu/profile/E-ARK-DIP.xml"
 PREMIS_PATH = "metadata/preservation/premis.xml"
 PREMIS_AMD_ID = "amd-dip"
 PREMIS_MD_ID = "digiprov-dip"
@@ -136,7 +145,7 @@ def write_dip_mets(
             "OBJID": dip.dip_id,
             "LABEL": f"DIP of AIP {dip.aip_id} version {dip.aip_version} ({dip.kind})",
             "TYPE": "Mixed",
-            "PROFILE": CSIP_PROFILE,
+            "PROFILE": DIP_PROFILE,
             f"{{{CSIP_NS}}}CONTENTINFORMATIONTYPE": "MIXED",
             f"{{{XSI_NS}}}schemaLocation": _SCHEMAS,
         }
@@ -144,7 +153,10 @@ def write_dip_mets(
             xf.write("\n")
             _hdr(xf, dip)
             if dip.descriptive:
-                with xf.element(_M + "dmdSec", {"ID": DC_DMD_ID, "STATUS": "CURRENT"}):
+                with xf.element(
+                    _M + "dmdSec",
+                    {"ID": DC_DMD_ID, "CREATED": dip.created.isoformat(), "STATUS": "CURRENT"},
+                ):
                     with xf.element(_M + "mdWrap", {"MDTYPE": "DC"}):
                         with xf.element(_M + "xmlData", nsmap={"dc": DC_NS}):
                             for element, values in sorted(dip.descriptive.items()):
@@ -153,7 +165,10 @@ def write_dip_mets(
                                         xf.write(str(value))
                 xf.write("\n")
             with xf.element(_M + "amdSec", {"ID": PREMIS_AMD_ID}):
-                with xf.element(_M + "digiprovMD", {"ID": PREMIS_MD_ID, "STATUS": "CURRENT"}):
+                with xf.element(
+                    _M + "digiprovMD",
+                    {"ID": PREMIS_MD_ID, "CREATED": dip.created.isoformat(), "STATUS": "CURRENT"},
+                ):
                     with xf.element(
                         _M + "mdRef",
                         {
