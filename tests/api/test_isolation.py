@@ -6,15 +6,18 @@ added later is covered (or fails here for want of an id to try).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from preservation.access.cache import zip_path
+from preservation.access.service import expiry, request_dip
 from preservation.audit.runs import start_audit
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import AIP, Disposal
+from preservation.catalog.models import AIP, DIP, DIPState, Disposal, utcnow
 from preservation.context import Context
 from preservation.migrate import service as migrations
 from tests.api.conftest import Tokens, add_aip
@@ -31,12 +34,32 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 ADMIN_ONLY = {"/api/v1/tokens/{token_id}"}
 
 
+def _ready_dip(ctx: Context, aip_id: str) -> str:
+    """A DIP request of the AIP, made ready as a recall batch leaves it (the zip a stand-in:
+    these AIPs are in the catalogue only, with nothing on tape to recall)."""
+    with session_scope(ctx.sessions) as s:
+        dip_id = request_dip(
+            s, aip_id=aip_id, tenant_id="museum", kind="original", requested_by="alice"
+        ).dip_id
+    data = b"PK\x05\x06" + bytes(18)  # an empty zip
+    path = zip_path(ctx.settings, dip_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    with session_scope(ctx.sessions) as s:
+        row = s.get_one(DIP, dip_id)
+        row.state, row.zip_size = DIPState.READY, len(data)
+        row.zip_sha256 = hashlib.sha256(data).hexdigest()
+        row.ready_at, row.expires_at = utcnow(), expiry(3600)
+    return dip_id
+
+
 def test_every_route_with_an_id_is_404_for_another_tenant(
     client: TestClient, ctx: Context, tokens: Tokens
 ) -> None:
     aip = add_aip(ctx, "museum", title="Private", external_identifier="SECRET-1")
     curator_a = tokens.headers("curator", "museum", "alice")
-    # Things of every kind that has an id: a disposal, an audit, a hold.
+    # Things of every kind that has an id: a DIP, a disposal, an audit, a hold.
+    dip = _ready_dip(ctx, aip)
     with session_scope(ctx.sessions) as s:
         row = s.scalar(select(AIP).where(AIP.id == aip))
         assert row is not None
@@ -60,6 +83,7 @@ def test_every_route_with_an_id_is_404_for_another_tenant(
         "disposal_id": disposal,
         "audit_id": audit,
         "migration_id": migration,
+        "dip_id": dip,
     }
     intruder = tokens.headers("curator", "archive", "mallory")
     document = client.get("/api/v1/openapi.json").json()
@@ -82,6 +106,9 @@ def test_every_route_with_an_id_is_404_for_another_tenant(
             if method == "get":
                 assert client.get(url, headers=curator_a).status_code == 200, path
     assert len(tried) >= 13
+    assert {("get", "/api/v1/dips/{dip_id}"), ("get", "/api/v1/dips/{dip_id}/download")} <= set(
+        tried
+    )
     # Nothing the intruder did changed anything.
     with session_scope(ctx.sessions) as s:
         row = s.get(AIP, aip)
@@ -94,6 +121,13 @@ def test_every_route_with_an_id_is_404_for_another_tenant(
     assert r.json() == []
     r = client.get("/api/v1/migrations", headers=intruder)
     assert r.json() == []
+    r = client.get("/api/v1/dips", headers=intruder)
+    assert r.json() == []
+    # Asking for a DIP of another tenant's AIP: not found, and nothing queued.
+    r = client.post("/api/v1/dips", json={"aip_id": aip}, headers=intruder)
+    assert r.status_code == 404 and "Private" not in r.text, r.text
+    with session_scope(ctx.sessions) as s:
+        assert list(s.scalars(select(DIP.id))) == [dip]
     # Naming another tenant's AIP in a migration request: not found, dry run or not.
     for dry_run in (True, False):
         r = client.post(
