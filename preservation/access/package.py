@@ -139,6 +139,7 @@ class _Entry:
     file_id: str = ""  # its METS file ID and PREMIS object identifier in the DIP
     format: FileFormat | None = None
     event: Event | None = None
+    tool: Agent | None = None  # the tool that made its rendition
 
 
 def _renditions(
@@ -173,12 +174,20 @@ def _renditions(
             program = tool(action.tool)
             results = program.run(action, [j for _, j in pairs], workers=workers)
             agent = f"{action.tool} {program.version()}"
+            tool_agent = Agent(
+                id=f"tool-{action.tool}",
+                name=action.tool,
+                type="software",
+                version=program.version(),
+            )
         except ToolUnavailableError as err:
             log.warning("access rendition %s: %s", action.id, err)
             results, agent = [], action.tool
             for e, _job in pairs:
                 e.event = _rendition_event(e, aip_id, action, agent, f"not made: {err}")
             continue
+        for e, _job in pairs:
+            e.tool = tool_agent
         outcome = {r.key: r for r in results}
         for e, job in pairs:
             result = outcome.get(job.key)
@@ -208,7 +217,11 @@ def _rendition_event(e: _Entry, aip_id: str, action: Any, agent: str, failure: s
         type="migration",
         datetime=datetime.now(UTC),
         outcome="failure" if failure else "success",
-        agents=(AgentLink(SOFTWARE.id, "executing program"),),
+        agents=(
+            (AgentLink(e.tool.id, "executing program"), AgentLink(SOFTWARE.id))
+            if e.tool is not None
+            else (AgentLink(SOFTWARE.id, "executing program"),)
+        ),
         objects=(source,) if failure else (source, ObjectLink(e.file_id, "outcome")),
         detail=f"access rendition of {e.selected.path} by {action.id} ({agent}) to "
         f"{action.target_puid}",
@@ -328,6 +341,8 @@ def _write_tags(
         SOFTWARE,
         Agent(id=REQUESTER_ID, name=dip.requested_by or "unknown", type="person"),
     ]
+    # The tools that made access renditions, each once (as the AIP's migrations name them).
+    agents += list({e.tool.id: e.tool for e in entries if e.tool is not None}.values())
     premis = work / "premis.xml"
     write_dip_premis(premis, dip, files, events, agents)
     premis_sha256, premis_size = _hash(premis)
