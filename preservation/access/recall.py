@@ -117,6 +117,7 @@ class _Request:
     cartridges: set[str] = field(default_factory=set)
     bytes_read: int = 0
     bytes_to_read: int = 0
+    reading: int = 0  # bytes of the tar being read now
     batch_id: str = ""
 
     @property
@@ -539,8 +540,13 @@ def _visit(
             continue
         dest = work / f"{vid}.tar"
         try:
-            recovery.read_copy(ctx, read.copy.copy_id, dest)
+            users = [by_id[d] for d in wanted.get(vid, ())]
+            recovery.read_copy(
+                ctx, read.copy.copy_id, dest, on_chunk=_reading(ctx, users, visit.barcode)
+            )
         except PreservationError as err:
+            for r in users:
+                r.reading = 0
             dest.unlink(missing_ok=True)
             excluded.add(read.copy.copy_id)
             problems.setdefault(vid, []).append(f"{visit.site}/{visit.barcode}: {err.message}")
@@ -573,8 +579,29 @@ def _visit(
             r = by_id[dip_id]
             r.cartridges.add(visit.barcode)
             r.bytes_read += read.copy.size
-            _note_progress(ctx, r)
+            r.reading = 0
+            _note_progress(ctx, r, None)
     return read_any
+
+
+def _reading(ctx: Context, users: list[_Request], barcode: str) -> Callable[[int], None]:
+    """While a tar streams off tape: its requests' rows show the cartridge and the bytes,
+    about once a second (a tar of terabytes takes hours)."""
+    last = [0.0]
+    for r in users:
+        r.reading = 0
+        _note_progress(ctx, r, barcode)
+
+    def on_chunk(n: int) -> None:
+        for r in users:
+            r.reading += n
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            for r in users:
+                _note_progress(ctx, r, barcode)
+
+    return on_chunk
 
 
 def _cartridge_lost(ctx: Context, barcode: str, err: PreservationError) -> bool:
@@ -585,18 +612,17 @@ def _cartridge_lost(ctx: Context, barcode: str, err: PreservationError) -> bool:
         return cartridge is None or cartridge.state in BAD_CARTRIDGE_STATES
 
 
-def _note_progress(ctx: Context, r: _Request) -> None:
+def _note_progress(ctx: Context, r: _Request, mounted: str | None) -> None:
+    """``cartridges``: read from so far; ``mounted``: the one being read now, if any."""
+    progress: dict[str, Any] = {
+        "cartridges": sorted(r.cartridges | ({mounted} if mounted else set())),
+        "bytes_read": r.bytes_read + r.reading,
+        "bytes_to_read": r.bytes_to_read,
+    }
+    if mounted:
+        progress["mounted"] = mounted
     with session_scope(ctx.sessions) as session:
-        _mine(
-            session,
-            r.batch_id,
-            [r.dip_id],
-            progress={
-                "cartridges": sorted(r.cartridges),
-                "bytes_read": r.bytes_read,
-                "bytes_to_read": r.bytes_to_read,
-            },
-        )
+        _mine(session, r.batch_id, [r.dip_id], progress=progress)
 
 
 def _build_ready(

@@ -36,6 +36,8 @@ def _describe(v: Any) -> str:
             f"; cartridges {', '.join(p.get('cartridges', [])) or '-'}, "
             f"{human_size(p.get('bytes_read', 0))} of {human_size(p.get('bytes_to_read', 0))} read"
         )
+    if v.state == "recalling" and p.get("mounted"):
+        line += f", reading {p['mounted']}"
     if v.state == "building" and "bytes_to_pack" in p:
         line += f", {human_size(p['bytes_packed'])} of {human_size(p['bytes_to_pack'])} packed"
     if v.state == "ready":

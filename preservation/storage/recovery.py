@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,7 +172,12 @@ def _ref(row: TapeCopy) -> _CopyRef:
     )
 
 
-def _read_copy(ctx: Context, ref: _CopyRef, dest: Path | None) -> None:
+def _read_copy(
+    ctx: Context,
+    ref: _CopyRef,
+    dest: Path | None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> None:
     """Read one copy whole (into ``dest`` if given) and check its sha256 against the catalogue.
 
     Faults are recorded before they are raised: the copy FAILED on a read error
@@ -198,6 +203,8 @@ def _read_copy(ctx: Context, ref: _CopyRef, dest: Path | None) -> None:
                     digest.update(chunk)
                     if out is not None:
                         out.write(chunk)
+                    if on_chunk is not None:
+                        on_chunk(len(chunk))
             actual = digest.hexdigest()
             if actual != ref.sha256:
                 raise FixityMismatchError(
@@ -355,14 +362,16 @@ def recover(ctx: Context, aip_id: str, version: int | None = None, *, dest_dir: 
         tmp.unlink(missing_ok=True)
 
 
-def read_copy(ctx: Context, copy_id: int, dest: Path) -> None:
+def read_copy(
+    ctx: Context, copy_id: int, dest: Path, *, on_chunk: Callable[[int], None] | None = None
+) -> None:
     """One catalogued copy, whole and verified, into ``dest``: the unit a recall batch plans.
 
     Faults are recorded as any read records them (copy FAILED, cartridge errors
     counted), so a caller that falls back to another copy leaves the bad one
     for ``repair``.
     """
-    _read_copy(ctx, _load_ref(ctx, copy_id), dest)
+    _read_copy(ctx, _load_ref(ctx, copy_id), dest, on_chunk)
 
 
 def read_version_tar(ctx: Context, aip_id: str, number: int, dest: Path) -> None:
