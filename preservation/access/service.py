@@ -103,8 +103,12 @@ def is_expired(row: DIP, now: datetime | None = None) -> bool:
     )
 
 
-def view(row: DIP) -> DIPView:
-    state = DIPState.EXPIRED.value if is_expired(row) else row.state
+def view(row: DIP, *, disposed: bool = False) -> DIPView:
+    """The request as its asker sees it; ``disposed``: its AIP is gone, so is the DIP."""
+    state = DIPState.EXPIRED.value if is_expired(row) or disposed else row.state
+    reason = row.error
+    if disposed and row.state == DIPState.READY:
+        reason = "its AIP was disposed of"
     base = f"/api/v1/dips/{row.id}"
     return DIPView(
         dip_id=row.id,
@@ -114,7 +118,7 @@ def view(row: DIP) -> DIPView:
         kind=row.kind,
         files=row.files_glob,
         state=state,
-        reason=row.error,
+        reason=reason,
         batch_id=row.batch_id,
         retry_at=_aware(row.not_before) if row.state == DIPState.QUEUED else None,
         requested_by=row.requested_by_label,
@@ -248,8 +252,13 @@ def request_dip(
     kind: str = "preservation",
     files_glob: str | None = None,
     requested_by: str,
+    cache_bytes: int | None = None,
 ) -> DIPView:
-    """Check a request and queue it; the next recall batch takes it (see the module docstring)."""
+    """Check a request and queue it; the next recall batch takes it (see the module docstring).
+
+    ``cache_bytes``: the DIP cache's size; a DIP whose files alone exceed it
+    could never be kept for its download, so it is refused now, not after a recall.
+    """
     if kind not in KINDS:
         raise InvalidRequestError(
             f"kind {kind!r} is not one of {', '.join(KINDS)}", rule="dip-kind", field="kind"
@@ -280,6 +289,15 @@ def request_dip(
         version = 1
     number = committed_version(session, aip, version)
     chosen = select_files(session, aip.id, number, kind, files_glob)
+    total = sum(s.size for s in chosen)
+    if cache_bytes is not None and total > cache_bytes:
+        raise InvalidRequestError(
+            f"a DIP of {total} bytes does not fit the DIP cache ({cache_bytes} bytes): "
+            "choose fewer files (files), or ask the operator for a larger cache",
+            aip_id=aip.id,
+            rule="dip-too-large",
+            field="files",
+        )
     row = DIP(
         attempts=0,
         tenant_id=aip.tenant_id,
@@ -299,14 +317,21 @@ def request_dip(
 
 
 def get_dip(session: Session, dip_id: str, tenant_id: str | None) -> DIPView:
-    return view(scoped(session, DIP, dip_id, tenant_id, what="DIP"))
+    row = scoped(session, DIP, dip_id, tenant_id, what="DIP")
+    state = session.scalar(select(AIP.state).where(AIP.id == row.aip_id))
+    return view(row, disposed=state == AIPState.DISPOSED)
 
 
 def list_dips(session: Session, tenant_id: str | None, *, limit: int = 50) -> list[DIPView]:
-    stmt = select(DIP).order_by(DIP.created_at.desc(), DIP.id).limit(limit)
+    stmt = (
+        select(DIP, AIP.state)
+        .join(AIP, AIP.id == DIP.aip_id)
+        .order_by(DIP.created_at.desc(), DIP.id)
+        .limit(limit)
+    )
     if tenant_id is not None:
         stmt = stmt.where(DIP.tenant_id == tenant_id)
-    return [view(r) for r in session.scalars(stmt)]
+    return [view(r, disposed=state == AIPState.DISPOSED) for r, state in session.execute(stmt)]
 
 
 def queued_ids(session: Session) -> Sequence[str]:

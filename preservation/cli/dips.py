@@ -104,6 +104,7 @@ def request(
                 kind=kind,
                 files_glob=files,
                 requested_by=_actor(by).label,
+                cache_bytes=ctx.settings.dip_cache_bytes,
             )
         if not as_json:
             out.print(f"DIP {view.dip_id} queued", highlight=False)

@@ -758,3 +758,28 @@ def _has_zip64_extra(extra: bytes) -> bool:
             return True
         i += 4 + size
     return False
+
+
+def test_a_dip_bigger_than_the_cache_is_refused_and_a_disposed_aips_dip_shows_expired(
+    ctx: Context, settings: Settings, tmp_path: Path
+) -> None:
+    aip_id = ingest_bag(ctx, make_bag(tmp_path, "ledger"))
+    with session_scope(ctx.sessions) as s:
+        with pytest.raises(InvalidRequestError) as refused:
+            dips.request_dip(
+                s, aip_id=aip_id, tenant_id=None, requested_by="reader", cache_bytes=10
+            )
+    assert refused.value.context["rule"] == "dip-too-large"
+    assert "does not fit the DIP cache (10 bytes)" in refused.value.message
+
+    dip_id = ask(ctx, aip_id)
+    assert recall.run_batch(ctx).ready == [dip_id]
+    assert status(ctx, dip_id).state == "ready"
+    dispose(ctx, aip_id)
+    # Before any cache sweep: the status already says the DIP is gone, and why.
+    view = status(ctx, dip_id)
+    assert view.state == "expired" and view.reason == "its AIP was disposed of", view
+    assert view.download_url is None
+    with session_scope(ctx.sessions) as s:
+        [listed] = [v for v in dips.list_dips(s, None) if v.dip_id == dip_id]
+    assert listed.state == "expired"

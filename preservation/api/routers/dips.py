@@ -67,6 +67,7 @@ async def request_dip(
                 kind=body.kind,
                 files_glob=body.files,
                 requested_by=actor_of(principal).label,
+                cache_bytes=ctx.settings.dip_cache_bytes,
             )
 
     view = await run_in_threadpool(begin)
