@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -220,15 +221,26 @@ def _interruptible() -> Iterator[list[int]]:
         received.append(signum)
         signal.default_int_handler(signum, frame)  # type: ignore[arg-type]
 
+    previous_hook = sys.unraisablehook
+
+    def quiet(unraisable: Any) -> None:
+        # Our own interrupt, swallowed by a garbage-collection callback: it is in
+        # ``received`` and raised again at the next step, so no traceback for it.
+        if received and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        previous_hook(unraisable)
+
     try:
         previous = signal.signal(signal.SIGTERM, stop)
         previous_int = signal.signal(signal.SIGINT, interrupt)
     except ValueError:  # not the main thread (an embedding program): leave signals alone
         yield received
         return
+    sys.unraisablehook = quiet
     try:
         yield received
     finally:
+        sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
 
