@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from preservation.access.service import is_expired
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import AIP, DIP, AIPState, DIPState, utcnow
 from preservation.config import Settings
@@ -60,10 +61,7 @@ def evict(ctx: Context, *, incoming: int = 0, now: datetime | None = None) -> li
         )
         kept: list[DIP] = []
         for row in ready:
-            expires = row.expires_at
-            if expires is not None and expires.tzinfo is None:
-                expires = expires.replace(tzinfo=now.tzinfo)
-            if (expires is not None and expires <= now) or row.id in disposed:
+            if is_expired(row, now) or row.id in disposed:
                 row.state = DIPState.EXPIRED
                 if row.id in disposed:
                     row.error = "its AIP was disposed of"

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -467,10 +467,10 @@ def _recall_and_build(
             wanted.setdefault(vid, set()).add(r.dip_id)
     by_id = {r.dip_id: r for r in requests}
     # In arrival order: the order the first-come baseline serves them in.
-    arrival = {
-        vid: i
-        for i, vid in reversed(list(enumerate(v for r in requests for v in sorted(r.version_ids))))
-    }
+    arrival: dict[int, int] = {}
+    for r in requests:  # claimed oldest first
+        for vid in sorted(r.version_ids):
+            arrival.setdefault(vid, len(arrival))
     needs = sorted(_needs(ctx, wanted), key=lambda n: arrival.get(n.version_id, 0))
     sizes = {n.version_id: max((c.size for c in n.copies), default=0) for n in needs}
     total = sum(sizes.values())
@@ -690,8 +690,6 @@ def _build_one(
     with session_scope(ctx.sessions) as session:
         _mine(session, report.batch_id, [r.dip_id], state=DIPState.BUILDING)
     created = utcnow()
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
     dip = DipDescription(
         dip_id=r.dip_id,
         aip_id=r.aip_id,

@@ -20,18 +20,17 @@ known (and its size shown) before the batch recalls anything:
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import AIP, DIP, AIPState, AIPVersion, DIPState, File, utcnow
 from preservation.errors import GoneError, InvalidRequestError, NotFoundError
-from preservation.lookup import scoped, scoped_aip
+from preservation.lookup import Instant, scoped, scoped_aip
 
 __all__ = [
     "KINDS",
@@ -75,17 +74,17 @@ class DIPView(BaseModel):
     reason: str | None
     batch_id: str | None
     # Sent back to the queue (drives busy, a site down): not tried again before this.
-    retry_at: datetime | None
+    retry_at: Instant | None
     requested_by: str
     files_total: int
     bytes_total: int
     progress: dict[str, Any]
     size: int | None
     etag: str | None
-    created_at: datetime
-    started_at: datetime | None
-    ready_at: datetime | None
-    expires_at: datetime | None
+    created_at: Instant
+    started_at: Instant | None
+    ready_at: Instant | None
+    expires_at: Instant | None
     status_url: str
     download_url: str | None
 
@@ -120,17 +119,17 @@ def view(row: DIP, *, disposed: bool = False) -> DIPView:
         state=state,
         reason=reason,
         batch_id=row.batch_id,
-        retry_at=_aware(row.not_before) if row.state == DIPState.QUEUED else None,
+        retry_at=row.not_before if row.state == DIPState.QUEUED else None,
         requested_by=row.requested_by_label,
         files_total=row.files_total,
         bytes_total=row.bytes_total,
         progress=dict(row.progress or {}),
         size=row.zip_size if state == DIPState.READY else None,
         etag=row.zip_sha256 if state == DIPState.READY else None,
-        created_at=_aware(row.created_at),  # type: ignore[arg-type]
-        started_at=_aware(row.started_at),
-        ready_at=_aware(row.ready_at),
-        expires_at=_aware(row.expires_at),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ready_at=row.ready_at,
+        expires_at=row.expires_at,
         status_url=base,
         download_url=f"{base}/download" if state == DIPState.READY else None,
     )
@@ -334,10 +333,6 @@ def list_dips(session: Session, tenant_id: str | None, *, limit: int = 50) -> li
     return [view(r, disposed=state == AIPState.DISPOSED) for r, state in session.execute(stmt)]
 
 
-def queued_ids(session: Session) -> Sequence[str]:
-    return list(session.scalars(select(DIP.id).where(DIP.state == DIPState.QUEUED)))
-
-
 def ready_row(session: Session, dip_id: str, tenant_id: str | None) -> DIP:
     """A DIP whose zip may be downloaded now; anything else says why not."""
     from preservation.errors import ConflictError
@@ -364,8 +359,3 @@ def ready_row(session: Session, dip_id: str, tenant_id: str | None) -> DIP:
 
 def expiry(ttl_seconds: float, now: datetime | None = None) -> datetime:
     return (now or utcnow()) + timedelta(seconds=ttl_seconds)
-
-
-def set_state(session: Session, dip_ids: Sequence[str], **values: Any) -> None:
-    if dip_ids:
-        session.execute(update(DIP).where(DIP.id.in_(list(dip_ids))).values(**values))
