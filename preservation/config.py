@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     # Tape.
     tape_backend: str = "preservation.storage.emulator:EmulatedTapeDevice"
     tape_capacity: int = 18 * 10**12  # LTO-9 native
+    # The LTO generation of the blank cartridges an emulated library is stocked
+    # with (the barcode's last two characters: L7, L8, L9, ...). Changing it is
+    # how an emulated site gets a new generation's cartridges for `media migrate`:
+    # the old ones stay, new ones are added beside them.
+    tape_media: str = "L9"
     tape_cartridges_per_site: int = 8
     tape_drives_per_site: int = 2
     sites: tuple[str, ...] = ("site-a", "site-b")

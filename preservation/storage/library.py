@@ -106,6 +106,8 @@ def barcode_for(site_letter: str, number: int, media: str = "L9") -> str:
         raise ValueError(f"site letter must be one letter, not {site_letter!r}")
     if not 0 < number < 100_000:
         raise ValueError(f"cartridge number out of range: {number}")
+    if not re.fullmatch(r"L[0-9A-Z]", media):
+        raise ValueError(f"not an LTO media id (L5 ... L9, LA ...): {media!r}")
     return f"{site_letter.upper()}{number:05d}{media}"
 
 

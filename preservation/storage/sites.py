@@ -637,7 +637,8 @@ def build_sites(
             if not read_only:
                 for number in range(1, settings.tape_cartridges_per_site + 1):
                     library.add_cartridge(
-                        barcode_for(letter, number), capacity=settings.tape_capacity
+                        barcode_for(letter, number, settings.tape_media),
+                        capacity=settings.tape_capacity,
                     )
         except OSError as err:  # a file where a folder should be, no permission, ...
             raise DataRootError(
