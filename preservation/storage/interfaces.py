@@ -68,6 +68,9 @@ class MamId(IntEnum):
     MEDIA_POOL = 0x0808
     APPLICATION_FORMAT_VERSION = 0x080B
     VOLUME_COHERENCY_INFORMATION = 0x080C
+    # Host-written (outside the device range), binary, 1 byte, partition 0; the
+    # reference mkltfs writes it as "VOLUME_LOCKED" so its readers see 0 = unlocked.
+    VOLUME_LOCK_STATUS = 0x1623
 
 
 #: Attributes the drive maintains; hosts may read but never write them.

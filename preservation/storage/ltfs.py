@@ -309,6 +309,7 @@ class LTFSVolume:
                     "data partition of %s is full; index kept on index partition only", self.barcode
                 )
                 self._index.generation += 1
+                self._index.update_time = self._stamp()  # a generation no copy stamped yet
                 self._dirty = False
             if not self._ip_current:  # also repairs a stale or damaged index partition
                 self._write_ip_index()
@@ -677,7 +678,12 @@ class LTFSVolume:
         self._seek_append()
         device.write_filemarks(1)
         location = IndexLocation("b", device.position().block)
-        self._write_index_construct(generation, location, self._dp_last, leading_filemark=False)
+        # A new generation is stamped here, once: the index partition's copy
+        # of it, written at unmount, carries the same time (as the reference's
+        # do), so the two copies differ only in where they say they are.
+        self._write_index_construct(
+            generation, location, self._dp_last, self._stamp(), leading_filemark=False
+        )
         self._dp_last = location
         self._dp_last_generation = generation
         self._append_at = device.position().block
@@ -689,7 +695,9 @@ class LTFSVolume:
         device.locate(self._ip, 0)
         device.space_filemarks(2)  # past VOL1 FM label FM: the index area
         location = IndexLocation("a", device.position().block + 1)
-        self._write_index_construct(self._index.generation, location, self._dp_last)
+        self._write_index_construct(
+            self._index.generation, location, self._dp_last, self._index.update_time
+        )
         self._ip_current = True
         self._append_at = None
 
@@ -698,13 +706,14 @@ class LTFSVolume:
         generation: int,
         location: IndexLocation,
         previous: IndexLocation | None,
+        update_time: str,
         *,
         leading_filemark: bool = True,
     ) -> None:
         index = self._index
         saved = (index.generation, index.location, index.previous, index.update_time, index.creator)
         index.generation, index.location, index.previous = generation, location, previous
-        index.update_time = self._stamp()
+        index.update_time = update_time
         index.creator = CREATOR
         try:
             data = index.to_xml()
@@ -738,6 +747,9 @@ class LTFSVolume:
             ascii_attr(MamId.BARCODE, self.barcode, 32),
             MamAttribute(MamId.MEDIA_POOL, MamFormat.TEXT, bytes(160)),  # no pool yet
             ascii_attr(MamId.APPLICATION_FORMAT_VERSION, LTFS_VERSION, 16),
+            # The reference mkltfs writes "unlocked" here, and its ltfs reads the
+            # lock at mount to decide whether the volume may be written.
+            MamAttribute(MamId.VOLUME_LOCK_STATUS, MamFormat.BINARY, bytes([0])),
         ]
         for attribute in attributes:
             self._set_attribute(attribute, self._ip)

@@ -10,7 +10,8 @@ import pytest
 from preservation.errors import MediaError, StorageError, TapeFullError
 from preservation.storage import device as st
 from preservation.storage.device import LinuxTapeDevice, SystemCalls
-from preservation.storage.interfaces import EndOfDataError, MamAttribute, MamFormat
+from preservation.storage.interfaces import EndOfDataError, MamAttribute, MamFormat, MamId
+from preservation.storage.ltfs import LTFSVolume
 
 from .fake_st import MTIOCGET, MTIOCPOS, MTIOCTOP, SG_IO, FakeStKernel
 
@@ -156,3 +157,15 @@ def test_mam_through_sg_io() -> None:
     status = dev.status()
     assert status.partitions[1].capacity == 64 << 20
     assert ("SG_IO", 0x8C) in kernel.calls and ("SG_IO", 0x8D) in kernel.calls
+
+
+def test_volume_lock_status_is_host_writable_through_sg_io() -> None:
+    """0x1623 is outside the drive's own attributes: WRITE ATTRIBUTE must carry it as is."""
+    kernel = FakeStKernel(capacity=64 << 20)
+    dev = drive(kernel)
+    LTFSVolume.format(dev, "LCK001").unmount()
+    # The bytes the reference mkltfs left in tests/data/ltfs (attr_0_1623), and nowhere else.
+    assert kernel.attrs[(0, MamId.VOLUME_LOCK_STATUS)] == bytes.fromhex("162300000100")
+    assert (1, MamId.VOLUME_LOCK_STATUS) not in kernel.attrs
+    lock = dev.read_attribute(MamId.VOLUME_LOCK_STATUS, 0)
+    assert lock == MamAttribute(0x1623, MamFormat.BINARY, b"\x00")
