@@ -33,6 +33,7 @@ from preservation.cli import (
     dips,
     formats,
     ingest,
+    media,
     migrate,
     sips,
     storage,
@@ -116,6 +117,7 @@ app.command()(storage.audit)
 app.command()(storage.repair)
 app.command()(storage.recover)
 app.command()(migrate.migrate)
+app.add_typer(media.app, name="media")
 app.add_typer(db.app, name="db")
 app.add_typer(aips.app, name="aip")
 app.add_typer(dips.app, name="dip")
