@@ -90,7 +90,13 @@ class Settings(BaseSettings):
     clamav_db: Path | None = None
 
     # Tape.
+    # Deprecated: no longer chooses anything; real libraries are sites of the site
+    # file. Any value but this default, without a site file, is refused at start-up.
     tape_backend: str = "preservation.storage.emulator:EmulatedTapeDevice"
+    # Which library each site has, emulated or a real SCSI one (mtx + st): a JSON file
+    # checked against schemas/sites.schema.json (preservation/storage/siteconfig.py).
+    # None: every site is emulated, as the tape_* settings below describe.
+    site_file: Path | None = None
     tape_capacity: int = 18 * 10**12  # LTO-9 native
     # The LTO generation of the blank cartridges an emulated library is stocked
     # with (the barcode's last two characters: L7, L8, L9, ...). Changing it is

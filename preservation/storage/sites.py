@@ -55,10 +55,13 @@ from preservation.errors import (
     StorageError,
     WrongCartridgeError,
 )
+from preservation.storage.changer import MtxChanger, ScsiLibrary
 from preservation.storage.clock import Clock
+from preservation.storage.device import LinuxTapeDevice
 from preservation.storage.interfaces import TapeDevice
 from preservation.storage.library import Durability, EmulatedLibrary, TapeLibrary, barcode_for
 from preservation.storage.ltfs import BLOCK_SIZE, LTFSVolume
+from preservation.storage.siteconfig import SiteSpec, site_specs
 
 __all__ = [
     "CACHE_KEY",
@@ -77,7 +80,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CACHE_KEY = "storage.sites"
-EMULATED_BACKEND = "preservation.storage.emulator:EmulatedTapeDevice"
 
 #: Idle time after which a site gives its drives back, when the settings say
 #: nothing (``tape_idle_unmount_seconds``): long enough for AIPs arriving back
@@ -595,6 +597,7 @@ def build_sites(
     clock: Clock | None = None,
     move_seconds: float = 10.0,
     idle_seconds: float | None = None,
+    device_factory: Callable[[str], TapeDevice] | None = None,
 ) -> dict[str, Site]:
     """Build (or rebuild) every configured site and cache it in ``ctx.cache``.
 
@@ -602,53 +605,47 @@ def build_sites(
     ``durability`` to "none", benchmarks may share a clock, tests shorten
     ``idle_seconds``); :func:`get_site` builds with defaults on first use.
     ``idle_seconds`` defaults to the ``tape_idle_unmount_seconds`` setting;
-    zero turns the idle release off. Raises :class:`DataRootError`, before
-    registering anything, when cartridges the catalogue does not know hold data.
+    zero turns the idle release off. Each site's library is what the site file
+    says (:mod:`preservation.storage.siteconfig`), emulated without one;
+    ``clock``, ``move_seconds`` and ``durability`` concern emulated libraries
+    only (a real one runs on the wall clock), ``device_factory`` only real
+    ones (tests put a fake kernel behind their drives). Raises
+    :class:`DataRootError`, before registering anything, when
+    emulated cartridges the catalogue does not know hold data; a real
+    library's unknown cartridges are checked at their first mount instead
+    (:class:`~preservation.storage.changer.ScsiLibrary`).
     """
     settings = ctx.settings
     read_only = ctx.read_only
     if idle_seconds is None:
         idle_seconds = float(getattr(settings, "tape_idle_unmount_seconds", IDLE_UNMOUNT_SECONDS))
-    if settings.tape_backend != EMULATED_BACKEND:
-        raise ConfigurationError(
-            f"tape backend {settings.tape_backend!r} has no library implementation yet; "
-            f"only {EMULATED_BACKEND} (emulated libraries) is available"
-        )
+    specs = site_specs(settings)
     old = ctx.cache.get(CACHE_KEY)
     if old:
         for site in old.values():
             site.release_all()
     sites: dict[str, Site] = {}
-    libraries: dict[str, EmulatedLibrary] = {}
-    for name in settings.sites:
-        letter = site_letter(settings, name)
+    emulated: dict[str, EmulatedLibrary] = {}
+    real: dict[str, ScsiLibrary] = {}
+    for spec in specs:
+        name = spec.name
         root = settings.tape_dir / name
+        library: TapeLibrary
         try:
-            library = EmulatedLibrary(
-                root,
-                name=name,
-                drives=settings.tape_drives_per_site,
-                clock=clock,
-                move_seconds=move_seconds,
-                durability=durability,
-                production=settings.production,
-                read_only=read_only,
-            )
-            if not read_only:
-                for number in range(1, settings.tape_cartridges_per_site + 1):
-                    library.add_cartridge(
-                        barcode_for(letter, number, settings.tape_media),
-                        capacity=settings.tape_capacity,
-                    )
+            if spec.library == "scsi":
+                library = real[name] = _scsi_library(spec, root, read_only, device_factory)
+            else:
+                library = emulated[name] = _emulated_library(
+                    settings, spec, root, clock, move_seconds, durability, read_only
+                )
         except OSError as err:  # a file where a folder should be, no permission, ...
             raise DataRootError(
-                f"site {name}'s emulated library at {root} cannot be used: "
+                f"site {name}'s library state at {root} cannot be used: "
                 f"{err.strerror or err} ({err.filename or root}); it must be a folder this "
                 "user may write: move what is there aside",
                 path=root,
                 sites=[name],
             ) from err
-        libraries[name] = library
         sites[name] = Site(
             name,
             root,
@@ -658,11 +655,88 @@ def build_sites(
             on_mount=None if read_only else functools.partial(count_mount, ctx),
         )
     if not read_only:
-        _refuse_uncatalogued_data(ctx, libraries)
-        for name, library in libraries.items():
-            _register_cartridges(ctx, name, library.barcodes(), settings.tape_capacity)
+        _refuse_uncatalogued_data(ctx, emulated)
+        capacities = {spec.name: spec.capacity for spec in specs}
+        inventories = {name: lib.barcodes() for name, lib in emulated.items()}
+        inventories.update(_mark_unknown_unverified(ctx, real))
+        for spec in specs:
+            _register_cartridges(ctx, spec.name, inventories[spec.name], capacities[spec.name])
     ctx.cache[CACHE_KEY] = sites
     return sites
+
+
+def _emulated_library(
+    settings: Settings,
+    spec: SiteSpec,
+    root: Path,
+    clock: Clock | None,
+    move_seconds: float,
+    durability: Durability,
+    read_only: bool,
+) -> EmulatedLibrary:
+    library = EmulatedLibrary(
+        root,
+        name=spec.name,
+        drives=spec.drive_count,
+        clock=clock,
+        move_seconds=move_seconds,
+        durability=durability,
+        production=settings.production,
+        read_only=read_only,
+    )
+    if not read_only:
+        letter = site_letter(settings, spec.name)
+        for number in range(1, spec.cartridges + 1):
+            library.add_cartridge(barcode_for(letter, number, spec.media), capacity=spec.capacity)
+    return library
+
+
+def _scsi_library(
+    spec: SiteSpec,
+    root: Path,
+    read_only: bool,
+    device_factory: Callable[[str], TapeDevice] | None,
+) -> ScsiLibrary:
+    assert spec.changer is not None
+    changer = MtxChanger(spec.changer)
+    if spec.mtx_timeout is not None:
+        changer.timeout = spec.mtx_timeout
+    return ScsiLibrary(
+        changer,
+        spec.drive_paths,
+        name=spec.name,
+        state_dir=root,
+        read_only=read_only,
+        device_factory=device_factory or LinuxTapeDevice,
+    )
+
+
+def _mark_unknown_unverified(
+    ctx: Context, libraries: dict[str, ScsiLibrary]
+) -> dict[str, list[str]]:
+    """Each real library's barcodes; those the catalogue lacks are marked for a first-mount check.
+
+    Telling blank from written takes a load, minutes per cartridge, so start-up
+    asks the changer only; marked before registration, so no crash between the
+    two can leave an unknown cartridge registered as scratch and unmarked.
+    """
+    inventories = {name: library.barcodes() for name, library in libraries.items()}
+    if not inventories:
+        return inventories
+    with session_scope(ctx.sessions) as session:
+        known = set(session.scalars(select(Cartridge.barcode)))
+    for name, library in libraries.items():
+        unknown = [b for b in inventories[name] if b not in known]
+        if unknown:
+            log.info(
+                "site %s: %d cartridge(s) new to the catalogue, to be checked blank at their "
+                "first mount: %s",
+                name,
+                len(unknown),
+                ", ".join(unknown),
+            )
+            library.mark_unverified(unknown)
+    return inventories
 
 
 def _refuse_uncatalogued_data(ctx: Context, libraries: dict[str, EmulatedLibrary]) -> None:
