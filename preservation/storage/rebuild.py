@@ -1,0 +1,1106 @@
+"""Rebuilding the catalogue from the tapes alone: LTFS indexes, then each tar's METS and PREMIS.
+
+The catalogue is a cache of what the tapes say (docs/architecture.md §1): if
+it is lost, every cartridge's LTFS index names the version tars, their
+positions and digests, and each tar's root and representation METS name the
+AIP, its files, formats and history. This module reads exactly that, and
+nothing else, and writes the rows in bulk into an empty catalogue.
+
+It reads the libraries read-only (no lock file, no new cartridge, no index
+written) and mounts each cartridge once. Of a tar it reads only the tar
+headers and the few members it needs, seeking over the payload, so a
+rebuild costs index reads and a few hundred kilobytes per version, not the
+archive's size. A version already read at one site is not read again at the
+other: both copies are recorded from their indexes.
+
+What the tapes do not hold cannot come back (:data:`NOT_ON_TAPE` lists it,
+with the reason); what they hold only approximately (times) is set from the
+nearest evidence and said so. The PREMIS events found are chained again per
+tenant, in time order: the old chain's hashes cover fields that were never
+written to tape, so they cannot be recomputed, and a rebuilt chain that
+pretended to be the old one would be a forgery.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from preservation.catalog import service as catalog
+from preservation.catalog.database import session_scope
+from preservation.catalog.models import (
+    AIP,
+    SIP,
+    Agent,
+    AIPState,
+    AIPVersion,
+    Cartridge,
+    CartridgeState,
+    CopyStatus,
+    File,
+    PremisEvent,
+    SIPState,
+    TapeCopy,
+    Tenant,
+)
+from preservation.context import Context
+from preservation.errors import ConflictError, NotFoundError, PreservationError, StorageError
+from preservation.metadata.model import Event, FileObject
+from preservation.storage.emulator import EmulatedCartridge
+from preservation.storage.interfaces import TapeDevice
+from preservation.storage.library import EmulatedLibrary
+from preservation.storage.ltfs import SHA256_XATTR, LTFSVolume
+from preservation.storage.ltfs_index import DirectoryNode, Extent, FileNode, Index, IndexLocation
+from preservation.storage.sites import site_letter
+
+__all__ = [
+    "NOT_ON_TAPE",
+    "RebuildReport",
+    "TarHead",
+    "catalogue_is_empty",
+    "read_tar_head",
+    "rebuild_catalogue",
+    "resolve_site",
+]
+
+log = logging.getLogger(__name__)
+
+#: Every catalogue field the rebuild cannot restore as it was, and why. The
+#: e2e test compares everything else, table by table, with the catalogue the
+#: ingests wrote.
+NOT_ON_TAPE: dict[str, str] = {
+    "sips": "a SIP is a submission in flight; the tapes hold AIPs. Each rebuilt AIP gets a "
+    "committed SIP named by the AIP's own id, with its bag-info, name, Payload-Oxum and "
+    "files from version 1; the original SIP id, source path, attempts and times are gone, "
+    "and rejected or unfinished submissions left nothing on tape",
+    "files.sip_id": "the SIP id is not on tape (see sips)",
+    "premis_events.sip_id": "the SIP id is not on tape; events of version 1's ingest name "
+    "the rebuilt SIP, every event found names its AIP",
+    "premis_events.aip_id": "ingest's first events were recorded before the AIP row existed "
+    "(aip_id empty); on tape they are in the AIP's METS, and the rebuild names the AIP",
+    "premis_events.objects": "the counts and digests kept with an event ({'files': 9}, a "
+    "tar's contents) are catalogue-only; METS links events to objects instead",
+    "premis_events.seq/prev_hash/hash, tenants.event_head/event_count": "the old chain's "
+    "hashes cover seq, sip and objects, which are not on tape, and events that never "
+    "reached a tape; the rebuild chains the events it found again, in time order",
+    "premis_events (after the newest version was written)": "each version's METS is written "
+    "before its tar is stored: the newest version's creation, replication and commit "
+    "events, audits, retention, holds, disposal requests and deletions exist only in the "
+    "catalogue (a later version's METS carries the earlier ones)",
+    "premis_events.id, aip_versions.id, files.id, tape_copies.id, agents.id": "surrogate "
+    "keys; rebuilt in time order, so equal only when nothing else took numbers between",
+    "agents": "METS names each agent by name and version; the catalogue identifier is "
+    "rebuilt from them (name and version, or the identifying tool as files name it)",
+    "tenants.created_at, aips.created_at, aip_versions.created_at/committed_at": "not on "
+    "tape; set from the nearest evidence (the ingestion event, the METS creation date, "
+    "the tar's LTFS modify time)",
+    "tape_copies.written_at/verified_at": "set to the tar's LTFS modify time; the copy is "
+    "marked verified on the strength of the sha256 the index recorded when it was written "
+    "and read back: run `preservation audit` for fresh proof",
+    "tape_copies (failed, discarded, writing)": "a failed or superseded copy is either not "
+    "in the index or indistinguishable from a good one; only listed (verified) and "
+    "disposed copies are restored",
+    "aips.retention_until": "policy, not on tape: re-derived from the tenant's rules and "
+    "the commit time; a curator's own date is lost unless a later version's PREMIS "
+    "records it",
+    "aips.disposed_at": "set to the update time of the first LTFS index generation that no "
+    "longer lists the AIP (seconds after the approval)",
+    "cartridges.state (full, suspect, failed, retired), errors, mounts, updated_at": "the "
+    "catalogue's judgement of a cartridge and its counters; written cartridges come back "
+    "filling, blank ones scratch",
+    "cartridges at a lost site": "a site whose tape folder is gone has no cartridges; the "
+    "report lists every version missing there, for `preservation repair`",
+    "disposals, legal_holds, api_tokens, idempotency_keys, audits, migrations, "
+    "migration_items, migration_files, dips, stage_runs, stage_leases": "requests, "
+    "decisions, credentials and operational state: catalogue-only by design",
+    "files.validation[].message": "a validator's empty message is written to METS as "
+    "'well-formed' (or 'not checked'); the rebuild reads those back as empty",
+}
+
+_TAR_PATH = re.compile(r"/(?P<tenant>[^/]+)/(?P<aip>[0-9a-f-]{36})/v(?P<number>[1-9][0-9]*)\.tar\Z")
+_SOURCE_URI = re.compile(
+    r"(?:\.\./)+(?P<aip>[^/]+)\.v(?P<version>[0-9]+)/data/(?P<mets>.+/METS\.xml)#(?P<file>.+)\Z"
+)
+_BATCH = 5000
+_ORGANISATION_ID = "agent-organisation"
+_SUBMITTER_ID = "agent-submitter"
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RebuildReport:
+    """What was read, what was restored, and what is missing where."""
+
+    sites_read: list[str] = field(default_factory=list)
+    sites_lost: dict[str, str] = field(default_factory=dict)  # site -> why
+    cartridges: int = 0
+    cartridges_written: int = 0
+    cartridges_unreadable: dict[str, str] = field(default_factory=dict)  # barcode -> why
+    tenants: int = 0
+    aips: int = 0
+    aips_disposed: int = 0
+    versions: int = 0
+    files: int = 0
+    events: int = 0
+    copies: int = 0
+    copies_disposed: int = 0
+    tars_read: int = 0
+    bytes_read: int = 0
+    # Versions without a copy at a configured site: {"aip_id", "version", "site"}.
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sites_read": self.sites_read,
+            "sites_lost": self.sites_lost,
+            "cartridges": self.cartridges,
+            "cartridges_written": self.cartridges_written,
+            "cartridges_unreadable": self.cartridges_unreadable,
+            "tenants": self.tenants,
+            "aips": self.aips,
+            "aips_disposed": self.aips_disposed,
+            "versions": self.versions,
+            "files": self.files,
+            "events": self.events,
+            "copies": self.copies,
+            "copies_disposed": self.copies_disposed,
+            "tars_read": self.tars_read,
+            "bytes_read": self.bytes_read,
+            "missing": self.missing,
+            "problems": self.problems,
+            "seconds": round(self.seconds, 3),
+            "not_restored": NOT_ON_TAPE,
+        }
+
+
+Progress = Callable[[str, int, int], None]
+
+
+# -- reading a tar on tape, header by header ---------------------------------------------------
+
+
+class _ExtentReader(io.RawIOBase):
+    """A file on tape as a seekable stream: the tar module then reads headers, not payload.
+
+    Our writer starts every file on a record of its own at byte 0 with
+    fixed-size records (docs/tape-format.md §2), so any byte's record is
+    computable: a seek costs a locate, never a read of what lies between.
+    The last record read is kept, since a tar's small members share one.
+    """
+
+    def __init__(self, device: TapeDevice, blocksize: int, extents: list[Extent], size: int):
+        super().__init__()
+        self._device = device
+        self._blocksize = blocksize
+        self._extents = sorted(extents, key=lambda e: e.file_offset)
+        self._size = size
+        self._pos = 0
+        self._cached: tuple[int, int] | None = None
+        self._block = b""
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        done = 0
+        while done < target.nbytes and self._pos < self._size:
+            piece = self._piece(target.nbytes - done)
+            target[done : done + len(piece)] = piece
+            done += len(piece)
+            self._pos += len(piece)
+        return done
+
+    def _piece(self, wanted: int) -> bytes:
+        extent = None
+        for e in self._extents:
+            if e.file_offset <= self._pos < e.file_offset + e.byte_count:
+                extent = e
+                break
+        if extent is None:  # a sparse hole reads as zeros
+            following = [e.file_offset for e in self._extents if e.file_offset > self._pos]
+            end = min([self._size, *following])
+            return bytes(min(wanted, end - self._pos))
+        within = extent.byte_offset + (self._pos - extent.file_offset)
+        block = extent.start_block + within // self._blocksize
+        skip = within % self._blocksize
+        partition = 0 if extent.partition == "a" else 1
+        if self._cached != (partition, block):
+            here = self._device.position()
+            if (here.partition, here.block) != (partition, block):
+                self._device.locate(partition, block)
+            self._block = self._device.read_block(self._blocksize)
+            if not self._block:
+                raise StorageError(f"a filemark inside a file's data at block {block}")
+            self.bytes_read += len(self._block)
+            self._cached = (partition, block)
+        left = extent.file_offset + extent.byte_count - self._pos
+        return self._block[skip : skip + min(wanted, left)]
+
+
+@dataclass
+class TarHead:
+    """What a version tar says about itself: its bag-info and METS documents, parsed."""
+
+    bag_info: dict[str, list[str]]
+    root: Any  # ParsedMets of data/METS.xml
+    representations: dict[str, Any]  # rep name -> ParsedMets, those this version holds
+    submitted: dict[str, dict[str, str]]  # submitter path -> {algorithm: digest} (version 1)
+    bytes_read: int = 0
+
+
+def _wanted(rel: str) -> bool:
+    if rel in ("bag-info.txt", "data/METS.xml"):
+        return True
+    parts = rel.split("/")
+    if len(parts) == 4 and parts[:2] == ["data", "representations"] and parts[3] == "METS.xml":
+        return True
+    return (
+        len(parts) == 3
+        and parts[:2] == ["data", "submission"]
+        and (parts[2] == "bag-info.txt" or parts[2].startswith("manifest-"))
+    )
+
+
+def read_tar_head(device: TapeDevice, blocksize: int, node: FileNode, scratch: Path) -> TarHead:
+    """Read a version tar's bag-info, root and representation METS, submitted manifests.
+
+    Only headers and those members are read: tarfile seeks over everything
+    else. The METS reader takes a file, so each member lands in ``scratch``
+    first (a few hundred kilobytes at most for a large AIP's METS... or a
+    large one's representation METS, which is the price of its files' rows).
+    """
+    from preservation.aip.bag import decode_manifest_path
+    from preservation.metadata.reader import read_mets
+    from preservation.sip.baginfo import parse_tags
+
+    reader = _ExtentReader(device, blocksize, list(node.extents), node.length)
+    found: dict[str, Path] = {}
+    with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 16), mode="r:") as tar:
+        for member in tar:
+            top, _, rel = member.name.partition("/")
+            if not member.isfile() or ".." in rel.split("/") or not _wanted(rel):
+                continue
+            handle = tar.extractfile(member)
+            if handle is None:
+                continue
+            target = scratch / rel.replace("/", "__")
+            with open(target, "wb") as out:
+                shutil.copyfileobj(handle, out, 1 << 20)
+            found[rel] = target
+    if "data/METS.xml" not in found or "bag-info.txt" not in found:
+        raise StorageError("the tar holds no bag-info.txt or data/METS.xml: not one of our AIPs")
+    root = read_mets(found["data/METS.xml"])
+    reps = {
+        rel.split("/")[2]: read_mets(path)
+        for rel, path in found.items()
+        if rel.startswith("data/representations/")
+    }
+    submitted: dict[str, dict[str, str]] = defaultdict(dict)
+    for rel, path in found.items():
+        name = rel.rsplit("/", 1)[-1]
+        if rel.startswith("data/submission/manifest-") and name.endswith(".txt"):
+            algorithm = name.removeprefix("manifest-").removesuffix(".txt")
+            for line in path.read_text("utf-8").splitlines():
+                digest, _, path_in_bag = line.partition(" ")
+                if path_in_bag:
+                    submitted[decode_manifest_path(path_in_bag.lstrip(" *"))][algorithm] = (
+                        digest.lower()
+                    )
+    return TarHead(
+        bag_info=parse_tags(found["bag-info.txt"].read_text("utf-8")),
+        root=root,
+        representations=reps,
+        submitted=dict(submitted),
+        bytes_read=reader.bytes_read,
+    )
+
+
+# -- what each cartridge holds -----------------------------------------------------------------
+
+
+@dataclass
+class _Copy:
+    site: str
+    barcode: str
+    volume_uuid: str
+    path: str
+    start_block: int | None
+    length: int
+    sha256: str
+    modified: datetime | None
+    disposed_at: datetime | None = None  # from the index generation that dropped it
+
+
+@dataclass
+class _Version:
+    tenant: str
+    aip_id: str
+    number: int
+    copies: list[_Copy] = field(default_factory=list)
+    head: TarHead | None = None
+
+
+def _ltfs_time(text_value: str | None) -> datetime | None:
+    if not text_value:
+        return None
+    value = text_value.strip().rstrip("Z")
+    head, _, frac = value.partition(".")
+    try:
+        parsed = datetime.fromisoformat(head + (f".{frac[:6]}" if frac else ""))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC)
+
+
+def _uids(directory: DirectoryNode) -> Iterator[tuple[int, str, FileNode | DirectoryNode]]:
+    stack: list[tuple[str, DirectoryNode]] = [("", directory)]
+    yield directory.uid, "/", directory
+    while stack:
+        prefix, node = stack.pop()
+        for name, child in node.children.items():
+            path = f"{prefix}/{name}"
+            yield child.uid, path, child
+            if isinstance(child, DirectoryNode):
+                stack.append((path, child))
+
+
+def _read_index_at(device: TapeDevice, location: IndexLocation) -> Index:
+    device.locate(0 if location.partition == "a" else 1, location.block)
+    data = bytearray()
+    while True:
+        block = device.read_block(1 << 20)
+        if not block:
+            break
+        data += block
+    return Index.from_xml(bytes(data))
+
+
+def _removed_files(
+    device: TapeDevice, newest: Index, problems: list[str], barcode: str
+) -> list[tuple[str, FileNode, Index]]:
+    """Files older index generations list and the newest does not, with the index that dropped them.
+
+    LTFS gives every file and folder a uid from a counter the index keeps
+    (``highestfileuid``): when every uid up to it is still listed, nothing
+    ever left the volume and no older generation needs reading. Otherwise
+    the generations are walked back, each once, until every missing uid is
+    found.
+    """
+    listed = {uid for uid, _, _ in _uids(newest.root)}
+    missing = set(range(1, newest.highest_uid + 1)) - listed
+    found: list[tuple[str, FileNode, Index]] = []
+    newer, location = newest, newest.previous
+    seen: set[IndexLocation] = set()
+    while missing and location is not None and location not in seen:
+        seen.add(location)
+        try:
+            older = _read_index_at(device, location)
+        except PreservationError as err:
+            problems.append(f"{barcode}: index generation at {location}: {err}")
+            break
+        for uid, path, node in _uids(older.root):
+            if uid in missing:
+                missing.discard(uid)
+                if isinstance(node, FileNode):
+                    found.append((path, node, newer))
+        newer, location = older, older.previous
+    return found
+
+
+# -- the rebuild ---------------------------------------------------------------------------------
+
+
+_CHECKED_TABLES = (Tenant, AIP, SIP, AIPVersion, File, PremisEvent, TapeCopy, Cartridge)
+
+
+def catalogue_is_empty(session: Session) -> bool:
+    return all(
+        not session.scalar(select(func.count()).select_from(model)) for model in _CHECKED_TABLES
+    )
+
+
+def resolve_site(ctx: Context, name: str) -> str:
+    """A site by name (``site-a``) or by its barcode letter (``A``)."""
+    sites = list(ctx.settings.sites)
+    if name in sites:
+        return name
+    for site in sites:
+        if site_letter(ctx.settings, site) == name.upper():
+            return site
+    raise NotFoundError(f"no site {name!r}; configured: {', '.join(sites)}", site=name)
+
+
+def rebuild_catalogue(
+    ctx: Context,
+    *,
+    sites: list[str] | None = None,
+    progress: Progress | None = None,
+    write: bool = True,
+) -> RebuildReport:
+    """Read every cartridge of ``sites`` (default: all) and write the catalogue they describe.
+
+    Refuses a catalogue that holds anything (rule ``catalogue-not-empty``):
+    rows a running archive has and the tapes do not (SIPs in flight,
+    disposals, tokens) would be lost or contradicted, so the operator
+    points the command at a new, empty database instead. ``write=False``
+    reads exactly as much and writes nothing (the benchmark's baseline).
+    """
+    started = time.perf_counter()
+    update_progress = progress or (lambda what, done, total: None)
+    report = RebuildReport()
+    if write:
+        with session_scope(ctx.sessions) as session:
+            if not catalogue_is_empty(session):
+                raise ConflictError(
+                    "the catalogue is not empty: a rebuild from the tapes writes into an empty "
+                    "catalogue only, so nothing it holds beyond the tapes (SIPs in flight, "
+                    "disposals, holds, tokens) is lost or contradicted. Point "
+                    "PRESERVATION_DATABASE_URL at a new database, or move the SQLite file "
+                    f"({ctx.settings.catalog_url}) aside, then run it again",
+                    rule="catalogue-not-empty",
+                )
+    chosen = sites or list(ctx.settings.sites)
+    versions: dict[tuple[str, int], _Version] = {}
+    cartridges: list[dict[str, Any]] = []
+    scratch = Path(tempfile.mkdtemp(prefix="rebuild-", dir=_scratch_parent(ctx)))
+    try:
+        for site in chosen:
+            root = ctx.settings.tape_dir / site
+            if not (root / "cartridges").is_dir():
+                report.sites_lost[site] = f"no tape folder at {root / 'cartridges'}"
+                continue
+            report.sites_read.append(site)
+            library = EmulatedLibrary(root, name=site, read_only=True, move_seconds=0.0)
+            barcodes = library.barcodes()
+            for n, barcode in enumerate(barcodes, start=1):
+                row = _read_cartridge(ctx, library, site, barcode, versions, report, scratch)
+                cartridges.append(row)
+                update_progress(f"{site}", n, len(barcodes))
+        for site in ctx.settings.sites:
+            if site not in chosen:
+                report.sites_lost.setdefault(site, "not asked for (--site)")
+        report.cartridges = len(cartridges)
+        if write:
+            _write_catalogue(ctx, versions, cartridges, report, update_progress)
+        else:
+            report.versions = len(versions)
+            report.aips = len({aip for aip, _ in versions})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _scratch_parent(ctx: Context) -> Path | None:
+    staging = getattr(ctx.settings, "staging_dir", None)
+    if staging is not None and Path(staging).is_dir():
+        return Path(staging)
+    return None
+
+
+def _read_cartridge(
+    ctx: Context,
+    library: EmulatedLibrary,
+    site: str,
+    barcode: str,
+    versions: dict[tuple[str, int], _Version],
+    report: RebuildReport,
+    scratch: Path,
+) -> dict[str, Any]:
+    """One cartridge: its row, and every version tar it lists now or listed once."""
+    row: dict[str, Any] = {
+        "barcode": barcode,
+        "site": site,
+        "state": CartridgeState.SCRATCH,
+        "volume_uuid": None,
+        "capacity": ctx.settings.tape_capacity,
+        "used": 0,
+        "errors": 0,
+        "mounts": 0,
+        "reclaimable": 0,
+    }
+    if EmulatedCartridge(library.cartridge_path(barcode), barcode).is_blank():
+        return row
+    report.cartridges_written += 1
+    try:
+        device = library.mount(barcode)
+    except PreservationError as err:
+        report.cartridges_unreadable[barcode] = str(err)
+        report.problems.append(f"site {site}: cartridge {barcode} cannot be mounted: {err}")
+        row["state"] = CartridgeState.SUSPECT
+        return row
+    try:
+        volume = LTFSVolume.mount(device, barcode, read_only=True)
+        row["volume_uuid"] = volume.volume_uuid
+        row["state"] = CartridgeState.FILLING
+        space = device.status().partitions[1]
+        if space.capacity is not None:
+            row["capacity"] = space.capacity
+            remaining = space.remaining if space.remaining is not None else volume.free_bytes
+            row["used"] = max(0, space.capacity - remaining)
+        listed = [(path, node, None) for path, node in volume.index.walk()]
+        removed = _removed_files(device, volume.index, report.problems, barcode)
+        for path, node, dropped_by in [*listed, *removed]:
+            match = _TAR_PATH.match(path)
+            if match is None:
+                continue
+            key = (match["aip"], int(match["number"]))
+            version = versions.get(key)
+            if version is None:
+                version = versions[key] = _Version(match["tenant"], key[0], key[1])
+            sha = node.xattrs.get(SHA256_XATTR)
+            copy = _Copy(
+                site=site,
+                barcode=barcode,
+                volume_uuid=volume.volume_uuid,
+                path=path,
+                start_block=min((e.start_block for e in node.extents), default=None),
+                length=node.length,
+                sha256=sha.decode("ascii").strip().lower() if sha else "",
+                modified=_ltfs_time(node.modify_time),
+                disposed_at=_ltfs_time(dropped_by.update_time) if dropped_by else None,
+            )
+            if copy.disposed_at is not None:
+                row["reclaimable"] += node.length
+            version.copies.append(copy)
+            if version.head is None:
+                try:
+                    version.head = read_tar_head(device, volume.blocksize, node, scratch)
+                    report.tars_read += 1
+                    report.bytes_read += version.head.bytes_read
+                except (PreservationError, OSError, tarfile.TarError) as err:
+                    report.problems.append(f"{site}/{barcode}{path}: unreadable head: {err}")
+                for leftover in scratch.iterdir():
+                    leftover.unlink()
+    except PreservationError as err:
+        report.cartridges_unreadable[barcode] = str(err)
+        report.problems.append(f"site {site}: cartridge {barcode} holds no readable LTFS: {err}")
+        row["state"] = CartridgeState.SUSPECT
+    finally:
+        try:
+            library.unmount(barcode)
+        except PreservationError as err:
+            log.warning("rebuild: unmounting %s: %s", barcode, err)
+    return row
+
+
+# -- from what was read to rows ----------------------------------------------------------
+
+
+def _agent_identifiers(agents: list[Any], tools: set[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """METS agent id -> (catalogue identifier, agents row) for the agents the catalogue keeps.
+
+    The catalogue names a tool ``"<name> <version>"``, except a format
+    engine, whose agent version adds its signatures; files name that engine
+    as their identifying tool (``fido 1.6.1``), which settles it.
+    """
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for agent in agents:
+        if agent.id in (_ORGANISATION_ID, _SUBMITTER_ID):
+            continue
+        if agent.type == "software":
+            identifier = f"{agent.name} {agent.version}" if agent.version else agent.name
+            for tool in tools:
+                rest = tool.removeprefix(agent.name + " ")
+                if rest != tool and agent.version and agent.version.startswith(rest + " ("):
+                    identifier = tool
+        else:
+            identifier = agent.name
+        out[agent.id] = (
+            identifier,
+            {
+                "identifier": identifier,
+                "name": agent.name,
+                "type": agent.type,
+                "version": agent.version,
+            },
+        )
+    return out
+
+
+def _event_row(event: Event, tenant: str, aip_id: str, agent_ids: dict[str, Any]) -> dict[str, Any]:
+    agents: dict[str, list[str]] = {}
+    for link in event.agents:
+        if link.agent_id == _ORGANISATION_ID and link.role == "authorizer":
+            continue  # every event names the tenant's organisation: METS only
+        identifier = agent_ids.get(link.agent_id, (link.agent_id, None))[0]
+        agents.setdefault(link.role or "", []).append(identifier)
+    return {
+        "uuid": str(event.id),
+        "tenant_id": tenant,
+        "aip_id": aip_id,
+        "type": event.type,
+        "occurred_at": event.datetime,
+        "detail": event.detail or "",
+        "outcome": event.outcome,
+        "outcome_detail": event.outcome_detail or "",
+        "agents": agents,
+        "objects": {},
+    }
+
+
+def _identification(f: FileObject, engines: dict[str, str]) -> dict[str, Any]:
+    engine, _, engine_version = (f.format.tool or "").partition(" ")
+    return {
+        "puids": list(f.format.puids),
+        "engine": engine or None,
+        "engine_version": engine_version or None,
+        "signature_release": engines.get(f.format.tool or ""),
+        "warning": f.format.warning,
+        "error": f.format.error,
+    }
+
+
+def _validation(events: list[Event]) -> list[dict[str, Any]] | None:
+    verdicts = []
+    for e in events:
+        if e.type != "validation" or not (e.detail or "").startswith("format validation with "):
+            continue
+        tool, _, version = (e.detail or "").removeprefix("format validation with ").partition(" ")
+        valid = True if e.outcome == "success" else False if e.outcome == "failure" else None
+        message = e.outcome_detail or ""
+        if (valid is True and message == "well-formed") or (
+            valid is None and message == "not checked"
+        ):
+            message = ""
+        verdicts.append({"tool": tool, "version": version, "valid": valid, "message": message})
+    return verdicts or None
+
+
+def _write_catalogue(
+    ctx: Context,
+    versions: dict[tuple[str, int], _Version],
+    cartridges: list[dict[str, Any]],
+    report: RebuildReport,
+    progress: Progress,
+) -> None:
+    from preservation.catalog.search import index_aips
+    from preservation.metadata.dc_input import dc_as_record
+    from preservation.rules import retention_until, rules_for
+
+    by_aip: dict[str, list[_Version]] = defaultdict(list)
+    for v in versions.values():
+        if v.head is None:
+            report.problems.append(
+                f"AIP {v.aip_id} v{v.number}: no copy's METS could be read; not restored"
+            )
+            continue
+        by_aip[v.aip_id].append(v)
+    for vs in by_aip.values():
+        vs.sort(key=lambda v: v.number)
+    configured = list(ctx.settings.sites)
+    all_read = set(report.sites_read) == set(configured)
+
+    tenants: dict[str, dict[str, Any]] = {}
+    agents: dict[str, dict[str, Any]] = {}
+    sips: list[dict[str, Any]] = []
+    aips: list[dict[str, Any]] = []
+    version_rows: list[tuple[_Version, dict[str, Any]]] = []
+    events: dict[str, dict[str, Any]] = {}
+    indexed: list[str] = []
+    file_plan: list[tuple[_Version, list[dict[str, Any]], list[FileObject]]] = []
+
+    for aip_id, vs in by_aip.items():
+        first, newest = vs[0], vs[-1]
+        assert first.head is not None and newest.head is not None
+        if first.number != 1:
+            report.problems.append(
+                f"AIP {aip_id}: versions {', '.join(str(v.number) for v in vs)} found, "
+                "not version 1; its SIP and originals are not restored"
+            )
+        tenant = newest.tenant
+        package = newest.head.root.package
+        tenants.setdefault(tenant, {"id": tenant, "name": package.organisation, "first": None})
+        tools = {
+            f.format.tool
+            for v in vs
+            for rep in (v.head.representations.values() if v.head else [])
+            for f in rep.files
+            if f.format.tool
+        }
+        agent_ids: dict[str, Any] = {}
+        engines: dict[str, str] = {}
+        for v in vs:
+            assert v.head is not None
+            ids = _agent_identifiers(list(v.head.root.package.agents), tools)
+            agent_ids.update(ids)
+            for identifier, row in ids.values():
+                if row["type"] == "person":
+                    row["tenant_id"] = tenant
+                agents.setdefault(identifier, row)
+                version_text = row.get("version") or ""
+                if identifier in tools and " (signatures " in version_text:
+                    engines[identifier] = version_text.split(" (signatures ", 1)[1][:-1]
+        for v in vs:
+            assert v.head is not None
+            for event in v.head.root.package.events:
+                row = _event_row(event, tenant, aip_id, agent_ids)
+                if v.number == 1:
+                    row["sip_id"] = aip_id
+                events.setdefault(row["uuid"], row)
+        disposed = [c.disposed_at for v in vs for c in v.copies if c.disposed_at is not None]
+        bag_info = first.head.root.package.bag_info if first.number == 1 else package.bag_info
+        aip_bag = newest.head.bag_info
+        started = [
+            e["occurred_at"]
+            for e in events.values()
+            if e["aip_id"] == aip_id and e["type"] == "ingestion"
+        ]
+        created = min(started) if started else package.created
+        first_files = first.head.representations.get("rep1") if first.number == 1 else None
+        sips.append(
+            {
+                "id": aip_id,
+                "tenant_id": tenant,
+                "name": _first(aip_bag, "Source-Bag-Name") or "",
+                "source_path": "",
+                "state": SIPState.COMMITTED,
+                "stage": "committed",
+                "external_identifier": _first(bag_info, "External-Identifier"),
+                "bag_info": bag_info,
+                "payload_oxum": _first(bag_info, "Payload-Oxum"),
+                "file_count": len(first_files.files) if first_files else 0,
+                "payload_bytes": sum(f.size for f in first_files.files) if first_files else 0,
+                "aip_id": aip_id,
+                "created_at": created,
+                "updated_at": created,
+            }
+        )
+        state = AIPState.ACTIVE
+        for v in vs:
+            sites_with = {c.site for c in v.copies if c.disposed_at is None}
+            for site in configured:
+                if site not in {c.site for c in v.copies}:
+                    report.missing.append({"aip_id": aip_id, "version": v.number, "site": site})
+            if all_read and not disposed and set(configured) - sites_with:
+                state = AIPState.PENDING
+        if disposed:
+            state = AIPState.DISPOSED
+        committed = [_committed_at(v, events) for v in vs]
+        aips.append(
+            {
+                "id": aip_id,
+                "tenant_id": tenant,
+                "sip_id": aip_id,
+                "external_identifier": _first(aip_bag, "External-Identifier"),
+                "source_bag_name": _first(aip_bag, "Source-Bag-Name") or "",
+                "state": state,
+                "created_at": created,
+                "descriptive": None
+                if state is AIPState.DISPOSED
+                else dc_as_record(newest.head.root.dublin_core),
+                "retention_until": None,
+                "disposed_at": min(disposed) if disposed else None,
+                "_committed": committed[0],
+            }
+        )
+        if state is not AIPState.DISPOSED:
+            indexed.append(aip_id)
+        for v, when in zip(vs, committed, strict=True):
+            assert v.head is not None
+            types = {e.type for e in v.head.root.package.events}
+            reason = (
+                "ingest"
+                if v.number == 1
+                else "migration"
+                if "migration" in types
+                else "metadata"
+                if "metadata modification" in types
+                else "update"
+            )
+            good = [c for c in v.copies if c.sha256]
+            version_rows.append(
+                (
+                    v,
+                    {
+                        "aip_id": aip_id,
+                        "number": v.number,
+                        "reason": reason,
+                        "tar_name": f"v{v.number}.tar",
+                        "tar_size": good[0].length if good else None,
+                        "tar_sha256": good[0].sha256 if good else None,
+                        "staging_path": None,
+                        "created_at": v.head.root.package.created,
+                        "committed_at": when if state is not AIPState.PENDING else None,
+                    },
+                )
+            )
+            shas = {c.sha256 for c in good}
+            if len(shas) > 1:
+                report.problems.append(
+                    f"AIP {aip_id} v{v.number}: its copies' LTFS digests differ "
+                    f"({', '.join(sorted(shas))}); run `preservation audit`"
+                )
+            for _name, rep in sorted(v.head.representations.items()):
+                own = [f for f in rep.files if f.held_in is None]
+                rows = []
+                for f in own:
+                    submitted = (
+                        first.head.submitted.get(f.original_name, {}) if v.number == 1 else {}
+                    )
+                    own_events = [
+                        e for e in rep.events if any(o.object_id == f.id for o in e.objects)
+                    ]
+                    validation = _validation(own_events)
+                    valid = (
+                        None
+                        if not validation
+                        else False
+                        if any(x["valid"] is False for x in validation)
+                        else True
+                        if any(x["valid"] is True for x in validation)
+                        else None
+                    )
+                    rows.append(
+                        {
+                            "sip_id": aip_id,
+                            "original_name": f.original_name,
+                            "aip_path": f"data/{f.path}",
+                            "size": f.size,
+                            "sha256": f.digests["sha256"],
+                            "sha512": f.digests.get("sha512", ""),
+                            "submitted_digests": submitted,
+                            "puid": f.format.puids[0] if f.format.puids else None,
+                            "format_name": f.format.name,
+                            "format_version": f.format.version,
+                            "mime": f.format.mime,
+                            "identification_basis": f.format.basis,
+                            "identification": _identification(f, engines),
+                            "properties": dict(f.properties) or None,
+                            "valid": valid,
+                            "validation": validation,
+                        }
+                    )
+                file_plan.append((v, rows, own))
+
+    # Tenants: their first event dates them.
+    for e in events.values():
+        t = tenants[e["tenant_id"]]
+        if t["first"] is None or e["occurred_at"] < t["first"]:
+            t["first"] = e["occurred_at"]
+
+    retention = {
+        a["id"]: retention_until(rules_for(ctx.settings, a["tenant_id"]), a["_committed"])
+        for a in aips
+        if a["_committed"] is not None and a["state"] is not AIPState.DISPOSED
+    }
+
+    with session_scope(ctx.sessions) as session:
+        if not catalogue_is_empty(session):
+            raise ConflictError(
+                "the catalogue was written to while the tapes were read; rebuild into an "
+                "empty catalogue",
+                rule="catalogue-not-empty",
+            )
+        _bulk(
+            session,
+            Tenant,
+            [
+                {"id": t["id"], "name": t["name"], "created_at": t["first"], "event_count": 0}
+                for t in sorted(tenants.values(), key=lambda t: t["id"])
+            ],
+        )
+        if agents:
+            session.execute(insert(Agent), sorted(agents.values(), key=lambda a: a["identifier"]))
+        _bulk(session, SIP, sorted(sips, key=lambda s: s["created_at"]))
+        aip_rows = []
+        for a in sorted(aips, key=lambda a: a["created_at"]):
+            row = {k: v for k, v in a.items() if not k.startswith("_")}
+            row["retention_until"] = retention.get(a["id"])
+            aip_rows.append(row)
+        _bulk(session, AIP, aip_rows)
+        progress("catalogue", 1, 5)
+
+        ordered = sorted(version_rows, key=lambda vr: (vr[1]["created_at"], vr[1]["aip_id"]))
+        ids: dict[tuple[str, int], int] = {}
+        for start in range(0, len(ordered), _BATCH):
+            chunk = ordered[start : start + _BATCH]
+            returned = session.scalars(
+                insert(AIPVersion).returning(AIPVersion.id, sort_by_parameter_order=True),
+                [row for _, row in chunk],
+            ).all()
+            for (v, _), new_id in zip(chunk, returned, strict=True):
+                ids[(v.aip_id, v.number)] = new_id
+        report.versions = len(ids)
+        progress("catalogue", 2, 5)
+
+        # Files in version order, then the links a migration made between them.
+        file_ids: dict[tuple[str, int, str], int] = {}
+        links: list[tuple[int, FileObject, _Version]] = []
+        file_plan.sort(key=lambda p: ids[(p[0].aip_id, p[0].number)])
+        pending_rows: list[tuple[_Version, dict[str, Any], FileObject]] = []
+        for v, rows, own in file_plan:
+            version_id = ids[(v.aip_id, v.number)]
+            for row, f in zip(rows, own, strict=True):
+                row["aip_version_id"] = version_id
+                pending_rows.append((v, row, f))
+        for start in range(0, len(pending_rows), _BATCH):
+            chunk2 = pending_rows[start : start + _BATCH]
+            returned = session.scalars(
+                insert(File).returning(File.id, sort_by_parameter_order=True),
+                [row for _, row, _ in chunk2],
+            ).all()
+            for (v, row, f), new_id in zip(chunk2, returned, strict=True):
+                rep_path = row["aip_path"].removeprefix("data/").split("/data/", 1)[0]
+                file_ids[(v.aip_id, v.number, f"{rep_path}/METS.xml#{f.id}")] = new_id
+                if f.derived_from:
+                    links.append((new_id, f, v))
+        report.files = len(pending_rows)
+        derived = []
+        superseded = []
+        for new_id, f, v in links:
+            m = _SOURCE_URI.match(f.derived_from or "")
+            source = (
+                file_ids.get((v.aip_id, int(m["version"]), f"{m['mets']}#{m['file']}"))
+                if m
+                else None
+            )
+            if source is None:
+                report.problems.append(
+                    f"AIP {v.aip_id} v{v.number}: {f.path} derives from {f.derived_from}, "
+                    "which was not restored"
+                )
+                continue
+            derived.append({"id": new_id, "derived_from": source})
+            superseded.append({"id": source, "superseded_in": v.number})
+        if derived:
+            session.execute(update(File), derived)
+            session.execute(update(File), superseded)
+        progress("catalogue", 3, 5)
+
+        # Events, chained again per tenant in time order.
+        by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for e in events.values():
+            by_tenant[e["tenant_id"]].append(e)
+        event_rows: list[dict[str, Any]] = []
+        heads: dict[str, tuple[str | None, int]] = {}
+        for tenant_id, rows_ in sorted(by_tenant.items()):
+            prev: str | None = None
+            rows_.sort(key=lambda e: (e["occurred_at"], e["uuid"]))
+            for seq, e in enumerate(rows_, start=1):
+                e.setdefault("sip_id", None)
+                e["seq"] = seq
+                e["prev_hash"] = prev
+                e["hash"] = catalog.event_hash(
+                    {
+                        "uuid": e["uuid"],
+                        "tenant": tenant_id,
+                        "seq": seq,
+                        "sip": e["sip_id"],
+                        "aip": e["aip_id"],
+                        "type": e["type"],
+                        "at": e["occurred_at"]
+                        .astimezone(UTC)
+                        .replace(tzinfo=None)
+                        .isoformat(timespec="microseconds"),
+                        "detail": e["detail"],
+                        "outcome": e["outcome"],
+                        "outcome_detail": e["outcome_detail"],
+                        "agents": e["agents"],
+                        "objects": e["objects"],
+                        "prev": prev,
+                    }
+                )
+                prev = e["hash"]
+                event_rows.append(e)
+            heads[tenant_id] = (prev, len(rows_))
+        event_rows.sort(key=lambda e: (e["occurred_at"], e["uuid"]))
+        _bulk(session, PremisEvent, event_rows)
+        for tenant_id, (head, count) in heads.items():
+            session.execute(
+                update(Tenant)
+                .where(Tenant.id == tenant_id)
+                .values(event_head=head, event_count=count)
+                .execution_options(synchronize_session=False)
+            )
+        report.events = len(event_rows)
+        progress("catalogue", 4, 5)
+
+        _bulk(session, Cartridge, cartridges)
+        copy_rows = []
+        for v, _row in ordered:
+            for c in sorted(
+                v.copies, key=lambda c: (c.modified or datetime.min.replace(tzinfo=UTC), c.site)
+            ):
+                copy_rows.append(
+                    {
+                        "aip_version_id": ids[(v.aip_id, v.number)],
+                        "site": c.site,
+                        "barcode": c.barcode,
+                        "volume_uuid": c.volume_uuid,
+                        "path": c.path,
+                        "start_block": c.start_block,
+                        "length": c.length,
+                        "sha256": c.sha256,
+                        "status": CopyStatus.DISPOSED if c.disposed_at else CopyStatus.VERIFIED,
+                        "written_at": c.modified,
+                        "verified_at": c.modified,
+                    }
+                )
+        _bulk(session, TapeCopy, copy_rows)
+        report.copies = len(copy_rows)
+        report.copies_disposed = sum(1 for c in copy_rows if c["status"] is CopyStatus.DISPOSED)
+        index_aips(session, indexed)
+        progress("catalogue", 5, 5)
+    report.tenants = len(tenants)
+    report.aips = len(aips)
+    report.aips_disposed = sum(1 for a in aips if a["state"] is AIPState.DISPOSED)
+
+
+def _first(bag_info: dict[str, list[str]], label: str) -> str | None:
+    for key, values in bag_info.items():
+        if key.lower() == label.lower() and values:
+            return values[0]
+    return None
+
+
+def _committed_at(v: _Version, events: dict[str, dict[str, Any]]) -> datetime | None:
+    """When the version became safe: its commit event if a later METS has it, else its last copy."""
+    done = [
+        e["occurred_at"]
+        for e in events.values()
+        if e["aip_id"] == v.aip_id
+        and e["type"] == "ingestion"
+        and v.number == 1
+        and e["detail"].startswith("ingestion completed")
+    ]
+    if done:
+        return min(done)
+    written = [c.modified for c in v.copies if c.modified is not None]
+    return max(written) if written else None
+
+
+def _bulk(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _BATCH):
+        session.execute(insert(model), rows[start : start + _BATCH])
