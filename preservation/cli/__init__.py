@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - older Typer, on Click itself
 from preservation.cli import (
     aips,
     api,
+    catalog,
     db,
     dips,
     formats,
@@ -119,6 +120,7 @@ app.command()(storage.recover)
 app.command()(migrate.migrate)
 app.add_typer(media.app, name="media")
 app.add_typer(db.app, name="db")
+app.add_typer(catalog.app, name="catalog")
 app.add_typer(aips.app, name="aip")
 app.add_typer(dips.app, name="dip")
 app.add_typer(formats.app, name="formats")

@@ -797,16 +797,16 @@ def _write_catalogue(
                 "updated_at": created,
             }
         )
-        state = AIPState.ACTIVE
+        state = AIPState.DISPOSED if disposed else AIPState.ACTIVE
         for v in vs:
-            sites_with = {c.site for c in v.copies if c.disposed_at is None}
+            if disposed:
+                break  # a tombstone misses nothing: its copies were meant to go
+            sites_with = {c.site for c in v.copies}
             for site in configured:
-                if site not in {c.site for c in v.copies}:
+                if site not in sites_with:
                     report.missing.append({"aip_id": aip_id, "version": v.number, "site": site})
-            if all_read and not disposed and set(configured) - sites_with:
-                state = AIPState.PENDING
-        if disposed:
-            state = AIPState.DISPOSED
+            if all_read and set(configured) - sites_with:
+                state = AIPState.PENDING  # never verified at every site: never committed
         committed = [_committed_at(v, events) for v in vs]
         aips.append(
             {
