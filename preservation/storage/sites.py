@@ -786,7 +786,7 @@ def _refuse_uncatalogued_data(ctx: Context, libraries: dict[str, EmulatedLibrary
         f"{state}, yet cartridges under {tape_dir} hold data, so none is taken as scratch "
         f"(that would write over it): {listing}. To start an empty archive, move the tape "
         "folder aside; to keep these AIPs, restore the catalogue from a backup, or rebuild "
-        "it from the tapes (that command is still to come)",
+        "it from the tapes into an empty catalogue: `preservation catalog rebuild --from-tapes`",
         path=tape_dir,
         sites=sorted({site for site, _, _ in found}),
         barcodes=[barcode for _, barcode, _ in found],
