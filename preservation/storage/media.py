@@ -62,6 +62,7 @@ from preservation.catalog.models import (
 from preservation.context import Context
 from preservation.errors import (
     ConflictError,
+    DeviceBusyError,
     InvalidRequestError,
     NotFoundError,
     PreservationError,
@@ -301,10 +302,11 @@ def migrate_media(
     the_site = get_site(ctx, site)
     the_site.check_available()
     report = MigrationReport(site=site, from_media=from_media, to_media=to_media)
-    with _one_run_per_site(ctx, site) as workdir:
-        report.stale_writes = discard_stale_writes(ctx)
-        _run(ctx, report, workdir, limit, max_batch_bytes, progress or _quiet)
-    release_drives(ctx)
+    try:
+        with _one_run_per_site(ctx, site) as workdir:
+            _run(ctx, report, workdir, limit, max_batch_bytes, progress or _quiet)
+    finally:
+        release_drives(ctx)
     report.elapsed_seconds = time.monotonic() - started
     return report
 
@@ -372,19 +374,19 @@ def _run(
             (RecallItem(o.barcode, o.start_block, o, o.size) for o in old), mounted=mounted
         )
     ]
-    # The unit of --limit is the version: its first copy in tape order places it.
-    chosen: list[int] = []
+    # The unit of --limit is the version, placed by its first copy in tape order; a
+    # second old copy of it (rare) is switched with the first, never copied twice.
+    first: dict[int, _Old] = {}
     for o in ordered:
-        if o.version_id not in chosen:
-            chosen.append(o.version_id)
-    if limit is not None:
-        chosen = chosen[:limit]
-    chosen_set = set(chosen)
-    work = [o for o in ordered if o.version_id in chosen_set]
+        first.setdefault(o.version_id, o)
+    work = list(first.values())[:limit] if limit is not None else list(first.values())
+    chosen = [o.version_id for o in work]
     with session_scope(ctx.sessions) as session:
         missing = missing_elsewhere(session, site, sites, chosen)
     if missing:
         raise _refuse_missing(site, missing)
+    # The run starts here: nothing was changed before the checks.
+    report.stale_writes = discard_stale_writes(ctx)
     to_copy = [o for o in work if o.version_id not in done_before]
     if to_copy:
         _check_new_media(ctx, site, to_media)
@@ -394,14 +396,13 @@ def _run(
     moved: set[int] = set()
     progress("versions", 0, total)
     # A killed run verified these on the new generation already: only the switch is left.
-    for o in work:
-        if o.version_id in done_before:
-            new_id, new_barcode = done_before[o.version_id]
-            _switch(ctx, o, new_id, new_barcode, to_media)
-            if o.version_id not in moved:
-                moved.add(o.version_id)
-                report.copies.append(_entry(o, new_id, new_barcode, copied=False))
-                progress("versions", len(moved), total)
+    resumed = [(o, *done_before[o.version_id]) for o in work if o.version_id in done_before]
+    if resumed:
+        _switch(ctx, site, from_media, to_media, [(o, cid, bc) for o, cid, bc in resumed])
+        for o, new_id, new_barcode in resumed:
+            moved.add(o.version_id)
+            report.copies.append(_entry(o, new_id, new_barcode, copied=False))
+        progress("versions", len(moved), total)
     by_cartridge: dict[str, list[_Old]] = {}
     for o in to_copy:
         by_cartridge.setdefault(o.barcode, []).append(o)
@@ -558,7 +559,9 @@ def _migrate_batch(
                 continue
             finally:
                 tmp.unlink(missing_ok=True)
-            _switch(ctx, o, new.id, new.barcode, report.to_media)
+            _switch(
+                ctx, report.site, report.from_media, report.to_media, [(o, new.id, new.barcode)]
+            )
             report.versions_copied += 1
             report.bytes_copied += o.size
             report.copies.append(_entry(o, new.id, new.barcode, copied=True))
@@ -580,6 +583,8 @@ def _fetch(ctx: Context, o: _Old, dest: Path) -> str | None:
         return None
     except SiteUnavailableError:
         raise
+    except DeviceBusyError as err:  # nothing wrong with the copy: the next run reads it
+        return f"{o.barcode} is busy in another process ({err}); run the migration again"
     except PreservationError as err:
         problems = [f"{o.barcode}: {err}"]
         log.warning("media migration: copy %d on %s unreadable: %s", o.copy_id, o.barcode, err)
@@ -616,20 +621,37 @@ def _failure(o: _Old, error: str) -> dict[str, Any]:
     }
 
 
-def _switch(ctx: Context, o: _Old, new_id: int, new_barcode: str, to_media: str) -> None:
-    """The old copy stops counting: only ever after the new one is verified."""
+def _switch(
+    ctx: Context,
+    site: str,
+    from_media: str,
+    to_media: str,
+    moves: list[tuple[_Old, int, str]],
+) -> None:
+    """Old copies stop counting, in one transaction: only ever once the new one is verified.
+
+    Every verified copy of the version on the site's old generation goes, not
+    only the one that was read: a version is moved once, whatever it had there.
+    """
     failpoint("media-switch")  # new copy verified, old one not yet discarded: both count
     with session_scope(ctx.sessions) as session:
-        session.execute(
-            update(TapeCopy)
-            .where(TapeCopy.id == o.copy_id, TapeCopy.status == CopyStatus.VERIFIED)
-            .values(
-                status=CopyStatus.DISCARDED,
-                error=f"migrated to {to_media}: copy {new_id} on {new_barcode}",
+        for o, new_id, new_barcode in moves:
+            session.execute(
+                update(TapeCopy)
+                .where(
+                    TapeCopy.aip_version_id == o.version_id,
+                    TapeCopy.site == site,
+                    TapeCopy.status == CopyStatus.VERIFIED,
+                    _of_media(TapeCopy.barcode, from_media),
+                )
+                .values(
+                    status=CopyStatus.DISCARDED,
+                    error=f"migrated to {to_media}: copy {new_id} on {new_barcode}",
+                )
+                .execution_options(synchronize_session=False)
             )
-            .execution_options(synchronize_session=False)
-        )
-    log.info("media migration: %s v%d %s -> %s", o.aip_id, o.number, o.barcode, new_barcode)
+    for o, _new_id, new_barcode in moves:
+        log.info("media migration: %s v%d %s -> %s", o.aip_id, o.number, o.barcode, new_barcode)
 
 
 def _retire_emptied(
