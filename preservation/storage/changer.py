@@ -587,7 +587,13 @@ class ScsiLibrary:
         with self._robot():
             status = self.status()
             in_drive = status.drive_holding(barcode)
-            if in_drive is not None and in_drive.number < len(self.drive_paths):
+            if in_drive is not None and in_drive.number >= len(self.drive_paths):
+                raise DeviceBusyError(
+                    f"cartridge {barcode} is in drive {in_drive.number} of changer "
+                    f"{self.changer.device}, which site {self.name} does not use",
+                    barcode=barcode,
+                )
+            if in_drive is not None:
                 # Left in a drive by a process that died: use it where it is.
                 drive_lock = self._drive_lock(in_drive.number)
                 if not drive_lock.acquire():
