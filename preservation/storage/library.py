@@ -6,8 +6,8 @@ cartridge as a directory in the reference LTFS file-backend layout
 (``<root>/cartridges/<barcode>/``) and gives each mount a fresh
 :class:`~preservation.storage.emulator.EmulatedTapeDevice`, charging robot moves,
 loads and unloads to one :class:`~preservation.storage.clock.SimulatedClock` per
-library. A real SCSI changer (``mtx``) would implement the same Protocol; it is
-not written yet (see ``docs/operations-tape.md``).
+library. A real SCSI changer implements the same Protocol:
+:class:`~preservation.storage.changer.ScsiLibrary` (``mtx`` and ``st``).
 
 Several worker processes may drive one library (Celery runs one per drive), so
 drives and cartridges are claimed with ``flock`` on files under ``<root>/locks/``:
