@@ -33,6 +33,7 @@ from preservation.catalog.models import (
     utcnow,
 )
 from preservation.context import Context
+from preservation.errors import ConfigurationError
 
 __all__ = ["STAGE_BUCKETS", "health", "record_stage_run", "render_metrics"]
 
@@ -191,6 +192,39 @@ def _stage_histograms(session: Session) -> dict[str, tuple[list[int], int, float
     }
 
 
+def _coverage_metrics(sites: list[Any]) -> Any:
+    """Audit coverage per site and tenant: what was checked within the tenant's interval."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    families = {
+        name: GaugeMetricFamily(f"preservation_audit_{name}", text, labels=["site", "tenant"])
+        for name, text in (
+            ("checked_copies", "Copies read back within their tenant's audit interval"),
+            ("overdue_copies", "Copies not read back within their tenant's audit interval"),
+            ("checked_bytes", "Bytes read back within their tenant's audit interval"),
+            ("overdue_bytes", "Bytes not read back within their tenant's audit interval"),
+        )
+    }
+    ratio = GaugeMetricFamily(
+        "preservation_audit_coverage_ratio",
+        "Share of a site's copies read back within their tenant's audit interval",
+        labels=["site"],
+    )
+    for site in sites:
+        ratio.add_metric([site.site], site.ratio)
+        for tenant, n in sorted(site.by_tenant.items()):
+            families["checked_copies"].add_metric([site.site, tenant], n["checked_copies"])
+            families["overdue_copies"].add_metric(
+                [site.site, tenant], n["copies"] - n["checked_copies"]
+            )
+            families["checked_bytes"].add_metric([site.site, tenant], n["checked_bytes"])
+            families["overdue_bytes"].add_metric(
+                [site.site, tenant], n["bytes"] - n["checked_bytes"]
+            )
+    yield from families.values()
+    yield ratio
+
+
 def render_metrics(ctx: Context) -> bytes:
     """The Prometheus text exposition, built from the catalogue at scrape time."""
     from prometheus_client import CollectorRegistry, generate_latest
@@ -200,9 +234,16 @@ def render_metrics(ctx: Context) -> bytes:
         HistogramMetricFamily,
     )
 
+    from preservation.audit.coverage import coverage
+
     with session_scope(ctx.sessions) as s:
         data = _collect(s, ctx)
     depths = _queue_depths(ctx)
+    try:
+        audit_coverage = coverage(ctx).sites
+    except ConfigurationError:  # a broken rules file: `status` says so; metrics go on
+        log.warning("audit coverage unavailable", exc_info=True)
+        audit_coverage = []
 
     class _Catalogue:
         def collect(self) -> Any:
@@ -275,6 +316,7 @@ def render_metrics(ctx: Context) -> bytes:
             for tenant, n in data["audit_failures"]:
                 fails.add_metric([tenant], n)
             yield fails
+            yield from _coverage_metrics(audit_coverage)
             q = GaugeMetricFamily(
                 "preservation_queue_depth", "Messages waiting per Celery queue", labels=["queue"]
             )

@@ -125,6 +125,9 @@ class TenantRules:
     invalid_formats: Literal["warn", "reject"] = "warn"
     # Off only by the tenant's own choice; the settings' virus_scan turns it off for all.
     virus_scan: bool = True
+    # Every copy of the tenant's AIPs is read back whole at least this often;
+    # a copy whose last check is older is overdue (``audit --coverage``).
+    audit_interval: Period = Period(years=1)
 
 
 def retention_until(rules: TenantRules, start: datetime) -> datetime | None:
@@ -171,6 +174,8 @@ def load_rules(settings: Settings) -> dict[str, Any]:
     for where, entry in entries:
         if isinstance(entry.get("default_retention"), str):
             _retention(entry["default_retention"], path, f"{where}/default_retention")
+        if isinstance(entry.get("audit_interval"), str):
+            _interval(entry["audit_interval"], path, f"{where}/audit_interval")
         if entry.get("bagit_profile") is not None:
             _profile(settings, entry["bagit_profile"], path, f"{where}/bagit_profile", schema)
     return dict(document)
@@ -203,6 +208,25 @@ def _retention(text: str, path: Path, where: str) -> Period | None:
             path=path,
             rule="retention-period",
         ) from err
+
+
+def _interval(text: str, path: Path, where: str) -> Period:
+    try:
+        period = parse_period(text)
+    except InvalidRequestError as err:
+        raise ConfigurationError(
+            f"{path}: at {where}: {err.message} (rule audit-interval)",
+            path=path,
+            rule="audit-interval",
+        ) from err
+    if period == Period():
+        raise ConfigurationError(
+            f"{path}: at {where}: an audit interval must be longer than nothing (rule "
+            "audit-interval)",
+            path=path,
+            rule="audit-interval",
+        )
+    return period
 
 
 def _profile(
@@ -293,6 +317,9 @@ def rules_for(
         ),
         invalid_formats="reject" if merged.get("invalid_formats") == "reject" else "warn",
         virus_scan=bool(merged.get("virus_scan", True)),
+        audit_interval=_interval(
+            merged.get("audit_interval", "P1Y"), path, where("audit_interval")
+        ),
     )
 
 

@@ -1,15 +1,16 @@
-"""Audits asked for through the API: a row that shows progress, and the report at the end.
+"""Audit runs as rows: the bounds asked for, progress while it reads, the report at the end.
 
-``preservation audit`` prints as it goes; an API caller instead polls
-``GET /api/v1/audits/{id}``, so the run records its progress on its row (at
-most once a second: progress must not cost a write per copy) and keeps the
-summary as its report. A curator's audit covers their tenant's copies; an
-admin's covers every tenant's.
+Every run has one, whoever started it (``preservation audit``, the API,
+beat's nightly run), so the archive keeps a history of its audits and an API
+caller can poll ``GET /api/v1/audits/{id}``. Progress is written at most once
+a second: it must not cost a write per copy. A curator's audit covers their
+tenant's copies; an admin's covers every tenant's.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -21,7 +22,7 @@ from preservation.context import Context
 from preservation.errors import InvalidRequestError
 from preservation.lookup import Instant
 
-__all__ = ["AuditView", "audit_view", "get_audit", "run_audit", "start_audit"]
+__all__ = ["AuditView", "audit_now", "audit_view", "get_audit", "run_audit", "start_audit"]
 
 
 class AuditView(BaseModel):
@@ -36,6 +37,8 @@ class AuditView(BaseModel):
     finished_at: Instant | None
     copies_done: int
     copies_total: int
+    max_cartridges: int | None
+    max_hours: float | None
     report: dict[str, Any] | None
     status_url: str
 
@@ -52,6 +55,8 @@ def audit_view(a: Audit) -> AuditView:
         finished_at=a.finished_at,
         copies_done=a.copies_done,
         copies_total=a.copies_total,
+        max_cartridges=a.max_cartridges,
+        max_hours=a.max_hours,
         report=a.report,
         status_url=f"/api/v1/audits/{a.id}",
     )
@@ -60,13 +65,29 @@ def audit_view(a: Audit) -> AuditView:
 def start_audit(
     session: Session, sites: tuple[str, ...], tenant_id: str | None, who: str,
     *, site: str | None = None,
+    max_cartridges: int | None = None,
+    max_hours: float | None = None,
 ) -> AuditView:
     """Queue an audit (the caller hands its id to ``dispatch.submit_audit`` after commit)."""
     if site is not None and site not in sites:
         raise InvalidRequestError(
             f"no site {site!r}: the sites are {', '.join(sites)}", rule="site", field="site"
         )
-    a = Audit(tenant_id=tenant_id, site=site, requested_by_label=who)
+    if max_cartridges is not None and max_cartridges < 1:
+        raise InvalidRequestError(
+            "max_cartridges must be at least 1", rule="audit-bounds", field="max_cartridges"
+        )
+    if max_hours is not None and not max_hours > 0:
+        raise InvalidRequestError(
+            "max_hours must be more than 0", rule="audit-bounds", field="max_hours"
+        )
+    a = Audit(
+        tenant_id=tenant_id,
+        site=site,
+        requested_by_label=who,
+        max_cartridges=max_cartridges,
+        max_hours=max_hours,
+    )
     session.add(a)
     session.flush()
     return audit_view(a)
@@ -79,21 +100,40 @@ def get_audit(session: Session, audit_id: str, tenant_id: str | None) -> AuditVi
     return audit_view(a)
 
 
-def run_audit(ctx: Context, audit_id: str) -> AuditView:
+def run_audit(
+    ctx: Context,
+    audit_id: str,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    repair: bool = True,
+) -> AuditView:
     """Run a queued audit to its end, recording progress and the report on its row."""
+    return _run(ctx, audit_id, on_progress=on_progress, repair=repair)[0]
+
+
+def _run(
+    ctx: Context,
+    audit_id: str,
+    *,
+    on_progress: Callable[[int, int], None] | None,
+    repair: bool,
+) -> tuple[AuditView, dict[str, Any]]:
     from preservation.audit.fixity import audit_copies
     from preservation.storage.service import release_drives
 
     with session_scope(ctx.sessions) as s:
         a = s.get_one(Audit, audit_id)
         if a.state in (AuditState.DONE, AuditState.FAILED):
-            return audit_view(a)
+            return audit_view(a), dict(a.report or {})
         a.state, a.started_at = AuditState.RUNNING, utcnow()
         tenant, site = a.tenant_id, a.site
+        max_cartridges, max_hours = a.max_cartridges, a.max_hours
     last = 0.0
 
     def progress(done: int, total: int) -> None:
         nonlocal last
+        if on_progress is not None:
+            on_progress(done, total)
         now = time.monotonic()
         if done in (0, total) or now - last >= 1.0:
             last = now
@@ -102,7 +142,15 @@ def run_audit(ctx: Context, audit_id: str) -> AuditView:
                 row.copies_done, row.copies_total = done, total
 
     try:
-        report = audit_copies(ctx, site, progress=progress, tenant=tenant)
+        report = audit_copies(
+            ctx,
+            site,
+            progress=progress,
+            tenant=tenant,
+            repair=repair,
+            max_cartridges=max_cartridges,
+            max_hours=max_hours,
+        )
     except Exception as err:
         with session_scope(ctx.sessions) as s:
             row = s.get_one(Audit, audit_id)
@@ -111,13 +159,42 @@ def run_audit(ctx: Context, audit_id: str) -> AuditView:
         raise
     finally:
         release_drives(ctx)
-    summary = report.to_dict()
-    del summary["copies"]  # each verdict is a PREMIS event already
+    full = report.to_dict()
+    summary = {k: v for k, v in full.items() if k != "copies"}  # each is a PREMIS event
     with session_scope(ctx.sessions) as s:
         row = s.get_one(Audit, audit_id)
         row.state, row.finished_at, row.report = AuditState.DONE, utcnow(), summary
         row.copies_done = row.copies_total = len(report.copies)
-        return audit_view(row)
+        return audit_view(row), full
+
+
+def audit_now(
+    ctx: Context,
+    who: str,
+    *,
+    site: str | None = None,
+    tenant_id: str | None = None,
+    max_cartridges: int | None = None,
+    max_hours: float | None = None,
+    repair: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[AuditView, dict[str, Any]]:
+    """Record and run an audit in this process (the CLI, beat's nightly run).
+
+    Returns the audit's row and the whole report, every copy's verdict included
+    (the row keeps the summary: each verdict is a PREMIS event already).
+    """
+    with session_scope(ctx.sessions) as s:
+        queued = start_audit(
+            s,
+            tuple(ctx.settings.sites),
+            tenant_id,
+            who,
+            site=site,
+            max_cartridges=max_cartridges,
+            max_hours=max_hours,
+        )
+    return _run(ctx, queued.audit_id, on_progress=on_progress, repair=repair)
 
 
 def submit_to_workers(ctx: Context, audit_id: str) -> None:

@@ -388,7 +388,7 @@ class TapeCopy(Base):
         _enum(CopyStatus, "copy_status"), default=CopyStatus.WRITING
     )
     written_at: Mapped[datetime | None] = mapped_column()
-    verified_at: Mapped[datetime | None] = mapped_column()
+    verified_at: Mapped[datetime | None] = mapped_column(index=True)  # the last check
     error: Mapped[str | None] = mapped_column(Text)
 
     version: Mapped[AIPVersion] = relationship(back_populates="copies")
@@ -528,7 +528,7 @@ class AuditState(enum.StrEnum):
 
 
 class Audit(Base):
-    """One fixity audit run asked for through the API: its progress and its report."""
+    """One fixity audit run (CLI, API or beat): its bounds, its progress and its report."""
 
     __tablename__ = "audits"
 
@@ -546,6 +546,9 @@ class Audit(Base):
     copies_done: Mapped[int] = mapped_column(Integer, default=0)
     copies_total: Mapped[int] = mapped_column(Integer, default=0)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # What the run was asked to stay within (None: unbounded).
+    max_cartridges: Mapped[int | None] = mapped_column(Integer)
+    max_hours: Mapped[float | None] = mapped_column(Float)
 
 
 class Migration(Base):

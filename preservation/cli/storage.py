@@ -27,65 +27,143 @@ from preservation.errors import DestinationError, NotFoundError, PreservationErr
 
 def audit(
     site: Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's copies (default: all).")
+    ] = None,
+    max_cartridges: Annotated[
+        int | None,
+        typer.Option("--max-cartridges", min=1, help="Read at most this many cartridges."),
+    ] = None,
+    max_hours: Annotated[
+        float | None,
+        typer.Option(
+            "--max-hours", min=0.0, help="Begin no new cartridge after this many hours."
+        ),
+    ] = None,
+    no_repair: Annotated[
+        bool,
+        typer.Option("--no-repair", help="Only record failures; leave them to `repair`."),
+    ] = False,
+    show_coverage: Annotated[
+        bool,
+        typer.Option(
+            "--coverage",
+            help="Read nothing: say, per site, what was checked within each tenant's "
+            "audit interval and what is overdue.",
+        ),
+    ] = False,
+    by: Annotated[str | None, typer.Option("--by", help="Who runs it (default: you).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Read back every verified copy and check its sha256. Exit 0 clean, 3 on any problem.
+    """Read back verified copies and check their sha256. Exit 0 clean, 3 on any problem.
 
-    Copies are read cartridge by cartridge in tape order, so each cartridge is
-    mounted once and read front to back. A copy that fails is marked failed in
-    the catalogue; `preservation repair` then replaces it.
+    The cartridges read longest ago come first; each is mounted once and read
+    in block order. A copy that fails is rebuilt from the other site at once
+    and the new copy checked again (unless --no-repair). The run is kept as
+    an audit record with its report (`GET /api/v1/audits/{id}`).
     """
-    from preservation.audit import audit_copies
+    import getpass
+
+    from preservation.audit import runs
+    from preservation.audit.coverage import coverage
     from preservation.context import open_context
 
     ctx = open_context(load_settings())
     try:
         check_site(ctx, site)
-        with progress_bars(not as_json) as progress:
-            report = audit_copies(ctx, site, progress=lambda done, n: progress("audit", done, n))
+        if show_coverage:
+            cov = coverage(ctx, tenant=tenant)
+        else:
+            with progress_bars(not as_json) as progress:
+                view, report = runs.audit_now(
+                    ctx,
+                    (by or "").strip() or getpass.getuser(),
+                    site=site,
+                    tenant_id=tenant,
+                    max_cartridges=max_cartridges,
+                    max_hours=max_hours,
+                    repair=not no_repair,
+                    on_progress=lambda done, n: progress("audit", done, n),
+                )
     except PreservationError as e:
         raise fail(e, as_json) from e
     finally:
         ctx.close()
+    if show_coverage:
+        _print_coverage(cov, as_json)
+        raise typer.Exit(0 if cov.complete else EXIT_SYSTEM)
     if as_json:
-        out.print_json(data=report.to_dict())
-    else:
-        for r in report.failed:
-            err.print(
-                f"[red]FAILED[/red] copy {r.copy_id} {r.site}/{r.barcode}: {escape(r.detail)}",
-                highlight=False,
-            )
-        for r in report.skipped:
-            err.print(
-                f"[yellow]skipped[/yellow] copy {r.copy_id} {r.site}/{r.barcode}: "
-                f"{escape(r.detail)}",
-                highlight=False,
-            )
-        ok = len(report.copies) - len(report.failed) - len(report.skipped)
-        out.print(
-            f"audited {len(report.copies)} copies: {ok} ok, {len(report.failed)} failed, "
-            f"{len(report.skipped)} skipped",
+        out.print_json(data={"audit_id": view.audit_id, **report})
+        raise typer.Exit(0 if report.get("ok") else EXIT_SYSTEM)
+    for r in report.get("failed", []):
+        err.print(
+            f"[red]FAILED[/red] copy {r['copy_id']} {r['site']}/{r['barcode']}: "
+            f"{escape(r['detail'])}",
             highlight=False,
         )
-        for f in report.under_replicated:
-            have = ", ".join(f.verified_sites) or "none"
+    for r in report.get("repairs", []):
+        if r["repaired"]:
             err.print(
-                f"[red]UNDER-REPLICATED[/red] AIP {f.aip_id} v{f.version}: no verified copy "
-                f"at {', '.join(f.missing_sites)} (verified at: {have})",
+                f"repaired copy {r['copy_id']}: new copy {r['new_copy_id']} on {r['barcode']} "
+                f"(from {r['source']}), re-checked: {r['rechecked']}",
                 highlight=False,
             )
-        if report.under_replicated:
-            out.print(
-                f"{len(report.under_replicated)} active version(s) lack a verified copy "
-                "at every site",
-                highlight=False,
-            )
-        if report.failed or report.under_replicated:
+        else:
             err.print(
-                "run `preservation repair` to replace the failed or missing copies",
+                f"[red]NOT REPAIRED[/red] copy {r['copy_id']}: {escape(r['detail'])}",
                 highlight=False,
             )
-    raise typer.Exit(0 if report.clean else EXIT_SYSTEM)
+    for r in report.get("skipped", []):
+        err.print(
+            f"[yellow]skipped[/yellow] copy {r['copy_id']} {r['site']}/{r['barcode']}: "
+            f"{escape(r['detail'])}",
+            highlight=False,
+        )
+    for f in report.get("under_replicated", []):
+        have = ", ".join(f["verified_sites"]) or "none"
+        err.print(
+            f"[red]UNDER-REPLICATED[/red] AIP {f['aip_id']} v{f['version']}: no verified copy "
+            f"at {', '.join(f['missing_sites'])} (verified at: {have})",
+            highlight=False,
+        )
+    out.print(f"audit {view.audit_id}: {report.get('summary', '')}", highlight=False)
+    if report.get("unrepaired") or report.get("under_replicated"):
+        err.print(
+            "run `preservation repair` to replace the failed or missing copies", highlight=False
+        )
+    raise typer.Exit(0 if report.get("ok") else EXIT_SYSTEM)
+
+
+def _print_coverage(cov: Any, as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=cov.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table("site", "copies", "checked", "bytes", "checked bytes", "overdue", "coverage")
+    for s in cov.sites:
+        table.add_row(
+            s.site,
+            f"{s.copies:,}",
+            f"{s.checked_copies:,}",
+            human_size(s.bytes),
+            human_size(s.checked_bytes),
+            f"{s.overdue_copies:,}",
+            f"{s.ratio:.1%}",
+        )
+    out.print(table)
+    intervals = ", ".join(f"{t} {p}" for t, p in sorted(cov.intervals.items())) or "no copies"
+    out.print(f"audit intervals: {intervals}", highlight=False)
+    for s in cov.sites:
+        for o in s.overdue[:20]:
+            last = o.checked_at.isoformat()[:19] if o.checked_at else "never"
+            err.print(
+                f"[yellow]overdue[/yellow] {s.site} {o.barcode} AIP {o.aip_id} v{o.version} "
+                f"({o.tenant}): last checked {last}",
+                highlight=False,
+            )
+        if s.overdue_copies > 20:
+            err.print(f"... and {s.overdue_copies - 20:,} more at {s.site}", highlight=False)
 
 
 def repair(

@@ -90,9 +90,10 @@ def test_tape_audit_repair_recover_through_the_cli(home: Path, tmp_path: Path) -
     report = run("repair")
     assert report["ok"] and report["rebuilt"] == [] and report["failed"] == []
 
-    # Damage site B's copy on the cartridge itself; the audit finds it.
+    # Damage site B's copy on the cartridge itself; the audit finds it (and, told
+    # not to repair, leaves it to `repair`).
     corrupt_block(home, copy_b)
-    audit = run("audit", code=3)
+    audit = run("audit", "--no-repair", code=3)
     [bad] = audit["failed"]
     assert (bad["copy_id"], bad["barcode"], bad["path"]) == (
         copy_b["id"],
@@ -100,6 +101,7 @@ def test_tape_audit_repair_recover_through_the_cli(home: Path, tmp_path: Path) -
         path,
     )
     assert [r["result"] for r in audit["copies"]].count("ok") == 1
+    assert audit["repairs"] == [] and audit["unrepaired"] == [bad]
 
     # Repair rebuilds it from site A onto another site-B cartridge.
     report = run("repair")
@@ -136,14 +138,13 @@ def test_unknown_barcode_and_aip_are_clear_errors(home: Path, tmp_path: Path) ->
     assert empty["error"] == "UsageError" and "--to is empty" in empty["message"]
 
     # An empty archive audits clean and needs no repair.
-    assert run("audit") == {
+    empty_audit = run("audit")
+    assert {k: empty_audit[k] for k in ("site", "ok", "checked", "matched", "cartridges")} == {
         "site": None,
         "ok": True,
         "checked": 0,
         "matched": 0,
-        "failed": [],
-        "skipped": [],
-        "under_replicated": [],
-        "copies": [],
+        "cartridges": [],
     }
+    assert empty_audit["failed"] == empty_audit["copies"] == empty_audit["repairs"] == []
     assert run("repair")["ok"]
