@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,16 +14,18 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from preservation.catalog import service as catalog
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import Cartridge, CartridgeState
+from preservation.catalog.models import AIPVersion, Cartridge, CartridgeState
 from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.errors import ConfigurationError, StorageError
+from preservation.storage import service
 from preservation.storage.changer import ScsiLibrary
 from preservation.storage.library import EmulatedLibrary
 from preservation.storage.ltfs import LTFSVolume
 from preservation.storage.siteconfig import site_specs
-from preservation.storage.sites import build_sites
+from preservation.storage.sites import build_sites, get_site
 
 from .fake_mtx import DriveBays, FakeLibrary, install
 
@@ -108,22 +113,26 @@ def test_one_emulated_and_one_scsi_site(ctx: Context, fake: FakeLibrary) -> None
     assert fake.slot(2) == "LIB002L9"
 
 
+def _foreign_volume(fake: FakeLibrary, bays: DriveBays, slot: int) -> list[bytes | None]:
+    """Another archive's LTFS volume on the cartridge in ``slot``; its data partition."""
+    slots = fake.read()["slots"]
+    barcode = slots[slot - 1]["barcode"]
+    slots[slot - 1]["barcode"] = None
+    fake.update(slots=slots, drives=[{"barcode": barcode, "source": slot}, None])
+    foreign = bays.device("/dev/nst0")
+    foreign.load()
+    LTFSVolume.format(foreign, barcode).unmount()
+    foreign.unload()
+    slots[slot - 1]["barcode"] = barcode
+    fake.update(slots=slots, drives=[None, None])
+    return list(bays.tapes[barcode].parts[1])
+
+
 def test_an_unknown_cartridge_holding_data_is_never_written(
     ctx: Context, fake: FakeLibrary
 ) -> None:
     bays = DriveBays(fake)
-    # Another archive's volume on LIB003L9, written before this catalogue knew the library.
-    fake.update(drives=[{"barcode": "LIB003L9", "source": 3}, None])
-    slots = fake.read()["slots"]
-    slots[2]["barcode"] = None
-    fake.update(slots=slots)
-    foreign = bays.device("/dev/nst0")
-    foreign.load()
-    LTFSVolume.format(foreign, "LIB003L9").unmount()
-    foreign.unload()
-    slots[2]["barcode"] = "LIB003L9"
-    fake.update(slots=slots, drives=[None, None])
-    before = list(bays.tapes["LIB003L9"].parts[1])
+    before = _foreign_volume(fake, bays, 3)
 
     site = build_sites(ctx, durability="none", device_factory=bays.device)["site-b"]
     with site.lock, pytest.raises(StorageError, match="LIB003L9 was taken as scratch"):
@@ -131,6 +140,55 @@ def test_an_unknown_cartridge_holding_data_is_never_written(
     assert bays.tapes["LIB003L9"].parts[1] == before
     assert fake.slot(3) == "LIB003L9" and site.library.mounted() == {}
     site.release_all()
+
+
+def _version(ctx: Context, size: int) -> int:
+    """An AIP version whose staging tar holds ``size`` random bytes, ready to store."""
+    staging = ctx.settings.staging_dir / "aip1"
+    staging.mkdir(parents=True)
+    tar_path = staging / "v1.tar"
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("bag1/data/payload.bin")
+        info.size = size
+        tar.addfile(info, io.BytesIO(os.urandom(size)))
+    with session_scope(ctx.sessions) as s:
+        sip = catalog.create_sip(s, tenant_id="t1", name="bag1", source_path=str(staging))
+        aip = catalog.create_aip(s, sip)
+        version = catalog.create_aip_version(s, aip, 1)
+        version.staging_path = str(tar_path)
+        version.tar_sha256 = hashlib.sha256(tar_path.read_bytes()).hexdigest()
+        version.tar_size = tar_path.stat().st_size
+        return version.id
+
+
+def test_the_store_writes_both_sites_and_passes_over_a_foreign_cartridge(
+    ctx: Context, fake: FakeLibrary
+) -> None:
+    bays = DriveBays(fake)
+    before = _foreign_volume(fake, bays, 1)
+    build_sites(ctx, durability="none", device_factory=bays.device)
+    version_id = _version(ctx, 1_500_000)
+    copies = {site: service.store_version(ctx, version_id, site) for site in ctx.settings.sites}
+    assert service.commit_version(ctx, version_id)
+    service.release_drives(ctx)
+    assert copies["site-a"].barcode == "A00001L9"
+    assert copies["site-b"].barcode == "LIB002L9"  # LIB001L9 holds another archive's data
+    assert bays.tapes["LIB001L9"].parts[1] == before
+    with session_scope(ctx.sessions) as session:
+        states = {c.barcode: c.state for c in session.scalars(select(Cartridge))}
+    assert states["LIB001L9"] == CartridgeState.SUSPECT  # never written again
+    assert states["LIB002L9"] == CartridgeState.FILLING
+    assert [fake.slot(n) for n in (1, 2, 3)] == SCSI_BARCODES
+    library = get_site(ctx, "site-b").library
+    volume = LTFSVolume.mount(library.mount("LIB002L9"), "LIB002L9", read_only=True)
+    with session_scope(ctx.sessions) as session:
+        version = session.get_one(AIPVersion, version_id)
+        staging, digest = Path(version.staging_path or ""), version.tar_sha256
+    data = volume.read_bytes(copies["site-b"].path)
+    assert hashlib.sha256(data).hexdigest() == digest
+    if staging.is_file():
+        assert data == staging.read_bytes()
+    library.close()
 
 
 def test_without_a_site_file_every_site_is_emulated_as_before(tmp_path: Path) -> None:
