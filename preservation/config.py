@@ -109,8 +109,12 @@ class Settings(BaseSettings):
     # A process gives its drives back (volumes unmounted cleanly) after this long
     # without tape work, so audits, recalls and repairs elsewhere can mount.
     tape_idle_unmount_seconds: float = 60.0
-    # How often beat starts a fixity audit of every verified copy (workers/celery.py).
+    # How often beat starts a fixity audit (workers/celery.py), and what one such
+    # run may read: the stalest cartridges first, so bounded nightly runs go
+    # round the whole archive (None: no bound; the run reads everything).
     audit_interval_seconds: float = 86400.0
+    audit_max_cartridges: int | None = None
+    audit_max_hours: float | None = 8.0
 
     # Hot folders.
     quiescent_seconds: float = 5.0

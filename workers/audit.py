@@ -1,11 +1,12 @@
 """The fixity audit as a Celery task on the ``audit`` queue, started daily by beat.
 
-It is ``preservation audit`` without a terminal: every verified copy is read
-back whole with :func:`preservation.storage.recovery.audit_copy`, cartridge by
-cartridge in tape order so that each cartridge is mounted once. The verdicts
-are recorded where they are needed: each check is a PREMIS ``fixity check``
-event on the AIP, a copy that fails is marked FAILED for ``preservation
-repair``, and the summary returned is kept by the result backend.
+It is ``preservation audit`` without a terminal: the stalest cartridges are
+read back whole, each mounted once and read in tape order, within the
+settings' bounds for one run (``audit_max_cartridges``, ``audit_max_hours``),
+so that nightly runs go round the whole archive. The verdicts are recorded
+where they are needed: each check is a PREMIS ``fixity check`` event on the
+AIP, a copy that fails is rebuilt from the other site and checked again, and
+the run is an audit record (``GET /api/v1/audits/{id}``) with its report.
 
 A copy whose site is down or whose cartridge or drives are held by another
 process is *skipped*, not judged: no verdict is recorded and the next audit
@@ -21,7 +22,6 @@ from typing import Any
 from celery import Task
 from celery.utils.log import get_task_logger
 
-from preservation.audit import audit_copies
 from preservation.storage.service import release_drives
 from workers.celery import app
 from workers.tasks import context
@@ -39,15 +39,22 @@ log = get_task_logger(__name__)
     time_limit=7 * 24 * 3600,
 )
 def audit_fixity(self: Task, site: str | None = None) -> dict[str, Any]:
-    """Audit every verified copy (of one site, or all); return what was found."""
+    """Audit the stalest copies (of one site, or all) within the bounds; return the summary."""
+    from preservation.audit.runs import audit_now
+
     ctx = context()
     try:
-        report = audit_copies(ctx, site)
+        view, _ = audit_now(
+            ctx,
+            "beat",
+            site=site,
+            max_cartridges=ctx.settings.audit_max_cartridges,
+            max_hours=ctx.settings.audit_max_hours,
+        )
     finally:
         release_drives(ctx)
-    summary = report.to_dict()
-    del summary["copies"]  # the verdicts are PREMIS events already; keep the result small
-    log.info(json.dumps({"audit": "fixity", **summary}, ensure_ascii=False))
+    summary = {"audit_id": view.audit_id, **(view.report or {})}
+    log.info(json.dumps({"audit": "fixity", **summary}, ensure_ascii=False, default=str))
     return summary
 
 

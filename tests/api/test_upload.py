@@ -103,6 +103,18 @@ def test_a_bag_uploaded_is_ingested_and_found(
     assert audit["tenant"] == "museum"
     other = tokens.headers("curator", "archive")
     assert client.get(r.json()["status_url"], headers=other).status_code == 404
+    # Bounds travel with the queued audit to the worker; nonsense bounds are a 422.
+    r = client.post("/api/v1/audits", json={"max_cartridges": 0}, headers=curator)
+    assert r.status_code == 422
+    r = client.post("/api/v1/audits", json={"max_cartridges": 1}, headers=curator)
+    one = _wait(client, r.json()["status_url"], curator, {"done", "failed"})
+    assert one["max_cartridges"] == 1 and len(one["report"]["cartridges"]) == 1
+    assert one["report"]["checked"] == 1
+    # Coverage: the curator's tenant only; every copy was checked just now.
+    cov = client.get("/api/v1/audits/coverage", headers=curator).json()
+    assert cov["tenant"] == "museum" and cov["complete"] is True
+    assert {s["site"]: s["checked_copies"] for s in cov["sites"]} == {"site-a": 1, "site-b": 1}
+    assert client.get("/api/v1/audits/coverage", headers=other).json()["sites"][0]["copies"] == 0
 
 
 @pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)

@@ -44,18 +44,23 @@ def test_audit_task_reads_every_copy_back_and_records_what_it_found(cluster: Clu
     summary = app.send_task("workers.audit.audit_fixity").get(timeout=180)
 
     assert summary["checked"] == 4 and summary["matched"] == 3 and summary["skipped"] == []
-    assert summary["ok"] is False  # one copy failed: not a clean audit
     assert [f["copy_id"] for f in summary["failed"]] == [victim_id]
+    # The failed copy was rebuilt from site A on another site-B cartridge and checked again.
+    [fixed] = summary["repairs"]
+    assert fixed["repaired"] and fixed["rechecked"] == "ok" and fixed["barcode"] != barcode
+    assert summary["ok"] is True and summary["audit_id"]
     with cluster.sessions() as s:
         rows = {c.id: c for c in s.scalars(select(TapeCopy))}
         checks = s.scalars(select(PremisEvent).where(PremisEvent.type == "fixity check")).all()
-    assert rows[victim_id].status is CopyStatus.FAILED  # for `preservation repair`
+    assert rows[victim_id].status is CopyStatus.DISCARDED  # replaced
+    assert rows[fixed["new_copy_id"]].status is CopyStatus.VERIFIED
     for copy_id, verified_at in before.items():
         if copy_id != victim_id:
             assert rows[copy_id].status is CopyStatus.VERIFIED
             assert rows[copy_id].verified_at > verified_at  # audited just now
     audited = [e for e in checks if "copy" in e.objects]
     assert sorted((e.objects["copy"], e.outcome) for e in audited) == sorted(
-        (copy_id, "failure" if copy_id == victim_id else "success") for copy_id in before
+        [(copy_id, "failure" if copy_id == victim_id else "success") for copy_id in before]
+        + [(fixed["new_copy_id"], "success")]
     )
     assert "audit-fixity" in app.conf.beat_schedule
