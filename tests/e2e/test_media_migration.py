@@ -206,6 +206,9 @@ def test_migrates_site_a_to_l9_cartridge_by_cartridge(archive: Archive, tmp_path
 
     # Each old cartridge holding live copies was mounted once; the blank one never.
     after = _cartridges(archive.home)
+    assert {b: v for b, v in after.items() if b in mounts_before and b[0] == "B"} == {
+        b: v for b, v in mounts_before.items() if b[0] == "B"
+    }  # site-b was not even mounted
     assert after["A00001L7"][1] - mounts_before["A00001L7"][1] == 1
     assert after["A00002L7"][1] - mounts_before["A00002L7"][1] == 1
     assert after["A00003L7"][1] == mounts_before["A00003L7"][1]
@@ -349,3 +352,34 @@ def test_a_migration_killed_with_sigkill_resumes(
         ]
         assert [r.status for r in rows] == [CopyStatus.DISCARDED]
     _recover_all(archive, tmp_path)
+
+
+def test_an_unreadable_old_copy_is_read_from_the_other_site(archive: Archive) -> None:
+    """A bit flipped on the old tape: the copy is failed for the record, site-b's bytes move."""
+    from preservation.storage.media import migrate_media
+    from preservation.storage.sites import get_site
+
+    [old] = [
+        c
+        for c in _copies(archive.home)
+        if (c.aip_id, c.number, c.site) == (archive.library, 1, "site-a")
+    ]
+    ctx = open_context(Settings())
+    try:
+        get_site(ctx, "site-a").library.faults(old.barcode).bit_flips.add((1, old.start_block))
+        seen: list[tuple[str, int, int]] = []
+        report = migrate_media(ctx, "site-a", "L7", "L9", progress=lambda *step: seen.append(step))
+    finally:
+        ctx.close()
+    assert report.done and report.versions_copied == 4, report.failed
+    assert ("versions", 4, 4) in seen and ("cartridges", 2, 2) in seen
+    [row] = [c for c in _copies(archive.home) if c.id == old.id]
+    assert row.status == CopyStatus.FAILED  # recorded as any bad read is, never discarded
+    [fresh] = [
+        c
+        for c in _copies(archive.home)
+        if (c.aip_id, c.number, c.site) == (archive.library, 1, "site-a")
+        and c.status == CopyStatus.VERIFIED
+    ]
+    assert fresh.barcode.endswith("L9")
+    assert _cartridges(archive.home)["A00001L7"][0] == "retired"
