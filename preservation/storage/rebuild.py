@@ -622,8 +622,9 @@ def _agent_identifiers(agents: list[Any], tools: set[str]) -> dict[str, tuple[st
     """METS agent id -> (catalogue identifier, agents row) for the agents the catalogue keeps.
 
     The catalogue names a tool ``"<name> <version>"``, except a format
-    engine, whose agent version adds its signatures; files name that engine
-    as their identifying tool (``fido 1.6.1``), which settles it.
+    engine, whose agent version adds its signatures (files name that engine
+    as their identifying tool, ``fido 1.6.1``, which settles it), and the
+    virus scanner, whose version already starts with its name.
     """
     out: dict[str, tuple[str, dict[str, Any]]] = {}
     for agent in agents:
@@ -631,6 +632,8 @@ def _agent_identifiers(agents: list[Any], tools: set[str]) -> dict[str, tuple[st
             continue
         if agent.type == "software":
             identifier = f"{agent.name} {agent.version}" if agent.version else agent.name
+            if agent.version and agent.version.startswith(agent.name + " "):
+                identifier = agent.version  # named in full already (the virus scanner)
             for tool in tools:
                 rest = tool.removeprefix(agent.name + " ")
                 if rest != tool and agent.version and agent.version.startswith(rest + " ("):
@@ -749,12 +752,12 @@ def _write_catalogue(
             for f in rep.files
             if f.format.tool
         }
-        agent_ids: dict[str, Any] = {}
+        # METS agent ids are numbered per document: each version's events use its own.
+        agent_ids: dict[int, dict[str, Any]] = {}
         engines: dict[str, str] = {}
         for v in vs:
             assert v.head is not None
-            ids = _agent_identifiers(list(v.head.root.package.agents), tools)
-            agent_ids.update(ids)
+            ids = agent_ids[v.number] = _agent_identifiers(list(v.head.root.package.agents), tools)
             for identifier, row in ids.values():
                 if row["type"] == "person":
                     row["tenant_id"] = tenant
@@ -765,7 +768,7 @@ def _write_catalogue(
         for v in vs:
             assert v.head is not None
             for event in v.head.root.package.events:
-                row = _event_row(event, tenant, aip_id, agent_ids)
+                row = _event_row(event, tenant, aip_id, agent_ids[v.number])
                 if v.number == 1:
                     row["sip_id"] = aip_id
                 events.setdefault(row["uuid"], row)

@@ -1,0 +1,389 @@
+"""The catalogue rebuilt from the tapes alone, compared table by table with the one ingest wrote.
+
+Real ingests of two tenants on the embedded default (emulated libraries, the
+catalogue on SQLite and PostgreSQL), a metadata update (a version 2), an
+approved disposal; the catalogue is snapshot, deleted and rebuilt with
+``storage.rebuild`` from the cartridges, then compared. What the tapes cannot
+give back is listed below with the reason, and everything else must be equal.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import bagit
+import pytest
+from sqlalchemy import create_engine, select
+from typer.testing import CliRunner
+
+from preservation import ingest, retention, versions
+from preservation.catalog import make_engine, session_scope, upgrade
+from preservation.catalog.models import Base, PremisEvent, Tenant, utcnow
+from preservation.catalog.service import verify_event_chain
+from preservation.cli import app
+from preservation.config import Settings
+from preservation.context import Context, open_context
+from preservation.errors import ConflictError, DataRootError
+from preservation.metadata.dc_input import dc_from_json
+from preservation.storage.rebuild import NOT_ON_TAPE, rebuild_catalogue
+from preservation.storage.sites import build_sites
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bags" / "sample-collection"
+
+#: Tables the tapes do not hold at all: requests, decisions, credentials,
+#: operational state. (A SIP row is rebuilt per AIP, compared below by its AIP.)
+NOT_RESTORED_TABLES = {
+    "stage_leases": "who runs a stage now: operational",
+    "stage_runs": "stage timings for /metrics: operational",
+    "api_tokens": "credentials are never written to tape",
+    "idempotency_keys": "upload retries: operational",
+    "audits": "audit runs: their findings are events of the catalogue",
+    "migrations": "a curator's request: its outcome is a version on tape",
+    "migration_items": "per-AIP progress of a request",
+    "migration_files": "per-file progress of a request",
+    "dips": "access requests and cached downloads",
+    "disposals": "the four-eyes decision is catalogue-only; its effect (the AIP left "
+    "the LTFS index) is what the tape shows",
+    "legal_holds": "a legal decision, catalogue-only",
+}
+
+#: Fields of the compared tables that cannot be restored as they were, and why
+#: (the rebuild's own list, rebuild.NOT_ON_TAPE, says the same to operators).
+NOT_RESTORED_FIELDS = {
+    "tenants": {
+        "created_at": "not on tape: the first event found dates it",
+        "event_head": "the chain is made again from the events found (checked below)",
+        "event_count": "the chain is made again from the events found (checked below)",
+    },
+    "agents": {"id": "surrogate key; agents compare by identifier"},
+    "sips": {
+        "id": "the SIP id is not on tape; the rebuilt SIP is named by its AIP",
+        "source_path": "where the bag came from is not on tape",
+        "attempts": "operational",
+        "last_error": "operational",
+        "created_at": "not on tape",
+        "updated_at": "not on tape",
+    },
+    "aips": {
+        "sip_id": "the SIP id is not on tape",
+        "created_at": "not on tape: the ingestion event's time stands in",
+        "retention_until": "policy, not on tape: re-derived from the tenant's rules",
+        "disposed_at": "the update time of the index generation that dropped the AIP",
+    },
+    "aip_versions": {
+        "id": "surrogate key; versions compare by (AIP, number)",
+        "created_at": "the METS creation date stands in",
+        "committed_at": "the commit event or the tar's LTFS time stands in",
+    },
+    "files": {
+        "id": "surrogate key; files compare by (AIP, version, path)",
+        "sip_id": "the SIP id is not on tape",
+    },
+    "premis_events": {
+        "id": "surrogate key; events compare by uuid",
+        "seq": "the chain is made again from the events found",
+        "prev_hash": "the chain is made again from the events found",
+        "hash": "covers seq, sip and objects, which are not on tape",
+        "sip_id": "not on tape; events compare by the AIP they belong to",
+        "aip_id": "ingest's first events had none; events compare by the AIP they belong to",
+        "objects": "catalogue-only counts and digests",
+    },
+    "tape_copies": {
+        "id": "surrogate key; copies compare by (AIP, version, site, barcode)",
+        "written_at": "the tar's LTFS modify time stands in",
+        "verified_at": "the tar's LTFS modify time stands in",
+    },
+    "cartridges": {
+        "used": "the catalogue counts it when a copy is stored, not when a disposal appends an "
+        "index generation; the rebuild reads the tape's own figure (checked below: not less)",
+        "errors": "a counter of the catalogue's",
+        "mounts": "a counter of the catalogue's",
+        "updated_at": "not on tape",
+    },
+    "aip_texts": {"id": "surrogate key; search rows compare by AIP"},
+}
+
+
+@pytest.fixture
+def ctx(catalog_url: str, tmp_path: Path) -> Iterator[Context]:
+    settings = Settings(home=tmp_path / "var", database_url=catalog_url)
+    settings.ensure_dirs()
+    c = open_context(settings)
+    yield c
+    c.close()
+
+
+def _variant(tmp_path: Path, name: str) -> Path:
+    """The sample bag with one more file: another AIP, not a duplicate."""
+    bag = tmp_path / f"bag-{name}"
+    shutil.copytree(SAMPLE, bag)
+    (bag / "data" / "notes" / f"{name}.txt").write_text(f"the {name} bag\n")
+    bagit.Bag(str(bag)).save(manifests=True)
+    return bag
+
+
+def _archive(ctx: Context, tmp_path: Path) -> dict[str, str]:
+    """Two tenants, four AIPs; one gets a version 2 (metadata), one is disposed of."""
+    aips = {}
+    for key, tenant, bag in (
+        ("a", "museum", SAMPLE),
+        ("b", "museum", _variant(tmp_path, "b")),
+        ("c", "library", _variant(tmp_path, "c")),
+        ("d", "library", _variant(tmp_path, "d")),
+    ):
+        result = ingest.run_ingest(ctx, bag, tenant=tenant)
+        assert result.state == "committed", result
+        assert result.aip_id
+        aips[key] = result.aip_id
+    record = dc_from_json({"Title": "Lettres du donateur, 1921", "creator": "Hélène Martin"})
+    info = versions.prepare_metadata_version(
+        ctx, aips["a"], record, tenant_id="museum", who="jane@museum"
+    )
+    assert versions.finish_version(ctx, info.version_id) is True
+    alice = retention.Actor(id="cli:alice", label="alice")
+    bob = retention.Actor(id="cli:bob", label="bob")
+    with session_scope(ctx.sessions) as s:
+        retention.set_retention(s, aips["d"], None, alice, until=utcnow() - timedelta(days=1))
+        disposal = retention.request_disposal(s, aips["d"], None, alice, reason="retention over")
+    assert retention.approve_disposal(ctx, disposal.disposal_id, None, bob).state == "disposed"
+    for site in build_sites(ctx).values():
+        site.release_all()
+    return aips
+
+
+def _snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every table's rows as plain dicts (times naive UTC, enums as values)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            out = {}
+            for table in Base.metadata.sorted_tables:
+                rows = []
+                for row in conn.execute(table.select()).mappings():
+                    rows.append({k: _plain(v) for k, v in row.items()})
+                out[table.name] = rows
+            return out
+    finally:
+        engine.dispose()
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "value") and not isinstance(value, int | float | str):
+        return value.value
+    if hasattr(value, "tzinfo") and getattr(value, "tzinfo", None) is not None:
+        return value.replace(tzinfo=None)
+    return value
+
+
+def _normalise(snap: dict[str, list[dict[str, Any]]]) -> dict[str, dict[Any, dict[str, Any]]]:
+    """Each compared table keyed by natural keys, surrogate ids replaced by what they name."""
+    versions = {v["id"]: (v["aip_id"], v["number"]) for v in snap["aip_versions"]}
+    files = {f["id"]: (*versions[f["aip_version_id"]], f["aip_path"]) for f in snap["files"]}
+    sip_aip = {s["id"]: s["aip_id"] for s in snap["sips"]}
+    out: dict[str, dict[Any, dict[str, Any]]] = {}
+
+    def keep(table: str, row: dict[str, Any]) -> dict[str, Any]:
+        dropped = NOT_RESTORED_FIELDS.get(table, {})
+        return {k: v for k, v in row.items() if k not in dropped}
+
+    out["tenants"] = {t["id"]: keep("tenants", t) for t in snap["tenants"]}
+    out["agents"] = {a["identifier"]: keep("agents", a) for a in snap["agents"]}
+    out["sips"] = {s["aip_id"]: keep("sips", s) for s in snap["sips"] if s["aip_id"]}
+    out["aips"] = {a["id"]: keep("aips", a) for a in snap["aips"]}
+    out["aip_versions"] = {
+        (v["aip_id"], v["number"]): keep("aip_versions", v) for v in snap["aip_versions"]
+    }
+    out["files"] = {}
+    for f in snap["files"]:
+        row = keep("files", f)
+        row["aip_version_id"] = versions[f["aip_version_id"]]
+        row["derived_from"] = files.get(f["derived_from"])
+        out["files"][files[f["id"]]] = row
+    out["premis_events"] = {}
+    for e in snap["premis_events"]:
+        row = keep("premis_events", e)
+        row["owner"] = e["aip_id"] or sip_aip.get(e["sip_id"])
+        out["premis_events"][e["uuid"]] = row
+    out["tape_copies"] = {}
+    for c in snap["tape_copies"]:
+        row = keep("tape_copies", c)
+        row["aip_version_id"] = versions[c["aip_version_id"]]
+        out["tape_copies"][(*versions[c["aip_version_id"]], c["site"], c["barcode"])] = row
+    out["cartridges"] = {c["barcode"]: keep("cartridges", c) for c in snap["cartridges"]}
+    out["aip_formats"] = {(f["aip_id"], f["puid"]): f for f in snap["aip_formats"]}
+    out["aip_texts"] = {t["aip_id"]: keep("aip_texts", t) for t in snap["aip_texts"]}
+    return out
+
+
+def _differences(old: dict[Any, dict[str, Any]], new: dict[Any, dict[str, Any]]) -> list[str]:
+    """What differs, row by row and field by field: readable when a comparison fails."""
+    out = [f"only before: {k}" for k in old.keys() - new.keys()]
+    out += [f"only after: {k}" for k in new.keys() - old.keys()]
+    for key in old.keys() & new.keys():
+        for field in sorted(old[key].keys() | new[key].keys()):
+            if old[key].get(field) != new[key].get(field):
+                out.append(f"{key}.{field}: {old[key].get(field)!r} != {new[key].get(field)!r}")
+    return sorted(out)
+
+
+def _rebuild_fresh(ctx: Context, url: str) -> Context:
+    """Delete the catalogue (drop every table, or the SQLite file) and open an empty one."""
+    ctx.close()
+    if url.startswith("sqlite"):
+        Path(url.removeprefix("sqlite:///")).unlink()
+    else:
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        engine.dispose()
+    upgrade(url)
+    return open_context(ctx.settings)
+
+
+def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_holds(
+    ctx: Context, catalog_url: str, tmp_path: Path
+) -> None:
+    aips = _archive(ctx, tmp_path)
+    before = _snapshot(catalog_url)
+    ctx = _rebuild_fresh(ctx, catalog_url)
+    try:
+        # The start-up check refuses the written cartridges and names the command.
+        with pytest.raises(DataRootError) as refused:
+            build_sites(ctx)
+        assert "preservation catalog rebuild --from-tapes" in refused.value.message
+
+        seen: list[tuple[str, int, int]] = []
+        report = rebuild_catalogue(ctx, progress=lambda *p: seen.append(p))
+        assert report.problems == [] and report.missing == [] and report.sites_lost == {}
+        assert (report.tenants, report.aips, report.aips_disposed) == (2, 4, 1)
+        assert (report.versions, report.copies, report.copies_disposed) == (5, 10, 2)
+        assert seen, "progress is reported"
+        after = _snapshot(catalog_url)
+
+        # Every table is either compared or explicitly not restored.
+        compared = {
+            "tenants", "agents", "sips", "aips", "aip_versions", "files", "premis_events",
+            "tape_copies", "cartridges", "aip_formats", "aip_texts",
+        }  # fmt: skip
+        assert set(before) == compared | set(NOT_RESTORED_TABLES)
+        for table in NOT_RESTORED_TABLES:
+            assert after[table] == [], table
+
+        old, new = _normalise(before), _normalise(after)
+        differences = {
+            table: _differences(old[table], new[table])
+            for table in sorted(compared - {"premis_events"})
+        }
+        assert {t: d for t, d in differences.items() if d} == {}
+
+        for c in before["cartridges"]:
+            [now] = [n for n in after["cartridges"] if n["barcode"] == c["barcode"]]
+            assert now["used"] >= c["used"], c["barcode"]
+
+        # Events: every one on tape comes back whole; the others were recorded
+        # after the newest version of their AIP was written (so no METS holds them).
+        restored = set(new["premis_events"])
+        assert restored <= set(old["premis_events"])
+        for uuid in restored:
+            assert new["premis_events"][uuid] == old["premis_events"][uuid], uuid
+        newest = {}
+        for v in before["aip_versions"]:
+            if v["number"] >= newest.get(v["aip_id"], (0, None))[0]:
+                newest[v["aip_id"]] = (v["number"], v["created_at"])
+        lost = [old["premis_events"][u] for u in set(old["premis_events"]) - restored]
+        assert lost, "the newest versions' creation, replication and commit are catalogue-only"
+        for e in lost:
+            assert e["occurred_at"] >= newest[e["owner"]][1], e
+        assert {e["type"] for e in lost} == {
+            "creation", "replication", "ingestion", "policy assignment", "deaccession",
+            "deletion",
+        }  # fmt: skip
+
+        # The chain is whole again, its head where the events end.
+        with session_scope(ctx.sessions) as s:
+            for tenant in ("museum", "library"):
+                assert verify_event_chain(s, tenant) == []
+                row = s.get_one(Tenant, tenant)
+                last = s.scalars(
+                    select(PremisEvent)
+                    .where(PremisEvent.tenant_id == tenant)
+                    .order_by(PremisEvent.seq.desc())
+                ).first()
+                assert last is not None and row.event_head == last.hash
+                assert row.event_count == last.seq
+
+        # The disposed AIP is a tombstone again; its copies are disposed, bytes reclaimable.
+        tomb = new["aips"][aips["d"]]
+        assert tomb["state"] == "disposed" and tomb["descriptive"] is None
+
+        # And the archive works on: the sites build, and a new ingest lands after the old AIPs.
+        build_sites(ctx)
+        result = ingest.run_ingest(ctx, _variant(tmp_path, "e"), tenant="museum")
+        assert result.state == "committed", result
+        with session_scope(ctx.sessions) as s:
+            assert verify_event_chain(s, "museum") == []
+    finally:
+        ctx.close()
+
+
+def test_one_site_lost_rebuilds_from_the_other_and_names_what_is_missing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ctx = open_context(settings)
+    try:
+        aips = _archive(ctx, tmp_path)
+    finally:
+        ctx.close()
+    settings.catalog_path.unlink()
+    shutil.rmtree(settings.tape_dir / "site-b")
+    ctx = open_context(settings)
+    try:
+        report = rebuild_catalogue(ctx)
+        assert report.sites_read == ["site-a"] and set(report.sites_lost) == {"site-b"}
+        live = [(aips["a"], 1), (aips["a"], 2), (aips["b"], 1), (aips["c"], 1)]
+        assert sorted((m["aip_id"], m["version"]) for m in report.missing) == sorted(live)
+        assert {m["site"] for m in report.missing} == {"site-b"}
+        after = _snapshot(settings.catalog_url)
+        assert {c["site"] for c in after["tape_copies"]} == {"site-a"}
+        assert {c["site"] for c in after["cartridges"]} == {"site-a"}
+        assert len(after["tape_copies"]) == 5  # four live versions and the tombstone's
+        assert {a["state"] for a in after["aips"] if a["id"] != aips["d"]} == {"active"}
+    finally:
+        ctx.close()
+
+
+def test_a_rebuild_into_a_catalogue_that_holds_anything_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    monkeypatch.setenv("PRESERVATION_VIRUS_SCAN", "false")
+    runner = CliRunner()
+    done = runner.invoke(app, ["ingest", str(SAMPLE), "--tenant", "museum", "--json"])
+    assert done.exit_code == 0, done.output
+
+    refused = runner.invoke(app, ["catalog", "rebuild", "--from-tapes", "--json"])
+    assert refused.exit_code == 1, refused.output
+    assert '"rule": "catalogue-not-empty"' in refused.stdout
+    assert "PRESERVATION_DATABASE_URL" in refused.stdout
+
+    without = runner.invoke(app, ["catalog", "rebuild", "--json"])
+    assert without.exit_code == 2 and "--from-tapes" in without.stdout
+
+    (home / "catalog.sqlite").unlink()
+    rebuilt = runner.invoke(app, ["catalog", "rebuild", "--from-tapes", "--site", "A", "--json"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert '"sites_read": [\n    "site-a"\n  ]' in rebuilt.stdout
+
+    with pytest.raises(ConflictError):
+        settings = Settings(home=home)
+        c = open_context(settings)
+        try:
+            rebuild_catalogue(c)
+        finally:
+            c.close()
+    assert set(NOT_ON_TAPE)  # the operators' list is not empty either
