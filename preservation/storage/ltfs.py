@@ -923,6 +923,15 @@ class LTFSFileReader(io.RawIOBase):
                     inflight.popleft().result()
         yield piece
 
+    @property
+    def sha256(self) -> str | None:
+        """The digest of every byte read, once the file was read to its end with ``verify``.
+
+        A caller checking the bytes against a digest of its own (the catalogue's)
+        takes this one rather than hashing the same bytes a second time.
+        """
+        return self._digest.hexdigest() if self._done and self._digest is not None else None
+
     def _finish(self) -> None:
         self._done = True
         if self._digest is None or self.expected_sha256 is None:

@@ -195,17 +195,17 @@ def _read_copy(
             note_cartridge_error(ctx, ref.barcode, ErrorKind.LOAD)
             _record_check(ctx, ref, "failure", f"cartridge cannot be mounted: {err}")
             raise
-        digest = hashlib.sha256()
         out = open(dest, "wb") if dest is not None else None  # noqa: SIM115 - closed below
         try:
+            # One hash pass: the reader's, on its own thread beside the drive,
+            # checked against the index's digest and then against the catalogue's.
             with volume.open(ref.path, verify=True) as reader:
                 for chunk in reader.iter_chunks():
-                    digest.update(chunk)
                     if out is not None:
                         out.write(chunk)
                     if on_chunk is not None:
                         on_chunk(len(chunk))
-            actual = digest.hexdigest()
+                actual = reader.sha256
             if actual != ref.sha256:
                 raise FixityMismatchError(
                     f"{ref.path} on {ref.barcode}: sha256 {actual}, catalogue {ref.sha256}",
