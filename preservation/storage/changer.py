@@ -44,6 +44,7 @@ from preservation.errors import (
     EndOfDataError,
     NotFoundError,
     OversizeBlockError,
+    SiteUnavailableError,
     StorageError,
 )
 from preservation.storage.clock import Clock, SystemClock
@@ -584,7 +585,7 @@ class ScsiLibrary:
 
     def _load(self, barcode: str, cartridge_lock: _Lock) -> _ScsiMount:
         """Find the cartridge, claim a drive, move and load it; every claim undone on failure."""
-        with self._robot():
+        with self._robot(), self._changer_fault(barcode):
             status = self.status()
             in_drive = status.drive_holding(barcode)
             if in_drive is not None and in_drive.number >= len(self.drive_paths):
@@ -632,7 +633,12 @@ class ScsiLibrary:
                     raise
                 self.stats.moves += 1
         if slot is None:
-            slot = self._slot_for_leftover(barcode)
+            try:
+                with self._changer_fault(barcode):
+                    slot = self._slot_for_leftover(barcode)
+            except BaseException:
+                drive_lock.release()
+                raise
         device = self.device_factory(self.drive_paths[drive])
         try:
             device.load()
@@ -794,6 +800,25 @@ class ScsiLibrary:
 
     def _cartridge_lock(self, barcode: str) -> _Lock:
         return _Lock(self.lock_dir / f"{barcode}.lock", read_only=self.read_only)
+
+    @contextmanager
+    def _changer_fault(self, barcode: str) -> Iterator[None]:
+        """A robot failure while mounting is the site's, never the cartridge's.
+
+        The store counts a StorageError from a mount against the cartridge (a
+        load error makes it suspect), so a changer that is off or jammed would
+        otherwise make every cartridge it was asked for suspect, one by one.
+        As SiteUnavailableError (transient) the store waits and tries again.
+        """
+        try:
+            yield
+        except StorageError as err:
+            raise SiteUnavailableError(
+                f"site {self.name}: the changer failed while mounting {barcode}: {err.message}",
+                site=self.name,
+                barcode=barcode,
+                path=self.changer.device,
+            ) from err
 
     @contextmanager
     def _robot(self) -> Iterator[None]:

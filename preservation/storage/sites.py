@@ -720,8 +720,19 @@ def _mark_unknown_unverified(
     asks the changer only; marked before registration, so no crash between the
     two can leave an unknown cartridge registered as scratch and unmarked.
     """
-    inventories = {name: library.barcodes() for name, library in libraries.items()}
-    if not inventories:
+    inventories: dict[str, list[str]] = {}
+    for name, library in libraries.items():
+        try:
+            inventories[name] = library.barcodes()
+        except StorageError as err:  # the robot is off or jammed: the other sites still work
+            log.error(
+                "site %s: the changer cannot be read, so no new cartridge is registered "
+                "until the next start: %s",
+                name,
+                err,
+            )
+            inventories[name] = []
+    if not any(inventories.values()):
         return inventories
     with session_scope(ctx.sessions) as session:
         known = set(session.scalars(select(Cartridge.barcode)))

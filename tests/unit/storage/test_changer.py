@@ -19,6 +19,7 @@ from preservation.errors import (
     ConfigurationError,
     DeviceBusyError,
     NotFoundError,
+    SiteUnavailableError,
     StorageError,
 )
 from preservation.storage.changer import (
@@ -388,9 +389,13 @@ def test_a_failed_load_returns_the_cartridge_and_frees_the_drive(
 ) -> None:
     library = _library(tmp_path, bays)
     bays.library.update(fail={"load": "mtx: MOVE MEDIUM from Element Address 4097 Failed"})
-    with pytest.raises(StorageError, match="MOVE MEDIUM"):
+    # The robot's failure is the site's (transient), never counted against the cartridge.
+    with pytest.raises(SiteUnavailableError, match="changer failed while mounting B00001L9.*MOVE"):
         library.mount("B00001L9")
     assert library.free_drives() == 2 and library.stats.failed_loads == 1
+    bays.library.update(fail={"status": "mtx: cannot open SCSI device '/dev/sg3' - Device busy"})
+    with pytest.raises(SiteUnavailableError, match="Device busy"):
+        library.mount("B00001L9")
     bays.library.update(fail={})
 
     def broken(path: str) -> TapeDevice:

@@ -19,7 +19,7 @@ from preservation.catalog.database import session_scope
 from preservation.catalog.models import AIPVersion, Cartridge, CartridgeState
 from preservation.config import Settings
 from preservation.context import Context, open_context
-from preservation.errors import ConfigurationError, StorageError
+from preservation.errors import ConfigurationError, SiteUnavailableError, StorageError
 from preservation.storage import service
 from preservation.storage.changer import ScsiLibrary
 from preservation.storage.library import EmulatedLibrary
@@ -189,6 +189,21 @@ def test_the_store_writes_both_sites_and_passes_over_a_foreign_cartridge(
     if staging.is_file():
         assert data == staging.read_bytes()
     library.close()
+
+
+def test_a_changer_that_cannot_be_read_leaves_the_other_site_working(
+    ctx: Context, fake: FakeLibrary
+) -> None:
+    fake.update(fail={"status": "mtx: cannot open SCSI device '/dev/sg3' - No such device"})
+    sites = build_sites(ctx, durability="none", device_factory=DriveBays(fake).device)
+    with session_scope(ctx.sessions) as session:
+        assert set(session.scalars(select(Cartridge.site))) == {"site-a"}
+    with sites["site-b"].lock, pytest.raises(SiteUnavailableError, match="No such device"):
+        sites["site-b"].open_volume("LIB001L9", format_blank=True)
+    fake.update(fail={})
+    build_sites(ctx, durability="none", device_factory=DriveBays(fake).device)
+    with session_scope(ctx.sessions) as session:
+        assert len(list(session.scalars(select(Cartridge).where(Cartridge.site == "site-b")))) == 3
 
 
 def test_without_a_site_file_every_site_is_emulated_as_before(tmp_path: Path) -> None:
