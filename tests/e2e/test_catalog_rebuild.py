@@ -215,7 +215,12 @@ def _normalise(snap: dict[str, list[dict[str, Any]]]) -> dict[str, dict[Any, dic
         out["tape_copies"][(*versions[c["aip_version_id"]], c["site"], c["barcode"])] = row
     out["cartridges"] = {c["barcode"]: keep("cartridges", c) for c in snap["cartridges"]}
     out["aip_formats"] = {(f["aip_id"], f["puid"]): f for f in snap["aip_formats"]}
-    out["aip_texts"] = {t["aip_id"]: keep("aip_texts", t) for t in snap["aip_texts"]}
+    # The search body is a bag of words: its order follows whatever order the
+    # database returned the file rows in, which PostgreSQL does not keep.
+    out["aip_texts"] = {
+        t["aip_id"]: keep("aip_texts", t) | {"body": sorted(t["body"].split())}
+        for t in snap["aip_texts"]
+    }
     return out
 
 
@@ -338,7 +343,7 @@ def test_one_site_lost_rebuilds_from_the_other_and_names_what_is_missing(
         aips = _archive(ctx, tmp_path)
     finally:
         ctx.close()
-    settings.catalog_path.unlink()
+    Path(settings.catalog_url.removeprefix("sqlite:///")).unlink()
     shutil.rmtree(settings.tape_dir / "site-b")
     ctx = open_context(settings)
     try:
