@@ -642,8 +642,8 @@ class ScsiLibrary:
         device = self.device_factory(self.drive_paths[drive])
         try:
             device.load()
-            if (self.unverified_dir / barcode).exists():
-                self._verify_blank(barcode, device)
+            if not self.read_only and (self.unverified_dir / barcode).exists():
+                self._verify_blank(barcode, device)  # read-only sites never write: moot
         except BaseException:
             if moved:
                 self.stats.failed_loads += 1
