@@ -757,8 +757,10 @@ def _write_catalogue(
         engines: dict[str, str] = {}
         for v in vs:
             assert v.head is not None
-            ids = agent_ids[v.number] = _agent_identifiers(list(v.head.root.package.agents), tools)
-            for identifier, row in ids.values():
+            mapped = agent_ids[v.number] = _agent_identifiers(
+                list(v.head.root.package.agents), tools
+            )
+            for identifier, row in mapped.values():
                 if row["type"] == "person":
                     row["tenant_id"] = tenant
                 agents.setdefault(identifier, row)
@@ -1090,7 +1092,7 @@ def _first(bag_info: dict[str, list[str]], label: str) -> str | None:
 
 def _committed_at(v: _Version, events: dict[str, dict[str, Any]]) -> datetime | None:
     """When the version became safe: its commit event if a later METS has it, else its last copy."""
-    done = [
+    done: list[datetime] = [
         e["occurred_at"]
         for e in events.values()
         if e["aip_id"] == v.aip_id

@@ -295,7 +295,7 @@ def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_hold
         assert restored <= set(old["premis_events"])
         for uuid in restored:
             assert new["premis_events"][uuid] == old["premis_events"][uuid], uuid
-        newest = {}
+        newest: dict[str, tuple[int, Any]] = {}
         for v in before["aip_versions"]:
             if v["number"] >= newest.get(v["aip_id"], (0, None))[0]:
                 newest[v["aip_id"]] = (v["number"], v["created_at"])
