@@ -43,6 +43,7 @@ ORDER = (
     "migrate",
     "recall",
     "dip_download",
+    "catalog_rebuild",
 )
 
 
@@ -73,6 +74,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     if name in ("recall", "dip_download"):
         # recall --quick: 40 AIPs on 4 cartridges per site; dip_download --quick: a 64 MiB DIP.
+        return ["--workdir", str(work), *(["--quick"] if quick else [])]
+    if name == "catalog_rebuild":
+        # catalog_rebuild --quick: 200 AIPs on 4 cartridges per site.
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     raise ValueError(name)
 

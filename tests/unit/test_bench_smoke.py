@@ -154,3 +154,12 @@ def test_bench_dip_download_runs_and_reports_ratios(tmp_path: Path) -> None:
         assert figures[condition]["raw_MBps"] > 0, condition
         assert figures[condition]["ratio"] > 0, condition
     assert isinstance(figures["memory"]["rss_growth_mib"], float)
+
+
+def test_bench_catalog_rebuild_runs_and_reports_its_ratio(tmp_path: Path) -> None:
+    """200 AIPs on emulated tape at two sites: rebuilt, and only read for the baseline."""
+    figures = _run_bench("bench_catalog_rebuild.py", "--quick", "--workdir", str(tmp_path))
+    assert figures["complete"] is True
+    assert figures["rebuild"]["rows"]["copies"] == 2 * figures["aips"]
+    assert figures["rebuild"]["aips_per_second"] > 0
+    assert figures["seconds_ratio"] > 0
