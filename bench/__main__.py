@@ -44,6 +44,7 @@ ORDER = (
     "recall",
     "dip_download",
     "catalog_rebuild",
+    "audit",
 )
 
 
@@ -74,6 +75,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     if name in ("recall", "dip_download"):
         # recall --quick: 40 AIPs on 4 cartridges per site; dip_download --quick: a 64 MiB DIP.
+        return ["--workdir", str(work), *(["--quick"] if quick else [])]
+    if name == "audit":
+        # audit --quick: 64 MiB read; 100 cartridges simulated for 60 days.
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     if name == "catalog_rebuild":
         # catalog_rebuild --quick: 200 AIPs on 4 cartridges per site.

@@ -241,9 +241,7 @@ def audit_copies(
     if repair and report.failed:
         report.repairs = _repair_and_recheck(ctx, report.failed)
     report.under_replicated = [
-        f
-        for f in under_replicated_versions(ctx, site)
-        if tenant is None or _owned(ctx, f, tenant)
+        f for f in under_replicated_versions(ctx, site) if tenant is None or _owned(ctx, f, tenant)
     ]
     report.finished_at = utcnow()
     report.seconds = round(clock() - began, 3)

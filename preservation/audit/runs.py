@@ -63,8 +63,12 @@ def audit_view(a: Audit) -> AuditView:
 
 
 def start_audit(
-    session: Session, sites: tuple[str, ...], tenant_id: str | None, who: str,
-    *, site: str | None = None,
+    session: Session,
+    sites: tuple[str, ...],
+    tenant_id: str | None,
+    who: str,
+    *,
+    site: str | None = None,
     max_cartridges: int | None = None,
     max_hours: float | None = None,
 ) -> AuditView:

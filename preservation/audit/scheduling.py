@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from preservation.storage.clock import DriveTiming
 
@@ -26,6 +26,7 @@ __all__ = [
     "bound_rounds",
     "estimate_seconds",
     "oldest_first",
+    "order_rounds",
 ]
 
 
@@ -66,23 +67,31 @@ class CartridgeRound:
 
 
 def oldest_first(copies: Iterable[CopyToCheck]) -> list[CartridgeRound]:
-    """Group copies by cartridge (block order inside) and put the stalest cartridge first.
-
-    Ties (for instance every cartridge of a new archive, never audited) go by
-    site and barcode, so two runs over the same catalogue plan the same way.
-    """
+    """Group copies by cartridge (block order inside) and put the stalest cartridge first."""
     by_cartridge: dict[tuple[str, str], list[CopyToCheck]] = {}
     for c in copies:
         by_cartridge.setdefault((c.site, c.barcode), []).append(c)
-    rounds = [
+    return order_rounds(
         CartridgeRound(site, barcode, tuple(sorted(cs, key=lambda c: (c.start_block, c.copy_id))))
         for (site, barcode), cs in by_cartridge.items()
-    ]
+    )
 
-    def key(r: CartridgeRound) -> tuple[bool, datetime | None, str, str]:
+
+def order_rounds(rounds: Iterable[CartridgeRound]) -> list[CartridgeRound]:
+    """Never-checked cartridges first, then by oldest check.
+
+    Ties (for instance every cartridge of a new archive) go by site and
+    barcode, so two runs over the same catalogue plan the same way.
+    """
+    epoch = datetime.min.replace(tzinfo=UTC)
+
+    def key(r: CartridgeRound) -> tuple[bool, datetime, str, str]:
         oldest = r.oldest_check
-        # False sorts first: never-checked cartridges lead; then the oldest check.
-        return (oldest is not None, oldest, r.site, r.barcode)
+        if oldest is None:
+            return (False, epoch, r.site, r.barcode)
+        if oldest.tzinfo is None:  # SQLite hands back naive UTC
+            oldest = oldest.replace(tzinfo=UTC)
+        return (True, oldest, r.site, r.barcode)
 
     return sorted(rounds, key=key)
 
@@ -113,20 +122,21 @@ def bound_rounds(
     max_seconds: float | None = None,
     cost: dict[str, float] | None = None,
 ) -> list[CartridgeRound]:
-    """The first rounds that fit the bounds; the first one always, so every run makes progress.
+    """The rounds a run begins: no new cartridge once the time is spent, the first one always.
 
+    That is the live run's rule too (``fixity.audit_copies``, by the wall
+    clock): a cartridge begun is read to its end, so no copy is left
+    half-judged, and every run makes progress however short its hours.
     ``cost`` (drive seconds per barcode, from :func:`estimate_seconds`) is
-    only needed with ``max_seconds``: the simulated year uses it; a live run
-    bounds hours by the wall clock instead (``fixity.audit_copies``).
+    only needed with ``max_seconds``: the simulated year uses it.
     """
     chosen: list[CartridgeRound] = []
     spent = 0.0
     for r in rounds:
         if max_cartridges is not None and len(chosen) >= max_cartridges:
             break
-        seconds = (cost or {}).get(r.barcode, 0.0)
-        if chosen and max_seconds is not None and spent + seconds > max_seconds:
+        if max_seconds is not None and spent >= max_seconds:
             break
         chosen.append(r)
-        spent += seconds
+        spent += (cost or {}).get(r.barcode, 0.0)
     return chosen
