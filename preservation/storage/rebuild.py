@@ -128,7 +128,9 @@ NOT_ON_TAPE: dict[str, str] = {
     "migration_items, migration_files, dips, stage_runs, stage_leases": "requests, "
     "decisions, credentials and operational state: catalogue-only by design",
     "files.validation[].message": "a validator's empty message is written to METS as "
-    "'well-formed' (or 'not checked'); the rebuild reads those back as empty",
+    "'well-formed' (or 'not checked'); the rebuild reads those back as empty. A migration "
+    "output's verdicts come from its migration event's checks, which give no message for a "
+    "valid file and no version for one not checked",
 }
 
 _TAR_PATH = re.compile(r"/(?P<tenant>[^/]+)/(?P<aip>[0-9a-f-]{36})/v(?P<number>[1-9][0-9]*)\.tar\Z")
@@ -701,6 +703,77 @@ def _validation(events: list[Event]) -> list[dict[str, Any]] | None:
     return verdicts or None
 
 
+def _ingest_valid(validation: list[dict[str, Any]] | None) -> bool | None:
+    """As characterisation decides: any failure is invalid, any success valid."""
+    verdicts = [x["valid"] for x in validation or []]
+    if any(v is False for v in verdicts):
+        return False
+    return True if any(v is True for v in verdicts) else None
+
+
+def _output_valid(validation: list[dict[str, Any]] | None) -> bool | None:
+    """As a migration decides for its output: valid only if every validator said so."""
+    verdicts = [x["valid"] for x in validation or []]
+    if any(v is False for v in verdicts):
+        return False
+    return True if verdicts and all(v is True for v in verdicts) else None
+
+
+_CHECK = re.compile(r"(?:PASS|FAIL) validation \((?P<tool>[^)]*)\): (?P<rest>.*)\Z", re.S)
+
+
+def _checked_output(events: list[Event], file_id: str) -> list[dict[str, Any]] | None:
+    """A migration output's verdicts, from the checks its ``migration`` event lists.
+
+    Each is a line ``PASS validation (<tool>): valid (<version>)``, ``FAIL
+    validation (<tool>): invalid (<version>): <message>`` or ``... not
+    checked: <message>`` (whose version the METS does not give).
+    """
+    verdicts = []
+    for e in events:
+        if e.type != "migration" or not any(
+            o.object_id == file_id and o.role == "outcome" for o in e.objects
+        ):
+            continue
+        for line in (e.outcome_detail or "").splitlines():
+            m = _CHECK.match(line)
+            if m is None:
+                continue
+            tool, rest = m["tool"], m["rest"]
+            if rest.startswith(("valid (", "invalid (")):
+                version, message = _parenthesised(rest[rest.index("(") :])
+                valid = rest.startswith("valid (")
+                verdicts.append(
+                    {
+                        "tool": tool,
+                        "version": version,
+                        "valid": valid,
+                        "message": message.removeprefix(": "),
+                    }
+                )
+            elif rest.startswith("not checked: "):
+                verdicts.append(
+                    {
+                        "tool": tool,
+                        "version": None,
+                        "valid": None,
+                        "message": rest.removeprefix("not checked: "),
+                    }
+                )
+    return verdicts or None
+
+
+def _parenthesised(text: str) -> tuple[str, str]:
+    """``(a (b) c)rest`` -> (``a (b) c``, ``rest``): a version holds parentheses itself."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0:
+            return text[1:i], text[i + 1 :]
+    return text[1:], ""
+
+
 def _write_catalogue(
     ctx: Context,
     versions: dict[tuple[str, int], _Version],
@@ -877,16 +950,12 @@ def _write_catalogue(
                     own_events = [
                         e for e in rep.events if any(o.object_id == f.id for o in e.objects)
                     ]
-                    validation = _validation(own_events)
-                    valid = (
-                        None
-                        if not validation
-                        else False
-                        if any(x["valid"] is False for x in validation)
-                        else True
-                        if any(x["valid"] is True for x in validation)
-                        else None
-                    )
+                    if f.derived_from:
+                        validation = _checked_output(own_events, f.id)
+                        valid = _output_valid(validation)
+                    else:
+                        validation = _validation(own_events)
+                        valid = _ingest_valid(validation)
                     rows.append(
                         {
                             "sip_id": aip_id,

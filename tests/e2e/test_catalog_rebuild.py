@@ -9,6 +9,7 @@ give back is listed below with the reason, and everything else must be equal.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -29,6 +30,8 @@ from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.errors import ConflictError, DataRootError
 from preservation.metadata.dc_input import dc_from_json
+from preservation.migrate import run
+from preservation.migrate import service as migrations
 from preservation.storage.rebuild import NOT_ON_TAPE, rebuild_catalogue
 from preservation.storage.sites import build_sites
 
@@ -126,8 +129,32 @@ def _variant(tmp_path: Path, name: str) -> Path:
     return bag
 
 
+def _png_policy(tmp_path: Path) -> Path:
+    """The default policy's PNG-to-TIFF action alone: a migration in a second."""
+    from preservation.migrate.policy import default_policy_path
+
+    default = json.loads(default_policy_path().read_text())
+    policy = {
+        "name": "png-only",
+        "description": "PNG to uncompressed TIFF, nothing else",
+        "mode": "best-effort",
+        "actions": [a for a in default["actions"] if a["id"] == "image-to-tiff"],
+        "rules": [
+            {
+                "name": "PNG",
+                "puids": ["fmt/11", "fmt/12", "fmt/13"],
+                "preservation": ["image-to-tiff"],
+            }
+        ],
+    }
+    path = tmp_path / "png-only.json"
+    path.write_text(json.dumps(policy))
+    return path
+
+
 def _archive(ctx: Context, tmp_path: Path) -> dict[str, str]:
-    """Two tenants, four AIPs; one gets a version 2 (metadata), one is disposed of."""
+    """Two tenants, four AIPs; one gets a version 2 (metadata), one is migrated (its
+    version 2 holds a TIFF made from its PNG), one is disposed of."""
     aips = {}
     for key, tenant, bag in (
         ("a", "museum", SAMPLE),
@@ -144,6 +171,13 @@ def _archive(ctx: Context, tmp_path: Path) -> dict[str, str]:
         ctx, aips["a"], record, tenant_id="museum", who="jane@museum"
     )
     assert versions.finish_version(ctx, info.version_id) is True
+    policy, text = migrations.read_policy(_png_policy(tmp_path))
+    with session_scope(ctx.sessions) as s:
+        started = migrations.start_migration(s, policy, text, aip_ids=[aips["b"]], who="jane")
+    run.run_migration(ctx, started.migration_id)
+    with session_scope(ctx.sessions) as s:
+        done = migrations.get_migration(s, started.migration_id, None)
+        assert (done.state, done.files_migrated) == ("done", 1), done
     alice = retention.Actor(id="cli:alice", label="alice")
     bob = retention.Actor(id="cli:bob", label="bob")
     with session_scope(ctx.sessions) as s:
@@ -265,7 +299,7 @@ def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_hold
         report = rebuild_catalogue(ctx, progress=lambda *p: seen.append(p))
         assert report.problems == [] and report.missing == [] and report.sites_lost == {}
         assert (report.tenants, report.aips, report.aips_disposed) == (2, 4, 1)
-        assert (report.versions, report.copies, report.copies_disposed) == (5, 10, 2)
+        assert (report.versions, report.copies, report.copies_disposed) == (6, 12, 2)
         assert seen, "progress is reported"
         after = _snapshot(catalog_url)
 
@@ -349,13 +383,13 @@ def test_one_site_lost_rebuilds_from_the_other_and_names_what_is_missing(
     try:
         report = rebuild_catalogue(ctx)
         assert report.sites_read == ["site-a"] and set(report.sites_lost) == {"site-b"}
-        live = [(aips["a"], 1), (aips["a"], 2), (aips["b"], 1), (aips["c"], 1)]
+        live = [(aips["a"], 1), (aips["a"], 2), (aips["b"], 1), (aips["b"], 2), (aips["c"], 1)]
         assert sorted((m["aip_id"], m["version"]) for m in report.missing) == sorted(live)
         assert {m["site"] for m in report.missing} == {"site-b"}
         after = _snapshot(settings.catalog_url)
         assert {c["site"] for c in after["tape_copies"]} == {"site-a"}
         assert {c["site"] for c in after["cartridges"]} == {"site-a"}
-        assert len(after["tape_copies"]) == 5  # four live versions and the tombstone's
+        assert len(after["tape_copies"]) == 6  # five live versions and the tombstone's
         assert {a["state"] for a in after["aips"] if a["id"] != aips["d"]} == {"active"}
     finally:
         ctx.close()
