@@ -72,8 +72,9 @@ def rebuild(
     for problem in report["problems"]:
         err.print(f"[red]problem:[/red] {problem}", highlight=False)
     err.print(
-        "not restored (not on tape): "
-        + "; ".join(report["not_restored"])
-        + " (see docs/operations-tape.md)",
+        f"not restored, because no tape holds them: {len(report['not_restored'])} kinds of "
+        "rows and fields (SIP ids, the old event chain's hashes, events after each AIP's "
+        "newest version, requests and decisions...); --json lists each with the reason, "
+        "docs/operations-tape.md explains",
         highlight=False,
     )

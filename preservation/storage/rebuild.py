@@ -497,18 +497,25 @@ def rebuild_catalogue(
     cartridges: list[dict[str, Any]] = []
     scratch = Path(tempfile.mkdtemp(prefix="rebuild-", dir=_scratch_parent(ctx)))
     try:
+        libraries: dict[str, EmulatedLibrary] = {}
         for site in chosen:
             root = ctx.settings.tape_dir / site
             if not (root / "cartridges").is_dir():
                 report.sites_lost[site] = f"no tape folder at {root / 'cartridges'}"
                 continue
             report.sites_read.append(site)
-            library = EmulatedLibrary(root, name=site, read_only=True, move_seconds=0.0)
-            barcodes = library.barcodes()
-            for n, barcode in enumerate(barcodes, start=1):
-                row = _read_cartridge(ctx, library, site, barcode, versions, report, scratch)
-                cartridges.append(row)
-                update_progress(f"{site}", n, len(barcodes))
+            libraries[site] = EmulatedLibrary(root, name=site, read_only=True, move_seconds=0.0)
+        work = [
+            (site, lib, barcode) for site, lib in libraries.items() for barcode in lib.barcodes()
+        ]
+        # Two bars: cartridges (known from the slots), and AIP versions, whose
+        # total grows as each cartridge's index names its tars.
+        aips = _AIPProgress(update_progress)
+        for n, (site, library, barcode) in enumerate(work, start=1):
+            row = _read_cartridge(ctx, library, site, barcode, versions, report, scratch, aips)
+            cartridges.append(row)
+            update_progress("cartridges", n, len(work))
+        update_progress("AIP versions", aips.done, aips.total)
         for site in ctx.settings.sites:
             if site not in chosen:
                 report.sites_lost.setdefault(site, "not asked for (--site)")
@@ -522,6 +529,23 @@ def rebuild_catalogue(
         shutil.rmtree(scratch, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _AIPProgress:
+    """The "AIP versions" bar: read so far, of those the indexes named so far."""
+
+    def __init__(self, update: Progress) -> None:
+        self._update = update
+        self.total = 0
+        self.done = 0
+
+    def found(self) -> None:
+        self.total += 1
+
+    def read(self) -> None:
+        self.done += 1
+        if self.done % 50 == 0 or self.done == self.total:
+            self._update("AIP versions", self.done, self.total)
 
 
 def _scratch_parent(ctx: Context) -> Path | None:
@@ -539,6 +563,7 @@ def _read_cartridge(
     versions: dict[tuple[str, int], _Version],
     report: RebuildReport,
     scratch: Path,
+    aips: _AIPProgress,
 ) -> dict[str, Any]:
     """One cartridge: its row, and every version tar it lists now or listed once."""
     row: dict[str, Any] = {
@@ -581,6 +606,7 @@ def _read_cartridge(
             version = versions.get(key)
             if version is None:
                 version = versions[key] = _Version(match["tenant"], key[0], key[1])
+                aips.found()
             sha = node.xattrs.get(SHA256_XATTR)
             copy = _Copy(
                 site=site,
@@ -601,6 +627,7 @@ def _read_cartridge(
                     version.head = read_tar_head(device, volume.blocksize, node, scratch)
                     report.tars_read += 1
                     report.bytes_read += version.head.bytes_read
+                    aips.read()
                 except (PreservationError, OSError, tarfile.TarError) as err:
                     report.problems.append(f"{site}/{barcode}{path}: unreadable head: {err}")
                 for leftover in scratch.iterdir():
