@@ -9,6 +9,7 @@ give back is listed below with the reason, and everything else must be equal.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -189,6 +190,14 @@ def _archive(ctx: Context, tmp_path: Path) -> dict[str, str]:
     return aips
 
 
+def _tree_digest(path: Path) -> str:
+    """Names and bytes of every file under ``path``: proof that nothing in it changed."""
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(file.relative_to(path)).encode() + b"\0" + file.read_bytes())
+    return h.hexdigest()
+
+
 def _snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
     """Every table's rows as plain dicts (times naive UTC, enums as values)."""
     engine = make_engine(url)
@@ -295,8 +304,10 @@ def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_hold
             build_sites(ctx)
         assert "preservation catalog rebuild --from-tapes" in refused.value.message
 
+        tapes = _tree_digest(ctx.settings.tape_dir)
         seen: list[tuple[str, int, int]] = []
         report = rebuild_catalogue(ctx, progress=lambda *p: seen.append(p))
+        assert _tree_digest(ctx.settings.tape_dir) == tapes, "the cartridges were only read"
         assert report.problems == [] and report.missing == [] and report.sites_lost == {}
         assert (report.tenants, report.aips, report.aips_disposed) == (2, 4, 1)
         assert (report.versions, report.copies, report.copies_disposed) == (6, 12, 2)
