@@ -1,4 +1,4 @@
-"""Tape cartridges at each site: `tape ls`, `tape show`."""
+"""Tape cartridges at each site: `tape ls`, `tape show`, `tape import`, `tape export`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from preservation.cli.terminal import (
+    EXIT_INVALID,
     check_site,
+    err,
     human_size,
     in_context,
     out,
@@ -113,3 +115,75 @@ def tape_show(
             c["path"],
         )
     out.print(table)
+
+
+@app.command("import")
+def tape_import(
+    site: Annotated[str, typer.Option("--site", "-s", help="The site whose library to fill.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Take the cartridges waiting in a real library's import/export slots into its pool.
+
+    Each goes to a free storage slot; one new to the catalogue is registered
+    scratch and checked blank at its first mount (nothing is written to a tape
+    that holds data). Exit 0, or 1 when some had to stay in their I/E slot
+    (each named with its reason). An emulated library has no I/E slots.
+    """
+    from preservation.storage.inventory import import_cartridges
+
+    outcome = in_context(as_json, lambda ctx: import_cartridges(ctx, site))
+    if as_json:
+        out.print_json(data=outcome.to_dict())
+    else:
+        if not outcome.imported and not outcome.left:
+            out.print(f"no cartridge waiting in the import/export slots of site {site}")
+        for c in outcome.imported:
+            what = "new: scratch, checked blank at first mount" if c["new"] else c["state"]
+            out.print(
+                f"imported {escape(c['barcode'])} into slot {c['slot']} ({what})", highlight=False
+            )
+        for c in outcome.left:
+            label = escape(c["barcode"] or "unlabelled cartridge")
+            err.print(
+                f"[yellow]left[/yellow] {label} in I/E slot {c['ie_slot']}: {escape(c['reason'])}",
+                highlight=False,
+            )
+    raise typer.Exit(0 if outcome.ok else EXIT_INVALID)
+
+
+@app.command("export")
+def tape_export(
+    barcode: Annotated[str, typer.Argument(help="The cartridge's barcode, e.g. A00001L7.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Also a full cartridge, when every live version on it is verified at another "
+            "site: it is retired, and `preservation repair` writes those versions again here.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Put a retired cartridge out of its library, into a free import/export slot.
+
+    Only a retired cartridge leaves (nothing live on it); the catalogue keeps
+    its row. An emulated library moves its folder to <tape>/<site>/exported/.
+    """
+    from preservation.storage.inventory import export_cartridge
+
+    done = in_context(as_json, lambda ctx: export_cartridge(ctx, barcode, force=force))
+    if as_json:
+        out.print_json(data=done)
+        return
+    where = (
+        f"import/export slot {done['ie_slot']}"
+        if done["ie_slot"] is not None
+        else escape(str(done["path"]))
+    )
+    verb = "already in" if done["already"] else "exported to"
+    out.print(f"{escape(barcode)} {verb} {where} (site {done['site']})", highlight=False)
+    if done["forced"]:
+        out.print(
+            "retired: run `preservation repair` to write its live versions again at this site",
+            highlight=False,
+        )

@@ -55,6 +55,9 @@ EXISTING_ARCHIVE_COMMANDS = READ_ONLY_COMMANDS | {
     "dip request",
     "dip status",
     "dip get",
+    "media migrate",
+    "tape import",
+    "tape export",
 }
 
 

@@ -687,7 +687,10 @@ def _emulated_library(
     if not read_only:
         letter = site_letter(settings, spec.name)
         for number in range(1, spec.cartridges + 1):
-            library.add_cartridge(barcode_for(letter, number, spec.media), capacity=spec.capacity)
+            barcode = barcode_for(letter, number, spec.media)
+            if (root / "exported" / barcode).exists():
+                continue  # taken out by `tape export` (storage.inventory): never put back blank
+            library.add_cartridge(barcode, capacity=spec.capacity)
     return library
 
 
