@@ -21,6 +21,7 @@ This is a test and development device: built with ``production=True`` it warns.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -58,6 +59,8 @@ _OBJECT_RE = re.compile(r"^(\d+)_(\d+)_([RFE])$")
 _ATTR_RE = re.compile(r"^attr_(\d+)_([0-9a-f]+)$")
 _PARTITIONS = 2
 _FILE_MODE = 0o644
+#: Records the emulated drive reads ahead of the host (8 MiB of 512 KiB blocks).
+READ_AHEAD_RECORDS = 16
 
 
 def _safe_parser() -> etree.XMLParser:
@@ -290,6 +293,9 @@ class EmulatedTapeDevice:
         self._writes_counted = 0
         self._dead = False
         self._eom = False
+        # The drive's read-ahead buffer: records opened (and their pages asked
+        # for) before the host reads them, while it reads forwards.
+        self._ahead: dict[tuple[int, int], int] = {}
 
     # -- library side -------------------------------------------------------------------
 
@@ -353,6 +359,7 @@ class EmulatedTapeDevice:
         self._charge(self.timing.load_seconds)
 
     def unload(self) -> None:
+        self._forget_ahead()
         if self._mounted is None:
             return
         self._check_alive()
@@ -364,6 +371,7 @@ class EmulatedTapeDevice:
         self._parts = []
 
     def create_partitions(self, index_partition_bytes: int) -> None:
+        self._forget_ahead()
         cartridge = self._writable()
         for name in os.listdir(cartridge.path):
             if _OBJECT_RE.match(name):
@@ -486,11 +494,15 @@ class EmulatedTapeDevice:
                 f"record of {size} bytes does not fit a {max_len}-byte read", barcode=self.barcode
             )
         assert self._mounted is not None
-        fd = os.open(self._mounted.path / f"{key[0]}_{pos}_R", os.O_RDONLY)
+        fd = self._ahead.pop(key, None)
+        if fd is None:
+            self._forget_ahead()  # not reading on from where the buffer was filled
+            fd = os.open(self._mounted.path / f"{key[0]}_{pos}_R", os.O_RDONLY)
         try:
             data = os.read(fd, size) if size else b""
         finally:
             os.close(fd)
+        self._read_ahead(part, pos + 1)
         if len(data) != size:
             raise MediaError("record shorter than recorded", barcode=self.barcode)
         self.stats.blocks_read += 1
@@ -680,9 +692,38 @@ class EmulatedTapeDevice:
         del part.kinds[at:]
         del part.offsets[at + 1 :]
 
+    def _read_ahead(self, part: _Partition, start: int) -> None:
+        """Ask the host for the next records' pages while this one is handed over.
+
+        A drive streaming forwards reads ahead into its buffer; the emulated
+        one asks the kernel (``POSIX_FADV_WILLNEED``) for the next
+        ``READ_AHEAD_RECORDS`` record files, so one file's read no longer
+        waits for the disk before the next is even asked for. Any write or
+        move out of the cartridge forgets them (:meth:`_forget_ahead`).
+        """
+        assert self._mounted is not None
+        for pos in range(start, min(start + READ_AHEAD_RECORDS, part.eod)):
+            key = (self._part, pos)
+            if key in self._ahead or part.kinds[pos] != 0x52:  # records only, not filemarks
+                continue
+            try:
+                fd = os.open(self._mounted.path / f"{key[0]}_{pos}_R", os.O_RDONLY)
+            except OSError:
+                return  # the read itself will say what is wrong
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            self._ahead[key] = fd
+
+    def _forget_ahead(self) -> None:
+        for fd in self._ahead.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._ahead.clear()
+
     def _write_object(
         self, kind: bytes, data: bytes | bytearray | memoryview | None, size: int
     ) -> None:
+        self._forget_ahead()
         cartridge = self._writable()
         faults = self.faults
         if faults.power_loss_after is not None:
