@@ -327,13 +327,21 @@ def _retire(ctx: Context, barcode: str, site: str) -> None:
     )
 
 
-def _export_scsi(library: ScsiLibrary, barcode: str, site: str) -> tuple[int, bool]:
-    """The I/E slot the cartridge is now in, and whether it was there already."""
+def _scsi_ready(library: ScsiLibrary, barcode: str, site: str) -> int | None:
+    """Check the cartridge can go out now; the I/E slot it is in already, if it is."""
     status = library.status()
     holder = status.slot_holding(barcode)
     if holder is not None and holder.import_export:
-        return holder.number, True  # a rerun after the move: only the catalogue is left
-    if holder is None and status.drive_holding(barcode) is None:
+        return holder.number  # a rerun after the move: only the catalogue is left
+    drive = status.drive_holding(barcode)
+    if drive is not None:
+        raise DeviceBusyError(
+            f"cartridge {barcode} is in drive {drive.number} of library {library.name}: "
+            "export it once it is back in its slot",
+            barcode=barcode,
+            site=site,
+        )
+    if holder is None:
         raise NotFoundError(
             f"library {library.name} (site {site}, changer {library.changer.device}) holds no "
             f"cartridge {barcode}: it was taken out by hand, or is in another library",
@@ -358,19 +366,16 @@ def _export_scsi(library: ScsiLibrary, barcode: str, site: str) -> tuple[int, bo
             rule="free-ie-slot",
             site=site,
         )
-    slot = library.export_cartridge(barcode)
-    # It leaves the library: a first-mount check it never had is moot now.
-    (library.unverified_dir / barcode).unlink(missing_ok=True)
-    return slot, False
+    return None
 
 
-def _export_emulated(library: EmulatedLibrary, barcode: str, site: str) -> tuple[Path, bool]:
-    """Where the cartridge's folder now is, and whether it was there already."""
+def _emulated_ready(library: EmulatedLibrary, barcode: str, site: str) -> Path | None:
+    """Check the cartridge's folder can move now; where it is already, if it moved."""
     source = library.cartridge_path(barcode)
     target = library.root / EXPORTED_DIR / barcode
     if not source.is_dir():
         if target.is_dir():
-            return target, True
+            return target
         raise NotFoundError(
             f"library {library.name} (site {site}) holds no cartridge {barcode} "
             f"(no folder {source})",
@@ -385,15 +390,7 @@ def _export_emulated(library: EmulatedLibrary, barcode: str, site: str) -> tuple
             path=target,
             site=site,
         )
-    lock = _Lock(library.lock_dir / f"{barcode}.lock")
-    if not lock.acquire():
-        raise DeviceBusyError(f"cartridge {barcode} is in use by another process", barcode=barcode)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(source, target)
-    finally:
-        lock.release()
-    return target, False
+    return None
 
 
 def export_cartridge(ctx: Context, barcode: str, *, force: bool = False) -> dict[str, Any]:
@@ -402,22 +399,17 @@ def export_cartridge(ctx: Context, barcode: str, *, force: bool = False) -> dict
     A real library: into a free I/E slot. An emulated one: its folder to
     ``<tape_dir>/<site>/exported/``. ``force`` also lets a ``full`` cartridge
     go when every live version on it is verified on a healthy cartridge at
-    another site; it is retired first (so a crash after that leaves a retired
+    another site; once the library is known to be able to take it out, it is
+    retired, then moved (so a crash between the two leaves a retired
     cartridge in the library, never a counted copy outside it), and the
     repair writes those versions again at this site. Running it again after
-    the move only records it. The row stays, state ``retired``; ``updated_at``
-    is when it left.
+    the move only records it. The row stays, state ``retired``;
+    ``updated_at`` is when it left.
     """
     site, forced = _check_exportable(ctx, barcode, force)
     where = _site(ctx, site)
     library = where.library
     where.check_available()
-    if not isinstance(library, ScsiLibrary | EmulatedLibrary):  # pragma: no cover - another kind
-        raise InvalidRequestError(
-            f"site {site}'s library cannot export cartridges", rule="real-library", site=site
-        )
-    if forced:
-        _retire(ctx, barcode, site)
     result: dict[str, Any] = {
         "barcode": barcode,
         "site": site,
@@ -430,11 +422,40 @@ def export_cartridge(ctx: Context, barcode: str, *, force: bool = False) -> dict
             where.release(barcode)  # back in its slot (index written), then out
         if isinstance(library, ScsiLibrary):
             result["library"] = "scsi"
-            result["ie_slot"], already = _export_scsi(library, barcode, site)
-        else:
+            slot = _scsi_ready(library, barcode, site)
+            already = slot is not None
+            if forced:
+                _retire(ctx, barcode, site)
+            if slot is None:
+                slot = library.export_cartridge(barcode)
+            # It left the library: a first-mount check it never had is moot now.
+            (library.unverified_dir / barcode).unlink(missing_ok=True)
+            result["ie_slot"] = slot
+        elif isinstance(library, EmulatedLibrary):
             result["library"] = "emulated"
-            path, already = _export_emulated(library, barcode, site)
+            path = _emulated_ready(library, barcode, site)
+            already = path is not None
+            if path is None:
+                path = library.root / EXPORTED_DIR / barcode
+                lock = _Lock(library.lock_dir / f"{barcode}.lock")
+                if not lock.acquire():
+                    raise DeviceBusyError(
+                        f"cartridge {barcode} is in use by another process", barcode=barcode
+                    )
+                try:
+                    if forced:
+                        _retire(ctx, barcode, site)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(library.cartridge_path(barcode), path)
+                finally:
+                    lock.release()
+            elif forced:
+                _retire(ctx, barcode, site)
             result["path"] = str(path)
+        else:  # pragma: no cover - no other kind of library exists
+            raise InvalidRequestError(
+                f"site {site}'s library cannot export cartridges", rule="real-library", site=site
+            )
     with session_scope(ctx.sessions) as session:
         row = session.get_one(Cartridge, barcode)
         row.updated_at = utcnow()  # the time it left; the row stays, retired

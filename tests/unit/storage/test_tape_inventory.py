@@ -253,9 +253,11 @@ def test_export_refusals(home: Path, fake: FakeLibrary) -> None:
     full = run("tape", "export", "LIB002L9", code=1)
     assert full["rule"] == "retired-before-export" and "--force" in full["message"]
 
-    # Every mail slot full: nothing moves.
-    set_state("LIB002L9", CartridgeState.RETIRED)
+    # Every mail slot full: nothing moves, and --force retires nothing either.
     put_in_ie(fake, "NEW001L9", "NEW002L9")
+    busy = run("tape", "export", "LIB002L9", "--force", code=1)
+    assert busy["rule"] == "free-ie-slot" and rows("site-b")["LIB002L9"]["state"] == "full"
+    set_state("LIB002L9", CartridgeState.RETIRED)
     busy = run("tape", "export", "LIB002L9", code=1)
     assert busy["error"] == "ConflictError" and busy["rule"] == "free-ie-slot"
     assert "NEW001L9" in busy["message"] and fake.slot(2) == "LIB002L9"
@@ -268,6 +270,15 @@ def test_export_refusals(home: Path, fake: FakeLibrary) -> None:
     gone = run("tape", "export", "LIB002L9", code=1)
     assert gone["error"] == "NotFoundError" and gone["rule"] == "cartridge-in-library"
     assert "/dev/sg3" in gone["message"]
+
+
+def test_force_on_a_real_library_retires_then_moves(home: Path, fake: FakeLibrary) -> None:
+    set_state("LIB002L9", CartridgeState.FULL)  # nothing live on it: no copy to find elsewhere
+    done = run("tape", "export", "LIB002L9", "--force")
+    assert done["forced"] and done["state"] == "retired" and done["ie_slot"] == IE_FIRST
+    assert fake.slot(2) is None and fake.slot(IE_FIRST) == "LIB002L9"
+    text = CliRunner().invoke(app, ["tape", "export", "LIB002L9"])
+    assert text.exit_code == 0 and "already in import/export slot 5" in text.stdout
 
 
 def test_emulated_export_moves_the_folder_and_start_up_does_not_refill_it(home: Path) -> None:
