@@ -867,21 +867,20 @@ def _write_catalogue(
                 version_text = row.get("version") or ""
                 if identifier in tools and " (signatures " in version_text:
                     engines[identifier] = version_text.split(" (signatures ", 1)[1][:-1]
+        aip_events: list[dict[str, Any]] = []  # this AIP's own: never a scan of all events
         for v in vs:
             assert v.head is not None
             for event in v.head.root.package.events:
                 row = _event_row(event, tenant, aip_id, agent_ids[v.number])
                 if v.number == 1:
                     row["sip_id"] = aip_id
-                events.setdefault(row["uuid"], row)
+                if row["uuid"] not in events:
+                    events[row["uuid"]] = row
+                    aip_events.append(row)
         disposed = [c.disposed_at for v in vs for c in v.copies if c.disposed_at is not None]
         bag_info = first.head.root.package.bag_info if first.number == 1 else package.bag_info
         aip_bag = newest.head.bag_info
-        started = [
-            e["occurred_at"]
-            for e in events.values()
-            if e["aip_id"] == aip_id and e["type"] == "ingestion"
-        ]
+        started = [e["occurred_at"] for e in aip_events if e["type"] == "ingestion"]
         created = min(started) if started else package.created
         first_files = first.head.representations.get("rep1") if first.number == 1 else None
         sips.append(
@@ -912,7 +911,7 @@ def _write_catalogue(
                     report.missing.append({"aip_id": aip_id, "version": v.number, "site": site})
             if all_read and set(configured) - sites_with:
                 state = AIPState.PENDING  # never verified at every site: never committed
-        committed = [_committed_at(v, events) for v in vs]
+        committed = [_committed_at(v, aip_events) for v in vs]
         aips.append(
             {
                 "id": aip_id,
@@ -1186,14 +1185,13 @@ def _first(bag_info: dict[str, list[str]], label: str) -> str | None:
     return None
 
 
-def _committed_at(v: _Version, events: dict[str, dict[str, Any]]) -> datetime | None:
+def _committed_at(v: _Version, own: list[dict[str, Any]]) -> datetime | None:
     """When the version became safe: its commit event if a later METS has it, else its last copy."""
     done: list[datetime] = [
         e["occurred_at"]
-        for e in events.values()
-        if e["aip_id"] == v.aip_id
+        for e in own
+        if v.number == 1
         and e["type"] == "ingestion"
-        and v.number == 1
         and e["detail"].startswith("ingestion completed")
     ]
     if done:
