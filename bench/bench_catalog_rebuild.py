@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             "tars_read": full.tars_read,
             "bytes_read": full.bytes_read,
             "bytes_read_per_aip": round(full.bytes_read / max(1, full.tars_read)),
+            # The same reads on the emulated LTO-9 timing, one drive per site.
+            "simulated_tape_seconds": full.tape_seconds,
         },
         "baseline_read_only": {
             "seconds": round(baseline.seconds, 2),

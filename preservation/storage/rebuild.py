@@ -164,6 +164,9 @@ class RebuildReport:
     copies_disposed: int = 0
     tars_read: int = 0
     bytes_read: int = 0
+    # Drive time per site on the emulated libraries' LTO-9 timing (robot moves,
+    # loads, locates, reads, unloads): what real drives would spend, one per site.
+    tape_seconds: dict[str, float] = field(default_factory=dict)
     # Versions without a copy at a configured site: {"aip_id", "version", "site"}.
     missing: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -186,6 +189,7 @@ class RebuildReport:
             "copies_disposed": self.copies_disposed,
             "tars_read": self.tars_read,
             "bytes_read": self.bytes_read,
+            "tape_seconds": {site: round(s, 1) for site, s in self.tape_seconds.items()},
             "missing": self.missing,
             "problems": self.problems,
             "seconds": round(self.seconds, 3),
@@ -504,7 +508,7 @@ def rebuild_catalogue(
                 report.sites_lost[site] = f"no tape folder at {root / 'cartridges'}"
                 continue
             report.sites_read.append(site)
-            libraries[site] = EmulatedLibrary(root, name=site, read_only=True, move_seconds=0.0)
+            libraries[site] = EmulatedLibrary(root, name=site, read_only=True)
         work = [
             (site, lib, barcode) for site, lib in libraries.items() for barcode in lib.barcodes()
         ]
@@ -516,6 +520,7 @@ def rebuild_catalogue(
             cartridges.append(row)
             update_progress("cartridges", n, len(work))
         update_progress("AIP versions", aips.done, aips.total)
+        report.tape_seconds = {site: lib.clock.now() for site, lib in libraries.items()}
         for site in ctx.settings.sites:
             if site not in chosen:
                 report.sites_lost.setdefault(site, "not asked for (--site)")
