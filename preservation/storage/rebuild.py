@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,10 +62,11 @@ from preservation.errors import ConflictError, NotFoundError, PreservationError,
 from preservation.metadata.model import Event, FileObject
 from preservation.storage.emulator import EmulatedCartridge
 from preservation.storage.interfaces import TapeDevice
-from preservation.storage.library import EmulatedLibrary
+from preservation.storage.library import EmulatedLibrary, TapeLibrary
 from preservation.storage.ltfs import SHA256_XATTR, LTFSVolume
 from preservation.storage.ltfs_index import DirectoryNode, Extent, FileNode, Index, IndexLocation
-from preservation.storage.sites import site_letter
+from preservation.storage.siteconfig import site_specs
+from preservation.storage.sites import _is_blank, build_sites, site_letter
 
 __all__ = [
     "NOT_ON_TAPE",
@@ -366,6 +367,7 @@ class _Copy:
     sha256: str
     modified: datetime | None
     disposed_at: datetime | None = None  # from the index generation that dropped it
+    error: str | None = None  # its tar's head could not be read: a failed copy
 
 
 @dataclass
@@ -501,26 +503,41 @@ def rebuild_catalogue(
     cartridges: list[dict[str, Any]] = []
     scratch = Path(tempfile.mkdtemp(prefix="rebuild-", dir=_scratch_parent(ctx)))
     try:
-        libraries: dict[str, EmulatedLibrary] = {}
+        # The libraries exactly as the archive builds them (site file, emulated or
+        # SCSI), but read-only: no lock, no cartridge added, none registered, and
+        # so none of build_sites' refusal of cartridges the catalogue lacks.
+        readers = build_sites(replace(ctx, cache={}, read_only=True), durability="none")
+        capacity = {spec.name: spec.capacity for spec in site_specs(ctx.settings)}
+        libraries: dict[str, TapeLibrary] = {}
+        work: list[tuple[str, TapeLibrary, str]] = []
         for site in chosen:
-            root = ctx.settings.tape_dir / site
-            if not (root / "cartridges").is_dir():
-                report.sites_lost[site] = f"no tape folder at {root / 'cartridges'}"
+            library = readers[site].library
+            cartridge_dir = getattr(library, "cartridge_dir", None)
+            if isinstance(library, EmulatedLibrary) and not library.cartridge_dir.is_dir():
+                report.sites_lost[site] = f"no tape folder at {cartridge_dir}"
+                continue
+            try:
+                barcodes = library.barcodes()
+            except StorageError as err:  # a real library's changer that does not answer
+                report.sites_lost[site] = f"its library cannot be read: {err}"
                 continue
             report.sites_read.append(site)
-            libraries[site] = EmulatedLibrary(root, name=site, read_only=True)
-        work = [
-            (site, lib, barcode) for site, lib in libraries.items() for barcode in lib.barcodes()
-        ]
+            libraries[site] = library
+            work += [(site, library, barcode) for barcode in barcodes]
+        clock_start = {site: lib.clock.now() for site, lib in libraries.items()}
         # Two bars: cartridges (known from the slots), and AIP versions, whose
         # total grows as each cartridge's index names its tars.
         aips = _AIPProgress(update_progress)
         for n, (site, library, barcode) in enumerate(work, start=1):
-            row = _read_cartridge(ctx, library, site, barcode, versions, report, scratch, aips)
+            row = _read_cartridge(
+                library, site, capacity[site], barcode, versions, report, scratch, aips
+            )
             cartridges.append(row)
             update_progress("cartridges", n, len(work))
         update_progress("AIP versions", aips.done, aips.total)
-        report.tape_seconds = {site: lib.clock.now() for site, lib in libraries.items()}
+        report.tape_seconds = {
+            site: lib.clock.now() - clock_start[site] for site, lib in libraries.items()
+        }
         for site in ctx.settings.sites:
             if site not in chosen:
                 report.sites_lost.setdefault(site, "not asked for (--site)")
@@ -561,9 +578,9 @@ def _scratch_parent(ctx: Context) -> Path | None:
 
 
 def _read_cartridge(
-    ctx: Context,
-    library: EmulatedLibrary,
+    library: TapeLibrary,
     site: str,
+    capacity: int,
     barcode: str,
     versions: dict[tuple[str, int], _Version],
     report: RebuildReport,
@@ -576,23 +593,29 @@ def _read_cartridge(
         "site": site,
         "state": CartridgeState.SCRATCH,
         "volume_uuid": None,
-        "capacity": ctx.settings.tape_capacity,
+        "capacity": capacity,
         "used": 0,
         "errors": 0,
         "mounts": 0,
         "reclaimable": 0,
     }
-    if EmulatedCartridge(library.cartridge_path(barcode), barcode).is_blank():
-        return row
-    report.cartridges_written += 1
+    # An emulated cartridge's folder tells blank from written without a drive;
+    # a real one is loaded, and is blank when both partitions end at block 0.
+    if isinstance(library, EmulatedLibrary):
+        if EmulatedCartridge(library.cartridge_path(barcode), barcode).is_blank():
+            return row
     try:
         device = library.mount(barcode)
     except PreservationError as err:
+        report.cartridges_written += 1
         report.cartridges_unreadable[barcode] = str(err)
         report.problems.append(f"site {site}: cartridge {barcode} cannot be mounted: {err}")
         row["state"] = CartridgeState.SUSPECT
         return row
     try:
+        if not isinstance(library, EmulatedLibrary) and _is_blank(device):
+            return row
+        report.cartridges_written += 1
         volume = LTFSVolume.mount(device, barcode, read_only=True)
         row["volume_uuid"] = volume.volume_uuid
         row["state"] = CartridgeState.FILLING
@@ -634,6 +657,7 @@ def _read_cartridge(
                     report.bytes_read += version.head.bytes_read
                     aips.read()
                 except (PreservationError, OSError, tarfile.TarError) as err:
+                    copy.error = f"its METS could not be read during the rebuild: {err}"
                     report.problems.append(f"{site}/{barcode}{path}: unreadable head: {err}")
                 for leftover in scratch.iterdir():
                     leftover.unlink()
@@ -1168,7 +1192,12 @@ def _write_catalogue(
                         "start_block": c.start_block,
                         "length": c.length,
                         "sha256": c.sha256,
-                        "status": CopyStatus.DISPOSED if c.disposed_at else CopyStatus.VERIFIED,
+                        "status": CopyStatus.DISPOSED
+                        if c.disposed_at
+                        else CopyStatus.FAILED
+                        if c.error
+                        else CopyStatus.VERIFIED,
+                        "error": c.error,
                         "written_at": c.modified,
                         "verified_at": c.modified,
                     }
