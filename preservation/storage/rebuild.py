@@ -112,9 +112,10 @@ NOT_ON_TAPE: dict[str, str] = {
     "tape_copies.written_at/verified_at": "set to the tar's LTFS modify time; the copy is "
     "marked verified on the strength of the sha256 the index recorded when it was written "
     "and read back: run `preservation audit` for fresh proof",
-    "tape_copies (failed, discarded, writing)": "a failed or superseded copy is either not "
-    "in the index or indistinguishable from a good one; only listed (verified) and "
-    "disposed copies are restored",
+    "tape_copies (failed, discarded, writing)": "a copy that failed its read-back, or was "
+    "superseded, is either not in the index or looks like a good one: listed copies come "
+    "back verified (failed only if the rebuild itself cannot read their METS), and "
+    "disposed ones disposed",
     "aips.retention_until": "policy, not on tape: re-derived from the tenant's rules and "
     "the commit time; a curator's own date is lost unless a later version's PREMIS "
     "records it",
