@@ -425,6 +425,11 @@ def test_a_rebuild_into_a_catalogue_that_holds_anything_is_refused(
     assert without.exit_code == 2 and "--from-tapes" in without.stdout
 
     (home / "catalog.sqlite").unlink()
+    # Beside written cartridges, an empty catalogue refuses to start the tape sites,
+    # and says how to get the catalogue back.
+    started = runner.invoke(app, ["tape", "ls", "--json"])
+    assert started.exit_code == 3, started.output
+    assert "preservation catalog rebuild --from-tapes" in started.stdout
     rebuilt = runner.invoke(app, ["catalog", "rebuild", "--from-tapes", "--site", "A", "--json"])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert '"sites_read": [\n    "site-a"\n  ]' in rebuilt.stdout
