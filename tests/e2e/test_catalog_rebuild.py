@@ -24,7 +24,14 @@ from typer.testing import CliRunner
 
 from preservation import ingest, retention, versions
 from preservation.catalog import make_engine, session_scope, upgrade
-from preservation.catalog.models import Base, PremisEvent, Tenant, utcnow
+from preservation.catalog.models import (
+    AIPVersion,
+    Base,
+    CopyStatus,
+    PremisEvent,
+    Tenant,
+    utcnow,
+)
 from preservation.catalog.service import verify_event_chain
 from preservation.cli import app
 from preservation.config import Settings
@@ -34,6 +41,7 @@ from preservation.metadata.dc_input import dc_from_json
 from preservation.migrate import run
 from preservation.migrate import service as migrations
 from preservation.storage.rebuild import NOT_ON_TAPE, rebuild_catalogue
+from preservation.storage.recovery import recover, repair
 from preservation.storage.sites import build_sites
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bags" / "sample-collection"
@@ -370,6 +378,10 @@ def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_hold
         tomb = new["aips"][aips["d"]]
         assert tomb["state"] == "disposed" and tomb["descriptive"] is None
 
+        # The copies are where the rows say: a version is recovered through them.
+        bag = recover(ctx, aips["a"], 2, dest_dir=tmp_path / "recovered")
+        assert (bag / "data" / "metadata" / "descriptive" / "dc.xml").is_file()
+
         # And the archive works on: the sites build, and a new ingest lands after the old AIPs.
         build_sites(ctx)
         result = ingest.run_ingest(ctx, _variant(tmp_path, "e"), tenant="museum")
@@ -402,6 +414,18 @@ def test_one_site_lost_rebuilds_from_the_other_and_names_what_is_missing(
         assert {c["site"] for c in after["cartridges"]} == {"site-a"}
         assert len(after["tape_copies"]) == 6  # five live versions and the tombstone's
         assert {a["state"] for a in after["aips"] if a["id"] != aips["d"]} == {"active"}
+
+        # What the report lists as missing is what repair writes again at the lost site.
+        repaired = repair(ctx)
+        assert repaired.ok, repaired.to_dict()
+        with session_scope(ctx.sessions) as s:
+            at_b = {
+                (v.aip_id, v.number)
+                for v in s.scalars(select(AIPVersion))
+                for c in v.copies
+                if c.site == "site-b" and c.status is CopyStatus.VERIFIED
+            }
+        assert at_b == set(live)
     finally:
         ctx.close()
 
