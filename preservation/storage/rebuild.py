@@ -305,8 +305,8 @@ def read_tar_head(device: TapeDevice, blocksize: int, node: FileNode, scratch: P
 
     Only headers and those members are read: tarfile seeks over everything
     else. The METS reader takes a file, so each member lands in ``scratch``
-    first (a few hundred kilobytes at most for a large AIP's METS... or a
-    large one's representation METS, which is the price of its files' rows).
+    first: a few kilobytes per file of the AIP for its representation METS,
+    the size of the rows it becomes.
     """
     from preservation.aip.bag import decode_manifest_path
     from preservation.metadata.reader import read_mets
@@ -491,12 +491,18 @@ def rebuild_catalogue(
     if write:
         with session_scope(ctx.sessions) as session:
             if not catalogue_is_empty(session):
+                url = ctx.settings.catalog_url
+                where = (
+                    f"move the SQLite file ({url.removeprefix('sqlite:///')}) aside"
+                    if url.startswith("sqlite")
+                    else "create a new database"
+                )
                 raise ConflictError(
                     "the catalogue is not empty: a rebuild from the tapes writes into an empty "
                     "catalogue only, so nothing it holds beyond the tapes (SIPs in flight, "
-                    "disposals, holds, tokens) is lost or contradicted. Point "
-                    "PRESERVATION_DATABASE_URL at a new database, or move the SQLite file "
-                    f"({ctx.settings.catalog_url}) aside, then run it again",
+                    f"disposals, holds, tokens) is lost or contradicted. To rebuild, {where} "
+                    "and point PRESERVATION_DATABASE_URL at an empty one (or leave it unset "
+                    "for the default SQLite file), then run it again",
                     rule="catalogue-not-empty",
                 )
     chosen = sites or list(ctx.settings.sites)
@@ -572,10 +578,9 @@ class _AIPProgress:
 
 
 def _scratch_parent(ctx: Context) -> Path | None:
-    staging = getattr(ctx.settings, "staging_dir", None)
-    if staging is not None and Path(staging).is_dir():
-        return Path(staging)
-    return None
+    """Under the data root's staging folder when it exists: a large METS is not /tmp's to hold."""
+    staging = Path(ctx.settings.staging_dir)
+    return staging if staging.is_dir() else None
 
 
 def _read_cartridge(
