@@ -968,15 +968,11 @@ def _write_catalogue(
             indexed.append(aip_id)
         for v, when in zip(vs, committed, strict=True):
             assert v.head is not None
-            types = {e.type for e in v.head.root.package.events}
+            # A later version's root METS carries the whole history, so its events
+            # do not say why it was made; its shape does: a migration adds a
+            # representation, a metadata update only a new record.
             reason = (
-                "ingest"
-                if v.number == 1
-                else "migration"
-                if "migration" in types
-                else "metadata"
-                if "metadata modification" in types
-                else "update"
+                "ingest" if v.number == 1 else "migration" if v.head.representations else "metadata"
             )
             good = [c for c in v.copies if c.sha256]
             version_rows.append(
@@ -1048,7 +1044,7 @@ def _write_catalogue(
     retention = {
         a["id"]: retention_until(rules_for(ctx.settings, a["tenant_id"]), a["_committed"])
         for a in aips
-        if a["_committed"] is not None and a["state"] is not AIPState.DISPOSED
+        if a["_committed"] is not None and a["state"] is AIPState.ACTIVE
     }
 
     with session_scope(ctx.sessions) as session:

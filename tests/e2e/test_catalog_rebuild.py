@@ -163,7 +163,8 @@ def _png_policy(tmp_path: Path) -> Path:
 
 def _archive(ctx: Context, tmp_path: Path) -> dict[str, str]:
     """Two tenants, four AIPs; one gets a version 2 (metadata), one is migrated (its
-    version 2 holds a TIFF made from its PNG), one is disposed of."""
+    version 2 holds a TIFF made from its PNG) then gets a version 3 (metadata), one is
+    disposed of."""
     aips = {}
     for key, tenant, bag in (
         ("a", "museum", SAMPLE),
@@ -187,6 +188,11 @@ def _archive(ctx: Context, tmp_path: Path) -> dict[str, str]:
     with session_scope(ctx.sessions) as s:
         done = migrations.get_migration(s, started.migration_id, None)
         assert (done.state, done.files_migrated) == ("done", 1), done
+    # A metadata version after the migration: its METS carries the migration as history.
+    after = versions.prepare_metadata_version(
+        ctx, aips["b"], dc_from_json({"Title": "Dessins"}), tenant_id="museum", who="jane"
+    )
+    assert versions.finish_version(ctx, after.version_id) is True
     alice = retention.Actor(id="cli:alice", label="alice")
     bob = retention.Actor(id="cli:bob", label="bob")
     with session_scope(ctx.sessions) as s:
@@ -318,7 +324,7 @@ def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_hold
         assert _tree_digest(ctx.settings.tape_dir) == tapes, "the cartridges were only read"
         assert report.problems == [] and report.missing == [] and report.sites_lost == {}
         assert (report.tenants, report.aips, report.aips_disposed) == (2, 4, 1)
-        assert (report.versions, report.copies, report.copies_disposed) == (6, 12, 2)
+        assert (report.versions, report.copies, report.copies_disposed) == (7, 14, 2)
         assert seen, "progress is reported"
         after = _snapshot(catalog_url)
 
@@ -406,13 +412,14 @@ def test_one_site_lost_rebuilds_from_the_other_and_names_what_is_missing(
     try:
         report = rebuild_catalogue(ctx)
         assert report.sites_read == ["site-a"] and set(report.sites_lost) == {"site-b"}
-        live = [(aips["a"], 1), (aips["a"], 2), (aips["b"], 1), (aips["b"], 2), (aips["c"], 1)]
+        live = [(aips["a"], 1), (aips["a"], 2), (aips["c"], 1)]
+        live += [(aips["b"], 1), (aips["b"], 2), (aips["b"], 3)]
         assert sorted((m["aip_id"], m["version"]) for m in report.missing) == sorted(live)
         assert {m["site"] for m in report.missing} == {"site-b"}
         after = _snapshot(settings.catalog_url)
         assert {c["site"] for c in after["tape_copies"]} == {"site-a"}
         assert {c["site"] for c in after["cartridges"]} == {"site-a"}
-        assert len(after["tape_copies"]) == 6  # five live versions and the tombstone's
+        assert len(after["tape_copies"]) == 7  # six live versions and the tombstone's
         assert {a["state"] for a in after["aips"] if a["id"] != aips["d"]} == {"active"}
 
         # What the report lists as missing is what repair writes again at the lost site.
