@@ -29,9 +29,12 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +92,8 @@ NOT_ON_TAPE: dict[str, str] = {
     "files from version 1; the original SIP id, source path, attempts and times are gone, "
     "and rejected or unfinished submissions left nothing on tape",
     "files.sip_id": "the SIP id is not on tape (see sips)",
+    "aip_versions.staging_path": "a pending version's tar waits under its SIP's staging "
+    "folder, named by the SIP id, which is not on tape",
     "premis_events.sip_id": "the SIP id is not on tape; events of version 1's ingest name "
     "the rebuilt SIP, every event found names its AIP",
     "premis_events.aip_id": "ingest's first events were recorded before the AIP row existed "
@@ -369,6 +374,8 @@ class _Copy:
     modified: datetime | None
     disposed_at: datetime | None = None  # from the index generation that dropped it
     error: str | None = None  # its tar's head could not be read: a failed copy
+    node: FileNode | None = None  # where its bytes are, for a second try elsewhere
+    blocksize: int = 0
 
 
 @dataclass
@@ -378,6 +385,56 @@ class _Version:
     number: int
     copies: list[_Copy] = field(default_factory=list)
     head: TarHead | None = None
+    claimed: bool = False  # a site's reader is reading its head now
+
+
+@dataclass
+class _Shared:
+    """What the sites' readers share: each site is read by a thread of its own.
+
+    Each version's head is read at one site only, chosen by a hash of its
+    name among the sites being read, so the two sites' drives share the
+    reading; a version the chosen site lacks (or cannot read) is read from
+    another copy afterwards (:func:`_read_missing_heads`).
+    """
+
+    versions: dict[tuple[str, int], _Version]
+    report: RebuildReport
+    aips: _AIPProgress
+    readers: list[str]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reads_here(self, key: tuple[str, int], site: str) -> bool:
+        n = zlib.crc32(f"{key[0]}/v{key[1]}".encode()) % len(self.readers)
+        return self.readers[n] == site
+
+    def add(self, key: tuple[str, int], tenant: str, copy: _Copy) -> _Version | None:
+        """Record a copy; the version, claimed, if this site is to read its head now."""
+        with self.lock:
+            version = self.versions.get(key)
+            if version is None:
+                version = self.versions[key] = _Version(tenant, key[0], key[1])
+                self.aips.found()
+            version.copies.append(copy)
+            if version.head is None and not version.claimed and self.reads_here(key, copy.site):
+                version.claimed = True
+                return version
+            return None
+
+    def read(self, version: _Version, head: TarHead) -> None:
+        with self.lock:
+            version.head = head
+            self.report.tars_read += 1
+            self.report.bytes_read += head.bytes_read
+            self.aips.read()
+
+    def failed(self, version: _Version, copy: _Copy, err: Exception) -> None:
+        with self.lock:
+            version.claimed = False
+            copy.error = f"its METS could not be read during the rebuild: {err}"
+            self.report.problems.append(
+                f"{copy.site}/{copy.barcode}{copy.path}: unreadable head: {err}"
+            )
 
 
 def _ltfs_time(text_value: str | None) -> datetime | None:
@@ -535,13 +592,32 @@ def rebuild_catalogue(
         # Two bars: cartridges (known from the slots), and AIP versions, whose
         # total grows as each cartridge's index names its tars.
         aips = _AIPProgress(update_progress)
-        for n, (site, library, barcode) in enumerate(work, start=1):
-            row = _read_cartridge(
-                library, site, capacity[site], barcode, versions, report, scratch, aips
-            )
-            cartridges.append(row)
-            update_progress("cartridges", n, len(work))
+        shared = _Shared(versions, report, aips, list(libraries))
+        done = [0]
+
+        def read_site(site: str) -> list[dict[str, Any]]:
+            rows = []
+            (scratch / site).mkdir()
+            for barcode in [b for s, _, b in work if s == site]:
+                rows.append(
+                    _read_cartridge(
+                        libraries[site], site, capacity[site], barcode, shared, scratch / site
+                    )
+                )
+                with shared.lock:
+                    done[0] += 1
+                    update_progress("cartridges", done[0], len(work))
+            return rows
+
+        # The sites are read at once, each by its own drive, as two data centres would be.
+        with ThreadPoolExecutor(max_workers=max(1, len(libraries))) as pool:
+            for rows in pool.map(read_site, list(libraries)):
+                cartridges += rows
+        _read_missing_heads(libraries, shared, scratch / "again")
         update_progress("AIP versions", aips.done, aips.total)
+        report.cartridges_written = sum(
+            1 for row in cartridges if row["state"] is not CartridgeState.SCRATCH
+        )
         report.tape_seconds = {
             site: lib.clock.now() - clock_start[site] for site, lib in libraries.items()
         }
@@ -588,10 +664,8 @@ def _read_cartridge(
     site: str,
     capacity: int,
     barcode: str,
-    versions: dict[tuple[str, int], _Version],
-    report: RebuildReport,
+    shared: _Shared,
     scratch: Path,
-    aips: _AIPProgress,
 ) -> dict[str, Any]:
     """One cartridge: its row, and every version tar it lists now or listed once."""
     row: dict[str, Any] = {
@@ -610,10 +684,10 @@ def _read_cartridge(
     if isinstance(library, EmulatedLibrary):
         if EmulatedCartridge(library.cartridge_path(barcode), barcode).is_blank():
             return row
+    report = shared.report
     try:
         device = library.mount(barcode)
     except PreservationError as err:
-        report.cartridges_written += 1
         report.cartridges_unreadable[barcode] = str(err)
         report.problems.append(f"site {site}: cartridge {barcode} cannot be mounted: {err}")
         row["state"] = CartridgeState.SUSPECT
@@ -621,7 +695,6 @@ def _read_cartridge(
     try:
         if not isinstance(library, EmulatedLibrary) and _is_blank(device):
             return row
-        report.cartridges_written += 1
         volume = LTFSVolume.mount(device, barcode, read_only=True)
         row["volume_uuid"] = volume.volume_uuid
         row["state"] = CartridgeState.FILLING
@@ -637,10 +710,6 @@ def _read_cartridge(
             if match is None:
                 continue
             key = (match["aip"], int(match["number"]))
-            version = versions.get(key)
-            if version is None:
-                version = versions[key] = _Version(match["tenant"], key[0], key[1])
-                aips.found()
             sha = node.xattrs.get(SHA256_XATTR)
             copy = _Copy(
                 site=site,
@@ -652,21 +721,14 @@ def _read_cartridge(
                 sha256=sha.decode("ascii").strip().lower() if sha else "",
                 modified=_ltfs_time(node.modify_time),
                 disposed_at=_ltfs_time(dropped_by.update_time) if dropped_by else None,
+                node=node,
+                blocksize=volume.blocksize,
             )
             if copy.disposed_at is not None:
                 row["reclaimable"] += node.length
-            version.copies.append(copy)
-            if version.head is None:
-                try:
-                    version.head = read_tar_head(device, volume.blocksize, node, scratch)
-                    report.tars_read += 1
-                    report.bytes_read += version.head.bytes_read
-                    aips.read()
-                except (PreservationError, OSError, tarfile.TarError) as err:
-                    copy.error = f"its METS could not be read during the rebuild: {err}"
-                    report.problems.append(f"{site}/{barcode}{path}: unreadable head: {err}")
-                for leftover in scratch.iterdir():
-                    leftover.unlink()
+            version = shared.add(key, match["tenant"], copy)
+            if version is not None:
+                _read_head(device, version, copy, shared, scratch)
     except PreservationError as err:
         report.cartridges_unreadable[barcode] = str(err)
         report.problems.append(f"site {site}: cartridge {barcode} holds no readable LTFS: {err}")
@@ -677,6 +739,53 @@ def _read_cartridge(
         except PreservationError as err:
             log.warning("rebuild: unmounting %s: %s", barcode, err)
     return row
+
+
+def _read_head(
+    device: TapeDevice, version: _Version, copy: _Copy, shared: _Shared, scratch: Path
+) -> None:
+    assert copy.node is not None
+    try:
+        shared.read(version, read_tar_head(device, copy.blocksize, copy.node, scratch))
+    except (PreservationError, OSError, tarfile.TarError) as err:
+        shared.failed(version, copy, err)
+    finally:
+        for leftover in scratch.iterdir():
+            leftover.unlink()
+
+
+def _read_missing_heads(libraries: dict[str, TapeLibrary], shared: _Shared, scratch: Path) -> None:
+    """Heads the chosen site did not have or could not read, from another copy.
+
+    The only second mounts of a rebuild, and only when a site lacks a
+    version (a copy lost, a site down at ingest) or a copy is damaged; one
+    mount per cartridge still, whatever it holds for this pass.
+    """
+    scratch.mkdir(exist_ok=True)
+    wanted: dict[tuple[str, str], list[tuple[_Version, _Copy]]] = defaultdict(list)
+    for version in shared.versions.values():
+        if version.head is None:
+            for copy in version.copies:
+                if copy.error is None and copy.node is not None and copy.site in libraries:
+                    wanted[(copy.site, copy.barcode)].append((version, copy))
+    for (site, barcode), items in sorted(wanted.items()):
+        if all(version.head is not None for version, _ in items):
+            continue
+        library = libraries[site]
+        try:
+            device = library.mount(barcode)
+        except PreservationError as err:
+            shared.report.problems.append(f"site {site}: cartridge {barcode}: {err}")
+            continue
+        try:
+            for version, copy in items:
+                if version.head is None:
+                    _read_head(device, version, copy, shared, scratch)
+        finally:
+            try:
+                library.unmount(barcode)
+            except PreservationError as err:
+                log.warning("rebuild: unmounting %s: %s", barcode, err)
 
 
 # -- from what was read to rows ----------------------------------------------------------
@@ -936,7 +1045,10 @@ def _write_catalogue(
                 "updated_at": created,
             }
         )
-        state = AIPState.DISPOSED if disposed else AIPState.ACTIVE
+        # A version missing at a site, when every site was read, was never
+        # committed (a site was down at its store): version 1 so leaves the AIP
+        # pending, a later one leaves the AIP as its last committed version.
+        uncommitted: set[int] = set()
         for v in vs:
             if disposed:
                 break  # a tombstone misses nothing: its copies were meant to go
@@ -945,8 +1057,19 @@ def _write_catalogue(
                 if site not in sites_with:
                     report.missing.append({"aip_id": aip_id, "version": v.number, "site": site})
             if all_read and set(configured) - sites_with:
-                state = AIPState.PENDING  # never verified at every site: never committed
-        committed = [_committed_at(v, aip_events) for v in vs]
+                uncommitted.add(v.number)
+        state = (
+            AIPState.DISPOSED
+            if disposed
+            else AIPState.PENDING
+            if 1 in uncommitted
+            else AIPState.ACTIVE
+        )
+        if 1 in uncommitted:
+            sips[-1]["state"], sips[-1]["stage"] = SIPState.PACKAGED, "packaged"
+        current = [v for v in vs if v.number not in uncommitted] or vs[:1]
+        assert current[-1].head is not None
+        committed = [None if v.number in uncommitted else _committed_at(v, aip_events) for v in vs]
         aips.append(
             {
                 "id": aip_id,
@@ -956,15 +1079,16 @@ def _write_catalogue(
                 "source_bag_name": _first(aip_bag, "Source-Bag-Name") or "",
                 "state": state,
                 "created_at": created,
-                "descriptive": None
-                if state is AIPState.DISPOSED
-                else dc_as_record(newest.head.root.dublin_core),
+                # Set at commit, with the search index; a tombstone loses both.
+                "descriptive": dc_as_record(current[-1].head.root.dublin_core)
+                if state is AIPState.ACTIVE
+                else None,
                 "retention_until": None,
                 "disposed_at": min(disposed) if disposed else None,
                 "_committed": committed[0],
             }
         )
-        if state is not AIPState.DISPOSED:
+        if state is AIPState.ACTIVE:
             indexed.append(aip_id)
         for v, when in zip(vs, committed, strict=True):
             assert v.head is not None
@@ -987,7 +1111,7 @@ def _write_catalogue(
                         "tar_sha256": good[0].sha256 if good else None,
                         "staging_path": None,
                         "created_at": v.head.root.package.created,
-                        "committed_at": when if state is not AIPState.PENDING else None,
+                        "committed_at": when,
                     },
                 )
             )
@@ -997,7 +1121,9 @@ def _write_catalogue(
                     f"AIP {aip_id} v{v.number}: its copies' LTFS digests differ "
                     f"({', '.join(sorted(shas))}); run `preservation audit`"
                 )
-            for _name, rep in sorted(v.head.representations.items()):
+            # A migration's files become rows when it commits: none for one that did not.
+            held = [] if v.number > 1 and v.number in uncommitted else v.head.representations
+            for _name, rep in sorted(dict(held).items()):
                 own = [f for f in rep.files if f.held_in is None]
                 rows = []
                 for f in own:

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from preservation import ingest, retention, versions
 from preservation.catalog import make_engine, session_scope, upgrade
 from preservation.catalog.models import (
+    SIP,
     AIPVersion,
     Base,
     CopyStatus,
@@ -36,7 +37,7 @@ from preservation.catalog.service import verify_event_chain
 from preservation.cli import app
 from preservation.config import Settings
 from preservation.context import Context, open_context
-from preservation.errors import ConflictError, DataRootError
+from preservation.errors import ConflictError, DataRootError, SiteUnavailableError
 from preservation.metadata.dc_input import dc_from_json
 from preservation.migrate import run
 from preservation.migrate import service as migrations
@@ -90,6 +91,8 @@ NOT_RESTORED_FIELDS = {
         "id": "surrogate key; versions compare by (AIP, number)",
         "created_at": "the METS creation date stands in",
         "committed_at": "the commit event or the tar's LTFS time stands in",
+        "staging_path": "a pending version's tar waits under its SIP's staging folder, "
+        "and the SIP id is not on tape (None once committed, checked below)",
     },
     "files": {
         "id": "surrogate key; files compare by (AIP, version, path)",
@@ -433,6 +436,53 @@ def test_one_site_lost_rebuilds_from_the_other_and_names_what_is_missing(
                 if c.site == "site-b" and c.status is CopyStatus.VERIFIED
             }
         assert at_b == set(live)
+    finally:
+        ctx.close()
+
+
+def test_a_version_one_site_never_got_comes_back_pending_from_the_other(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Site B was down at ingest: the AIP was pending, and is again, read from site A.
+
+    The head of each version is read at one site chosen by its name; here site
+    B is made the reader of every version, so the pending AIP's head must come
+    from site A in the second pass, with a second mount of that one cartridge.
+    """
+    ctx = open_context(settings)
+    try:
+        done = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
+        assert done.state == "committed" and done.aip_id
+        flag = settings.tape_dir / "site-b" / "DOWN"
+        flag.write_text("maintenance window")
+        with pytest.raises(SiteUnavailableError):
+            ingest.run_ingest(ctx, _variant(tmp_path, "p"), tenant="museum", wait_seconds=0)
+        [sip_id] = ingest.pending_sips(ctx)
+        with session_scope(ctx.sessions) as s:
+            pending_id = s.get_one(SIP, sip_id).aip_id
+        assert pending_id
+        for site in build_sites(ctx).values():
+            site.release_all()
+        before = _normalise(_snapshot(settings.catalog_url))
+    finally:
+        ctx.close()
+    flag.unlink()
+    Path(settings.catalog_url.removeprefix("sqlite:///")).unlink()
+    monkeypatch.setattr(
+        "preservation.storage.rebuild._Shared.reads_here", lambda self, key, site: site == "site-b"
+    )
+    ctx = open_context(settings)
+    try:
+        report = rebuild_catalogue(ctx)
+        assert report.problems == [] and report.tars_read == 2
+        assert report.missing == [{"aip_id": pending_id, "version": 1, "site": "site-b"}]
+        raw = _snapshot(settings.catalog_url)
+        after = _normalise(raw)
+        for table in ("aips", "aip_versions", "files", "tape_copies"):
+            assert _differences(before[table], after[table]) == [], table
+        assert after["aips"][pending_id]["state"] == "pending"
+        assert {v["staging_path"] for v in raw["aip_versions"]} == {None}
+        assert after["sips"][pending_id]["state"] == "packaged"
     finally:
         ctx.close()
 
