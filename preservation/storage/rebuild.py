@@ -1122,8 +1122,10 @@ def _write_catalogue(
                     f"({', '.join(sorted(shas))}); run `preservation audit`"
                 )
             # A migration's files become rows when it commits: none for one that did not.
-            held = [] if v.number > 1 and v.number in uncommitted else v.head.representations
-            for _name, rep in sorted(dict(held).items()):
+            held: dict[str, Any] = (
+                {} if v.number > 1 and v.number in uncommitted else v.head.representations
+            )
+            for _name, rep in sorted(held.items()):
                 own = [f for f in rep.files if f.held_in is None]
                 rows = []
                 for f in own:
