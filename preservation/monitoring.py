@@ -205,6 +205,11 @@ def _coverage_metrics(sites: list[Any]) -> Any:
             ("overdue_bytes", "Bytes not read back within their tenant's audit interval"),
         )
     }
+    missing = GaugeMetricFamily(
+        "preservation_audit_missing_copies",
+        "Active versions with no verified copy on a healthy cartridge at the site",
+        labels=["site"],
+    )
     ratio = GaugeMetricFamily(
         "preservation_audit_coverage_ratio",
         "Share of a site's copies read back within their tenant's audit interval",
@@ -212,6 +217,7 @@ def _coverage_metrics(sites: list[Any]) -> Any:
     )
     for site in sites:
         ratio.add_metric([site.site], site.ratio)
+        missing.add_metric([site.site], len(site.missing))
         for tenant, n in sorted(site.by_tenant.items()):
             families["checked_copies"].add_metric([site.site, tenant], n["checked_copies"])
             families["overdue_copies"].add_metric(
@@ -222,6 +228,7 @@ def _coverage_metrics(sites: list[Any]) -> Any:
                 [site.site, tenant], n["bytes"] - n["checked_bytes"]
             )
     yield from families.values()
+    yield missing
     yield ratio
 
 

@@ -50,6 +50,9 @@ class SiteCoverage:
     checked_bytes: int = 0
     by_tenant: dict[str, dict[str, int]] = field(default_factory=dict)
     overdue: list[OverdueCopy] = field(default_factory=list)
+    #: Active versions with no verified copy on a healthy cartridge here: nothing to
+    #: check, which is worse than overdue (a failed copy waiting for repair).
+    missing: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def overdue_copies(self) -> int:
@@ -73,6 +76,8 @@ class SiteCoverage:
             "overdue_copies": self.overdue_copies,
             "overdue_bytes": self.overdue_bytes,
             "ratio": round(self.ratio, 6),
+            "missing_copies": len(self.missing),
+            "missing": self.missing[:OVERDUE_LISTED],
             "by_tenant": self.by_tenant,
             "overdue": [
                 asdict(o)
@@ -94,7 +99,7 @@ class CoverageReport:
 
     @property
     def complete(self) -> bool:
-        return all(s.overdue_copies == 0 for s in self.sites)
+        return all(s.overdue_copies == 0 and not s.missing for s in self.sites)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +109,24 @@ class CoverageReport:
             "intervals": self.intervals,
             "sites": [s.to_dict() for s in self.sites],
         }
+
+
+def _missing(session: Any, ctx: Context, tenant: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """(site, version) for each active version lacking a healthy verified copy at a site."""
+    from preservation.audit.fixity import under_replicated_versions
+
+    findings = under_replicated_versions(ctx)
+    owner = dict(
+        session.execute(
+            select(AIP.id, AIP.tenant_id).where(AIP.id.in_({f.aip_id for f in findings}))
+        ).all()
+    )
+    return [
+        (site, {"tenant": owner.get(f.aip_id), "aip_id": f.aip_id, "version": f.version})
+        for f in findings
+        for site in f.missing_sites
+        if tenant is None or owner.get(f.aip_id) == tenant
+    ]
 
 
 def _before(period: Period, moment: datetime) -> datetime:
@@ -204,7 +227,10 @@ def coverage(
                 overdue.append(
                     (OverdueCopy(cid, t, aip_id, number, barcode, length, checked, due), site)
                 )
+        missing = _missing(session, ctx, tenant)
     overdue.sort(key=lambda pair: (pair[0].checked_at is not None, pair[0].checked_at or now))
+    for site, entry in missing:
+        sites.setdefault(site, SiteCoverage(site)).missing.append(entry)
     for o, site in overdue:
         s = sites[site]
         if len(s.overdue) < OVERDUE_LISTED:

@@ -25,6 +25,12 @@ from preservation.cli.terminal import (
 from preservation.errors import DestinationError, NotFoundError, PreservationError
 
 
+def _positive_hours(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value} is not more than 0 hours")
+    return value
+
+
 def audit(
     site: Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")] = None,
     tenant: Annotated[
@@ -37,7 +43,9 @@ def audit(
     max_hours: Annotated[
         float | None,
         typer.Option(
-            "--max-hours", min=0.0, help="Begin no new cartridge after this many hours."
+            "--max-hours",
+            callback=_positive_hours,
+            help="Begin no new cartridge after this many hours (more than 0).",
         ),
     ] = None,
     no_repair: Annotated[
@@ -140,7 +148,9 @@ def _print_coverage(cov: Any, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("site", "copies", "checked", "bytes", "checked bytes", "overdue", "coverage")
+    table = Table(
+        "site", "copies", "checked", "bytes", "checked bytes", "overdue", "missing", "coverage"
+    )
     for s in cov.sites:
         table.add_row(
             s.site,
@@ -149,6 +159,7 @@ def _print_coverage(cov: Any, as_json: bool) -> None:
             human_size(s.bytes),
             human_size(s.checked_bytes),
             f"{s.overdue_copies:,}",
+            f"{len(s.missing):,}",
             f"{s.ratio:.1%}",
         )
     out.print(table)
@@ -164,6 +175,12 @@ def _print_coverage(cov: Any, as_json: bool) -> None:
             )
         if s.overdue_copies > 20:
             err.print(f"... and {s.overdue_copies - 20:,} more at {s.site}", highlight=False)
+        for m in s.missing[:20]:
+            err.print(
+                f"[red]missing[/red] {s.site}: AIP {m['aip_id']} v{m['version']} has no "
+                "verified copy here: run `preservation repair`",
+                highlight=False,
+            )
 
 
 def repair(

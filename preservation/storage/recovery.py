@@ -213,16 +213,21 @@ def _read_copy(
                     barcode=ref.barcode,
                     aip_id=ref.aip_id,
                 )
-        except (MediaError, FixityMismatchError, FileNotFoundError) as err:
+        except (StorageError, FixityMismatchError, FileNotFoundError) as err:
+            # Any fault of the tape while reading the file (a read error, end of
+            # data where the index promised blocks, a file gone from the index):
+            # the copy failed, and the repair replaces it.
             if isinstance(err, FileNotFoundError) and (gone := _disposed_of(ctx, ref.aip_id)):
                 # A disposal took the file out of the index meanwhile: no fault of the tape.
                 raise NotFoundError(gone, aip_id=ref.aip_id, path=ref.path) from err
             _fail_copy(ctx, ref.copy_id, f"read failed: {err}")
             note_cartridge_error(ctx, ref.barcode, ErrorKind.READ)
             _record_check(ctx, ref, "failure", str(err))
-            if isinstance(err, MediaError):
+            if isinstance(err, StorageError):
                 site.release(ref.barcode)
-            if isinstance(err, FileNotFoundError):
+            if isinstance(err, FileNotFoundError | StorageError) and not isinstance(
+                err, MediaError
+            ):
                 raise MediaError(str(err), barcode=ref.barcode, path=ref.path) from err
             raise
         finally:

@@ -151,6 +151,24 @@ def test_a_damaged_copy_is_repaired_from_the_other_site_and_checked_again(home: 
     assert [f["copy_id"] for f in left["unrepaired"]] == [again.id]
 
 
+def test_a_copy_cut_short_on_tape_is_a_read_failure_and_is_repaired(home: Path) -> None:
+    """End of data where the index promises blocks: the copy failed, not an audit error."""
+    aip_id = run("ingest", str(SAMPLE), "--tenant", TENANT)["aip_id"]
+    bad = next(c for c in _copies(home) if c.site == "site-a")
+    folder = home / "tape" / bad.site / "cartridges" / bad.barcode
+    last = bad.start_block + -(-bad.length // (512 * 1024)) - 1
+    (folder / f"1_{last}_R").unlink()  # the tape ends before the file does
+    report = run("audit", "--site", "site-a")
+    [failed] = report["failed"]
+    assert failed["copy_id"] == bad.id and failed["aip_id"] == aip_id
+    [fixed] = report["repairs"]
+    assert fixed["repaired"] and fixed["rechecked"] == "ok", fixed
+    assert report["ok"]
+    after = {c.id: c for c in _copies(home)}
+    assert after[bad.id].status == CopyStatus.DISCARDED
+    assert "read failed" in (after[bad.id].error or "") or "replaced" in (after[bad.id].error or "")
+
+
 def test_coverage_names_overdue_copies_by_tenant_interval(home: Path) -> None:
     (home).mkdir(parents=True, exist_ok=True)
     (home / "archiving-rules.json").write_text(
@@ -178,6 +196,27 @@ def test_coverage_names_overdue_copies_by_tenant_interval(home: Path) -> None:
     assert cov["sites"][1]["overdue_copies"] == 0
     assert run("audit", "--coverage", "--tenant", TENANT)["complete"]
 
+    # A copy that failed (left for `repair`) is not "covered" by dropping out of the
+    # count: its version is missing a copy at that site, and coverage says so.
+    ctx = open_context(Settings(home=home))
+    try:
+        with session_scope(ctx.sessions) as s:
+            s.execute(
+                update(TapeCopy)
+                .where(TapeCopy.id == next(c.id for c in copies if c.site == "site-b"))
+                .values(status=CopyStatus.FAILED)
+            )
+    finally:
+        ctx.close()
+    gap = run("audit", "--coverage", code=3)
+    site_b = gap["sites"][1]
+    assert site_b["missing_copies"] == 1 and site_b["missing"][0]["aip_id"] in (
+        museum,
+        observatory,
+    )
+    run("repair")
+    assert run("audit", "--coverage", code=3)["sites"][1]["missing_copies"] == 0
+
     # The overdue copy is the first one the next bounded run reads; then all is covered.
     nxt = run("audit", "--max-cartridges", "1", "--site", "site-a")
     assert nxt["cartridges"] == [late["barcode"]]
@@ -195,6 +234,7 @@ def test_coverage_names_overdue_copies_by_tenant_interval(home: Path) -> None:
     assert 'preservation_audit_overdue_copies{site="site-a",tenant="observatory"} 0.0' in text
     assert 'preservation_audit_checked_copies{site="site-a",tenant="observatory"} 1.0' in text
     assert 'preservation_audit_coverage_ratio{site="site-b"} 1.0' in text
+    assert 'preservation_audit_missing_copies{site="site-b"} 0.0' in text
 
 
 def test_bad_audit_bounds_and_intervals_are_clear_errors(home: Path) -> None:
