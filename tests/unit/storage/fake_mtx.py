@@ -88,7 +88,11 @@ def main(state):
     if state.get("fail") and state["fail"].get(command):
         fail(state["fail"][command])
     slots, drives = state["slots"], state["drives"]
-    if command == "status":
+    if command == "status" and state.get("recorded"):
+        # A library's own words: a recorded `mtx status`, replayed byte for byte.
+        with open(state["recorded"], encoding="utf-8") as recorded:
+            sys.stdout.write(recorded.read())
+    elif command == "status":
         status(state)
     elif command == "inventory":
         pass

@@ -165,6 +165,19 @@ def test_unreadable_status_names_the_changer_and_the_line(text: str, quoted: str
 # -- the mtx runner -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.txt")))
+def test_recorded_outputs_replayed_through_the_fake_mtx_on_path(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each recorded status goes through a real subprocess, as the real tool's would."""
+    expected = _read(name)
+    state = tmp_path / "library.json"
+    FakeLibrary.create(state, device=expected.device, slots=[])
+    FakeLibrary(state).update(recorded=str(DATA / name))
+    install(tmp_path / "bin", state, monkeypatch)
+    assert MtxChanger(expected.device).status() == expected
+
+
 def test_commands_and_errors_through_an_injected_runner() -> None:
     calls: list[tuple[list[str], float]] = []
     status_text = (DATA / "hp-msl2024.txt").read_text(encoding="utf-8")
