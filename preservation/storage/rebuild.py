@@ -10,8 +10,10 @@ It reads the libraries read-only (no lock file, no new cartridge, no index
 written) and mounts each cartridge once. Of a tar it reads only the tar
 headers and the few members it needs, seeking over the payload, so a
 rebuild costs index reads and a few hundred kilobytes per version, not the
-archive's size. A version already read at one site is not read again at the
-other: both copies are recorded from their indexes.
+archive's size. The sites are read at once, one thread each, as their
+drives would work; each version's tar is read at one site only, the other
+copy recorded from its index, and a version that site lacks is read from
+another copy afterwards (the one case of a second mount).
 
 What the tapes do not hold cannot come back (:data:`NOT_ON_TAPE` lists it,
 with the reason); what they hold only approximately (times) is set from the
