@@ -216,7 +216,12 @@ def audit_copies(
     and the new copy is then audited like any other.
     """
     from preservation.storage.recovery import audit_copy
+    from preservation.storage.sites import get_site
 
+    # The libraries first: a data root that cannot hold them, or written cartridges
+    # beside an empty catalogue, is refused here rather than audited as "nothing".
+    for name in ctx.settings.sites:
+        get_site(ctx, name)
     started, began = utcnow(), clock()
     rounds = bound_rounds(plan_audit(ctx, site, tenant=tenant), max_cartridges=max_cartridges)
     total = sum(len(r.copies) for r in rounds)

@@ -80,6 +80,10 @@ def audit(
     try:
         check_site(ctx, site)
         if show_coverage:
+            from preservation.storage.sites import get_site
+
+            for name in ctx.settings.sites:  # refuse a data root the libraries cannot use
+                get_site(ctx, name)
             cov = coverage(ctx, tenant=tenant)
         else:
             with progress_bars(not as_json) as progress:
