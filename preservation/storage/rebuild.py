@@ -67,7 +67,7 @@ from preservation.errors import ConflictError, NotFoundError, PreservationError,
 from preservation.metadata.model import Event, FileObject
 from preservation.storage.emulator import EmulatedCartridge
 from preservation.storage.interfaces import TapeDevice
-from preservation.storage.library import EmulatedLibrary, TapeLibrary
+from preservation.storage.library import EmulatedLibrary, TapeLibrary, barcode_for
 from preservation.storage.ltfs import SHA256_XATTR, LTFSVolume
 from preservation.storage.ltfs_index import DirectoryNode, Extent, FileNode, Index, IndexLocation
 from preservation.storage.siteconfig import site_specs
@@ -146,6 +146,9 @@ _TAR_PATH = re.compile(r"/(?P<tenant>[^/]+)/(?P<aip>[0-9a-f-]{36})/v(?P<number>[
 _SOURCE_URI = re.compile(
     r"(?:\.\./)+(?P<aip>[^/]+)\.v(?P<version>[0-9]+)/data/(?P<mets>.+/METS\.xml)#(?P<file>.+)\Z"
 )
+_REPLICATED = re.compile(
+    r"[^:]*: v(?P<number>[1-9][0-9]*) to site (?P<site>\S+) cartridge (?P<barcode>\S+)\Z"
+)
 _BATCH = 5000
 _ORGANISATION_ID = "agent-organisation"
 _SUBMITTER_ID = "agent-submitter"
@@ -163,6 +166,9 @@ class RebuildReport:
     cartridges: int = 0
     cartridges_written: int = 0
     cartridges_unreadable: dict[str, str] = field(default_factory=dict)  # barcode -> why
+    # Cartridges a site should hold and its library does not (a configured emulated
+    # barcode gone, or one a replication event names for a copy not found): barcode -> why.
+    cartridges_missing: dict[str, str] = field(default_factory=dict)
     tenants: int = 0
     aips: int = 0
     aips_disposed: int = 0
@@ -188,6 +194,7 @@ class RebuildReport:
             "cartridges": self.cartridges,
             "cartridges_written": self.cartridges_written,
             "cartridges_unreadable": self.cartridges_unreadable,
+            "cartridges_missing": self.cartridges_missing,
             "tenants": self.tenants,
             "aips": self.aips,
             "aips_disposed": self.aips_disposed,
@@ -567,13 +574,15 @@ def rebuild_catalogue(
     chosen = sites or list(ctx.settings.sites)
     versions: dict[tuple[str, int], _Version] = {}
     cartridges: list[dict[str, Any]] = []
+    gone: dict[str, set[str]] = defaultdict(set)  # site -> cartridges it should hold, not there
     scratch = Path(tempfile.mkdtemp(prefix="rebuild-", dir=_scratch_parent(ctx)))
     try:
         # The libraries exactly as the archive builds them (site file, emulated or
         # SCSI), but read-only: no lock, no cartridge added, none registered, and
         # so none of build_sites' refusal of cartridges the catalogue lacks.
         readers = build_sites(replace(ctx, cache={}, read_only=True), durability="none")
-        capacity = {spec.name: spec.capacity for spec in site_specs(ctx.settings)}
+        specs = {spec.name: spec for spec in site_specs(ctx.settings)}
+        capacity = {name: spec.capacity for name, spec in specs.items()}
         libraries: dict[str, TapeLibrary] = {}
         work: list[tuple[str, TapeLibrary, str]] = []
         for site in chosen:
@@ -590,6 +599,23 @@ def rebuild_catalogue(
             report.sites_read.append(site)
             libraries[site] = library
             work += [(site, library, barcode) for barcode in barcodes]
+            if isinstance(library, EmulatedLibrary):
+                # The site file's cartridges are made at start-up and never removed
+                # but by `tape export`: one gone held copies no index can now name.
+                spec = specs[site]
+                letter = site_letter(ctx.settings, site)
+                for number in range(1, spec.cartridges + 1):
+                    barcode = barcode_for(letter, number, spec.media)
+                    if barcode in barcodes:
+                        continue
+                    exported = ctx.settings.tape_dir / site / "exported" / barcode
+                    gone[site].add(barcode)
+                    report.cartridges_missing[barcode] = (
+                        f"site {site}: exported (`tape export`), not in the library"
+                        if exported.exists()
+                        else f"site {site}: one of its {spec.cartridges} cartridges, gone "
+                        f"from {cartridge_dir}"
+                    )
         clock_start = {site: lib.clock.now() for site, lib in libraries.items()}
         # Two bars: cartridges (known from the slots), and AIP versions, whose
         # total grows as each cartridge's index names its tars.
@@ -628,7 +654,7 @@ def rebuild_catalogue(
                 report.sites_lost.setdefault(site, "not asked for (--site)")
         report.cartridges = len(cartridges)
         if write:
-            _write_catalogue(ctx, versions, cartridges, report, update_progress)
+            _write_catalogue(ctx, versions, cartridges, gone, report, update_progress)
         else:
             report.versions = len(versions)
             report.aips = len({aip for aip, _ in versions})
@@ -951,6 +977,7 @@ def _write_catalogue(
     ctx: Context,
     versions: dict[tuple[str, int], _Version],
     cartridges: list[dict[str, Any]],
+    gone: dict[str, set[str]],
     report: RebuildReport,
     progress: Progress,
 ) -> None:
@@ -969,7 +996,10 @@ def _write_catalogue(
     for vs in by_aip.values():
         vs.sort(key=lambda v: v.number)
     configured = list(ctx.settings.sites)
-    all_read = set(report.sites_read) == set(configured)
+    highest: dict[str, int] = defaultdict(int)
+    for aip_id, number in versions:
+        highest[aip_id] = max(highest[aip_id], number)
+    replicated, unread = _unread_sites(versions, cartridges, gone, report)
 
     tenants: dict[str, dict[str, Any]] = {}
     agents: dict[str, dict[str, Any]] = {}
@@ -1047,18 +1077,26 @@ def _write_catalogue(
                 "updated_at": created,
             }
         )
-        # A version missing at a site, when every site was read, was never
-        # committed (a site was down at its store): version 1 so leaves the AIP
-        # pending, a later one leaves the AIP as its last committed version.
+        # A version missing at a site was committed when the evidence says so: a
+        # later version (made only from a committed one), its commit event, a
+        # replication event naming that site, or a site not wholly read (lost, a
+        # cartridge gone or unreadable: the copy may be there). Only one missing at
+        # a site read whole, with no such evidence, was never committed (the site
+        # was down at its store): version 1 so leaves the AIP pending, a later one
+        # leaves the AIP as its last committed version. Every copy missing is listed.
         uncommitted: set[int] = set()
         for v in vs:
             if disposed:
                 break  # a tombstone misses nothing: its copies were meant to go
             sites_with = {c.site for c in v.copies}
-            for site in configured:
-                if site not in sites_with:
-                    report.missing.append({"aip_id": aip_id, "version": v.number, "site": site})
-            if all_read and set(configured) - sites_with:
+            absent = [site for site in configured if site not in sites_with]
+            for site in absent:
+                report.missing.append({"aip_id": aip_id, "version": v.number, "site": site})
+            if absent and not (
+                v.number < highest[aip_id]
+                or (v.number == 1 and _commit_events(aip_events))
+                or all(site in unread or (aip_id, v.number, site) in replicated for site in absent)
+            ):
                 uncommitted.add(v.number)
         state = (
             AIPState.DISPOSED
@@ -1344,6 +1382,61 @@ def _write_catalogue(
     report.aips_disposed = sum(1 for a in aips if a["state"] is AIPState.DISPOSED)
 
 
+def _unread_sites(
+    versions: dict[tuple[str, int], _Version],
+    cartridges: list[dict[str, Any]],
+    gone: dict[str, set[str]],
+    report: RebuildReport,
+) -> tuple[set[tuple[str, int, str]], dict[str, str]]:
+    """Copies replication events say were written, and the sites not wholly read, with why.
+
+    A later version's METS carries the replication events of the earlier ones
+    (``metadata: v1 to site site-b cartridge B00001L9``): a copy they name that
+    no index lists was on a cartridge that is gone, when that cartridge was not
+    read, and the report names it.
+    """
+    read = {(row["site"], row["barcode"]) for row in cartridges}
+    replicated: set[tuple[str, int, str]] = set()
+    for (aip_id, _number), v in sorted(versions.items()):
+        if v.head is None:
+            continue
+        for event in v.head.root.package.events:
+            m = _REPLICATED.match(event.detail or "") if event.type == "replication" else None
+            if m is None or event.outcome != "success":
+                continue
+            number, site, barcode = int(m["number"]), m["site"], m["barcode"]
+            replicated.add((aip_id, number, site))
+            named = versions.get((aip_id, number))
+            if (
+                named is not None
+                and site in report.sites_read
+                and all(c.site != site for c in named.copies)
+                and (site, barcode) not in read
+            ):
+                gone[site].add(barcode)
+                report.cartridges_missing.setdefault(
+                    barcode,
+                    f"site {site}: not in the library, yet AIP {aip_id} v{number}'s "
+                    "replication event says its copy was written there",
+                )
+    unread = {site: f"not read: {why}" for site, why in report.sites_lost.items()}
+    site_of = {row["barcode"]: row["site"] for row in cartridges}
+    for barcode, why in report.cartridges_unreadable.items():
+        unread.setdefault(site_of.get(barcode, ""), f"cartridge {barcode} unreadable: {why}")
+    for site, barcodes in gone.items():
+        unread.setdefault(site, f"cartridge(s) {', '.join(sorted(barcodes))} not in the library")
+    return replicated, unread
+
+
+def _commit_events(own: list[dict[str, Any]]) -> list[datetime]:
+    """When ingest committed version 1, if a later version's METS carries the event."""
+    return [
+        e["occurred_at"]
+        for e in own
+        if e["type"] == "ingestion" and e["detail"].startswith("ingestion completed")
+    ]
+
+
 def _first(bag_info: dict[str, list[str]], label: str) -> str | None:
     for key, values in bag_info.items():
         if key.lower() == label.lower() and values:
@@ -1353,13 +1446,7 @@ def _first(bag_info: dict[str, list[str]], label: str) -> str | None:
 
 def _committed_at(v: _Version, own: list[dict[str, Any]]) -> datetime | None:
     """When the version became safe: its commit event if a later METS has it, else its last copy."""
-    done: list[datetime] = [
-        e["occurred_at"]
-        for e in own
-        if v.number == 1
-        and e["type"] == "ingestion"
-        and e["detail"].startswith("ingestion completed")
-    ]
+    done = _commit_events(own) if v.number == 1 else []
     if done:
         return min(done)
     written = [c.modified for c in v.copies if c.modified is not None]

@@ -523,3 +523,66 @@ def test_a_rebuild_into_a_catalogue_that_holds_anything_is_refused(
         finally:
             c.close()
     assert set(NOT_ON_TAPE)  # the operators' list is not empty either
+
+
+def _ingestion_completed(ctx: Context) -> int:
+    with session_scope(ctx.sessions) as s:
+        return sum(
+            1
+            for e in s.scalars(select(PremisEvent).where(PremisEvent.type == "ingestion"))
+            if e.detail.startswith("ingestion completed")
+        )
+
+
+def test_a_lost_cartridge_leaves_its_aips_committed_and_repair_writes_the_copies_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """One cartridge of site B gone (not the site): its AIPs were committed, and stay so.
+
+    The site's other cartridges are read, so "every site read" is no proof that a
+    version missing there was never stored: the cartridge that held it is gone.
+    """
+    ctx = open_context(settings)
+    try:
+        ids = []
+        for name in ("x", "y"):
+            done = ingest.run_ingest(ctx, _variant(tmp_path, name), tenant="museum")
+            assert done.state == "committed" and done.aip_id
+            ids.append(done.aip_id)
+        for site in build_sites(ctx).values():
+            site.release_all()
+    finally:
+        ctx.close()
+    cartridges = settings.tape_dir / "site-b" / "cartridges"
+    assert (cartridges / "B00001L9").is_dir()
+    shutil.rmtree(cartridges / "B00001L9")
+    Path(settings.catalog_url.removeprefix("sqlite:///")).unlink()
+    ctx = open_context(settings)
+    try:
+        report = rebuild_catalogue(ctx)
+        assert report.sites_lost == {} and set(report.sites_read) == {"site-a", "site-b"}
+        assert list(report.cartridges_missing) == ["B00001L9"]
+        assert sorted((m["aip_id"], m["version"], m["site"]) for m in report.missing) == sorted(
+            (aip_id, 1, "site-b") for aip_id in ids
+        )
+        after = _snapshot(settings.catalog_url)
+        assert {a["state"] for a in after["aips"]} == {"active"}
+        assert {s["state"] for s in after["sips"]} == {"committed"}
+        assert all(v["committed_at"] is not None for v in after["aip_versions"])
+        assert all(a["descriptive"] for a in after["aips"])
+
+        # Repair writes the missing copies at site B, and commits nothing again.
+        completed = _ingestion_completed(ctx)
+        repaired = repair(ctx)
+        assert repaired.ok, repaired.to_dict()
+        with session_scope(ctx.sessions) as s:
+            at_b = {
+                v.aip_id
+                for v in s.scalars(select(AIPVersion))
+                for c in v.copies
+                if c.site == "site-b" and c.status is CopyStatus.VERIFIED
+            }
+        assert at_b == set(ids)
+        assert _ingestion_completed(ctx) == completed
+    finally:
+        ctx.close()
