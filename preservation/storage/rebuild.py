@@ -38,7 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from preservation.catalog.models import (
     CartridgeState,
     CopyStatus,
     File,
+    LegalHold,
     PremisEvent,
     SIPState,
     TapeCopy,
@@ -123,9 +124,16 @@ NOT_ON_TAPE: dict[str, str] = {
     "superseded, is either not in the index or looks like a good one: listed copies come "
     "back verified (failed only if the rebuild itself cannot read their METS), and "
     "disposed ones disposed",
-    "aips.retention_until": "policy, not on tape: re-derived from the tenant's rules and "
-    "the commit time; a curator's own date is lost unless a later version's PREMIS "
-    "records it",
+    "aips.retention_until": "a curator's date comes back from the newest 'policy assignment' "
+    "event that set it ('retention of AIP ... set to <date>'), to the day (midnight UTC), when "
+    "a later version's METS carries it; without one it is re-derived from the tenant's rules "
+    "and the commit time, so a date set after the newest version was written is lost",
+    "legal_holds": "restored from the 'policy assignment' events a later version's METS "
+    "carries: reason, placed_by (the authorizer) and placed_at (the event's time), and a "
+    "lift's lifted_by, lifted_at and lift_reason; ids are new. A hold placed or lifted after "
+    "the newest version was written is lost (place it again), and a lift of fewer holds "
+    "than stood does not say which (it names catalogue ids): all stay in force, and the "
+    "report says so",
     "aips.disposed_at": "set to the update time of the first LTFS index generation that no "
     "longer lists the AIP (seconds after the approval)",
     "cartridges.state (full, suspect, failed, retired), errors, mounts, updated_at": "the "
@@ -133,7 +141,7 @@ NOT_ON_TAPE: dict[str, str] = {
     "filling, blank ones scratch",
     "cartridges at a lost site": "a site whose tape folder is gone has no cartridges; the "
     "report lists every version missing there, for `preservation repair`",
-    "disposals, legal_holds, api_tokens, idempotency_keys, audits, migrations, "
+    "disposals, api_tokens, idempotency_keys, audits, migrations, "
     "migration_items, migration_files, dips, stage_runs, stage_leases": "requests, "
     "decisions, credentials and operational state: catalogue-only by design",
     "files.validation[].message": "a validator's empty message is written to METS as "
@@ -149,6 +157,10 @@ _SOURCE_URI = re.compile(
 _REPLICATED = re.compile(
     r"[^:]*: v(?P<number>[1-9][0-9]*) to site (?P<site>\S+) cartridge (?P<barcode>\S+)\Z"
 )
+# What preservation.retention records as "policy assignment" events.
+_RETENTION_SET = re.compile(r"retention of AIP \S+ set to (?P<until>\S+)\Z")
+_HOLD_PLACED = re.compile(r"legal hold placed on AIP \S+: (?P<reason>.*)\Z", re.S)
+_HOLD_LIFTED = re.compile(r"legal hold lifted on AIP \S+: (?P<reason>.*)\Z", re.S)
 _BATCH = 5000
 _ORGANISATION_ID = "agent-organisation"
 _SUBMITTER_ID = "agent-submitter"
@@ -175,6 +187,7 @@ class RebuildReport:
     versions: int = 0
     files: int = 0
     events: int = 0
+    holds: int = 0
     copies: int = 0
     copies_disposed: int = 0
     tars_read: int = 0
@@ -201,6 +214,7 @@ class RebuildReport:
             "versions": self.versions,
             "files": self.files,
             "events": self.events,
+            "holds": self.holds,
             "copies": self.copies,
             "copies_disposed": self.copies_disposed,
             "tars_read": self.tars_read,
@@ -1008,6 +1022,8 @@ def _write_catalogue(
     version_rows: list[tuple[_Version, dict[str, Any]]] = []
     events: dict[str, dict[str, Any]] = {}
     indexed: list[str] = []
+    holds: list[dict[str, Any]] = []
+    curated: dict[str, datetime | None] = {}  # AIP -> the retention a curator last set
     file_plan: list[tuple[_Version, list[dict[str, Any]], list[FileObject]]] = []
 
     for aip_id, vs in by_aip.items():
@@ -1128,6 +1144,7 @@ def _write_catalogue(
                 "_committed": committed[0],
             }
         )
+        _policy(aip_id, tenant, aip_events, curated, holds, report)
         if state is AIPState.ACTIVE:
             indexed.append(aip_id)
         for v, when in zip(vs, committed, strict=True):
@@ -1214,6 +1231,7 @@ def _write_catalogue(
         for a in aips
         if a["_committed"] is not None and a["state"] is AIPState.ACTIVE
     }
+    retention.update(curated)  # a curator's date, when a METS on tape records it
 
     with session_scope(ctx.sessions) as session:
         if not catalogue_is_empty(session):
@@ -1239,6 +1257,8 @@ def _write_catalogue(
             row["retention_until"] = retention.get(a["id"])
             aip_rows.append(row)
         _bulk(session, AIP, aip_rows)
+        _bulk(session, LegalHold, sorted(holds, key=lambda h: h["placed_at"]))
+        report.holds = len(holds)
         progress("catalogue", 1, 5)
 
         ordered = sorted(version_rows, key=lambda vr: (vr[1]["created_at"], vr[1]["aip_id"]))
@@ -1426,6 +1446,72 @@ def _unread_sites(
     for site, barcodes in gone.items():
         unread.setdefault(site, f"cartridge(s) {', '.join(sorted(barcodes))} not in the library")
     return replicated, unread
+
+
+def _policy(
+    aip_id: str,
+    tenant: str,
+    own: list[dict[str, Any]],
+    curated: dict[str, datetime | None],
+    holds: list[dict[str, Any]],
+    report: RebuildReport,
+) -> None:
+    """A curator's retention date and legal holds, from the ``policy assignment`` events found.
+
+    As :mod:`preservation.retention` records them: ``retention of AIP <id> set
+    to <date>|permanent`` (the date to the day), ``legal hold placed on AIP
+    <id>: <reason>`` and ``... lifted ...: <reason>`` with ``holds <ids>``,
+    each naming who decided as its authorizer. A lift names the catalogue's
+    hold ids, which the tapes do not keep: a lift of fewer holds than stand
+    cannot say which, so they all stay in force (the safe side) and the
+    report says so.
+    """
+    aip_holds: list[dict[str, Any]] = []
+    for e in sorted(own, key=lambda e: (e["occurred_at"], e["uuid"])):
+        if e["type"] != "policy assignment" or e["outcome"] != "success":
+            continue
+        detail = e["detail"]
+        who = (e["agents"].get("authorizer") or [""])[0]
+        if m := _RETENTION_SET.match(detail):
+            until = m["until"]
+            try:
+                curated[aip_id] = (
+                    None
+                    if until == "permanent"
+                    else datetime.combine(date.fromisoformat(until), datetime.min.time(), UTC)
+                )
+            except ValueError:
+                report.problems.append(f"AIP {aip_id}: retention event {e['uuid']}: {detail!r}")
+        elif m := _HOLD_PLACED.match(detail):
+            aip_holds.append(
+                {
+                    "aip_id": aip_id,
+                    "tenant_id": tenant,
+                    "reason": m["reason"],
+                    "placed_by": who,
+                    "placed_at": e["occurred_at"],
+                    "lifted_by": None,
+                    "lifted_at": None,
+                    "lift_reason": None,
+                }
+            )
+        elif m := _HOLD_LIFTED.match(detail):
+            standing = [h for h in aip_holds if h["lifted_at"] is None]
+            named = [x for x in e["outcome_detail"].removeprefix("holds ").split(",") if x.strip()]
+            if len(named) < len(standing):
+                report.problems.append(
+                    f"AIP {aip_id}: {len(named)} of its {len(standing)} legal holds were lifted "
+                    f"at {e['occurred_at'].isoformat()} ({m['reason']}), and the tapes do not "
+                    "say which: all are restored in force; lift the right ones again"
+                )
+                continue
+            for h in standing:
+                h["lifted_by"], h["lifted_at"], h["lift_reason"] = (
+                    who,
+                    e["occurred_at"],
+                    m["reason"],
+                )
+    holds += aip_holds
 
 
 def _commit_events(own: list[dict[str, Any]]) -> list[datetime]:

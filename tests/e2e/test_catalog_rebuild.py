@@ -61,7 +61,8 @@ NOT_RESTORED_TABLES = {
     "dips": "access requests and cached downloads",
     "disposals": "the four-eyes decision is catalogue-only; its effect (the AIP left "
     "the LTFS index) is what the tape shows",
-    "legal_holds": "a legal decision, catalogue-only",
+    "legal_holds": "a legal decision: restored only from events a later version's METS "
+    "carries (none here; see the retention and holds test below)",
 }
 
 #: Fields of the compared tables that cannot be restored as they were, and why
@@ -84,7 +85,8 @@ NOT_RESTORED_FIELDS = {
     "aips": {
         "sip_id": "the SIP id is not on tape",
         "created_at": "not on tape: the ingestion event's time stands in",
-        "retention_until": "policy, not on tape: re-derived from the tenant's rules",
+        "retention_until": "a curator's date comes back (to the day) only when a later "
+        "version's METS records it (tested below); else re-derived from the tenant's rules",
         "disposed_at": "the update time of the index generation that dropped the AIP",
     },
     "aip_versions": {
@@ -584,5 +586,57 @@ def test_a_lost_cartridge_leaves_its_aips_committed_and_repair_writes_the_copies
             }
         assert at_b == set(ids)
         assert _ingestion_completed(ctx) == completed
+    finally:
+        ctx.close()
+
+
+def test_a_curators_retention_date_and_legal_holds_come_back_from_a_later_versions_premis(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from datetime import UTC, date, datetime
+
+    from preservation.catalog.models import AIP, LegalHold
+
+    ctx = open_context(settings)
+    try:
+        done = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
+        assert done.state == "committed" and done.aip_id
+        aip_id = done.aip_id
+        alice = retention.Actor(id="cli:alice", label="alice")
+        with session_scope(ctx.sessions) as s:
+            retention.set_retention(s, aip_id, None, alice, until=date(2099, 1, 1))
+            retention.place_hold(s, aip_id, None, alice, reason="case 7")
+            retention.lift_hold(s, aip_id, None, alice, reason="case 7 closed")
+            retention.place_hold(s, aip_id, None, alice, reason="case 42")
+        info = versions.prepare_metadata_version(
+            ctx, aip_id, dc_from_json({"Title": "T2"}), tenant_id="museum", who="alice"
+        )
+        assert versions.finish_version(ctx, info.version_id) is True
+        for site in build_sites(ctx).values():
+            site.release_all()
+        with session_scope(ctx.sessions) as s:
+            before = [
+                (h.reason, h.placed_by, h.lifted_by, h.lift_reason)
+                for h in s.scalars(select(LegalHold).order_by(LegalHold.id))
+            ]
+    finally:
+        ctx.close()
+    Path(settings.catalog_url.removeprefix("sqlite:///")).unlink()
+    ctx = open_context(settings)
+    try:
+        report = rebuild_catalogue(ctx)
+        assert report.problems == [] and report.holds == 2
+        with session_scope(ctx.sessions) as s:
+            aip = s.get_one(AIP, aip_id)
+            assert aip.retention_until is not None
+            assert aip.retention_until.replace(tzinfo=UTC) == datetime(2099, 1, 1, tzinfo=UTC)
+            after = [
+                (h.reason, h.placed_by, h.lifted_by, h.lift_reason)
+                for h in s.scalars(select(LegalHold).order_by(LegalHold.id))
+            ]
+            assert after == before
+            view = retention.get_retention(s, aip_id, None)
+            assert view.on_hold and not view.disposable
+            assert [h.reason for h in view.holds if h.lifted_at is None] == ["case 42"]
     finally:
         ctx.close()
