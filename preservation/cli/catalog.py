@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from preservation.cli.terminal import err, in_context, out, progress_bars, usage
+from preservation.cli.terminal import EXIT_SYSTEM, err, in_context, out, progress_bars, usage
 
 app = typer.Typer(help="The catalogue as a whole, rebuilt from its sources.", no_args_is_help=True)
 
@@ -32,20 +32,28 @@ def rebuild(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
-    """Rebuild an empty catalogue from the tapes alone; the cartridges are only read."""
+    """Rebuild an empty catalogue from the tapes alone; the cartridges are only read.
+
+    Exits 0 when every site and cartridge was read and nothing was amiss, 3
+    (after printing the report) when the rebuild is partial: a site not read,
+    a cartridge unreadable or gone, or a problem.
+    """
     from preservation.storage.rebuild import rebuild_catalogue, resolve_site
 
     if not from_tapes:
         raise usage("say where to rebuild from: --from-tapes", as_json)
 
     def work(ctx: Any) -> dict[str, Any]:
-        sites = [resolve_site(ctx, s) for s in site] if site else None
+        # By name or letter, each once: `--site A --site site-a` is one site.
+        sites = list(dict.fromkeys(resolve_site(ctx, s) for s in site)) if site else None
         with progress_bars(not as_json) as update:
             return rebuild_catalogue(ctx, sites=sites, progress=update).to_dict()
 
     report = in_context(as_json, work)
     if as_json:
         out.print_json(data=report)
+        if not report["complete"]:
+            raise typer.Exit(EXIT_SYSTEM)
         return
     out.print(
         f"catalogue rebuilt from {report['cartridges_written']} written cartridge(s) at "
@@ -58,6 +66,10 @@ def rebuild(
     )
     for lost, why in report["sites_lost"].items():
         err.print(f"[yellow]site {lost} not read:[/yellow] {why}", highlight=False)
+    for barcode, why in report["cartridges_unreadable"].items():
+        err.print(f"[yellow]cartridge {barcode} not read:[/yellow] {why}", highlight=False)
+    for barcode, why in report["cartridges_missing"].items():
+        err.print(f"[yellow]cartridge {barcode} missing:[/yellow] {why}", highlight=False)
     missing = report["missing"]
     if missing:
         err.print(
@@ -78,3 +90,10 @@ def rebuild(
         "docs/operations-tape.md explains",
         highlight=False,
     )
+    if not report["complete"]:
+        err.print(
+            "[red]partial rebuild:[/red] not every site or cartridge was read, or problems "
+            "were found (above); exit 3",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_SYSTEM)

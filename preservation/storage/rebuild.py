@@ -200,8 +200,19 @@ class RebuildReport:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def complete(self) -> bool:
+        """Every site and cartridge read, nothing amiss: the catalogue is all the tapes say."""
+        return not (
+            self.sites_lost
+            or self.cartridges_unreadable
+            or self.cartridges_missing
+            or self.problems
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "complete": self.complete,
             "sites_read": self.sites_read,
             "sites_lost": self.sites_lost,
             "cartridges": self.cartridges,
@@ -585,7 +596,7 @@ def rebuild_catalogue(
                     "for the default SQLite file), then run it again",
                     rule="catalogue-not-empty",
                 )
-    chosen = sites or list(ctx.settings.sites)
+    chosen = list(dict.fromkeys(sites or ctx.settings.sites))  # each site once, in order
     versions: dict[tuple[str, int], _Version] = {}
     cartridges: list[dict[str, Any]] = []
     gone: dict[str, set[str]] = defaultdict(set)  # site -> cartridges it should hold, not there

@@ -513,9 +513,16 @@ def test_a_rebuild_into_a_catalogue_that_holds_anything_is_refused(
     started = runner.invoke(app, ["tape", "ls", "--json"])
     assert started.exit_code == 3, started.output
     assert "preservation catalog rebuild --from-tapes" in started.stdout
-    rebuilt = runner.invoke(app, ["catalog", "rebuild", "--from-tapes", "--site", "A", "--json"])
-    assert rebuilt.exit_code == 0, rebuilt.output
+    # One site named twice (letter and name) is read once; the other site not read
+    # makes the rebuild partial: the report, then exit 3.
+    rebuilt = runner.invoke(
+        app,
+        ["catalog", "rebuild", "--from-tapes", "--site", "A", "--site", "site-a", "--json"],
+    )
+    assert rebuilt.exit_code == 3, rebuilt.output
     assert '"sites_read": [\n    "site-a"\n  ]' in rebuilt.stdout
+    assert json.loads(rebuilt.stdout)["complete"] is False
+    assert json.loads(rebuilt.stdout)["sites_lost"] == {"site-b": "not asked for (--site)"}
 
     with pytest.raises(ConflictError):
         settings = Settings(home=home)
@@ -640,3 +647,28 @@ def test_a_curators_retention_date_and_legal_holds_come_back_from_a_later_versio
             assert [h.reason for h in view.holds if h.lifted_at is None] == ["case 42"]
     finally:
         ctx.close()
+
+
+def test_the_command_exits_3_for_a_partial_rebuild_and_0_for_a_whole_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    monkeypatch.setenv("PRESERVATION_VIRUS_SCAN", "false")
+    runner = CliRunner()
+    done = runner.invoke(app, ["ingest", str(SAMPLE), "--tenant", "museum", "--json"])
+    assert done.exit_code == 0, done.output
+
+    (home / "catalog.sqlite").unlink()
+    partial = runner.invoke(
+        app, ["catalog", "rebuild", "--from-tapes", "--site", "A", "--site", "A"]
+    )
+    assert partial.exit_code == 3, partial.output
+    assert "catalogue rebuilt from" in partial.output  # the report is printed all the same
+    assert "site site-b not read" in partial.output and "partial rebuild" in partial.output
+
+    (home / "catalog.sqlite").unlink()
+    whole = runner.invoke(app, ["catalog", "rebuild", "--from-tapes", "--json"])
+    assert whole.exit_code == 0, whole.output
+    report = json.loads(whole.stdout)
+    assert report["complete"] is True and report["sites_read"] == ["site-a", "site-b"]
