@@ -658,8 +658,10 @@ class ScsiLibrary:
             raise StorageError(
                 f"library {self.name}: cartridge {barcode} was taken as scratch when the "
                 "catalogue did not know it, but it holds data: nothing is written to it. Take "
-                "it out of the library (export it), or restore the catalogue that knows it; "
-                f"then delete {self.unverified_dir / barcode}",
+                "it out of the library (export it), or restore the catalogue that knows it "
+                "(from a backup, then delete "
+                f"{self.unverified_dir / barcode}; or rebuild it from the tapes with "
+                "`preservation catalog rebuild --from-tapes`, which clears the mark)",
                 barcode=barcode,
                 rule="uncatalogued-data",
             )

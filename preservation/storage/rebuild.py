@@ -42,7 +42,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from preservation.catalog import service as catalog
@@ -545,8 +545,21 @@ _CHECKED_TABLES = (Tenant, AIP, SIP, AIPVersion, File, PremisEvent, TapeCopy, Ca
 
 
 def catalogue_is_empty(session: Session) -> bool:
+    """Nothing in it but, at most, cartridges registered as scratch with no copy on them.
+
+    Start-up beside a real (SCSI) library registers the barcodes the catalogue
+    does not know as scratch before any mount (marked unverified, so the first
+    mount refuses one that holds data): a lost catalogue so gains those rows
+    before anyone runs the rebuild, which replaces them.
+    """
+    if session.scalar(
+        select(func.count()).select_from(Cartridge).where(Cartridge.state != CartridgeState.SCRATCH)
+    ):
+        return False
     return all(
-        not session.scalar(select(func.count()).select_from(model)) for model in _CHECKED_TABLES
+        not session.scalar(select(func.count()).select_from(model))
+        for model in _CHECKED_TABLES
+        if model is not Cartridge
     )
 
 
@@ -680,6 +693,7 @@ def rebuild_catalogue(
         report.cartridges = len(cartridges)
         if write:
             _write_catalogue(ctx, versions, cartridges, gone, report, update_progress)
+            _clear_unverified_marks(libraries, cartridges)
         else:
             report.versions = len(versions)
             report.aips = len({aip for aip, _ in versions})
@@ -687,6 +701,24 @@ def rebuild_catalogue(
         shutil.rmtree(scratch, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _clear_unverified_marks(
+    libraries: dict[str, TapeLibrary], cartridges: list[dict[str, Any]]
+) -> None:
+    """A real library's unverified marks on the cartridges now catalogued as written.
+
+    Start-up marked them when the catalogue did not know them, so that their
+    first mount refuses them as uncatalogued data; the catalogue knows them
+    now. A blank or unreadable one keeps its mark, checked at its first mount.
+    """
+    for site, library in libraries.items():
+        marks = getattr(library, "unverified_dir", None)
+        if not isinstance(marks, Path) or not marks.is_dir():
+            continue
+        for row in cartridges:
+            if row["site"] == site and row["state"] is CartridgeState.FILLING:
+                (marks / row["barcode"]).unlink(missing_ok=True)
 
 
 class _AIPProgress:
@@ -1377,6 +1409,7 @@ def _write_catalogue(
         report.events = len(event_rows)
         progress("catalogue", 4, 5)
 
+        session.execute(delete(Cartridge))  # scratch rows start-up registered, if any
         _bulk(session, Cartridge, cartridges)
         copy_rows = []
         for v, _row in ordered:

@@ -750,6 +750,14 @@ def _mark_unknown_unverified(
                 ", ".join(unknown),
             )
             library.mark_unverified(unknown)
+            if not known:
+                log.warning(
+                    "site %s: the catalogue knows no cartridge (new, or lost): if these hold "
+                    "data, their first mount refuses them; `preservation catalog rebuild "
+                    "--from-tapes` rebuilds the catalogue from them (it replaces these scratch "
+                    "registrations)",
+                    name,
+                )
     return inventories
 
 

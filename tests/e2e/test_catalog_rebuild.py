@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import bagit
 import pytest
@@ -672,3 +672,93 @@ def test_the_command_exits_3_for_a_partial_rebuild_and_0_for_a_whole_one(
     assert whole.exit_code == 0, whole.output
     report = json.loads(whole.stdout)
     assert report["complete"] is True and report["sites_read"] == ["site-a", "site-b"]
+
+
+def test_scratch_cartridges_start_up_registered_in_the_empty_catalogue_are_replaced(
+    settings: Settings,
+) -> None:
+    """Beside a real library, start-up registers unknown barcodes as scratch before the
+    rebuild runs (the first mount then refuses the written ones): that is still empty."""
+    from preservation.catalog.models import Cartridge, CartridgeState
+    from preservation.storage.sites import _register_cartridges
+
+    ctx = open_context(settings)
+    try:
+        done = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
+        assert done.state == "committed" and done.aip_id
+        for site in build_sites(ctx).values():
+            site.release_all()
+        with session_scope(ctx.sessions) as s:
+            written = {
+                c.barcode for c in s.scalars(select(Cartridge)) if c.state is CartridgeState.FILLING
+            }
+    finally:
+        ctx.close()
+    Path(settings.catalog_url.removeprefix("sqlite:///")).unlink()
+    ctx = open_context(settings)
+    try:
+        for name in ("site-a", "site-b"):
+            barcodes = sorted(p.name for p in (settings.tape_dir / name / "cartridges").iterdir())
+            _register_cartridges(ctx, name, barcodes, 10**12)
+        report = rebuild_catalogue(ctx)
+        assert report.complete, report.to_dict()
+        with session_scope(ctx.sessions) as s:
+            rows = {c.barcode: c for c in s.scalars(select(Cartridge))}
+            assert {b for b, c in rows.items() if c.state is CartridgeState.FILLING} == written
+            assert all(c.volume_uuid for b, c in rows.items() if b in written)
+        build_sites(ctx)  # and the archive starts
+    finally:
+        ctx.close()
+
+    # A scratch row with a copy, or any other state, is a catalogue in use: refused.
+    Path(settings.catalog_url.removeprefix("sqlite:///")).unlink()
+    ctx = open_context(settings)
+    try:
+        with session_scope(ctx.sessions) as s:
+            s.add(
+                Cartridge(
+                    barcode="A00001L9", site="site-a", state=CartridgeState.FULL, capacity=1,
+                    used=0, errors=0,
+                )
+            )  # fmt: skip
+        with pytest.raises(ConflictError):
+            rebuild_catalogue(ctx)
+    finally:
+        ctx.close()
+
+
+def test_a_real_librarys_refusal_names_the_rebuild_which_clears_the_marks_of_what_it_catalogued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from preservation.catalog.models import CartridgeState
+    from preservation.errors import StorageError
+    from preservation.storage import changer
+    from preservation.storage.rebuild import _clear_unverified_marks
+
+    library = changer.ScsiLibrary(
+        cast(changer.MtxChanger, SimpleNamespace()),
+        ["/dev/nst0"],
+        name="site-a",
+        state_dir=tmp_path,
+        read_only=True,
+    )
+    monkeypatch.setattr(changer, "_holds_data", lambda device: True)
+    with pytest.raises(StorageError) as refused:
+        library._verify_blank("A00001L9", cast(Any, SimpleNamespace()))
+    assert "preservation catalog rebuild --from-tapes" in refused.value.message
+
+    marks = tmp_path / "unverified"
+    marks.mkdir()
+    for barcode in ("A00001L9", "A00002L9", "A00003L9"):
+        (marks / barcode).touch()
+    _clear_unverified_marks(
+        {"site-a": library},
+        [
+            {"site": "site-a", "barcode": "A00001L9", "state": CartridgeState.FILLING},
+            {"site": "site-a", "barcode": "A00002L9", "state": CartridgeState.SCRATCH},
+            {"site": "site-a", "barcode": "A00003L9", "state": CartridgeState.SUSPECT},
+        ],
+    )
+    assert sorted(p.name for p in marks.iterdir()) == ["A00002L9", "A00003L9"]
