@@ -1227,14 +1227,13 @@ def _write_catalogue(
             )
             for _name, rep in sorted(held.items()):
                 own = [f for f in rep.files if f.held_in is None]
+                naming = _events_by_object(rep.events)
                 rows = []
                 for f in own:
                     submitted = (
                         first.head.submitted.get(f.original_name, {}) if v.number == 1 else {}
                     )
-                    own_events = [
-                        e for e in rep.events if any(o.object_id == f.id for o in e.objects)
-                    ]
+                    own_events = naming.get(f.id, [])
                     if f.derived_from:
                         validation = _checked_output(own_events, f.id)
                         valid = _output_valid(validation)
@@ -1556,6 +1555,15 @@ def _policy(
                     m["reason"],
                 )
     holds += aip_holds
+
+
+def _events_by_object(events: list[Event]) -> dict[str, list[Event]]:
+    """Each object's events, in document order, each once: one pass, not one per file."""
+    naming: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        for object_id in dict.fromkeys(o.object_id for o in e.objects):
+            naming[object_id].append(e)
+    return naming
 
 
 def _commit_events(own: list[dict[str, Any]]) -> list[datetime]:

@@ -762,3 +762,28 @@ def test_a_real_librarys_refusal_names_the_rebuild_which_clears_the_marks_of_wha
         ],
     )
     assert sorted(p.name for p in marks.iterdir()) == ["A00002L9", "A00003L9"]
+
+
+def test_each_files_events_are_found_by_one_index_not_a_scan_per_file() -> None:
+    """The index gives each file exactly the events the scan per file gave, in order."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from preservation.metadata.model import AgentLink, Event, ObjectLink
+    from preservation.storage.rebuild import _events_by_object
+
+    def event(*objects: str) -> Event:
+        return Event(
+            id=uuid.uuid4(),
+            type="validation",
+            datetime=datetime(2026, 1, 1, tzinfo=UTC),
+            outcome="success",
+            agents=(AgentLink("agent-1"),),
+            objects=tuple(ObjectLink(object_id=o) for o in objects),
+        )
+
+    events = [event("f1", "f2"), event("f2", "f2"), event(), event("f3"), event("f1")]
+    naming = _events_by_object(events)
+    for f in ("f1", "f2", "f3", "f4"):
+        scanned = [e for e in events if any(o.object_id == f for o in e.objects)]
+        assert naming.get(f, []) == scanned, f
