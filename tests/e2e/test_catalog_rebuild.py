@@ -787,3 +787,41 @@ def test_each_files_events_are_found_by_one_index_not_a_scan_per_file() -> None:
     for f in ("f1", "f2", "f3", "f4"):
         scanned = [e for e in events if any(o.object_id == f for o in e.objects)]
         assert naming.get(f, []) == scanned, f
+
+
+def test_a_replication_event_on_tape_names_the_cartridge_a_missing_copy_was_on(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A library with no list of the cartridges it should hold (a real one): the
+    replication events a later METS carries say where the missing copies were."""
+    ctx = open_context(settings)
+    try:
+        done = ingest.run_ingest(ctx, SAMPLE, tenant="museum")
+        assert done.state == "committed" and done.aip_id
+        info = versions.prepare_metadata_version(
+            ctx, done.aip_id, dc_from_json({"Title": "T2"}), tenant_id="museum", who="jane"
+        )
+        assert versions.finish_version(ctx, info.version_id) is True
+        for site in build_sites(ctx).values():
+            site.release_all()
+    finally:
+        ctx.close()
+    shutil.rmtree(settings.tape_dir / "site-b" / "cartridges" / "B00001L9")
+    Path(settings.catalog_url.removeprefix("sqlite:///")).unlink()
+    # No configured cartridge count to miss one by: only the events can tell.
+    ctx = open_context(settings.model_copy(update={"tape_cartridges_per_site": 0}))
+    try:
+        report = rebuild_catalogue(ctx)
+        assert list(report.cartridges_missing) == ["B00001L9"]
+        assert "replication event" in report.cartridges_missing["B00001L9"]
+        assert not report.complete
+        assert sorted((m["version"], m["site"]) for m in report.missing) == [
+            (1, "site-b"),
+            (2, "site-b"),
+        ]
+        after = _snapshot(settings.catalog_url)
+        assert [a["state"] for a in after["aips"]] == ["active"]
+        assert all(v["committed_at"] is not None for v in after["aip_versions"])
+        assert after["aips"][0]["descriptive"]["title"] == ["T2"]
+    finally:
+        ctx.close()
