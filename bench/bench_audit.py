@@ -1,8 +1,9 @@
 """Fixity audits: read throughput against raw reads, and a simulated year over 1,000 cartridges.
 
-**Throughput** (real reads, real hashes). A bag of ``--files`` random files
-totalling ``--size`` is ingested by ``run_ingest`` into a fresh embedded data
-root (SQLite, emulated tape, scanning off). Then, best of ``--repeat`` each,
+**Throughput** (real reads, real hashes). A bag of ``--files`` incompressible
+files (``bench_dip_download.make_bag``) totalling ``--size`` is ingested by
+``run_ingest`` into a fresh embedded data root (SQLite, emulated tape,
+scanning off). Then, best of ``--repeat`` each,
 alternating, in two conditions (**warm**: the cartridge's record files in the
 page cache; **cold**: their pages dropped with ``posix_fadvise(DONTNEED)``
 before every read):
@@ -63,6 +64,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_dip_download import make_bag  # noqa: E402  (the same incompressible bag)
+
 MIB = 1 << 20
 TENANT = "bench"
 BLOCK = 512 * 1024
@@ -73,27 +76,6 @@ def log(message: str) -> None:
 
 
 # -- throughput -------------------------------------------------------------------------------
-
-
-def make_bag(work: Path, size: int, files: int) -> Path:
-    import bagit  # type: ignore[import-untyped]
-
-    bag = work / "bag"
-    payload = bag / "reels"
-    payload.mkdir(parents=True)
-    each = size // files
-    block = bytearray(os.urandom(MIB))
-    for i in range(files):
-        with open(payload / f"reel-{i:02d}.bin", "wb") as out:
-            left, n = each, 0
-            while left:
-                block[:16] = f"{i:08d}{n:08d}".encode()
-                piece = min(left, len(block))
-                out.write(memoryview(block)[:piece])
-                left -= piece
-                n += 1
-    bagit.make_bag(os.fspath(bag), {"Source-Organization": "Bench"}, checksums=["sha256"])
-    return bag
 
 
 def record_files(home: Path, copy: Any) -> list[Path]:

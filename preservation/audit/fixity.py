@@ -216,12 +216,9 @@ def audit_copies(
     and the new copy is then audited like any other.
     """
     from preservation.storage.recovery import audit_copy
-    from preservation.storage.sites import get_site
+    from preservation.storage.service import ensure_sites
 
-    # The libraries first: a data root that cannot hold them, or written cartridges
-    # beside an empty catalogue, is refused here rather than audited as "nothing".
-    for name in ctx.settings.sites:
-        get_site(ctx, name)
+    ensure_sites(ctx)  # a data root the libraries cannot use is refused, not audited as nothing
     started, began = utcnow(), clock()
     rounds = bound_rounds(plan_audit(ctx, site, tenant=tenant), max_cartridges=max_cartridges)
     total = sum(len(r.copies) for r in rounds)

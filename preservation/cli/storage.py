@@ -80,10 +80,9 @@ def audit(
     try:
         check_site(ctx, site)
         if show_coverage:
-            from preservation.storage.sites import get_site
+            from preservation.storage.service import ensure_sites
 
-            for name in ctx.settings.sites:  # refuse a data root the libraries cannot use
-                get_site(ctx, name)
+            ensure_sites(ctx)  # refuse a data root the libraries cannot use
             cov = coverage(ctx, tenant=tenant)
         else:
             with progress_bars(not as_json) as progress:

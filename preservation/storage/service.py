@@ -73,6 +73,7 @@ __all__ = [
     "AGENT",
     "CopyInfo",
     "commit_version",
+    "ensure_sites",
     "has_safe_copies",
     "list_cartridges",
     "note_cartridge_error",
@@ -605,7 +606,7 @@ def _cartridge_dict(c: Cartridge, counts: dict[str, int]) -> dict[str, Any]:
 
 def list_cartridges(ctx: Context, site: str | None = None) -> list[dict[str, Any]]:
     """Every catalogued cartridge with its state and copy counts (``preservation tape ls``)."""
-    _ensure_sites(ctx)
+    ensure_sites(ctx)
     with session_scope(ctx.sessions) as session:
         stmt = select(Cartridge).order_by(Cartridge.site, Cartridge.barcode)
         if site:
@@ -622,7 +623,7 @@ def list_cartridges(ctx: Context, site: str | None = None) -> list[dict[str, Any
 
 def show_cartridge(ctx: Context, barcode: str) -> dict[str, Any]:
     """One cartridge and its copies in tape order (``preservation tape show BARCODE``)."""
-    _ensure_sites(ctx)
+    ensure_sites(ctx)
     with session_scope(ctx.sessions) as session:
         cartridge = session.get(Cartridge, barcode)
         if cartridge is None:
@@ -647,8 +648,9 @@ def show_cartridge(ctx: Context, barcode: str) -> dict[str, Any]:
         return out
 
 
-def _ensure_sites(ctx: Context) -> None:
-    """Make sure cartridges are registered (sites build on first use)."""
+def ensure_sites(ctx: Context) -> None:
+    """Build every site now: cartridges registered, and a data root the libraries cannot
+    use (or written cartridges beside an empty catalogue) refused before any work."""
     for name in ctx.settings.sites:
         get_site(ctx, name)
 

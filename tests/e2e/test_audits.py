@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -21,7 +20,7 @@ from preservation.catalog.models import Audit, CopyStatus, utcnow
 from preservation.cli import app
 from preservation.config import Settings
 from preservation.context import open_context
-from tests.e2e.test_cli_tape import SAMPLE, corrupt_block
+from tests.e2e.test_cli_tape import SAMPLE, corrupt_block, run
 
 TENANT = "museum"
 
@@ -33,12 +32,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PRESERVATION_TAPE_CARTRIDGES_PER_SITE", "3")
     monkeypatch.setenv("PRESERVATION_TAPE_CAPACITY", str(256 << 20))
     return home
-
-
-def run(*args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(app, [*args, "--json"])
-    assert result.exit_code == code, (args, result.exit_code, result.output)
-    return json.loads(result.stdout)
 
 
 def _copies(home: Path) -> list[TapeCopy]:
@@ -131,9 +124,7 @@ def test_a_damaged_copy_is_repaired_from_the_other_site_and_checked_again(home: 
         with session_scope(ctx.sessions) as s:
             events = list(
                 s.scalars(
-                    select(PremisEvent)
-                    .where(PremisEvent.aip_id == aip_id)
-                    .order_by(PremisEvent.id)
+                    select(PremisEvent).where(PremisEvent.aip_id == aip_id).order_by(PremisEvent.id)
                 )
             )
     finally:
