@@ -72,7 +72,7 @@ from preservation.errors import (
 from preservation.failpoints import failpoint
 from preservation.storage import planning
 from preservation.storage.planning import RecallItem
-from preservation.storage.recovery import discard_stale_writes, read_copy
+from preservation.storage.recovery import DEFAULT_BATCH_BYTES, discard_stale_writes, read_copy
 from preservation.storage.service import release_drives, write_copy
 from preservation.storage.sites import get_site
 
@@ -85,8 +85,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Temporary space one batch of old copies may take under ``staging/media/``.
-DEFAULT_BATCH_BYTES = 64 * 10**9
 _MEDIA_RE = re.compile(r"L[0-9A-Z]")
 #: The AIPs whose copies must survive a migration; disposed and discarded ones keep nothing.
 _LIVE_AIPS = (AIPState.ACTIVE, AIPState.PENDING)
