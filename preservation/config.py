@@ -116,6 +116,18 @@ class Settings(BaseSettings):
     audit_max_cartridges: int | None = None
     audit_max_hours: float | None = 8.0
 
+    # Legal value (preservation/evidence/). The tape journal is cut, time-stamped
+    # and written this often by beat (and after each embedded ingest run); at most
+    # a day, as the journal's promise is "on tape within a day".
+    journal_interval_seconds: float = Field(default=3600.0, gt=0, le=86400.0)
+    # An RFC 3161 Time-Stamping Authority (None: the chain is kept but not stamped,
+    # and `status` says so), and a PEM file of its certificate chain (CA and TSA
+    # certificates, concatenated), with which every token is checked as it arrives
+    # and every record when verified. Add the new CA here when the TSA changes.
+    tsa_url: str | None = None
+    tsa_certs: Path | None = None
+    tsa_timeout: float = 10.0
+
     # Hot folders.
     quiescent_seconds: float = 5.0
     # A directory bag whose Payload-Oxum does not match what is on disk and that has

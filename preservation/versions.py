@@ -408,6 +408,7 @@ def _prepare_in(
     contents = carried.files | bag_contents(bag_dir, number, summary.digests)
     version.tar_size = tar.size
     version.tar_sha256 = tar.sha256
+    version.mets_sha256 = summary.digests.get("data/METS.xml", {}).get("sha256")
     version.staging_path = str(tar.path)
     service.record_event(
         s,

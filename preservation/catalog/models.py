@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -45,6 +46,11 @@ __all__ = [
     "MigrationItem",
     "AuditState",
     "DisposalState",
+    "EvidenceLeaf",
+    "EvidenceStamp",
+    "JournalCopy",
+    "JournalFile",
+    "JournalSegment",
     "Role",
     "AIPState",
     "AIPVersion",
@@ -261,6 +267,8 @@ class AIPVersion(Base):
     tar_name: Mapped[str] = mapped_column(String(255))
     tar_size: Mapped[int | None] = mapped_column(BigInteger)
     tar_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The root METS's sha256: with the tar's, a leaf of the version's evidence record.
+    mets_sha256: Mapped[str | None] = mapped_column(String(64))
     staging_path: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     committed_at: Mapped[datetime | None] = mapped_column()
@@ -669,3 +677,110 @@ class DIP(Base):
     ready_at: Mapped[datetime | None] = mapped_column()
     expires_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# -- Legal value (preservation/evidence/) ---------------------------------------------------------
+
+
+class JournalSegment(Base):
+    """A run of one tenant's event chain, cut to travel on tape and be time-stamped.
+
+    ``head_hash`` is the hash of event ``last_seq``; ``token`` the RFC 3161
+    time-stamp whose imprint is that hash (None while the TSA is away). The
+    segment's bytes are regenerated from the events and must hash to ``sha256``
+    before they are written: a chain edited since the cut is caught there.
+    """
+
+    __tablename__ = "journal_segments"
+    __table_args__ = (UniqueConstraint("tenant_id", "first_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    head_hash: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    stamped_at: Mapped[datetime | None] = mapped_column()
+    stamp_error: Mapped[str | None] = mapped_column(Text)
+
+
+class EvidenceStamp(Base):
+    """One RFC 3161 time-stamp over one hash tree (RFC 4998 ArchiveTimeStamp).
+
+    ``initial``: the tree over one period's committed versions; ``renewal``
+    (§5.2): over the time-stamps of earlier stamps; ``rehash`` (§5.3): a new
+    chain over the versions with a stronger algorithm. ``renewed_by`` points
+    at the stamp that renewed this one; ``closed`` marks a chain a hash-tree
+    renewal ended (it is never renewed again).
+    """
+
+    __tablename__ = "evidence_stamps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    algorithm: Mapped[str] = mapped_column(String(16))
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+    leaves: Mapped[int] = mapped_column(Integer)
+    token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stamped_at: Mapped[datetime | None] = mapped_column()
+    stamp_error: Mapped[str | None] = mapped_column(Text)
+    renewed_by: Mapped[int | None] = mapped_column(ForeignKey("evidence_stamps.id"), index=True)
+    closed: Mapped[bool] = mapped_column(default=False)
+
+
+class EvidenceLeaf(Base):
+    """One leaf group of a stamp's tree, with its reduced hash tree (RFC 4998 §4.2).
+
+    A leaf is an AIP version (its tar and METS hashes) or, for a renewal, an
+    earlier stamp (the hash of its time-stamp). ``hashes`` is the group's
+    hashes concatenated; ``reduced`` the packed PartialHashtree lists.
+    """
+
+    __tablename__ = "evidence_leaves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stamp_id: Mapped[int] = mapped_column(ForeignKey("evidence_stamps.id"), index=True)
+    aip_version_id: Mapped[int | None] = mapped_column(ForeignKey("aip_versions.id"), index=True)
+    covers_stamp_id: Mapped[int | None] = mapped_column(
+        ForeignKey("evidence_stamps.id"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    hashes: Mapped[bytes] = mapped_column(LargeBinary)
+    reduced: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class JournalFile(Base):
+    """A file of the tape journal (segment, its time-stamp, an evidence bundle)."""
+
+    __tablename__ = "journal_files"
+    __table_args__ = (UniqueConstraint("tenant_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("journal_segments.id"))
+    stamp_id: Mapped[int | None] = mapped_column(ForeignKey("evidence_stamps.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JournalCopy(Base):
+    """Where a journal file was written, read back and matched, at one site."""
+
+    __tablename__ = "journal_copies"
+    __table_args__ = (UniqueConstraint("file_id", "site"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("journal_files.id"), index=True)
+    site: Mapped[str] = mapped_column(String(32))
+    barcode: Mapped[str] = mapped_column(String(16))
+    start_block: Mapped[int | None] = mapped_column(BigInteger)
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -32,6 +32,7 @@ from preservation.cli import (
     catalog,
     db,
     dips,
+    evidence,
     formats,
     ingest,
     media,
@@ -126,6 +127,9 @@ app.add_typer(dips.app, name="dip")
 app.add_typer(formats.app, name="formats")
 app.add_typer(tenants.app, name="tenant")
 app.add_typer(tokens.app, name="token")
+app.add_typer(evidence.app, name="evidence")
+app.add_typer(evidence.history_app, name="history")
+app.command("verify-history")(evidence.verify_history)
 app.command()(api.api)
 
 

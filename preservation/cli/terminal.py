@@ -58,6 +58,11 @@ EXISTING_ARCHIVE_COMMANDS = READ_ONLY_COMMANDS | {
     "media migrate",
     "tape import",
     "tape export",
+    "evidence export",
+    "evidence renew",
+    "history head",
+    "history sync",
+    "verify-history",
 }
 
 

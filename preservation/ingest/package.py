@@ -66,6 +66,7 @@ def package(ctx: Context, sip_id: str) -> None:
         version = s.get_one(AIPVersion, version_id)
         version.tar_size = tar.size
         version.tar_sha256 = tar.sha256
+        version.mets_sha256 = summary.digests.get("data/METS.xml", {}).get("sha256")
         version.staging_path = str(tar.path)
         service.assign_files_to_version(s, sip_id, version_id)
         service.record_event(

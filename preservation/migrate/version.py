@@ -467,6 +467,7 @@ def prepare_migration_version(
             moved = tar_path
             version.tar_size = tar.size
             version.tar_sha256 = tar.sha256
+            version.mets_sha256 = summary.digests.get("data/METS.xml", {}).get("sha256")
             version.staging_path = str(tar_path)
             service.record_event(
                 s,

@@ -81,6 +81,8 @@ __all__ = [
     "release_drives",
     "release_staging",
     "show_cartridge",
+    "SideFileCopy",
+    "write_side_file",
     "store_version",
     "volume_path",
     "write_copy",
@@ -471,6 +473,72 @@ def read_back(volume: LTFSVolume, path: str, expected_sha256: str) -> None:
             )
         for _chunk in reader.iter_chunks():
             pass
+
+
+@dataclass(frozen=True)
+class SideFileCopy:
+    """Where a small file beside the AIPs landed at one site (the journal's files)."""
+
+    site: str
+    barcode: str
+    start_block: int | None
+
+
+def write_side_file(ctx: Context, site: str, path: str, data: bytes) -> SideFileCopy:
+    """Write a small file beside the AIPs at ``site``, read it back, and say where it is.
+
+    The tape journal (event segments, their time-stamps, evidence bundles)
+    travels on the same cartridges as the AIPs, so a tape read alone brings
+    back the history as well as the packages. Same cartridge choice, same
+    write-sync-read-back as a version's copy; a path already on a cartridge
+    with the same bytes (a rerun after a crash) is adopted, not written twice.
+    """
+    the_site = get_site(ctx, site)
+    sha256 = hashlib.sha256(data).hexdigest()
+    problems: list[str] = []
+    tried: set[str] = set()
+    with the_site.lock:
+        the_site.check_available()
+        while len(tried) < MAX_ATTEMPTS:
+            with session_scope(ctx.sessions) as session:
+                views = _cartridge_views(session, the_site)
+            candidates = planning.candidate_cartridges(views, len(data), exclude=tried)
+            if not candidates:
+                break
+            barcode = candidates[0]
+            tried.add(barcode)
+            try:
+                volume = _open_for_write(ctx, the_site, barcode)
+                if volume.exists(path):
+                    if volume.stat(path).sha256 != sha256:
+                        raise _Skip(f"{path} already holds other bytes")
+                else:
+                    volume.write_file(path, data, size=len(data), sha256=sha256)
+                    volume.sync()
+                    the_site.library.flush(barcode)
+                read_back(volume, path, sha256)
+            except _Skip as skip:
+                problems.append(f"{barcode}: {skip}")
+                continue
+            except TapeFullError as err:
+                _set_cartridge(ctx, barcode, state=CartridgeState.FULL, volume=None)
+                the_site.release(barcode)
+                problems.append(f"{barcode}: full: {err}")
+                continue
+            except (MediaError, FixityMismatchError) as err:
+                note_cartridge_error(ctx, barcode, ErrorKind.WRITE)
+                the_site.release(barcode)
+                problems.append(f"{barcode}: {err}")
+                continue
+            with session_scope(ctx.sessions) as session:
+                _update_usage(session, barcode, volume)
+            return SideFileCopy(site, barcode, volume.stat(path).start_block)
+    raise StorageError(
+        f"{path}: no copy could be written at site {site} "
+        f"({'; '.join(problems) or 'no writable cartridge has room'})",
+        path=path,
+        site=site,
+    )
 
 
 # -- stage: commit -------------------------------------------------------------------------------

@@ -1,0 +1,316 @@
+"""The event journal: each tenant's PREMIS chain, cut into segments that leave the database.
+
+The chain (``premis_events.prev_hash``/``hash``) proves nothing on its own: it
+lives in the database an insider could rewrite, hashes and all. So the chain
+is cut into segments that are written to both sites' tapes, beside the AIPs,
+and each segment's head hash is time-stamped by a TSA. A rewritten database
+then disagrees with the tapes, and a rewritten tape with the time-stamp.
+
+A segment file is JSON Lines, readable in fifty years with nothing but a
+text editor and sha256::
+
+    {"segment":{"first_seq":1,"format":"preservation-journal/1","head":"…","last_seq":9,…}}
+    {"event":{…the event's fields, canonical JSON…},"hash":"<sha256 of that JSON>"}
+
+The event's canonical JSON is exactly the text the chain hash is computed
+over (keys sorted, no spaces, ASCII), so checking a line is one sha256 over
+a slice of it, and the line itself is still plain JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from preservation.catalog.models import JournalSegment, PremisEvent, Tenant
+
+__all__ = [
+    "FORMAT",
+    "JournalEvent",
+    "ParsedSegment",
+    "canonical",
+    "cut_segments",
+    "event_fields",
+    "iter_chain",
+    "parse_segment",
+    "render_segment",
+    "segment_path",
+    "stamp_path",
+]
+
+FORMAT = "preservation-journal/1"
+_EVENT_PREFIX = b'{"event":'
+_HASH_INFIX = b',"hash":"'
+_HASH_SUFFIX = b'"}'
+
+#: The columns the chain hash covers, in the order the rows are read.
+_COLUMNS = (
+    PremisEvent.uuid,
+    PremisEvent.tenant_id,
+    PremisEvent.seq,
+    PremisEvent.sip_id,
+    PremisEvent.aip_id,
+    PremisEvent.type,
+    PremisEvent.occurred_at,
+    PremisEvent.detail,
+    PremisEvent.outcome,
+    PremisEvent.outcome_detail,
+    PremisEvent.agents,
+    PremisEvent.objects,
+    PremisEvent.prev_hash,
+    PremisEvent.hash,
+)
+
+
+def canonical(fields: dict[str, Any]) -> str:
+    """The text the chain hash covers: the one rule a verifier must know."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _iso(dt: datetime) -> str:
+    # SQLite drops tzinfo; the chain must hash the same text on every backend.
+    return dt.replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def event_fields(row: Any) -> dict[str, Any]:
+    """The hashed fields of one event row (an ORM event or a row of :data:`_COLUMNS`)."""
+    return {
+        "uuid": row.uuid,
+        "tenant": row.tenant_id,
+        "seq": row.seq,
+        "sip": row.sip_id,
+        "aip": row.aip_id,
+        "type": row.type,
+        "at": _iso(row.occurred_at),
+        "detail": row.detail,
+        "outcome": row.outcome,
+        "outcome_detail": row.outcome_detail,
+        "agents": row.agents,
+        "objects": row.objects,
+        "prev": row.prev_hash,
+    }
+
+
+@dataclass(frozen=True)
+class JournalEvent:
+    """One event as a verifier sees it: its number, its claimed hash, its canonical text."""
+
+    seq: int
+    hash: str
+    prev: str | None
+    text: bytes  # the canonical JSON the hash must cover
+
+    @property
+    def intact(self) -> bool:
+        return hashlib.sha256(self.text).hexdigest() == self.hash
+
+
+def iter_chain(
+    session: Session, tenant_id: str, first: int = 1, last: int | None = None
+) -> Iterator[JournalEvent]:
+    """The database's chain in seq order, as canonical text, streamed (no ORM objects).
+
+    The stored hash is returned as stored: a row edited without its hash shows
+    as a text that does not hash to it, a row edited with it as a text that
+    disagrees with the tape.
+    """
+    stmt = (
+        select(*_COLUMNS)
+        .where(PremisEvent.tenant_id == tenant_id, PremisEvent.seq >= first)
+        .order_by(PremisEvent.seq)
+        .execution_options(yield_per=5000)
+    )
+    if last is not None:
+        stmt = stmt.where(PremisEvent.seq <= last)
+    for row in session.execute(stmt):
+        yield JournalEvent(
+            seq=int(row.seq),
+            hash=row.hash,
+            prev=row.prev_hash,
+            text=canonical(event_fields(row)).encode(),
+        )
+
+
+def _line(event: JournalEvent) -> bytes:
+    return b"".join(
+        (_EVENT_PREFIX, event.text, _HASH_INFIX, event.hash.encode(), _HASH_SUFFIX, b"\n")
+    )
+
+
+def render_segment(
+    tenant_id: str,
+    first: int,
+    last: int,
+    prev: str | None,
+    head: str,
+    events: Iterable[JournalEvent],
+) -> bytes:
+    """The segment file's bytes: a header line, then one line per event."""
+    header = {
+        "segment": {
+            "format": FORMAT,
+            "tenant": tenant_id,
+            "first_seq": first,
+            "last_seq": last,
+            "prev": prev,
+            "head": head,
+            "hash_rule": "sha256 over the 'event' value as written (canonical JSON)",
+        }
+    }
+    parts = [canonical(header).encode() + b"\n"]
+    parts += [_line(e) for e in events]
+    return b"".join(parts)
+
+
+@dataclass
+class ParsedSegment:
+    """A segment file read back: its header, its events, and what is wrong with it."""
+
+    header: dict[str, Any]
+    events: list[JournalEvent] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def first_seq(self) -> int:
+        return int(self.header.get("first_seq", 0))
+
+    @property
+    def last_seq(self) -> int:
+        return int(self.header.get("last_seq", 0))
+
+    @property
+    def head(self) -> str | None:
+        value = self.header.get("head")
+        return str(value) if value else None
+
+
+def parse_segment(data: bytes, name: str = "segment") -> ParsedSegment:
+    """Split a segment file into events without trusting it; every defect is a problem."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    try:
+        header = json.loads(lines[0])["segment"] if lines else {}
+        if not isinstance(header, dict):
+            raise TypeError("not an object")
+    except (ValueError, KeyError, TypeError) as err:
+        return ParsedSegment({}, problems=[f"{name}: line 1 is not a segment header ({err})"])
+    parsed = ParsedSegment(header)
+    for number, line in enumerate(lines[1:], start=2):
+        end = len(line) - len(_HASH_SUFFIX) - 64 - len(_HASH_INFIX)
+        if (
+            not line.startswith(_EVENT_PREFIX)
+            or not line.endswith(_HASH_SUFFIX)
+            or end <= len(_EVENT_PREFIX)
+            or line[end : end + len(_HASH_INFIX)] != _HASH_INFIX
+        ):
+            parsed.problems.append(f"{name}: line {number} is not a journal event line")
+            continue
+        text = line[len(_EVENT_PREFIX) : end]
+        claimed = line[end + len(_HASH_INFIX) : -len(_HASH_SUFFIX)].decode("ascii", "replace")
+        found = _top_level(text)
+        if found is None:
+            parsed.problems.append(f"{name}: line {number}: the event has no seq or prev")
+            continue
+        seq, prev = found
+        parsed.events.append(JournalEvent(seq=seq, hash=claimed, prev=prev, text=text))
+    return parsed
+
+
+def _top_level(text: bytes) -> tuple[int, str | None] | None:
+    """``seq`` and ``prev`` of an event's canonical text, without a JSON parse.
+
+    Keys are sorted, and every key after ``prev`` holds a scalar, so the last
+    ``"prev":`` and ``"seq":`` are the top-level ones (a string cannot hold an
+    unescaped quote). A tenth of the cost of ``json.loads``, which matters at
+    a million events.
+    """
+    p = text.rfind(b'"prev":')
+    q = text.rfind(b'"seq":')
+    if p < 0 or q < p:
+        return None
+    raw = text[p + 7 : p + 7 + 66]
+    if raw.startswith(b"null"):
+        prev = None
+    elif raw[:1] == b'"' and raw[65:66] == b'"':
+        prev = raw[1:65].decode("ascii", "replace")
+    else:
+        return None
+    end = q + 6
+    while end < len(text) and 48 <= text[end] <= 57:
+        end += 1
+    try:
+        return int(text[q + 6 : end]), prev
+    except ValueError:
+        return None
+
+
+def segment_path(tenant_id: str, first: int, last: int) -> str:
+    """Zero-padded so that a directory listing is the chain's order."""
+    return f"/{tenant_id}/.journal/{first:012d}-{last:012d}.jsonl"
+
+
+def stamp_path(tenant_id: str, first: int, last: int) -> str:
+    """The segment's RFC 3161 reply (DER), beside it: ``openssl ts -verify -in`` reads it."""
+    return f"/{tenant_id}/.journal/{first:012d}-{last:012d}.tsr"
+
+
+def cut_segments(session: Session, *, tenant_id: str | None = None) -> list[JournalSegment]:
+    """Cut every tenant's events since its last segment into a new segment row.
+
+    The segment's digest is taken now, from the chain as it stands; the bytes
+    written to tape later must hash the same, or the chain changed in between.
+    """
+    made: list[JournalSegment] = []
+    stmt = select(Tenant).order_by(Tenant.id)
+    if tenant_id is not None:
+        stmt = stmt.where(Tenant.id == tenant_id)
+    for tenant in session.scalars(stmt):
+        count = tenant.event_count or 0
+        done = session.scalar(
+            select(JournalSegment.last_seq)
+            .where(JournalSegment.tenant_id == tenant.id)
+            .order_by(JournalSegment.last_seq.desc())
+            .limit(1)
+        )
+        first = (done or 0) + 1
+        if count < first:
+            continue
+        events = list(iter_chain(session, tenant.id, first, count))
+        if not events:
+            continue
+        last = events[-1].seq
+        data = render_segment(tenant.id, first, last, events[0].prev, events[-1].hash, events)
+        segment = JournalSegment(
+            tenant_id=tenant.id,
+            first_seq=first,
+            last_seq=last,
+            prev_hash=events[0].prev,
+            head_hash=events[-1].hash,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+        )
+        session.add(segment)
+        made.append(segment)
+    session.flush()
+    return made
+
+
+def segment_bytes(session: Session, segment: JournalSegment) -> bytes:
+    """The segment regenerated from the database's chain (to be checked against its digest)."""
+    events = iter_chain(session, segment.tenant_id, segment.first_seq, segment.last_seq)
+    return render_segment(
+        segment.tenant_id,
+        segment.first_seq,
+        segment.last_seq,
+        segment.prev_hash,
+        segment.head_hash,
+        events,
+    )
