@@ -279,8 +279,12 @@ class LoopbackTsa:
         server.tsa = self
         self.port = server.server_address[1]
         self._server = server
+        # A short poll: stop() waits up to one interval, and tests stop and start often.
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"loopback-tsa-{self.port}", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"loopback-tsa-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -20,6 +20,7 @@ not verify, is :class:`~preservation.evidence.records.EvidenceError`.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -335,8 +336,18 @@ def verify_token(
         ).build()
         verifier.verify(response, digest)
     except (rfc3161_client.VerificationError, ValueError) as err:
-        raise EvidenceError(f"the time-stamp token does not verify: {err}") from None
+        raise EvidenceError(f"the time-stamp token does not verify: {_reason(err)}") from None
     return info
+
+
+def _reason(err: Exception) -> str:
+    """The library's message without OpenSSL's error-stack dump: its reasons are what matter."""
+    text = str(err)
+    found = re.findall(r'(?:reason|data): "([^"]*)"', text)
+    if "ErrorStack" not in text or not found:
+        return text
+    head = text.split("ErrorStack")[0].rstrip(": ")
+    return f"{head}: {'; '.join(dict.fromkeys(found))}"
 
 
 class HttpTimeStampAuthority:

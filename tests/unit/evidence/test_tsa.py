@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import rfc3161_client
 from asn1crypto import cms, tsp  # type: ignore[import-untyped]
 
-from preservation.errors import ConfigurationError, TransientError
+from preservation.errors import ConfigurationError, ToolUnavailableError, TransientError
 from preservation.evidence.loopback_tsa import POLICY, LoopbackTsa, TsaPki, make_pki
 from preservation.evidence.records import EvidenceError
 from preservation.evidence.tsa import (
@@ -245,3 +246,30 @@ def test_from_settings(pki: TsaPki) -> None:
     bare = from_settings("http://127.0.0.1:1/", [])
     assert bare is not None and bare.trust is None
     bare.close()
+
+
+def test_without_openssl_the_loopback_tsa_says_so(
+    pki: TsaPki, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolUnavailableError, match="needs the openssl program") as err:
+        LoopbackTsa(pki)
+    assert err.value.context == {"tool": "openssl"}
+
+
+def test_the_loopback_tsa_runs_from_the_command_line(tmp_path: Path, openssl: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "preservation.evidence.loopback_tsa", str(tmp_path)]
+    process = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == f"TSA URL: http://127.0.0.1:{port}/"
+        assert str(tmp_path / "ca.pem") in process.stdout.readline()
+        trust = TsaTrust.from_pem_files([tmp_path / "ca.pem"])
+        with HttpTimeStampAuthority(f"http://127.0.0.1:{port}/", trust) as tsa:
+            assert token_info(tsa.stamp(DIGEST)).imprint == DIGEST
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
