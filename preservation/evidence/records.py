@@ -218,7 +218,16 @@ def archive_time_stamp(algorithm: str, reduced: list[list[bytes]] | None, token:
     if reduced is not None:
         value["reduced_hashtree"] = [[bytes(v) for v in partial] for partial in reduced]
     der = bytes(ArchiveTimeStamp(value).dump())
-    _load_ats(der, "the new ArchiveTimeStamp")
+    ats = _load_ats(der, "the new ArchiveTimeStamp")
+    # A token over another tree would only be found when the record is verified,
+    # perhaps years on; the reduced tree's root must be what was stamped.
+    if reduced is not None:
+        root = verify_reduced(reduced[0][0], reduced, algorithm)
+        if root != _imprint(ats):
+            raise EvidenceError(
+                f"the time-stamp covers {_imprint(ats).hex()}, but the reduced hash tree "
+                f"leads to {root.hex()}"
+            )
     return der
 
 
@@ -264,10 +273,10 @@ def evidence_record(chains: Sequence[Sequence[bytes]]) -> bytes:
     return bytes(record.dump())
 
 
-def parse(der: bytes) -> Any:
+def parse(der: bytes) -> EvidenceRecord:
     """The EvidenceRecord in ``der``, checked down to every ArchiveTimeStamp's fields."""
     try:
-        record = EvidenceRecord.load(der, strict=True)
+        record: EvidenceRecord = EvidenceRecord.load(der, strict=True)
         version = record["version"].native
         if version != 1:
             raise EvidenceError(f"the evidence record is version {version}, not 1 (RFC 4998)")
@@ -427,6 +436,15 @@ class VerificationReport:
     failure: str | None = None
     stamps: list[StampInfo] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for ``--json`` output and API answers."""
+        return {
+            "ok": self.ok,
+            "steps": list(self.steps),
+            "failure": self.failure,
+            "stamps": [stamp.to_dict() for stamp in self.stamps],
+        }
+
     def __str__(self) -> str:
         lines = [*self.steps]
         lines.append("VERIFIED" if self.ok else f"FAILED: {self.failure}")
@@ -450,7 +468,8 @@ def verify(
     imprint against the trusted TSA certificates, raising EvidenceError; a
     ``TsaTrust``'s ``verify`` method is one. Files are read once, hashed with
     every algorithm the record uses. A malformed record or token is a failed
-    report, never an exception: the answer to "does this verify?" is no.
+    report, never an exception: the answer to "does this verify?" is no. A
+    file that cannot be read is an OSError: that answers nothing about the record.
     """
     report = VerificationReport(ok=False)
     try:

@@ -76,6 +76,16 @@ class StampInfo:
     def describe(self) -> str:
         return f"stamped {format_time(self.gen_time)} by {self.tsa}, serial {self.serial}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gen_time": format_time(self.gen_time),
+            "serial": self.serial,
+            "tsa": self.tsa,
+            "policy": self.policy,
+            "algorithm": self.algorithm,
+            "imprint": self.imprint.hex(),
+        }
+
 
 class TimeStampAuthority(Protocol):
     """Where tokens come from: an HTTP TSA in production, anything alike in a test."""

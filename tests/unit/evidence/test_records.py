@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -107,9 +108,10 @@ def rehash(world: World, olds: list[bytes]) -> list[bytes]:
     ]
 
 
-def test_the_ats_tags_are_implicit(batch: Batch) -> None:
+def test_the_ats_tags_are_implicit(world: World) -> None:
     h1, h2, h3 = sha256(b"1"), sha256(b"2"), sha256(b"3")
-    der = archive_time_stamp("sha256", [[h1, h2], [h3]], batch.token)
+    token = world.first.stamp(build([[h1, h2], [h3]], "sha256").root)
+    der = archive_time_stamp("sha256", [[h1, h2], [h3]], token)
     # [0] AlgorithmIdentifier: A0, then the SEQUENCE's contents (the OID, parameters absent).
     algorithm = bytes.fromhex("a00b 0609 608648016503040201")
     # [2] SEQUENCE OF PartialHashtree: A2 (70 + 36 = 106 = 0x6a bytes).
@@ -121,9 +123,18 @@ def test_the_ats_tags_are_implicit(batch: Batch) -> None:
         + bytes.fromhex("3022 0420")
         + h3
     )
-    body = algorithm + tree + batch.token
+    body = algorithm + tree + token
     assert len(body) > 0xFF
     assert der == bytes.fromhex("3082") + len(body).to_bytes(2, "big") + body
+
+
+def test_an_ats_must_hold_the_tree_its_token_covers(batch: Batch) -> None:
+    with pytest.raises(EvidenceError, match="but the reduced hash tree leads to"):
+        archive_time_stamp("sha256", [[sha256(b"elsewhere")]], batch.token)
+    with pytest.raises(EvidenceError, match="not a CMS ContentInfo"):
+        archive_time_stamp("sha256", None, b"junk")
+    with pytest.raises(ValueError, match="32-byte hashes only"):
+        archive_time_stamp("sha256", [[b"short"]], batch.token)
 
 
 def test_a_record_round_trips(batch: Batch) -> None:
@@ -156,6 +167,11 @@ def test_every_version_verifies_with_its_tar_and_mets(
         step,
     ), step
     assert str(report).endswith("VERIFIED")
+    as_dict = report.to_dict()
+    assert as_dict["ok"] is True and as_dict["steps"] == report.steps
+    (stamp,) = as_dict["stamps"]
+    assert stamp["algorithm"] == "sha256" and stamp["gen_time"].endswith("Z")
+    assert json.loads(json.dumps(as_dict)) == as_dict
 
 
 def test_data_it_does_not_cover_is_named(world: World, batch: Batch, tmp_path: Path) -> None:
