@@ -280,9 +280,7 @@ class TsaTrust:
         except ValueError as err:
             raise ConfigurationError(f"{source} holds no readable certificate: {err}") from None
         if not any(_self_signed(c) for c in certificates):
-            raise ConfigurationError(
-                f"{source} has no self-signed (root) certificate to trust", path=source
-            )
+            raise ConfigurationError(f"{source} has no self-signed (root) certificate to trust")
         return cls.from_certificates(certificates)
 
     @classmethod
