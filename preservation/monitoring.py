@@ -176,9 +176,7 @@ def _stage_histograms(session: Session) -> dict[str, tuple[list[int], int, float
     """Per stage: cumulative bucket counts, count and sum, in one grouped query."""
     from sqlalchemy import case
 
-    columns = [
-        func.sum(case((StageRun.seconds <= b, 1), else_=0)) for b in STAGE_BUCKETS
-    ]
+    columns = [func.sum(case((StageRun.seconds <= b, 1), else_=0)) for b in STAGE_BUCKETS]
     rows = session.execute(
         select(
             StageRun.stage,
@@ -187,9 +185,7 @@ def _stage_histograms(session: Session) -> dict[str, tuple[list[int], int, float
             *columns,
         ).group_by(StageRun.stage)
     ).all()
-    return {
-        row[0]: ([int(x or 0) for x in row[3:]], int(row[1]), float(row[2])) for row in rows
-    }
+    return {row[0]: ([int(x or 0) for x in row[3:]], int(row[1]), float(row[2])) for row in rows}
 
 
 def _coverage_metrics(sites: list[Any]) -> Any:
@@ -246,6 +242,9 @@ def render_metrics(ctx: Context) -> bytes:
     with session_scope(ctx.sessions) as s:
         data = _collect(s, ctx)
     depths = _queue_depths(ctx)
+    from preservation.evidence.stamping import waiting
+
+    waiting_stamps = waiting(ctx)
     try:
         audit_coverage = coverage(ctx).sites
     except ConfigurationError:  # a broken rules file: `status` says so; metrics go on
@@ -273,11 +272,13 @@ def render_metrics(ctx: Context) -> bytes:
                 g.add_metric([tenant], int(n))
             yield g
             c = GaugeMetricFamily(
-                "preservation_tape_copies", "Tape copies by site and status",
+                "preservation_tape_copies",
+                "Tape copies by site and status",
                 labels=["site", "status"],
             )
             b = GaugeMetricFamily(
-                "preservation_tape_copy_bytes", "Bytes of tape copies by site and status",
+                "preservation_tape_copy_bytes",
+                "Bytes of tape copies by site and status",
                 labels=["site", "status"],
             )
             for site, status, n, size in data["copies"]:
@@ -324,6 +325,14 @@ def render_metrics(ctx: Context) -> bytes:
                 fails.add_metric([tenant], n)
             yield fails
             yield from _coverage_metrics(audit_coverage)
+            stamps = GaugeMetricFamily(
+                "preservation_evidence_waiting_stamps",
+                "Journal segments and evidence periods waiting for the TSA's time-stamp",
+                labels=["kind"],
+            )
+            for kind, n in sorted(waiting_stamps.items()):
+                stamps.add_metric([kind], n)
+            yield stamps
             q = GaugeMetricFamily(
                 "preservation_queue_depth", "Messages waiting per Celery queue", labels=["queue"]
             )

@@ -37,7 +37,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         "preservation",
         broker=broker,
         backend=settings.result_backend or broker,
-        include=["workers.tasks", "workers.audit"],
+        include=["workers.tasks", "workers.audit", "workers.evidence"],
     )
     celery.conf.update(
         task_queues=[Queue(name) for name in QUEUES],
@@ -48,6 +48,7 @@ def make_app(settings: Settings | None = None) -> Celery:
             "workers.tasks.access_*": {"queue": "access"},
             "workers.tasks.audit_*": {"queue": "audit"},
             "workers.audit.*": {"queue": "audit"},
+            "workers.evidence.*": {"queue": "audit"},
         },
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -91,6 +92,11 @@ def make_app(settings: Settings | None = None) -> Celery:
                 "task": "workers.tasks.access_expire_dips",
                 "schedule": 600.0,
                 "options": {"queue": "access", "expires": 600.0},
+            },
+            "journal-sync": {
+                "task": "workers.evidence.sync_journal",
+                "schedule": settings.journal_interval_seconds,
+                "options": {"queue": "audit", "expires": settings.journal_interval_seconds},
             },
             "audit-fixity": {
                 "task": "workers.audit.audit_fixity",

@@ -98,7 +98,13 @@ def _every_command(ctx: typer.Context) -> None:
 
     as_json = "--json" in sys.argv[1:] or any("--json" in a for a in ctx.args)
     configure_logging(as_json=as_json)
-    if "PRESERVATION_HOME" not in os.environ and ctx.invoked_subcommand is not None:
+    # `evidence verify` reads no data root at all: no note about one.
+    standalone = sys.argv[1:3] == ["evidence", "verify"]
+    if (
+        "PRESERVATION_HOME" not in os.environ
+        and ctx.invoked_subcommand is not None
+        and not standalone
+    ):
         home = Settings().home_dir
         err.print(
             f"data root: {home} (the default ./var: PRESERVATION_HOME is not set)",

@@ -161,6 +161,10 @@ def ingest(
                         progress(what, done, total)
 
                     result = run_sip(ctx, sip_id, progress=progress_or_stop)
+                if result.aip_id:
+                    from preservation.evidence.sync import sync_after_ingest
+
+                    sync_after_ingest(ctx)  # the embedded sync point: the history follows
             if received:
                 raise KeyboardInterrupt
             summary = None
@@ -416,6 +420,10 @@ def watch(
             # is resumed at a later scan.
             result = ingest.run_sip(ctx, sip_id, wait_seconds=0)
             err.print(f"SIP {sip_id}: {result.state}", highlight=False)
+            if result.aip_id:
+                from preservation.evidence.sync import sync_after_ingest
+
+                sync_after_ingest(ctx)
 
     heartbeat = settings.ingest_dir / ".watcher-heartbeat"
     try:

@@ -38,12 +38,18 @@ def status(
         if value not in known:
             raise usage(f"--state {value!r}: not a SIP state (one of {', '.join(known)})", as_json)
         wanted.append(SIPState(value))
-    counts, rows = in_context(
-        as_json, lambda ctx: sip_rows(ctx, tenant=tenant, states=wanted or None, limit=limit)
-    )
+    from preservation.evidence.stamping import history_status
+
+    def work(ctx: Any) -> tuple[Any, Any, dict[str, Any]]:
+        counts, rows = sip_rows(ctx, tenant=tenant, states=wanted or None, limit=limit)
+        return counts, rows, history_status(ctx)
+
+    counts, rows, history = in_context(as_json, work)
     if as_json:
-        out.print_json(data={"counts": counts, "sips": rows})
+        out.print_json(data={"counts": counts, "sips": rows, "history": history})
         return
+    if history["warning"]:
+        err.print(f"[yellow]warning[/yellow]: {history['warning']}", highlight=False)
     out.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no SIPs yet")
     if not rows:
         return

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from asn1crypto import cms, tsp
+from asn1crypto import tsp  # type: ignore[import-untyped]
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -45,6 +44,7 @@ from preservation.errors import (
 )
 from preservation.evidence import journal
 from preservation.evidence.periods import KIND_REHASH, unpack_reduced
+from preservation.evidence.tsa import normalise_token, token_response
 
 __all__ = [
     "EVIDENCE_FORMAT",
@@ -71,17 +71,14 @@ def evidence_path(tenant_id: str, stamp_id: int) -> str:
 
 
 def token_as_reply(token: bytes) -> bytes:
-    """A TimeStampToken wrapped as a granted TimeStampResp: what ``openssl ts -verify -in`` reads."""
-    reply = tsp.TimeStampResp(
-        {"status": {"status": "granted"}, "time_stamp_token": cms.ContentInfo.load(token)}
-    )
-    return bytes(reply.dump())
+    """The token as a granted TimeStampResp: the ``.tsr`` that ``openssl ts -verify -in`` reads."""
+    return token_response(token)
 
 
 def reply_token(reply: bytes) -> bytes:
     """The token inside a TimeStampResp file read back from tape."""
     parsed = tsp.TimeStampResp.load(reply)
-    return bytes(parsed["time_stamp_token"].dump())
+    return normalise_token(bytes(parsed["time_stamp_token"].dump()))
 
 
 def _evidence_bytes(session: Session, stamp: EvidenceStamp) -> bytes:

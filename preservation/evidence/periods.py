@@ -86,7 +86,7 @@ def unpack_reduced(data: bytes, size: int) -> list[list[bytes]]:
 
 
 def _hash_size(algorithm: str) -> int:
-    return hashtree.ALGORITHMS[algorithm]().digest_size
+    return int(hashtree.ALGORITHMS[algorithm]().digest_size)
 
 
 def _split(hashes: bytes, size: int) -> list[bytes]:
@@ -146,7 +146,7 @@ def seal_periods(session: Session, *, tenant_id: str | None = None) -> list[Evid
         stmt = stmt.where(AIP.tenant_id == tenant_id)
     by_tenant: dict[str, list[tuple[int, list[bytes]]]] = defaultdict(list)
     for tenant, version_id, tar_sha, mets_sha in session.execute(stmt):
-        group = [bytes.fromhex(tar_sha)]
+        group = [bytes.fromhex(tar_sha or "")]
         if mets_sha:
             group.append(bytes.fromhex(mets_sha))
         by_tenant[tenant].append((version_id, group))

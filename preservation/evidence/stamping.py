@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -18,7 +19,7 @@ from preservation.catalog.models import EvidenceStamp, JournalSegment, utcnow
 from preservation.context import Context
 from preservation.evidence.tsa import TimeStampAuthority, TsaUnavailableError, from_settings
 
-__all__ = ["StampRound", "configured_tsa", "stamp_waiting", "waiting"]
+__all__ = ["StampRound", "configured_tsa", "history_status", "stamp_waiting", "waiting"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def stamp_waiting(ctx: Context, tsa: TimeStampAuthority | None) -> StampRound:
     result = StampRound()
     if tsa is not None:
         with session_scope(ctx.sessions) as session:
-            todo: list[tuple[type, int, bytes, str]] = [
+            todo: list[tuple[Any, int, bytes, str]] = [
                 (JournalSegment, sid, bytes.fromhex(head), "sha256")
                 for sid, head in session.execute(
                     select(JournalSegment.id, JournalSegment.head_hash)
@@ -77,15 +78,32 @@ def stamp_waiting(ctx: Context, tsa: TimeStampAuthority | None) -> StampRound:
                 result.error = err.message
                 log.warning("time-stamping waits: %s", err.message)
                 with session_scope(ctx.sessions) as session:
-                    row = session.get_one(model, row_id)
-                    row.stamp_error = err.message[:2000]
+                    failed: Any = session.get_one(model, row_id)
+                    failed.stamp_error = err.message[:2000]
                 break
             with session_scope(ctx.sessions) as session:
-                row = session.get_one(model, row_id)
-                row.token = token
-                row.stamped_at = utcnow()
-                row.stamp_error = None
+                done: Any = session.get_one(model, row_id)
+                done.token = token
+                done.stamped_at = utcnow()
+                done.stamp_error = None
             result.stamped += 1
     counts = waiting(ctx)
     result.waiting = counts["segments"] + counts["evidence"]
     return result
+
+
+def history_status(ctx: Context) -> dict[str, object]:
+    """What `status` says of the history: stamped, waiting, or chained only."""
+    counts = waiting(ctx)
+    warning = None
+    if ctx.settings.tsa_url is None:
+        warning = (
+            "history is chained but not time-stamped: no TSA is configured "
+            "(PRESERVATION_TSA_URL), so the event chain has no evidence beyond this archive"
+        )
+    elif counts["segments"] or counts["evidence"]:
+        warning = (
+            f"{counts['segments']} journal segment(s) and {counts['evidence']} evidence "
+            "period(s) wait for the TSA"
+        )
+    return {"tsa": ctx.settings.tsa_url, "waiting": counts, "warning": warning}

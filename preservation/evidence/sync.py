@@ -86,3 +86,18 @@ def sync_journal(ctx: Context, *, tenant_id: str | None = None) -> SyncReport:
     report.problems += written.problems
     log.info("journal sync: %s", report.summary_line())
     return report
+
+
+def sync_after_ingest(ctx: Context) -> SyncReport | None:
+    """The embedded runner's sync point: after the bag is on tape, its events follow it.
+
+    Never fails the ingest (the AIP is safe already): a journal that cannot be
+    written now is written by the next sync, and says so in the log.
+    """
+    from preservation.errors import PreservationError
+
+    try:
+        return sync_journal(ctx)
+    except PreservationError as err:
+        log.warning("journal sync after ingest did not finish: %s", err.message)
+        return None
