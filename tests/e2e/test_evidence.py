@@ -28,7 +28,7 @@ from preservation.config import Settings
 from preservation.context import open_context
 from preservation.evidence import journal, records
 from preservation.evidence.loopback_tsa import LoopbackTsa, TsaPki, make_pki
-from preservation.evidence.on_tape import read_journal, reply_token
+from preservation.evidence.on_tape import read_journal
 from preservation.storage.recovery import read_version_tar
 from tests.conftest import require_program
 from tests.e2e.test_cli_tape import SAMPLE, run
