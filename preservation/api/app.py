@@ -22,6 +22,7 @@ from preservation.api.routers import (
     dips,
     disposals,
     formats,
+    history,
     migrations,
     operations,
     sips,
@@ -69,7 +70,18 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     )
     app.state.ctx = ctx
     problems.install(app)
-    for module in (sips, aips, disposals, audits, formats, migrations, dips, tenants, tokens):
+    for module in (
+        sips,
+        aips,
+        disposals,
+        audits,
+        formats,
+        migrations,
+        dips,
+        tenants,
+        tokens,
+        history,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(operations.router)
     return app

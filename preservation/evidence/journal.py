@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 FORMAT = "preservation-journal/1"
+#: Events per segment at most: a segment is one tape file, regenerated and
+#: hashed whole when written, so its size is bounded (about 40 MB).
+MAX_SEGMENT_EVENTS = 100_000
 _EVENT_PREFIX = b'{"event":'
 _HASH_INFIX = b',"hash":"'
 _HASH_SUFFIX = b'"}'
@@ -281,24 +284,25 @@ def cut_segments(session: Session, *, tenant_id: str | None = None) -> list[Jour
             .limit(1)
         )
         first = (done or 0) + 1
-        if count < first:
-            continue
-        events = list(iter_chain(session, tenant.id, first, count))
-        if not events:
-            continue
-        last = events[-1].seq
-        data = render_segment(tenant.id, first, last, events[0].prev, events[-1].hash, events)
-        segment = JournalSegment(
-            tenant_id=tenant.id,
-            first_seq=first,
-            last_seq=last,
-            prev_hash=events[0].prev,
-            head_hash=events[-1].hash,
-            sha256=hashlib.sha256(data).hexdigest(),
-            size=len(data),
-        )
-        session.add(segment)
-        made.append(segment)
+        while first <= count:
+            last = min(count, first + MAX_SEGMENT_EVENTS - 1)
+            events = list(iter_chain(session, tenant.id, first, last))
+            if not events:
+                break
+            last = events[-1].seq
+            data = render_segment(tenant.id, first, last, events[0].prev, events[-1].hash, events)
+            segment = JournalSegment(
+                tenant_id=tenant.id,
+                first_seq=first,
+                last_seq=last,
+                prev_hash=events[0].prev,
+                head_hash=events[-1].hash,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+            )
+            session.add(segment)
+            made.append(segment)
+            first = last + 1
     session.flush()
     return made
 

@@ -369,18 +369,24 @@ def _scratch(ctx: Context) -> Path | None:
 
 
 def export_record(
-    ctx: Context, aip_id: str, *, version: int | None = None, tenant_id: str | None = None
+    ctx: Context,
+    aip_id: str,
+    *,
+    version: int | None = None,
+    tenant_id: str | None = None,
+    exact: bool = False,
 ) -> tuple[str, int, bytes]:
     """(AIP id, version number, DER record) for the newest or the given version.
 
-    Another tenant's AIP is "not found", as everywhere else.
+    Another tenant's AIP is "not found", as everywhere else; ``exact`` (the
+    API) takes no id prefix, so that no answer tells of another tenant's ids.
     """
     from preservation.catalog import service as catalog
 
     with session_scope(ctx.sessions) as session:
-        full = catalog.resolve_aip_id(session, aip_id)
-        aip = catalog.get_aip(session, full)
-        if tenant_id is not None and aip.tenant_id != tenant_id:
+        full = aip_id if exact else catalog.resolve_aip_id(session, aip_id)
+        aip = session.get(AIP, full)
+        if aip is None or (tenant_id is not None and aip.tenant_id != tenant_id):
             raise NotFoundError(f"no AIP {aip_id}", aip_id=aip_id)
         stmt = select(AIPVersion).where(
             AIPVersion.aip_id == full, AIPVersion.committed_at.is_not(None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -19,8 +20,13 @@ from preservation.audit.runs import start_audit
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import AIP, DIP, DIPState, Disposal, utcnow
 from preservation.context import Context
+from preservation.evidence.loopback_tsa import LoopbackTsa, make_pki
+from preservation.evidence.periods import seal_periods
+from preservation.evidence.stamping import stamp_waiting
+from preservation.evidence.tsa import HttpTimeStampAuthority
 from preservation.migrate import service as migrations
 from tests.api.conftest import Tokens, add_aip
+from tests.conftest import require_program
 
 #: A valid body for each route that needs one, so the body is never the reason for a 4xx.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -53,10 +59,21 @@ def _ready_dip(ctx: Context, aip_id: str) -> str:
     return dip_id
 
 
+def _stamped(ctx: Context, workdir: Path) -> None:
+    """Seal and time-stamp the committed versions: the evidence route has a record to give."""
+    require_program("openssl")
+    with LoopbackTsa(make_pki(workdir)) as tsa:
+        with session_scope(ctx.sessions) as s:
+            seal_periods(s)
+        with HttpTimeStampAuthority(tsa.url) as client:
+            assert stamp_waiting(ctx, client).waiting == 0
+
+
 def test_every_route_with_an_id_is_404_for_another_tenant(
-    client: TestClient, ctx: Context, tokens: Tokens
+    client: TestClient, ctx: Context, tokens: Tokens, tmp_path: Path
 ) -> None:
     aip = add_aip(ctx, "museum", title="Private", external_identifier="SECRET-1")
+    _stamped(ctx, tmp_path / "tsa")
     curator_a = tokens.headers("curator", "museum", "alice")
     # Things of every kind that has an id: a DIP, a disposal, an audit, a hold.
     dip = _ready_dip(ctx, aip)
@@ -65,9 +82,12 @@ def test_every_route_with_an_id_is_404_for_another_tenant(
         assert row is not None
         sip = row.sip_id
         row.retention_until = row.created_at
-    assert client.post(
-        f"/api/v1/aips/{aip}/disposal", json={"reason": "expired"}, headers=curator_a
-    ).status_code == 201
+    assert (
+        client.post(
+            f"/api/v1/aips/{aip}/disposal", json={"reason": "expired"}, headers=curator_a
+        ).status_code
+        == 201
+    )
     with session_scope(ctx.sessions) as s:
         disposal = s.scalar(select(Disposal.id))
         audit = start_audit(s, ("site-a", "site-b"), "museum", "alice").audit_id
