@@ -17,15 +17,26 @@ another copy afterwards (the one case of a second mount).
 
 What the tapes do not hold cannot come back (:data:`NOT_ON_TAPE` lists it,
 with the reason); what they hold only approximately (times) is set from the
-nearest evidence and said so. The PREMIS events found are chained again per
-tenant, in time order: the old chain's hashes cover fields that were never
-written to tape, so they cannot be recomputed, and a rebuilt chain that
-pretended to be the old one would be a forgery.
+nearest evidence and said so.
+
+The event chain comes back from the journal each tenant's syncs wrote beside
+the AIPs (``/<tenant>/.journal/``, :mod:`preservation.evidence.on_tape`):
+every event up to the last segment that reads whole and follows on from the
+one before is restored exactly, hashes and all, with the segments, their
+time-stamps and the evidence records' hash trees. Only the events METS holds
+beyond it (recorded after the last sync) are chained on from the journal's
+head, in time order, with new hashes: their old hashes cover fields that were
+never written to tape, so they cannot be recomputed, and a chain that
+pretended to be the old one would be a forgery. A tenant with no journal on
+tape is chained again from its first event so.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
+import json
 import logging
 import re
 import shutil
@@ -39,10 +50,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from preservation.catalog import service as catalog
@@ -56,7 +69,12 @@ from preservation.catalog.models import (
     Cartridge,
     CartridgeState,
     CopyStatus,
+    EvidenceLeaf,
+    EvidenceStamp,
     File,
+    JournalCopy,
+    JournalFile,
+    JournalSegment,
     LegalHold,
     PremisEvent,
     SIPState,
@@ -65,6 +83,8 @@ from preservation.catalog.models import (
 )
 from preservation.context import Context
 from preservation.errors import ConflictError, NotFoundError, PreservationError, StorageError
+from preservation.evidence import journal
+from preservation.evidence.journal import ParsedSegment
 from preservation.metadata.model import Event, FileObject
 from preservation.storage.emulator import EmulatedCartridge
 from preservation.storage.interfaces import TapeDevice
@@ -97,21 +117,45 @@ NOT_ON_TAPE: dict[str, str] = {
     "files.sip_id": "the SIP id is not on tape (see sips)",
     "aip_versions.staging_path": "a pending version's tar waits under its SIP's staging "
     "folder, named by the SIP id, which is not on tape",
-    "premis_events.sip_id": "the SIP id is not on tape; events of version 1's ingest name "
-    "the rebuilt SIP, every event found names its AIP",
-    "premis_events.aip_id": "ingest's first events were recorded before the AIP row existed "
-    "(aip_id empty); on tape they are in the AIP's METS, and the rebuild names the AIP",
-    "premis_events.objects": "the counts and digests kept with an event ({'files': 9}, a "
-    "tar's contents) are catalogue-only; METS links events to objects instead",
-    "premis_events.seq/prev_hash/hash, tenants.event_head/event_count": "the old chain's "
-    "hashes cover seq, sip and objects, which are not on tape, and events that never "
-    "reached a tape; the rebuild chains the events it found again, in time order",
-    "premis_events (after the newest version was written)": "each version's METS is written "
+    "premis_events.sip_id/aip_id/objects (after the last journal sync)": "an event the "
+    "journal holds comes back exactly (its SIP id then names the original SIP, which has no "
+    "row: see sips). One only a METS holds lost them: the SIP id is not in METS (events of "
+    "version 1's ingest name the rebuilt SIP, every other its AIP), ingest's first events "
+    "had no AIP yet (the rebuild names it), and the counts and digests kept with an event "
+    "({'files': 9}) are catalogue-only",
+    "premis_events.seq/prev_hash/hash, tenants.event_head/event_count (after the last "
+    "journal sync)": "restored exactly from the journal on tape, from event 1 up to the "
+    "last segment that reads whole at some site and follows on from the one before. The "
+    "events a METS holds beyond it (recorded after the last `history sync`, or after a "
+    "segment that could not be restored, which the report names) are chained on from the "
+    "journal's head in time order: their seq, prev_hash and hash are new (the old hashes "
+    "cover fields no METS holds), and so are the tenant's head and count. A tenant with no "
+    "journal on tape is chained again from event 1",
+    "premis_events (after the last journal sync and the newest version)": "an event the "
+    "journal does not hold comes back only from a METS, and each version's METS is written "
     "before its tar is stored: the newest version's creation, replication and commit "
-    "events, audits, retention, holds, disposal requests and deletions exist only in the "
-    "catalogue (a later version's METS carries the earlier ones)",
-    "premis_events.id, aip_versions.id, files.id, tape_copies.id, agents.id": "surrogate "
-    "keys; rebuilt in time order, so equal only when nothing else took numbers between",
+    "events, audits, retention, holds, disposal requests and deletions recorded after the "
+    "last sync exist only in the catalogue",
+    "premis_events.id, aip_versions.id, files.id, tape_copies.id, agents.id, "
+    "journal_segments.id, journal_files.id, journal_copies.id, evidence_leaves.id": "surrogate "
+    "keys; rebuilt in time order, so equal only when nothing else took numbers between "
+    "(evidence_stamps.id comes back: the evidence files name their stamps by it)",
+    "journal_segments, journal_files, journal_copies (not yet on tape)": "a segment cut and "
+    "not yet written, or whose only copies are unreadable, is not restored, nor any after "
+    "it: its events come back re-chained (above) and the next sync cuts them again. A "
+    "segment's time-stamp comes back from its reply file (.tsr), written once the TSA "
+    "answered; without one the segment comes back unstamped, and the next sync asks again. "
+    "A copy whose bytes differ from the one restored is not listed (the report names it): "
+    "the next sync writes the file at that site again",
+    "journal_segments.created_at/stamped_at, journal_files.created_at, "
+    "journal_copies.written_at, evidence_stamps.created_at/stamped_at/stamp_error, "
+    "journal_segments.stamp_error": "not on tape: the file's LTFS modify time stands in for "
+    "when it was cut and written, the time-stamp token's genTime for when it was stamped "
+    "(and for an evidence stamp's creation); a stamp error is the catalogue's",
+    "evidence_stamps, evidence_leaves (waiting for the TSA)": "an evidence period goes to "
+    "tape only once its time-stamp is there: a period still waiting is lost, and the next "
+    "sync seals its versions in a new one. A leaf naming a version or a stamp not restored "
+    "keeps no link to it (the report says so)",
     "agents": "METS names each agent by name and version; the catalogue identifier is "
     "rebuilt from them (name and version, or the identifying tool as files name it)",
     "tenants.created_at, aips.created_at, aip_versions.created_at/committed_at": "not on "
@@ -151,6 +195,10 @@ NOT_ON_TAPE: dict[str, str] = {
 }
 
 _TAR_PATH = re.compile(r"/(?P<tenant>[^/]+)/(?P<aip>[0-9a-f-]{36})/v(?P<number>[1-9][0-9]*)\.tar\Z")
+# What preservation.evidence.on_tape writes beside a tenant's AIPs.
+_JOURNAL_PATH = re.compile(r"/(?P<tenant>[^/]+)/\.journal/[^/]+\Z")
+_SEGMENT_FILE = re.compile(r"(?P<first>[0-9]{12})-(?P<last>[0-9]{12})\.jsonl\Z")
+_EVIDENCE_FILE = re.compile(r"evidence-(?P<stamp>[0-9]{10,})\.jsonl\Z")
 _SOURCE_URI = re.compile(
     r"(?:\.\./)+(?P<aip>[^/]+)\.v(?P<version>[0-9]+)/data/(?P<mets>.+/METS\.xml)#(?P<file>.+)\Z"
 )
@@ -187,6 +235,10 @@ class RebuildReport:
     versions: int = 0
     files: int = 0
     events: int = 0
+    # Of the events, those restored exactly from the tenants' journals on tape.
+    journal_events: int = 0
+    journal_segments: int = 0
+    evidence_stamps: int = 0
     holds: int = 0
     copies: int = 0
     copies_disposed: int = 0
@@ -225,6 +277,9 @@ class RebuildReport:
             "versions": self.versions,
             "files": self.files,
             "events": self.events,
+            "journal_events": self.journal_events,
+            "journal_segments": self.journal_segments,
+            "evidence_stamps": self.evidence_stamps,
             "holds": self.holds,
             "copies": self.copies,
             "copies_disposed": self.copies_disposed,
@@ -324,6 +379,8 @@ class TarHead:
     representations: dict[str, Any]  # rep name -> ParsedMets, those this version holds
     submitted: dict[str, dict[str, str]]  # submitter path -> {algorithm: digest} (version 1)
     bytes_read: int = 0
+    # The root METS's sha256, one of the two hashes an evidence record covers per version.
+    mets_sha256: str | None = None
 
 
 def _wanted(rel: str) -> bool:
@@ -353,6 +410,7 @@ def read_tar_head(device: TapeDevice, blocksize: int, node: FileNode, scratch: P
 
     reader = _ExtentReader(device, blocksize, list(node.extents), node.length)
     found: dict[str, Path] = {}
+    mets = hashlib.sha256()
     with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 16), mode="r:") as tar:
         for member in tar:
             top, _, rel = member.name.partition("/")
@@ -363,7 +421,10 @@ def read_tar_head(device: TapeDevice, blocksize: int, node: FileNode, scratch: P
                 continue
             target = scratch / rel.replace("/", "__")
             with open(target, "wb") as out:
-                shutil.copyfileobj(handle, out, 1 << 20)
+                while chunk := handle.read(1 << 20):
+                    out.write(chunk)
+                    if rel == "data/METS.xml":
+                        mets.update(chunk)
             found[rel] = target
     if "data/METS.xml" not in found or "bag-info.txt" not in found:
         raise StorageError("the tar holds no bag-info.txt or data/METS.xml: not one of our AIPs")
@@ -390,6 +451,7 @@ def read_tar_head(device: TapeDevice, blocksize: int, node: FileNode, scratch: P
         representations=reps,
         submitted=dict(submitted),
         bytes_read=reader.bytes_read,
+        mets_sha256=mets.hexdigest(),
     )
 
 
@@ -410,6 +472,17 @@ class _Copy:
     error: str | None = None  # its tar's head could not be read: a failed copy
     node: FileNode | None = None  # where its bytes are, for a second try elsewhere
     blocksize: int = 0
+
+
+@dataclass
+class _JournalCopy:
+    """One copy of a journal file, read whole from one cartridge (they are small)."""
+
+    site: str
+    barcode: str
+    start_block: int | None
+    modified: datetime | None
+    data: bytes
 
 
 @dataclass
@@ -437,6 +510,10 @@ class _Shared:
     aips: _AIPProgress
     readers: list[str]
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (tenant, path) -> every copy of that journal file found, at any site.
+    journal: dict[tuple[str, str], list[_JournalCopy]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
     def reads_here(self, key: tuple[str, int], site: str) -> bool:
         n = zlib.crc32(f"{key[0]}/v{key[1]}".encode()) % len(self.readers)
@@ -461,6 +538,15 @@ class _Shared:
             self.report.tars_read += 1
             self.report.bytes_read += head.bytes_read
             self.aips.read()
+
+    def journal_file(self, tenant: str, path: str, copy: _JournalCopy, bytes_read: int) -> None:
+        with self.lock:
+            self.journal[(tenant, path)].append(copy)
+            self.report.bytes_read += bytes_read
+
+    def problem(self, text_: str) -> None:
+        with self.lock:
+            self.report.problems.append(text_)
 
     def failed(self, version: _Version, copy: _Copy, err: Exception) -> None:
         with self.lock:
@@ -692,7 +778,9 @@ def rebuild_catalogue(
                 report.sites_lost.setdefault(site, "not asked for (--site)")
         report.cartridges = len(cartridges)
         if write:
-            _write_catalogue(ctx, versions, cartridges, gone, report, update_progress)
+            _write_catalogue(
+                ctx, versions, shared.journal, cartridges, gone, report, update_progress
+            )
             _clear_unverified_marks(libraries, cartridges)
         else:
             report.versions = len(versions)
@@ -791,6 +879,14 @@ def _read_cartridge(
         listed = [(path, node, None) for path, node in volume.index.walk()]
         removed = _removed_files(device, volume.index, report.problems, barcode)
         for path, node, dropped_by in [*listed, *removed]:
+            in_journal = _JOURNAL_PATH.match(path)
+            if in_journal is not None:
+                if dropped_by is None:  # a journal file is never disposed of
+                    tenant = in_journal["tenant"]
+                    _read_journal_file(
+                        device, volume.blocksize, site, barcode, tenant, path, node, shared
+                    )
+                continue
             match = _TAR_PATH.match(path)
             if match is None:
                 continue
@@ -824,6 +920,33 @@ def _read_cartridge(
         except PreservationError as err:
             log.warning("rebuild: unmounting %s: %s", barcode, err)
     return row
+
+
+def _read_journal_file(
+    device: TapeDevice,
+    blocksize: int,
+    site: str,
+    barcode: str,
+    tenant: str,
+    path: str,
+    node: FileNode,
+    shared: _Shared,
+) -> None:
+    """A journal file, whole and as it is: which copy to trust is decided once all are read."""
+    reader = _ExtentReader(device, blocksize, list(node.extents), node.length)
+    try:
+        data = reader.readall()
+    except (PreservationError, OSError) as err:
+        shared.problem(f"{site}/{barcode}{path}: unreadable journal file: {err}")
+        return
+    copy = _JournalCopy(
+        site=site,
+        barcode=barcode,
+        start_block=node.extents[0].start_block if node.extents else None,
+        modified=_ltfs_time(node.modify_time),
+        data=bytes(data),
+    )
+    shared.journal_file(tenant, path, copy, reader.bytes_read)
 
 
 def _read_head(
@@ -1030,9 +1153,512 @@ def _parenthesised(text: str) -> tuple[str, str]:
     return text[1:], ""
 
 
+# -- the journal, from the copies found ------------------------------------------------------------
+
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Chosen:
+    """A journal file as restored: its bytes, and the copies that hold exactly them (one a site)."""
+
+    path: str
+    data: bytes
+    copies: list[_JournalCopy]
+
+    @property
+    def written(self) -> datetime:
+        times = [c.modified for c in self.copies if c.modified is not None]
+        return min(times) if times else datetime.now(UTC)
+
+
+@dataclass
+class _Segment:
+    parsed: ParsedSegment
+    file: _Chosen
+    events: list[dict[str, Any]]
+    token: bytes | None = None
+    stamped_at: datetime | None = None
+    reply: _Chosen | None = None
+
+
+@dataclass
+class _Bundle:
+    header: dict[str, Any]
+    leaves: list[dict[str, Any]]
+    token: bytes
+    stamped_at: datetime
+    file: _Chosen | None = None
+
+
+@dataclass
+class _TenantJournal:
+    tenant: str
+    segments: list[_Segment] = field(default_factory=list)
+    bundles: list[_Bundle] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [e for s in self.segments for e in s.events]
+
+
+def _pick(
+    path: str,
+    copies: list[_JournalCopy],
+    read: Callable[[bytes], _T],
+    report: RebuildReport,
+    prefer: Callable[[_T], bool] = lambda _: False,
+) -> tuple[_T, _Chosen] | None:
+    """The copy to restore, and every site holding those very bytes.
+
+    ``read`` raises saying what is wrong with a copy (a damaged block, an
+    edit). A copy that fails is never chosen over one that reads. Two that
+    read and differ are a tape rewritten by someone who knew the hash rule:
+    only a time-stamp (``prefer``) tells the original, and without one
+    neither is restored, rather than a forgery by chance.
+    """
+    by_bytes: dict[bytes, list[_JournalCopy]] = defaultdict(list)
+    for c in copies:
+        by_bytes[c.data].append(c)
+
+    def where(data: bytes) -> str:
+        return ", ".join(sorted(f"{c.site}/{c.barcode}" for c in by_bytes[data]))
+
+    sound: list[tuple[_T, bytes]] = []
+    for data in by_bytes:
+        try:
+            sound.append((read(data), data))
+        except (ValueError, KeyError, TypeError, IndexError, PreservationError) as err:
+            why = str(err) if isinstance(err, ValueError | PreservationError) else repr(err)
+            report.problems.append(f"{path} at {where(data)}: {why}")
+    if len(sound) > 1:
+        preferred = [s for s in sound if prefer(s[0])]
+        if len(preferred) != 1:
+            report.problems.append(
+                f"{path}: the copies at {'; '.join(where(d) for _, d in sound)} differ and each "
+                "reads whole: none is restored (`preservation verify-history` compares them "
+                "once the catalogue is back)"
+            )
+            return None
+        for _, other in sound:
+            if other != preferred[0][1]:
+                report.problems.append(
+                    f"{path} at {where(other)}: differs from the time-stamped copy; not restored"
+                )
+        sound = preferred
+    if not sound:
+        return None
+    value, data = sound[0]
+    newest: dict[str, _JournalCopy] = {}
+    for c in sorted(by_bytes[data], key=lambda c: (c.modified or _EPOCH, c.barcode)):
+        newest[c.site] = c  # a write whose read-back failed was tried again elsewhere, later
+    return value, _Chosen(path, data, [newest[site] for site in sorted(newest)])
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def _journal_row(tenant: str, event: journal.JournalEvent) -> dict[str, Any]:
+    """An event of the journal as the row it was: a row that hashes otherwise is refused."""
+    fields = json.loads(event.text)
+    row = {
+        "uuid": fields["uuid"],
+        "tenant_id": fields["tenant"],
+        "seq": fields["seq"],
+        "sip_id": fields["sip"],
+        "aip_id": fields["aip"],
+        "type": fields["type"],
+        "occurred_at": datetime.fromisoformat(fields["at"]).replace(tzinfo=UTC),
+        "detail": fields["detail"],
+        "outcome": fields["outcome"],
+        "outcome_detail": fields["outcome_detail"],
+        "agents": fields["agents"],
+        "objects": fields["objects"],
+        "prev_hash": fields["prev"],
+        "hash": event.hash,
+    }
+    again = journal.canonical(journal.event_fields(SimpleNamespace(**row))).encode()
+    if row["tenant_id"] != tenant or row["seq"] != event.seq or again != event.text:
+        raise ValueError(f"event {event.seq} does not read back as the row it was")
+    return row
+
+
+def _read_segment(
+    tenant: str, first: int, last: int, data: bytes
+) -> tuple[ParsedSegment, list[dict[str, Any]]]:
+    """A segment copy checked as verify-history checks one, and its events as rows."""
+    parsed = journal.parse_segment(data, "the segment")
+    if parsed.problems:
+        raise ValueError("; ".join(parsed.problems[:3]))
+    header = parsed.header
+    if (
+        header.get("format") != journal.FORMAT
+        or header.get("tenant") != tenant
+        or (parsed.first_seq, parsed.last_seq) != (first, last)
+    ):
+        raise ValueError(f"its header does not name events {first}-{last} of tenant {tenant}")
+    rows: list[dict[str, Any]] = []
+    prev, seq = header.get("prev"), first
+    for e in parsed.events:
+        if e.seq != seq:
+            raise ValueError(f"event {seq} is missing (found {e.seq})")
+        if not e.intact:
+            raise ValueError(f"event {e.seq} does not hash to its recorded hash")
+        if e.prev != prev:
+            raise ValueError(f"event {e.seq} does not follow event {e.seq - 1}")
+        rows.append(_journal_row(tenant, e))
+        prev, seq = e.hash, seq + 1
+    if seq - 1 != last or prev != parsed.head:
+        raise ValueError("it does not end at the head its header names")
+    return parsed, rows
+
+
+def _read_reply(data: bytes) -> tuple[bytes, datetime, str]:
+    """A segment's RFC 3161 reply: its token, the token's time and the hash it stamps (hex)."""
+    from preservation.evidence.on_tape import reply_token
+    from preservation.evidence.tsa import token_info
+
+    try:
+        token = reply_token(data)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"not an RFC 3161 reply: {err}") from None
+    info = token_info(token)
+    return token, info.gen_time, info.imprint.hex()
+
+
+def _stamped_heads(copies: list[_JournalCopy]) -> set[str]:
+    heads = set()
+    for c in copies:
+        try:
+            heads.add(_read_reply(c.data)[2])
+        except (ValueError, PreservationError):
+            continue
+    return heads
+
+
+def _head_stamped(heads: set[str], segment: tuple[ParsedSegment, Any]) -> bool:
+    return segment[0].head in heads
+
+
+def _over(head: str | None, reply: tuple[bytes, datetime, str]) -> bool:
+    return reply[2] == head
+
+
+def _read_bundle(tenant: str, stamp_id: int, data: bytes) -> _Bundle:
+    """An evidence file, each leaf's reduced tree checked to lead to the root its token stamps."""
+    from preservation.evidence import hashtree
+    from preservation.evidence.on_tape import EVIDENCE_FORMAT
+    from preservation.evidence.periods import pack_reduced
+    from preservation.evidence.tsa import token_info
+
+    lines = data.decode("utf-8").splitlines()
+    header = json.loads(lines[0])["evidence"]
+    if (
+        header.get("format") != EVIDENCE_FORMAT
+        or header.get("tenant") != tenant
+        or header.get("stamp") != stamp_id
+        or header.get("algorithm") not in hashtree.ALGORITHMS
+    ):
+        raise ValueError(f"its header does not name stamp {stamp_id} of tenant {tenant}")
+    algorithm = header["algorithm"]
+    root = bytes.fromhex(header["root"])
+    token = base64.b64decode(header["time_stamp_token"], validate=True)
+    info = token_info(token)
+    if info.imprint != root:
+        raise ValueError("its time-stamp is not over its tree's root")
+    leaves = []
+    for position, line in enumerate(lines[1:]):
+        leaf = json.loads(line)["leaf"]
+        hashes = [bytes.fromhex(h) for h in leaf["hashes"]]
+        reduced = [[bytes.fromhex(h) for h in level] for level in leaf["reduced"]]
+        if (
+            leaf["position"] != position
+            or not hashes
+            or not set(hashes) <= set(reduced[0] if reduced else [])
+            or hashtree.verify_reduced(hashes[0], reduced, algorithm) != root
+        ):
+            raise ValueError(f"leaf {position} does not lead to the root")
+        leaves.append(
+            {
+                "position": position,
+                "hashes": b"".join(hashes),
+                "reduced": pack_reduced(reduced),
+                "aip": leaf.get("aip"),
+                "version": leaf.get("version"),
+                "covers_stamp": leaf.get("covers_stamp"),
+            }
+        )
+    if len(leaves) != header["leaves"]:
+        raise ValueError(f"{len(leaves)} leaves, its header says {header['leaves']}")
+    return _Bundle(header, leaves, token, info.gen_time)
+
+
+def _tenant_journals(
+    found: dict[tuple[str, str], list[_JournalCopy]], report: RebuildReport
+) -> dict[str, _TenantJournal]:
+    """Each tenant's journal as it can be restored, the copies to trust chosen."""
+    files: dict[str, dict[str, list[_JournalCopy]]] = defaultdict(dict)
+    for (tenant, path), copies in found.items():
+        files[tenant][path] = copies
+    out: dict[str, _TenantJournal] = {}
+    for tenant, paths in sorted(files.items()):
+        tj = _TenantJournal(tenant)
+        _restore_segments(tj, paths, report)
+        for path in sorted(paths):
+            m = _EVIDENCE_FILE.match(path.rsplit("/", 1)[-1])
+            if m is None:
+                continue
+            stamp_id = int(m["stamp"])
+            picked = _pick(path, paths[path], partial(_read_bundle, tenant, stamp_id), report)
+            if picked is not None:
+                bundle, chosen = picked
+                bundle.file = chosen
+                tj.bundles.append(bundle)
+        if tj.segments or tj.bundles:
+            out[tenant] = tj
+    return out
+
+
+def _restore_segments(
+    tj: _TenantJournal, paths: dict[str, list[_JournalCopy]], report: RebuildReport
+) -> None:
+    """The segments from event 1 on, each following the one before, until one cannot."""
+    tenant = tj.tenant
+    starting: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for path in paths:
+        m = _SEGMENT_FILE.match(path.rsplit("/", 1)[-1])
+        if m is not None:
+            starting[int(m["first"])].append((int(m["last"]), path))
+    expected, prev = 1, None
+    seen: set[str] = set()
+    while starting:
+        candidates = starting.pop(expected, [])
+        restored: _Segment | None = None
+        # A later sync's segment can start where an unreadable one did: longest first.
+        for last, path in sorted(candidates, reverse=True):
+            reply = path.removesuffix(".jsonl") + ".tsr"
+            stamped = _stamped_heads(paths.get(reply, []))
+            picked = _pick(
+                path,
+                paths[path],
+                partial(_read_segment, tenant, expected, last),
+                report,
+                prefer=partial(_head_stamped, stamped),
+            )
+            if picked is None:
+                continue
+            (parsed, rows), chosen = picked
+            uuids = {r["uuid"] for r in rows}
+            if parsed.header.get("prev") != prev or len(uuids) != len(rows) or uuids & seen:
+                report.problems.append(
+                    f"{path}: does not follow on from event {expected - 1} of the segment "
+                    "before (or repeats an event)"
+                )
+                continue
+            restored = _Segment(parsed, chosen, rows)
+            if reply in paths:
+                head = parsed.head
+                found = _pick(reply, paths[reply], _read_reply, report, partial(_over, head))
+                if found is not None and found[0][2] == head:
+                    restored.token, restored.stamped_at, _ = found[0]
+                    restored.reply = found[1]
+                elif found is not None:
+                    report.problems.append(f"{reply}: its time-stamp is not over {path}'s head")
+            seen |= uuids
+            break
+        if restored is None:
+            later = ", ".join(str(f) for f in sorted(starting))
+            report.problems.append(
+                f"tenant {tenant}: no segment of the journal on tape starting at event "
+                f"{expected} could be restored"
+                + (f" (segments from {later} follow)" if later else "")
+                + f": the journal comes back up to event {expected - 1}, the events after it "
+                "that METS holds are chained on from there, with new hashes"
+            )
+            return
+        tj.segments.append(restored)
+        expected, prev = restored.parsed.last_seq + 1, restored.parsed.head
+
+
+def _write_journal(
+    session: Session,
+    journals: dict[str, _TenantJournal],
+    version_ids: dict[tuple[str, int], int],
+    report: RebuildReport,
+) -> None:
+    """Segments, evidence stamps and their leaves, the journal's files and their copies."""
+    from preservation.evidence.on_tape import KIND_EVIDENCE, KIND_SEGMENT, KIND_STAMP
+    from preservation.evidence.periods import KIND_REHASH
+
+    files: list[tuple[dict[str, Any], _Chosen]] = []
+    segments = [(tj.tenant, s) for tj in journals.values() for s in tj.segments]
+    segment_ids = _insert_returning(
+        session,
+        JournalSegment,
+        [
+            {
+                "tenant_id": tenant,
+                "first_seq": s.parsed.first_seq,
+                "last_seq": s.parsed.last_seq,
+                "prev_hash": s.parsed.header.get("prev"),
+                "head_hash": s.parsed.head,
+                "sha256": hashlib.sha256(s.file.data).hexdigest(),
+                "size": len(s.file.data),
+                "created_at": s.file.written,
+                "token": s.token,
+                "stamped_at": s.stamped_at,
+                "stamp_error": None,
+            }
+            for tenant, s in segments
+        ],
+    )
+    for (tenant, s), segment_id in zip(segments, segment_ids, strict=True):
+        files.append(
+            ({"tenant_id": tenant, "kind": KIND_SEGMENT, "segment_id": segment_id}, s.file)
+        )
+        if s.reply is not None:
+            files.append(
+                ({"tenant_id": tenant, "kind": KIND_STAMP, "segment_id": segment_id}, s.reply)
+            )
+    report.journal_segments = len(segments)
+
+    bundles: dict[int, _Bundle] = {}
+    for tj in journals.values():
+        for b in tj.bundles:
+            if b.header["stamp"] in bundles:
+                report.problems.append(
+                    f"evidence stamp {b.header['stamp']}: found for two tenants; only the "
+                    "first is restored"
+                )
+                continue
+            bundles[b.header["stamp"]] = b
+    renewed_by: dict[int, int] = {}
+    closed: set[int] = set()
+    for stamp_id, b in bundles.items():
+        for old in b.header.get("renews") or []:
+            renewed_by[int(old)] = stamp_id
+        if b.header["kind"] == KIND_REHASH:
+            closed.update(int(old) for old in b.header.get("closes") or [])
+    _bulk(
+        session,
+        EvidenceStamp,
+        [
+            {
+                "id": stamp_id,
+                "tenant_id": b.header["tenant"],
+                "kind": b.header["kind"],
+                "algorithm": b.header["algorithm"],
+                "root": bytes.fromhex(b.header["root"]),
+                "leaves": b.header["leaves"],
+                "token": b.token,
+                "created_at": b.stamped_at,
+                "stamped_at": b.stamped_at,
+                "stamp_error": None,
+                "renewed_by": None,
+                "closed": stamp_id in closed,
+            }
+            for stamp_id, b in sorted(bundles.items())
+        ],
+    )
+    renewals = [{"id": old, "renewed_by": new} for old, new in renewed_by.items() if old in bundles]
+    if renewals:
+        session.execute(update(EvidenceStamp), renewals)
+    _advance_sequence(session, EvidenceStamp.__tablename__)
+    leaves = []
+    for stamp_id, b in sorted(bundles.items()):
+        for leaf in b.leaves:
+            version_id = None
+            if leaf["aip"] is not None:
+                version_id = version_ids.get((leaf["aip"], int(leaf["version"])))
+                if version_id is None:
+                    report.problems.append(
+                        f"evidence stamp {stamp_id}, leaf {leaf['position']}: AIP {leaf['aip']} "
+                        f"v{leaf['version']} was not restored; the leaf names no version"
+                    )
+            covers = leaf["covers_stamp"]
+            if covers is not None and covers not in bundles:
+                report.problems.append(
+                    f"evidence stamp {stamp_id}, leaf {leaf['position']}: the stamp it renews "
+                    f"({covers}) is not on tape; the leaf names none"
+                )
+                covers = None
+            leaves.append(
+                {
+                    "stamp_id": stamp_id,
+                    "aip_version_id": version_id,
+                    "covers_stamp_id": covers,
+                    "position": leaf["position"],
+                    "hashes": leaf["hashes"],
+                    "reduced": leaf["reduced"],
+                }
+            )
+        assert b.file is not None
+        files.append(({"tenant_id": b.header["tenant"], "kind": KIND_EVIDENCE}, b.file))
+        files[-1][0]["stamp_id"] = stamp_id
+    _bulk(session, EvidenceLeaf, leaves)
+    report.evidence_stamps = len(bundles)
+
+    file_rows = [
+        {
+            "segment_id": None,
+            "stamp_id": None,
+            **row,
+            "path": chosen.path,
+            "sha256": hashlib.sha256(chosen.data).hexdigest(),
+            "size": len(chosen.data),
+            "created_at": chosen.written,
+        }
+        for row, chosen in files
+    ]
+    file_ids = _insert_returning(session, JournalFile, file_rows)
+    _bulk(
+        session,
+        JournalCopy,
+        [
+            {
+                "file_id": file_id,
+                "site": c.site,
+                "barcode": c.barcode,
+                "start_block": c.start_block,
+                "written_at": c.modified or chosen.written,
+            }
+            for (_, chosen), file_id in zip(files, file_ids, strict=True)
+            for c in chosen.copies
+        ],
+    )
+
+
+def _insert_returning(session: Session, model: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` in batches; their new ids, in the same order."""
+    ids: list[int] = []
+    for start in range(0, len(rows), _BATCH):
+        ids += session.scalars(
+            insert(model).returning(model.id, sort_by_parameter_order=True),
+            rows[start : start + _BATCH],
+        ).all()
+    return ids
+
+
+def _advance_sequence(session: Session, table: str) -> None:
+    """PostgreSQL's id sequence past ids given explicitly: the next stamp must not reuse one.
+
+    SQLite numbers a new row after the largest id already there, so needs nothing.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        text(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+            f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
+        )
+    )
+
+
 def _write_catalogue(
     ctx: Context,
     versions: dict[tuple[str, int], _Version],
+    journal_found: dict[tuple[str, str], list[_JournalCopy]],
     cartridges: list[dict[str, Any]],
     gone: dict[str, set[str]],
     report: RebuildReport,
@@ -1057,6 +1683,7 @@ def _write_catalogue(
     for aip_id, number in versions:
         highest[aip_id] = max(highest[aip_id], number)
     replicated, unread = _unread_sites(versions, cartridges, gone, report)
+    journals = _tenant_journals(journal_found, report)
 
     tenants: dict[str, dict[str, Any]] = {}
     agents: dict[str, dict[str, Any]] = {}
@@ -1210,6 +1837,7 @@ def _write_catalogue(
                         "tar_size": good[0].length if good else None,
                         "tar_sha256": good[0].sha256 if good else None,
                         "staging_path": None,
+                        "mets_sha256": v.head.mets_sha256,
                         "created_at": v.head.root.package.created,
                         "committed_at": when,
                     },
@@ -1262,8 +1890,11 @@ def _write_catalogue(
                     )
                 file_plan.append((v, rows, own))
 
-    # Tenants: their first event dates them.
-    for e in events.values():
+    # Tenants: their first event dates them. One the journal alone names (its only
+    # submissions were refused, or its AIPs are gone) has its id for a name, as at its start.
+    for tenant_id in journals:
+        tenants.setdefault(tenant_id, {"id": tenant_id, "name": tenant_id, "first": None})
+    for e in [*events.values(), *(e for tj in journals.values() for e in tj.events)]:
         t = tenants[e["tenant_id"]]
         if t["first"] is None or e["occurred_at"] < t["first"]:
             t["first"] = e["occurred_at"]
@@ -1301,7 +1932,7 @@ def _write_catalogue(
         _bulk(session, AIP, aip_rows)
         _bulk(session, LegalHold, sorted(holds, key=lambda h: h["placed_at"]))
         report.holds = len(holds)
-        progress("catalogue", 1, 5)
+        progress("catalogue", 1, 6)
 
         ordered = sorted(version_rows, key=lambda vr: (vr[1]["created_at"], vr[1]["aip_id"]))
         ids: dict[tuple[str, int], int] = {}
@@ -1314,7 +1945,7 @@ def _write_catalogue(
             for (v, _), new_id in zip(chunk, returned, strict=True):
                 ids[(v.aip_id, v.number)] = new_id
         report.versions = len(ids)
-        progress("catalogue", 2, 5)
+        progress("catalogue", 2, 6)
 
         # Files in version order, then the links a migration made between them.
         file_ids: dict[tuple[str, int, str], int] = {}
@@ -1358,18 +1989,25 @@ def _write_catalogue(
         if derived:
             session.execute(update(File), derived)
             session.execute(update(File), superseded)
-        progress("catalogue", 3, 5)
+        progress("catalogue", 3, 6)
 
-        # Events, chained again per tenant in time order.
+        # Events: the journal's as they were, then those only a METS holds, chained on
+        # from its head in time order (a tenant without a journal: all of them, from 1).
         by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for e in events.values():
             by_tenant[e["tenant_id"]].append(e)
         event_rows: list[dict[str, Any]] = []
         heads: dict[str, tuple[str | None, int]] = {}
-        for tenant_id, rows_ in sorted(by_tenant.items()):
-            prev: str | None = None
+        for tenant_id in sorted(set(by_tenant) | set(journals)):
+            kept = journals[tenant_id].events if tenant_id in journals else []
+            event_rows += kept
+            report.journal_events += len(kept)
+            known = {e["uuid"] for e in kept}
+            prev: str | None = kept[-1]["hash"] if kept else None
+            seq = start = kept[-1]["seq"] if kept else 0
+            rows_ = [e for e in by_tenant.get(tenant_id, []) if e["uuid"] not in known]
             rows_.sort(key=lambda e: (e["occurred_at"], e["uuid"]))
-            for seq, e in enumerate(rows_, start=1):
+            for seq, e in enumerate(rows_, start=start + 1):
                 e.setdefault("sip_id", None)
                 e["seq"] = seq
                 e["prev_hash"] = prev
@@ -1395,7 +2033,7 @@ def _write_catalogue(
                 )
                 prev = e["hash"]
                 event_rows.append(e)
-            heads[tenant_id] = (prev, len(rows_))
+            heads[tenant_id] = (prev, seq)
         event_rows.sort(key=lambda e: (e["occurred_at"], e["uuid"]))
         _bulk(session, PremisEvent, event_rows)
         for tenant_id, (head, count) in heads.items():
@@ -1406,7 +2044,7 @@ def _write_catalogue(
                 .execution_options(synchronize_session=False)
             )
         report.events = len(event_rows)
-        progress("catalogue", 4, 5)
+        progress("catalogue", 4, 6)
 
         session.execute(delete(Cartridge))  # scratch rows start-up registered, if any
         _bulk(session, Cartridge, cartridges)
@@ -1438,8 +2076,10 @@ def _write_catalogue(
         _bulk(session, TapeCopy, copy_rows)
         report.copies = len(copy_rows)
         report.copies_disposed = sum(1 for c in copy_rows if c["status"] is CopyStatus.DISPOSED)
+        progress("catalogue", 5, 6)
+        _write_journal(session, journals, ids, report)
         index_aips(session, indexed)
-        progress("catalogue", 5, 5)
+        progress("catalogue", 6, 6)
     report.tenants = len(tenants)
     report.aips = len(aips)
     report.aips_disposed = sum(1 for a in aips if a["state"] is AIPState.DISPOSED)
