@@ -214,22 +214,35 @@ def _verify_tenant(ctx: Context, tenant_id: str, trust: TsaTrust | None) -> Tena
     for path in names:
         stem = path.rsplit("/", 1)[-1].removesuffix(".jsonl")
         chosen: ParsedSegment | None = None
+        chosen_data = b""
         chosen_rank = -1
+        # Both sites usually hold the same bytes: those are checked once.
+        seen: list[tuple[bytes, ParsedSegment, bool]] = []
+        whole_copies: list[tuple[str, bytes, ParsedSegment]] = []
         for site, files in copies.items():
-            if path not in files:
+            data = files.get(path)
+            if data is None:
                 out.notes.append(f"site {site}: {path} is not on its tapes (yet)")
                 continue
-            parsed = journal.parse_segment(files[path], f"{site}:{path}")
-            reply = files.get(path.removesuffix(".jsonl") + ".tsr")
-            token = (
-                reply_token(reply)
-                if reply
-                else catalogue_tokens.get((parsed.first_seq, parsed.last_seq))
-            )
-            whole, stamped = _check_copy(parsed, token, trust, f"{site} journal {stem}", out)
-            rank = (2 if stamped else 0) + (1 if whole else 0)
+            same = next((v for v in seen if v[0] == data), None)
+            if same is not None:
+                parsed, whole = same[1], same[2]
+                rank = chosen_rank if parsed is chosen else (1 if whole else 0)
+            else:
+                parsed = journal.parse_segment(data, f"{site}:{path}")
+                reply = files.get(path.removesuffix(".jsonl") + ".tsr")
+                token = (
+                    reply_token(reply)
+                    if reply
+                    else catalogue_tokens.get((parsed.first_seq, parsed.last_seq))
+                )
+                whole, stamped = _check_copy(parsed, token, trust, f"{site} journal {stem}", out)
+                rank = (2 if stamped else 0) + (1 if whole else 0)
+                seen.append((data, parsed, whole))
+            if whole:
+                whole_copies.append((site, data, parsed))
             if whole and rank > chosen_rank:
-                chosen, chosen_rank = parsed, rank
+                chosen, chosen_data, chosen_rank = parsed, data, rank
         if chosen is None:
             continue
         out.segments += 1
@@ -237,34 +250,29 @@ def _verify_tenant(ctx: Context, tenant_id: str, trust: TsaTrust | None) -> Tena
             out.segments_stamped += 1
             out.stamps_verified += 1
         reference.append(chosen)
-    # A copy that disagrees with the chosen one, though whole, is a rewrite of the
-    # tape by someone who knew the hash rule: only the time-stamp tells them apart.
-    _compare_sites(copies, reference, out)
+        # A whole copy that differs from the chosen one is a rewrite of the tape by
+        # someone who knew the hash rule: only the time-stamp tells them apart.
+        for site, data, parsed in whole_copies:
+            if data != chosen_data:
+                _first_difference(site, stem, parsed, chosen, out)
     _compare_database(ctx, tenant_id, reference, out)
     return out
 
 
-def _compare_sites(
-    copies: dict[str, dict[str, bytes]], reference: list[ParsedSegment], out: TenantHistory
+def _first_difference(
+    site: str, stem: str, other: ParsedSegment, chosen: ParsedSegment, out: TenantHistory
 ) -> None:
-    for ref in reference:
-        path = journal.segment_path(out.tenant, ref.first_seq, ref.last_seq)
-        want = {e.seq: e.hash for e in ref.events}
-        for site, files in copies.items():
-            data = files.get(path)
-            if data is None:
-                continue
-            other = journal.parse_segment(data, path)
-            for e in other.events:
-                if want.get(e.seq) != e.hash:
-                    where = f"{site} journal {path.rsplit('/', 1)[-1]}"
-                    if not any(d.where == where for d in out.findings):
-                        out.findings.append(
-                            Disagreement(
-                                e.seq, where, f"event {e.seq} differs from the authentic copy"
-                            )
-                        )
-                    break
+    want = {e.seq: e.hash for e in chosen.events}
+    for e in other.events:
+        if want.get(e.seq) != e.hash:
+            out.findings.append(
+                Disagreement(
+                    e.seq,
+                    f"{site} journal {stem}",
+                    f"event {e.seq} differs from the time-stamped copy",
+                )
+            )
+            return
 
 
 def _journal_events(reference: list[ParsedSegment]) -> Iterator[JournalEvent]:
