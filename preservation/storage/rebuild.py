@@ -55,7 +55,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from preservation.catalog import service as catalog
@@ -118,11 +119,11 @@ NOT_ON_TAPE: dict[str, str] = {
     "aip_versions.staging_path": "a pending version's tar waits under its SIP's staging "
     "folder, named by the SIP id, which is not on tape",
     "premis_events.sip_id/aip_id/objects (after the last journal sync)": "an event the "
-    "journal holds comes back exactly (its SIP id then names the original SIP, which has no "
-    "row: see sips). One only a METS holds lost them: the SIP id is not in METS (events of "
-    "version 1's ingest name the rebuilt SIP, every other its AIP), ingest's first events "
-    "had no AIP yet (the rebuild names it), and the counts and digests kept with an event "
-    "({'files': 9}) are catalogue-only",
+    "journal holds comes back exactly (its SIP id then names the original SIP, of which no "
+    "row comes back: see sips). For an event only a METS holds, the SIP id is not on tape "
+    "(events of version 1's ingest name the rebuilt SIP, every other its AIP), ingest's "
+    "first events had no AIP yet (the rebuild names it), and the counts and digests kept "
+    "with an event ({'files': 9}) are catalogue-only",
     "premis_events.seq/prev_hash/hash, tenants.event_head/event_count (after the last "
     "journal sync)": "restored exactly from the journal on tape, from event 1 up to the "
     "last segment that reads whole at some site and follows on from the one before. The "
@@ -541,12 +542,17 @@ class _Shared:
 
     def journal_file(self, tenant: str, path: str, copy: _JournalCopy, bytes_read: int) -> None:
         with self.lock:
-            self.journal[(tenant, path)].append(copy)
+            copies = self.journal[(tenant, path)]
+            for other in copies:
+                if other.data == copy.data:
+                    copy.data = other.data  # the other site's copy, held once: segments grow
+                    break
+            copies.append(copy)
             self.report.bytes_read += bytes_read
 
-    def problem(self, text_: str) -> None:
+    def problem(self, what: str) -> None:
         with self.lock:
-            self.report.problems.append(text_)
+            self.report.problems.append(what)
 
     def failed(self, version: _Version, copy: _Copy, err: Exception) -> None:
         with self.lock:
@@ -1648,7 +1654,7 @@ def _advance_sequence(session: Session, table: str) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     session.execute(
-        text(
+        sql_text(
             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
             f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"
         )
