@@ -29,11 +29,13 @@ from sqlalchemy.orm import Session
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import (
     AIPVersion,
+    Cartridge,
     EvidenceLeaf,
     EvidenceStamp,
     JournalCopy,
     JournalFile,
     JournalSegment,
+    utcnow,
 )
 from preservation.context import Context
 from preservation.errors import (
@@ -216,14 +218,32 @@ class WriteRound:
     problems: list[str] = field(default_factory=list)
 
 
-def write_pending(ctx: Context) -> WriteRound:
-    """Every registered journal file onto every site that lacks it; a site down waits."""
+def write_pending(ctx: Context, *, sites: list[str] | None = None) -> WriteRound:
+    """Every registered journal file onto every site that lacks it; a site down waits.
+
+    A copy on a cartridge that left service (retired by a media migration,
+    failed, suspect) counts as lacking: the file is written again on a healthy
+    cartridge, from the catalogue, checked against the digest it was cut with.
+    """
+    from preservation.storage.planning import BAD_CARTRIDGE_STATES
     from preservation.storage.service import write_side_file
 
     result = WriteRound()
-    sites = list(ctx.settings.sites)
+    sites = list(sites or ctx.settings.sites)
     with session_scope(ctx.sessions) as session:
-        done = {(f, s) for f, s in session.execute(select(JournalCopy.file_id, JournalCopy.site))}
+        healthy = {
+            b
+            for (b,) in session.execute(
+                select(Cartridge.barcode).where(Cartridge.state.not_in(BAD_CARTRIDGE_STATES))
+            )
+        }
+        done = {
+            (f, s)
+            for f, s, barcode in session.execute(
+                select(JournalCopy.file_id, JournalCopy.site, JournalCopy.barcode)
+            )
+            if barcode in healthy
+        }
         files = [
             (row.id, row.path)
             for row in session.scalars(select(JournalFile).order_by(JournalFile.id))
@@ -256,14 +276,17 @@ def write_pending(ctx: Context) -> WriteRound:
                 result.problems.append(f"site {site}: {err}")
                 continue
             with session_scope(ctx.sessions) as session:
-                session.add(
-                    JournalCopy(
-                        file_id=file_id,
-                        site=site,
-                        barcode=copy.barcode,
-                        start_block=copy.start_block,
+                existing = session.scalar(
+                    select(JournalCopy).where(
+                        JournalCopy.file_id == file_id, JournalCopy.site == site
                     )
                 )
+                if existing is None:
+                    existing = JournalCopy(file_id=file_id, site=site)
+                    session.add(existing)
+                existing.barcode = copy.barcode
+                existing.start_block = copy.start_block
+                existing.written_at = utcnow()
             result.written += 1
     return result
 

@@ -418,8 +418,27 @@ def _run(
         get_site(ctx, site).release(barcode)  # back to its slot: the drive is for the next one
         progress("cartridges", index, len(cartridges))
     report.cartridges_retired += _retire_emptied(ctx, report, site, from_media, None)
+    if report.cartridges_retired:
+        _rewrite_journal(ctx, site)
     with session_scope(ctx.sessions) as session:
         report.remaining = len({o.version_id for o in _old_copies(session, site, from_media)})
+
+
+def _rewrite_journal(ctx: Context, site: str) -> None:
+    """The journal files that lived on the retired cartridges, written again on the new ones.
+
+    They are regenerated from the catalogue (and must hash as they were cut), so
+    no old cartridge is read for them; a failure leaves them to the next sync.
+    """
+    from preservation.evidence.on_tape import write_pending
+
+    try:
+        written = write_pending(ctx, sites=[site])
+    except PreservationError as err:
+        log.warning("media migration: the journal at %s waits for the next sync: %s", site, err)
+        return
+    if written.written:
+        log.info("media migration: %d journal file(s) rewritten at %s", written.written, site)
 
 
 def _entry(o: _Old, new_id: int, new_barcode: str, *, copied: bool) -> dict[str, Any]:

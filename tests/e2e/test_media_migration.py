@@ -179,7 +179,23 @@ def _recover_all(archive: Archive, tmp_path: Path) -> None:
         flag.unlink()
 
 
+def _journal_barcodes(home: Path, site: str) -> list[str]:
+    from preservation.catalog.models import JournalCopy
+
+    query = select(JournalCopy.barcode).where(JournalCopy.site == site)
+    return [b for (b,) in _catalogue(home, query)]
+
+
 def test_migrates_site_a_to_l9_cartridge_by_cartridge(archive: Archive, tmp_path: Path) -> None:
+    from preservation.evidence.sync import sync_journal
+
+    ctx = open_context(Settings())
+    try:  # the history on tape beside the AIPs, as each sync leaves it
+        assert sync_journal(ctx).files_written
+        release_drives(ctx)
+    finally:
+        ctx.close()
+    assert all(b.endswith("L7") for b in _journal_barcodes(archive.home, "site-a"))
     before = _copies(archive.home)
     site_b_before = [c for c in before if c.site == "site-b"]
     mounts_before = _cartridges(archive.home)
@@ -235,6 +251,12 @@ def test_migrates_site_a_to_l9_cartridge_by_cartridge(archive: Archive, tmp_path
     )
     assert len(events) == 4 and all(e.outcome == "success" for e in events)
     assert all("from cartridge A0000" in e.detail and "L9" in e.detail for e in events)
+
+    # The journal's files left the retired cartridges with the AIPs.
+    journal_a = _journal_barcodes(archive.home, "site-a")
+    assert journal_a and all(b.endswith("L9") for b in journal_a)
+    history = CliRunner().invoke(app, ["verify-history", "--json"])
+    assert history.exit_code == 0 and json.loads(history.stdout)["ok"] is True
 
     _recover_all(archive, tmp_path)
 
