@@ -372,17 +372,17 @@ def _rebuild_fresh(ctx: Context, url: str) -> Context:
     return open_context(ctx.settings)
 
 
-def _evidence_records(ctx: Context) -> dict[tuple[str, int], bytes]:
-    """Every sealed version's RFC 4998 record (DER), as `evidence export` would write it."""
-    from preservation.catalog.models import EvidenceLeaf
+def _evidence_record(ctx: Context, aip_id: str, number: int) -> bytes:
+    """The version's RFC 4998 record (DER), as `evidence export` writes it.
 
+    One version's only: the tables it is made from are compared whole, and assembling
+    a record with a rehashed chain sometimes costs over a second (asn1crypto re-encoding).
+    """
     with session_scope(ctx.sessions) as s:
-        rows = s.execute(
-            select(AIPVersion.id, AIPVersion.aip_id, AIPVersion.number)
-            .join(EvidenceLeaf, EvidenceLeaf.aip_version_id == AIPVersion.id)
-            .distinct()
-        ).all()
-        return {(aip, n): periods.record_for_version(s, vid) for vid, aip, n in rows}
+        version_id = s.scalars(
+            select(AIPVersion.id).where(AIPVersion.aip_id == aip_id, AIPVersion.number == number)
+        ).one()
+        return periods.record_for_version(s, version_id)
 
 
 def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_holds(
@@ -398,7 +398,8 @@ def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_hold
     assert sync_journal(ctx).problems == []
     for site in build_sites(ctx).values():
         site.release_all()
-    records = _evidence_records(ctx)
+    # Sealed at the first sync, renewed, then rehashed: two chains, one of two stamps.
+    record = _evidence_record(ctx, aips["a"], 1)
     before = _snapshot(catalog_url)
     assert {s["kind"] for s in before["evidence_stamps"]} == {"initial", "renewal", "rehash"}
     assert all(s["token"] for s in before["evidence_stamps"]), "every stamp is on tape"
@@ -462,10 +463,10 @@ def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_hold
                 ).first()
                 assert last is not None and row.event_head == last.hash
                 assert row.event_count == last.seq
-        # Each version's evidence record is assembled again byte for byte, and each journal
-        # file is regenerated from the rows as it is on tape (what a sync checks before it
-        # writes a missing copy).
-        assert _evidence_records(ctx) == records
+        # An evidence record is assembled again byte for byte, and each journal file is
+        # regenerated from the rows as it is on tape (what a sync checks before it writes
+        # a missing copy).
+        assert _evidence_record(ctx, aips["a"], 1) == record
         with session_scope(ctx.sessions) as s:
             for row in s.scalars(select(JournalFile)):
                 assert hashlib.sha256(file_bytes(s, row)).hexdigest() == row.sha256, row.path
