@@ -1493,7 +1493,12 @@ def _write_journal(
     version_ids: dict[tuple[str, int], int],
     report: RebuildReport,
 ) -> None:
-    """Segments, evidence stamps and their leaves, the journal's files and their copies."""
+    """The journal's rows, after the versions: a leaf names its version by the new id.
+
+    Stamp ids are kept as the evidence files give them, since those files name
+    one another by them (``renews``, ``closes``, ``covers_stamp``) and a later
+    sync regenerates each file from the rows to check it against the tape.
+    """
     from preservation.evidence.on_tape import KIND_EVIDENCE, KIND_SEGMENT, KIND_STAMP
     from preservation.evidence.periods import KIND_REHASH
 
@@ -1600,8 +1605,8 @@ def _write_journal(
                 }
             )
         assert b.file is not None
-        files.append(({"tenant_id": b.header["tenant"], "kind": KIND_EVIDENCE}, b.file))
-        files[-1][0]["stamp_id"] = stamp_id
+        row = {"tenant_id": b.header["tenant"], "kind": KIND_EVIDENCE, "stamp_id": stamp_id}
+        files.append((row, b.file))
     _bulk(session, EvidenceLeaf, leaves)
     report.evidence_stamps = len(bundles)
 
