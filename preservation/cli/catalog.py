@@ -85,7 +85,7 @@ def rebuild(
         err.print(f"[red]problem:[/red] {problem}", highlight=False)
     err.print(
         f"not restored, because no tape holds them: {len(report['not_restored'])} kinds of "
-        "rows and fields (SIP ids, the old event chain's hashes, events after each AIP's "
+        "rows and fields (SIP ids, events after the last journal sync and each AIP's "
         "newest version, requests and decisions...); --json lists each with the reason, "
         "docs/operations-tape.md explains",
         highlight=False,

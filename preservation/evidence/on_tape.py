@@ -312,34 +312,36 @@ def read_journal(ctx: Context, tenant_id: str, site: str) -> TapeJournal:
     """Every journal file of ``tenant_id`` on ``site``'s cartridges, read raw.
 
     Read without trusting the LTFS index's digest (an altered file must come
-    back as it is, to be compared, not refused); the cartridges to mount are
-    those the catalogue says hold journal copies, each once.
+    back as it is, to be compared, not refused). Each file is read from the
+    cartridge its catalogued copy names (a copy rewritten after damage is read
+    where it now is); other journal files found on those cartridges are read
+    too. Each cartridge is mounted once.
     """
     from preservation.storage.sites import get_site
 
     found = TapeJournal(site)
     with session_scope(ctx.sessions) as session:
-        barcodes = sorted(
-            {
-                b
-                for (b,) in session.execute(
-                    select(JournalCopy.barcode)
-                    .join(JournalFile, JournalFile.id == JournalCopy.file_id)
-                    .where(JournalFile.tenant_id == tenant_id, JournalCopy.site == site)
-                )
-            }
-        )
+        placed = {
+            path: barcode
+            for path, barcode in session.execute(
+                select(JournalFile.path, JournalCopy.barcode)
+                .join(JournalFile, JournalFile.id == JournalCopy.file_id)
+                .where(JournalFile.tenant_id == tenant_id, JournalCopy.site == site)
+            )
+        }
     the_site = get_site(ctx, site)
     prefix = f"/{tenant_id}/.journal/"
     with the_site.lock:
-        for barcode in barcodes:
+        for barcode in sorted(set(placed.values())):
             try:
                 volume, _ = the_site.open_volume(barcode)
                 for entry in volume.walk(prefix):
-                    if entry.path in found.files:
+                    if placed.get(entry.path, barcode) != barcode:
+                        continue  # catalogued elsewhere: read there
+                    if entry.path in found.files and entry.path not in placed:
                         continue
                     found.files[entry.path] = volume.read_bytes(entry.path, verify=False)
-            except (PreservationError, FileNotFoundError) as err:
+            except (PreservationError, FileNotFoundError, NotADirectoryError) as err:
                 found.problems.append(f"site {site}: cartridge {barcode}: {err}")
             finally:
                 try:
