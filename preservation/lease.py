@@ -35,7 +35,7 @@ from preservation.catalog import service
 from preservation.catalog.database import session_scope
 from preservation.errors import SIPBusyError
 
-__all__ = ["hold_sip_lease", "lease_is_live", "lease_owner"]
+__all__ = ["hold_lease", "hold_sip_lease", "lease_is_live", "lease_owner"]
 
 log = logging.getLogger("preservation.lease")
 
@@ -190,5 +190,37 @@ def hold_sip_lease(
         yield
     finally:
         _keeper.remove(key)
+        with session_scope(sessions) as s:
+            service.drop_lease(s, key, owner)
+
+
+@contextmanager
+def hold_lease(
+    sessions: sessionmaker[Session], key: str, *, seconds: float, busy: str
+) -> Iterator[None]:
+    """Run the body as the one holder of ``key`` across every process and host, or refuse.
+
+    For work that must never run twice at once but belongs to no SIP (the
+    journal sync, evidence renewal). Not renewed: ``seconds`` is the longest
+    the work may take; a holder that died on this host is replaced at once,
+    one on another host when its lease expires. Raises ConflictError with
+    ``busy`` when a live holder has it.
+    """
+    from preservation.errors import ConflictError
+
+    owner = lease_owner()
+    now = datetime.now(UTC)
+    until = now + timedelta(seconds=seconds)
+    with session_scope(sessions) as s:
+        taken = service.take_lease(s, key, owner, until=until, now=now)
+        if not taken:
+            holder, expires = service.lease_holder(s, key)
+            if _dead_local_holder(holder):
+                taken = service.take_lease(s, key, owner, until=until, now=now, replace=holder)
+    if not taken:
+        raise ConflictError(f"{busy} (held by {holder} until {expires})", rule="one-at-a-time")
+    try:
+        yield
+    finally:
         with session_scope(sessions) as s:
             service.drop_lease(s, key, owner)

@@ -34,9 +34,14 @@ log = get_task_logger(__name__)
 def sync_journal(self: Task) -> dict[str, Any]:
     from preservation.evidence.sync import sync_journal as sync
 
+    from preservation.errors import ConflictError
+
     ctx = context()
     try:
         report = sync(ctx)
+    except ConflictError as err:  # another sync holds the lease: it does this one's work
+        log.info(json.dumps({"journal": "sync", "skipped": err.message}, ensure_ascii=False))
+        return {"skipped": err.message}
     finally:
         release_drives(ctx)
     summary = report.to_dict()

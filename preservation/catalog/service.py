@@ -12,7 +12,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, delete, func, insert, select, update
@@ -607,13 +607,22 @@ def verified_copies(session: Session, version_id: int) -> list[TapeCopy]:
 # -- PREMIS events, chained by hash ----------------------------------------------------
 
 
+def canonical_event(fields: Mapping[str, Any]) -> str:
+    """The text an event's chain hash covers: keys sorted, no spaces, ASCII escapes.
+
+    The one rule a verifier must know (docs/evidence.md): the tape journal
+    writes exactly this text, so checking a line is one sha256 over it.
+    """
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def event_hash(fields: Mapping[str, Any]) -> str:
-    """sha256 over a canonical JSON form: any later edit of a stored event shows."""
-    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """sha256 over the canonical JSON form: any later edit of a stored event shows."""
+    return hashlib.sha256(canonical_event(fields).encode()).hexdigest()
 
 
-def _hashed_fields(ev: PremisEvent) -> dict[str, Any]:
+def event_fields(ev: Any) -> dict[str, Any]:
+    """The hashed fields of an event (an ORM row, or a Core row with the same columns)."""
     return {
         "uuid": ev.uuid,
         "tenant": ev.tenant_id,
@@ -632,7 +641,13 @@ def _hashed_fields(ev: PremisEvent) -> dict[str, Any]:
 
 
 def _iso(dt: datetime) -> str:
-    # SQLite drops tzinfo; the chain must hash the same text on every backend.
+    """UTC, naive, to the microsecond: the same text on every backend and session time zone.
+
+    SQLite drops tzinfo (the value is UTC already); PostgreSQL gives it back in
+    the session's zone, so an aware value is brought to UTC first.
+    """
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
     return dt.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
@@ -678,7 +693,7 @@ def record_event(
         prev_hash=tenant.event_head,
     )
     ev.uuid = event_uuid or str(uuid.uuid4())
-    ev.hash = event_hash(_hashed_fields(ev))
+    ev.hash = event_hash(event_fields(ev))
     session.add(ev)
     tenant.event_head = ev.hash
     tenant.event_count = ev.seq
@@ -715,7 +730,7 @@ def verify_event_chain(session: Session, tenant_id: str) -> list[str]:
             problems.append(f"event seq {expected_seq} missing (found {ev.seq})")
         if ev.prev_hash != prev:
             problems.append(f"event {ev.seq} ({ev.uuid}) does not follow its predecessor")
-        if event_hash(_hashed_fields(ev)) != ev.hash:
+        if event_hash(event_fields(ev)) != ev.hash:
             problems.append(f"event {ev.seq} ({ev.uuid}) was altered after it was recorded")
         prev = ev.hash
         expected_seq = ev.seq + 1

@@ -23,12 +23,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from preservation.catalog import service as catalog
 from preservation.catalog.models import JournalSegment, PremisEvent, Tenant
 
 __all__ = [
@@ -72,33 +72,9 @@ _COLUMNS = (
 )
 
 
-def canonical(fields: dict[str, Any]) -> str:
-    """The text the chain hash covers: the one rule a verifier must know."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _iso(dt: datetime) -> str:
-    # SQLite drops tzinfo; the chain must hash the same text on every backend.
-    return dt.replace(tzinfo=None).isoformat(timespec="microseconds")
-
-
-def event_fields(row: Any) -> dict[str, Any]:
-    """The hashed fields of one event row (an ORM event or a row of :data:`_COLUMNS`)."""
-    return {
-        "uuid": row.uuid,
-        "tenant": row.tenant_id,
-        "seq": row.seq,
-        "sip": row.sip_id,
-        "aip": row.aip_id,
-        "type": row.type,
-        "at": _iso(row.occurred_at),
-        "detail": row.detail,
-        "outcome": row.outcome,
-        "outcome_detail": row.outcome_detail,
-        "agents": row.agents,
-        "objects": row.objects,
-        "prev": row.prev_hash,
-    }
+#: The chain's hash rule lives with the chain (the catalogue); the journal writes its text.
+canonical = catalog.canonical_event
+event_fields = catalog.event_fields
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ from preservation.catalog.models import (
 )
 from preservation.context import Context
 from preservation.errors import (
-    ConflictError,
     PreservationError,
     SiteUnavailableError,
     StorageError,
@@ -255,13 +254,16 @@ def write_pending(ctx: Context, *, sites: list[str] | None = None) -> WriteRound
             row = session.get_one(JournalFile, file_id)
             data = file_bytes(session, row)
             if hashlib.sha256(data).hexdigest() != row.sha256:
-                raise ConflictError(
+                # The chain was edited after the cut: this file is not copied (the
+                # tapes keep what was cut), the others still are.
+                message = (
                     f"{path}: the catalogue's event chain changed since this segment was cut "
                     f"(sha256 {hashlib.sha256(data).hexdigest()}, cut as {row.sha256}); it is "
-                    "not written to tape. Run `preservation verify-history` to see where",
-                    path=path,
-                    rule="journal-unchanged",
+                    "not written to tape. Run `preservation verify-history` to see where"
                 )
+                log.error(message)
+                result.problems.append(message)
+                continue
         for site in sites:
             if (file_id, site) in done:
                 continue

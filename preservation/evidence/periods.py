@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from preservation.catalog.database import session_scope
@@ -249,7 +249,13 @@ def renew_timestamps(
     For when the TSA's key or algorithm nears the end of its safe life: the
     old time-stamps are covered by a new one before they can be doubted.
     """
-    with session_scope(ctx.sessions) as session:
+    from preservation.evidence.sync import BUSY, LEASE
+    from preservation.lease import hold_lease
+
+    with (
+        hold_lease(ctx.sessions, LEASE, seconds=3600, busy=BUSY),
+        session_scope(ctx.sessions) as session,
+    ):
         stamps = _open_stamps(session, tenant_id)
         _refuse_waiting(stamps)
         made: list[int] = []
@@ -290,11 +296,27 @@ def renew_hash_trees(
         raise NotFoundError(
             f"unknown hash algorithm {algorithm!r} (one of {', '.join(hashtree.ALGORITHMS)})"
         )
+    from preservation.evidence.sync import BUSY, LEASE
+    from preservation.lease import hold_lease
+
+    # Days, for a large archive: every tar is read back.
+    with hold_lease(ctx.sessions, LEASE, seconds=14 * 86400, busy=BUSY):
+        return _renew_hash_trees(ctx, tsa, algorithm, tenant_id)
+
+
+def _renew_hash_trees(
+    ctx: Context, tsa: TimeStampAuthority, algorithm: str, tenant_id: str | None
+) -> RenewalReport:
     from preservation.storage.recovery import read_version_tar
 
     with session_scope(ctx.sessions) as session:
         stamps = _open_stamps(session, tenant_id)
         _refuse_waiting(stamps)
+        # Only these chains are carried over and closed: a period sealed while
+        # the tars are read is not in the new trees, and stays open.
+        renewed = {s.tenant_id: [] for s in stamps}  # type: dict[str, list[int]]
+        for s in stamps:
+            renewed[s.tenant_id].append(s.id)
         stmt = (
             select(AIP.tenant_id, AIPVersion.id, AIPVersion.aip_id, AIPVersion.number)
             .join(AIP, AIP.id == AIPVersion.aip_id)
@@ -335,9 +357,12 @@ def renew_hash_trees(
             )
             stamp.token = tsa.stamp(stamp.root, algorithm)
             stamp.stamped_at = utcnow()
-            for old in _open_stamps(session, tenant):
-                if old.id != stamp.id:
-                    old.closed = True
+            session.execute(
+                update(EvidenceStamp)
+                .where(EvidenceStamp.id.in_(renewed.get(tenant, [])))
+                .values(closed=True)
+                .execution_options(synchronize_session=False)
+            )
             made.append(stamp.id)
             leaves += len(items)
     return RenewalReport(KIND_REHASH, made, leaves)

@@ -9,14 +9,15 @@ sync, not one per waiting stamp; :func:`waiting` is what the metric shows.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import EvidenceStamp, JournalSegment, utcnow
 from preservation.context import Context
+from preservation.evidence.records import EvidenceError
 from preservation.evidence.tsa import TimeStampAuthority, TsaUnavailableError, from_settings
 
 __all__ = ["StampRound", "configured_tsa", "history_status", "stamp_waiting", "waiting"]
@@ -35,7 +36,7 @@ def configured_tsa(ctx: Context) -> TimeStampAuthority | None:
 class StampRound:
     stamped: int = 0
     waiting: int = 0
-    error: str | None = None
+    errors: list[str] = field(default_factory=list)
 
 
 def waiting(ctx: Context) -> dict[str, int]:
@@ -75,26 +76,58 @@ def stamp_waiting(ctx: Context, tsa: TimeStampAuthority | None) -> StampRound:
             try:
                 token = tsa.stamp(digest, algorithm)
             except TsaUnavailableError as err:
-                result.error = err.message
+                # Away: the rest would only wait for the same timeout. Next sync.
+                result.errors.append(err.message)
                 log.warning("time-stamping waits: %s", err.message)
-                with session_scope(ctx.sessions) as session:
-                    failed: Any = session.get_one(model, row_id)
-                    failed.stamp_error = err.message[:2000]
+                _note_error(ctx, model, row_id, err.message)
                 break
+            except EvidenceError as err:
+                # Refused, or a token that does not check out against the configured
+                # chain: this one waits (and says why), the others are still asked.
+                result.errors.append(err.message)
+                log.error("time-stamp refused: %s", err.message)
+                _note_error(ctx, model, row_id, err.message)
+                continue
             with session_scope(ctx.sessions) as session:
-                done: Any = session.get_one(model, row_id)
-                done.token = token
-                done.stamped_at = utcnow()
-                done.stamp_error = None
-            result.stamped += 1
+                # Only into an empty slot: a token already there (another process
+                # stamped it meanwhile) is the one the tape may already carry.
+                done = session.execute(
+                    update(model)
+                    .where(model.id == row_id, model.token.is_(None))
+                    .values(token=token, stamped_at=utcnow(), stamp_error=None)
+                    .execution_options(synchronize_session=False)
+                )
+            result.stamped += getattr(done, "rowcount", 0) or 0
     counts = waiting(ctx)
     result.waiting = counts["segments"] + counts["evidence"]
     return result
 
 
+def _note_error(ctx: Context, model: Any, row_id: int, message: str) -> None:
+    with session_scope(ctx.sessions) as session:
+        session.execute(
+            update(model)
+            .where(model.id == row_id)
+            .values(stamp_error=message[:2000])
+            .execution_options(synchronize_session=False)
+        )
+
+
 def history_status(ctx: Context) -> dict[str, object]:
-    """What `status` says of the history: stamped, waiting, or chained only."""
+    """What `status` says of the history: stamped, waiting (and why), or chained only."""
     counts = waiting(ctx)
+    with session_scope(ctx.sessions) as session:
+        last_error = session.scalar(
+            select(JournalSegment.stamp_error)
+            .where(JournalSegment.token.is_(None), JournalSegment.stamp_error.is_not(None))
+            .order_by(JournalSegment.id.desc())
+            .limit(1)
+        ) or session.scalar(
+            select(EvidenceStamp.stamp_error)
+            .where(EvidenceStamp.token.is_(None), EvidenceStamp.stamp_error.is_not(None))
+            .order_by(EvidenceStamp.id.desc())
+            .limit(1)
+        )
     warning = None
     if ctx.settings.tsa_url is None:
         warning = (
@@ -106,4 +139,11 @@ def history_status(ctx: Context) -> dict[str, object]:
             f"{counts['segments']} journal segment(s) and {counts['evidence']} evidence "
             "period(s) wait for the TSA"
         )
-    return {"tsa": ctx.settings.tsa_url, "waiting": counts, "warning": warning}
+        if last_error:
+            warning += f" (last answer: {last_error})"
+    return {
+        "tsa": ctx.settings.tsa_url,
+        "waiting": counts,
+        "last_error": last_error,
+        "warning": warning,
+    }

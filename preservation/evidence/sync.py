@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from preservation.catalog import service as catalog
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import Tenant
 from preservation.context import Context
 from preservation.evidence import journal, on_tape, periods, stamping
+from preservation.lease import hold_lease
 
 __all__ = ["SyncReport", "sync_journal"]
 
@@ -56,16 +56,28 @@ class SyncReport:
         return "; ".join(parts)
 
 
+#: The lease every journal sync and evidence renewal holds: none of them runs twice at once
+#: (two seals would put a version in two trees; two stamps of one head, two tokens).
+LEASE = "evidence:journal"
+BUSY = "another journal sync or evidence renewal is running"
+
+
 def sync_journal(ctx: Context, *, tenant_id: str | None = None) -> SyncReport:
+    with hold_lease(ctx.sessions, LEASE, seconds=6 * 3600, busy=BUSY):
+        return _sync(ctx, tenant_id)
+
+
+def _sync(ctx: Context, tenant_id: str | None) -> SyncReport:
     report = SyncReport()
     with session_scope(ctx.sessions) as session:
-        # The tenant rows are locked while a cut is made, as an event append
-        # locks them: two syncs at once cut each run of events once.
-        which = select(Tenant).order_by(Tenant.id)
+        which = select(Tenant.id).order_by(Tenant.id)
         if tenant_id:
             which = which.where(Tenant.id == tenant_id)
-        tenants = [t.id for t in session.scalars(catalog.locked(which))]
-        for t in tenants:
+        tenants = list(session.scalars(which))
+    for t in tenants:
+        # One short transaction per tenant: ingest elsewhere is never held up
+        # by a long first cut of an old archive's history.
+        with session_scope(ctx.sessions) as session:
             report.segments_cut += len(journal.cut_segments(session, tenant_id=t))
     with session_scope(ctx.sessions) as session:
         sealed = periods.seal_periods(session, tenant_id=tenant_id)
@@ -76,8 +88,7 @@ def sync_journal(ctx: Context, *, tenant_id: str | None = None) -> SyncReport:
     stamps = stamping.stamp_waiting(ctx, tsa)
     report.stamped = stamps.stamped
     report.waiting_stamps = stamps.waiting
-    if stamps.error:
-        report.problems.append(f"TSA: {stamps.error}")
+    report.problems += [f"TSA: {e}" for e in stamps.errors]
     with session_scope(ctx.sessions) as session:
         on_tape.register_files(session)
     written = on_tape.write_pending(ctx)

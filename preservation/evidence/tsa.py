@@ -407,7 +407,7 @@ class HttpTimeStampAuthority:
                 f"the TSA at {self.url} cannot be reached: {err or type(err).__name__}",
                 url=self.url,
             ) from None
-        if answer.status_code >= 500:
+        if answer.status_code >= 500 or answer.status_code == 429:  # down, or "not now"
             raise TsaUnavailableError(
                 f"the TSA at {self.url} failed: HTTP {answer.status_code}", url=self.url
             )
