@@ -18,23 +18,24 @@ starts: the first of them is the answer to "where was history rewritten?".
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import JournalSegment, Tenant
+from preservation.catalog.models import JournalCopy, JournalFile, JournalSegment, Tenant
 from preservation.context import Context
 from preservation.errors import PreservationError
 from preservation.evidence import journal
 from preservation.evidence.journal import JournalEvent, ParsedSegment
-from preservation.evidence.on_tape import read_journal, reply_token
+from preservation.evidence.on_tape import FoundFile, reply_token, scan_journal
 from preservation.evidence.tsa import TsaTrust, token_info, verify_token
 
 __all__ = ["Disagreement", "HistoryHead", "HistoryReport", "history_head", "verify_history"]
@@ -66,7 +67,12 @@ class TenantHistory:
 
     @property
     def first(self) -> Disagreement | None:
-        return min(self.findings, key=lambda d: d.seq) if self.findings else None
+        # On a tie the database's own finding comes first: it is the record of the two.
+        return (
+            min(self.findings, key=lambda d: (d.seq, not d.where.startswith("database")))
+            if self.findings
+            else None
+        )
 
     @property
     def ok(self) -> bool:
@@ -117,162 +123,238 @@ def _trust(ctx: Context) -> TsaTrust | None:
     return TsaTrust.from_pem_files([ctx.settings.tsa_certs])
 
 
-def _check_copy(
-    parsed: ParsedSegment,
-    token: bytes | None,
-    trust: TsaTrust | None,
-    where: str,
-    out: TenantHistory,
-) -> tuple[bool, bool]:
-    """Is this copy of a segment whole, and is its head time-stamped? (findings recorded)."""
-    whole = True
-    for problem in parsed.problems:
-        out.findings.append(Disagreement(parsed.first_seq, where, problem))
-        whole = False
+@dataclass
+class _Verdict:
+    """What one distinct copy of a segment is worth (cached by its bytes)."""
+
+    parsed: ParsedSegment
+    whole: bool
+    stamped: bool
+    stamp_time: datetime | None
+    problems: list[tuple[int, str]]
+
+
+@dataclass
+class _Copy:
+    site: str
+    barcode: str
+    path: str
+    data: bytes
+    verdict: _Verdict
+
+    @property
+    def stem(self) -> str:
+        return self.path.rsplit("/", 1)[-1].removesuffix(".jsonl")
+
+
+def _check(parsed: ParsedSegment, token: bytes | None, trust: TsaTrust | None) -> _Verdict:
+    """Is this copy whole (every event hashes and follows), and is its head time-stamped?"""
+    problems: list[tuple[int, str]] = [(parsed.first_seq, p) for p in parsed.problems]
+    whole = not problems
     expected_seq = parsed.first_seq
     prev = parsed.header.get("prev")
     for e in parsed.events:
         if e.seq != expected_seq:
-            out.findings.append(
-                Disagreement(
-                    expected_seq, where, f"event {expected_seq} is missing (found {e.seq})"
-                )
-            )
+            problems.append((expected_seq, f"event {expected_seq} is missing (found {e.seq})"))
             whole = False
             break
         if not e.intact:
-            out.findings.append(
-                Disagreement(e.seq, where, f"event {e.seq} does not hash to its recorded hash")
-            )
+            problems.append((e.seq, f"event {e.seq} does not hash to its recorded hash"))
             whole = False
             break
         if e.prev != prev:
-            out.findings.append(
-                Disagreement(e.seq, where, f"event {e.seq} does not follow event {e.seq - 1}")
-            )
+            problems.append((e.seq, f"event {e.seq} does not follow event {e.seq - 1}"))
             whole = False
             break
         prev = e.hash
         expected_seq += 1
     if whole and (expected_seq - 1 != parsed.last_seq or prev != parsed.head):
-        out.findings.append(
-            Disagreement(
-                parsed.last_seq, where, "the segment does not end at the head its header names"
-            )
-        )
+        problems.append((parsed.last_seq, "the segment does not end at the head it names"))
         whole = False
-    stamped = False
-    if token is not None and parsed.head:
-        if trust is None:
-            out.notes.append(f"{where}: time-stamp present, not checked (no TSA certificate set)")
-        else:
-            try:
-                verify_token(token, bytes.fromhex(parsed.head), trust, "sha256")
-                stamped = True
-            except PreservationError as err:
-                out.findings.append(
-                    Disagreement(
-                        parsed.last_seq,
-                        where,
-                        f"the time-stamp does not cover this segment's head: {err}",
-                    )
-                )
-                whole = False
-    return whole, stamped
+    stamped, when = False, None
+    if token is not None and parsed.head and trust is not None:
+        try:
+            info = verify_token(token, bytes.fromhex(parsed.head), trust, "sha256")
+            stamped, when = True, info.gen_time
+        except (PreservationError, ValueError) as err:
+            problems.append(
+                (parsed.last_seq, f"the time-stamp does not cover this segment's head: {err}")
+            )
+            whole = False
+    return _Verdict(parsed, whole, stamped, when, problems)
 
 
 def _verify_tenant(ctx: Context, tenant_id: str, trust: TsaTrust | None) -> TenantHistory:
     out = TenantHistory(tenant_id)
     with session_scope(ctx.sessions) as session:
-        segments = list(
-            session.execute(
+        catalogue_tokens = {
+            (f, la): t
+            for f, la, t in session.execute(
                 select(
                     JournalSegment.first_seq, JournalSegment.last_seq, JournalSegment.token
                 ).where(JournalSegment.tenant_id == tenant_id)
             )
-        )
-    catalogue_tokens = {(f, la): t for f, la, t in segments}
-    copies: dict[str, dict[str, bytes]] = {}
+        }
+        claimed = {
+            (site, path)
+            for site, path in session.execute(
+                select(JournalCopy.site, JournalFile.path)
+                .join(JournalFile, JournalFile.id == JournalCopy.file_id)
+                .where(JournalFile.tenant_id == tenant_id, JournalFile.kind == "segment")
+            )
+        }
+    if trust is None and catalogue_tokens and any(catalogue_tokens.values()):
+        out.notes.append("time-stamps present, not checked: no TSA certificate is set")
+    found: list[FoundFile] = []
+    read_sites: list[str] = []
     for site in ctx.settings.sites:
         try:
-            found = read_journal(ctx, tenant_id, site)
+            files, notes = scan_journal(ctx, tenant_id, site)
         except PreservationError as err:
             out.notes.append(f"site {site}: journal not read: {err}")
             continue
-        copies[site] = found.files
-        out.notes += found.problems
-    # Per segment (by its file name), the copies at each site; the authentic one wins.
-    names = sorted(
-        {
-            p
-            for files in copies.values()
-            for p in files
-            if p.endswith(".jsonl") and "/evidence-" not in p
-        }
-    )
-    reference: list[ParsedSegment] = []
-    for path in names:
-        stem = path.rsplit("/", 1)[-1].removesuffix(".jsonl")
-        chosen: ParsedSegment | None = None
-        chosen_data = b""
-        chosen_rank = -1
-        # Both sites usually hold the same bytes: those are checked once.
-        seen: list[tuple[bytes, ParsedSegment, bool]] = []
-        whole_copies: list[tuple[str, bytes, ParsedSegment]] = []
-        for site, files in copies.items():
-            data = files.get(path)
-            if data is None:
-                out.notes.append(f"site {site}: {path} is not on its tapes (yet)")
-                continue
-            same = next((v for v in seen if v[0] == data), None)
-            if same is not None:
-                parsed, whole = same[1], same[2]
-                rank = chosen_rank if parsed is chosen else (1 if whole else 0)
-            else:
-                parsed = journal.parse_segment(data, f"{site}:{path}")
-                reply = files.get(path.removesuffix(".jsonl") + ".tsr")
-                token = (
-                    reply_token(reply)
-                    if reply
-                    else catalogue_tokens.get((parsed.first_seq, parsed.last_seq))
-                )
-                whole, stamped = _check_copy(parsed, token, trust, f"{site} journal {stem}", out)
-                rank = (2 if stamped else 0) + (1 if whole else 0)
-                seen.append((data, parsed, whole))
-            if whole:
-                whole_copies.append((site, data, parsed))
-            if whole and rank > chosen_rank:
-                chosen, chosen_data, chosen_rank = parsed, data, rank
-        if chosen is None:
-            continue
-        out.segments += 1
-        if chosen_rank >= 2:
-            out.segments_stamped += 1
-            out.stamps_verified += 1
-        reference.append(chosen)
-        # A whole copy that differs from the chosen one is a rewrite of the tape by
-        # someone who knew the hash rule: only the time-stamp tells them apart.
-        for site, data, parsed in whole_copies:
-            if data != chosen_data:
-                _first_difference(site, stem, parsed, chosen, out)
-    _compare_database(ctx, tenant_id, reference, out)
+        read_sites.append(site)
+        found += files
+        out.notes += notes
+    copies = _segment_copies(found, catalogue_tokens, trust, out)
+    reference = _reference(copies)
+    ref_data = {id(c.verdict.parsed) for c in reference}
+    for c in copies:  # every copy the reference is not: where does it part from it?
+        if id(c.verdict.parsed) not in ref_data:
+            _first_difference(c, reference, out)
+    _missing_from_sites(found, claimed, read_sites, out)
+    out.segments = len(reference)
+    out.segments_stamped = sum(1 for c in reference if c.verdict.stamped)
+    out.stamps_verified = out.segments_stamped
+    _compare_database(ctx, tenant_id, [c.verdict.parsed for c in reference], out)
     return out
 
 
-def _first_difference(
-    site: str, stem: str, other: ParsedSegment, chosen: ParsedSegment, out: TenantHistory
-) -> None:
-    want = {e.seq: e.hash for e in chosen.events}
-    for e in other.events:
-        if want.get(e.seq) != e.hash:
+def _segment_copies(
+    found: list[FoundFile],
+    catalogue_tokens: dict[tuple[int, int], bytes | None],
+    trust: TsaTrust | None,
+    out: TenantHistory,
+) -> list[_Copy]:
+    """Every readable copy of every segment, checked; what is wrong with each, reported."""
+    replies: dict[tuple[str, str, str], bytes] = {
+        (f.site, f.barcode, f.path): f.data
+        for f in found
+        if f.path.endswith(".tsr") and f.data is not None
+    }
+    by_site_reply = {(site, path): data for (site, _b, path), data in replies.items()}
+    verdicts: dict[tuple[bytes, bytes | None], _Verdict] = {}
+    copies: list[_Copy] = []
+    for f in found:
+        if not f.path.endswith(".jsonl") or "/evidence-" in f.path:
+            continue
+        stem = f.path.rsplit("/", 1)[-1].removesuffix(".jsonl")
+        where = f"{f.site} journal {stem}"
+        first = int(stem.split("-", 1)[0]) if stem.split("-", 1)[0].isdigit() else 0
+        if f.data is None:
+            out.findings.append(
+                Disagreement(first, where, f"unreadable on cartridge {f.barcode}: {f.error}")
+            )
+            continue
+        tsr = f.path.removesuffix(".jsonl") + ".tsr"
+        reply = replies.get((f.site, f.barcode, tsr)) or by_site_reply.get((f.site, tsr))
+        parsed = journal.parse_segment(f.data, f"{f.site}:{f.path}")
+        token = catalogue_tokens.get((parsed.first_seq, parsed.last_seq))
+        if reply is not None:
+            try:
+                token = reply_token(reply)
+            except (ValueError, PreservationError) as err:
+                out.findings.append(
+                    Disagreement(
+                        parsed.last_seq,
+                        f"{f.site} journal {stem}.tsr",
+                        f"the time-stamp reply on cartridge {f.barcode} is damaged ({err})",
+                    )
+                )
+        key = (f.data, token)
+        verdict = verdicts.get(key)
+        if verdict is None:
+            verdict = verdicts[key] = _check(parsed, token, trust)
+        for seq, what in verdict.problems:
+            out.findings.append(Disagreement(seq, where, f"{what} (cartridge {f.barcode})"))
+        copies.append(_Copy(f.site, f.barcode, f.path, f.data, verdict))
+    return copies
+
+
+def _reference(copies: list[_Copy]) -> list[_Copy]:
+    """The authentic journal: whole copies following on from seq 1, the earliest stamp first.
+
+    Two whole copies of one range that differ were both written by someone
+    who knew the hash rule; the one stamped first is the original (a rewrite
+    can only be stamped later), a stamped one beats an unstamped one.
+    """
+    never = datetime.max.replace(tzinfo=UTC)
+    whole = sorted(
+        (c for c in copies if c.verdict.whole),
+        key=lambda c: (
+            c.verdict.parsed.first_seq,
+            not c.verdict.stamped,
+            c.verdict.stamp_time or never,
+        ),
+    )
+    reference: list[_Copy] = []
+    expected, prev = 1, None
+    for c in whole:
+        parsed = c.verdict.parsed
+        if parsed.first_seq == expected and parsed.header.get("prev") == prev:
+            reference.append(c)
+            expected, prev = parsed.last_seq + 1, parsed.head
+    return reference
+
+
+def _first_difference(copy: _Copy, reference: list[_Copy], out: TenantHistory) -> None:
+    """Name the first event where a copy that is not the reference parts from it."""
+    if any(copy.data == r.data for r in reference):
+        return  # the same bytes as a reference copy, on another cartridge or site
+    starts = [r.verdict.parsed.first_seq for r in reference]
+    where = f"{copy.site} journal {copy.stem}"
+    for e in copy.verdict.parsed.events:
+        i = bisect.bisect_right(starts, e.seq) - 1
+        if i < 0 or e.seq > reference[i].verdict.parsed.last_seq:
+            break  # beyond the authentic journal: nothing to compare with
+        ref = reference[i].verdict.parsed.events[e.seq - starts[i]]
+        if ref.hash != e.hash or ref.text != e.text:
+            later = copy.verdict.stamped and copy.verdict.whole
             out.findings.append(
                 Disagreement(
                     e.seq,
-                    f"{site} journal {stem}",
-                    f"event {e.seq} differs from the time-stamped copy",
+                    where,
+                    f"event {e.seq} differs from the time-stamped journal (cartridge "
+                    f"{copy.barcode})"
+                    + ("; this copy was stamped later: the journal was rewritten" if later else ""),
                 )
             )
             return
+
+
+def _missing_from_sites(
+    found: list[FoundFile],
+    claimed: set[tuple[str, str]],
+    read_sites: list[str],
+    out: TenantHistory,
+) -> None:
+    """A segment the catalogue says a site holds, and that is on none of its cartridges.
+
+    A copy that is there but bad was reported where it parts from the journal.
+    """
+    present = {(f.site, f.path) for f in found}
+    for site, path in sorted(claimed):
+        if site not in read_sites or (site, path) in present:
+            continue
+        stem = path.rsplit("/", 1)[-1].removesuffix(".jsonl")
+        first = int(stem.split("-", 1)[0]) if stem.split("-", 1)[0].isdigit() else 0
+        out.findings.append(
+            Disagreement(
+                first,
+                f"{site} journal {stem}",
+                "written there (the catalogue says), but on none of its cartridges",
+            )
+        )
 
 
 def _journal_events(reference: list[ParsedSegment]) -> Iterator[JournalEvent]:
@@ -284,15 +366,20 @@ def _compare_database(
     ctx: Context, tenant_id: str, reference: list[ParsedSegment], out: TenantHistory
 ) -> None:
     with session_scope(ctx.sessions) as session:
-        tenant = session.get(Tenant, tenant_id)
-        head = tenant.event_head if tenant else None
+        # One row gives the head and the count together: events recorded while
+        # the check runs are after ``count`` and not compared (they are new).
+        row = session.execute(
+            select(Tenant.event_head, Tenant.event_count).where(Tenant.id == tenant_id)
+        ).first()
+        head, count = (row[0], int(row[1] or 0)) if row is not None else (None, 0)
         prev: str | None = None
         expected = 1
         db_broken = False
         tape = _journal_events(reference)
         pending = next(tape, None)
         last_db_hash: str | None = None
-        for e in journal.iter_chain(session, tenant_id):
+        journal_end = reference[-1].last_seq if reference else 0
+        for e in journal.iter_chain(session, tenant_id, 1, max(count, journal_end)):
             out.database_events += 1
             if not db_broken:
                 if e.seq != expected:
@@ -318,8 +405,9 @@ def _compare_database(
                     db_broken = True
             prev = e.hash
             expected = e.seq + 1
-            last_db_hash = e.hash
-            while pending is not None and pending.seq < e.seq:
+            if e.seq <= count:
+                last_db_hash = e.hash
+            if pending is not None and pending.seq < e.seq:
                 out.findings.append(
                     Disagreement(
                         pending.seq,
@@ -328,11 +416,9 @@ def _compare_database(
                     )
                 )
                 pending = None  # one is enough: everything after is shifted
-                break
             if pending is None:
-                if reference and e.seq <= reference[-1].last_seq:
-                    continue
-                out.not_on_tape += 1
+                if e.seq > journal_end:
+                    out.not_on_tape += 1
                 continue
             if pending.seq == e.seq:
                 if pending.text != e.text or pending.hash != e.hash:
@@ -346,15 +432,6 @@ def _compare_database(
                     pending = None
                     continue
                 pending = next(tape, None)
-            else:
-                out.findings.append(
-                    Disagreement(
-                        e.seq,
-                        "database vs journal",
-                        f"event {e.seq} is in the database but not where the tape journal has it",
-                    )
-                )
-                pending = None
         if pending is not None:
             out.findings.append(
                 Disagreement(

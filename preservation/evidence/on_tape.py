@@ -51,10 +51,12 @@ __all__ = [
     "EVIDENCE_FORMAT",
     "TapeJournal",
     "WriteRound",
+    "FoundFile",
     "evidence_path",
     "file_bytes",
     "read_journal",
     "register_files",
+    "scan_journal",
     "token_as_reply",
     "write_pending",
 ]
@@ -351,3 +353,74 @@ def read_journal(ctx: Context, tenant_id: str, site: str) -> TapeJournal:
                 except PreservationError:
                     pass
     return found
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """One journal file as one cartridge holds it (``data`` None: it could not be read)."""
+
+    site: str
+    barcode: str
+    path: str
+    data: bytes | None
+    error: str | None = None
+
+
+def scan_journal(ctx: Context, tenant_id: str, site: str) -> tuple[list[FoundFile], list[str]]:
+    """Every copy of every journal file of ``tenant_id`` on every cartridge of ``site``.
+
+    The catalogue is not asked where the journal is: an insider who rewrote
+    the chain could have rewritten that too. Each written cartridge in the
+    library is mounted once and its ``/<tenant>/.journal/`` read raw, file by
+    file (a damaged file is a finding, not the end of the cartridge).
+    """
+    from preservation.catalog.models import CartridgeState
+    from preservation.storage.emulator import EmulatedCartridge
+    from preservation.storage.library import EmulatedLibrary
+    from preservation.storage.sites import get_site
+
+    found: list[FoundFile] = []
+    notes: list[str] = []
+    the_site = get_site(ctx, site)
+    library = the_site.library
+    with session_scope(ctx.sessions) as session:
+        scratch = {
+            b
+            for (b,) in session.execute(
+                select(Cartridge.barcode).where(
+                    Cartridge.site == site, Cartridge.state == CartridgeState.SCRATCH
+                )
+            )
+        }
+    prefix = f"/{tenant_id}/.journal/"
+    with the_site.lock:
+        the_site.check_available()
+        for barcode in sorted(library.barcodes()):
+            if isinstance(library, EmulatedLibrary):
+                if EmulatedCartridge(library.cartridge_path(barcode), barcode).is_blank():
+                    continue
+            elif barcode in scratch:
+                continue  # a real blank costs a mount: the catalogue's scratch are skipped
+            try:
+                volume, _ = the_site.open_volume(barcode)
+            except PreservationError as err:
+                notes.append(f"site {site}: cartridge {barcode} not read: {err}")
+                continue
+            try:
+                try:
+                    entries = list(volume.walk(prefix))
+                except (FileNotFoundError, NotADirectoryError):
+                    entries = []
+                for entry in entries:
+                    try:
+                        data = volume.read_bytes(entry.path, verify=False)
+                    except (PreservationError, OSError) as err:
+                        found.append(FoundFile(site, barcode, entry.path, None, str(err)))
+                        continue
+                    found.append(FoundFile(site, barcode, entry.path, data))
+            finally:
+                try:
+                    the_site.release(barcode)
+                except PreservationError:
+                    pass
+    return found, notes

@@ -401,8 +401,23 @@ def _rewrite_consistently(home: Path) -> int:
     return 4
 
 
-def _alter_site_a_tape(home: Path) -> int:
-    """Change one event's outcome inside the segment's record on one site-a cartridge."""
+def _rewrite_and_resync(home: Path) -> int:
+    """The insider's full attempt: a consistent rewrite, the journal's catalogue rows
+    deleted, and a fresh sync that writes and time-stamps a journal of the forgery."""
+    seq = _rewrite_consistently(home)
+    _sql(
+        home,
+        "DELETE FROM journal_copies",
+        "DELETE FROM journal_files",
+        "DELETE FROM journal_segments",
+    )
+    forged = run("history", "sync")
+    assert forged["segments_cut"] == 1 and forged["stamped"] == 1
+    return seq
+
+
+def _segment_record(home: Path, site: str) -> Path:
+    """The emulated record file holding the tenant's first segment at ``site``."""
     ctx = _ctx(home)
     try:
         with session_scope(ctx.sessions) as s:
@@ -412,20 +427,58 @@ def _alter_site_a_tape(home: Path) -> int:
                 .where(
                     JournalFile.kind == "segment",
                     JournalFile.tenant_id == TENANT,
-                    JournalCopy.site == "site-a",
+                    JournalCopy.site == site,
                 )
                 .order_by(JournalFile.id)
                 .limit(1)
             ).one()
     finally:
         ctx.close()
-    block = home / "tape" / "site-a" / "cartridges" / copy.barcode / f"1_{copy.start_block}_R"
+    return home / "tape" / site / "cartridges" / copy.barcode / f"1_{copy.start_block}_R"
+
+
+def _alter_site_a_tape(home: Path) -> int:
+    """Change one event's outcome inside the segment's record on one site-a cartridge."""
+    block = _segment_record(home, "site-a")
     data = block.read_bytes()
     lines = data.split(b"\n")
     target = next(i for i, line in enumerate(lines) if b'"outcome":"success"' in line and i >= 3)
     lines[target] = lines[target].replace(b'"outcome":"success"', b'"outcome":"failure"', 1)
     block.write_bytes(b"\n".join(lines))
     return json.loads(lines[target])["event"]["seq"]
+
+
+def _rewrite_site_a_tape_by_the_rule(home: Path) -> int:
+    """Edit an event on one site-a cartridge and redo every hash after it, head included:
+    the segment is whole again, and only its time-stamp gives it away."""
+    block = _segment_record(home, "site-a")
+    lines = block.read_bytes().split(b"\n")
+    target = next(i for i, line in enumerate(lines) if b'"outcome":"success"' in line and i >= 3)
+    renamed: dict[bytes, bytes] = {}
+    for i in range(target, len(lines)):
+        if not lines[i].startswith(b'{"event":'):
+            continue
+        entry = json.loads(lines[i])
+        text = json.dumps(entry["event"], sort_keys=True, separators=(",", ":")).encode()
+        for old, new in renamed.items():
+            text = text.replace(old, new)
+        if i == target:
+            text = text.replace(b'"outcome":"success"', b'"outcome":"failure"', 1)
+        digest = hashlib.sha256(text).hexdigest().encode()
+        renamed[entry["hash"].encode()] = digest
+        lines[i] = b'{"event":' + text + b',"hash":"' + digest + b'"}'
+    for old, new in renamed.items():
+        lines[0] = lines[0].replace(old, new)  # the header's head
+    block.write_bytes(b"\n".join(lines))
+    return int(json.loads(lines[target])["event"]["seq"])
+
+
+def _shorten_site_a_tape(home: Path) -> int:
+    """Cut bytes out of the segment on one site-a cartridge: it no longer reads whole."""
+    block = _segment_record(home, "site-a")
+    data = block.read_bytes()
+    block.write_bytes(data[: len(data) // 2])
+    return 1
 
 
 @pytest.mark.parametrize(
@@ -436,9 +489,22 @@ def _alter_site_a_tape(home: Path) -> int:
         (_swap, "database"),
         (_insert, "database"),
         (_rewrite_consistently, "database vs journal"),
+        (_rewrite_and_resync, "database vs journal"),
         (_alter_site_a_tape, "site-a journal"),
+        (_rewrite_site_a_tape_by_the_rule, "site-a journal"),
+        (_shorten_site_a_tape, "site-a journal"),
     ],
-    ids=["edited", "deleted", "swapped", "inserted", "rewritten-consistently", "site-a-tape"],
+    ids=[
+        "edited",
+        "deleted",
+        "swapped",
+        "inserted",
+        "rewritten-consistently",
+        "rewritten-and-journalled-again",
+        "site-a-tape",
+        "site-a-tape-rehashed",
+        "site-a-tape-shortened",
+    ],
 )
 def test_verify_history_names_where_history_was_rewritten(
     archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: Any, where: str
@@ -451,11 +517,64 @@ def test_verify_history_names_where_history_was_rewritten(
     seq = tamper(home)
     report = run("verify-history", "--tenant", TENANT, code=1)
     first = report["tenants"][0]["first_disagreement"]
-    assert first["seq"] == seq, report
+    assert first["seq"] == seq, json.dumps(report, indent=1)
     assert first["where"].startswith(where), report
-    if where != "site-a journal":
+    found = report["tenants"][0]["disagreements"]
+    if tamper is _rewrite_and_resync:
+        # The forged journal is on tape too, stamped: later than the original, which wins.
+        assert any("stamped later: the journal was rewritten" in d["what"] for d in found), found
+    elif where != "site-a journal":
         # Only the database lies: both tapes agree with each other and with their stamps.
-        assert not any(
-            "journal" in d["where"] and "vs" not in d["where"]
-            for d in report["tenants"][0]["disagreements"]
-        ), report
+        assert not any("journal" in d["where"] and "vs" not in d["where"] for d in found), found
+    else:
+        # Only site-a's tape lies: the database agrees with site-b's stamped journal.
+        assert all(d["where"].startswith("site-a") for d in found), found
+
+
+def test_a_damaged_time_stamp_reply_on_one_site_is_a_finding(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "copy"
+    shutil.copytree(archive, home, symlinks=True)
+    monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    ctx = _ctx(home)
+    try:
+        with session_scope(ctx.sessions) as s:
+            copy = s.execute(
+                select(JournalCopy.barcode, JournalCopy.start_block)
+                .join(JournalFile, JournalFile.id == JournalCopy.file_id)
+                .where(JournalFile.kind == "stamp", JournalCopy.site == "site-a")
+                .order_by(JournalFile.id)
+                .limit(1)
+            ).one()
+    finally:
+        ctx.close()
+    record = home / "tape" / "site-a" / "cartridges" / copy.barcode / f"1_{copy.start_block}_R"
+    data = bytearray(record.read_bytes())
+    data[10:40] = bytes(30)
+    record.write_bytes(bytes(data))
+    report = run("verify-history", code=1)["tenants"][0]
+    assert [d["where"] for d in report["disagreements"]] == [
+        next(d["where"] for d in report["disagreements"] if d["where"].endswith(".tsr"))
+    ]
+    assert "damaged" in report["disagreements"][0]["what"]
+    assert report["stamps_verified"] == report["segments"]  # site-b's replies still stand
+
+
+def test_a_tsa_that_refuses_never_keeps_the_journal_off_tape(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong CA configured: every token is refused on arrival, and said why; the
+    segments still go to tape, and are stamped once the configuration is put right."""
+    good_ca = os.environ["PRESERVATION_TSA_CERTS"]
+    wrong = make_pki(tmp_path / "wrong", "Wrong CA")
+    monkeypatch.setenv("PRESERVATION_TSA_CERTS", str(wrong.ca_cert))
+    assert run("ingest", str(SAMPLE), "--tenant", TENANT)["state"] == "committed"
+    report = run("history", "sync", code=3)
+    assert report["waiting_stamps"] == 2 and report["files_written"] == 0  # all on tape
+    status = run("status")["history"]
+    assert status["last_error"] and "wait for the TSA" in status["warning"]
+    assert run("verify-history")["tenants"][0]["journal_events"] > 0
+    monkeypatch.setenv("PRESERVATION_TSA_CERTS", good_ca)
+    fixed = run("history", "sync")
+    assert fixed["stamped"] == 2 and fixed["waiting_stamps"] == 0
