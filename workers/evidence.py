@@ -32,9 +32,8 @@ log = get_task_logger(__name__)
     time_limit=6 * 3600,
 )
 def sync_journal(self: Task) -> dict[str, Any]:
-    from preservation.evidence.sync import sync_journal as sync
-
     from preservation.errors import ConflictError
+    from preservation.evidence.sync import sync_journal as sync
 
     ctx = context()
     try:
