@@ -420,16 +420,22 @@ def watch(
             # is resumed at a later scan.
             result = ingest.run_sip(ctx, sip_id, wait_seconds=0)
             err.print(f"SIP {sip_id}: {result.state}", highlight=False)
-            if result.aip_id:
-                from preservation.evidence.sync import sync_after_ingest
-
-                sync_after_ingest(ctx)
 
     heartbeat = settings.ingest_dir / ".watcher-heartbeat"
+    last_sync = 0.0
     try:
         while True:
             heartbeat.touch()
             _scan_once(ctx, submit, embedded=not settings.broker_url, told=told)
+            if not settings.broker_url and (
+                once or _time.monotonic() - last_sync >= settings.journal_interval_seconds
+            ):
+                # In-process there is no beat: the watcher is the journal's sync point,
+                # once per interval (not per bag: a segment and two stamps per bag is waste).
+                from preservation.evidence.sync import sync_after_ingest
+
+                sync_after_ingest(ctx)
+                last_sync = _time.monotonic()
             if once:
                 break
             _time.sleep(interval)

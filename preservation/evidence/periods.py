@@ -409,7 +409,22 @@ def export_record(
     from preservation.catalog import service as catalog
 
     with session_scope(ctx.sessions) as session:
-        full = aip_id if exact else catalog.resolve_aip_id(session, aip_id)
+        if exact:
+            full = aip_id
+        elif tenant_id is not None:
+            # A prefix among this tenant's AIPs only: an ambiguity must not list another's.
+            matches = list(
+                session.scalars(
+                    select(AIP.id)
+                    .where(AIP.tenant_id == tenant_id, AIP.id.startswith(aip_id.lower()))
+                    .limit(2)
+                )
+            )
+            if len(aip_id) < catalog.MIN_ID_PREFIX or len(matches) != 1:
+                raise NotFoundError(f"no single AIP {aip_id} of tenant {tenant_id}")
+            full = matches[0]
+        else:
+            full = catalog.resolve_aip_id(session, aip_id)
         aip = session.get(AIP, full)
         if aip is None or (tenant_id is not None and aip.tenant_id != tenant_id):
             raise NotFoundError(f"no AIP {aip_id}", aip_id=aip_id)

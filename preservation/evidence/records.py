@@ -546,6 +546,17 @@ def _walk(
                 info = verify_token(ats["time_stamp"].dump(), root, algorithm)
             except EvidenceError as err:
                 raise _Failed(f"{where}: {err.message}") from None
+            if (
+                previous is not None
+                and previous.signer_not_after is not None
+                and info.gen_time > previous.signer_not_after
+            ):
+                raise _Failed(
+                    f"{where} was stamped at {format_time(info.gen_time)}, after the "
+                    "certificate of the time-stamp it renews had expired "
+                    f"({format_time(previous.signer_not_after)}): RFC 4998 §5.3 wants each "
+                    "time-stamp renewed while it is still valid"
+                )
             if previous is not None and info.gen_time < previous.gen_time:
                 raise _Failed(
                     f"{where} was stamped at {format_time(info.gen_time)}, before the "

@@ -72,6 +72,9 @@ class StampInfo:
     policy: str
     algorithm: str
     imprint: bytes
+    #: The end of the signing certificate's validity (None: the token carries none).
+    #: RFC 4998 §5.3: a time-stamp must be renewed before this.
+    signer_not_after: datetime | None = None
 
     def describe(self) -> str:
         return f"stamped {format_time(self.gen_time)} by {self.tsa}, serial {self.serial}"
@@ -209,6 +212,17 @@ def _rfc4514(name: Any) -> str:
 
 
 def _signer_subject(signed: Any) -> str | None:
+    cert = _signer(signed)
+    return None if cert is None else _rfc4514(cert.subject)
+
+
+def _signer_not_after(signed: Any) -> datetime | None:
+    cert = _signer(signed)
+    return None if cert is None else cert["tbs_certificate"]["validity"]["not_after"].native
+
+
+def _signer(signed: Any) -> Any:
+    """The certificate the token names as its signer's, among those it carries."""
     infos = signed["signer_infos"]
     certificates = signed["certificates"]
     if len(infos) != 1 or not isinstance(certificates, cms.CertificateSet):
@@ -224,9 +238,9 @@ def _signer_subject(signed: Any) -> str | None:
                 cert.issuer == wanted["issuer"]
                 and cert.serial_number == wanted["serial_number"].native
             ):
-                return _rfc4514(cert.subject)
+                return cert
         elif cert.key_identifier == sid.chosen.native:
-            return _rfc4514(cert.subject)
+            return cert
     return None
 
 
@@ -248,6 +262,7 @@ def token_info(token: bytes) -> StampInfo:
         policy=str(tst["policy"].dotted),
         algorithm=str(imprint["hash_algorithm"]["algorithm"].native),
         imprint=bytes(imprint["hashed_message"].native),
+        signer_not_after=_signer_not_after(info["content"]),
     )
 
 

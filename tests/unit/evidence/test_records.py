@@ -352,3 +352,26 @@ def test_data_is_read_once_for_every_algorithm(tmp_path: Path) -> None:
         "sha256": sha256(payload),
         "sha512": sha512(payload),
     }
+
+
+def test_a_renewal_made_after_the_old_certificate_expired_fails(
+    world: World, renewed: list[bytes]
+) -> None:
+    """RFC 4998 §5.3: each time-stamp must be renewed while its certificate is valid."""
+    import dataclasses
+
+    real = world.trust(world.first_ca, world.second_ca)
+    ok = verify(renewed[0], [TARS[0]], real)
+    assert ok.ok and ok.stamps[0].signer_not_after is not None  # the token names its signer
+
+    def expired_early(token: bytes, digest: bytes, algorithm: str) -> StampInfo:
+        info = real(token, digest, algorithm)
+        if "Second TSA" in info.tsa:
+            return info
+        # As if the first TSA's certificate had lapsed the moment it stamped.
+        return dataclasses.replace(info, signer_not_after=info.gen_time)
+
+    assert ok.stamps[1].gen_time > ok.stamps[0].gen_time  # milliseconds apart at least
+    late = verify(renewed[0], [TARS[0]], expired_early)
+    assert late.failure is not None and "had expired" in late.failure
+    assert late.failure.startswith("chain 1, ATS 2")
