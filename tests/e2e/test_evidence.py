@@ -578,3 +578,19 @@ def test_a_tsa_that_refuses_never_keeps_the_journal_off_tape(
     monkeypatch.setenv("PRESERVATION_TSA_CERTS", good_ca)
     fixed = run("history", "sync")
     assert fixed["stamped"] == 2 and fixed["waiting_stamps"] == 0
+
+
+def test_history_holds_and_a_rewrite_is_caught_on_both_backends(
+    home: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL as in production, its sessions in Brussels time: the chain hashes the
+    same UTC text whatever the session's zone, and the insider's full attempt is caught."""
+    monkeypatch.setenv("PRESERVATION_DATABASE_URL", catalog_url)
+    monkeypatch.setenv("PGTZ", "Europe/Brussels")
+    run("ingest", str(SAMPLE), "--tenant", TENANT)
+    run("ingest", str(SAMPLE), "--tenant", TENANT)
+    assert run("verify-history")["ok"] is True
+    seq = _rewrite_and_resync(home)
+    report = run("verify-history", code=1)["tenants"][0]
+    assert report["first_disagreement"]["seq"] == seq
+    assert report["first_disagreement"]["where"] == "database vs journal"
