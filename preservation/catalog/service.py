@@ -50,7 +50,10 @@ __all__ = [
     "drop_lease",
     "ensure_agent",
     "ensure_tenant",
+    "canonical_event",
+    "event_fields",
     "event_hash",
+    "iso_time",
     "find_aips",
     "get_aip",
     "get_sip",
@@ -630,7 +633,7 @@ def event_fields(ev: Any) -> dict[str, Any]:
         "sip": ev.sip_id,
         "aip": ev.aip_id,
         "type": ev.type,
-        "at": _iso(ev.occurred_at),
+        "at": iso_time(ev.occurred_at),
         "detail": ev.detail,
         "outcome": ev.outcome,
         "outcome_detail": ev.outcome_detail,
@@ -640,7 +643,7 @@ def event_fields(ev: Any) -> dict[str, Any]:
     }
 
 
-def _iso(dt: datetime) -> str:
+def iso_time(dt: datetime) -> str:
     """UTC, naive, to the microsecond: the same text on every backend and session time zone.
 
     SQLite drops tzinfo (the value is UTC already); PostgreSQL gives it back in

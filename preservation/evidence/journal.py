@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -77,9 +79,12 @@ canonical = catalog.canonical_event
 event_fields = catalog.event_fields
 
 
-@dataclass(frozen=True)
-class JournalEvent:
-    """One event as a verifier sees it: its number, its claimed hash, its canonical text."""
+class JournalEvent(NamedTuple):
+    """One event as a verifier sees it: its number, its claimed hash, its canonical text.
+
+    A tuple, not a dataclass: a million are made per check, and a tuple is made
+    three times faster.
+    """
 
     seq: int
     hash: str
@@ -98,23 +103,100 @@ def iter_chain(
 
     The stored hash is returned as stored: a row edited without its hash shows
     as a text that does not hash to it, a row edited with it as a text that
-    disagrees with the tape.
+    disagrees with the tape. Rows are read through the driver, untyped, and
+    the canonical text is put together directly: at a million events a
+    ``json.dumps`` of a dict per row is most of the cost of ``verify-history``.
     """
-    stmt = (
-        select(*_COLUMNS)
-        .where(PremisEvent.tenant_id == tenant_id, PremisEvent.seq >= first)
-        .order_by(PremisEvent.seq)
-        .execution_options(yield_per=5000)
+    sql = (
+        "SELECT seq, uuid, tenant_id, sip_id, aip_id, type, occurred_at, detail, outcome, "
+        "outcome_detail, agents, objects, prev_hash, hash FROM premis_events "
+        "WHERE tenant_id = %(t)s AND seq >= %(first)s"
+        + (" AND seq <= %(last)s" if last is not None else "")
+        + " ORDER BY seq"
     )
-    if last is not None:
-        stmt = stmt.where(PremisEvent.seq <= last)
-    for row in session.execute(stmt):
-        yield JournalEvent(
-            seq=int(row.seq),
-            hash=row.hash,
-            prev=row.prev_hash,
-            text=canonical(event_fields(row)).encode(),
+    params: dict[str, Any] = {"t": tenant_id, "first": first, "last": last}
+    connection = session.connection()
+    if connection.dialect.paramstyle == "qmark":
+        sql = sql.replace("%(t)s", "?").replace("%(first)s", "?").replace("%(last)s", "?")
+        args: Any = (tenant_id, first) + ((last,) if last is not None else ())
+    else:
+        args = params
+    memo: dict[Any, str] = {}
+    enc = _encode
+    template = _CANONICAL
+    event = JournalEvent
+    result = connection.exec_driver_sql(sql, args).yield_per(5000)
+    # The loop is the cost of verify-history: no call it can do without.
+    for (
+        seq,
+        uuid,
+        tenant,
+        sip,
+        aip,
+        kind,
+        at,
+        detail,
+        outcome,
+        why,
+        agents,
+        objects,
+        prev,
+        h,
+    ) in result:
+        agents_text = memo.get(agents) if isinstance(agents, str) else None
+        if agents_text is None:
+            agents_text = _json_piece(agents, memo)
+        objects_text = memo.get(objects) if isinstance(objects, str) else None
+        if objects_text is None:
+            objects_text = _json_piece(objects, memo)
+        text = template % (
+            agents_text,
+            "null" if aip is None else enc(aip),
+            _at(at),
+            enc(detail),
+            objects_text,
+            enc(outcome),
+            enc(why),
+            "null" if prev is None else enc(prev),
+            seq,
+            "null" if sip is None else enc(sip),
+            enc(tenant),
+            enc(kind),
+            enc(uuid),
         )
+        yield event(seq, h, prev, text.encode("ascii"))
+
+
+#: ``canonical_event`` of the hashed fields, its keys in sorted order, as a template.
+_CANONICAL = (
+    '{"agents":%s,"aip":%s,"at":%s,"detail":%s,"objects":%s,"outcome":%s,'
+    '"outcome_detail":%s,"prev":%s,"seq":%d,"sip":%s,"tenant":%s,"type":%s,"uuid":%s}'
+)
+_encode = json.encoder.encode_basestring_ascii
+
+
+_CANONICAL_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), default=str
+).encode  # catalog.canonical_event's rule, built once
+
+
+def _json_piece(value: Any, memo: dict[Any, str]) -> str:
+    """A JSON column's value as canonical text (the driver gives text, or parsed JSON)."""
+    if isinstance(value, str):
+        done = _CANONICAL_JSON(json.loads(value))
+        if len(memo) < 100_000:
+            memo[value] = done
+        return done
+    return str(_CANONICAL_JSON(value))
+
+
+def _at(value: Any) -> str:
+    """``occurred_at`` as the chain hashes it, from a driver's datetime or SQLite's text."""
+    if isinstance(value, str):
+        if len(value) == 26 and value[10] == " " and value[19] == ".":
+            return '"' + value[:10] + "T" + value[11:] + '"'
+        value = datetime.fromisoformat(value)
+    return str(_encode(catalog.iso_time(value)))
 
 
 def _line(event: JournalEvent) -> bytes:
@@ -203,32 +285,22 @@ def parse_segment(data: bytes, name: str = "segment") -> ParsedSegment:
     return parsed
 
 
+_TAIL = re.compile(rb'"prev":(?:null|"([0-9a-f]{64})"),"seq":([0-9]+),')
+
+
 def _top_level(text: bytes) -> tuple[int, str | None] | None:
     """``seq`` and ``prev`` of an event's canonical text, without a JSON parse.
 
     Keys are sorted, and every key after ``prev`` holds a scalar, so the last
-    ``"prev":`` and ``"seq":`` are the top-level ones (a string cannot hold an
-    unescaped quote). A tenth of the cost of ``json.loads``, which matters at
-    a million events.
+    ``"prev":`` is the top-level one (a string cannot hold an unescaped quote,
+    and a nested object comes before it). A tenth of the cost of
+    ``json.loads``, which matters at a million events.
     """
-    p = text.rfind(b'"prev":')
-    q = text.rfind(b'"seq":')
-    if p < 0 or q < p:
+    m = _TAIL.match(text, text.rfind(b'"prev":'))
+    if m is None:
         return None
-    raw = text[p + 7 : p + 7 + 66]
-    if raw.startswith(b"null"):
-        prev = None
-    elif raw[:1] == b'"' and raw[65:66] == b'"':
-        prev = raw[1:65].decode("ascii", "replace")
-    else:
-        return None
-    end = q + 6
-    while end < len(text) and 48 <= text[end] <= 57:
-        end += 1
-    try:
-        return int(text[q + 6 : end]), prev
-    except ValueError:
-        return None
+    prev = m.group(1)
+    return int(m.group(2)), None if prev is None else prev.decode("ascii")
 
 
 def segment_path(tenant_id: str, first: int, last: int) -> str:

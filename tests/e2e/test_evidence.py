@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -594,3 +595,33 @@ def test_history_holds_and_a_rewrite_is_caught_on_both_backends(
     report = run("verify-history", code=1)["tenants"][0]
     assert report["first_disagreement"]["seq"] == seq
     assert report["first_disagreement"]["where"] == "database vs journal"
+
+
+class _CountingPool(ProcessPoolExecutor):
+    submitted: list[str] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _CountingPool.submitted.append(fn.__name__)
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_long_chain_is_read_by_a_child_process_with_the_same_verdicts(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past PARALLEL_EVENTS the database is read in a forked child, beside the tapes."""
+    from preservation.evidence import history
+
+    home = tmp_path / "copy"
+    shutil.copytree(archive, home, symlinks=True)
+    monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    monkeypatch.setattr(history, "PARALLEL_EVENTS", 1)
+    monkeypatch.setattr(history, "ProcessPoolExecutor", _CountingPool)
+    assert run("verify-history")["ok"] is True
+    assert _CountingPool.submitted == ["_read_database_chain"]
+    seq = _rewrite_consistently(home)
+    report = run("verify-history", code=1)["tenants"][0]
+    assert report["first_disagreement"] == {
+        "seq": seq,
+        "where": "database vs journal",
+        "what": f"event {seq} in the database differs from the tape journal",
+    }
