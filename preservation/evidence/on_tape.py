@@ -64,6 +64,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EVIDENCE_FORMAT = "preservation-evidence/1"
+_BATCH_FILES = 64
 KIND_SEGMENT = "segment"
 KIND_STAMP = "stamp"
 KIND_EVIDENCE = "evidence"
@@ -227,7 +228,7 @@ def write_pending(ctx: Context, *, sites: list[str] | None = None) -> WriteRound
     cartridge, from the catalogue, checked against the digest it was cut with.
     """
     from preservation.storage.planning import BAD_CARTRIDGE_STATES
-    from preservation.storage.service import write_side_file
+    from preservation.storage.service import write_side_files
 
     result = WriteRound()
     sites = list(sites or ctx.settings.sites)
@@ -250,7 +251,7 @@ def write_pending(ctx: Context, *, sites: list[str] | None = None) -> WriteRound
             for row in session.scalars(select(JournalFile).order_by(JournalFile.id))
             if any((row.id, s) not in done for s in sites)
         ]
-    down: set[str] = set()
+    ready: list[tuple[int, str, bytes]] = []
     for file_id, path in files:
         with session_scope(ctx.sessions) as session:
             row = session.get_one(JournalFile, file_id)
@@ -266,32 +267,33 @@ def write_pending(ctx: Context, *, sites: list[str] | None = None) -> WriteRound
                 log.error(message)
                 result.problems.append(message)
                 continue
-        for site in sites:
-            if (file_id, site) in done:
-                continue
-            if site in down:
-                result.waiting += 1
-                continue
+        ready.append((file_id, path, data))
+    for site in sites:
+        todo = [(f, p, d) for f, p, d in ready if (f, site) not in done]
+        # A few at a time, one sync point each: a first sync after an upgrade
+        # may cut a long history, and one batch must still fit one cartridge.
+        for start in range(0, len(todo), _BATCH_FILES):
+            batch = todo[start : start + _BATCH_FILES]
             try:
-                copy = write_side_file(ctx, site, path, data)
+                copies = write_side_files(ctx, site, [(p, d) for _, p, d in batch])
             except (SiteUnavailableError, StorageError) as err:
-                down.add(site)
-                result.waiting += 1
+                result.waiting += len(todo) - start
                 result.problems.append(f"site {site}: {err}")
-                continue
+                break
             with session_scope(ctx.sessions) as session:
-                existing = session.scalar(
-                    select(JournalCopy).where(
-                        JournalCopy.file_id == file_id, JournalCopy.site == site
+                for (file_id, _path, _data), copy in zip(batch, copies, strict=True):
+                    existing = session.scalar(
+                        select(JournalCopy).where(
+                            JournalCopy.file_id == file_id, JournalCopy.site == site
+                        )
                     )
-                )
-                if existing is None:
-                    existing = JournalCopy(file_id=file_id, site=site)
-                    session.add(existing)
-                existing.barcode = copy.barcode
-                existing.start_block = copy.start_block
-                existing.written_at = utcnow()
-            result.written += 1
+                    if existing is None:
+                        existing = JournalCopy(file_id=file_id, site=site)
+                        session.add(existing)
+                    existing.barcode = copy.barcode
+                    existing.start_block = copy.start_block
+                    existing.written_at = utcnow()
+            result.written += len(batch)
     return result
 
 

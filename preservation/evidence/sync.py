@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select
@@ -99,15 +100,34 @@ def _sync(ctx: Context, tenant_id: str | None) -> SyncReport:
     return report
 
 
-def sync_after_ingest(ctx: Context) -> SyncReport | None:
-    """The embedded runner's sync point: after the bag is on tape, its events follow it.
+def sync_due(ctx: Context) -> bool:
+    """Is the last cut older than the journal interval (or was there none)?"""
+    from sqlalchemy import func
 
+    from preservation.catalog.models import JournalSegment, utcnow
+
+    with session_scope(ctx.sessions) as session:
+        last = session.scalar(select(func.max(JournalSegment.created_at)))
+    if last is None:
+        return True
+    if last.tzinfo is None:  # SQLite gives UTC back naive
+        last = last.replace(tzinfo=UTC)
+    return bool((utcnow() - last).total_seconds() >= ctx.settings.journal_interval_seconds)
+
+
+def sync_after_ingest(ctx: Context) -> SyncReport | None:
+    """The embedded runner's sync point: after the bag is on tape, once per interval.
+
+    Per interval, not per bag: a segment and two time-stamps per bag would make
+    stamping a cost of ingest, where one segment per interval makes it nothing.
     Never fails the ingest (the AIP is safe already): a journal that cannot be
     written now is written by the next sync, and says so in the log.
     """
     from preservation.errors import PreservationError
 
     try:
+        if not sync_due(ctx):
+            return None
         return sync_journal(ctx)
     except PreservationError as err:
         log.warning("journal sync after ingest did not finish: %s", err.message)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +83,7 @@ __all__ = [
     "show_cartridge",
     "SideFileCopy",
     "write_side_file",
+    "write_side_files",
     "store_version",
     "volume_path",
     "write_copy",
@@ -485,16 +486,29 @@ class SideFileCopy:
 
 
 def write_side_file(ctx: Context, site: str, path: str, data: bytes) -> SideFileCopy:
-    """Write a small file beside the AIPs at ``site``, read it back, and say where it is.
+    """One small file beside the AIPs at ``site`` (see :func:`write_side_files`)."""
+    return write_side_files(ctx, site, [(path, data)])[0]
+
+
+def write_side_files(
+    ctx: Context, site: str, files: Sequence[tuple[str, bytes]]
+) -> list[SideFileCopy]:
+    """Write small files beside the AIPs at ``site``, read them back, and say where they are.
 
     The tape journal (event segments, their time-stamps, evidence bundles)
     travels on the same cartridges as the AIPs, so a tape read alone brings
-    back the history as well as the packages. Same cartridge choice, same
-    write-sync-read-back as a version's copy; a path already on a cartridge
-    with the same bytes (a rerun after a crash) is adopted, not written twice.
+    back the history as well as the packages. Same cartridge choice as a
+    version's copy; the files of one call go to one cartridge with **one**
+    LTFS sync point (a sync costs a filemark, an index and a flush; a journal
+    sync writes a few small files at once), then each is read back. A path
+    already on the cartridge with the same bytes (a rerun after a crash) is
+    adopted, not written twice.
     """
+    if not files:
+        return []
     the_site = get_site(ctx, site)
-    sha256 = hashlib.sha256(data).hexdigest()
+    items = [(path, data, hashlib.sha256(data).hexdigest()) for path, data in files]
+    size = sum(len(data) for _, data, _ in items)
     problems: list[str] = []
     tried: set[str] = set()
     with the_site.lock:
@@ -502,21 +516,26 @@ def write_side_file(ctx: Context, site: str, path: str, data: bytes) -> SideFile
         while len(tried) < MAX_ATTEMPTS:
             with session_scope(ctx.sessions) as session:
                 views = _cartridge_views(session, the_site)
-            candidates = planning.candidate_cartridges(views, len(data), exclude=tried)
+            candidates = planning.candidate_cartridges(views, size, exclude=tried)
             if not candidates:
                 break
             barcode = candidates[0]
             tried.add(barcode)
             try:
                 volume = _open_for_write(ctx, the_site, barcode)
-                if volume.exists(path):
-                    if volume.stat(path).sha256 != sha256:
-                        raise _Skip(f"{path} already holds other bytes")
-                else:
+                written = False
+                for path, data, sha256 in items:
+                    if volume.exists(path):
+                        if volume.stat(path).sha256 != sha256:
+                            raise _Skip(f"{path} already holds other bytes")
+                        continue
                     volume.write_file(path, data, size=len(data), sha256=sha256)
+                    written = True
+                if written:
                     volume.sync()
                     the_site.library.flush(barcode)
-                read_back(volume, path, sha256)
+                for path, _data, sha256 in items:
+                    read_back(volume, path, sha256)
             except _Skip as skip:
                 problems.append(f"{barcode}: {skip}")
                 continue
@@ -532,11 +551,13 @@ def write_side_file(ctx: Context, site: str, path: str, data: bytes) -> SideFile
                 continue
             with session_scope(ctx.sessions) as session:
                 _update_usage(session, barcode, volume)
-            return SideFileCopy(site, barcode, volume.stat(path).start_block)
+            return [
+                SideFileCopy(site, barcode, volume.stat(path).start_block) for path, _, _ in items
+            ]
     raise StorageError(
-        f"{path}: no copy could be written at site {site} "
-        f"({'; '.join(problems) or 'no writable cartridge has room'})",
-        path=path,
+        f"{items[0][0]} and {len(items) - 1} other file(s): no copy could be written at site "
+        f"{site} ({'; '.join(problems) or 'no writable cartridge has room'})",
+        path=items[0][0],
         site=site,
     )
 

@@ -53,6 +53,8 @@ def tsa(pki: TsaPki) -> Iterator[LoopbackTsa]:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tsa: LoopbackTsa, pki: TsaPki) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    # Every embedded ingest a sync point (the default is once an hour): segment per bag.
+    monkeypatch.setenv("PRESERVATION_JOURNAL_INTERVAL_SECONDS", "0.001")
     monkeypatch.setenv("PRESERVATION_TAPE_CARTRIDGES_PER_SITE", "3")
     monkeypatch.setenv("PRESERVATION_TAPE_CAPACITY", str(256 << 20))
     monkeypatch.setenv("PRESERVATION_TSA_URL", tsa.url)
@@ -305,6 +307,7 @@ def archive(
     saved = dict(os.environ)
     os.environ.update(
         PRESERVATION_HOME=str(home),
+        PRESERVATION_JOURNAL_INTERVAL_SECONDS="0.001",
         PRESERVATION_TAPE_CARTRIDGES_PER_SITE="3",
         PRESERVATION_TAPE_CAPACITY=str(256 << 20),
         PRESERVATION_TSA_URL=tsa.url,

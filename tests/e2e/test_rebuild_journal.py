@@ -42,6 +42,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The embedded default with no TSA: segments travel unstamped, which is enough here."""
     home = tmp_path / "home"
     monkeypatch.setenv("PRESERVATION_HOME", str(home))
+    monkeypatch.setenv("PRESERVATION_JOURNAL_INTERVAL_SECONDS", "0.001")  # sync per ingest
     monkeypatch.setenv("PRESERVATION_TAPE_CARTRIDGES_PER_SITE", "3")
     monkeypatch.setenv("PRESERVATION_TAPE_CAPACITY", str(256 << 20))
     monkeypatch.delenv("PRESERVATION_TSA_URL", raising=False)
