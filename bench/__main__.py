@@ -45,6 +45,7 @@ ORDER = (
     "dip_download",
     "catalog_rebuild",
     "audit",
+    "evidence",
 )
 
 
@@ -81,6 +82,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     if name == "catalog_rebuild":
         # catalog_rebuild --quick: 200 AIPs on 4 cartridges per site.
+        return ["--workdir", str(work), *(["--quick"] if quick else [])]
+    if name == "evidence":
+        # evidence --quick: 20 bags stamped and not; 20,000 events checked; a 1,000-version period.
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     raise ValueError(name)
 
