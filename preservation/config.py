@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     tsa_certs: Path | None = None
     tsa_timeout: float = 10.0
 
+    # The console (preservation/console/): the key that signs session cookies. Every
+    # API replica must share it; unset, one is made in <home>/console.key.
+    console_secret: str | None = Field(default=None, repr=False)
+
     # Hot folders.
     quiescent_seconds: float = 5.0
     # A directory bag whose Payload-Oxum does not match what is on disk and that has

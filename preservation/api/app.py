@@ -84,4 +84,7 @@ def create_app(settings: Settings | None = None, *, ctx: Context | None = None) 
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(operations.router)
+    from preservation import console
+
+    console.install(app)
     return app

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: The revision the newest migration ends at. Alembic is imported only when the
 #: catalogue is not there yet (a tenth of a second of every command otherwise);
 #: tests/unit/catalog/test_catalog.py checks this against the migrations.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 __all__ = [
     "catalogue_error",

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "ConsoleUser",
     "AIP",
     "AIPFormat",
     "AIPText",
@@ -439,6 +440,31 @@ class APIToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class ConsoleUser(Base):
+    """A person who logs in to the console. The password is kept only as an argon2id hash.
+
+    A user has the same roles as a token, and the same tenancy: an admin has no
+    tenant and sees every one. ``session_epoch`` is in every session cookie; a
+    password change or a disable bumps it, which ends every open session at once.
+    ``failed_logins`` and ``locked_until`` throttle guessing per account.
+    """
+
+    __tablename__ = "console_users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    session_epoch: Mapped[int] = mapped_column(Integer, default=1)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column()
+    disabled_at: Mapped[datetime | None] = mapped_column()
 
 
 class IdempotencyKey(Base):

@@ -42,6 +42,7 @@ from preservation.cli import (
     tape,
     tenants,
     tokens,
+    users,
 )
 from preservation.cli.logs import configure_logging
 from preservation.cli.terminal import EXIT_USAGE, err, out
@@ -133,6 +134,7 @@ app.add_typer(dips.app, name="dip")
 app.add_typer(formats.app, name="formats")
 app.add_typer(tenants.app, name="tenant")
 app.add_typer(tokens.app, name="token")
+app.add_typer(users.app, name="user")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(evidence.history_app, name="history")
 app.command("verify-history")(evidence.verify_history)

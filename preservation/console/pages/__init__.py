@@ -1,0 +1,13 @@
+"""One module per page of the console, each a router mounted under ``/console``.
+
+``account`` (log in and out, the language switch), ``dashboard``, ``search``,
+``aip`` (an AIP and what a curator does with it), ``formats`` (the risk
+report), ``dips`` (requests and downloads), ``admin`` (tenants, users, tokens).
+"""
+
+from preservation.console.pages import account, dashboard
+
+#: Mounted in this order; ``account`` first, as its routes need no session.
+ALL = [account, dashboard]
+
+__all__ = ["ALL"]

@@ -1,0 +1,242 @@
+"""People who log in to the console: accounts, argon2id passwords, lockout.
+
+Tokens are for programs (``tokens.py``); users are for people, who choose
+their own passwords, so a password is kept only as an argon2id hash
+(argon2-cffi's defaults, RFC 9106's second recommended option) and checked at
+that hash's cost. A user resolves to the same :class:`~preservation.tokens.Principal`
+a token does, so every service function scopes a person exactly as it scopes
+a program, and events name the person.
+
+Guessing is throttled per account: after ``MAX_FAILURES`` wrong passwords in a
+row the account is locked for ``LOCK_SECONDS``, and a login during the lock
+fails without looking at the password. An unknown e-mail costs one hash as
+well, so the answer's timing does not tell which accounts exist.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from preservation.catalog.models import ConsoleUser, Role, Tenant, utcnow
+from preservation.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from preservation.tokens import Principal
+
+__all__ = [
+    "LOCK_SECONDS",
+    "MAX_FAILURES",
+    "MIN_PASSWORD_LENGTH",
+    "LoginResult",
+    "add_user",
+    "disable_user",
+    "list_users",
+    "log_in",
+    "principal_of",
+    "set_password",
+    "user_for_session",
+]
+
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60
+#: NIST SP 800-63B's floor for a chosen secret; length, not composition rules.
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+
+_hasher = PasswordHasher()
+# Verified against when the e-mail is unknown, so that costs what a real check costs.
+_DUMMY_HASH = _hasher.hash("not a password anyone has")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str) -> str:
+    email = value.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise InvalidRequestError(f"{value!r} is not an e-mail address", rule="email")
+    return email
+
+
+def _check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidRequestError(
+            f"a password needs at least {MIN_PASSWORD_LENGTH} characters", rule="password-length"
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidRequestError(
+            f"a password has at most {MAX_PASSWORD_LENGTH} characters", rule="password-length"
+        )
+    return password
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=utcnow().tzinfo)
+    return value
+
+
+def _view(user: ConsoleUser) -> dict[str, Any]:
+    locked = _aware(user.locked_until)
+    return {
+        "id": user.id,
+        "email": user.email,
+        "tenant": user.tenant_id,
+        "role": user.role.value,
+        "created_at": user.created_at.isoformat(),
+        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+        "locked_until": locked.isoformat() if locked and locked > utcnow() else None,
+        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+    }
+
+
+def add_user(
+    session: Session, *, email: str, role: Role | str, password: str, tenant_id: str | None
+) -> dict[str, Any]:
+    """A new user; tenancy follows the token rules (admin: none; everyone else: one)."""
+    try:
+        role = Role(role)
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"role {role!r} is not one of {', '.join(r.value for r in Role)}", rule="role"
+        ) from exc
+    if role is Role.ADMIN and tenant_id is not None:
+        raise InvalidRequestError(
+            "an admin sees every tenant: give --role admin without --tenant", rule="admin-tenant"
+        )
+    if role is not Role.ADMIN:
+        if tenant_id is None:
+            raise InvalidRequestError(
+                f"a {role.value} belongs to one tenant: give --tenant", rule="user-tenant"
+            )
+        if session.get(Tenant, tenant_id) is None:
+            raise NotFoundError(
+                f"no tenant {tenant_id!r}: add it first with `preservation tenant add`",
+                tenant=tenant_id,
+            )
+    address = _email(email)
+    if session.scalar(select(ConsoleUser.id).where(ConsoleUser.email == address)):
+        raise ConflictError(f"there is already a user {address}", rule="user-exists")
+    user = ConsoleUser(
+        email=address,
+        role=role,
+        tenant_id=tenant_id,
+        password_hash=_hasher.hash(_check_password(password)),
+        session_epoch=1,
+        failed_logins=0,
+    )
+    session.add(user)
+    session.flush()
+    return _view(user)
+
+
+def _by_email(session: Session, email: str, tenant_id: str | None = None) -> ConsoleUser:
+    user = session.scalar(select(ConsoleUser).where(ConsoleUser.email == email.strip().lower()))
+    if user is None or (tenant_id is not None and user.tenant_id != tenant_id):
+        raise NotFoundError(f"no user {email.strip()}", user=email.strip())
+    return user
+
+
+def set_password(
+    session: Session, email: str, password: str, *, tenant_id: str | None = None
+) -> dict[str, Any]:
+    """A new password; it ends the user's open sessions and lifts a lock."""
+    user = _by_email(session, email, tenant_id)
+    user.password_hash = _hasher.hash(_check_password(password))
+    user.password_changed_at = utcnow()
+    user.session_epoch += 1
+    user.failed_logins = 0
+    user.locked_until = None
+    session.flush()
+    return _view(user)
+
+
+def disable_user(session: Session, email: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+    """No more logins, and the open sessions end; the account stays, for the history."""
+    user = _by_email(session, email, tenant_id)
+    if user.disabled_at is None:
+        user.disabled_at = utcnow()
+        user.session_epoch += 1
+        session.flush()
+    return _view(user)
+
+
+def list_users(session: Session, *, tenant_id: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(ConsoleUser).order_by(ConsoleUser.email)
+    if tenant_id is not None:
+        stmt = stmt.where(ConsoleUser.tenant_id == tenant_id)
+    return [_view(u) for u in session.scalars(stmt)]
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user_id: str
+    epoch: int
+    principal: Principal
+
+
+def principal_of(user: ConsoleUser) -> Principal:
+    """The user as the asker every service function understands; events name the e-mail."""
+    return Principal(f"user:{user.id}", user.tenant_id, user.role, user.email)
+
+
+def log_in(
+    session: Session, email: str, password: str, *, now: datetime | None = None
+) -> LoginResult:
+    """The user, if the password is right and the account neither locked nor disabled.
+
+    Every refusal says the same thing to the person at the door ("wrong e-mail
+    or password", or that the account is locked); the caller commits the
+    failure count even when this raises.
+    """
+    now = now or utcnow()
+    user = session.scalar(
+        select(ConsoleUser).where(ConsoleUser.email == email.strip().lower()).with_for_update()
+    )
+    refused = AuthenticationError("wrong e-mail or password", rule="login")
+    if user is None or user.disabled_at is not None:
+        try:
+            _hasher.verify(_DUMMY_HASH, password)
+        except VerificationError:
+            pass
+        raise refused
+    locked = _aware(user.locked_until)
+    if locked is not None and locked > now:
+        raise AuthenticationError(
+            "too many failed logins: this account is locked for a while; try again later",
+            rule="login-locked",
+            locked_until=locked.isoformat(),
+        )
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILURES:
+            user.locked_until = now + timedelta(seconds=LOCK_SECONDS)
+            user.failed_logins = 0
+        session.flush()
+        raise refused from None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    session.flush()
+    return LoginResult(user.id, user.session_epoch, principal_of(user))
+
+
+def user_for_session(session: Session, user_id: str, epoch: int) -> Principal | None:
+    """The principal behind a session cookie, or None if it has been ended since."""
+    user = session.get(ConsoleUser, user_id)
+    if user is None or user.disabled_at is not None or user.session_epoch != epoch:
+        return None
+    return principal_of(user)
