@@ -30,10 +30,11 @@ def _when(value: datetime | date | str | None, style: str = "medium") -> str:
     if value is None or value == "":
         return "—"
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(text)
         except ValueError:
-            return value
+            return text
     if isinstance(value, datetime):
         return str(
             format_datetime(value, format=style, locale=i18n.current(), tzinfo=value.tzinfo)
