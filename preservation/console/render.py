@@ -36,9 +36,7 @@ def _when(value: datetime | date | str | None, style: str = "medium") -> str:
         except ValueError:
             return text
     if isinstance(value, datetime):
-        return str(
-            format_datetime(value, format=style, locale=i18n.current(), tzinfo=value.tzinfo)
-        )
+        return str(format_datetime(value, format=style, locale=i18n.current(), tzinfo=value.tzinfo))
     return str(format_date(value, format=style, locale=i18n.current()))
 
 

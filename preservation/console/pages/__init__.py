@@ -5,9 +5,9 @@
 report), ``dips`` (requests and downloads), ``admin`` (tenants, users, tokens).
 """
 
-from preservation.console.pages import account, dashboard
+from preservation.console.pages import account, admin, aip, dashboard, dips, formats, search
 
 #: Mounted in this order; ``account`` first, as its routes need no session.
-ALL = [account, dashboard]
+ALL = [account, dashboard, search, aip, formats, dips, admin]
 
 __all__ = ["ALL"]
