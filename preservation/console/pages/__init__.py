@@ -5,9 +5,18 @@
 report), ``dips`` (requests and downloads), ``admin`` (tenants, users, tokens).
 """
 
-from preservation.console.pages import account, admin, aip, dashboard, dips, formats, search
+from preservation.console.pages import (
+    account,
+    admin,
+    aip,
+    dashboard,
+    dips,
+    formats,
+    migrations,
+    search,
+)
 
 #: Mounted in this order; ``account`` first, as its routes need no session.
-ALL = [account, dashboard, search, aip, formats, dips, admin]
+ALL = [account, dashboard, search, aip, migrations, formats, dips, admin]
 
 __all__ = ["ALL"]
