@@ -1,4 +1,4 @@
-"""`preservation api`: serve the REST API (and, later, the console) with uvicorn."""
+"""`preservation api`: serve the REST API and the curators' console with uvicorn."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def api(
         int, typer.Option("--workers", min=1, help="uvicorn worker processes (with a broker)")
     ] = 1,
 ) -> None:
-    """Serve the REST API: /api/v1 (OpenAPI at /api/v1/openapi.json), /healthz, /metrics."""
+    """Serve the REST API (/api/v1, OpenAPI at /api/v1/openapi.json), the console (/console/),
+    /healthz and /metrics."""
     import uvicorn
 
     from preservation.context import check_data_root
@@ -35,6 +36,10 @@ def api(
         )
         workers = 1
     err.print(f"API on http://{host}:{port}/api/v1/docs", highlight=False)
+    err.print(
+        f"console on http://{host}:{port}/console/ (people log in: `preservation user add`)",
+        highlight=False,
+    )
     uvicorn.run(
         "preservation.api.app:create_app",
         factory=True,
