@@ -401,11 +401,18 @@ def get_disposal(session: Session, disposal_id: str, tenant_id: str | None) -> D
 
 
 def list_disposals(
-    session: Session, tenant_id: str | None, *, state: DisposalState | None = None
+    session: Session,
+    tenant_id: str | None,
+    *,
+    state: DisposalState | None = None,
+    aip_id: str | None = None,
 ) -> list[DisposalView]:
+    """A tenant's disposals, newest first; ``aip_id``: one AIP's (its page shows them)."""
     stmt = select(Disposal).order_by(Disposal.requested_at.desc(), Disposal.id)
     if tenant_id is not None:
         stmt = stmt.where(Disposal.tenant_id == tenant_id)
+    if aip_id is not None:
+        stmt = stmt.where(Disposal.aip_id == aip_id)
     if state is not None:
         stmt = stmt.where(Disposal.state == state)
     return [disposal_view(d) for d in session.scalars(stmt.limit(1000))]

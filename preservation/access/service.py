@@ -321,7 +321,10 @@ def get_dip(session: Session, dip_id: str, tenant_id: str | None) -> DIPView:
     return view(row, disposed=state == AIPState.DISPOSED)
 
 
-def list_dips(session: Session, tenant_id: str | None, *, limit: int = 50) -> list[DIPView]:
+def list_dips(
+    session: Session, tenant_id: str | None, *, limit: int = 50, requested_by: str | None = None
+) -> list[DIPView]:
+    """Recent requests, newest first; ``requested_by``: only those one person (label) made."""
     stmt = (
         select(DIP, AIP.state)
         .join(AIP, AIP.id == DIP.aip_id)
@@ -330,6 +333,8 @@ def list_dips(session: Session, tenant_id: str | None, *, limit: int = 50) -> li
     )
     if tenant_id is not None:
         stmt = stmt.where(DIP.tenant_id == tenant_id)
+    if requested_by is not None:
+        stmt = stmt.where(DIP.requested_by_label == requested_by[:255])
     return [view(r, disposed=state == AIPState.DISPOSED) for r, state in session.execute(stmt)]
 
 

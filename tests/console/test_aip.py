@@ -1,0 +1,215 @@
+"""The AIP page: what it shows of a catalogue-only AIP and of a real ingest, and its actions.
+
+Everything goes through the browser's path: the login form, the session
+cookie, the CSRF field of each form. The actions are the API's service
+functions, so what is asserted here is the page's side: the right buttons for
+the role, the refusal shown where it happened, and the state after the
+redirect.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from preservation.catalog.database import session_scope
+from preservation.catalog.models import AIP, AIPState, AIPVersion, PremisEvent
+from preservation.context import Context
+from preservation.evidence.journal import cut_segments
+from tests.api.test_dips import ingested
+from tests.console.conftest import People, add_aip, ago
+from tests.polling import wait_for
+
+
+def form_actions(html: str) -> set[str]:
+    return set(re.findall(r'<form method="post" action="([^"]+)"', html))
+
+
+def test_a_catalogue_only_aip_shows_its_files_history_and_retention(
+    client: TestClient, ctx: Context, people: People
+) -> None:
+    aip = add_aip(
+        ctx,
+        "museum",
+        title="Ledger of 1921",
+        names=["data/notes/a.txt", "data/img/b.png"],
+        puids=["x-fmt/111", "fmt/11"],
+        external_identifier="INV-1921",
+    )
+    people.add("carol@museum.example", "consumer", "museum")
+    csrf = people.log_in(client, "carol@museum.example")
+
+    r = client.get(f"/console/aips/{aip}")
+    assert r.status_code == 200, r.text[:500]
+    page = r.text
+    assert "<h1>Ledger of 1921</h1>" in page and "INV-1921" in page
+    assert "data/notes/a.txt" in page and "data/img/b.png" in page
+    assert "x-fmt/111" in page and "fmt/11" in page
+    assert "Version 1" in page and "ingest" in page
+    # The history: the fixture's ingestion event, its chain hash, not yet in a segment.
+    with session_scope(ctx.sessions) as s:
+        event = s.scalars(select(PremisEvent).where(PremisEvent.aip_id == aip)).one()
+        seq, digest = event.seq, event.hash
+    assert "ingestion" in page and digest[:12] in page
+    assert "not yet in a journal segment" in page
+    assert "chained only: no time-stamping authority is configured" in page
+    assert "permanently" in page  # no retention date
+    # A consumer may ask for a DIP and nothing else.
+    actions = form_actions(page)
+    assert f"/console/aips/{aip}/dip" in actions
+    assert not {a for a in actions if a.endswith(("/retention", "/hold", "/disposal"))}
+    assert "Edit the descriptive metadata" not in page and "Preview a migration" not in page
+    # And a consumer's POST to a curator's action is refused, even with the token.
+    r = client.post(
+        f"/console/aips/{aip}/hold",
+        data={"csrf": csrf, "reason": "mine"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403 and "text/html" in r.headers["content-type"]
+    assert client.get(f"/console/aips/{aip}/metadata").status_code == 403
+    assert "on hold" not in client.get(f"/console/aips/{aip}").text
+
+    # Once the journal is cut, the event's segment is named, waiting for the TSA.
+    with session_scope(ctx.sessions) as s:
+        cut_segments(s, tenant_id="museum")
+    page = client.get(f"/console/aips/{aip}").text
+    assert "waiting for the TSA" in page and f"segment 1–{seq}" in page
+
+
+def test_another_tenants_aip_is_the_404_page(
+    client: TestClient, ctx: Context, people: People
+) -> None:
+    theirs = add_aip(ctx, "library", title="Their secret ledger")
+    people.add("ann@museum.example", "curator", "museum")
+    csrf = people.log_in(client, "ann@museum.example")
+    nobody = "00000000-0000-4000-8000-000000000000"
+    pages = [client.get(f"/console/aips/{aip}") for aip in (theirs, nobody)]
+    assert [r.status_code for r in pages] == [404, 404]
+    assert "Their secret ledger" not in pages[0].text
+    assert pages[0].text.replace(theirs, nobody) == pages[1].text
+    for path in ("retention", "hold", "disposal", "dip", "metadata"):
+        r = client.post(
+            f"/console/aips/{theirs}/{path}",
+            data={"csrf": csrf, "reason": "x", "until": "2020-01-01"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 404, (path, r.status_code)
+    assert client.get(f"/console/aips/{theirs}/metadata").status_code == 404
+    with session_scope(ctx.sessions) as s:
+        assert s.get_one(AIP, theirs).retention_until is None
+
+
+def test_a_disposal_takes_two_curators(client: TestClient, ctx: Context, people: People) -> None:
+    aip = add_aip(ctx, "museum", title="Old ledger", created_at=ago(400))
+    people.add("alice@museum.example", "curator", "museum")
+    people.add("bob@museum.example", "curator", "museum")
+    csrf = people.log_in(client, "alice@museum.example")
+    base = f"/console/aips/{aip}"
+
+    page = client.get(base).text
+    assert {f"{base}/retention", f"{base}/hold", f"{base}/disposal"} <= form_actions(page)
+    assert "Edit the descriptive metadata" in page
+    assert f"/console/migrations/new?aip={aip}" in page
+
+    # Refused by the service: kept permanently, said on the AIP's page.
+    r = client.post(f"{base}/disposal", data={"csrf": csrf, "reason": "expired"})
+    assert r.status_code == 409 and "no retention date" in r.text and "<h1>Old ledger</h1>" in r.text
+
+    r = client.post(
+        f"{base}/retention", data={"csrf": csrf, "until": "2020-01-01"}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"{base}?done=retention"
+    page = client.get(r.headers["location"]).text
+    assert "The retention was changed." in page and "may be disposed of" in page
+
+    # A hold beats the date; lifted, the disposal may be asked for.
+    r = client.post(f"{base}/hold", data={"csrf": csrf, "reason": "court case 42"})
+    assert r.status_code == 200 and "court case 42" in r.text and "on hold" in r.text
+    r = client.post(f"{base}/disposal", data={"csrf": csrf, "reason": "expired"})
+    assert r.status_code == 409 and "legal hold" in r.text
+    r = client.post(f"{base}/hold/lift", data={"csrf": csrf, "reason": "case closed"})
+    assert r.status_code == 200 and "case closed" in r.text
+
+    r = client.post(
+        f"{base}/disposal", data={"csrf": csrf, "reason": "retention expired"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    page = client.get(r.headers["location"]).text
+    assert "waiting for approval" in page and "retention expired" in page
+    [approve] = [a for a in form_actions(page) if a.endswith("/approve")]
+
+    # The same curator may not approve: the four-eyes refusal is shown on the page.
+    r = client.post(approve, data={"csrf": csrf})
+    assert r.status_code == 403, r.status_code
+    assert "four eyes" in r.text and "<h1>Old ledger</h1>" in r.text
+    with session_scope(ctx.sessions) as s:
+        assert s.get_one(AIP, aip).state is AIPState.ACTIVE
+
+    client.cookies.clear()
+    csrf = people.log_in(client, "bob@museum.example")
+    r = client.post(approve, data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:500]
+    page = client.get(r.headers["location"]).text
+    assert "disposed of" in page and "bob@museum.example" in page
+    with session_scope(ctx.sessions) as s:
+        assert s.get_one(AIP, aip).state is AIPState.DISPOSED
+    # A tombstone has no actions left.
+    assert not [a for a in form_actions(page) if a.startswith(base)]
+
+
+def test_a_real_ingest_and_a_new_description_as_version_2(
+    client: TestClient, ctx: Context, people: People, tmp_path: Path
+) -> None:
+    aip = ingested(ctx, tmp_path)
+    people.add("ann@museum.example", "curator", "museum")
+    csrf = people.log_in(client, "ann@museum.example")
+
+    page = client.get(f"/console/aips/{aip}").text
+    assert "images/plate.png" in page and "notes/reading.txt" in page
+    assert "fmt/11" in page and "Portable Network Graphics" in page  # PNG, identified
+    assert "width" in page  # characterisation: the image's properties
+    for site in ctx.settings.sites:
+        assert f"<td>{site}</td>" in page
+    assert "verified" in page
+    assert page.count("being stored") == 0 and 'hx-trigger="every 2s"' not in page
+
+    form = client.get(f"/console/aips/{aip}/metadata")
+    assert form.status_code == 200
+    assert 'id="dc-title"' in form.text and '<label for="dc-title">' in form.text
+    # An element outside simple Dublin Core cannot be sent; an empty record is refused.
+    r = client.post(f"/console/aips/{aip}/metadata", data={"csrf": csrf})
+    assert r.status_code == 400 and "the record is empty" in r.text
+
+    r = client.post(
+        f"/console/aips/{aip}/metadata",
+        data={
+            "csrf": csrf,
+            "title": "Ledger of the reading room",
+            "subject": "ledgers\nreading rooms",
+            "date": "1921",
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:500]
+    assert r.headers["location"] == f"/console/aips/{aip}?done=metadata&version=2"
+
+    def timeline() -> str:
+        r = client.get(f"/console/aips/{aip}/versions", headers={"HX-Request": "true"})
+        assert r.status_code == 200
+        return r.text
+
+    # Polled until version 2 is stored; then the fragment stops asking.
+    wait_for(lambda: "being stored" not in timeline(), "version 2 stored", limit=60)
+    assert 'hx-trigger' not in timeline() and "Version 2" in timeline()
+    with session_scope(ctx.sessions) as s:
+        versions = s.scalars(select(AIPVersion).where(AIPVersion.aip_id == aip)).all()
+        assert [(v.number, v.reason) for v in versions] == [(1, "ingest"), (2, "metadata")]
+    page = client.get(f"/console/aips/{aip}").text
+    assert "<h1>Ledger of the reading room</h1>" in page
+    assert "ledgers; reading rooms" in page and "Version 2" in page
+    # The form now starts from the new record.
+    form = client.get(f"/console/aips/{aip}/metadata").text
+    assert "ledgers\nreading rooms</textarea>" in form
