@@ -116,7 +116,9 @@ def test_a_disposal_takes_two_curators(client: TestClient, ctx: Context, people:
 
     # Refused by the service: kept permanently, said on the AIP's page.
     r = client.post(f"{base}/disposal", data={"csrf": csrf, "reason": "expired"})
-    assert r.status_code == 409 and "no retention date" in r.text and "<h1>Old ledger</h1>" in r.text
+    assert (
+        r.status_code == 409 and "no retention date" in r.text and "<h1>Old ledger</h1>" in r.text
+    )
 
     r = client.post(
         f"{base}/retention", data={"csrf": csrf, "until": "2020-01-01"}, follow_redirects=False
@@ -134,7 +136,9 @@ def test_a_disposal_takes_two_curators(client: TestClient, ctx: Context, people:
     assert r.status_code == 200 and "case closed" in r.text
 
     r = client.post(
-        f"{base}/disposal", data={"csrf": csrf, "reason": "retention expired"}, follow_redirects=False
+        f"{base}/disposal",
+        data={"csrf": csrf, "reason": "retention expired"},
+        follow_redirects=False,
     )
     assert r.status_code == 303
     page = client.get(r.headers["location"]).text
@@ -203,7 +207,7 @@ def test_a_real_ingest_and_a_new_description_as_version_2(
 
     # Polled until version 2 is stored; then the fragment stops asking.
     wait_for(lambda: "being stored" not in timeline(), "version 2 stored", limit=60)
-    assert 'hx-trigger' not in timeline() and "Version 2" in timeline()
+    assert "hx-trigger" not in timeline() and "Version 2" in timeline()
     with session_scope(ctx.sessions) as s:
         versions = s.scalars(select(AIPVersion).where(AIPVersion.aip_id == aip)).all()
         assert [(v.number, v.reason) for v in versions] == [(1, "ingest"), (2, "metadata")]

@@ -1,0 +1,97 @@
+"""Migrations from the console: the dry run, the start, the live progress to the end.
+
+A real ingest of a small bag (a PNG and a text file): the PNG has the
+cheapest action of the shipped policy (Pillow to uncompressed TIFF), the text
+none, so the preview has one line and the run one file to convert.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from preservation.catalog.database import session_scope
+from preservation.catalog.models import AIPVersion, Migration
+from preservation.context import Context
+from tests.api.test_dips import ingested
+from tests.console.conftest import People, add_aip
+from tests.polling import wait_for
+
+POLLING = 'hx-trigger="every 2s"'
+
+
+def test_a_curator_previews_and_runs_a_migration_and_follows_it(
+    client: TestClient, ctx: Context, people: People, tmp_path: Path
+) -> None:
+    aip = ingested(ctx, tmp_path)
+    people.add("ann@museum.example", "curator", "museum")
+    people.add("mallory@library.example", "curator", "library")
+    csrf = people.log_in(client, "ann@museum.example")
+
+    r = client.get(f"/console/migrations/new?aip={aip}")
+    assert r.status_code == 200, r.text[:500]
+    preview = r.text
+    rows = re.findall(r"<tr>\s*<td class=\"mono\">([^<]+)</td>", preview)
+    assert rows == ["data/images/plate.png"], rows  # the text file has no action
+    assert "image-to-tiff" in preview and "fmt/353" in preview and "pillow" in preview
+    assert "Start migration" in preview
+    with session_scope(ctx.sessions) as s:  # a dry run records nothing
+        assert s.scalars(select(Migration)).all() == []
+
+    r = client.post("/console/migrations", data={"csrf": csrf, "aip": aip}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:500]
+    location = r.headers["location"]
+    migration_id = location.rsplit("/", 1)[1]
+    assert location == f"/console/migrations/{migration_id}"
+    page = client.get(location)
+    assert page.status_code == 200 and "<h1>" in page.text and aip in page.text
+
+    def fragment() -> str:
+        r = client.get(location, headers={"HX-Request": "true"})
+        assert r.status_code == 200 and "<html" not in r.text
+        return r.text
+
+    wait_for(lambda: POLLING not in fragment(), "the migration to finish", limit=120)
+    done = fragment()
+    assert "done" in done and "migrated" in done and "1 of 1 AIPs" in done, done
+    assert "data/representations/rep2/data/images/plate.tif" in done
+    assert f"/console/aips/{aip}?version=2" in done
+    with session_scope(ctx.sessions) as s:
+        versions = s.scalars(select(AIPVersion).where(AIPVersion.aip_id == aip)).all()
+        assert [(v.number, v.reason) for v in versions] == [(1, "ingest"), (2, "migration")]
+    assert migration_id[:8] in client.get("/console/migrations").text
+
+    # Another tenant's curator: no such migration, no preview of that AIP.
+    client.cookies.clear()
+    other = people.log_in(client, "mallory@library.example")
+    assert client.get(location).status_code == 404
+    assert client.get(f"/console/migrations/new?aip={aip}").status_code == 404
+    r = client.post("/console/migrations", data={"csrf": other, "aip": aip})
+    assert r.status_code == 404
+    assert migration_id[:8] not in client.get("/console/migrations").text
+
+
+def test_consumers_neither_preview_nor_start_migrations(
+    client: TestClient, ctx: Context, people: People
+) -> None:
+    aip = add_aip(ctx, "museum", title="Plates", puids=["fmt/11"], names=["data/a.png"])
+    people.add("carol@museum.example", "consumer", "museum")
+    people.add("ann@museum.example", "curator", "museum")
+    csrf = people.log_in(client, "carol@museum.example")
+    assert client.get(f"/console/migrations/new?aip={aip}").status_code == 403
+    r = client.post("/console/migrations", data={"csrf": csrf, "aip": aip})
+    assert r.status_code == 403
+    assert "Preview a migration" not in client.get(f"/console/aips/{aip}").text
+    with session_scope(ctx.sessions) as s:
+        assert s.scalars(select(Migration)).all() == []
+
+    # A curator's preview by PUID, of the catalogue alone.
+    client.cookies.clear()
+    people.log_in(client, "ann@museum.example")
+    r = client.get("/console/migrations/new?puid=fmt/11")
+    assert r.status_code == 200 and "data/a.png" in r.text and "image-to-tiff" in r.text
+    r = client.get(f"/console/migrations/new?aip={aip}&puid=fmt/11")
+    assert r.status_code == 400
