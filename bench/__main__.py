@@ -39,6 +39,7 @@ ORDER = (
     "distributed",
     "duplicates",
     "catalogue",
+    "console",
     "upload",
     "migrate",
     "recall",
@@ -70,6 +71,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--workdir", str(work), *(quick_size if quick else [])]
     if name == "distributed":
         return ["--workdir", str(work), *(["--bags", "20"] if quick else [])]
+    if name == "console":
+        # console --quick: 2,000 AIPs on both backends, 50 requests per kind, 5 browser loads.
+        return ["--workdir", str(work), *(["--quick"] if quick else [])]
     if name in ("catalogue", "upload", "migrate"):
         # catalogue --quick: 2,000 AIPs on both backends; upload --quick: 64 MiB and 16 MiB;
         # migrate --quick: a few small files per tool family.

@@ -79,6 +79,26 @@ def test_bench_catalogue_runs_and_reports_ratios(tmp_path: Path) -> None:
         assert sqlite["kinds"][kind]["in_process"]["p50_ms"] > 0, kind
 
 
+def test_bench_console_runs_and_reports_ratios(tmp_path: Path) -> None:
+    from tests.conftest import IN_CI
+
+    browser = Path("/usr/bin/chromium").exists() or IN_CI
+    figures = _run_bench(
+        "bench_console.py",
+        *("--aips", "60", "--files-per-aip", "3", "--requests", "5", "--warmup", "2"),
+        *("--loads", "2", *([] if browser else ["--no-browser"])),
+        *("--backends", "sqlite", "--workdir", str(tmp_path)),
+    )
+    assert figures["files"] == 180
+    sqlite = figures["backends"]["sqlite"]
+    assert sqlite["server_side"]["baseline_healthz"]["p50_ms"] > 0
+    for kind in ("dashboard", "search_word", "search_puid", "aip"):
+        page = sqlite["server_side"]["pages"][kind]
+        assert page["p95_ms"] > 0 and page["p50_ratio"] > 0, kind
+        if browser:
+            assert sqlite["browser"][kind]["interactive"]["p50_ms"] > 0, kind
+
+
 def test_bench_upload_runs_and_reports_ratios(tmp_path: Path) -> None:
     figures = _run_bench(
         "bench_upload.py",
