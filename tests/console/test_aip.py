@@ -217,3 +217,27 @@ def test_a_real_ingest_and_a_new_description_as_version_2(
     # The form now starts from the new record.
     form = client.get(f"/console/aips/{aip}/metadata").text
     assert "ledgers\nreading rooms</textarea>" in form
+
+
+def test_the_pages_speak_dutch_and_french(client: TestClient, ctx: Context, people: People) -> None:
+    aip = add_aip(ctx, "museum", title="Ledger", puids=["fmt/11"], names=["data/a.png"])
+    people.add("ann@museum.example", "curator", "museum")
+    people.log_in(client, "ann@museum.example")
+    pages = (
+        f"/console/aips/{aip}",
+        f"/console/aips/{aip}/metadata",
+        f"/console/migrations/new?aip={aip}",
+        "/console/migrations",
+        "/console/dips",
+    )
+    said = {
+        "nl": ("Bewaring en blokkeringen", "Beschrijvende metadata", "Migratie starten"),
+        "fr": ("Conservation et gels", "Métadonnées descriptives", "Lancer la migration"),
+    }
+    english = ("Retention and holds", "Save as a new version", "Start migration", "No DIP request")
+    for lang, words in said.items():
+        texts = [client.get(p, headers={"Accept-Language": lang}) for p in pages]
+        assert [r.status_code for r in texts] == [200] * len(pages)
+        whole = "".join(r.text for r in texts)
+        assert all(w in whole for w in words), lang
+        assert not [e for e in english if e in whole], lang
