@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -19,7 +20,7 @@ NEW_PASSWORD = "a different long passphrase"
 NOTICE = re.compile(r'<p class="notice [a-z]+" role="status">([^<]*)</p>')
 
 
-def post(client: TestClient, path: str, csrf: str, **data: str) -> object:
+def post(client: TestClient, path: str, csrf: str, **data: str) -> httpx.Response:
     return client.post(f"/console/admin{path}", data={"csrf": csrf, **data}, follow_redirects=False)
 
 
