@@ -36,6 +36,7 @@ __all__ = [
     "FormatRow",
     "FormatTotals",
     "PolicyRef",
+    "aips_per_format",
     "current_files_filter",
     "format_report",
     "load_format_policy",
@@ -214,6 +215,30 @@ def _grouped(tenant_id: str | None) -> Any:
         .where(File.aip_version_id.in_(live), current_files_filter())
         .group_by(File.puid)
     )
+
+
+def aips_per_format(session: Session, tenant_id: str | None) -> dict[str | None, int]:
+    """How many AIPs hold files of each PUID, over the same files as :func:`format_report`.
+
+    Beside the report rather than in it: a distinct count needs each file's
+    AIP, a join the report's one pass is built to avoid (see :func:`_grouped`),
+    and only the console's table shows it. ``None`` counts AIPs with
+    unidentified files.
+    """
+    live = (
+        select(AIPVersion.id)
+        .join(AIP, AIPVersion.aip_id == AIP.id)
+        .where(AIPVersion.committed_at.is_not(None), AIP.state.in_(_LIVE_STATES))
+    )
+    if tenant_id is not None:
+        live = live.where(AIP.tenant_id == tenant_id)
+    rows = session.execute(
+        select(File.puid, func.count(func.distinct(AIPVersion.aip_id)))
+        .join(AIPVersion, AIPVersion.id == File.aip_version_id)
+        .where(File.aip_version_id.in_(live), current_files_filter())
+        .group_by(File.puid)
+    )
+    return {puid: int(n) for puid, n in rows}
 
 
 def _row(r: Any, policy: FormatPolicy) -> FormatRow:

@@ -55,6 +55,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "encode_position",
+    "formats_of",
     "index_aips",
     "invalid_files_of",
     "parse_property_filter",
@@ -332,6 +333,23 @@ def search_aips(
     more = len(found) > limit
     found = found[:limit]
     return Page(found, encode_cursor(found[-1]) if more and found else None)
+
+
+def formats_of(session: Session, aip_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """The PUIDs each AIP holds (any version) and its files in each: one query for a page.
+
+    Read from the format index the PUID filter uses, so a result list shows
+    exactly the formats a search by PUID finds it by.
+    """
+    found: dict[str, dict[str, int]] = defaultdict(dict)
+    if aip_ids:
+        for aip_id, puid, files in session.execute(
+            select(AIPFormat.aip_id, AIPFormat.puid, AIPFormat.files)
+            .where(AIPFormat.aip_id.in_(list(aip_ids)))
+            .order_by(AIPFormat.aip_id, AIPFormat.files.desc(), AIPFormat.puid)
+        ):
+            found[aip_id][puid] = int(files)
+    return dict(found)
 
 
 def invalid_files_of(aip_id: Any) -> Select[Any]:

@@ -1,17 +1,172 @@
-"""The dashboard: what is in the safe, and what needs a person."""
+"""The dashboard: what is in the safe, and what needs a person.
+
+Everything is the viewer's tenant's (an admin's: every tenant's), read with
+the functions ``status``, the API and monitoring use: SIP counts, rejected
+SIPs with their reports, disposals waiting for a second curator, and the
+parts of :mod:`preservation.attention` (stuck SIPs, failed copies, bags set
+aside, sites). Each is a grouped count or a short list, so the page costs the
+same at 100,000 AIPs as at ten.
+
+Audit coverage is the exception: it reads every active version to find the
+ones missing a copy, so it is its own fragment (``/console/dashboard/coverage``),
+loaded after the page by htmx and reached by a plain link without JavaScript.
+Audits in progress poll their own fragment until they finish.
+"""
 
 from __future__ import annotations
 
-from fastapi import Request
-from starlette.responses import Response
+from typing import Annotated, Any
 
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from preservation import attention, dispatch, lookup, retention
+from preservation.api.deps import Ctx, Db, actor_of
+from preservation.audit import runs
+from preservation.audit.coverage import coverage
+from preservation.catalog import service
+from preservation.catalog.database import session_scope
+from preservation.catalog.models import CartridgeState, DisposalState, Role, SIPState
 from preservation.console import render
-from preservation.console.deps import Viewer
+from preservation.console.deps import Viewer, needs
 from preservation.console.deps import router as console_router
+from preservation.console.i18n import gettext as _
+from preservation.errors import InvalidRequestError
+from preservation.tokens import Principal
 
 router = console_router()
+Curator = Annotated[Principal, Depends(needs(Role.CURATOR))]
+
+#: Rejected SIPs and set-aside bags listed on the page (the count beside them is complete).
+REJECTED_LISTED = 10
+#: Seconds between two polls of an audit in progress.
+POLL_SECONDS = 2
+
+
+def state_labels() -> dict[str, str]:
+    """SIP, AIP, cartridge and audit states in the viewer's language."""
+    return {
+        "received": _("received"),
+        "validated": _("validated"),
+        "staged": _("staged"),
+        "scanned": _("scanned"),
+        "identified": _("identified"),
+        "characterised": _("characterised"),
+        "described": _("described"),
+        "packaged": _("packaged"),
+        "stored": _("stored"),
+        "committed": _("committed"),
+        "rejected": _("rejected"),
+        "failed": _("failed"),
+        "pending": _("pending"),
+        "active": _("active"),
+        "discarded": _("discarded"),
+        "disposed": _("disposed of"),
+        "scratch": _("scratch"),
+        "filling": _("filling"),
+        "full": _("full"),
+        "suspect": _("suspect"),
+        "retired": _("retired"),
+        "queued": _("queued"),
+        "running": _("running"),
+        "done": _("done"),
+    }
+
+
+def _common(viewer: Principal) -> dict[str, Any]:
+    return {
+        "section": "dashboard",
+        "states": state_labels(),
+        "can_audit": viewer.role.allows(Role.CURATOR),
+        "poll": POLL_SECONDS,
+    }
 
 
 @router.get("/")
-def dashboard(request: Request, viewer: Viewer) -> Response:
-    return render.page(request, "dashboard.html", {"section": "dashboard"})
+def dashboard(request: Request, ctx: Ctx, db: Db, viewer: Viewer) -> Response:
+    tenant = viewer.tenant_id
+    sip_counts = service.count_sips_by_state(db, tenant)
+    failed_count, failed = attention.failed_copies(db, tenant)
+    context = {
+        **_common(viewer),
+        "sip_states": [s.value for s in SIPState],
+        "sip_counts": sip_counts,
+        "aip_counts": attention.aip_counts(db, tenant),
+        "rejected": lookup.list_sip_views(
+            db, tenant, state=SIPState.REJECTED, limit=REJECTED_LISTED
+        ).items,
+        "rejected_count": sip_counts.get(SIPState.REJECTED.value, 0),
+        "set_aside": attention.set_aside_bags(
+            ctx.settings.ingest_dir, tenant, limit=REJECTED_LISTED
+        ),
+        "stuck": attention.stuck_sips(db, tenant),
+        "failed_count": failed_count,
+        "failed": failed,
+        "disposals": retention.list_disposals(db, tenant, state=DisposalState.REQUESTED),
+        "sites": attention.site_views(db, ctx.settings),
+        "cartridge_states": [s.value for s in CartridgeState],
+        "site_names": list(ctx.settings.sites),
+        "audits": attention.audits(db, tenant),
+    }
+    return render.page(request, "dashboard.html", context)
+
+
+@router.get("/dashboard/coverage")
+async def audit_coverage(request: Request, ctx: Ctx, viewer: Viewer) -> Response:
+    """Per site: copies checked within their tenant's interval, and the overdue ones."""
+    report = await run_in_threadpool(coverage, ctx, tenant=viewer.tenant_id)
+    context = {
+        **_common(viewer),
+        "coverage": report,
+        "overdue": sum(s.overdue_copies for s in report.sites),
+        "missing": sum(len(s.missing) for s in report.sites),
+        "listed": [(s.site, o) for s in report.sites for o in s.overdue],
+    }
+    if render.is_htmx(request):
+        return render.page(request, "dashboard/_coverage.html", context)
+    return render.page(request, "dashboard/coverage.html", context)
+
+
+@router.get("/dashboard/audits/{audit_id}")
+def audit_progress(request: Request, db: Db, viewer: Viewer, audit_id: str) -> Response:
+    """One audit's progress: the polling fragment for htmx, a small page without it."""
+    audit = runs.get_audit(db, audit_id, viewer.tenant_id)
+    context = {**_common(viewer), "audit": audit}
+    if render.is_htmx(request):
+        return render.page(request, "dashboard/_audit.html", context)
+    return render.page(request, "dashboard/audit.html", context)
+
+
+@router.post("/dashboard/audits")
+async def start_audit(request: Request, ctx: Ctx, viewer: Curator) -> Response:
+    """Start a fixity audit as ``POST /api/v1/audits`` does: queued, then handed to a runner."""
+    form = await request.form()
+    site = str(form.get("site") or "").strip() or None
+    raw_max = str(form.get("max_cartridges") or "").strip()
+    max_cartridges: int | None = None
+    if raw_max:
+        if not raw_max.isdigit() or not 1 <= int(raw_max) <= 1_000_000:
+            raise InvalidRequestError(
+                _("The number of cartridges must be a whole number from 1 to 1,000,000."),
+                rule="audit-bounds",
+                field="max_cartridges",
+            )
+        max_cartridges = int(raw_max)
+
+    def start() -> runs.AuditView:
+        with session_scope(ctx.sessions) as s:
+            return runs.start_audit(
+                s,
+                tuple(ctx.settings.sites),
+                viewer.tenant_id,
+                actor_of(viewer).who,
+                site=site,
+                max_cartridges=max_cartridges,
+            )
+
+    view = await run_in_threadpool(start)
+    dispatch.submit_audit(ctx, view.audit_id)
+    if render.is_htmx(request):
+        return render.page(request, "dashboard/_audit.html", {**_common(viewer), "audit": view})
+    return RedirectResponse("/console/#audits", status_code=303)
