@@ -171,7 +171,7 @@ def test_the_search_page_speaks_dutch_and_french(client: TestClient, people: Peo
     nl = client.get("/console/search", headers={"Accept-Language": "nl"}).text
     assert "<h1>Zoeken</h1>" in nl and ">Resultaten</h2>" in nl
     fr = client.get("/console/search", headers={"Accept-Language": "fr"}).text
-    assert "<h1>Rechercher</h1>" in fr and ">Résultats</h2>" in fr
+    assert "<h1>Recherche</h1>" in fr and ">Résultats</h2>" in fr
     bad = client.get(
         "/console/search", params={"from": "gisteren"}, headers={"Accept-Language": "nl"}
     )
