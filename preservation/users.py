@@ -85,6 +85,12 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def _iso(value: datetime | None) -> str | None:
+    """UTC with its offset, as written or as read back (SQLite gives naive datetimes)."""
+    aware = _aware(value)
+    return aware.isoformat() if aware is not None else None
+
+
 def _view(user: ConsoleUser) -> dict[str, Any]:
     locked = _aware(user.locked_until)
     return {
@@ -92,10 +98,10 @@ def _view(user: ConsoleUser) -> dict[str, Any]:
         "email": user.email,
         "tenant": user.tenant_id,
         "role": user.role.value,
-        "created_at": user.created_at.isoformat(),
-        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
-        "locked_until": locked.isoformat() if locked and locked > utcnow() else None,
-        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+        "created_at": _iso(user.created_at),
+        "last_login_at": _iso(user.last_login_at),
+        "locked_until": _iso(locked) if locked and locked > utcnow() else None,
+        "disabled_at": _iso(user.disabled_at),
     }
 
 
