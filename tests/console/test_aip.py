@@ -206,7 +206,7 @@ def test_a_real_ingest_and_a_new_description_as_version_2(
         return r.text
 
     # Polled until version 2 is stored; then the fragment stops asking.
-    wait_for(lambda: "being stored" not in timeline(), "version 2 stored", limit=60)
+    wait_for(lambda: "being stored" not in timeline(), "version 2 stored", limit=180)
     assert "hx-trigger" not in timeline() and "Version 2" in timeline()
     with session_scope(ctx.sessions) as s:
         versions = s.scalars(select(AIPVersion).where(AIPVersion.aip_id == aip)).all()

@@ -54,7 +54,7 @@ def test_a_curator_previews_and_runs_a_migration_and_follows_it(
         assert r.status_code == 200 and "<html" not in r.text
         return r.text
 
-    wait_for(lambda: POLLING not in fragment(), "the migration to finish", limit=120)
+    wait_for(lambda: POLLING not in fragment(), "the migration to finish", limit=180)
     done = fragment()
     assert "done" in done and "migrated" in done and "1 of 1 AIPs" in done, done
     assert "data/representations/rep2/data/images/plate.tif" in done
