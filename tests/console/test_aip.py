@@ -19,7 +19,11 @@ from preservation.catalog.database import session_scope
 from preservation.catalog.models import AIP, AIPState, AIPVersion, PremisEvent
 from preservation.context import Context
 from preservation.evidence.journal import cut_segments
+from preservation.evidence.loopback_tsa import LoopbackTsa, make_pki
+from preservation.evidence.stamping import stamp_waiting
+from preservation.evidence.tsa import HttpTimeStampAuthority
 from tests.api.test_dips import ingested
+from tests.conftest import require_program
 from tests.console.conftest import People, add_aip, ago
 from tests.polling import wait_for
 
@@ -29,7 +33,7 @@ def form_actions(html: str) -> set[str]:
 
 
 def test_a_catalogue_only_aip_shows_its_files_history_and_retention(
-    client: TestClient, ctx: Context, people: People
+    client: TestClient, ctx: Context, people: People, tmp_path: Path
 ) -> None:
     aip = add_aip(
         ctx,
@@ -77,6 +81,16 @@ def test_a_catalogue_only_aip_shows_its_files_history_and_retention(
         cut_segments(s, tenant_id="museum")
     page = client.get(f"/console/aips/{aip}").text
     assert "waiting for the TSA" in page and f"segment 1–{seq}" in page
+    assert "Time-stamped up to" not in page
+
+    # Stamped by a real (loopback) TSA: the event says so, and the chain's head too.
+    require_program("openssl")
+    with LoopbackTsa(make_pki(tmp_path / "tsa")) as tsa:
+        with HttpTimeStampAuthority(tsa.url) as stamper:
+            assert stamp_waiting(ctx, stamper).stamped == 1
+    page = client.get(f"/console/aips/{aip}").text
+    assert "waiting for the TSA" not in page and '<span class="badge ok">stamped</span>' in page
+    assert f"Time-stamped up to event {seq} on" in page
 
 
 def test_another_tenants_aip_is_the_404_page(
