@@ -221,9 +221,9 @@ def aip_page(
 @router.get("/aips/{aip_id}/versions")
 def versions_part(request: Request, ctx: Ctx, db: Db, viewer: Viewer, aip_id: str) -> Response:
     """The timeline alone for htmx polling while a version is stored; the page without htmx."""
+    summary = lookup.aip_summary(db, aip_id, viewer.tenant_id)  # another tenant's: 404
     if not render.is_htmx(request):
-        return RedirectResponse(f"/console/aips/{aip_id}", status_code=303)
-    summary = lookup.aip_summary(db, aip_id, viewer.tenant_id)
+        return RedirectResponse(f"/console/aips/{summary.aip_id}", status_code=303)
     all_versions = lookup.aip_versions(db, summary.aip_id, viewer.tenant_id)
     return render.page(
         request,
