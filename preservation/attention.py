@@ -175,32 +175,39 @@ def stuck_sips(
 def failed_copies(
     session: Session, tenant_id: str | None, *, limit: int = LISTED
 ) -> tuple[int, list[FailedCopy]]:
-    """How many tape copies failed their check (waiting for repair), and the newest of them."""
-    joined = (
-        select(func.count())
-        .select_from(TapeCopy)
-        .join(AIPVersion, AIPVersion.id == TapeCopy.aip_version_id)
-        .join(AIP, AIP.id == AIPVersion.aip_id)
-        .where(TapeCopy.status == CopyStatus.FAILED)
-    )
-    count = int(session.scalar(_scope(joined, AIP.tenant_id, tenant_id)) or 0)
+    """How many tape copies failed their check (waiting for repair), and the newest of them.
+
+    The tenant is an ``EXISTS`` on each failed copy rather than a filter on the
+    join: failed copies are few, a tenant's AIPs many, and given the filter
+    SQLite (no planner statistics) would walk the tenant's AIPs to find them.
+    """
+    failed = TapeCopy.status == CopyStatus.FAILED
+    if tenant_id is not None:
+        failed = failed & (
+            select(AIPVersion.id)
+            .join(AIP, AIP.id == AIPVersion.aip_id)
+            .where(AIPVersion.id == TapeCopy.aip_version_id, AIP.tenant_id == tenant_id)
+            .correlate(TapeCopy)
+            .exists()
+        )
+    count = int(session.scalar(select(func.count()).select_from(TapeCopy).where(failed)) or 0)
     if not count:
         return 0, []
     rows = session.execute(
-        _scope(
-            joined.with_only_columns(
-                TapeCopy.id,
-                AIP.tenant_id,
-                AIPVersion.aip_id,
-                AIPVersion.number,
-                TapeCopy.site,
-                TapeCopy.barcode,
-                TapeCopy.error,
-                TapeCopy.written_at,
-            ),
+        select(
+            TapeCopy.id,
             AIP.tenant_id,
-            tenant_id,
+            AIPVersion.aip_id,
+            AIPVersion.number,
+            TapeCopy.site,
+            TapeCopy.barcode,
+            TapeCopy.error,
+            TapeCopy.written_at,
         )
+        .select_from(TapeCopy)
+        .join(AIPVersion, AIPVersion.id == TapeCopy.aip_version_id)
+        .join(AIP, AIP.id == AIPVersion.aip_id)
+        .where(failed)
         .order_by(TapeCopy.id.desc())
         .limit(limit)
     )

@@ -217,28 +217,22 @@ def _grouped(tenant_id: str | None) -> Any:
     )
 
 
-def aips_per_format(session: Session, tenant_id: str | None) -> dict[str | None, int]:
-    """How many AIPs hold files of each PUID, over the same files as :func:`format_report`.
+def aips_per_format(session: Session, tenant_id: str | None) -> dict[str, int]:
+    """How many AIPs of ``tenant_id`` (None: every tenant) hold or held each PUID.
 
-    Beside the report rather than in it: a distinct count needs each file's
-    AIP, a join the report's one pass is built to avoid (see :func:`_grouped`),
-    and only the console's table shows it. ``None`` counts AIPs with
-    unidentified files.
+    Read from the search's format index (``aip_formats``, a row per AIP and
+    PUID; a disposal removes its AIP's rows), so the figure is the number of
+    AIPs a search by that PUID finds, and costs one pass over a row per AIP
+    and format rather than a second pass over every file. It counts every
+    version: an AIP whose last file of a format was migrated still counts
+    for it, as its earlier version still holds that file.
     """
-    live = (
-        select(AIPVersion.id)
-        .join(AIP, AIPVersion.aip_id == AIP.id)
-        .where(AIPVersion.committed_at.is_not(None), AIP.state.in_(_LIVE_STATES))
-    )
+    from preservation.catalog.models import AIPFormat
+
+    stmt = select(AIPFormat.puid, func.count()).group_by(AIPFormat.puid)
     if tenant_id is not None:
-        live = live.where(AIP.tenant_id == tenant_id)
-    rows = session.execute(
-        select(File.puid, func.count(func.distinct(AIPVersion.aip_id)))
-        .join(AIPVersion, AIPVersion.id == File.aip_version_id)
-        .where(File.aip_version_id.in_(live), current_files_filter())
-        .group_by(File.puid)
-    )
-    return {puid: int(n) for puid, n in rows}
+        stmt = stmt.where(AIPFormat.tenant_id == tenant_id)
+    return {puid: int(n) for puid, n in session.execute(stmt)}
 
 
 def _row(r: Any, policy: FormatPolicy) -> FormatRow:

@@ -84,11 +84,15 @@ def test_findings_are_said_in_words(ctx: Context, client: TestClient, people: Pe
         )
         s.execute(update(File).where(File.id == ids[0]).values(valid=False))
         s.execute(update(File).where(File.id == ids[2]).values(identification_basis="extension"))
+        s.execute(update(File).where(File.id == ids[1]).values(puid=None))
     people.add("carl@museum.example", "consumer", "museum")
     people.log_in(client, "carl@museum.example")
     page = client.get("/console/formats").text
     assert "1 malformed" in row(page, "fmt/353")
     assert "1 by extension only" in row(page, "fmt/43")
+    unidentified = re.search(r"<tr>\s*<td class=\"mono\">—</td>(.*?)</tr>", page, re.S)
+    assert unidentified and "Not identified" in unidentified.group(1)
+    assert 'class="badge bad">not identified<' in unidentified.group(1)
 
 
 def test_an_admin_sees_every_tenant_or_one(

@@ -72,7 +72,9 @@ def format_report(
     report = formats.format_report(db, scope, formats.load_format_policy(ctx.settings))
     aips = formats.aips_per_format(db, scope)
     rows: list[dict[str, Any]] = [
-        {"row": r, "aips": aips.get(r.puid, 0), "risks": _risks(r)} for r in report.formats
+        # Unidentified files are not in the format index: no AIP count for them.
+        {"row": r, "aips": aips.get(r.puid, 0) if r.puid else None, "risks": _risks(r)}
+        for r in report.formats
     ]
     context = {
         "section": "formats",
