@@ -115,7 +115,7 @@ def _missing(session: Any, ctx: Context, tenant: str | None) -> list[tuple[str, 
     """(site, version) for each active version lacking a healthy verified copy at a site."""
     from preservation.audit.fixity import under_replicated_versions
 
-    findings = under_replicated_versions(ctx)
+    findings = under_replicated_versions(ctx, tenant=tenant)
     owner = dict(
         session.execute(
             select(AIP.id, AIP.tenant_id).where(AIP.id.in_({f.aip_id for f in findings}))

@@ -236,6 +236,8 @@ class AIP(Base):
         # Listing and search page through one tenant's AIPs newest first.
         Index("ix_aips_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_aips_tenant_external", "tenant_id", "external_identifier"),
+        # The console's dashboard counts one tenant's AIPs by state from the index alone.
+        Index("ix_aips_tenant_state", "tenant_id", "state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)

@@ -1,4 +1,4 @@
-"""The console's users: people with passwords, beside the API's tokens
+"""The console's users: people with passwords, beside the API's tokens; AIPs by tenant and state
 
 Revision ID: 0010
 Revises: 0009
@@ -12,6 +12,7 @@ Checklist for every revision:
 
 Users are operational state, like tokens: they are not on tape, and a rebuilt
 catalogue starts without them (an operator adds them again with ``user add``).
+``ix_aips_tenant_state`` lets the dashboard count a tenant's AIPs by state from the index.
 """
 
 from collections.abc import Sequence
@@ -49,8 +50,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name="uq_console_users_email"),
     )
     op.create_index("ix_console_users_tenant_id", "console_users", ["tenant_id"])
+    op.create_index("ix_aips_tenant_state", "aips", ["tenant_id", "state"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_aips_tenant_state", table_name="aips")
     op.drop_index("ix_console_users_tenant_id", table_name="console_users")
     op.drop_table("console_users")
