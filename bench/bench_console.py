@@ -13,14 +13,17 @@ one process, a child of this one), and the console pages are served by it.
 
 Server side: this process logs in through the real form (session cookie and
 CSRF token), then times full-page GETs with one keep-alive ``httpx.Client``,
-every kind interleaved in one shuffled schedule: ``dashboard``, ``search``
+every kind interleaved in one shuffled schedule: ``dashboard`` (and
+``dashboard_coverage``, the audit-coverage fragment htmx fetches once the
+dashboard has loaded), ``search``
 by a word (rare, mid-frequency and common words alike) and by a PRONOM id,
 and ``aip`` (a random AIP's page). The baselines, in the same schedule, are
 the REST API's equivalents with a token of the same tenant and role: the
 search (``GET /api/v1/aips``, a page as long as the console's) for the
 searches and ``GET /api/v1/aips/{id}`` for the AIP page; the dashboard has no
 one REST equivalent, so it is set against ``GET /api/v1/sips`` (the first
-page of SIPs, one of the things it shows) and ``/healthz``. Each page's
+page of SIPs, one of the things it shows) and ``/healthz``; its coverage
+fragment against ``GET /api/v1/audits/coverage``. Each page's
 ratio is over its baseline's.
 
 In the browser: Debian's Chromium through Playwright (as the console's tests
@@ -28,7 +31,9 @@ drive it), logged in through the form, loads each page ``--loads`` times;
 from the page's ``PerformanceNavigationTiming``: the first byte, DOM
 interactive ("load to interactive": HTML parsed, deferred htmx about to run),
 DOMContentLoaded's end and the load event's end, all from navigation start.
-The static files are cached after the first load, as in a curator's browser.
+The static files are cached after the first load, as in a curator's browser,
+and each load waits for the network to go quiet (the dashboard's coverage
+fragment) before the next, so that no load queues behind its predecessor's.
 
     python bench/bench_console.py                          # 100,000 AIPs, both backends
     python bench/bench_console.py --quick                  # 2,000 AIPs
@@ -72,6 +77,7 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 #: kind -> the baseline it is compared with.
 BASELINE_OF = {
     "dashboard": "api_sips",
+    "dashboard_coverage": "api_coverage",
     "search_word": "api_search_word",
     "search_puid": "api_search_puid",
     "aip": "api_aip",
@@ -97,6 +103,8 @@ def schedule(sample: Sample, n: int, rng: random.Random) -> Plan:
             ("healthz", "/healthz", {}, ""),
             ("dashboard", "/console/", {}, ""),
             ("api_sips", "/api/v1/sips", {}, ""),
+            ("dashboard_coverage", "/console/dashboard/coverage", {}, ""),
+            ("api_coverage", "/api/v1/audits/coverage", {}, ""),
             ("search_word", "/console/search", {"q": word}, band),
             ("api_search_word", "/api/v1/aips", {"q": word, "limit": page}, band),
             ("search_puid", "/console/search", {"puid": puid}, ""),
@@ -152,6 +160,8 @@ def server_side(base: str, token: str, warmup: Plan, plan: Plan) -> dict[str, An
 
         def get(kind: str, path: str, params: dict[str, str]) -> httpx.Response:
             headers = api_headers if kind.startswith("api_") else None
+            if kind == "dashboard_coverage":
+                headers = {"HX-Request": "true"}  # the fragment htmx fetches after the page
             response = client.get(path, params=params, headers=headers)
             if response.status_code != 200:
                 raise SystemExit(
@@ -254,6 +264,7 @@ def in_browser(base: str, sample: Sample, loads: int, rng: random.Random) -> dic
                 page.wait_for_function(
                     "performance.getEntriesByType('navigation')[0].loadEventEnd > 0"
                 )
+                page.wait_for_load_state("networkidle")
                 for name, value in page.evaluate(_NAVIGATION).items():
                     timings[kind].setdefault(name, []).append(float(value))
         finally:
