@@ -8,7 +8,9 @@ server-side).
 The catalogue is the one ``bench_catalogue.py`` builds (its ``load``: the
 same generator, seed and shape, 100,000 AIPs of 10 files over four tenants,
 the measured one holding 40 %), with a curator of the measured tenant added
-as a console user. The API runs as deployed (``preservation api``, uvicorn,
+as a console user, and tape copies added (``add_copies``: one per version at
+each site on cartridges of 100, a few overdue or failed), which the
+dashboard counts. The API runs as deployed (``preservation api``, uvicorn,
 one process, a child of this one), and the console pages are served by it.
 
 Server side: this process logs in through the real form (session cookie and
@@ -53,6 +55,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +67,15 @@ import httpx  # noqa: E402
 from bench.apiserver import ApiServer  # noqa: E402
 from bench.bench_catalogue import MEASURED, Sample, database_mb, load, log, word_bands  # noqa: E402
 from preservation.catalog import make_engine, make_sessionmaker, session_scope, upgrade  # noqa: E402
-from preservation.catalog.models import Role  # noqa: E402
+from preservation.catalog.models import (  # noqa: E402
+    AIPVersion,
+    Cartridge,
+    CartridgeState,
+    CopyStatus,
+    Role,
+    TapeCopy,
+    utcnow,
+)
 from preservation.config import Settings  # noqa: E402
 from preservation.console.pages.search import PER_PAGE  # noqa: E402
 
@@ -82,6 +93,76 @@ BASELINE_OF = {
     "search_puid": "api_search_puid",
     "aip": "api_aip",
 }
+
+#: AIP versions per cartridge, and the share of copies whose last check is older than a year.
+PER_CARTRIDGE = 100
+OVERDUE_SHARE = 0.005
+FAILED_COPIES = 20
+
+
+def add_copies(url: str, sites: tuple[str, ...], seed: int) -> dict[str, int]:
+    """One copy of every version at each site, on full cartridges, as ingest leaves them.
+
+    ``bench_catalogue``'s catalogue has no tape copies (its searches need
+    none), but the dashboard's failed copies and audit coverage are counted
+    over them: without copies every version would be "missing" at every site,
+    a state no archive is in. Each copy was last checked within the year (the
+    default audit interval), 0.5 % of them longer ago (overdue), and a few
+    failed a check and wait for repair.
+    """
+    from sqlalchemy import insert, select
+
+    rng = random.Random(seed)
+    engine = make_engine(url)
+    now = utcnow()
+    with engine.connect() as conn:
+        versions = conn.execute(
+            select(AIPVersion.id, AIPVersion.tar_size).order_by(AIPVersion.id)
+        ).all()
+    failed = set(rng.sample(range(len(versions) * len(sites)), FAILED_COPIES))
+    counts = {"cartridges": 0, "copies": 0, "overdue": 0, "failed": len(failed)}
+    n = 0
+    with engine.begin() as conn:
+        for s_index, site in enumerate(sites):
+            for start in range(0, len(versions), PER_CARTRIDGE):
+                chunk = versions[start : start + PER_CARTRIDGE]
+                barcode = f"{'AB'[s_index % 2]}{s_index}{start // PER_CARTRIDGE:05d}L9"
+                used = sum(size for _, size in chunk)
+                conn.execute(
+                    insert(Cartridge),
+                    [{"barcode": barcode, "site": site, "state": CartridgeState.FULL,
+                      "capacity": 18 * 10**12, "used": used}],
+                )  # fmt: skip
+                counts["cartridges"] += 1
+                rows = []
+                for version_id, size in chunk:
+                    late = rng.random() < OVERDUE_SHARE
+                    counts["overdue"] += late
+                    checked = now - timedelta(
+                        days=rng.uniform(370, 700) if late else rng.uniform(0, 360)
+                    )
+                    rows.append(
+                        {
+                            "aip_version_id": version_id,
+                            "site": site,
+                            "barcode": barcode,
+                            "path": f"aips/{version_id}.tar",
+                            "length": size,
+                            "sha256": f"{rng.getrandbits(256):064x}",
+                            "status": CopyStatus.FAILED if n in failed else CopyStatus.VERIFIED,
+                            "written_at": checked,
+                            "verified_at": checked,
+                        }
+                    )
+                    n += 1
+                conn.execute(insert(TapeCopy), rows)
+                counts["copies"] += len(rows)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE tape_copies, cartridges")
+    engine.dispose()
+    return counts
+
 
 #: (kind, path, query parameters, word band or "") of each request, in the order sent.
 Plan = list[tuple[str, str, dict[str, str], str]]
@@ -305,6 +386,10 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path) -> dict[str,
         log(f"{backend}: generating {args.aips:,} AIPs x {args.files_per_aip} files")
         sample, timings = load(url, args.aips, args.files_per_aip, args.seed)
         log(f"{backend}: generated in {timings['total_s']} s")
+        t0 = time.perf_counter()
+        copies = add_copies(url, Settings(home=home).sites, args.seed)
+        timings["copies_s"] = round(time.perf_counter() - t0, 1)
+        log(f"{backend}: {copies} in {timings['copies_s']} s")
         engine = make_engine(url)
         size = database_mb(engine)
         from preservation.tokens import create_token
@@ -333,6 +418,7 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path) -> dict[str,
             "generate": timings,
             "database_mb": size,
             "measured_tenant_aips": len(sample.aip_ids),
+            "tape": copies,
             "server_side": figures,
             "browser": browser,
             "targets": {
