@@ -41,6 +41,7 @@ __all__ = [
     "LoginResult",
     "add_user",
     "disable_user",
+    "end_sessions",
     "list_users",
     "log_in",
     "principal_of",
@@ -174,6 +175,19 @@ def disable_user(session: Session, email: str, *, tenant_id: str | None = None) 
         user.session_epoch += 1
         session.flush()
     return _view(user)
+
+
+def end_sessions(session: Session, user_id: str) -> None:
+    """End every open session of the user, on every browser: a logout.
+
+    Deleting the cookie ends only the browser's copy; one copied before (a
+    shared machine, a proxy log) would still work until it expires, so the
+    epoch every cookie carries moves on instead.
+    """
+    user = session.get(ConsoleUser, user_id)
+    if user is not None:
+        user.session_epoch += 1
+        session.flush()
 
 
 def list_users(session: Session, *, tenant_id: str | None = None) -> list[dict[str, Any]]:

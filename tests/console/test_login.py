@@ -123,3 +123,35 @@ def test_the_language_follows_accept_language_and_the_switch(
     assert r.status_code == 303
     r = client.get("/console/login", headers={"Accept-Language": "fr"})
     assert r.headers["content-language"] == "nl"
+
+
+def test_logging_out_ends_the_session_even_for_a_copied_cookie(
+    client: TestClient, people: People
+) -> None:
+    people.add("ann@museum.example", "curator", "museum")
+
+    def put_back(cookie: str) -> None:
+        client.cookies.clear()
+        client.cookies.set("pv_session", cookie, path="/console")
+
+    csrf = people.log_in(client, "ann@museum.example")
+    copied = client.cookies.get("pv_session")
+    assert copied
+    r = client.post("/console/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    # The browser forgot it; someone who copied it earlier puts it back.
+    put_back(copied)
+    r = client.get("/console/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
+    # Replaying the ended cookie's logout does not end the next session.
+    client.cookies.clear()
+    people.log_in(client, "ann@museum.example")
+    fresh = client.cookies.get("pv_session")
+    assert fresh
+    put_back(copied)
+    assert (
+        client.post("/console/logout", data={"csrf": csrf}, follow_redirects=False).status_code
+        == 303
+    )
+    put_back(fresh)
+    assert client.get("/console/", follow_redirects=False).status_code == 200

@@ -1,10 +1,16 @@
-"""Logging in and out, and the language switch: the routes that need no session."""
+"""Logging in and out, and the language switch: the routes that need no session.
+
+Logging out ends the person's sessions everywhere (their session epoch moves
+on), not just this browser's cookie: a copy of the cookie taken earlier is
+refused from then on.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from preservation.api.deps import get_context
@@ -13,9 +19,9 @@ from preservation.console import i18n, render
 from preservation.console.deps import CsrfRefused, signer
 from preservation.console.i18n import gettext as _
 from preservation.console.middleware import LANG_COOKIE
-from preservation.console.sessions import CSRF_FIELD, PATH, csrf_ok
+from preservation.console.sessions import CSRF_FIELD, PATH, Session, csrf_ok
 from preservation.errors import AuthenticationError
-from preservation.users import LOCK_SECONDS, log_in, user_for_session
+from preservation.users import LOCK_SECONDS, end_sessions, log_in, user_for_session
 
 router = APIRouter(include_in_schema=False)
 
@@ -66,8 +72,6 @@ async def login(request: Request) -> Response:
     if not signer(request).login_csrf_ok(request, str(form.get(CSRF_FIELD) or "")):
         raise CsrfRefused()
 
-    from starlette.concurrency import run_in_threadpool
-
     def attempt() -> tuple[str, int] | AuthenticationError:
         with session_scope(get_context(request).sessions) as db:
             try:
@@ -104,6 +108,15 @@ async def logout(request: Request) -> Response:
     sent = request.headers.get("X-CSRF-Token") or str(form.get(CSRF_FIELD) or "")
     if session is None or not csrf_ok(session, sent):
         raise CsrfRefused()
+
+    def end(ended: Session) -> None:
+        # Only a live session ends the others: a stale cookie (ended already) cannot
+        # be replayed to log its owner out again and again.
+        with session_scope(get_context(request).sessions) as db:
+            if user_for_session(db, ended.user_id, ended.epoch) is not None:
+                end_sessions(db, ended.user_id)
+
+    await run_in_threadpool(end, session)
     response = RedirectResponse(PATH + "/login", status_code=303)
     signer(request).end(response)
     return response
