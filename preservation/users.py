@@ -7,6 +7,14 @@ that hash's cost. A user resolves to the same :class:`~preservation.tokens.Princ
 a token does, so every service function scopes a person exactly as it scopes
 a program, and events name the person.
 
+Who manages whom keeps the four-eyes rules honest: a curator approves another
+curator's disposal, so a curator who could make a second curator account, or
+take over a peer's by setting its password, could approve their own. A
+curator therefore manages only the roles below their own (consumers and
+submitters of their tenant); curator and admin accounts are an admin's to
+add, reset and disable (:func:`may_manage`). Nobody disables themselves: the
+last admin would lock everyone out of the console.
+
 Guessing is throttled per account: after ``MAX_FAILURES`` wrong passwords in a
 row the account is locked for ``LOCK_SECONDS``, and a login during the lock
 fails without looking at the password. An unknown e-mail costs one hash as
@@ -29,6 +37,7 @@ from preservation.catalog.models import ConsoleUser, Role, Tenant, utcnow
 from preservation.errors import (
     AuthenticationError,
     ConflictError,
+    ForbiddenError,
     InvalidRequestError,
     NotFoundError,
 )
@@ -44,6 +53,7 @@ __all__ = [
     "end_sessions",
     "list_users",
     "log_in",
+    "may_manage",
     "principal_of",
     "set_password",
     "user_for_session",
@@ -153,11 +163,38 @@ def _by_email(session: Session, email: str, tenant_id: str | None = None) -> Con
     return user
 
 
+def may_manage(manager: Role, role: Role) -> bool:
+    """Whether a person of role ``manager`` may give ``role``, or reset or disable its holder.
+
+    An admin manages everyone; a curator only the roles strictly below
+    curator; nobody else manages anyone.
+    """
+    if manager is Role.ADMIN:
+        return True
+    return manager is Role.CURATOR and role.rank < Role.CURATOR.rank
+
+
+def _check_manager(by: Principal | None, user: ConsoleUser) -> None:
+    """``by`` (a person in the console; ``None``: the operator at the CLI) may manage ``user``."""
+    if by is not None and not may_manage(by.role, user.role):
+        raise ForbiddenError(
+            f"a {by.role.value} may not change the account of a {user.role.value}: "
+            "curator and admin accounts are managed by admins only",
+            rule="user-manager",
+        )
+
+
 def set_password(
-    session: Session, email: str, password: str, *, tenant_id: str | None = None
+    session: Session,
+    email: str,
+    password: str,
+    *,
+    tenant_id: str | None = None,
+    by: Principal | None = None,
 ) -> dict[str, Any]:
     """A new password; it ends the user's open sessions and lifts a lock."""
     user = _by_email(session, email, tenant_id)
+    _check_manager(by, user)
     user.password_hash = _hasher.hash(_check_password(password))
     user.password_changed_at = utcnow()
     user.session_epoch += 1
@@ -167,9 +204,16 @@ def set_password(
     return _view(user)
 
 
-def disable_user(session: Session, email: str, *, tenant_id: str | None = None) -> dict[str, Any]:
+def disable_user(
+    session: Session, email: str, *, tenant_id: str | None = None, by: Principal | None = None
+) -> dict[str, Any]:
     """No more logins, and the open sessions end; the account stays, for the history."""
     user = _by_email(session, email, tenant_id)
+    _check_manager(by, user)
+    if by is not None and by.token_id == principal_of(user).token_id:
+        raise InvalidRequestError(
+            "nobody disables their own account: another admin does that", rule="disable-self"
+        )
     if user.disabled_at is None:
         user.disabled_at = utcnow()
         user.session_epoch += 1

@@ -56,8 +56,9 @@ def test_an_admin_sees_every_tenant_and_a_curator_only_their_own(
     # Tokens are an admin's (as in the API): a curator sees none, not even their own tenant's.
     assert "museum-website" not in page.text and "library-scanner" not in page.text
     assert 'action="/console/admin/tenants"' not in page.text
-    # A curator gives no role above their own.
-    assert 'value="admin"' not in page.text and 'value="curator"' in page.text
+    # A curator gives only the roles below their own.
+    assert 'value="admin"' not in page.text and 'value="curator"' not in page.text
+    assert 'value="submitter"' in page.text
 
 
 @pytest.mark.parametrize("email", ["carl@museum.example", "sam@museum.example"])
@@ -94,9 +95,11 @@ def test_a_curator_adds_users_of_their_own_tenant_only(
         dora = s.scalar(select(ConsoleUser).where(ConsoleUser.email == "dora@museum.example"))
         assert dora is not None and dora.tenant_id == "museum"
 
-    # Above one's own role: refused outright.
-    r = post(client, "/users", csrf, email="eve@museum.example", role="admin", password=PASSWORD)
-    assert r.status_code == 403
+    # Their own role or above: refused outright (a second curator is an admin's to make).
+    for role in ("admin", "curator"):
+        r = post(client, "/users", csrf, email="eve@museum.example", role=role, password=PASSWORD)
+        assert r.status_code == 403, role
+        assert "managed by administrators only" in r.text
     # Mistakes in the form come back with the form, and change nothing.
     r = post(
         client, "/users", csrf, email="dora@museum.example", role="consumer", password=PASSWORD
@@ -265,3 +268,48 @@ def test_the_page_speaks_dutch_and_french(client: TestClient, two_tenants: Peopl
     nl = client.get("/console/admin", headers={"Accept-Language": "nl-BE"})
     fr = client.get("/console/admin", headers={"Accept-Language": "fr-BE"})
     assert "Gebruikers" in nl.text and "Utilisateurs" in fr.text
+
+
+def test_curator_and_admin_accounts_are_managed_by_admins_only(
+    client: TestClient, ctx: Context, two_tenants: People
+) -> None:
+    """A curator who could reset a peer curator could approve their own disposal as the peer."""
+    two_tenants.add("cy@museum.example", "curator", "museum")
+    csrf = two_tenants.log_in(client, "ann@museum.example")
+    page = client.get("/console/admin").text
+    # The page offers only what the curator may do: no reset or disable of a curator.
+    assert 'option value="cy@museum.example"' not in page
+    assert 'name="email" value="cy@museum.example"' not in page
+    assert 'name="email" value="ann@museum.example"' not in page
+    assert 'name="email" value="carl@museum.example"' in page
+    for path in ("/users/password", "/users/disable"):
+        for email in ("cy@museum.example", "ann@museum.example"):
+            r = post(client, path, csrf, email=email, password=NEW_PASSWORD)
+            assert r.status_code == 403, (path, email)
+            assert "text/html" in r.headers["content-type"]
+            assert "managed by administrators only" in r.text
+    nl = post(client, "/users/disable", csrf, email="cy@museum.example")
+    with session_scope(ctx.sessions) as s:
+        cy = s.scalar(select(ConsoleUser).where(ConsoleUser.email == "cy@museum.example"))
+        assert cy is not None and cy.disabled_at is None and cy.session_epoch == 1
+    assert nl.status_code == 403
+
+    # An admin manages curators and admins alike, but never disables themselves.
+    client.cookies.clear()
+    two_tenants.add("max@safe.example", "admin", None)
+    csrf = two_tenants.log_in(client, "root@safe.example")
+    page = client.get("/console/admin").text
+    assert 'name="email" value="root@safe.example"' not in page
+    assert 'name="email" value="cy@museum.example"' in page
+    r = post(client, "/users/disable", csrf, email="root@safe.example")
+    assert r.status_code == 400 and "cannot disable your own account" in r.text
+    assert client.get("/console/", follow_redirects=False).status_code == 200
+    r = post(client, "/users/password", csrf, email="cy@museum.example", password=NEW_PASSWORD)
+    assert r.status_code == 303
+    assert post(client, "/users/disable", csrf, email="cy@museum.example").status_code == 303
+    assert post(client, "/users/disable", csrf, email="max@safe.example").status_code == 303
+    with session_scope(ctx.sessions) as s:
+        gone = s.scalars(
+            select(ConsoleUser.email).where(ConsoleUser.disabled_at.is_not(None))
+        ).all()
+    assert sorted(gone) == ["cy@museum.example", "max@safe.example"]

@@ -1,16 +1,20 @@
 """The admin page: tenants, users and tokens, over what `preservation tenant/user/token` call.
 
-A curator looks after the people and programs of their own tenant; an admin
-after every tenant, and adds tenants. Everything is scoped by the viewer's
-tenant the way the service functions scope a token (``tenant_id=None`` only
-for an admin), so another tenant's user or token is the same 404 page as one
-that does not exist. Nobody hands out more than they hold: a curator gives
-at most the curator role, and only in their tenant; only an admin makes an
-admin.
+A curator looks after the consumers and submitters of their own tenant; an
+admin after everyone in every tenant, and adds tenants. Everything is scoped
+by the viewer's tenant the way the service functions scope a token
+(``tenant_id=None`` only for an admin), so another tenant's user or token is
+the same 404 page as one that does not exist.
 
-Tokens are the admin's in the API; here a curator may also make and revoke
-their own tenant's (up to curator), as with users: a program acting for the
-tenant is given no more than a person of the tenant could be.
+Curator and admin accounts are an admin's alone to add, reset and disable
+(``users.may_manage``): a disposal needs a second curator, and a curator who
+could make another curator account, or set a peer's password, could approve
+their own. A curator trying it gets the 403 page saying so. Nobody disables
+their own account (a 400, said on the page).
+
+Tokens are an admin's, as in the API (``routers/tokens.py``): a program's
+token reaches its tenant's holdings without a person behind it, so a curator
+neither lists, makes nor revokes them.
 
 Every change is a POST with the CSRF token, answered by a redirect back to
 the page with a notice (POST/redirect/GET), except a new token, whose secret
@@ -81,8 +85,24 @@ def _notice(done: str | None, subject: str | None, known: dict[str, set[str]]) -
 
 
 def _grantable(viewer: Principal) -> list[Role]:
-    """The roles the viewer may give: their own and below; an admin's only to an admin."""
-    return [r for r in Role if viewer.role.allows(r)]
+    """The roles the viewer may give: an admin any, a curator those below curator."""
+    return [r for r in Role if users.may_manage(viewer.role, r)]
+
+
+def _admins_only() -> str:
+    return _(
+        "Curator and administrator accounts are managed by administrators only: "
+        "ask an administrator to add, reset or disable them."
+    )
+
+
+def _reason(err: PreservationError) -> str:
+    """Why nothing changed, in the viewer's language where the rule is ours to explain."""
+    if err.context.get("rule") == "user-manager":
+        return _admins_only()
+    if err.context.get("rule") == "disable-self":
+        return _("You cannot disable your own account; another administrator can.")
+    return err.message
 
 
 def _role_names() -> dict[str, str]:
@@ -102,9 +122,7 @@ def _role(viewer: Principal, value: str) -> Role:
             f"role {value!r} is not one of {', '.join(r.value for r in Role)}", rule="role"
         ) from exc
     if role not in _grantable(viewer):
-        raise ForbiddenError(
-            f"a {viewer.role.value} may not give the {role.value} role", rule="role"
-        )
+        raise ForbiddenError(_admins_only(), rule="user-manager", role=role.value)
     return role
 
 
@@ -113,6 +131,10 @@ def _tenant(viewer: Principal, value: str) -> str | None:
     if not viewer.is_admin:
         return viewer.tenant_id
     return value.strip() or None
+
+
+def _user_id(viewer: Principal) -> str:
+    return viewer.token_id.removeprefix("user:")
 
 
 def _page(
@@ -131,6 +153,12 @@ def _page(
     # every tenant's holdings through them, so people of one tenant do not mint them.
     listed_tokens = tokens.list_tokens(db) if viewer.is_admin else []
     listed_tenants = tenants.list_tenants(db) if viewer.is_admin else []
+    # The accounts the viewer may reset and disable: the page offers no other.
+    manageable = [
+        u
+        for u in listed_users
+        if not u["disabled_at"] and users.may_manage(viewer.role, Role(u["role"]))
+    ]
     if notices is None:
         known = {
             "tenant-added": {t["id"] for t in listed_tenants},
@@ -148,7 +176,8 @@ def _page(
             "notices": notices,
             "tenants": listed_tenants,
             "users": listed_users,
-            "active_users": [u for u in listed_users if not u["disabled_at"]],
+            "active_users": manageable,
+            "may_disable": {u["email"] for u in manageable if u["id"] != _user_id(viewer)},
             "tokens": listed_tokens,
             "roles": [r.value for r in _grantable(viewer)],
             "role_names": _role_names(),
@@ -175,7 +204,7 @@ def _refused(
     """
     db.rollback()
     status = next((code for cls, code, _t in STATUS if isinstance(err, cls)), 400)
-    message = _("Nothing was changed: %(reason)s") % {"reason": err.message}
+    message = _("Nothing was changed: %(reason)s") % {"reason": _reason(err)}
     return _page(request, db, viewer, notices=[("error", message)], form=form, status=status)
 
 
@@ -235,9 +264,11 @@ def set_password(
     password: Annotated[str, Form(max_length=users.MAX_PASSWORD_LENGTH + 1)],
 ) -> Response:
     try:
-        row = users.set_password(db, email, password, tenant_id=viewer.tenant_id)
+        row = users.set_password(db, email, password, tenant_id=viewer.tenant_id, by=viewer)
     except Mistake as err:
         return _refused(request, db, viewer, err, {"password_email": email})
+    except ForbiddenError as err:
+        raise ForbiddenError(_reason(err), **err.context) from err
     return _done("password-set", row["email"])
 
 
@@ -245,7 +276,12 @@ def set_password(
 def disable_user(
     request: Request, db: Db, viewer: Curator, email: Annotated[str, Form(max_length=320)]
 ) -> Response:
-    row = users.disable_user(db, email, tenant_id=viewer.tenant_id)
+    try:
+        row = users.disable_user(db, email, tenant_id=viewer.tenant_id, by=viewer)
+    except Mistake as err:
+        return _refused(request, db, viewer, err, {})
+    except ForbiddenError as err:
+        raise ForbiddenError(_reason(err), **err.context) from err
     return _done("user-disabled", row["email"])
 
 
