@@ -9,14 +9,15 @@ redirect.
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import AIP, AIPState, AIPVersion, PremisEvent
+from preservation.catalog.models import AIP, AIPState, AIPVersion, File, PremisEvent
 from preservation.context import Context
 from preservation.evidence.journal import cut_segments
 from preservation.evidence.loopback_tsa import LoopbackTsa, make_pki
@@ -255,3 +256,44 @@ def test_the_pages_speak_dutch_and_french(client: TestClient, ctx: Context, peop
         whole = "".join(r.text for r in texts)
         assert all(w in whole for w in words), lang
         assert not [e for e in english if e in whole], lang
+
+
+def test_recorded_values_and_refusals_are_said_in_the_viewers_language(
+    client: TestClient, ctx: Context, people: People
+) -> None:
+    """Event types and outcomes, why an AIP is kept, a refusal: not the service's English alone."""
+    aip = add_aip(ctx, "museum", title="Ledger", puids=["fmt/11", "fmt/11"])
+    with session_scope(ctx.sessions) as s:
+        ids = list(s.scalars(select(AIPVersion.id).where(AIPVersion.aip_id == aip)))
+        s.execute(update(File).where(File.aip_version_id.in_(ids)).values(valid=False))
+    people.add("ann@museum.example", "curator", "museum")
+    csrf = people.log_in(client, "ann@museum.example")
+    base = f"/console/aips/{aip}"
+
+    nl = client.get(base, headers={"Accept-Language": "nl"}).text
+    assert "<td>opname</td>" in nl and '<span class="badge ok">geslaagd</span>' in nl
+    assert "<td>ingestion</td>" not in nl and ">success<" not in nl
+    assert "2 misvormde bestanden" in nl
+    # Kept permanently: said in Dutch, not as the API's "set one (PUT .../retention)".
+    assert "het heeft geen bewaartermijn" in nl and "PUT" not in nl
+    fr = client.get(base, headers={"Accept-Language": "fr"}).text
+    assert "<td>versement</td>" in fr and ">réussi<" in fr and "2 fichiers mal formés" in fr
+    assert "il n'a pas de date de conservation" in fr
+    en = client.get(base).text
+    assert "<td>ingestion</td>" in en and "2 malformed files" in en
+
+    # A refusal: a lead in the viewer's language, the service's reason (naming the rule) after it.
+    r = client.post(
+        f"{base}/disposal",
+        data={"csrf": csrf, "reason": "expired"},
+        headers={"Accept-Language": "fr"},
+    )
+    assert r.status_code == 409
+    said = html.unescape(r.text)
+    assert "Rien n'a été modifié\xa0: " in said and "no retention date" in said
+
+    # Decisions are events too: a hold is a "policy assignment", shown in words.
+    client.post(f"{base}/hold", data={"csrf": csrf, "reason": "court case 42"})
+    nl = client.get(base, headers={"Accept-Language": "nl"}).text
+    assert "<td>toekenning van een beleidsregel</td>" in nl
+    assert "er geldt een juridische blokkering" in nl

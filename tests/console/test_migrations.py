@@ -7,6 +7,7 @@ none, so the preview has one line and the run one file to convert.
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import AIPVersion, Migration
+from preservation.catalog.models import AIPVersion, Migration, MigrationItem
 from preservation.context import Context
+from preservation.migrate import service
 from tests.api.test_dips import ingested
 from tests.console.conftest import People, add_aip
 from tests.polling import wait_for
@@ -95,3 +97,26 @@ def test_consumers_neither_preview_nor_start_migrations(
     assert r.status_code == 200 and "data/a.png" in r.text and "image-to-tiff" in r.text
     r = client.get(f"/console/migrations/new?aip={aip}&puid=fmt/11")
     assert r.status_code == 400
+
+
+def test_the_mode_and_the_step_are_said_in_the_viewers_language(
+    client: TestClient, ctx: Context, people: People
+) -> None:
+    aip = add_aip(ctx, "museum", title="Plates", puids=["fmt/11"], names=["data/a.png"])
+    with session_scope(ctx.sessions) as s:
+        policy, text = service.read_policy(None)
+        migration = service.start_migration(
+            s, policy, text, aip_ids=[aip], tenant_id="museum", who="ann"
+        ).migration_id
+        item = s.scalars(select(MigrationItem).where(MigrationItem.migration_id == migration)).one()
+        item.state, item.step = "running", "convert"
+    people.add("ann@museum.example", "curator", "museum")
+    people.log_in(client, "ann@museum.example")
+    page = f"/console/migrations/{migration}"
+    nl = client.get(page, headers={"Accept-Language": "nl"}).text
+    assert "· zo goed mogelijk (behouden wat geverifieerd is)" in nl and "best-effort" not in nl
+    assert "· wordt omgezet" in nl and "· convert" not in nl
+    fr = client.get(page, headers={"Accept-Language": "fr", "HX-Request": "true"}).text
+    assert "· en cours de conversion" in fr
+    preview = client.get(f"/console/migrations/new?aip={aip}", headers={"Accept-Language": "fr"})
+    assert "mode au mieux (garder ce qui est vérifié)" in html.unescape(preview.text)

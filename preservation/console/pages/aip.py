@@ -15,7 +15,7 @@ error page: the curator sees why next to what they tried.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -87,6 +87,77 @@ def _reason_labels() -> dict[str, str]:
     }
 
 
+def event_type_labels() -> dict[str, str]:
+    """The PREMIS event types (the closed list the catalogue accepts), in the viewer's language.
+
+    Every value of :data:`preservation.metadata.model.EVENT_TYPES`, not only the
+    ones recorded today: an event added by a later part of the system is named
+    too, and the translations test checks the two lists agree.
+    """
+    return {
+        "accession": _("accession"),
+        "appraisal": _("appraisal"),
+        "capture": _("capture"),
+        "compiling": _("compiling"),
+        "compression": _("compression"),
+        "creation": _("creation"),
+        "deaccession": _("deaccession"),
+        "decompression": _("decompression"),
+        "decryption": _("decryption"),
+        "deletion": _("deletion"),
+        "digital signature generation": _("digital signature generation"),
+        "digital signature validation": _("digital signature validation"),
+        "displaying": _("displaying"),
+        "dissemination": _("dissemination"),
+        "encryption": _("encryption"),
+        "execution": _("execution"),
+        "exporting": _("exporting"),
+        "extraction": _("extraction"),
+        "filename change": _("filename change"),
+        "fixity check": _("fixity check"),
+        "forensic feature analysis": _("forensic feature analysis"),
+        "format identification": _("format identification"),
+        "imaging": _("imaging"),
+        "information package creation": _("information package creation"),
+        "information package merging": _("information package merging"),
+        "information package splitting": _("information package splitting"),
+        "ingestion": _("ingestion"),
+        "ingestion end": _("ingestion end"),
+        "ingestion start": _("ingestion start"),
+        "interpreting": _("interpreting"),
+        "message digest calculation": _("message digest calculation"),
+        "metadata extraction": _("metadata extraction"),
+        "metadata modification": _("metadata modification"),
+        "migration": _("migration"),
+        "modification": _("modification"),
+        "normalization": _("normalization"),
+        "packing": _("packing"),
+        "policy assignment": _("policy assignment"),
+        "printing": _("printing"),
+        "quarantine": _("quarantine"),
+        "recovery": _("recovery"),
+        "redaction": _("redaction"),
+        "refreshment": _("refreshment"),
+        "rendering": _("rendering"),
+        "replication": _("replication"),
+        "transfer": _("transfer"),
+        "unpacking": _("unpacking"),
+        "unquarantine": _("unquarantine"),
+        "validation": _("validation"),
+        "virus check": _("virus check"),
+    }
+
+
+def outcome_labels() -> dict[str, str]:
+    """PREMIS event outcomes; "pending" is a disposal asked for and not yet approved."""
+    return {
+        "success": _("success"),
+        "failure": _("failure"),
+        "warning": _("warning"),
+        "pending": _("pending"),
+    }
+
+
 def state_labels() -> dict[str, str]:
     """Every state an AIP, copy, disposal, DIP or migration shows, in the viewer's language."""
     return {
@@ -114,6 +185,33 @@ def state_labels() -> dict[str, str]:
         "preservation": _("preservation"),
         "access": _("access"),
     }
+
+
+def _why_not(kept: retention.RetentionView) -> str | None:
+    """Which of the service's reasons keeps the AIP, for a sentence in the viewer's language.
+
+    Read from the facts ``retention.why_not_disposable`` reads, in its order,
+    rather than from its English text; a reason none of them explains is
+    "other", and the page shows the service's words under a translated lead.
+    """
+    if kept.why_not is None:
+        return None
+    if kept.state == "disposed":
+        return "disposed"
+    if kept.state != "active":
+        return "inactive"
+    if kept.on_hold:
+        return "hold"
+    if kept.retention_until is None:
+        return "permanent"
+    if kept.retention_until > datetime.now(UTC):
+        return "kept"
+    return "other"
+
+
+def _refusal(exc: PreservationError) -> list[tuple[str, str]]:
+    """The service's reason (English, naming the rule) under a lead in the viewer's language."""
+    return [("error", _("Nothing was changed: %(reason)s") % {"reason": exc.message})]
 
 
 def _status_of(exc: PreservationError) -> int:
@@ -166,8 +264,11 @@ def _page(
         "disposals": disposals,
         "waiting_disposals": [d for d in disposals if d.state == DisposalState.REQUESTED.value],
         "is_curator": viewer.role.allows(Role.CURATOR),
+        "why_not": _why_not(kept),
         "reasons": _reason_labels(),
         "states": state_labels(),
+        "event_types": event_type_labels(),
+        "outcomes": outcome_labels(),
         "dc_labels": _dc_labels(),
         "kinds": dips.KINDS,
         "notices": notices or [],
@@ -182,9 +283,7 @@ def _refused(
     if isinstance(exc, NotFoundError):
         raise exc
     db.rollback()
-    return _page(
-        request, ctx, db, viewer, aip_id, notices=[("error", exc.message)], status=_status_of(exc)
-    )
+    return _page(request, ctx, db, viewer, aip_id, notices=_refusal(exc), status=_status_of(exc))
 
 
 def _back(aip_id: str, done: str, *, version: int | None = None) -> RedirectResponse:
@@ -297,7 +396,7 @@ async def save_metadata(
             raise
         summary = lookup.aip_summary(db, aip_id, viewer.tenant_id)
         return _metadata_page(
-            request, summary, values, notices=[("error", exc.message)], status=_status_of(exc)
+            request, summary, values, notices=_refusal(exc), status=_status_of(exc)
         )
     dispatch.submit_version(ctx, info.version_id)
     return _back(info.aip_id, "metadata", version=info.number)

@@ -21,6 +21,7 @@ from preservation.catalog.models import Role
 from preservation.console import render
 from preservation.console.deps import Viewer, needs
 from preservation.console.deps import router as console_router
+from preservation.console.i18n import gettext as _
 from preservation.console.pages.aip import state_labels
 from preservation.errors import InvalidRequestError
 from preservation.lookup import check_uuid
@@ -33,6 +34,25 @@ Curator = Annotated[Principal, Depends(needs(Role.CURATOR))]
 #: A migration is over in these states: the page stops polling.
 FINISHED = frozenset({"done", "failed"})
 _PUID = r"^[a-z-]+/[0-9]+$"
+
+
+def mode_labels() -> dict[str, str]:
+    """The policy's modes (``migrate.policy.MODES``), in the viewer's language."""
+    return {
+        "best-effort": _("best effort (keep what verified)"),
+        "all-or-nothing": _("all or nothing"),
+    }
+
+
+def step_labels() -> dict[str, str]:
+    """What a worker is doing to an AIP (``MigrationItem.step``), in the viewer's language."""
+    return {
+        "recall": _("recalling from tape"),
+        "convert": _("converting"),
+        "verify": _("verifying the outputs"),
+        "package": _("packaging the new version"),
+        "store": _("storing the new version"),
+    }
 
 
 def _selection(aip: str | None, puid: str | None) -> tuple[list[str], str | None]:
@@ -76,7 +96,13 @@ async def preview(
     return render.page(
         request,
         "migration_new.html",
-        {"section": "formats", "plan": result, "aip": aip or "", "puid": puid or ""},
+        {
+            "section": "formats",
+            "plan": result,
+            "aip": aip or "",
+            "puid": puid or "",
+            "modes": mode_labels(),
+        },
     )
 
 
@@ -116,6 +142,8 @@ def progress(request: Request, db: Db, viewer: Viewer, migration_id: str) -> Res
         "migration": view,
         "finished": view.state in FINISHED,
         "states": state_labels(),
+        "modes": mode_labels(),
+        "steps": step_labels(),
     }
     if render.is_htmx(request):
         return render.page(request, "migrations/_progress.html", context)
