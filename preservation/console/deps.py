@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 
@@ -52,17 +52,30 @@ def signer(request: Request) -> Signer:
 
 
 def _next_of(request: Request) -> str:
-    path = request.url.path
-    if request.method not in SAFE_METHODS or request.headers.get("HX-Request") == "true":
-        path = request.headers.get("HX-Current-URL-Path", "/console/")
-    return path + (f"?{request.url.query}" if request.url.query and request.method == "GET" else "")
+    """Where to come back to after logging in: the page the person was on.
+
+    A plain GET is that page. Anything else (an htmx fragment, a form's POST)
+    is not a page to land on: htmx names the page it was sent from in
+    ``HX-Current-URL`` (a full URL, the browser's to write, so it passes the
+    same check as a ``next`` typed into the login link); a form without htmx
+    comes back to the dashboard.
+    """
+    # account imports this module (signer, CsrfRefused): imported here, not at the top.
+    from preservation.console.pages.account import safe_next
+
+    if request.method in SAFE_METHODS and request.headers.get("HX-Request") != "true":
+        query = request.url.query
+        return safe_next(request.url.path + (f"?{query}" if query else ""))
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    return safe_next(current.path + (f"?{current.query}" if current.query else ""))
 
 
 def viewer(request: Request, db: Db) -> Principal:
     session = signer(request).read(request)
     principal = user_for_session(db, session.user_id, session.epoch) if session else None
     if principal is None or session is None:
-        raise LoginRequired(quote(_next_of(request), safe="/?=&"))
+        # One query value: the page's own ``?`` and ``&`` must not become the login link's.
+        raise LoginRequired(quote(_next_of(request), safe="/"))
     request.state.viewer = principal
     request.state.session = session
     request.state.csrf = session.csrf

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
@@ -155,3 +157,58 @@ def test_logging_out_ends_the_session_even_for_a_copied_cookie(
     )
     put_back(fresh)
     assert client.get("/console/", follow_redirects=False).status_code == 200
+
+
+def _log_in_to(client: TestClient, login_url: str) -> str:
+    """Follow a login link as a browser does: its form, then where the login sends one."""
+    page = client.get(login_url)
+    assert page.status_code == 200
+    next_field = re.search(r'name="next" value="([^"]*)"', page.text)
+    assert next_field
+    r = client.post(
+        "/console/login",
+        data={
+            "email": "ann@museum.example",
+            "password": PASSWORD,
+            "csrf": csrf_of(page.text),
+            "next": html.unescape(next_field.group(1)),
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    return r.headers["location"]
+
+
+def test_the_login_comes_back_to_the_whole_address_with_every_query_parameter(
+    client: TestClient, people: People
+) -> None:
+    people.add("ann@museum.example", "curator", "museum")
+    for page in ("/console/search?q=a&puid=fmt/1", "/console/search?q=a%26b&puid=fmt%2F1"):
+        client.cookies.clear()
+        r = client.get(page, follow_redirects=False)
+        assert r.status_code == 303
+        login_url = r.headers["location"]
+        assert login_url.startswith("/console/login?next=") and login_url.count("?") == 1
+        assert "&" not in login_url  # the page's query is one value of the link's
+        assert _log_in_to(client, login_url) == page
+
+
+def test_an_htmx_request_comes_back_to_the_page_it_was_sent_from(
+    client: TestClient, people: People
+) -> None:
+    people.add("ann@museum.example", "curator", "museum")
+
+    def login_link(current: str | None) -> str:
+        headers = {"HX-Request": "true"}
+        if current is not None:
+            headers["HX-Current-URL"] = current
+        r = client.get("/console/dashboard/coverage", headers=headers, follow_redirects=False)
+        assert r.status_code == 204
+        return r.headers["hx-redirect"]
+
+    link = login_link("http://testserver/console/search?q=a&puid=fmt/1")
+    assert _log_in_to(client, link) == "/console/search?q=a&puid=fmt/1"
+    # The header is the browser's to write: only a console page of ours is taken from it.
+    for current in ("https://evil.example/", "http://testserver//evil.example/", None, "junk"):
+        client.cookies.clear()
+        assert _log_in_to(client, login_link(current)) == "/console/", current

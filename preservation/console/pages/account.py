@@ -27,12 +27,20 @@ router = APIRouter(include_in_schema=False)
 
 
 def safe_next(value: str | None) -> str:
-    """Only a console path of ours: never an open redirect to another site."""
-    target = unquote(value or "")
-    if not target.startswith(PATH + "/") or target.startswith("//") or "\\" in target:
-        return PATH + "/"
-    if target.startswith(PATH + "/login"):
-        return PATH + "/"
+    """Only a console path of ours: never an open redirect to another site.
+
+    ``value`` arrives decoded once (a query value, a form field), which is the
+    URL as the browser wrote it; it is returned as it came. Decoding it again
+    would turn the page's own ``%26`` or ``%25`` into an ``&`` or a lone ``%``.
+    The check looks at the decoded form too, so an encoded ``/`` or ``\\``
+    does not slip by it.
+    """
+    target = value or ""
+    for form in (target, unquote(target)):
+        if not form.startswith(PATH + "/") or form.startswith("//") or "\\" in form:
+            return PATH + "/"
+        if form.startswith(PATH + "/login"):
+            return PATH + "/"
     return target
 
 
