@@ -140,7 +140,8 @@ def test_a_disposal_takes_two_curators(client: TestClient, ctx: Context, people:
     )
     assert r.status_code == 303 and r.headers["location"] == f"{base}?done=retention"
     page = client.get(r.headers["location"]).text
-    assert "The retention was changed." in page and "may be disposed of" in page
+    assert "The retention is set: the AIP is kept until January 1, 2020." in page
+    assert "may be disposed of" in page
 
     # A hold beats the date; lifted, the disposal may be asked for.
     r = client.post(f"{base}/hold", data={"csrf": csrf, "reason": "court case 42"})
@@ -297,3 +298,37 @@ def test_recorded_values_and_refusals_are_said_in_the_viewers_language(
     nl = client.get(base, headers={"Accept-Language": "nl"}).text
     assert "<td>toekenning van een beleidsregel</td>" in nl
     assert "er geldt een juridische blokkering" in nl
+
+
+def test_a_forged_link_does_not_make_the_page_claim_what_did_not_happen(
+    client: TestClient, ctx: Context, people: People
+) -> None:
+    """``?done=`` is anyone's to write: each notice is shown only when the AIP bears it out."""
+    aip = add_aip(ctx, "museum", title="Ledger")
+    people.add("ann@museum.example", "curator", "museum")
+    csrf = people.log_in(client, "ann@museum.example")
+    base = f"/console/aips/{aip}"
+    claims = {
+        "approved": "the AIP is disposed of",
+        "hold": "The legal hold was placed.",
+        "lifted": "The legal hold was lifted.",
+        "disposal": "The disposal was requested",
+        "metadata": "A new version with the new description",
+    }
+    for done, claim in claims.items():
+        for query in (f"?done={done}", f"?done={done}&version=1", f"?done={done}&version=2"):
+            page = client.get(base + query).text
+            assert claim not in page and 'class="notice ok"' not in page, query
+    with session_scope(ctx.sessions) as s:
+        s.execute(update(AIP).where(AIP.id == aip).values(state=AIPState.DISPOSED))
+    assert "The retention is set" not in client.get(f"{base}?done=retention").text
+    with session_scope(ctx.sessions) as s:
+        s.execute(update(AIP).where(AIP.id == aip).values(state=AIPState.ACTIVE))
+
+    # The real thing still says so, in the viewer's language.
+    assert "kept permanently" in client.get(f"{base}?done=retention").text
+    r = client.post(f"{base}/hold", data={"csrf": csrf, "reason": "court case 42"})
+    assert r.status_code == 200, r.text[:300]
+    nl = client.get(f"{base}?done=hold", headers={"Accept-Language": "nl"}).text
+    assert "De juridische blokkering is ingesteld." in nl
+    assert "The legal hold was lifted." not in client.get(f"{base}?done=lifted").text

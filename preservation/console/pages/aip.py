@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
+from babel.dates import format_date
 from fastapi import Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
@@ -28,7 +29,7 @@ from preservation.api.deps import Ctx, Db, actor_of
 from preservation.api.problems import STATUS
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import DisposalState, Role
-from preservation.console import render
+from preservation.console import i18n, render
 from preservation.console.deps import Viewer, needs
 from preservation.console.deps import router as console_router
 from preservation.console.i18n import gettext as _
@@ -48,15 +49,39 @@ FILES_PER_PAGE = 200
 EVENTS_PER_PAGE = 50
 
 
-def _done_messages() -> dict[str, str]:
-    return {
-        "retention": _("The retention was changed."),
-        "hold": _("The legal hold was placed."),
-        "lifted": _("The legal hold was lifted."),
-        "disposal": _("The disposal was requested; a second curator must approve it."),
-        "approved": _("The disposal was approved: the AIP is disposed of."),
-        "metadata": _("A new version with the new description is being stored."),
-    }
+def _notice(
+    done: str | None,
+    summary: lookup.AIPSummary,
+    kept: retention.RetentionView,
+    disposals: list[retention.DisposalView],
+    all_versions: list[lookup.VersionView],
+    version: int | None,
+) -> str | None:
+    """The notice after a redirect, if the AIP as it is now bears it out.
+
+    The query string is anyone's to write, so a link must not make the page
+    say that an AIP was disposed of, put on hold or given a new version when it
+    was not (admin's notices name only who is on the page, for the same reason).
+    """
+    active = summary.state == "active"
+    if done == "retention" and active:
+        if kept.retention_until is None:
+            return _("The retention is set: the AIP is kept permanently.")
+        day = format_date(kept.retention_until.date(), "long", locale=i18n.current())
+        return _("The retention is set: the AIP is kept until %(date)s.") % {"date": day}
+    if done == "hold" and kept.on_hold:
+        return _("The legal hold was placed.")
+    if done == "lifted" and not kept.on_hold and any(h.lifted_at for h in kept.holds):
+        return _("The legal hold was lifted.")
+    if done == "disposal" and any(d.state == DisposalState.REQUESTED.value for d in disposals):
+        return _("The disposal was requested; a second curator must approve it.")
+    if done == "approved" and summary.state == "disposed":
+        return _("The disposal was approved: the AIP is disposed of.")
+    if done == "metadata" and any(
+        v.number == version and v.reason == "metadata" for v in all_versions
+    ):
+        return _("A new version with the new description is being stored.")
+    return None
 
 
 def _dc_labels() -> dict[str, str]:
@@ -228,6 +253,7 @@ def _page(
     version: int | None = None,
     files: str | None = None,
     events: str | None = None,
+    done: str | None = None,
     notices: list[tuple[str, str]] | None = None,
     status: int = 200,
 ) -> Response:
@@ -246,6 +272,8 @@ def _page(
     kept = retention.get_retention(db, summary.aip_id, tenant)
     disposals = retention.list_disposals(db, tenant, aip_id=summary.aip_id)
     titles = (summary.descriptive or {}).get("title") or [summary.source_bag_name]
+    said = _notice(done, summary, kept, disposals, all_versions, version)
+    notices = [*(notices or []), *([("ok", said)] if said else [])]
     context = {
         "section": "search",
         "title": titles[0],
@@ -271,7 +299,7 @@ def _page(
         "outcomes": outcome_labels(),
         "dc_labels": _dc_labels(),
         "kinds": dips.KINDS,
-        "notices": notices or [],
+        "notices": notices,
     }
     return render.page(request, "aip.html", context, status=status)
 
@@ -303,17 +331,8 @@ def aip_page(
     events: Annotated[str | None, Query(max_length=40)] = None,
     done: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    message = _done_messages().get(done or "")
     return _page(
-        request,
-        ctx,
-        db,
-        viewer,
-        aip_id,
-        version=version,
-        files=files,
-        events=events,
-        notices=[("ok", message)] if message else None,
+        request, ctx, db, viewer, aip_id, version=version, files=files, events=events, done=done
     )
 
 
