@@ -10,9 +10,9 @@ English. Then every console page a GET reaches is rendered for an admin in
 both languages, those with an id too (an AIP with its history, a disposal
 request, a migration, a DIP, an audit, seeded for the purpose), and must not
 show an English message id whose translation differs: that catches a
-catalogue that is missing or not loaded. Text marked ``translate="no"`` (a
-file's path, an event's recorded detail) is data, not interface, and is left
-out.
+catalogue that is missing or not loaded. Text marked as in another language
+(``lang="en"``: an event's recorded detail, a service's message) or
+``translate="no"`` is data, not interface, and is left out.
 
 A string never wrapped in gettext cannot be caught that way, so the values the
 code records and the pages name (PREMIS event types and outcomes, states,
@@ -226,8 +226,9 @@ class _Text(HTMLParser):
     """What a person sees or hears of a page: text, and the labels of things.
 
     ``pieces`` are the text nodes one by one (and split at "·"), to find a bare
-    value shown as a cell or badge of its own. An element marked
-    ``translate="no"`` holds data (a path, a recorded detail) and is skipped.
+    value shown as a cell or badge of its own. An element in a language of its
+    own (``lang`` below ``<html>``) or marked ``translate="no"`` holds data (a
+    recorded detail, a service's English message) and is skipped.
     """
 
     SPOKEN = frozenset({"aria-label", "title", "placeholder", "alt"})
@@ -251,7 +252,10 @@ class _Text(HTMLParser):
             self._hidden += 1
         if tag == "html":
             self.lang = dict(attrs).get("lang") or ""
-        if dict(attrs).get("translate") == "no" and tag not in self.VOID:
+        named = dict(attrs)
+        if (named.get("translate") == "no" or (tag != "html" and "lang" in named)) and (
+            tag not in self.VOID
+        ):
             self._data.append(tag)
         said = [v for k, v in attrs if k in self.SPOKEN and v]
         self.parts.extend(said)
