@@ -381,6 +381,38 @@ def test_a_curator_starts_an_audit_and_a_consumer_may_not(
     assert 'data-state="done"' in fragment and "hx-trigger" not in fragment
 
 
+def test_an_audit_refused_from_htmx_is_said_beside_the_form(
+    ctx: Context, client: TestClient, people: People
+) -> None:
+    """htmx swaps no 400: the refusal comes back as a notice with a 200, aimed at its slot."""
+    people.add("cora@museum.example", "curator", "museum")
+    token = people.log_in(client, "cora@museum.example")
+    assert 'id="audit-refused"' in client.get("/console/").text
+    htmx = {"HX-Request": "true", "X-CSRF-Token": token}
+    for data, said in (
+        ({"site": "nowhere"}, "nowhere"),
+        ({"site": "site-a", "max_cartridges": "0"}, "1,000,000"),
+    ):
+        r = client.post("/console/dashboard/audits", data=data, headers=htmx)
+        assert r.status_code == 200, data
+        assert r.headers["hx-retarget"] == "#audit-refused"
+        assert r.headers["hx-reswap"] == "innerHTML"
+        assert 'class="notice error"' in r.text and said in r.text
+        assert '<li class="audit"' not in r.text
+    nl = client.post(
+        "/console/dashboard/audits",
+        data={"site": "nowhere"},
+        headers={**htmx, "Accept-Language": "nl"},
+    )
+    assert "Er is geen locatie nowhere" in nl.text
+    with session_scope(ctx.sessions) as s:
+        assert s.scalar(select(Audit)) is None
+    # A started one clears the last refusal (out of band) as it joins the list.
+    r = client.post("/console/dashboard/audits", data={"site": "site-a"}, headers=htmx)
+    assert r.status_code == 200 and '<li class="audit"' in r.text
+    assert 'id="audit-refused" hx-swap-oob="innerHTML"' in r.text
+
+
 def test_a_sip_quiet_for_long_is_stuck_and_one_being_worked_on_is_not(
     ctx: Context, client: TestClient, people: People
 ) -> None:

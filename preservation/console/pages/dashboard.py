@@ -140,19 +140,16 @@ def audit_progress(request: Request, db: Db, viewer: Viewer, audit_id: str) -> R
 
 @router.post("/dashboard/audits")
 async def start_audit(request: Request, ctx: Ctx, viewer: Curator) -> Response:
-    """Start a fixity audit as ``POST /api/v1/audits`` does: queued, then handed to a runner."""
+    """Start a fixity audit as ``POST /api/v1/audits`` does: queued, then handed to a runner.
+
+    A mistake in the form (an unknown site, a bad number) is the 400 error page
+    without htmx; with htmx it is a notice beside the form, sent with a 200 and
+    ``HX-Retarget`` (htmx swaps no error response, and the audit list is no
+    place for it), so the person sees why nothing started.
+    """
     form = await request.form()
     site = str(form.get("site") or "").strip() or None
     raw_max = str(form.get("max_cartridges") or "").strip()
-    max_cartridges: int | None = None
-    if raw_max:
-        if not raw_max.isdigit() or not 1 <= int(raw_max) <= 1_000_000:
-            raise InvalidRequestError(
-                _("The number of cartridges must be a whole number from 1 to 1,000,000."),
-                rule="audit-bounds",
-                field="max_cartridges",
-            )
-        max_cartridges = int(raw_max)
 
     def start() -> runs.AuditView:
         with session_scope(ctx.sessions) as s:
@@ -162,11 +159,36 @@ async def start_audit(request: Request, ctx: Ctx, viewer: Curator) -> Response:
                 viewer.tenant_id,
                 actor_of(viewer).who,
                 site=site,
-                max_cartridges=max_cartridges,
+                max_cartridges=int(raw_max) if raw_max else None,
             )
 
-    view = await run_in_threadpool(start)
+    try:
+        if raw_max and (not raw_max.isdigit() or not 1 <= int(raw_max) <= 1_000_000):
+            raise InvalidRequestError(
+                _("The number of cartridges must be a whole number from 1 to 1,000,000."),
+                rule="audit-bounds",
+                field="max_cartridges",
+            )
+        view = await run_in_threadpool(start)
+    except InvalidRequestError as err:
+        if not render.is_htmx(request):
+            raise
+        refused = render.page(
+            request, "dashboard/_audit_refused.html", {"message": _audit_refusal(err, site)}
+        )
+        refused.headers["HX-Retarget"] = "#audit-refused"
+        refused.headers["HX-Reswap"] = "innerHTML"
+        return refused
     dispatch.submit_audit(ctx, view.audit_id)
     if render.is_htmx(request):
-        return render.page(request, "dashboard/_audit.html", {**_common(viewer), "audit": view})
+        return render.page(
+            request, "dashboard/_audit_started.html", {**_common(viewer), "audit": view}
+        )
     return RedirectResponse("/console/#audits", status_code=303)
+
+
+def _audit_refusal(err: InvalidRequestError, site: str | None) -> str:
+    """Why the audit did not start, in the viewer's language where the rule is ours to say."""
+    if err.context.get("rule") == "site" and site:
+        return _("There is no site %(site)s: choose one of the list.") % {"site": site}
+    return err.message
