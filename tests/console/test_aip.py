@@ -9,15 +9,18 @@ redirect.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from preservation import lookup, retention, versions
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import AIP, AIPState, AIPVersion, File, PremisEvent
+from preservation.catalog.models import AIP, AIPState, AIPVersion, Disposal, File, PremisEvent
 from preservation.context import Context
 from preservation.evidence.journal import cut_segments
 from preservation.evidence.loopback_tsa import LoopbackTsa, make_pki
@@ -332,3 +335,60 @@ def test_a_forged_link_does_not_make_the_page_claim_what_did_not_happen(
     nl = client.get(f"{base}?done=hold", headers={"Accept-Language": "nl"}).text
     assert "De juridische blokkering is ingesteld." in nl
     assert "The legal hold was lifted." not in client.get(f"{base}?done=lifted").text
+
+
+def test_the_actions_work_in_the_thread_pool_not_on_the_event_loop(
+    client: TestClient, ctx: Context, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blocking query on the event loop stalls every request of the process: the actions'
+    service calls, and the AIP page a refusal renders, must run where no loop is running."""
+    on_loop: list[str] = []
+
+    def spied(module: object, name: str) -> None:
+        real = getattr(module, name)
+
+        def call(*args: object, **kwargs: object) -> object:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(name)
+            except RuntimeError:
+                pass
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    for name in ("set_retention", "place_hold", "lift_hold", "request_disposal"):
+        spied(retention, name)
+    spied(retention, "approve_disposal")
+    spied(lookup, "aip_summary")
+    spied(versions, "prepare_metadata_version")
+
+    aip = add_aip(ctx, "museum", title="Old ledger", created_at=ago(400))
+    people.add("alice@museum.example", "curator", "museum")
+    people.add("bob@museum.example", "curator", "museum")
+    csrf = people.log_in(client, "alice@museum.example")
+    base = f"/console/aips/{aip}"
+    post = {"follow_redirects": False}
+    # Refused (kept permanently): the page is rendered again, off the loop too.
+    assert client.post(f"{base}/disposal", data={"csrf": csrf, "reason": "x"}).status_code == 409
+    r = client.post(f"{base}/retention", data={"csrf": csrf, "until": "2020-01-01"}, **post)
+    assert r.status_code == 303
+    assert (
+        client.post(f"{base}/hold", data={"csrf": csrf, "reason": "case"}, **post).status_code
+        == 303
+    )
+    r = client.post(f"{base}/hold/lift", data={"csrf": csrf, "reason": "closed"}, **post)
+    assert r.status_code == 303
+    r = client.post(f"{base}/disposal", data={"csrf": csrf, "reason": "expired"}, **post)
+    assert r.status_code == 303
+    r = client.post(f"{base}/metadata", data={"csrf": csrf}, **post)
+    assert r.status_code == 400  # an empty record: refused, the form again
+    # Without the CSRF field the form is still refused: reading it twice changed nothing.
+    assert client.post(f"{base}/hold", data={"reason": "case"}, **post).status_code == 403
+    with session_scope(ctx.sessions) as s:
+        disposal = s.scalars(select(Disposal.id).where(Disposal.aip_id == aip)).one()
+    client.cookies.clear()
+    csrf = people.log_in(client, "bob@museum.example")
+    r = client.post(f"{base}/disposals/{disposal}/approve", data={"csrf": csrf}, **post)
+    assert r.status_code == 303, r.text[:300]
+    assert on_loop == [], on_loop

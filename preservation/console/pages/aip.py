@@ -19,8 +19,8 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from babel.dates import format_date
-from fastapi import Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import Depends, Form, Query, Request
+from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from preservation import dispatch, lookup, retention, versions
@@ -390,12 +390,22 @@ def _metadata_page(
     )
 
 
+async def _form(request: Request) -> FormData:
+    """The posted form, read once (starlette keeps it on the request, where the CSRF check
+    found it), so the route reading it can be a plain function in the thread pool."""
+    return await request.form()
+
+
+Posted = Annotated[FormData, Depends(_form)]
+#: A posted text field; a missing one is empty, and the service says what it needs.
+FormText = Annotated[str, Form()]
+
+
 @router.post("/aips/{aip_id}/metadata")
-async def save_metadata(
-    request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str
+def save_metadata(
+    request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str, form: Posted
 ) -> Response:
     """One value per line for each element; the record becomes the AIP's next version."""
-    form = await request.form()
     values = {element: str(form.get(element) or "") for element in DC_ELEMENTS}
     document = {
         element: [line.strip() for line in text.splitlines() if line.strip()]
@@ -403,13 +413,9 @@ async def save_metadata(
     }
     try:
         record = dc_from_json({k: v for k, v in document.items() if v})
-
-        def prepare() -> versions.VersionInfo:
-            return versions.prepare_metadata_version(
-                ctx, aip_id, record, tenant_id=viewer.tenant_id, who=actor_of(viewer).who
-            )
-
-        info = await run_in_threadpool(prepare)
+        info = versions.prepare_metadata_version(
+            ctx, aip_id, record, tenant_id=viewer.tenant_id, who=actor_of(viewer).who
+        )
     except PreservationError as exc:
         if isinstance(exc, NotFoundError):
             raise
@@ -425,25 +431,26 @@ async def save_metadata(
 
 
 @router.post("/aips/{aip_id}/dip")
-async def ask_dip(request: Request, ctx: Ctx, db: Db, viewer: Consumer, aip_id: str) -> Response:
-    form = await request.form()
-    kind = str(form.get("kind") or "preservation")
-    pattern = str(form.get("files") or "").strip() or None
-
-    def begin() -> dips.DIPView:
+def ask_dip(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    viewer: Consumer,
+    aip_id: str,
+    kind: FormText = "preservation",
+    files: FormText = "",
+) -> Response:
+    try:
         with session_scope(ctx.sessions) as s:
-            return dips.request_dip(
+            view = dips.request_dip(
                 s,
                 aip_id=lookup.check_uuid(aip_id, field="aip_id"),
                 tenant_id=viewer.tenant_id,
-                kind=kind,
-                files_glob=pattern,
+                kind=kind or "preservation",
+                files_glob=files.strip() or None,
                 requested_by=actor_of(viewer).label,
                 cache_bytes=ctx.settings.dip_cache_bytes,
             )
-
-    try:
-        view = await run_in_threadpool(begin)
     except PreservationError as exc:
         return _refused(request, ctx, db, viewer, aip_id, exc)
     # After the commit: the batch must find the row.
@@ -452,26 +459,38 @@ async def ask_dip(request: Request, ctx: Ctx, db: Db, viewer: Consumer, aip_id: 
 
 
 # -- retention, holds, disposal -----------------------------------------------------------
+#
+# Plain functions: FastAPI runs them in its thread pool, so the session's queries and the
+# disposal's deletes never hold up the event loop (nor does the AIP page a refusal renders).
 
 
 @router.post("/aips/{aip_id}/retention")
-async def change_retention(
-    request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str
+def change_retention(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    viewer: Curator,
+    aip_id: str,
+    until: FormText = "",
+    period: FormText = "",
 ) -> Response:
-    form = await request.form()
-    until_text = str(form.get("until") or "").strip()
-    period = str(form.get("period") or "").strip() or None
+    until_text = until.strip()
     try:
-        until = None
+        day = None
         if until_text:
             try:
-                until = date.fromisoformat(until_text)
+                day = date.fromisoformat(until_text)
             except ValueError as err:
                 raise InvalidRequestError(
                     f"{until_text[:40]!r} is not a date (YYYY-MM-DD)", rule="date", field="until"
                 ) from err
         retention.set_retention(
-            db, aip_id, viewer.tenant_id, actor_of(viewer), until=until, period=period
+            db,
+            aip_id,
+            viewer.tenant_id,
+            actor_of(viewer),
+            until=day,
+            period=period.strip() or None,
         )
     except PreservationError as exc:
         return _refused(request, ctx, db, viewer, aip_id, exc)
@@ -479,29 +498,34 @@ async def change_retention(
 
 
 @router.post("/aips/{aip_id}/hold")
-async def place_hold(request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str) -> Response:
-    form = await request.form()
+def place_hold(
+    request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str, reason: FormText = ""
+) -> Response:
     try:
-        retention.place_hold(
-            db, aip_id, viewer.tenant_id, actor_of(viewer), reason=str(form.get("reason") or "")
-        )
+        retention.place_hold(db, aip_id, viewer.tenant_id, actor_of(viewer), reason=reason)
     except PreservationError as exc:
         return _refused(request, ctx, db, viewer, aip_id, exc)
     return _back(aip_id, "hold")
 
 
 @router.post("/aips/{aip_id}/hold/lift")
-async def lift_hold(request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str) -> Response:
-    form = await request.form()
-    hold = str(form.get("hold_id") or "")
+def lift_hold(
+    request: Request,
+    ctx: Ctx,
+    db: Db,
+    viewer: Curator,
+    aip_id: str,
+    reason: FormText = "",
+    hold_id: FormText = "",
+) -> Response:
     try:
         retention.lift_hold(
             db,
             aip_id,
             viewer.tenant_id,
             actor_of(viewer),
-            reason=str(form.get("reason") or ""),
-            hold_id=int(hold) if hold.isdigit() and len(hold) < 18 else None,
+            reason=reason,
+            hold_id=int(hold_id) if hold_id.isdigit() and len(hold_id) < 18 else None,
         )
     except PreservationError as exc:
         return _refused(request, ctx, db, viewer, aip_id, exc)
@@ -509,21 +533,18 @@ async def lift_hold(request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id:
 
 
 @router.post("/aips/{aip_id}/disposal")
-async def ask_disposal(
-    request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str
+def ask_disposal(
+    request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str, reason: FormText = ""
 ) -> Response:
-    form = await request.form()
     try:
-        retention.request_disposal(
-            db, aip_id, viewer.tenant_id, actor_of(viewer), reason=str(form.get("reason") or "")
-        )
+        retention.request_disposal(db, aip_id, viewer.tenant_id, actor_of(viewer), reason=reason)
     except PreservationError as exc:
         return _refused(request, ctx, db, viewer, aip_id, exc)
     return _back(aip_id, "disposal")
 
 
 @router.post("/aips/{aip_id}/disposals/{disposal_id}/approve")
-async def approve_disposal(
+def approve_disposal(
     request: Request, ctx: Ctx, db: Db, viewer: Curator, aip_id: str, disposal_id: str
 ) -> Response:
     """The second curator's yes; the four-eyes rule is the service's, its refusal shown here."""
@@ -531,9 +552,7 @@ async def approve_disposal(
     if asked.aip_id != lookup.check_uuid(aip_id, field="aip_id"):
         raise NotFoundError(f"AIP {aip_id} has no disposal {disposal_id}", aip_id=aip_id)
     try:
-        await run_in_threadpool(
-            retention.approve_disposal, ctx, asked.disposal_id, viewer.tenant_id, actor_of(viewer)
-        )
+        retention.approve_disposal(ctx, asked.disposal_id, viewer.tenant_id, actor_of(viewer))
     except PreservationError as exc:
         return _refused(request, ctx, db, viewer, aip_id, exc)
     return _back(asked.aip_id, "approved")
