@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -95,7 +96,7 @@ def pending_disposal(ctx: Context, aip_id: str, tenant: str, reason: str) -> str
     return view.disposal_id
 
 
-def interrupted_sip(ctx: Context, tenant: str, name: str) -> str:
+def interrupted_sip(ctx: Context, tenant: str, name: str, stage: str = "identify (running)") -> str:
     with session_scope(ctx.sessions) as s:
         sip = SIP(
             id=str(uuid.uuid4()),
@@ -103,7 +104,7 @@ def interrupted_sip(ctx: Context, tenant: str, name: str) -> str:
             name=name,
             source_path="/nowhere",
             state=SIPState.SCANNED,
-            stage="identify (running)",
+            stage=stage,
         )
         s.add(sip)
         return sip.id
@@ -441,6 +442,42 @@ def test_a_sip_quiet_for_long_is_stuck_and_one_being_worked_on_is_not(
     stuck = section(client.get("/console/").text, "stuck")
     assert "waiting-for-a-site" in stuck
     assert "just-arrived" not in stuck
+
+
+def test_stages_and_severities_are_in_the_viewers_language(
+    ctx: Context, client: TestClient, people: People
+) -> None:
+    """The stuck SIP's stage and a report's other severities are words, not the code's names."""
+    with session_scope(ctx.sessions) as s:
+        service.ensure_tenant(s, "museum", "Museum")
+    interrupted_sip(ctx, "museum", "halfway-on-tape", stage="store:site-a (running)")
+    bag = ctx.settings.ingest_dir / "museum" / "rejected" / "odd-report"
+    bag.mkdir(parents=True)
+    (bag / "report.json").write_text(
+        json.dumps(
+            {
+                "bag": "odd-report",
+                "problems": [
+                    {"severity": "info", "rule": "r1", "message": "m1"},
+                    {"severity": "bizarre", "rule": "r2", "message": "m2"},
+                ],
+            }
+        )
+    )
+    people.add("cora@museum.example", "curator", "museum")
+    people.log_in(client, "cora@museum.example")
+    pages = {
+        lang: client.get("/console/", headers={"Accept-Language": lang}).text
+        for lang in ("en", "nl", "fr")
+    }
+    stuck = {lang: text_of(section(page, "stuck")) for lang, page in pages.items()}
+    assert "writing to tape at site-a" in stuck["en"]
+    assert "wegschrijven naar tape op locatie site-a" in stuck["nl"]
+    assert "écriture sur bande sur le site site-a" in stuck["fr"]
+    assert "store:site-a" not in stuck["nl"] and "(interrupted)" not in stuck["en"]
+    rejected = {lang: text_of(section(page, "rejected")) for lang, page in pages.items()}
+    assert "information" in rejected["en"] and "informatie" in rejected["nl"]
+    assert "bizarre" in rejected["nl"]  # unknown to us: shown as the report says it
 
 
 def test_the_dashboard_speaks_dutch_and_french(

@@ -15,6 +15,7 @@ Audits in progress poll their own fragment until they finish.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -33,6 +34,7 @@ from preservation.console.deps import Viewer, needs
 from preservation.console.deps import router as console_router
 from preservation.console.i18n import gettext as _
 from preservation.errors import InvalidRequestError
+from preservation.sips import INTERRUPTED, RUNNING
 from preservation.tokens import Principal
 
 router = console_router()
@@ -74,10 +76,50 @@ def state_labels() -> dict[str, str]:
     }
 
 
+def stage_labels() -> dict[str, str]:
+    """The ingest stages a SIP's ``stage`` names (``runner.STAGES``), in the viewer's language."""
+    return {
+        "validate": _("validation"),
+        "scan": _("virus scan"),
+        "identify": _("format identification"),
+        "characterise": _("characterisation"),
+        "describe": _("descriptive metadata"),
+        "package": _("packaging"),
+        "store": _("writing to tape"),
+        "store_all": _("writing to tape"),
+        "commit": _("commit to the catalogue"),
+        "discard": _("discarding"),
+    }
+
+
+def stage_label(stage: str | None, labels: dict[str, str]) -> str:
+    """A SIP's stage as a person reads it: ``store:site-a (interrupted)`` is "writing to
+    tape at site-a".
+
+    Whether the runner died is the ``interrupted`` badge beside it; a stage
+    that is a SIP state (``set_sip_state`` writes those) reads as the state.
+    """
+    name = (stage or "").removesuffix(INTERRUPTED).removesuffix(RUNNING)
+    base, _sep, site = name.partition(":")
+    label = labels.get(base, base)
+    return _("%(stage)s at %(site)s") % {"stage": label, "site": site} if site else label
+
+
+def severity_labels() -> dict[str, str]:
+    """A validation report's severities; error and warning are badges, the rest words."""
+    return {
+        "error": _("error"),
+        "warning": _("warning"),
+        "info": _("information"),
+        "notice": _("notice"),
+    }
+
+
 def _common(viewer: Principal) -> dict[str, Any]:
     return {
         "section": "dashboard",
         "states": state_labels(),
+        "severities": severity_labels(),
         "can_audit": viewer.role.allows(Role.CURATOR),
         "poll": POLL_SECONDS,
     }
@@ -101,6 +143,7 @@ def dashboard(request: Request, ctx: Ctx, db: Db, viewer: Viewer) -> Response:
             ctx.settings.ingest_dir, tenant, limit=REJECTED_LISTED
         ),
         "stuck": attention.stuck_sips(db, tenant),
+        "stage_label": partial(stage_label, labels={**state_labels(), **stage_labels()}),
         "failed_count": failed_count,
         "failed": failed,
         "disposals": retention.list_disposals(db, tenant, state=DisposalState.REQUESTED),
