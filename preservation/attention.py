@@ -3,10 +3,12 @@
 The console's dashboard and ``preservation status`` answer one question for a
 tenant (``None``: an admin, every tenant): what is there, and what will not
 sort itself out? Each part here is one bounded query, a grouped count or a
-short list with a ``LIMIT``, so the answer costs the same at 100,000 AIPs as
-at ten. The parts already kept elsewhere are not repeated: disposals waiting
-for their second curator are ``retention.list_disposals``, rejected SIPs with
-their reports ``lookup.list_sip_views``, audit coverage ``audit.coverage``.
+short list with a ``LIMIT`` beside a ``COUNT`` of the whole, so the answer
+costs the same at 100,000 AIPs as at ten and a list cut short still says how
+many there are. The parts already kept elsewhere are not repeated: rejected
+SIPs with their reports are ``lookup.list_sip_views``, audit coverage
+``audit.coverage``; disposals waiting for their second curator are
+``retention``'s views, counted and cut short here (:func:`waiting_disposals`).
 
 A SIP needs a person when nothing is working on it and it is not done: its
 stage runner died (``interrupted``, as ``status`` says), it failed, or it has
@@ -40,11 +42,15 @@ from preservation.catalog.models import (
     Cartridge,
     CartridgeState,
     CopyStatus,
+    Disposal,
+    DisposalState,
     SIPState,
+    StageLease,
     TapeCopy,
 )
 from preservation.config import Settings
 from preservation.lookup import Instant
+from preservation.retention import DisposalView, disposal_view
 
 __all__ = [
     "LISTED",
@@ -55,10 +61,12 @@ __all__ = [
     "StuckSIP",
     "aip_counts",
     "audits",
+    "count_stuck_sips",
     "failed_copies",
     "set_aside_bags",
     "site_views",
     "stuck_sips",
+    "waiting_disposals",
 ]
 
 #: A SIP left this long with nothing working on it is shown as stuck.
@@ -170,6 +178,54 @@ def stuck_sips(
         if len(found) >= limit:
             break
     return found
+
+
+def _live_sip_ids(session: Session, now: datetime) -> set[str]:
+    """SIPs something works on now: a live lease on the SIP or on one of its sites' writes.
+
+    Leases are held only while a stage runs, so the table is a handful of rows.
+    """
+    from preservation.lease import lease_is_live
+
+    return {
+        key.split(":")[1]
+        for key, owner, expires in session.execute(
+            select(StageLease.key, StageLease.owner, StageLease.expires_at)
+        )
+        if key.startswith("sip:") and lease_is_live(owner, expires, now)
+    }
+
+
+def count_stuck_sips(
+    session: Session, tenant_id: str | None, *, now: datetime | None = None
+) -> int:
+    """How many SIPs :func:`stuck_sips` would list without its limit: one ``COUNT``, twice.
+
+    Whether a lease is live is decided in Python (a holder dead on this host
+    is dead before its lease expires), so the SIPs that look stuck are
+    counted, less those of them with a live lease: few, since leases are.
+    """
+    from preservation.sips import RUNNING
+
+    now = now or datetime.now(UTC)
+    looks_stuck = _scope(
+        select(func.count())
+        .select_from(SIP)
+        .where(
+            SIP.state.not_in(_DONE),
+            SIP.stage.endswith(RUNNING)
+            | (SIP.state == SIPState.FAILED)
+            | (SIP.updated_at < now - STUCK_AFTER),
+        ),
+        SIP.tenant_id,
+        tenant_id,
+    )
+    total = int(session.scalar(looks_stuck) or 0)
+    live = _live_sip_ids(session, now)
+    if not total or not live:
+        return total
+    worked_on = int(session.scalar(looks_stuck.where(SIP.id.in_(live))) or 0)
+    return total - worked_on
 
 
 def failed_copies(
@@ -306,13 +362,30 @@ def site_views(session: Session, settings: Settings) -> list[SiteView]:
     return views
 
 
-def audits(session: Session, tenant_id: str | None, *, finished: int = 5) -> list[AuditView]:
-    """Audits queued or running (every one), then the last few finished; newest first."""
-    active = _scope(
-        select(Audit).where(Audit.state.in_([AuditState.QUEUED, AuditState.RUNNING])),
-        Audit.tenant_id,
-        tenant_id,
-    ).order_by(Audit.created_at.desc())
+def audits(
+    session: Session, tenant_id: str | None, *, limit: int = LISTED, finished: int = 5
+) -> tuple[int, list[AuditView]]:
+    """How many audits are queued or running, and the newest of them, then the last few finished.
+
+    Audits in progress are normally one or two; a runner that is down lets
+    them pile up, and the page still lists at most ``limit``.
+    """
+    in_progress = Audit.state.in_([AuditState.QUEUED, AuditState.RUNNING])
+    active_count = int(
+        session.scalar(
+            _scope(
+                select(func.count()).select_from(Audit).where(in_progress),
+                Audit.tenant_id,
+                tenant_id,
+            )
+        )
+        or 0
+    )
+    active = (
+        _scope(select(Audit).where(in_progress), Audit.tenant_id, tenant_id)
+        .order_by(Audit.created_at.desc())
+        .limit(limit)
+    )
     done = (
         _scope(
             select(Audit).where(Audit.state.in_([AuditState.DONE, AuditState.FAILED])),
@@ -322,4 +395,21 @@ def audits(session: Session, tenant_id: str | None, *, finished: int = 5) -> lis
         .order_by(Audit.created_at.desc())
         .limit(finished)
     )
-    return [audit_view(a) for a in [*session.scalars(active), *session.scalars(done)]]
+    views = [audit_view(a) for a in [*session.scalars(active), *session.scalars(done)]]
+    return active_count, views
+
+
+def waiting_disposals(
+    session: Session, tenant_id: str | None, *, limit: int = LISTED
+) -> tuple[int, list[DisposalView]]:
+    """How many disposals wait for their second curator, and the newest of them."""
+    waiting = _scope(
+        select(Disposal).where(Disposal.state == DisposalState.REQUESTED),
+        Disposal.tenant_id,
+        tenant_id,
+    )
+    count = int(session.scalar(select(func.count()).select_from(waiting.subquery())) or 0)
+    if not count:
+        return 0, []
+    newest = waiting.order_by(Disposal.requested_at.desc(), Disposal.id).limit(limit)
+    return count, [disposal_view(d) for d in session.scalars(newest)]

@@ -26,6 +26,7 @@ from preservation.catalog.models import (
     Cartridge,
     CartridgeState,
     CopyStatus,
+    Disposal,
     SIPState,
     TapeCopy,
     utcnow,
@@ -418,6 +419,7 @@ def test_a_sip_quiet_for_long_is_stuck_and_one_being_worked_on_is_not(
     ctx: Context, client: TestClient, people: People
 ) -> None:
     from preservation.attention import STUCK_AFTER
+    from preservation.lease import hold_sip_lease
 
     with session_scope(ctx.sessions) as s:
         service.ensure_tenant(s, "museum", "Museum")
@@ -437,11 +439,17 @@ def test_a_sip_quiet_for_long_is_stuck_and_one_being_worked_on_is_not(
                     updated_at=updated,
                 )
             )
+    working = interrupted_sip(ctx, "museum", "being-identified")
     people.add("cora@museum.example", "curator", "museum")
     people.log_in(client, "cora@museum.example")
+    with hold_sip_lease(ctx.sessions, working, seconds=60, stage="identify (running)"):
+        stuck = section(client.get("/console/").text, "stuck")
+        assert "waiting-for-a-site" in stuck
+        assert "just-arrived" not in stuck and "being-identified" not in stuck
+        # The badge counts as the list does: the SIP with a live lease is not stuck.
+        assert '<span class="badge warn">1</span>' in stuck
     stuck = section(client.get("/console/").text, "stuck")
-    assert "waiting-for-a-site" in stuck
-    assert "just-arrived" not in stuck
+    assert "being-identified" in stuck and '<span class="badge warn">2</span>' in stuck
 
 
 def test_stages_and_severities_are_in_the_viewers_language(
@@ -478,6 +486,44 @@ def test_stages_and_severities_are_in_the_viewers_language(
     rejected = {lang: text_of(section(page, "rejected")) for lang, page in pages.items()}
     assert "information" in rejected["en"] and "informatie" in rejected["nl"]
     assert "bizarre" in rejected["nl"]  # unknown to us: shown as the report says it
+
+
+def test_long_lists_are_cut_short_and_their_counts_are_whole(
+    ctx: Context, client: TestClient, people: People
+) -> None:
+    """Past LISTED rows the page lists LISTED and says how many there are, for each part."""
+    from preservation.attention import LISTED
+
+    many = LISTED + 3
+    with session_scope(ctx.sessions) as s:
+        service.ensure_tenant(s, "museum", "Museum")
+    aip_id = add_aip(ctx, "museum", title="Old minutes")
+    for n in range(many):
+        interrupted_sip(ctx, "museum", f"halfway-{n}")
+    with session_scope(ctx.sessions) as s:
+        for n in range(many):
+            s.add(
+                Disposal(
+                    tenant_id="museum",
+                    aip_id=aip_id,
+                    reason=f"duplicate {n}",
+                    requested_by="u-1",
+                    requested_by_label="Ann",
+                )
+            )
+            s.add(Audit(tenant_id="museum", requested_by_label="Ann", state=AuditState.QUEUED))
+    people.add("cora@museum.example", "curator", "museum")
+    people.log_in(client, "cora@museum.example")
+    page = client.get("/console/").text
+    stuck, disposals, audits = (section(page, h) for h in ("stuck", "disposals", "audits"))
+    assert f'<span class="badge warn">{many}</span>' in stuck
+    assert stuck.count("halfway-") == LISTED
+    assert f"The {LISTED} oldest of {many} stuck SIPs are shown." in stuck
+    assert f'<span class="badge warn">{many}</span>' in disposals
+    assert disposals.count("duplicate ") == LISTED
+    assert f"The {LISTED} newest of {many} waiting disposals are shown." in disposals
+    assert audits.count('<li class="audit"') == LISTED
+    assert f"The {LISTED} newest of {many} audits in progress are shown." in audits
 
 
 def test_the_dashboard_speaks_dutch_and_french(

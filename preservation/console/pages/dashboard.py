@@ -2,10 +2,11 @@
 
 Everything is the viewer's tenant's (an admin's: every tenant's), read with
 the functions ``status``, the API and monitoring use: SIP counts, rejected
-SIPs with their reports, disposals waiting for a second curator, and the
-parts of :mod:`preservation.attention` (stuck SIPs, failed copies, bags set
-aside, sites). Each is a grouped count or a short list, so the page costs the
-same at 100,000 AIPs as at ten.
+SIPs with their reports, and the parts of :mod:`preservation.attention`
+(stuck SIPs, failed copies, bags set aside, disposals waiting for a second
+curator, sites, audits). Each is a grouped count, or a short list beside the
+count of the whole ("the 50 newest of 1,234"), so the page costs the same at
+100,000 AIPs as at ten.
 
 Audit coverage is the exception: it reads every active version to find the
 ones missing a copy, so it is its own fragment (``/console/dashboard/coverage``),
@@ -22,13 +23,13 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from preservation import attention, dispatch, lookup, retention
+from preservation import attention, dispatch, lookup
 from preservation.api.deps import Ctx, Db, actor_of
 from preservation.audit import runs
 from preservation.audit.coverage import coverage
 from preservation.catalog import service
 from preservation.catalog.database import session_scope
-from preservation.catalog.models import CartridgeState, DisposalState, Role, SIPState
+from preservation.catalog.models import CartridgeState, Role, SIPState
 from preservation.console import render
 from preservation.console.deps import Viewer, needs
 from preservation.console.deps import router as console_router
@@ -130,6 +131,8 @@ def dashboard(request: Request, ctx: Ctx, db: Db, viewer: Viewer) -> Response:
     tenant = viewer.tenant_id
     sip_counts = service.count_sips_by_state(db, tenant)
     failed_count, failed = attention.failed_copies(db, tenant)
+    disposal_count, disposals = attention.waiting_disposals(db, tenant)
+    active_audits, audits = attention.audits(db, tenant)
     context = {
         **_common(viewer),
         "sip_states": [s.value for s in SIPState],
@@ -143,14 +146,18 @@ def dashboard(request: Request, ctx: Ctx, db: Db, viewer: Viewer) -> Response:
             ctx.settings.ingest_dir, tenant, limit=REJECTED_LISTED
         ),
         "stuck": attention.stuck_sips(db, tenant),
+        "stuck_count": attention.count_stuck_sips(db, tenant),
         "stage_label": partial(stage_label, labels={**state_labels(), **stage_labels()}),
         "failed_count": failed_count,
         "failed": failed,
-        "disposals": retention.list_disposals(db, tenant, state=DisposalState.REQUESTED),
+        "disposals": disposals,
+        "disposal_count": disposal_count,
         "sites": attention.site_views(db, ctx.settings),
         "cartridge_states": [s.value for s in CartridgeState],
         "site_names": list(ctx.settings.sites),
-        "audits": attention.audits(db, tenant),
+        "audits": audits,
+        "active_audits": active_audits,
+        "active_listed": sum(a.state in ("queued", "running") for a in audits),
     }
     return render.page(request, "dashboard.html", context)
 
