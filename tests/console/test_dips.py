@@ -29,6 +29,7 @@ def test_a_consumer_asks_for_a_dip_follows_it_and_downloads_the_zip(
     aip = ingested(ctx, tmp_path)
     people.add("carol@museum.example", "consumer", "museum")
     people.add("dave@museum.example", "consumer", "museum")
+    people.add("cora@museum.example", "curator", "museum")
     people.add("mallory@library.example", "curator", "library")
     csrf = people.log_in(client, "carol@museum.example")
 
@@ -74,9 +75,17 @@ def test_a_consumer_asks_for_a_dip_follows_it_and_downloads_the_zip(
     r = client.get(f"/console/dips/{dip_id}/download", headers={"Range": "bytes=10-"})
     assert r.status_code == 206 and int(r.headers["content-length"]) > 0
 
-    # Another reader of the tenant sees it only among the tenant's requests.
+    # Another reader of the tenant does not see it: every request of the tenant is a
+    # curator's to see, and a consumer asking for it gets their own list.
     client.cookies.clear()
     people.log_in(client, "dave@museum.example")
+    assert f"dip-{dip_id}" not in client.get("/console/dips").text
+    everyone = client.get("/console/dips?all=1")
+    assert everyone.status_code == 200 and f"dip-{dip_id}" not in everyone.text
+    assert 'href="/console/dips?all=1"' not in everyone.text
+    # A curator of the tenant sees it among the tenant's requests.
+    client.cookies.clear()
+    people.log_in(client, "cora@museum.example")
     assert f"dip-{dip_id}" not in client.get("/console/dips").text
     assert f"dip-{dip_id}" in client.get("/console/dips?all=1").text
 

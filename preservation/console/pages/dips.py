@@ -2,9 +2,11 @@
 
 The list and each request are ``access.service``'s views, scoped to the
 viewer's tenant (another tenant's DIP is not found, like none); "mine" is the
-default, since a reader follows what they asked for, and a curator can widen
-it to the tenant's. While any request shown is still queued, recalling or
-building, the list is a fragment htmx polls; it stops once all are settled.
+default, since a reader follows what they asked for, and a curator (or an
+admin) can widen it to the tenant's (``?all=1``): who asked for what is the
+curators' to see, so a consumer or submitter asking for it gets their own.
+While any request shown is still queued, recalling or building, the list is
+a fragment htmx polls; it stops once all are settled.
 The download is the API's: ``ready_row`` says whether it may be had, and
 ``delivery.file_response`` streams the cached zip (resumable with Range).
 """
@@ -19,6 +21,7 @@ from starlette.responses import Response
 from preservation.access import cache, service
 from preservation.access.delivery import file_response
 from preservation.api.deps import Ctx, Db, actor_of
+from preservation.catalog.models import Role
 from preservation.console import render
 from preservation.console.deps import Viewer
 from preservation.console.deps import router as console_router
@@ -54,9 +57,11 @@ def dips_page(
     all: Annotated[bool, Query()] = False,  # noqa: A002 - the query parameter's name
     asked: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    mine = None if all else actor_of(viewer).label
+    everyone = all and viewer.role.allows(Role.CURATOR)
+    mine = None if everyone else actor_of(viewer).label
     dips = service.list_dips(db, viewer.tenant_id, requested_by=mine)
-    context = _context(dips, everyone=all, asked=asked)
+    context = _context(dips, everyone=everyone, asked=asked)
+    context["may_see_all"] = viewer.role.allows(Role.CURATOR)
     if asked and any(d.dip_id == asked for d in dips):
         context["notices"] = [
             ("ok", _("Your DIP is queued for the next recall batch; this page follows it."))
