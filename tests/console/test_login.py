@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from datetime import timedelta
 
@@ -212,3 +213,19 @@ def test_an_htmx_request_comes_back_to_the_page_it_was_sent_from(
     for current in ("https://evil.example/", "http://testserver//evil.example/", None, "junk"):
         client.cookies.clear()
         assert _log_in_to(client, login_link(current)) == "/console/", current
+
+
+def test_htmx_keeps_no_page_snapshots_and_the_browser_asks_for_no_favicon(
+    client: TestClient, people: People
+) -> None:
+    """Snapshots in sessionStorage would keep a page and its CSRF token after a logout."""
+    people.add("ann@museum.example", "curator", "museum")
+    people.log_in(client, "ann@museum.example")
+    r = client.get("/console/")
+    meta = re.search(r"<meta name=\"htmx-config\" content='([^']+)'>", r.text)
+    assert meta
+    config = json.loads(meta.group(1))
+    assert config["historyCacheSize"] == 0 and config["allowEval"] is False
+    assert '<link rel="icon" href="data:,">' in r.text
+    policy = r.headers["content-security-policy"]
+    assert "img-src 'self' data:" in policy  # the empty icon is allowed
