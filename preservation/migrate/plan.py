@@ -15,14 +15,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import AIP, AIPState, AIPVersion, File
 from preservation.errors import InvalidRequestError, NotFoundError
 from preservation.migrate.policy import Action, Policy
 
-__all__ = ["PlannedFile", "current_files", "plan_migration", "representation_of"]
+__all__ = [
+    "PlannedFile",
+    "aips_holding",
+    "count_aips_holding",
+    "current_files",
+    "plan_migration",
+    "representation_of",
+]
 
 #: A TIFF (or BMP) with this compression is already what the image rule makes.
 _UNCOMPRESSED = {"None", "none", "uncompressed", "Uncompressed", None}
@@ -137,6 +144,32 @@ def _produced(files: Sequence[File]) -> dict[int, frozenset[str]]:
     return out
 
 
+def aips_holding(puid: str, tenant_id: str | None) -> Select[str]:
+    """The active AIPs a migration by PUID chooses: a current, committed file of that format."""
+    stmt = (
+        select(AIP.id)
+        .join(AIPVersion, AIPVersion.aip_id == AIP.id)
+        .join(File, File.aip_version_id == AIPVersion.id)
+        .where(
+            AIP.state == AIPState.ACTIVE,
+            File.puid == puid,
+            File.superseded_in.is_(None),
+            AIPVersion.committed_at.is_not(None),
+        )
+        .distinct()
+        .order_by(AIP.id)
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(AIP.tenant_id == tenant_id)
+    return stmt
+
+
+def count_aips_holding(session: Session, puid: str, tenant_id: str | None) -> int:
+    """How many AIPs :func:`aips_holding` chooses, counted by the database."""
+    chosen = aips_holding(puid, tenant_id).order_by(None).subquery()
+    return int(session.scalar(select(func.count()).select_from(chosen)) or 0)
+
+
 def plan_migration(
     session: Session,
     policy: Policy,
@@ -144,13 +177,16 @@ def plan_migration(
     aip_ids: Sequence[str] = (),
     puid: str | None = None,
     tenant_id: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, list[PlannedFile]]:
     """Per AIP (in the order asked, or by id for ``--puid``), the files and their actions.
 
     ``tenant_id`` None is an administrator. An AIP the asker may not see is
     :class:`NotFoundError`, like one that does not exist. With ``puid``, only
     files of that format count, and only active AIPs holding one are chosen.
-    An AIP with nothing to do is still listed, with no files.
+    An AIP with nothing to do is still listed, with no files. ``limit`` plans
+    only the first AIPs (by id) a PUID chooses: a preview of a format held by
+    thousands of AIPs reads a page of them, not all their files.
     """
     if not aip_ids and not puid:
         raise InvalidRequestError(
@@ -172,21 +208,9 @@ def plan_migration(
         if aip_id not in chosen:
             chosen.append(aip_id)
     if puid and not aip_ids:
-        stmt = (
-            select(AIP.id)
-            .join(AIPVersion, AIPVersion.aip_id == AIP.id)
-            .join(File, File.aip_version_id == AIPVersion.id)
-            .where(
-                AIP.state == AIPState.ACTIVE,
-                File.puid == puid,
-                File.superseded_in.is_(None),
-                AIPVersion.committed_at.is_not(None),
-            )
-            .distinct()
-            .order_by(AIP.id)
-        )
-        if tenant_id is not None:
-            stmt = stmt.where(AIP.tenant_id == tenant_id)
+        stmt = aips_holding(puid, tenant_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
         chosen = list(session.scalars(stmt))
     out: dict[str, list[PlannedFile]] = {}
     for aip_id in chosen:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from preservation.catalog.models import Migration, MigrationFile, MigrationItem, Tenant
 from preservation.errors import InvalidRequestError, NotFoundError
 from preservation.lookup import Instant
-from preservation.migrate.plan import plan_migration
+from preservation.migrate.plan import count_aips_holding, plan_migration
 from preservation.migrate.policy import MODES, Policy, load_policy, parse_policy
 
 __all__ = [
@@ -127,9 +127,20 @@ def dry_run(
     aip_ids: Sequence[str] = (),
     puid: str | None = None,
     tenant_id: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """What a request would do: per AIP, the files, their actions and targets."""
-    plan = plan_migration(session, policy, aip_ids=aip_ids, puid=puid, tenant_id=tenant_id)
+    """What a request would do: per AIP, the files, their actions and targets.
+
+    With ``limit`` (a PUID's selection) only the first AIPs are planned: then
+    ``aips_total`` is counted by the database, ``complete`` is false, and the
+    files, outputs and bytes are those of the AIPs planned.
+    """
+    plan = plan_migration(
+        session, policy, aip_ids=aip_ids, puid=puid, tenant_id=tenant_id, limit=limit
+    )
+    total = len(plan)
+    if limit is not None and puid and not aip_ids and total >= limit:
+        total = count_aips_holding(session, puid, tenant_id)
     return {
         "policy": {"name": policy.name, "source": policy.source, "sha256": policy.sha256},
         "mode": policy.mode,
@@ -140,6 +151,8 @@ def dry_run(
         "files": sum(len(files) for files in plan.values()),
         "outputs": sum(len(f.actions) for files in plan.values() for f in files),
         "bytes": sum(f.size for files in plan.values() for f in files),
+        "aips_total": total,
+        "complete": total == len(plan),
     }
 
 

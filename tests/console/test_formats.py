@@ -120,3 +120,17 @@ def test_the_formats_page_speaks_dutch_and_french(
     assert "Deze migreren" in nl
     fr = client.get("/console/formats", headers={"Accept-Language": "fr"}).text
     assert "<h2>Rapport de risques</h2>" in fr and "Migrer ces fichiers" in fr
+
+
+def test_an_admins_migrate_these_keeps_the_reports_tenant(
+    ctx: Context, client: TestClient, people: People
+) -> None:
+    """From one tenant's report, "Migrate these" is that tenant's files, not every tenant's."""
+    holdings(ctx)
+    people.add("root@archive.example", "admin", None)
+    people.log_in(client, "root@archive.example")
+    page = client.get("/console/formats", params={"tenant": "library"}).text
+    assert 'href="/console/migrations/new?puid=fmt/353&amp;tenant=library"' in row(page, "fmt/353")
+    # Every tenant's report: no tenant in the link.
+    page = client.get("/console/formats").text
+    assert 'href="/console/migrations/new?puid=fmt/353"' in row(page, "fmt/353")

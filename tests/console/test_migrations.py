@@ -11,13 +11,15 @@ import html
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from preservation.catalog.database import session_scope
 from preservation.catalog.models import AIPVersion, Migration, MigrationItem
+from preservation.console.pages import migrations as migrations_page
 from preservation.context import Context
-from preservation.migrate import service
+from preservation.migrate import run, service
 from tests.api.test_dips import ingested
 from tests.console.conftest import People, add_aip
 from tests.polling import wait_for
@@ -120,3 +122,76 @@ def test_the_mode_and_the_step_are_said_in_the_viewers_language(
     assert "· en cours de conversion" in fr
     preview = client.get(f"/console/migrations/new?aip={aip}", headers={"Accept-Language": "fr"})
     assert "mode au mieux (garder ce qui est vérifié)" in html.unescape(preview.text)
+
+
+def test_an_admin_migrates_the_tenant_chosen_and_a_curator_only_their_own(
+    client: TestClient, ctx: Context, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    museum = add_aip(ctx, "museum", title="Plates", puids=["fmt/11"], names=["data/a.png"])
+    library = add_aip(ctx, "library", title="Maps", puids=["fmt/11"], names=["data/m.png"])
+    submitted: list[str] = []
+    monkeypatch.setattr(run, "submit_migration", lambda _ctx, mid: submitted.append(mid))
+    people.add("root@archive.example", "admin", None)
+    people.add("ann@museum.example", "curator", "museum")
+    csrf = people.log_in(client, "root@archive.example")
+
+    r = client.get("/console/migrations/new", params={"puid": "fmt/11", "tenant": "library"})
+    assert r.status_code == 200, r.text[:300]
+    assert library in r.text and museum not in r.text
+    assert '<input type="hidden" name="tenant" value="library">' in r.text
+    r = client.post(
+        "/console/migrations",
+        data={"csrf": csrf, "puid": "fmt/11", "tenant": "library"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:300]
+    with session_scope(ctx.sessions) as s:
+        [migration] = s.scalars(select(Migration)).all()
+        assert migration.tenant_id == "library" and submitted == [migration.id]
+        items = s.scalars(select(MigrationItem.aip_id)).all()
+        assert items == [library]
+    # No tenant named: every tenant's, as the API does for an admin.
+    r = client.get("/console/migrations/new", params={"puid": "fmt/11"})
+    assert library in r.text and museum in r.text and 'name="tenant"' not in r.text
+
+    # A curator's scope is their own tenant: named, it is the same; another is a 404.
+    client.cookies.clear()
+    csrf = people.log_in(client, "ann@museum.example")
+    r = client.get("/console/migrations/new", params={"puid": "fmt/11", "tenant": "museum"})
+    assert r.status_code == 200 and museum in r.text and library not in r.text
+    r = client.get("/console/migrations/new", params={"puid": "fmt/11", "tenant": "library"})
+    assert r.status_code == 404
+    r = client.post(
+        "/console/migrations", data={"csrf": csrf, "puid": "fmt/11", "tenant": "library"}
+    )
+    assert r.status_code == 404
+    assert len(submitted) == 1
+
+
+def test_a_puids_preview_plans_a_page_of_aips_and_counts_the_rest(
+    client: TestClient, ctx: Context, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aips = sorted(
+        add_aip(ctx, "museum", title=f"Plates {n}", puids=["fmt/11"], names=["data/a.png"])
+        for n in range(3)
+    )
+    add_aip(ctx, "library", title="Maps", puids=["fmt/11"], names=["data/m.png"])
+    policy, _text = service.read_policy(None)
+    with session_scope(ctx.sessions) as s:
+        whole = service.dry_run(s, policy, puid="fmt/11", tenant_id="museum")
+        assert whole["aips_total"] == 3 and whole["complete"] and whole["files"] == 3
+        part = service.dry_run(s, policy, puid="fmt/11", tenant_id="museum", limit=2)
+        assert [a["aip_id"] for a in part["aips"]] == aips[:2]
+        assert part["aips_total"] == 3 and not part["complete"] and part["files"] == 2
+        # Every tenant's, for an admin; a limit not reached leaves the plan whole.
+        assert service.dry_run(s, policy, puid="fmt/11", limit=2)["aips_total"] == 4
+        exact = service.dry_run(s, policy, puid="fmt/11", tenant_id="museum", limit=3)
+        assert exact["aips_total"] == 3 and exact["complete"]
+
+    monkeypatch.setattr(migrations_page, "PREVIEW_AIPS", 2)
+    people.add("ann@museum.example", "curator", "museum")
+    people.log_in(client, "ann@museum.example")
+    page = client.get("/console/migrations/new", params={"puid": "fmt/11"}).text
+    assert aips[0] in page and aips[1] in page and aips[2] not in page
+    assert '<p class="big">3</p>' in page and "in the first 2 AIPs" in page
+    assert "…and 1 more AIP, not planned here" in page and "Start migration" in page

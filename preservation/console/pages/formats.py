@@ -7,7 +7,9 @@ form, for the roles that may start one; the migration page checks the role
 again, as the service does.
 
 An admin sees every tenant, or one chosen in the form; anyone else sees
-their own tenant, and naming another is the same 404 the API gives.
+their own tenant, and naming another is the same 404 the API gives. The
+chosen tenant goes with "Migrate these": an admin reading one tenant's report
+migrates that tenant's files, not every tenant's of that format.
 """
 
 from __future__ import annotations
@@ -24,8 +26,23 @@ from preservation.console import render
 from preservation.console.deps import Viewer
 from preservation.console.deps import router as console_router
 from preservation.errors import NotFoundError
+from preservation.tokens import Principal
 
 router = console_router()
+
+
+def tenant_scope(viewer: Principal, tenant: str | None) -> str | None:
+    """The tenant a report or a migration covers, as the API's ``tenant`` field decides it.
+
+    An admin's choice (None: every tenant); anyone else's own tenant, and
+    naming another is the same 404 as naming none that exists.
+    """
+    tenant = tenant or None
+    if viewer.tenant_id is None:
+        return tenant
+    if tenant is not None and tenant != viewer.tenant_id:
+        raise NotFoundError(f"no tenant {tenant!r}", rule="tenant", field="tenant")
+    return viewer.tenant_id
 
 
 def _risks(row: formats.FormatRow) -> list[tuple[str, str]]:
@@ -63,12 +80,7 @@ def format_report(
     viewer: Viewer,
     tenant: Annotated[str | None, Query(max_length=63)] = None,
 ) -> Response:
-    tenant = tenant or None
-    scope = viewer.tenant_id
-    if scope is None:
-        scope = tenant
-    elif tenant is not None and tenant != scope:
-        raise NotFoundError(f"no tenant {tenant!r}", rule="tenant", field="tenant")
+    scope = tenant_scope(viewer, tenant)
     report = formats.format_report(db, scope, formats.load_format_policy(ctx.settings))
     aips = formats.aips_per_format(db, scope)
     rows: list[dict[str, Any]] = [

@@ -9,7 +9,7 @@ stops polling once every AIP of the request is finished.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from preservation.console.deps import Viewer, needs
 from preservation.console.deps import router as console_router
 from preservation.console.i18n import gettext as _
 from preservation.console.pages.aip import state_labels
+from preservation.console.pages.formats import tenant_scope
 from preservation.errors import InvalidRequestError
 from preservation.lookup import check_uuid
 from preservation.migrate import run, service
@@ -33,6 +34,8 @@ Curator = Annotated[Principal, Depends(needs(Role.CURATOR))]
 
 #: A migration is over in these states: the page stops polling.
 FINISHED = frozenset({"done", "failed"})
+#: AIPs a PUID's preview plans and shows; the others are counted, not read.
+PREVIEW_AIPS = 100
 _PUID = r"^[a-z-]+/[0-9]+$"
 
 
@@ -75,24 +78,26 @@ def migrations_list(request: Request, db: Db, viewer: Viewer) -> Response:
 
 
 @router.get("/migrations/new")
-async def preview(
+def preview(
     request: Request,
     ctx: Ctx,
     viewer: Curator,
     aip: Annotated[str | None, Query(max_length=64)] = None,
     puid: Annotated[str | None, Query(max_length=32, pattern=_PUID)] = None,
+    tenant: Annotated[str | None, Query(max_length=63)] = None,
 ) -> Response:
-    """The dry run: files, actions and targets; nothing is recorded."""
+    """The dry run: files, actions and targets; nothing is recorded.
+
+    A PUID's plan is made for its first :data:`PREVIEW_AIPS` AIPs only; the
+    rest are counted, and "Start" plans them all, as the API does.
+    """
     aip_ids, chosen_puid = _selection(aip, puid)
-
-    def plan() -> dict[str, Any]:
-        policy, _text = service.read_policy(ctx.settings.migration_policy)
-        with session_scope(ctx.sessions) as s:
-            return service.dry_run(
-                s, policy, aip_ids=aip_ids, puid=chosen_puid, tenant_id=viewer.tenant_id
-            )
-
-    result = await run_in_threadpool(plan)
+    scope = tenant_scope(viewer, tenant)
+    policy, _text = service.read_policy(ctx.settings.migration_policy)
+    with session_scope(ctx.sessions) as s:
+        result = service.dry_run(
+            s, policy, aip_ids=aip_ids, puid=chosen_puid, tenant_id=scope, limit=PREVIEW_AIPS
+        )
     return render.page(
         request,
         "migration_new.html",
@@ -101,6 +106,8 @@ async def preview(
             "plan": result,
             "aip": aip or "",
             "puid": puid or "",
+            # Only an admin's choice travels: anyone else's scope is their own anyway.
+            "tenant": scope if viewer.tenant_id is None else None,
             "modes": mode_labels(),
         },
     )
@@ -114,6 +121,7 @@ async def start(request: Request, ctx: Ctx, viewer: Curator) -> Response:
     if puid is not None and (len(puid) > 32 or "/" not in puid):
         raise InvalidRequestError(f"{puid[:40]!r} is not a PUID", rule="puid", field="puid")
     aip_ids, chosen_puid = _selection(aip, puid)
+    scope = tenant_scope(viewer, str(form.get("tenant") or "").strip()[:63])
 
     def begin() -> service.MigrationView:
         policy, text = service.read_policy(ctx.settings.migration_policy)
@@ -124,7 +132,7 @@ async def start(request: Request, ctx: Ctx, viewer: Curator) -> Response:
                 text,
                 aip_ids=aip_ids,
                 puid=chosen_puid,
-                tenant_id=viewer.tenant_id,
+                tenant_id=scope,
                 who=actor_of(viewer).who,
             )
 
