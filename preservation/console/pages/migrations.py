@@ -3,8 +3,10 @@
 The preview is the API's dry run (``migrate.service.dry_run`` under the
 configured policy) for one AIP or for every current file of a PUID; "Start"
 records the request with ``start_migration`` and hands it to the runner only
-after the commit, as the API does. The progress page polls a fragment that
-stops polling once every AIP of the request is finished.
+after the commit, as the API does. An admin's ``tenant`` (from the formats
+report) narrows both to that tenant, as the API's ``tenant`` field does. The
+progress page polls a fragment that stops polling once every AIP of the
+request is finished.
 """
 
 from __future__ import annotations
