@@ -17,9 +17,13 @@ its own requests (each test uses its own AIP where it changes one):
   install`` cannot download here). Missing, the tests skip on a developer's
   machine and FAIL under CI, like every other real service the tests need.
 
+Every page runs under the console's Content-Security-Policy, as in production:
+whatever the policy refuses, in any test, fails that test (``open_page``).
+
 Helpers: :func:`log_in` (through the form, as a person does), :func:`check_axe`
-(axe-core's serious and critical violations fail the test) and :func:`shoot`
-(a 1280×800 screenshot into ``docs/console/`` when ``PRESERVATION_SCREENSHOTS=1``).
+(axe-core's serious and critical violations fail the test), :func:`shoot`
+(a 1280×800 screenshot into ``docs/console/`` when ``PRESERVATION_SCREENSHOTS=1``)
+and :func:`csp_violations` (what the policy refused so far).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -262,19 +267,72 @@ def browser() -> Iterator[Any]:
 OpenPage = Callable[..., Any]
 
 
+#: Each open context's policy violations, by ``id(context)`` (see :func:`csp_violations`).
+_VIOLATIONS: dict[int, list[str]] = {}
+
+#: In every document, before its own scripts: each violation the policy reports goes to the
+#: test (an exposed binding outlives the navigation, a variable in the page would not).
+_CSP_LISTENER = """
+document.addEventListener('securitypolicyviolation', e => {
+  window.__cspViolation(e.violatedDirective + ' refused ' + (e.blockedURI || 'inline')
+    + ' at ' + (e.sourceFile || document.URL) + ':' + e.lineNumber
+    + (e.sample ? ' (' + e.sample.slice(0, 80) + ')' : ''));
+}, true);
+"""
+
+
+def _watch_csp(context: Any) -> list[str]:
+    """Every policy violation in ``context`` from now on, as a growing list.
+
+    Heard twice over: the ``securitypolicyviolation`` events the documents fire
+    (listened for by an init script, which Playwright adds whatever the policy
+    says) and Chromium's "Refused to ..." console messages.
+    """
+    seen: list[str] = []
+
+    def on_event(source: dict[str, Any], text: str) -> None:
+        seen.append(f"event on {source['page'].url}: {text}")
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            where = message.page.url if message.page is not None else "?"
+            seen.append(f"console on {where}: {message.text}")
+
+    context.expose_binding("__cspViolation", on_event)
+    context.add_init_script(_CSP_LISTENER)
+    context.on("console", on_console)
+    return seen
+
+
+#: A task later in the page, every violation event queued before it has fired, and its report
+#: (a message to the test, as this answer is) is ahead of the answer on the same connection.
+_SETTLE = "() => new Promise(resolve => setTimeout(resolve, 0))"
+
+
+def csp_violations(page: Any) -> list[str]:
+    """What the policy has refused in ``page``'s context, up to now (the test may clear it).
+
+    The sync API hears of events only while the test waits on the browser, so
+    this waits on the page once first; ``time.sleep`` would hear nothing.
+    """
+    page.evaluate(_SETTLE)
+    return _VIOLATIONS[id(page.context)]
+
+
 @pytest.fixture
 def open_page(browser: Any, site: Site) -> Iterator[OpenPage]:
     """``open_page(user=None, lang="en")``: a fresh browser context's page, logged in if asked.
 
     Each call is a new context (its own cookies), so two curators can work
-    side by side in one test. The Content-Security-Policy is bypassed only so
-    that axe-core can be injected; the pages never need it.
+    side by side in one test. The Content-Security-Policy is in force, as in
+    production (:func:`check_axe` runs under it), and anything it refuses in
+    any test fails that test when the test is over: the console has no inline
+    script or style, and this is where that is kept true.
     """
     contexts: list[Any] = []
 
     def make(user: str | None = None, lang: str = "en", **options: Any) -> Any:
         context = browser.new_context(
-            bypass_csp=True,
             viewport=VIEWPORT,
             locale={"en": "en-GB", "nl": "nl-BE", "fr": "fr-BE"}.get(lang, lang),
             base_url=site.base_url,
@@ -283,14 +341,27 @@ def open_page(browser: Any, site: Site) -> Iterator[OpenPage]:
         )
         context.set_default_timeout(15_000)
         contexts.append(context)
+        _VIOLATIONS[id(context)] = _watch_csp(context)
         page = context.new_page()
         if user is not None:
             log_in(page, user)
         return page
 
     yield make
+    refused = []
     for context in contexts:
+        for page in context.pages:
+            try:
+                page.evaluate(_SETTLE)
+            except Exception:  # noqa: BLE001 - a page gone or crashed has nothing more to say
+                pass
+        refused += _VIOLATIONS.pop(id(context))
         context.close()
+    if refused:
+        pytest.fail(
+            "the Content-Security-Policy refused:\n" + "\n".join(f"- {r}" for r in refused),
+            pytrace=False,
+        )
 
 
 def log_in(page: Any, email: str, password: str = PASSWORD) -> None:
@@ -306,10 +377,20 @@ def log_in(page: Any, email: str, password: str = PASSWORD) -> None:
 # -- checks ----------------------------------------------------------------------------
 
 
+@cache
+def _axe_run() -> str:
+    """axe-core's source and the call that runs it, as one script for ``page.evaluate``."""
+    return AXE.read_text(encoding="utf-8") + "\n;axe.run(document, {resultTypes: ['violations']})"
+
+
 def check_axe(page: Any, name: str) -> None:
-    """axe-core on the page as it stands: any serious or critical violation fails the test."""
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    """axe-core on the page as it stands: any serious or critical violation fails the test.
+
+    Evaluated through the DevTools protocol rather than added as a ``<script>``
+    tag, so it runs under the Content-Security-Policy too (which refuses an
+    inline script tag, as it should).
+    """
+    result = page.evaluate(_axe_run())
     bad = [v for v in result["violations"] if v.get("impact") in ("serious", "critical")]
     if bad:
         lines = [f"axe-core on {name} ({page.url}): {len(bad)} serious/critical violation(s)"]
@@ -349,11 +430,19 @@ def wait_until(condition: Callable[[], bool], what: str, limit: float = 60.0) ->
         time.sleep(0.1)
 
 
-def tr(lang: str, msgid: str) -> str:
-    """``msgid`` as the console shows it in ``lang``; in nl and fr it must really be translated."""
+def tr(lang: str, msgid: str, *, cognate: bool = False) -> str:
+    """``msgid`` as the console shows it in ``lang``; in nl and fr it must really be translated.
+
+    ``cognate``: the translation may be the English word itself (French
+    "Formats", "Migrations"), but the language's catalogue must still hold it.
+    """
     from preservation.console.i18n import translations
 
-    text = translations(lang).gettext(msgid)
+    catalogue = translations(lang)
+    text = catalogue.gettext(msgid)
     if lang != "en":
-        assert text != msgid, f"{msgid!r} has no {lang} translation"
+        if cognate:
+            assert msgid in getattr(catalogue, "_catalog", {}), f"{msgid!r} is not in {lang}"
+        else:
+            assert text != msgid, f"{msgid!r} has no {lang} translation"
     return text

@@ -10,6 +10,7 @@ from tests.console.browser.conftest import (
     OpenPage,
     check_axe,
     shoot,
+    tr,
 )
 
 
@@ -49,4 +50,6 @@ def test_a_curator_sees_only_their_tenant_and_a_consumer_not_the_page(
     reader = open_page(READER)
     response = reader.goto("/console/admin")
     assert response is not None and response.status == 403
+    assert reader.locator("h1").inner_text() == tr("en", "You may not do this")
     assert reader.locator("nav a[href='/console/admin']").count() == 0
+    check_axe(reader, "403 page")
