@@ -258,9 +258,11 @@ def log_in(
 ) -> LoginResult:
     """The user, if the password is right and the account neither locked nor disabled.
 
-    Every refusal says the same thing to the person at the door ("wrong e-mail
-    or password", or that the account is locked); the caller commits the
-    failure count even when this raises.
+    A wrong password, an unknown e-mail and a disabled account get the same
+    refusal ("wrong e-mail or password"). A locked account gets its own, which
+    tells the person at the door that the account exists (only an account is
+    ever locked) but nothing about the password tried. The caller commits
+    the failure count even when this raises.
     """
     now = now or utcnow()
     user = session.scalar(
