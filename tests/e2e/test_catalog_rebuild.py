@@ -63,6 +63,7 @@ NOT_RESTORED_TABLES = {
     "stage_leases": "who runs a stage now: operational",
     "stage_runs": "stage timings for /metrics: operational",
     "api_tokens": "credentials are never written to tape",
+    "console_users": "people and their password hashes are never written to tape",
     "idempotency_keys": "upload retries: operational",
     "audits": "audit runs: their findings are events of the catalogue",
     "migrations": "a curator's request: its outcome is a version on tape",
