@@ -70,6 +70,20 @@ class People:
         return csrf_of(home.text)
 
 
+@pytest.fixture(autouse=True)
+def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at its cheapest: these tests log in hundreds of times, and the cost
+    parameters are argon2-cffi's to get right, not the pages'. Still argon2id; a hash
+    made with the real parameters (the browser suite's users) still verifies."""
+    from argon2 import PasswordHasher
+
+    from preservation import users
+
+    monkeypatch.setattr(
+        users, "_hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
+    )
+
+
 @pytest.fixture
 def people(ctx: Context) -> People:
     return People(ctx)
