@@ -462,17 +462,14 @@ def schedule(sample: Sample, n: int, rng: random.Random) -> Plan:
     return requests
 
 
-def percentiles(ms: list[float]) -> dict[str, float]:
-    """Nearest-rank p50/p90/p99 (500 samples: p99 is the 5th slowest), and the mean."""
+def percentiles(ms: list[float], points: tuple[int, ...] = (50, 90, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles (500 samples: p99 is the 5th slowest), the mean and the max."""
     ordered = sorted(ms)
 
     def rank(p: float) -> float:
         return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 2)
 
-    return {
-        "p50_ms": rank(50),
-        "p90_ms": rank(90),
-        "p99_ms": rank(99),
+    return {f"p{p}_ms": rank(p) for p in points} | {
         "mean_ms": round(statistics.fmean(ordered), 2),
         "max_ms": round(ordered[-1], 2),
     }

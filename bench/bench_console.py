@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import re
@@ -65,7 +64,15 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.apiserver import ApiServer  # noqa: E402
-from bench.bench_catalogue import MEASURED, Sample, database_mb, load, log, word_bands  # noqa: E402
+from bench.bench_catalogue import (  # noqa: E402
+    MEASURED,
+    Sample,
+    database_mb,
+    load,
+    log,
+    word_bands,
+)
+from bench.bench_catalogue import percentiles as catalogue_percentiles  # noqa: E402
 from preservation.catalog import make_engine, make_sessionmaker, session_scope, upgrade  # noqa: E402
 from preservation.catalog.models import (  # noqa: E402
     AIPVersion,
@@ -198,20 +205,8 @@ def schedule(sample: Sample, n: int, rng: random.Random) -> Plan:
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
-    """Nearest-rank p50/p95/p99, the mean and the slowest (``bench_catalogue``'s, with p95)."""
-    ordered = sorted(ms)
-
-    def rank(p: float) -> float:
-        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 2)
-
-    return {
-        "p50_ms": rank(50),
-        "p95_ms": rank(95),
-        "p99_ms": rank(99),
-        "mean_ms": round(statistics.fmean(ordered), 2),
-        "max_ms": round(ordered[-1], 2),
-        "n": len(ordered),
-    }
+    """``bench_catalogue``'s nearest-rank figures, with p95 (the target's) and the count."""
+    return catalogue_percentiles(ms, (50, 95, 99)) | {"n": len(ms)}
 
 
 def log_in(client: httpx.Client) -> None:

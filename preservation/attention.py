@@ -45,7 +45,6 @@ from preservation.catalog.models import (
     Disposal,
     DisposalState,
     SIPState,
-    StageLease,
     TapeCopy,
 )
 from preservation.config import Settings
@@ -180,22 +179,6 @@ def stuck_sips(
     return found
 
 
-def _live_sip_ids(session: Session, now: datetime) -> set[str]:
-    """SIPs something works on now: a live lease on the SIP or on one of its sites' writes.
-
-    Leases are held only while a stage runs, so the table is a handful of rows.
-    """
-    from preservation.lease import lease_is_live
-
-    return {
-        key.split(":")[1]
-        for key, owner, expires in session.execute(
-            select(StageLease.key, StageLease.owner, StageLease.expires_at)
-        )
-        if key.startswith("sip:") and lease_is_live(owner, expires, now)
-    }
-
-
 def count_stuck_sips(
     session: Session, tenant_id: str | None, *, now: datetime | None = None
 ) -> int:
@@ -205,7 +188,7 @@ def count_stuck_sips(
     is dead before its lease expires), so the SIPs that look stuck are
     counted, less those of them with a live lease: few, since leases are.
     """
-    from preservation.sips import RUNNING
+    from preservation.sips import RUNNING, live_leases
 
     now = now or datetime.now(UTC)
     looks_stuck = _scope(
@@ -221,7 +204,7 @@ def count_stuck_sips(
         tenant_id,
     )
     total = int(session.scalar(looks_stuck) or 0)
-    live = _live_sip_ids(session, now)
+    live = live_leases(session, None, now)
     if not total or not live:
         return total
     worked_on = int(session.scalar(looks_stuck.where(SIP.id.in_(live))) or 0)

@@ -52,19 +52,27 @@ RUNNING = " (running)"
 INTERRUPTED = " (interrupted)"
 
 
-def live_leases(session: Any, sip_ids: list[str], now: datetime) -> set[str]:
-    """SIP ids with at least one live lease (the whole SIP's, or one site's store)."""
-    if not sip_ids:
+def live_leases(session: Any, sip_ids: list[str] | None, now: datetime) -> set[str]:
+    """SIP ids with at least one live lease (the whole SIP's, or one site's store).
+
+    ``None`` asks for every SIP something works on now: leases are held only
+    while a stage runs, so the table is a handful of rows either way.
+    """
+    if sip_ids is not None and not sip_ids:
         return set()
     from preservation.lease import lease_is_live
 
-    wanted = set(sip_ids)
+    wanted = None if sip_ids is None else set(sip_ids)
     live: set[str] = set()
     for key, owner, expires in session.execute(
         select(StageLease.key, StageLease.owner, StageLease.expires_at)
     ):
         sip_id = key.split(":")[1] if key.startswith("sip:") else None
-        if sip_id in wanted and lease_is_live(owner, expires, now):
+        if (
+            sip_id is not None
+            and (wanted is None or sip_id in wanted)
+            and lease_is_live(owner, expires, now)
+        ):
             live.add(sip_id)
     return live
 
