@@ -41,6 +41,7 @@ Split by what the caller can do about it (as httpx does), not by where it came f
         ├── SIPPendingError            the bag already has a SIP in flight; resume that one
         ├── UploadTooLargeError        an upload past PRESERVATION_MAX_UPLOAD_BYTES
         ├── RangeNotSatisfiableError   a Range past the end of the representation (416)
+        ├── SiardError                 a SIARD archive that cannot be read as one (names table and rule)
         └── UnsupportedMediaError      a body in a format this door does not take
 
 Each error carries the context a curator needs (``path``, ``aip_id``, ``barcode``)
@@ -82,6 +83,7 @@ __all__ = [
     "SIPBusyError",
     "SIPPendingError",
     "ScannerUnavailableError",
+    "SiardError",
     "SiteUnavailableError",
     "StorageError",
     "TapeFullError",
@@ -294,6 +296,28 @@ class SIPPendingError(InvalidRequestError):
 
 class UploadTooLargeError(InvalidRequestError):
     """An upload went past ``PRESERVATION_MAX_UPLOAD_BYTES``; what had arrived is deleted."""
+
+
+class SiardError(InvalidRequestError):
+    """A SIARD archive breaks a rule of the format; ``table``, ``entry`` and ``rule`` say where.
+
+    Raised only where the archive cannot be used at all (loading, an access copy);
+    validation reports the same problems as findings instead.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        rule: str,
+        table: str | None = None,
+        entry: str | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, rule=rule, table=table, entry=entry, **context)
+        self.rule = rule
+        self.table = table
+        self.entry = entry
 
 
 class UnsupportedMediaError(InvalidRequestError):
