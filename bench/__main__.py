@@ -47,6 +47,7 @@ ORDER = (
     "catalog_rebuild",
     "audit",
     "evidence",
+    "siard",
 )
 
 
@@ -89,6 +90,9 @@ def options(name: str, quick: bool, work: Path) -> list[str]:
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     if name == "evidence":
         # evidence --quick: 20 bags stamped and not; 20,000 events checked; a 1,000-version period.
+        return ["--workdir", str(work), *(["--quick"] if quick else [])]
+    if name == "siard":
+        # siard --quick: 20,000 rows per backend, one run of each.
         return ["--workdir", str(work), *(["--quick"] if quick else [])]
     raise ValueError(name)
 
