@@ -1,0 +1,553 @@
+"""A SIARD archive back into a live database: PostgreSQL or SQLite.
+
+Tables are created from the metadata with their columns, primary keys and
+candidate (unique) keys, then filled from the table XML in batches, then tied
+together by their foreign keys. Defaults, views, triggers and routines are not
+recreated: a SIARD keeps them as text in the source DBMS's own dialect, which
+is evidence, not something to run.
+
+**PostgreSQL.** Every schema of the archive is created if missing and keeps
+its name; the types are ``types.sqlalchemy_type_of``. Rows go in through
+``COPY ... FROM STDIN``, the server's own bulk path, and the whole load is one
+transaction: if one row is refused, nothing of the load is left. Foreign keys
+are added with ``ALTER TABLE`` once every table is full, so the order of the
+tables in the archive does not matter. A foreign key that the archived rows
+break is still declared, ``NOT VALID`` (enforced for new rows only), and the
+summary says so: the archive's rows are loaded as they were kept, not mended.
+
+**SQLite** has no schemas, so tables are flattened (``flat_names``): an
+archive with tables in one schema gives the table names as they are; with two
+or more, ``<schema>__<table>``. The declared types (``sqlite_type``) keep the
+SQL name a reader expects (``INTEGER``, ``NUMERIC(10, 2)``, ``TIMESTAMP``,
+``BOOLEAN``, ``BLOB``) as far as the values stay exact:
+
+- ``DECIMAL``/``NUMERIC`` of up to 15 digits are numbers (SQLite keeps 15
+  significant digits of a REAL exactly, and integers exactly); wider ones, or
+  ones without a precision, would lose digits that way, so they are text in a
+  column declared ``NUMERIC_TEXT(p, s)`` (TEXT affinity): the archived digits,
+  unchanged, to be read as a decimal;
+- timestamps are ISO 8601 text, ``YYYY-MM-DD HH:MM:SS[.ffffff]``, as SQLite's
+  date functions read them; ``WITH TIME ZONE`` ones in UTC with ``+00:00``
+  (SQLite has no zoned type: the offset is in the value, under ``TIMESTAMP``);
+- a double's NaN is the text ``NaN`` (SQLite would store NULL);
+- binary of every kind is a ``BLOB``; ``XML`` and ``INTERVAL`` are text.
+
+Foreign keys are declared in ``CREATE TABLE`` and the rows inserted with the
+check off (as every SQLite connection starts), in one transaction with batches
+of 5,000; then ``PRAGMA foreign_key_check`` runs and what it finds goes into
+the summary.
+
+A table that already exists is refused (``SiardError``, rule
+``target-exists``) before anything is created, unless ``replace`` is given:
+then it is dropped first (on PostgreSQL with ``CASCADE``: the foreign keys of
+other tables pointing at it go with it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.schema import AddConstraint, CreateSchema, CreateTable
+from sqlalchemy.types import TypeEngine, UserDefinedType
+
+from preservation.errors import SiardError
+from preservation.siard.model import Archive, Schema, Table
+from preservation.siard.types import base_type, sqlalchemy_type_of, type_params
+
+__all__ = ["LoadSummary", "flat_names", "load_archive", "load_siard", "sqlite_type"]
+
+#: ``progress("schema.table", rows_done, rows_total)``, rows counted over the whole archive.
+Progress = Callable[[str, int, int], None]
+Rows = Callable[[Schema, Table], Iterable[list[Any]]]
+
+BATCH = 5000
+#: Significant digits SQLite keeps exactly in a REAL (DBL_DIG).
+EXACT_DIGITS = 15
+_ACTIONS = {"CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"}
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What was loaded: ``names`` maps each archived ``schema.table`` to its table in the target.
+
+    ``problems`` are what the database found wrong with the archived rows (a
+    foreign key they break, one that cannot be declared); the rows are loaded
+    all the same.
+    """
+
+    tables: int
+    rows: int
+    names: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+def _label(schema: Schema | str, table: Table | str) -> str:
+    s = schema if isinstance(schema, str) else schema.name
+    t = table if isinstance(table, str) else table.name
+    return f"{s}.{t}"
+
+
+def flat_names(archive: Archive) -> dict[tuple[str, str], str]:
+    """Each table's name where there are no schemas (SQLite, a folder of CSV files).
+
+    One rule for the SQLite copy and the CSV files, so both name a table alike:
+    if the archive's tables are all in one schema, a table keeps its name; if
+    they are spread over two or more, it is ``<schema>__<table>``. (Schemas
+    without tables do not count: an empty ``public`` beside ``sales`` does not
+    rename ``sales``' tables.) Two tables whose names would then differ only
+    in (ASCII) case, as SQLite compares names, are refused: ``name-clash``.
+    """
+    populated = [s for s in archive.schemas if s.tables]
+    several = len(populated) > 1
+    names: dict[tuple[str, str], str] = {}
+    seen: dict[bytes, str] = {}
+    for schema in populated:
+        for table in schema.tables:
+            name = f"{schema.name}__{table.name}" if several else table.name
+            key = name.encode("utf-8").lower()  # ASCII only, as SQLite folds case
+            label = _label(schema, table)
+            if key in seen:
+                raise SiardError(
+                    f"{label} and {seen[key]} would both be the table {name!r} without schemas",
+                    rule="name-clash",
+                    table=label,
+                )
+            seen[key] = label
+            names[(schema.name, table.name)] = name
+    return names
+
+
+def sqlite_type(sql2008: str) -> str:
+    """The type a SQLite column is declared with for a SIARD column (see the module notes)."""
+    base = base_type(sql2008)
+    first, second = type_params(sql2008)
+    if base in ("INTEGER", "SMALLINT", "BIGINT", "REAL", "BOOLEAN", "DATE"):
+        return base
+    if base in ("NUMERIC", "DECIMAL"):
+        args = "" if first is None else f"({first})" if second is None else f"({first}, {second})"
+        if first is not None and first <= EXACT_DIGITS:
+            return base + args
+        return f"{base}_TEXT{args}"
+    if base in ("DOUBLE PRECISION", "FLOAT"):
+        return base
+    if base == "CHARACTER":
+        return f"CHAR({first or 1})"
+    if base in ("CHARACTER VARYING", "INTERVAL"):
+        return f"VARCHAR({first})" if first and base != "INTERVAL" else "VARCHAR"
+    if base in ("BINARY", "BINARY VARYING", "BINARY LARGE OBJECT", "DATALINK"):
+        return "BLOB"
+    if base in ("TIME", "TIME WITH TIME ZONE"):
+        return "TIME"
+    if base in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):
+        return "TIMESTAMP"
+    return "TEXT"  # CHARACTER LARGE OBJECT, XML, and anything unknown
+
+
+class _Declared(UserDefinedType[Any]):
+    """A column type spelled exactly as given (SQLite takes any name; affinity follows it)."""
+
+    cache_ok = True
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.spec
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def _decimal_text(v: Any) -> Any:
+    return format(v, "f") if isinstance(v, Decimal) else v
+
+
+def _double(v: Any) -> Any:
+    return "NaN" if isinstance(v, float) and math.isnan(v) else v
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, date | time) else v
+
+
+def _timestamp(v: Any) -> Any:
+    return v.isoformat(sep=" ") if isinstance(v, datetime) else v
+
+
+def _utc(v: datetime) -> datetime:
+    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+
+
+def _timestamp_tz(v: Any) -> Any:
+    return _utc(v).isoformat(sep=" ") if isinstance(v, datetime) else v
+
+
+def _aware(v: Any) -> Any:
+    return _utc(v) if isinstance(v, datetime) else v
+
+
+def _sqlite_converter(sql2008: str) -> Callable[[Any], Any] | None:
+    base = base_type(sql2008)
+    if base in ("NUMERIC", "DECIMAL"):
+        return _decimal_text
+    if base in ("REAL", "DOUBLE PRECISION", "FLOAT"):
+        return _double
+    if base in ("DATE", "TIME", "TIME WITH TIME ZONE"):
+        return _iso
+    if base == "TIMESTAMP":
+        return _timestamp
+    if base == "TIMESTAMP WITH TIME ZONE":
+        return _timestamp_tz
+    return None
+
+
+def _pg_converter(sql2008: str) -> Callable[[Any], Any] | None:
+    # A naive value in a zoned column would be read in the session's time zone: UTC it is.
+    return _aware if base_type(sql2008) == "TIMESTAMP WITH TIME ZONE" else None
+
+
+def _converted(
+    rows: Iterable[list[Any]], converters: list[Callable[[Any], Any] | None]
+) -> Iterable[tuple[Any, ...]]:
+    """Each row as a fresh tuple (a batch must not share a reader's list), values converted."""
+    active = [(i, f) for i, f in enumerate(converters) if f is not None]
+    if not active:
+        return (tuple(row) for row in rows)
+
+    def convert(row: list[Any]) -> tuple[Any, ...]:
+        out = list(row)
+        for i, f in active:
+            if out[i] is not None:
+                out[i] = f(out[i])
+        return tuple(out)
+
+    return (convert(row) for row in rows)
+
+
+# -- structure ---------------------------------------------------------------------------
+
+
+def _check_columns(table: Table, label: str, what: str, columns: list[str]) -> None:
+    known = {c.name for c in table.columns}
+    missing = [c for c in columns if c not in known]
+    if missing or not columns:
+        raise SiardError(
+            f"{label}: the {what} names columns the table does not have: {missing or columns}",
+            rule="keys",
+            table=label,
+        )
+
+
+def _build(
+    archive: Archive,
+    target: Callable[[Schema, Table], tuple[str | None, str]],
+    type_of: Callable[[str], TypeEngine[Any]],
+) -> tuple[sa.MetaData, dict[tuple[str, str], sa.Table]]:
+    """Every table with its columns, primary and candidate keys (foreign keys come after)."""
+    metadata = sa.MetaData()
+    built: dict[tuple[str, str], sa.Table] = {}
+    for schema, table in archive.tables():
+        label = _label(schema, table)
+        where, name = target(schema, table)
+        columns = [
+            sa.Column(c.name, type_of(c.type), nullable=c.nullable, autoincrement=False)
+            for c in table.columns
+        ]
+        if not columns:
+            raise SiardError(f"{label} has no columns", rule="structure", table=label)
+        t = sa.Table(name, metadata, *columns, schema=where)
+        if table.primary_key is not None:
+            _check_columns(table, label, "primary key", table.primary_key.columns)
+            t.append_constraint(
+                sa.PrimaryKeyConstraint(
+                    *table.primary_key.columns, name=table.primary_key.name or None
+                )
+            )
+        for key in table.candidate_keys:
+            _check_columns(table, label, f"candidate key {key.name}", key.columns)
+            t.append_constraint(sa.UniqueConstraint(*key.columns, name=key.name or None))
+        built[(schema.name, table.name)] = t
+    return metadata, built
+
+
+def _foreign_keys(
+    archive: Archive, built: Mapping[tuple[str, str], sa.Table], problems: list[str]
+) -> list[sa.ForeignKeyConstraint]:
+    """The archive's foreign keys between loaded tables; one to a table not archived is reported."""
+    made: list[sa.ForeignKeyConstraint] = []
+    for schema, table in archive.tables():
+        label = _label(schema, table)
+        for fk in table.foreign_keys:
+            referenced = built.get((fk.referenced_schema or schema.name, fk.referenced_table))
+            target = _label(fk.referenced_schema or schema.name, fk.referenced_table)
+            if referenced is None:
+                problems.append(
+                    f"{label}: foreign key {fk.name} not declared: {target} is not in the archive"
+                )
+                continue
+            _check_columns(table, label, f"foreign key {fk.name}", fk.columns)
+            missing = [c for c in fk.referenced_columns if c not in referenced.c]
+            if missing or len(fk.referenced_columns) != len(fk.columns):
+                problems.append(
+                    f"{label}: foreign key {fk.name} not declared: it refers to columns "
+                    f"{fk.referenced_columns} of {target}"
+                )
+                continue
+            constraint = sa.ForeignKeyConstraint(
+                fk.columns,
+                [referenced.c[c] for c in fk.referenced_columns],
+                name=fk.name or None,
+                ondelete=fk.delete_action if fk.delete_action in _ACTIONS else None,
+                onupdate=fk.update_action if fk.update_action in _ACTIONS else None,
+            )
+            built[(schema.name, table.name)].append_constraint(constraint)
+            made.append(constraint)
+    return made
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+class _Counter:
+    def __init__(self, archive: Archive, progress: Progress | None) -> None:
+        self.total = sum(t.rows for _, t in archive.tables())
+        self.done = 0
+        self.progress = progress
+
+    def batches(
+        self, label: str, rows: Iterable[tuple[Any, ...]]
+    ) -> Iterable[list[tuple[Any, ...]]]:
+        it = iter(rows)
+        while batch := list(itertools.islice(it, BATCH)):
+            yield batch
+            self.done += len(batch)
+            if self.progress is not None:
+                self.progress(label, self.done, max(self.total, self.done))
+
+
+def load_siard(
+    path: str | Path,
+    url: str,
+    *,
+    progress: Progress | None = None,
+    replace: bool = False,
+) -> LoadSummary:
+    """Load every table of the SIARD archive at ``path`` into the database at ``url``.
+
+    ``url`` is a SQLAlchemy URL (``postgresql+psycopg://...``, ``sqlite:///file``).
+    """
+    from preservation.siard.reader import open_siard
+
+    with open_siard(path) as reader:
+        return load_archive(reader.archive, reader.rows, url, progress=progress, replace=replace)
+
+
+def load_archive(
+    archive: Archive,
+    rows: Rows,
+    url: str | sa.URL,
+    *,
+    progress: Progress | None = None,
+    replace: bool = False,
+) -> LoadSummary:
+    """``load_siard`` from an archive's model and a source of its rows (a reader's ``rows``)."""
+    engine = sa.create_engine(url)
+    try:
+        if engine.dialect.name == "sqlite":
+            return _load_sqlite(engine, archive, rows, progress, replace)
+        if engine.dialect.name == "postgresql":
+            return _load_postgresql(engine, archive, rows, progress, replace)
+        raise SiardError(
+            f"loading into {engine.dialect.name} is not supported (PostgreSQL or SQLite)",
+            rule="target",
+        )
+    finally:
+        engine.dispose()
+
+
+def _refused(label: str, where: str, err: Exception) -> SiardError:
+    detail = str(getattr(err, "orig", None) or err).strip().splitlines()
+    return SiardError(
+        f"{label}: the database refused a row for {where}: {detail[0] if detail else err}",
+        rule="load",
+        table=label,
+    )
+
+
+def _load_sqlite(
+    engine: sa.Engine, archive: Archive, rows: Rows, progress: Progress | None, replace: bool
+) -> LoadSummary:
+    names = flat_names(archive)
+    metadata, built = _build(
+        archive, lambda s, t: (None, names[(s.name, t.name)]), lambda t: _Declared(sqlite_type(t))
+    )
+    problems: list[str] = []
+    _foreign_keys(archive, built, problems)
+    dialect = engine.dialect
+    quote = dialect.identifier_preparer.quote
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.driver_connection
+        assert isinstance(conn, sqlite3.Connection)
+        conn.isolation_level = None  # transactions by hand: DDL and rows in one
+        conn.execute("PRAGMA foreign_keys = OFF")
+        existing = {
+            n.encode("utf-8").lower(): n
+            for (n,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            )
+        }
+        for (schema_name, table_name), name in names.items():
+            found = existing.get(name.encode("utf-8").lower())
+            if found is not None and not replace:
+                label = _label(schema_name, table_name)
+                raise SiardError(
+                    f"{label}: the table {found!r} already exists in the target database",
+                    rule="target-exists",
+                    table=label,
+                )
+        counter = _Counter(archive, progress)
+        conn.execute("BEGIN")
+        try:
+            for schema, table in archive.tables():
+                label = _label(schema, table)
+                name = names[(schema.name, table.name)]
+                t = built[(schema.name, table.name)]
+                if replace:
+                    conn.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+                conn.execute(str(CreateTable(t).compile(dialect=dialect)))
+                insert = (
+                    f"INSERT INTO {quote(name)} "
+                    f"({', '.join(quote(c.name) for c in table.columns)}) "
+                    f"VALUES ({', '.join('?' * len(table.columns))})"
+                )
+                converters = [_sqlite_converter(c.type) for c in table.columns]
+                source = _converted(rows(schema, table), converters)
+                for batch in counter.batches(label, source):
+                    try:
+                        conn.executemany(insert, batch)
+                    except (sqlite3.IntegrityError, sqlite3.DataError) as err:
+                        raise _refused(label, name, err) from err
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        problems += _sqlite_foreign_key_check(conn, archive, names, quote)
+    finally:
+        pooled.close()
+    return LoadSummary(
+        tables=len(names),
+        rows=counter.done,
+        names={_label(*k): v for k, v in names.items()},
+        problems=tuple(problems),
+    )
+
+
+def _sqlite_foreign_key_check(
+    conn: sqlite3.Connection,
+    archive: Archive,
+    names: Mapping[tuple[str, str], str],
+    quote: Callable[[str], str],
+) -> list[str]:
+    problems: list[str] = []
+    for schema, table in archive.tables():
+        if not table.foreign_keys:
+            continue
+        label = _label(schema, table)
+        name = names[(schema.name, table.name)]
+        try:
+            found = conn.execute(f"PRAGMA foreign_key_check({quote(name)})").fetchall()
+        except sqlite3.DatabaseError as err:  # "foreign key mismatch": no unique key referred to
+            problems.append(f"{label}: its foreign keys cannot be checked: {err}")
+            continue
+        broken: dict[str, int] = {}
+        for _table, _rowid, parent, _fkid in found:
+            broken[parent] = broken.get(parent, 0) + 1
+        for parent, count in sorted(broken.items()):
+            problems.append(
+                f"{label}: {count} row(s) refer to no row of {parent} (foreign key check)"
+            )
+    return problems
+
+
+def _load_postgresql(
+    engine: sa.Engine, archive: Archive, rows: Rows, progress: Progress | None, replace: bool
+) -> LoadSummary:
+    import psycopg
+
+    metadata, built = _build(archive, lambda s, t: (s.name, t.name), sqlalchemy_type_of)
+    problems: list[str] = []
+    counter = _Counter(archive, progress)
+    with engine.begin() as conn:
+        inspector = sa.inspect(conn)
+        preparer = conn.dialect.identifier_preparer
+        for schema, table in archive.tables():
+            if inspector.has_table(table.name, schema=schema.name) and not replace:
+                label = _label(schema, table)
+                raise SiardError(
+                    f"{label}: the table already exists in the target database",
+                    rule="target-exists",
+                    table=label,
+                )
+        for schema in archive.schemas:
+            if schema.tables:
+                conn.execute(CreateSchema(schema.name, if_not_exists=True))
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        for schema, table in archive.tables():
+            label = _label(schema, table)
+            t = built[(schema.name, table.name)]
+            qualified = preparer.format_table(t)
+            if replace:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified} CASCADE")
+            conn.execute(CreateTable(t))
+            columns = ", ".join(preparer.quote(c.name) for c in table.columns)
+            converters = [_pg_converter(c.type) for c in table.columns]
+            source = _converted(rows(schema, table), converters)
+            try:
+                with raw.cursor() as cursor:
+                    with cursor.copy(f"COPY {qualified} ({columns}) FROM STDIN") as copy:
+                        for batch in counter.batches(label, source):
+                            for row in batch:
+                                copy.write_row(row)
+            except (psycopg.DataError, psycopg.IntegrityError) as err:
+                raise _refused(label, qualified, err) from err
+        for constraint in _foreign_keys(archive, built, problems):
+            problems += _add_foreign_key(conn, constraint)
+    return LoadSummary(
+        tables=len(built),
+        rows=counter.done,
+        names={_label(*k): f"{t.schema}.{t.name}" for k, t in built.items()},
+        problems=tuple(problems),
+    )
+
+
+def _add_foreign_key(conn: sa.Connection, constraint: sa.ForeignKeyConstraint) -> list[str]:
+    """Declare one foreign key; kept ``NOT VALID`` if the archived rows break it."""
+    table = constraint.table
+    label = f"{table.schema}.{table.name}"
+    ddl = str(AddConstraint(constraint).compile(dialect=conn.dialect))
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql(ddl)
+        return []
+    except sa.exc.IntegrityError as err:
+        with conn.begin_nested():
+            conn.exec_driver_sql(ddl + " NOT VALID")
+        first = str(err.orig).strip().splitlines()[0]
+        return [
+            f"{label}: foreign key {constraint.name} declared NOT VALID: "
+            f"archived rows break it ({first})"
+        ]
+    except sa.exc.DBAPIError as err:  # e.g. no unique key on the referenced columns
+        first = str(err.orig).strip().splitlines()[0]
+        return [f"{label}: foreign key {constraint.name} not declared: {first}"]
