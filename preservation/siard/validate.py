@@ -1,0 +1,1013 @@
+"""Is this zip a sound SIARD 2.2 archive? Every problem as a finding, never an exception.
+
+Ingest calls this on whatever arrives in a bag, so nothing in the archive is
+trusted: the zip is checked from its central directory before anything is
+decompressed (encryption, compression methods other than STORED and DEFLATE,
+sizes that cannot be true), every XML document is parsed with entities, DTDs
+and the network off and refused if it declares a DOCTYPE, and a table XSD that
+imports or includes another document is refused rather than followed (lxml
+would fetch it from wherever it says).
+
+What is checked, each problem with its rule and the spec's requirement id:
+
+- ``zip``: not a zip, truncated, an entry whose CRC-32 does not match (every
+  entry is read once, through ``zipfile``, which checks it at the end), an
+  encrypted entry (G_4.1-3), a compression method other than STORED or DEFLATE
+  (G_4.1-2), declared sizes no real entry can have (a zip bomb or a lie), two
+  entries with one name;
+- ``structure``: ``header/metadata.xml``, ``header/metadata.xsd`` (P_4.2-5) and
+  ``header/siardversion/2.2/`` (or 2.1, P_4.2-4), nothing at the root but
+  ``content/`` and ``header/`` (P_4.2-1), each table's folder holding its XML
+  and XSD (P_4.2-3), no folder under ``content/`` that metadata.xml does not
+  describe (P_4.3-1), entry names that stay inside the archive;
+- ``xml-entities``: a DOCTYPE (so an entity declaration) in metadata.xml, a
+  table XSD or a table XML;
+- ``metadata-xsd``: metadata.xml against ``schemas/siard-metadata-2.2.xsd``
+  (M_5.0-1; a 2.1 archive is checked as 2.2, its version attribute aside);
+- ``table-xsd``: each table's XML against its own XSD from the archive
+  (T_6.0-2), streamed: lxml validates while parsing and each row is cleared;
+- ``table-xsd-metadata``: the XSD's ``c1..cN`` against the metadata's
+  columns: number (P_4.3-2), order of names (T_6.1-2), types (P_4.3-3),
+  nullability as ``minOccurs`` (P_4.3-7);
+- ``row-count``: rows counted in the XML against ``<rows>`` (P_4.3-10);
+- ``lob``: a cell's LOB file exists in the zip, its ``length`` (bytes for
+  binary, characters for text) and ``digest`` match (T_6.4-5).
+
+Per table and rule the first five problems are given in full, then one more
+saying how many followed. Schema errors stop being collected at a few hundred
+(lxml keeps every error in memory); the rows are then counted without the schema.
+
+Statistics for characterisation: ``schemas``, ``tables``, ``rows`` (counted,
+not the metadata's), ``lob_count`` and ``lob_bytes`` (non-NULL values of LOB
+columns, BLOB/CLOB/XML, inline or as files; bytes as stored, text as UTF-8),
+``source_dbms`` (``databaseProduct``).
+
+Speed: the table XML is read once, validated as it streams; a table without
+LOB columns costs no Python work per cell. Measured on 200,000 rows of a
+7-column table (bigint, text, timestamp, numeric, boolean, date, escaped text):
+about 110,000 rows/s on one core, peak RSS independent of the table's size.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import functools
+import hashlib
+import re
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from lxml import etree
+
+from preservation.errors import SiardError
+from preservation.siard.metadata import METADATA_XSD, parse_metadata, xml_parser
+from preservation.siard.model import TABLE_NS, Archive, Column, Schema, Table
+from preservation.siard.reader import BINARY_TYPES, METADATA_ENTRY, lob_name, table_label
+from preservation.siard.text import unescape
+from preservation.siard.types import base_type, is_lob, xsd_type_of
+
+__all__ = ["RULES", "Problem", "SiardReport", "validate_siard"]
+
+#: Every rule a problem can name.
+RULES = (
+    "zip",
+    "structure",
+    "xml-entities",
+    "metadata-xsd",
+    "table-xsd",
+    "table-xsd-metadata",
+    "row-count",
+    "lob",
+    "unreadable",
+)
+
+METADATA_XSD_ENTRY = "header/metadata.xsd"
+VERSIONS = ("2.2", "2.1")
+#: Problems per table and rule given in full; the rest are counted.
+DETAILED = 5
+#: Schema errors lxml may keep for one table before we stop collecting them.
+MAX_SCHEMA_ERRORS = 400
+#: Limits for what is read whole (metadata.xml, a table XSD).
+MAX_METADATA_BYTES = 256 * 1024 * 1024
+MAX_XSD_BYTES = 16 * 1024 * 1024
+#: No DEFLATE stream expands more than about 1032 times.
+MAX_DEFLATE_RATIO = 1100
+CHUNK = 1024 * 1024
+
+_XS = "http://www.w3.org/2001/XMLSchema"
+_ROW = f"{{{TABLE_NS}}}row"
+_CELL = re.compile(r"^c([1-9][0-9]*)$")
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+_DIGESTS = {"MD5": "md5", "SHA-1": "sha1", "SHA1": "sha1", "SHA-256": "sha256", "SHA256": "sha256"}
+#: Table XSD types the spec allows for one SQL:2008 type besides the usual (P_4.3-3).
+_ALTERNATIVES = {
+    "string": {"string", "clobType"},
+    "clobType": {"clobType", "string"},
+    "hexBinary": {"hexBinary", "blobType"},
+    "blobType": {"blobType", "hexBinary"},
+    "dateType": {"dateType", "date"},
+    "timeType": {"timeType", "time"},
+    "dateTimeType": {"dateTimeType", "dateTime"},
+}
+_TEXT_BASES = frozenset({"CHARACTER", "CHARACTER VARYING"})
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way the archive breaks the format: where (zip entry, ``schema.table``) and which rule."""
+
+    entry: str | None
+    table: str | None
+    rule: str
+    message: str
+
+
+@dataclass
+class SiardReport:
+    """What ``validate_siard`` found, and what the archive holds as far as it could tell."""
+
+    path: Path
+    problems: list[Problem] = field(default_factory=list)
+    #: The SIARD version the ``header/siardversion/`` folder names.
+    version: str | None = None
+    schemas: int = 0
+    tables: int = 0
+    rows: int = 0
+    lob_count: int = 0
+    lob_bytes: int = 0
+    source_dbms: str | None = None
+    #: The metadata as read, for callers (None when metadata.xml could not be read).
+    archive: Archive | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+@functools.cache
+def _metadata_schema() -> etree.XMLSchema:
+    """The shipped SIARD 2.2 metadata XSD, compiled once per process."""
+    return etree.XMLSchema(etree.parse(str(METADATA_XSD), parser=xml_parser()))
+
+
+def _has_doctype(tree: Any) -> bool:
+    docinfo = tree.docinfo
+    return bool(docinfo.doctype) or docinfo.internalDTD is not None
+
+
+def _local(qname: str | None) -> str | None:
+    """The local name of a QName-valued attribute (``xs:integer`` -> ``integer``)."""
+    if not qname:
+        return None
+    return qname.rsplit(":", 1)[-1]
+
+
+def _short(message: str) -> str:
+    return message.replace(f"{{{TABLE_NS}}}", "").replace(f"{{{_XS}}}", "xs:")
+
+
+class _Tap:
+    """A zip entry read for lxml: counts bytes for progress and keeps the zip's own error."""
+
+    def __init__(self, stream: IO[bytes], on_bytes: Callable[[int], None]) -> None:
+        self.stream = stream
+        self.on_bytes = on_bytes
+        self.error: BaseException | None = None
+        self.at_end = False
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self.stream.read(size)
+        except _ZIP_ERRORS as exc:
+            self.error = exc
+            raise
+        if not data:
+            self.at_end = True
+        self.on_bytes(len(data))
+        return data
+
+    def drain(self) -> None:
+        """Read what lxml left, so the CRC-32 is checked at the entry's end."""
+        try:
+            while not self.at_end and self.error is None:
+                self.read(CHUNK)
+        except _ZIP_ERRORS:
+            pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Lob:
+    """A column whose cells may name a LOB file; ``counted`` for the LOB statistics."""
+
+    tag: str
+    column: Column
+    binary: bool
+    counted: bool
+
+
+@dataclass
+class _RecordType:
+    """The ``c1..cN`` of a table XSD's row type: (name, minOccurs, type's local name)."""
+
+    cells: list[tuple[str, str, str | None]]
+
+
+class _Validation:
+    def __init__(self, zf: zipfile.ZipFile, report: SiardReport, progress: Progress | None) -> None:
+        self.zf = zf
+        self.report = report
+        self.progress = progress
+        self.size = report.path.stat().st_size
+        self.infos: dict[str, zipfile.ZipInfo] = {}
+        #: Entries not to be read at all (encrypted, absurd sizes, unknown compression).
+        self.unreadable: set[str] = set()
+        #: Entries already read to their end (CRC-32 checked).
+        self.checked: set[str] = set()
+        #: Entries found damaged (their other findings are left out).
+        self.damaged: set[str] = set()
+        self.detailed: Counter[tuple[str | None, str]] = Counter()
+        self.more: Counter[tuple[str | None, str]] = Counter()
+        self.more_entry: dict[tuple[str | None, str], str | None] = {}
+        self.folders: dict[str, str] = {}
+        self.table_bytes = 0
+        self.table_done = 0
+        self.lob_count = 0
+        self.lob_bytes = 0
+
+    # -- recording ----------------------------------------------------------------
+
+    def add(self, entry: str | None, table: str | None, rule: str, message: str) -> None:
+        key = (table, rule)
+        if table is not None and self.detailed[key] >= DETAILED:
+            self.more[key] += 1
+            self.more_entry.setdefault(key, entry)
+            return
+        self.detailed[key] += 1
+        self.report.problems.append(Problem(entry, table, rule, message))
+
+    def flush(self) -> None:
+        for (table, rule), count in self.more.items():
+            self.report.problems.append(
+                Problem(
+                    self.more_entry[(table, rule)],
+                    table,
+                    rule,
+                    f"{table}: {count:,} more {rule} problems like the ones above",
+                )
+            )
+        self.more.clear()
+
+    # -- the whole -------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.check_entries()
+        self.check_structure()
+        archive = self.check_metadata()
+        if archive is not None:
+            self.report.archive = archive
+            self.report.schemas = len(archive.schemas)
+            self.report.tables = len(archive.tables())
+            self.report.source_dbms = archive.database_product
+            self.check_content_folders(archive)
+            tables = archive.tables()
+            self.table_bytes = sum(
+                self.infos[archive.entry(s, t)].file_size
+                for s, t in tables
+                if archive.entry(s, t) in self.infos
+            )
+            for schema, table in tables:
+                self.check_table(archive, schema, table)
+        self.check_crcs()
+        self.flush()
+        self.report.lob_count, self.report.lob_bytes = self.lob_count, self.lob_bytes
+
+    # -- the zip ------------------------------------------------------------------------
+
+    def check_entries(self) -> None:
+        """What the central directory says, before anything is decompressed."""
+        for info in self.zf.infolist():
+            name = info.filename
+            if name in self.infos:
+                self.add(name, None, "zip", f"{name}: two entries have this name (G_4.1-1)")
+                self.unreadable.add(name)
+            self.infos[name] = info
+            if name.startswith("/") or "\\" in name or ".." in name.split("/"):
+                self.add(name, None, "structure", f"{name}: a name that leaves the archive")
+                self.unreadable.add(name)
+            if info.flag_bits & 0x1:
+                self.add(name, None, "zip", f"{name} is encrypted (G_4.1-3)")
+                self.unreadable.add(name)
+                continue
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                self.add(
+                    name,
+                    None,
+                    "zip",
+                    f"{name} is compressed with method {info.compress_type}; SIARD allows "
+                    "only stored or deflate (G_4.1-2)",
+                )
+                self.unreadable.add(name)
+                continue
+            if self.absurd(info):
+                self.add(
+                    name,
+                    None,
+                    "zip",
+                    f"{name} declares {info.file_size:,} bytes from {info.compress_size:,} "
+                    f"in a file of {self.size:,}: not a real entry (damaged, or a zip bomb)",
+                )
+                self.unreadable.add(name)
+
+    def absurd(self, info: zipfile.ZipInfo) -> bool:
+        if info.compress_size > self.size or info.header_offset > self.size:
+            return True
+        if info.compress_type == zipfile.ZIP_STORED:
+            return info.file_size != info.compress_size
+        return info.file_size > max(info.compress_size, 1) * MAX_DEFLATE_RATIO
+
+    def readable(self, name: str) -> bool:
+        return name in self.infos and name not in self.unreadable and name not in self.damaged
+
+    def damage(self, name: str, table: str | None, exc: BaseException) -> None:
+        self.damaged.add(name)
+        self.checked.add(name)
+        where = f"{name} ({table})" if table else name
+        self.add(name, table, "zip", f"{where} is damaged: {exc}")
+
+    def read_whole(self, name: str, limit: int, table: str | None) -> bytes | None:
+        """An entry's bytes (CRC-32 checked), or None with a finding."""
+        try:
+            with self.zf.open(name) as stream:
+                data = stream.read(limit + 1)
+        except _ZIP_ERRORS as exc:
+            self.damage(name, table, exc)
+            return None
+        self.checked.add(name)
+        if len(data) > limit:
+            self.add(name, table, "zip", f"{name} holds more than {limit:,} bytes: refused")
+            return None
+        return data
+
+    def check_crcs(self) -> None:
+        """Every entry not read yet, read to its end: zipfile checks the CRC-32 there."""
+        rest = [
+            info
+            for name, info in self.infos.items()
+            if name not in self.checked and self.readable(name) and not info.is_dir()
+        ]
+        total = sum(info.file_size for info in rest)
+        done = 0
+        for info in rest:
+            try:
+                with self.zf.open(info) as stream:
+                    while chunk := stream.read(CHUNK):
+                        done += len(chunk)
+                        if self.progress is not None:
+                            self.progress("zip", done, total)
+            except _ZIP_ERRORS as exc:
+                self.damage(info.filename, self.table_of(info.filename), exc)
+            self.checked.add(info.filename)
+
+    def table_of(self, name: str) -> str | None:
+        parts = name.split("/")
+        if len(parts) >= 4 and parts[0] == "content":
+            return self.folders.get(f"{parts[1]}/{parts[2]}")
+        return None
+
+    # -- structure ----------------------------------------------------------------------
+
+    def check_structure(self) -> None:
+        roots = sorted({name.split("/", 1)[0] for name in self.infos})
+        for root in roots:
+            if root not in ("content", "header"):
+                self.add(
+                    root,
+                    None,
+                    "structure",
+                    f"{root!r} at the archive's root: only content/ and header/ may be "
+                    "there (P_4.2-1)",
+                )
+        for name in (METADATA_ENTRY, METADATA_XSD_ENTRY):
+            if name not in self.infos:
+                self.add(name, None, "structure", f"{name} is missing (P_4.2-5)")
+        versions = {
+            name.split("/")[2]
+            for name in self.infos
+            if name.startswith("header/siardversion/") and len(name.split("/")) > 3
+        }
+        found = [v for v in VERSIONS if v in versions]
+        if found:
+            self.report.version = found[0]
+        else:
+            named = ", ".join(sorted(versions)) or "none"
+            self.add(
+                "header/siardversion/2.2/",
+                None,
+                "structure",
+                f"header/siardversion/2.2/ (or 2.1/) is missing (found: {named}) (P_4.2-4)",
+            )
+
+    def check_content_folders(self, archive: Archive) -> None:
+        for schema, table in archive.tables():
+            self.folders[f"{schema.folder}/{table.folder}"] = table_label(schema, table)
+        schema_folders = {s.folder for s in archive.schemas}
+        reported: set[str] = set()
+        for name in self.infos:
+            parts = name.split("/")
+            if parts[0] != "content" or len(parts) < 2 or parts[1] == "":
+                continue
+            problem = None
+            if parts[1] not in schema_folders:
+                where = f"content/{parts[1]}" + ("/" if len(parts) > 2 else "")
+                problem = "is not the folder of a schema in metadata.xml (P_4.2-2, P_4.3-1)"
+            elif len(parts) >= 3 and parts[2] and f"{parts[1]}/{parts[2]}" not in self.folders:
+                where = f"content/{parts[1]}/{parts[2]}" + ("/" if len(parts) > 3 else "")
+                if len(parts) == 3:
+                    problem = "is a file where only table folders may be (P_4.2-2)"
+                else:
+                    problem = "is not the folder of a table in metadata.xml (P_4.3-1)"
+            elif (
+                len(parts) == 4
+                and parts[3]
+                and parts[3]
+                not in (
+                    f"{parts[2]}.xml",
+                    f"{parts[2]}.xsd",
+                )
+            ):
+                where = name
+                problem = "is neither the table's XML nor its XSD, nor in a LOB folder (P_4.2-3)"
+            if problem is not None and where not in reported:
+                reported.add(where)
+                self.add(where, self.table_of(name), "structure", f"{where} {problem}")
+
+    # -- metadata.xml --------------------------------------------------------------------
+
+    def check_metadata(self) -> Archive | None:
+        if not self.readable(METADATA_ENTRY):
+            return None
+        data = self.read_whole(METADATA_ENTRY, MAX_METADATA_BYTES, None)
+        if data is None:
+            return None
+        try:
+            tree = etree.ElementTree(etree.fromstring(data, parser=xml_parser()))
+        except etree.XMLSyntaxError as exc:
+            self.add(
+                METADATA_ENTRY,
+                None,
+                "metadata-xsd",
+                f"{METADATA_ENTRY} is not well-formed XML: {exc} (M_5.0-1)",
+            )
+            return None
+        if _has_doctype(tree):
+            self.add(
+                METADATA_ENTRY,
+                None,
+                "xml-entities",
+                f"{METADATA_ENTRY} declares a DOCTYPE: DTDs and entities are refused "
+                "in SIARD XML (G_3.1-1)",
+            )
+            return None
+        root = tree.getroot()
+        if root.get("version") in VERSIONS:
+            root.set("version", "2.2")
+        schema = _metadata_schema()
+        if not schema.validate(tree):
+            errors = self.schema_errors(schema.error_log)
+            for error in errors[:DETAILED]:
+                self.add(
+                    METADATA_ENTRY,
+                    None,
+                    "metadata-xsd",
+                    f"{METADATA_ENTRY} line {error.line}: {_short(error.message)} (M_5.0-1)",
+                )
+            if len(errors) > DETAILED:
+                self.add(
+                    METADATA_ENTRY,
+                    None,
+                    "metadata-xsd",
+                    f"{METADATA_ENTRY}: {len(errors) - DETAILED:,} more errors against "
+                    "the SIARD metadata XSD (M_5.0-1)",
+                )
+        try:
+            return parse_metadata(data)
+        except SiardError as exc:
+            self.add(exc.entry or METADATA_ENTRY, exc.table, exc.rule, exc.message)
+            return None
+
+    # -- one table ------------------------------------------------------------------------
+
+    def check_table(self, archive: Archive, schema: Schema, table: Table) -> None:
+        label = table_label(schema, table)
+        where = f"{schema.folder}/{table.folder} ({label})"
+        entry = archive.entry(schema, table)
+        xsd_entry = entry[: -len(".xml")] + ".xsd"
+        missing = [name for name in (entry, xsd_entry) if name not in self.infos]
+        for name in missing:
+            self.add(name, label, "structure", f"{where}: {name} is missing (P_4.2-3)")
+        xsd = None
+        record = None
+        if xsd_entry not in missing and self.readable(xsd_entry):
+            parsed = self.load_xsd(xsd_entry, label, where)
+            if parsed is not None:
+                xsd, record = parsed
+                if record is not None:
+                    self.check_xsd_against_metadata(record, table, xsd_entry, label, where)
+        if entry in missing or not self.readable(entry):
+            return
+        self.stream_table(archive, schema, table, entry, label, where, xsd, record)
+
+    def load_xsd(
+        self, name: str, label: str, where: str
+    ) -> tuple[etree.XMLSchema | None, _RecordType | None] | None:
+        data = self.read_whole(name, MAX_XSD_BYTES, label)
+        if data is None:
+            return None
+        try:
+            root = etree.fromstring(data, parser=xml_parser())
+        except etree.XMLSyntaxError as exc:
+            self.add(name, label, "table-xsd", f"{where}: {name} is not well-formed XML: {exc}")
+            return None
+        if _has_doctype(root.getroottree()):
+            self.add(
+                name,
+                label,
+                "xml-entities",
+                f"{where}: {name} declares a DOCTYPE: DTDs and entities are refused",
+            )
+            return None
+        outside = [
+            str(element.get("schemaLocation"))
+            for element in root.iter(
+                f"{{{_XS}}}import", f"{{{_XS}}}include", f"{{{_XS}}}redefine", f"{{{_XS}}}override"
+            )
+            if element.get("schemaLocation")
+        ]
+        if outside:
+            self.add(
+                name,
+                label,
+                "table-xsd",
+                f"{where}: {name} refers to other schema documents ({', '.join(outside)}), "
+                "which are not fetched: a table XSD must stand alone (T_6.1-1)",
+            )
+            return None
+        record = self.record_type(root)
+        try:
+            return etree.XMLSchema(root), record
+        except etree.XMLSchemaParseError as exc:
+            self.add(name, label, "table-xsd", f"{where}: {name} is not a usable XSD: {exc}")
+            return None, record
+
+    def record_type(self, root: Any) -> _RecordType | None:
+        """The cells of the row type: the ``row`` element's named or inline complex type."""
+        for element in root.iter(f"{{{_XS}}}element"):
+            if element.get("name") != "row":
+                continue
+            type_name = _local(element.get("type"))
+            complex_type = None
+            if type_name is not None:
+                for candidate in root.iterchildren(f"{{{_XS}}}complexType"):
+                    if candidate.get("name") == type_name:
+                        complex_type = candidate
+            else:
+                complex_type = element.find(f"{{{_XS}}}complexType")
+            if complex_type is None:
+                return None
+            sequence = complex_type.find(f"{{{_XS}}}sequence")
+            if sequence is None:
+                return _RecordType([])
+            return _RecordType(
+                [
+                    (
+                        cell.get("name") or "",
+                        cell.get("minOccurs", "1").strip(),
+                        _local(cell.get("type")),
+                    )
+                    for cell in sequence.iterchildren(f"{{{_XS}}}element")
+                ]
+            )
+        return None
+
+    def check_xsd_against_metadata(
+        self, record: _RecordType, table: Table, name: str, label: str, where: str
+    ) -> None:
+        cells, columns = record.cells, table.columns
+        rule = "table-xsd-metadata"
+        if len(cells) != len(columns):
+            self.add(
+                name,
+                label,
+                rule,
+                f"{where}: metadata.xml has {len(columns)} columns, {name} has "
+                f"{len(cells)} cells (P_4.3-2)",
+            )
+        for number, ((cell, min_occurs, xsd_type), column) in enumerate(
+            zip(cells, columns, strict=False), start=1
+        ):
+            if cell != f"c{number}":
+                self.add(
+                    name,
+                    label,
+                    rule,
+                    f"{where}: cell {number} of {name} is <{cell}>, not <c{number}> (T_6.1-2)",
+                )
+                continue
+            optional = min_occurs == "0"
+            if optional != column.nullable:
+                said = "nullable" if column.nullable else "not nullable"
+                self.add(
+                    name,
+                    label,
+                    rule,
+                    f"{where}: column {column.name} is {said} in metadata.xml, but {cell} "
+                    f'has minOccurs="{min_occurs}" in {name} (P_4.3-7)',
+                )
+            expected = self.expected_type(column)
+            if expected is not None and xsd_type is not None and xsd_type not in expected:
+                self.add(
+                    name,
+                    label,
+                    rule,
+                    f"{where}: column {column.name} is {column.type} in metadata.xml, but "
+                    f"{cell} is of type {xsd_type} in {name} (P_4.3-3)",
+                )
+
+    @staticmethod
+    def expected_type(column: Column) -> set[str] | None:
+        """The table XSD types P_4.3-3 allows for a column, None for a type we do not know."""
+        xsd = xsd_type_of(column.type)
+        if xsd == "xs:string" and base_type(column.type) not in _TEXT_BASES:
+            return None
+        local = xsd.rsplit(":", 1)[-1]
+        return _ALTERNATIVES.get(local, {local})
+
+    # -- the rows ---------------------------------------------------------------------------
+
+    def on_table_bytes(self, count: int) -> None:
+        self.table_done += count
+        if self.progress is not None and count:
+            self.progress("tables", self.table_done, self.table_bytes)
+
+    def stream_table(
+        self,
+        archive: Archive,
+        schema: Schema,
+        table: Table,
+        entry: str,
+        label: str,
+        where: str,
+        xsd: etree.XMLSchema | None,
+        record: _RecordType | None,
+    ) -> None:
+        lobs = self.lob_columns(table, record)
+        counted, complete = self.parse_rows(
+            archive, schema, table, entry, label, where, xsd, lobs, skip=0
+        )
+        if counted is None:
+            return
+        if not complete and xsd is not None:
+            # Too many schema errors to keep: count the rest without the schema.
+            rest, complete = self.parse_rows(
+                archive, schema, table, entry, label, where, None, lobs, skip=counted
+            )
+            if rest is None:
+                return
+            counted = rest
+        if complete:
+            self.report.rows += counted
+            if counted != table.rows:
+                self.add(
+                    entry,
+                    label,
+                    "row-count",
+                    f"{where}: metadata.xml says {table.rows:,} rows, {entry} holds "
+                    f"{counted:,} (P_4.3-10)",
+                )
+
+    def lob_columns(self, table: Table, record: _RecordType | None) -> list[_Lob]:
+        """Cells that may hold a LOB (by metadata type or by XSD type)."""
+        xsd_lob = set()
+        if record is not None:
+            xsd_lob = {cell for cell, _, t in record.cells if t in ("clobType", "blobType")}
+        return [
+            _Lob(
+                f"{{{TABLE_NS}}}c{number}",
+                column,
+                base_type(column.type) in BINARY_TYPES,
+                is_lob(column.type),
+            )
+            for number, column in enumerate(table.columns, start=1)
+            if is_lob(column.type) or f"c{number}" in xsd_lob
+        ]
+
+    def parse_rows(
+        self,
+        archive: Archive,
+        schema: Schema,
+        table: Table,
+        entry: str,
+        label: str,
+        where: str,
+        xsd: etree.XMLSchema | None,
+        lobs: list[_Lob],
+        skip: int,
+    ) -> tuple[int | None, bool]:
+        """Rows counted (None when the entry is damaged or refused) and whether that is all.
+
+        With ``skip``, rows before it were seen by an earlier pass: not checked again.
+        """
+        try:
+            stream = self.zf.open(entry)
+        except _ZIP_ERRORS as exc:
+            self.damage(entry, label, exc)
+            return None, False
+        tap = _Tap(stream, self.on_table_bytes if skip == 0 else lambda n: None)
+        count = 0
+        stopped = False
+        refused = False
+        kwargs: dict[str, Any] = {"schema": xsd} if xsd is not None else {}
+        events = etree.iterparse(
+            tap,
+            events=("end",),
+            tag=_ROW,
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            **kwargs,
+        )
+        fatal: BaseException | None = None
+        try:
+            with stream:
+                for _, row in events:
+                    if count == 0 and _has_doctype(row.getroottree()):
+                        refused = True
+                        break
+                    if lobs and count >= skip:
+                        self.check_lob_cells(archive, schema, table, row, lobs, label, where)
+                    row.clear()
+                    count += 1
+                    if count % 1024 == 0:
+                        del row.getparent()[:-1]
+                        if xsd is not None and len(events.error_log) > MAX_SCHEMA_ERRORS:
+                            stopped = True
+                            break
+                if not refused and not stopped and count == 0:
+                    root = events.root
+                    refused = root is not None and _has_doctype(root.getroottree())
+        except etree.XMLSyntaxError as exc:
+            fatal = exc
+        except _ZIP_ERRORS as exc:
+            fatal = exc
+        if tap.error is None and not refused and not stopped:
+            tap.drain()
+        self.checked.add(entry)
+        if tap.error is not None:
+            self.damage(entry, label, tap.error)
+            return None, False
+        if refused:
+            self.add(
+                entry,
+                label,
+                "xml-entities",
+                f"{where}: {entry} declares a DOCTYPE: DTDs and entities are refused",
+            )
+            return None, False
+        errors = self.schema_errors(events.error_log)
+        if not errors and fatal is not None:
+            errors = self.schema_errors(fatal)
+        not_well_formed = any(e.domain_name == "PARSER" for e in errors)
+        shown: set[str] = set()
+        for error in errors:
+            message = self.describe(error.message, table)
+            if message in shown:
+                continue
+            shown.add(message)
+            if error.domain_name == "PARSER":
+                text = f"{where}: {entry} is not well-formed XML after {count:,} rows: {message}"
+            else:
+                text = f"{where}: {entry}: {message}"
+            self.add(entry, label, "table-xsd", text + " (T_6.0-2)")
+        if stopped:
+            self.add(
+                entry,
+                label,
+                "table-xsd",
+                f"{where}: {entry}: more than {MAX_SCHEMA_ERRORS} errors against its XSD; "
+                f"not checked beyond row {count:,} (T_6.0-2)",
+            )
+            return count, False
+        if fatal is not None and not errors:
+            self.add(entry, label, "table-xsd", f"{where}: {entry}: {fatal} (T_6.0-2)")
+            return count, False
+        return count, not not_well_formed
+
+    @staticmethod
+    def schema_errors(source: Any) -> list[Any]:
+        """The errors (not warnings) of an lxml error log, or of an exception's."""
+        log: Any = getattr(source, "error_log", None) if isinstance(source, Exception) else source
+        return [e for e in log or () if e.level_name in ("ERROR", "FATAL")]
+
+    @staticmethod
+    def describe(message: str, table: Table) -> str:
+        """An lxml message with the namespace dropped and each cell named by its column."""
+        message = _short(message)
+
+        def name(match: re.Match[str]) -> str:
+            number = int(match.group(1))
+            if 1 <= number <= len(table.columns):
+                return f"'c{number}' ({table.columns[number - 1].name})"
+            return match.group(0)
+
+        return re.sub(r"'c([0-9]+)'", name, message)
+
+    # -- LOBs -------------------------------------------------------------------------------
+
+    def check_lob_cells(
+        self,
+        archive: Archive,
+        schema: Schema,
+        table: Table,
+        row: Any,
+        lobs: list[_Lob],
+        label: str,
+        where: str,
+    ) -> None:
+        for lob in lobs:
+            cell = row.find(lob.tag)
+            if cell is None:
+                continue
+            file = cell.get("file")
+            if file is not None:
+                self.check_lob_file(archive, schema, table, lob, cell, file, label, where)
+            elif lob.counted:
+                self.lob_count += 1
+                text = cell.text
+                if text:
+                    if lob.binary:
+                        self.lob_bytes += len(text) // 2
+                    else:
+                        self.lob_bytes += len(unescape(text).encode("utf-8"))
+
+    def check_lob_file(
+        self,
+        archive: Archive,
+        schema: Schema,
+        table: Table,
+        lob: _Lob,
+        cell: Any,
+        file: str,
+        label: str,
+        where: str,
+    ) -> None:
+        column, binary = lob.column, lob.binary
+        entry = archive.entry(schema, table)
+        try:
+            name = lob_name(self.infos, archive, schema, table, column, file)
+        except SiardError:
+            self.add(
+                entry,
+                label,
+                "lob",
+                f"{where}: column {column.name} points to {file!r}, outside the archive "
+                "(LOBs outside it are not checked)",
+            )
+            return
+        if name not in self.infos:
+            self.add(
+                name,
+                label,
+                "lob",
+                f"{where}: column {column.name} points to {name}, which is not in the "
+                "archive (T_6.4-5)",
+            )
+            return
+        if not self.readable(name):
+            return
+        digest_type = (cell.get("digestType") or "").strip().upper()
+        algorithm = _DIGESTS.get(digest_type)
+        measured = self.measure_lob(name, label, binary, algorithm)
+        self.lob_count += 1
+        self.lob_bytes += self.infos[name].file_size
+        if measured is None:
+            return
+        length, digest = measured
+        unit = "bytes" if binary else "characters"
+        declared = cell.get("length")
+        if declared is not None:
+            try:
+                expected = int(declared)
+            except ValueError:
+                expected = -1
+            if expected != length:
+                self.add(
+                    name,
+                    label,
+                    "lob",
+                    f"{where}: column {column.name}: {name} holds {length:,} {unit}, the "
+                    f"cell says length {declared} (T_6.4-5)",
+                )
+        declared_digest = cell.get("digest")
+        if declared_digest:
+            if algorithm is None:
+                self.add(
+                    name,
+                    label,
+                    "lob",
+                    f"{where}: column {column.name}: digestType {digest_type or '(none)'} "
+                    f"of {name} is not MD5, SHA-1 or SHA-256 (T_6.2-1)",
+                )
+            elif digest is not None and not _digest_matches(declared_digest, digest):
+                self.add(
+                    name,
+                    label,
+                    "lob",
+                    f"{where}: column {column.name}: {name} has {digest_type} "
+                    f"{digest.hex()}, the cell says {declared_digest} (T_6.4-5)",
+                )
+
+    def measure_lob(
+        self, name: str, label: str, binary: bool, algorithm: str | None
+    ) -> tuple[int, bytes | None] | None:
+        """Length (bytes or characters) and digest of a LOB entry, read once in chunks."""
+        hasher = hashlib.new(algorithm) if algorithm else None
+        decoder = None if binary else codecs.getincrementaldecoder("utf-8")()
+        length = 0
+        try:
+            with self.zf.open(name) as stream:
+                while chunk := stream.read(CHUNK):
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    if decoder is None:
+                        length += len(chunk)
+                    else:
+                        length += len(decoder.decode(chunk))
+                if decoder is not None:
+                    length += len(decoder.decode(b"", final=True))
+        except _ZIP_ERRORS as exc:
+            self.damage(name, label, exc)
+            return None
+        except UnicodeDecodeError as exc:
+            self.checked.add(name)
+            self.add(name, label, "lob", f"{label}: {name} of a text column is not UTF-8: {exc}")
+            return None
+        self.checked.add(name)
+        return length, hasher.digest() if hasher is not None else None
+
+
+def _digest_matches(declared: str, digest: bytes) -> bool:
+    """Hexadecimal in either case, or Base64 for the SHA variants (metadata.xsd's digestType)."""
+    declared = declared.strip()
+    if declared.lower() == digest.hex():
+        return True
+    try:
+        return base64.b64decode(declared, validate=True) == digest
+    except (ValueError, TypeError):
+        return False
+
+
+def validate_siard(path: str | Path, *, progress: Progress | None = None) -> SiardReport:
+    """Check a SIARD archive (see the module notes); ``report.valid`` when nothing was found.
+
+    ``progress(step, done, total)`` is called as table XML is read (step
+    ``"tables"``, bytes) and as the remaining entries' CRCs are checked
+    (step ``"zip"``, bytes).
+    """
+    report = SiardReport(path=Path(path))
+    try:
+        zf = zipfile.ZipFile(report.path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        report.problems.append(
+            Problem(
+                None,
+                None,
+                "zip",
+                f"{report.path.name} is not a readable zip archive: {exc} (G_4.1-1)",
+            )
+        )
+        return report
+    with zf:
+        validation = _Validation(zf, report, progress)
+        try:
+            validation.run()
+        except Exception as exc:  # noqa: BLE001 - a bad archive is a finding, whatever breaks
+            validation.flush()
+            report.problems.append(
+                Problem(
+                    None,
+                    None,
+                    "unreadable",
+                    f"{report.path.name} could not be checked to the end: "
+                    f"{type(exc).__name__}: {exc}",
+                )
+            )
+    return report
