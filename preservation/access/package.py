@@ -13,7 +13,10 @@ and tar members are found through one index per tar, not a scan per file.
 
 Access renditions are made by the format policy's access actions with the
 same tools as migrations; a file whose rule names none, or whose rendition
-fails, goes as it is, and its PREMIS says so.
+fails, goes as it is, and its PREMIS says so. A SIARD archive (a database) is
+always given as tables, policy or not: ``<name>.sqlite`` and one CSV per table
+in ``<name>-csv/`` take its place (``preservation.siard.access``), under one
+PREMIS event naming them all; one that cannot be read as tables goes as it is.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import tarfile
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -34,7 +37,7 @@ from typing import IO, Any
 from preservation import __version__
 from preservation.access.service import Selected
 from preservation.aip.bag import encode_manifest_path
-from preservation.errors import FixityMismatchError, StorageError
+from preservation.errors import FixityMismatchError, PreservationError, SiardError, StorageError
 from preservation.metadata.dip import (
     PREMIS_PATH,
     DipDescription,
@@ -44,6 +47,7 @@ from preservation.metadata.dip import (
     write_dip_premis,
 )
 from preservation.metadata.model import Agent, AgentLink, Event, FileFormat, ObjectLink
+from preservation.siard.access import CSV_PUID, SIARD_PUIDS, SQLITE_PUID, access_copies
 
 __all__ = ["Built", "build_dip"]
 
@@ -131,6 +135,16 @@ class _Tar:
         self.tar.close()
 
 
+@dataclass(frozen=True)
+class _Part:
+    """A further file made from the same source (a SIARD's CSV files beside its SQLite copy)."""
+
+    path: str
+    local: Path
+    file_id: str
+    format: FileFormat
+
+
 @dataclass
 class _Entry:
     selected: Selected
@@ -140,6 +154,7 @@ class _Entry:
     format: FileFormat | None = None
     event: Event | None = None
     tool: Agent | None = None  # the tool that made its rendition
+    extra: list[_Part] = field(default_factory=list)  # more files its rendition made
 
 
 def _renditions(
@@ -149,14 +164,19 @@ def _renditions(
     work: Path,
     workers: int,
     policy: Any,
+    taken: set[str],
 ) -> None:
-    """Make each file's access rendition where the policy names an access action."""
+    """Make each file's access rendition where the policy names an access action.
+
+    ``taken``: the DIP's paths so far, which a rendition's name must not meet.
+    """
     from preservation.errors import ToolUnavailableError
     from preservation.migrate.tools import Job, tool
 
     by_action: dict[str, tuple[Any, list[tuple[_Entry, Job]]]] = {}
-    taken = {e.selected.path for e in entries}
     for n, e in enumerate(entries):
+        if e.selected.puid in SIARD_PUIDS:
+            continue  # given as tables by _siard_renditions, whatever the policy says
         rule = policy.rule_for(e.selected.puid) if e.selected.puid else None
         action = rule.access if rule is not None else None
         if action is None or action.target_puid == e.selected.puid:
@@ -208,10 +228,102 @@ def _renditions(
             e.event = _rendition_event(e, aip_id, action, agent, None)
 
 
+@dataclass(frozen=True)
+class _BuiltIn:
+    """An access action of this software's own, named in PREMIS as the policy's actions are."""
+
+    id: str
+    target_puid: str
+
+
+SIARD_ACCESS = _BuiltIn("siard-tables", f"{SQLITE_PUID} (SQLite) and {CSV_PUID} (CSV per table)")
+
+
+def _siard_renditions(
+    entries: list[_Entry],
+    tars: Mapping[int, _Tar],
+    aip_id: str,
+    work: Path,
+    taken: set[str],
+    progress: Progress,
+) -> None:
+    """Give each SIARD archive as a SQLite database and one CSV file per table."""
+    siards = [(n, e) for n, e in enumerate(entries) if e.selected.puid in SIARD_PUIDS]
+    agent = f"{SOFTWARE.name} {SOFTWARE.version}"
+    for done, (n, e) in enumerate(siards):
+        progress("render", done, len(siards))
+        s = e.selected
+        source = work / "siard" / str(n) / "source.siard"
+        source.parent.mkdir(parents=True)
+        with tars[s.version].open(aip_id, s) as handle, open(source, "wb") as out:
+            sha256 = _copy_file(handle, out)
+        if sha256 != s.sha256:
+            raise FixityMismatchError(
+                f"{s.member} of AIP {aip_id} v{s.version}: sha256 {sha256}, catalogue {s.sha256}",
+                aip_id=aip_id,
+                path=s.member,
+            )
+        out_dir = work / "siard" / str(n) / "out"
+        try:
+            copies = access_copies(source, out_dir / "tables.sqlite", out_dir / "csv")
+        except SiardError as err:
+            failure = f"not made ({err.message}): sent as it is"
+            e.event = _rendition_event(e, aip_id, SIARD_ACCESS, agent, failure)
+            continue
+        except (OSError, PreservationError):
+            raise
+        except Exception as err:  # noqa: BLE001 - an archive no reader expected: sent as it is
+            log.exception("access rendition of %s in AIP %s", s.path, aip_id)
+            failure = f"not made ({type(err).__name__}: {err}): sent as it is"
+            e.event = _rendition_event(e, aip_id, SIARD_ACCESS, agent, failure)
+            continue
+        finally:
+            source.unlink(missing_ok=True)
+        taken.discard(s.path)  # the tables take the archive's place
+        e.local = copies.sqlite
+        e.path = _renamed(s.path, ".sqlite", taken)
+        e.format = FileFormat(
+            puids=(SQLITE_PUID,),
+            name="SQLite Database File Format",
+            mime="application/vnd.sqlite3",
+            basis="access rendition of SIARD",
+        )
+        folder = _free_folder(e.path.removesuffix(".sqlite") + "-csv", taken)
+        csv_format = FileFormat(
+            puids=(CSV_PUID,),
+            name="Comma Separated Values",
+            mime="text/csv",
+            basis="access rendition of SIARD",
+        )
+        for k, path in enumerate(copies.csv, 1):
+            e.extra.append(_Part(f"{folder}/{path.name}", path, f"{e.file_id}-{k}", csv_format))
+            taken.add(f"{folder}/{path.name}")
+        e.event = _rendition_event(e, aip_id, SIARD_ACCESS, agent, None)
+    progress("render", len(siards), len(siards))
+
+
+def _copy_file(source: IO[bytes], out: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := source.read(_CHUNK):
+        digest.update(chunk)
+        out.write(chunk)
+    return digest.hexdigest()
+
+
+def _free_folder(folder: str, taken: set[str]) -> str:
+    """``folder``, numbered if a path of the DIP already lies in it."""
+    name, n = folder, 1
+    while any(p == name or p.startswith(name + "/") for p in taken):
+        n += 1
+        name = f"{folder}-{n}"
+    return name
+
+
 def _rendition_event(e: _Entry, aip_id: str, action: Any, agent: str, failure: str | None) -> Event:
     """Linked as the AIP's migration events are: the source by its URI, the rendition by id."""
     s = e.selected
     source = ObjectLink(aip_file_uri(aip_id, s.version, s.member), "source", "URI")
+    made = (ObjectLink(e.file_id, "outcome"), *(ObjectLink(p.file_id, "outcome") for p in e.extra))
     return Event(
         id=uuid.uuid4(),
         type="migration",
@@ -222,7 +334,7 @@ def _rendition_event(e: _Entry, aip_id: str, action: Any, agent: str, failure: s
             if e.tool is not None
             else (AgentLink(SOFTWARE.id, "executing program"),)
         ),
-        objects=(source,) if failure else (source, ObjectLink(e.file_id, "outcome")),
+        objects=(source,) if failure else (source, *made),
         detail=f"access rendition of {e.selected.path} by {action.id} ({agent}) to "
         f"{action.target_puid}",
         outcome_detail=failure,
@@ -250,9 +362,12 @@ def build_dip(
     opened = {n: _Tar(p) for n, p in tars.items()}
     try:
         entries = [_Entry(s, s.path, file_id=f"file-{n:06d}") for n, s in enumerate(selection, 1)]
+        taken = {e.selected.path for e in entries}
+        if dip.kind == "access":
+            _siard_renditions(entries, opened, dip.aip_id, work, taken, progress)
         if dip.kind == "access" and policy is not None:
             progress("render", 0, len(entries))
-            _renditions(entries, opened, dip.aip_id, work, workers, policy)
+            _renditions(entries, opened, dip.aip_id, work, workers, policy, taken)
         files: list[DipFile] = []
         manifest: list[str] = []
         total = sum(e.selected.size for e in entries)
@@ -299,6 +414,12 @@ def build_dip(
                         )
                     )
                     manifest.append(f"{sha256}  {encode_manifest_path(name)}\n")
+                    for part in e.extra:  # the CSV files of a SIARD's tables
+                        files.append(_copy_part(zf, top, rep_data, part, dip.aip_id, s, when))
+                        manifest.append(
+                            f"{files[-1].sha256}  "
+                            f"{encode_manifest_path(f'data/{rep_data}{part.path}')}\n"
+                        )
                     done += s.size
                     progress("build", done, total)
                 _write_tags(zf, dip, files, entries, manifest, work, when)
@@ -311,6 +432,30 @@ def build_dip(
     finally:
         for t in opened.values():
             t.close()
+
+
+def _copy_part(
+    zf: zipfile.ZipFile,
+    top: str,
+    rep_data: str,
+    part: _Part,
+    aip_id: str,
+    s: Selected,
+    when: datetime,
+) -> DipFile:
+    size = part.local.stat().st_size
+    with open(part.local, "rb") as fh:
+        sha256 = _copy_into(zf, f"{top}data/{rep_data}{part.path}", fh, size, when)
+    part.local.unlink()
+    return DipFile(
+        id=part.file_id,
+        path=f"{rep_data}{part.path}",
+        size=size,
+        sha256=sha256,
+        source=aip_file_uri(aip_id, s.version, s.member),
+        original_name=s.path,
+        format=part.format,
+    )
 
 
 def _write_tags(

@@ -188,11 +188,13 @@ def _utc(v: datetime) -> datetime:
 
 
 def _timestamp_tz(v: Any) -> Any:
-    return _utc(v).isoformat(sep=" ") if isinstance(v, datetime) else v
+    if isinstance(v, datetime):
+        return (v if v.tzinfo is UTC else _utc(v)).isoformat(sep=" ")
+    return v
 
 
 def _aware(v: Any) -> Any:
-    return _utc(v) if isinstance(v, datetime) else v
+    return _utc(v) if isinstance(v, datetime) and v.tzinfo is None else v
 
 
 def _sqlite_converter(sql2008: str) -> Callable[[Any], Any] | None:
@@ -218,19 +220,23 @@ def _pg_converter(sql2008: str) -> Callable[[Any], Any] | None:
 def _converted(
     rows: Iterable[list[Any]], converters: list[Callable[[Any], Any] | None]
 ) -> Iterable[tuple[Any, ...]]:
-    """Each row as a fresh tuple (a batch must not share a reader's list), values converted."""
-    active = [(i, f) for i, f in enumerate(converters) if f is not None]
-    if not active:
+    """Each row as a fresh tuple (a batch must not share a reader's list), values converted.
+
+    The row function is written out per table (``(r[0], f1(r[1]) ..., r[6])``):
+    a loop over the columns in Python would cost more than the insert.
+    """
+    if not any(converters):
         return (tuple(row) for row in rows)
-
-    def convert(row: list[Any]) -> tuple[Any, ...]:
-        out = list(row)
-        for i, f in active:
-            if out[i] is not None:
-                out[i] = f(out[i])
-        return tuple(out)
-
-    return (convert(row) for row in rows)
+    scope: dict[str, Any] = {}
+    cells = []
+    for i, f in enumerate(converters):
+        if f is None:
+            cells.append(f"r[{i}]")
+        else:
+            scope[f"f{i}"] = f
+            cells.append(f"(None if r[{i}] is None else f{i}(r[{i}]))")
+    convert = eval(f"lambda r: ({', '.join(cells)},)", scope)  # indices and names only
+    return map(convert, rows)
 
 
 # -- structure ---------------------------------------------------------------------------
@@ -534,7 +540,9 @@ def _load_postgresql(
 def _add_foreign_key(conn: sa.Connection, constraint: sa.ForeignKeyConstraint) -> list[str]:
     """Declare one foreign key; kept ``NOT VALID`` if the archived rows break it."""
     table = constraint.table
+    referred = constraint.referred_table
     label = f"{table.schema}.{table.name}"
+    what = f"foreign key {constraint.name} to {referred.schema}.{referred.name}"
     ddl = str(AddConstraint(constraint).compile(dialect=conn.dialect))
     try:
         with conn.begin_nested():
@@ -543,11 +551,12 @@ def _add_foreign_key(conn: sa.Connection, constraint: sa.ForeignKeyConstraint) -
     except sa.exc.IntegrityError as err:
         with conn.begin_nested():
             conn.exec_driver_sql(ddl + " NOT VALID")
-        first = str(err.orig).strip().splitlines()[0]
-        return [
-            f"{label}: foreign key {constraint.name} declared NOT VALID: "
-            f"archived rows break it ({first})"
-        ]
+        return [f"{label}: {what} declared NOT VALID: archived rows break it ({_why(err)})"]
     except sa.exc.DBAPIError as err:  # e.g. no unique key on the referenced columns
-        first = str(err.orig).strip().splitlines()[0]
-        return [f"{label}: foreign key {constraint.name} not declared: {first}"]
+        return [f"{label}: {what} not declared: {_why(err)}"]
+
+
+def _why(err: sa.exc.DBAPIError) -> str:
+    diag = getattr(err.orig, "diag", None)
+    detail = getattr(diag, "message_detail", None) or str(err.orig).strip().splitlines()[0]
+    return str(detail)
