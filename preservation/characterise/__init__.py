@@ -5,10 +5,11 @@
 ``tools`` holds the contract (``CharacterisationTool``, ``ToolRun``) and the
 ``ToolBox`` a worker keeps; ``mediainfo``, ``exiftool`` and ``ffprobe`` (ffprobe's
 view through PyAV) implement it, each running once per batch of files, never
-once per file; ``properties`` turns their records into a few significant
+once per file, and ``siard`` describes a SIARD database archive from its own
+metadata; ``properties`` turns their records into a few significant
 properties with the same names whatever tool measured them; ``run`` is the
 batch runner the characterise stage calls. Format validation (qpdf, jpylyzer,
-Pillow, ffmpeg, XML, MediaConch) lives in ``validation``.
+Pillow, ffmpeg, XML, MediaConch, SIARD) lives in ``validation``.
 """
 
 from preservation.characterise.exiftool import ExifTool

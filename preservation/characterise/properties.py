@@ -20,7 +20,13 @@ Keys by kind (a key is left out when no tool knows it; never None):
 * video: ``duration``, ``width``, ``height``, ``frame_rate`` (3 decimals),
   ``video_codec``, and with an audio track ``audio_codec``, ``sample_rate``,
   ``channels``;
-* document: ``page_count``, ``pdf_version`` (``"1.4"``), ``encrypted``.
+* document: ``page_count``, ``pdf_version`` (``"1.4"``), ``encrypted``;
+* database (SIARD): ``schemas``, ``tables``, ``rows`` (all tables, as the
+  archive records them), ``lob_count``, ``lob_bytes``, ``source_dbms``, and
+  ``described``: the words a curator searches a database by, a list of
+  one-line strings (``"schema.table"``, column names, the database's, schemas',
+  tables', views' and columns' descriptions), capped at ``DESCRIBED_LIMIT``
+  characters in all. ``catalog/search.py`` indexes them.
 
 Records come in the registry entry's ``characterise`` order: the first tool's
 value wins, later tools fill gaps. These are pure functions of plain dicts, so
@@ -34,7 +40,13 @@ from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["PROPERTY_KEYS", "significant_properties"]
+__all__ = ["DESCRIBED_LIMIT", "PROPERTY_KEYS", "significant_properties"]
+
+#: Most characters ``described`` holds, all strings together: every name of a
+#: database of a few hundred tables, kept small enough for every copy of the METS.
+DESCRIBED_LIMIT = 20_000
+#: Longest single string of ``described`` (a long description is cut).
+_DESCRIBED_ITEM = 300
 
 PROPERTY_KEYS: Mapping[str, tuple[str, ...]] = {
     "image": ("width", "height", "bit_depth", "colour_space", "compression"),
@@ -51,6 +63,15 @@ PROPERTY_KEYS: Mapping[str, tuple[str, ...]] = {
     ),
     "document": ("page_count", "pdf_version", "encrypted"),
     "text": (),
+    "database": (
+        "schemas",
+        "tables",
+        "rows",
+        "lob_count",
+        "lob_bytes",
+        "source_dbms",
+        "described",
+    ),
     "other": (),
 }
 
@@ -478,7 +499,73 @@ def _ffprobe_video(record: Record) -> dict[str, Any]:
     return out | _ffprobe_audio_track(audio)
 
 
+# The siard tool (characterise/siard.py): the archive's own metadata.
+
+
+#: What neither XML 1.0 (the METS) nor PostgreSQL's jsonb (NUL) can hold; a database's
+#: names and descriptions may, once SIARD's escapes are undone.
+_UNHOLDABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _one_line(value: Any) -> str | None:
+    """A name or description as one line of at most ``_DESCRIBED_ITEM`` characters."""
+    if not isinstance(value, str):
+        return None
+    line = " ".join(_UNHOLDABLE.sub(" ", value).split())
+    if len(line) > _DESCRIBED_ITEM:
+        line = line[: _DESCRIBED_ITEM - 1] + "…"
+    return line or None
+
+
+def _described(record: Record) -> list[str]:
+    """Names and descriptions, most telling first, each once, within ``DESCRIBED_LIMIT``.
+
+    Table names and descriptions come before any column, so a database too
+    large for the limit is still found by every table; columns fill the rest.
+    """
+    first: list[Any] = [record.get("dbname"), record.get("description")]
+    later: list[Any] = []
+    for schema in _list(record.get("schemas")):
+        name = schema.get("name")
+        first += [name, schema.get("description")]
+        for item in _list(schema.get("tables")) + _list(schema.get("views")):
+            first += [f"{name}.{item.get('name')}", item.get("description")]
+            for column in _list(item.get("columns")):
+                later += [column.get("name"), column.get("description")]
+    out: dict[str, None] = {}
+    size = 0
+    for value in first + later:
+        line = _one_line(value)
+        if line is None or line in out:
+            continue
+        if size + len(line) > DESCRIBED_LIMIT:
+            break
+        out[line] = None
+        size += len(line)
+    return list(out)
+
+
+def _list(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _siard_database(record: Record) -> dict[str, Any]:
+    schemas = _list(record.get("schemas"))
+    tables = [t for s in schemas for t in _list(s.get("tables"))]
+    rows = [_int(t.get("rows")) for t in tables]
+    return {
+        "schemas": len(schemas),
+        "tables": len(tables),
+        "rows": sum(r for r in rows if r is not None),
+        "lob_count": _int(record.get("lob_count")),
+        "lob_bytes": _int(record.get("lob_bytes")),
+        "source_dbms": _one_line(record.get("source_dbms")),
+        "described": _described(record) or None,
+    }
+
+
 _READERS: dict[tuple[str, str], Reader] = {
+    ("siard", "database"): _siard_database,
     ("exiftool", "image"): _exiftool_image,
     ("exiftool", "document"): _exiftool_document,
     ("mediainfo", "audio"): _mediainfo_audio,

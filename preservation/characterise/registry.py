@@ -34,14 +34,22 @@ __all__ = [
     "load_registry",
 ]
 
-Kind = Literal["image", "audio", "video", "document", "text", "other"]
+Kind = Literal["image", "audio", "video", "document", "text", "database", "other"]
 
 #: The kinds of significant properties (``properties.significant_properties``).
-KINDS: tuple[str, ...] = ("image", "audio", "video", "document", "text", "other")
+KINDS: tuple[str, ...] = ("image", "audio", "video", "document", "text", "database", "other")
 #: Characterisation tools an entry may name (``tools.ToolBox``).
-TOOLS: tuple[str, ...] = ("mediainfo", "exiftool", "ffprobe")
+TOOLS: tuple[str, ...] = ("mediainfo", "exiftool", "ffprobe", "siard")
 #: Format validators an entry may name (``validation``).
-VALIDATORS: tuple[str, ...] = ("qpdf", "jpylyzer", "pillow", "ffmpeg", "xml", "mediaconch")
+VALIDATORS: tuple[str, ...] = (
+    "qpdf",
+    "jpylyzer",
+    "pillow",
+    "ffmpeg",
+    "xml",
+    "mediaconch",
+    "siard",
+)
 
 SCHEMA_NAME = "characterisation-registry.schema.json"
 DEFAULT_REGISTRY = "default-registry.json"

@@ -1,7 +1,8 @@
 """What a characterisation tool promises, and the one set of them a process keeps.
 
-Three tools implement ``CharacterisationTool``: MediaInfo (``mediainfo.py``),
-ExifTool (``exiftool.py``) and ffprobe's view through PyAV (``ffprobe.py``).
+Four tools implement ``CharacterisationTool``: MediaInfo (``mediainfo.py``),
+ExifTool (``exiftool.py``), ffprobe's view through PyAV (``ffprobe.py``) and
+the SIARD metadata reader (``siard.py``, in-process like ffprobe).
 Every one of them takes a *batch* of paths: starting a process costs more than
 reading one file's headers (ExifTool is a Perl program that takes ~0.2 s to
 load its modules), so a SIP of 50,000 files must cost a handful of processes,
@@ -100,10 +101,17 @@ def _ffprobe() -> CharacterisationTool:
     return FFprobe()
 
 
+def _siard() -> CharacterisationTool:
+    from preservation.characterise.siard import SiardTool
+
+    return SiardTool()
+
+
 DEFAULT_TOOLS: Mapping[str, Callable[[], CharacterisationTool]] = {
     "mediainfo": _mediainfo,
     "exiftool": _exiftool,
     "ffprobe": _ffprobe,
+    "siard": _siard,
 }
 
 

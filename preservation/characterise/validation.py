@@ -6,9 +6,10 @@ when the file could not be checked at all (the tool is not installed, the PDF
 is encrypted, Pillow lacks the decoder). None is kept apart from False because
 "mediaconch is missing on this worker" must not read as "this film is corrupt".
 
-No process per file. Five validators run in-process through the libraries the
+No process per file. Six validators run in-process through the libraries the
 command-line tools are built on (libqpdf through pikepdf, jpylyzer, Pillow,
-FFmpeg's libraries through PyAV, libxml2 through lxml); mediaconch has no
+FFmpeg's libraries through PyAV, libxml2 through lxml, and for SIARD the
+project's own ``preservation.siard.validate`` on lxml); mediaconch has no
 library binding, so it is run once per batch of files. Spawning a process
 costs milliseconds to a second each, which on a SIP of 50,000 small files is
 the whole budget.
@@ -59,11 +60,20 @@ __all__ = [
     "Finding",
     "FormatValidator",
     "MediaConchValidator",
+    "siard_problem_text",
     "validate_files",
     "validator",
 ]
 
-VALIDATOR_NAMES: tuple[str, ...] = ("qpdf", "jpylyzer", "pillow", "ffmpeg", "xml", "mediaconch")
+VALIDATOR_NAMES: tuple[str, ...] = (
+    "qpdf",
+    "jpylyzer",
+    "pillow",
+    "ffmpeg",
+    "xml",
+    "mediaconch",
+    "siard",
+)
 
 MAX_PIXELS = 2**31
 """Largest image (width x height of one frame) Pillow is asked to decode."""
@@ -167,9 +177,11 @@ class _InProcessValidator:
         examine: Callable[[Path], list[str]],
         *,
         holds_gil: bool = False,
+        files_per_task: int = 4,
     ) -> None:
         self.name = name
         self.holds_gil = holds_gil
+        self.files_per_task = files_per_task
         self._version = version
         self._examine = examine
 
@@ -656,6 +668,60 @@ def _xml_errors(log: Any) -> list[str]:
     ]
 
 
+# -- SIARD (relational database archives), preservation.siard.validate ------------
+
+
+def _siard_version() -> str:
+    from preservation import SOFTWARE_AGENT
+    from preservation.siard.model import SIARD_VERSION
+
+    try:
+        from lxml import etree
+    except ImportError as err:
+        raise _unavailable("siard", err) from err
+    libxml2 = ".".join(map(str, etree.LIBXML_VERSION))
+    return f"{SOFTWARE_AGENT} (SIARD {SIARD_VERSION}; libxml2 {libxml2})"
+
+
+_SIARD_MESSAGE = 300
+
+
+def siard_problem_text(problem: Any) -> str:
+    """One problem of a ``SiardReport`` as a finding's line: where, what, which rule.
+
+    ``person.address (content/schema0/table1/table1.xml): 12 rows, metadata says 13
+    (rule row-count)``: the table as the database named it, the zip entry, the rule.
+    """
+    where = " ".join(
+        part for part in (problem.table, f"({problem.entry})" if problem.entry else None) if part
+    )
+    text = " ".join(str(problem.message).split())
+    if problem.table:  # the validator's own "schema0/table0 (main.person): " says it again
+        repeated = re.match(
+            rf"(?:\S+ \({re.escape(problem.table)}\)|{re.escape(problem.table)}): ", text
+        )
+        if repeated is not None:
+            text = text[repeated.end() :]
+    if len(text) > _SIARD_MESSAGE:  # cut here, so the rule at the end survives the summary
+        text = text[: _SIARD_MESSAGE - 1] + "…"
+    return f"{where}: {text} (rule {problem.rule})" if where else f"{text} (rule {problem.rule})"
+
+
+def _siard_problems(path: Path) -> list[str]:
+    """Everything ``validate_siard`` finds: zip, structure, metadata and table XSDs, counts, LOBs.
+
+    The archive is read as a stream, table by table, so one file of any size is
+    one task on one thread; its problems come back in the order found, the
+    first ones in the finding's message.
+    """
+    from preservation.siard.validate import validate_siard
+
+    report = validate_siard(path)
+    if report.valid and not report.problems:
+        return []
+    return [siard_problem_text(p) for p in report.problems] or ["not a valid SIARD archive"]
+
+
 # -- mediaconch (Matroska, FFV1), one process per batch --------------------------
 
 
@@ -869,7 +935,10 @@ _IN_PROCESS: dict[str, tuple[Callable[[], str], Callable[[Path], list[str]], boo
     "pillow": (_pillow_version, _image_problems, False),
     "ffmpeg": (_ffmpeg_version, _decode_problems, False),
     "xml": (_xml_version, _xml_problems, False),
+    "siard": (_siard_version, _siard_problems, False),
 }
+#: Validators that take their files one per task: each file is a whole database.
+_ONE_PER_TASK = frozenset({"siard"})
 
 
 def validator(name: str) -> FormatValidator:
@@ -878,7 +947,13 @@ def validator(name: str) -> FormatValidator:
         return MediaConchValidator()
     if name in _IN_PROCESS:
         version, examine, holds_gil = _IN_PROCESS[name]
-        return _InProcessValidator(name, version, examine, holds_gil=holds_gil)
+        return _InProcessValidator(
+            name,
+            version,
+            examine,
+            holds_gil=holds_gil,
+            files_per_task=1 if name in _ONE_PER_TASK else 4,
+        )
     raise ConfigurationError(
         f"unknown format validator {name!r}; known: {', '.join(VALIDATOR_NAMES)}", validator=name
     )
@@ -964,11 +1039,12 @@ def _chunk_size(instance: FormatValidator, count: int, workers: int) -> int:
     the GIL (jpylyzer, pikepdf) gains nothing from a second thread and loses
     to the switching (100 JP2s: 0.05 s on one thread, 0.08 s on two), so its
     files go as one task, on one thread, beside the others. The rest go a few
-    at a time, so a long film does not queue the images behind it.
+    at a time (SIARD archives one at a time: each is a database), so a long
+    film does not queue the images behind it.
     """
     if isinstance(instance, MediaConchValidator):
         per_worker = -(-count // max(1, workers))
         return max(1, min(instance.batch_size, per_worker))
     if getattr(instance, "holds_gil", False):
         return max(1, count)
-    return 4
+    return max(1, int(getattr(instance, "files_per_task", 4)))

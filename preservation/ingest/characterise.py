@@ -2,8 +2,8 @@
 
 After identification every file's PRONOM id picks, from the characterisation
 registry (preservation/characterise/registry.py), the tools that measure it
-(MediaInfo, ExifTool, ffprobe) and the validators that check it (qpdf,
-jpylyzer, Pillow, ffmpeg, XML well-formedness, MediaConch). Each tool runs
+(MediaInfo, ExifTool, ffprobe, SIARD metadata) and the validators that check it
+(qpdf, jpylyzer, Pillow, ffmpeg, XML well-formedness, MediaConch, SIARD). Each tool runs
 once per batch of files, never once per file; the external tools and the
 in-process validators run at the same time.
 

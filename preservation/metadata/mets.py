@@ -92,14 +92,26 @@ PROPERTY_TYPES: dict[str, type] = {
     "duration": float,
     "frame_rate": float,
     "encrypted": bool,
+    "schemas": int,
+    "tables": int,
+    "rows": int,
+    "lob_count": int,
+    "lob_bytes": int,
 }
-PROPERTY_NAMES = frozenset(PROPERTY_TYPES) | {
-    "colour_space",
-    "compression",
-    "audio_codec",
-    "video_codec",
-    "pdf_version",
-}
+#: Properties whose value is a list of one-line strings, written one per line.
+PROPERTY_LISTS = frozenset({"described"})
+PROPERTY_NAMES = (
+    frozenset(PROPERTY_TYPES)
+    | {
+        "colour_space",
+        "compression",
+        "audio_codec",
+        "video_codec",
+        "pdf_version",
+        "source_dbms",
+    }
+    | PROPERTY_LISTS
+)
 _CHARACTERISATION_NSMAP: Any = {None: CHARACTERISATION_NS}
 
 _ROOT_NSMAP = {"mets": METS_NS, "xlink": XLINK_NS, "xsi": XSI_NS, "csip": CSIP_NS}
@@ -474,7 +486,12 @@ def _premis_object(file: FileObject) -> etree._Element:
         for name, value in sorted(file.properties.items()):
             if name not in PROPERTY_NAMES:
                 continue  # only what schemas/characterisation.xsd declares
-            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, list):
+                text = "\n".join(str(item) for item in value)
+            else:
+                text = str(value)
             etree.SubElement(props, f"{{{CHARACTERISATION_NS}}}{name}").text = text
     _sub(el, _P_originalName, file.original_name)
     if file.derived_from is not None:

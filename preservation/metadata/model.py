@@ -280,7 +280,7 @@ class FileObject:
     event_ids: tuple[UUID, ...] = ()
     # Significant properties (width, duration, page_count...), written as PREMIS
     # objectCharacteristicsExtension.
-    properties: Mapping[str, int | float | str | bool] = field(default_factory=dict)
+    properties: Mapping[str, int | float | str | bool | list[str]] = field(default_factory=dict)
     # The earlier AIP version whose tar holds the file, when a later
     # representation lists it unchanged; None: the METS's own version holds it.
     held_in: int | None = None

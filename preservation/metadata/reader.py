@@ -40,7 +40,7 @@ from preservation.metadata.model import (
 )
 
 #: A file's significant properties, as FileObject.properties holds them.
-Properties = dict[str, int | float | str | bool]
+Properties = dict[str, int | float | str | bool | list[str]]
 
 __all__ = ["ParsedMets", "read_mets"]
 
@@ -128,7 +128,7 @@ class _Reader:
                 int,
                 dict[str, str],
                 FileFormat,
-                dict[str, int | float | str | bool],
+                Properties,
                 str | None,
             ],
         ] = {}
@@ -502,13 +502,16 @@ def read_mets(path: str | Path) -> ParsedMets:
 
 def _properties(chars: etree._Element) -> Properties:
     """A file's significant properties, typed as the writer's table says."""
-    out: dict[str, int | float | str | bool] = {}
+    out: Properties = {}
     tag = f"{{{mets.CHARACTERISATION_NS}}}significantProperties"
     for box in chars.iterchildren(_P + "objectCharacteristicsExtension"):
         for props in box.iterchildren(tag):
             for el in props.iterchildren(etree.Element):
                 name = etree.QName(el).localname
                 text = el.text or ""
+                if name in mets.PROPERTY_LISTS:
+                    out[name] = text.split("\n") if text else []
+                    continue
                 kind = mets.PROPERTY_TYPES.get(name, str)
                 out[name] = text == "true" if kind is bool else kind(text)
     return out

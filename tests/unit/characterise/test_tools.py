@@ -354,7 +354,7 @@ def test_the_toolbox_makes_each_tool_once_and_closes_them(samples: dict[str, Pat
     box = ToolBox()
     tool = box.get("exiftool")
     assert box.get("exiftool") is tool and isinstance(tool, ExifTool)
-    assert box.names() == ["exiftool", "ffprobe", "mediainfo"]
+    assert box.names() == ["exiftool", "ffprobe", "mediainfo", "siard"]
     tool.run([samples["png"]])
     assert tool.pid is not None
     box.close()

@@ -83,7 +83,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_name_gives_a_validator_and_unknown_names_are_configuration_errors() -> None:
-    assert VALIDATOR_NAMES == ("qpdf", "jpylyzer", "pillow", "ffmpeg", "xml", "mediaconch")
+    assert VALIDATOR_NAMES == (
+        "qpdf",
+        "jpylyzer",
+        "pillow",
+        "ffmpeg",
+        "xml",
+        "mediaconch",
+        "siard",
+    )
     for name in VALIDATOR_NAMES:
         found = validator(name)
         assert isinstance(found, FormatValidator)
