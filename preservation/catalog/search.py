@@ -113,6 +113,9 @@ def _texts_of(aip: AIP, sip: SIP | None, names: Sequence[str]) -> Iterable[str]:
 def index_aips(session: Session, aip_ids: Sequence[str]) -> None:
     """(Re)write the search and format index rows of these AIPs; bulk, in batches.
 
+    The words are the AIP's names and records, its files' names, and for a
+    database (a SIARD file) its table and column names and descriptions.
+
     Reads each batch's AIPs, SIPs and file rows in three statements and
     writes with one delete and one insert per table, so indexing the whole
     catalogue never costs a statement per AIP, let alone per file.
@@ -128,23 +131,25 @@ def index_aips(session: Session, aip_ids: Sequence[str]) -> None:
         formats: dict[str, Counter[str]] = defaultdict(Counter)
         # Every file of every version: a migration's new files are found too.
         rows = session.execute(
-            select(AIPVersion.aip_id, File.original_name, File.aip_path, File.puid)
+            select(AIPVersion.aip_id, File.original_name, File.aip_path, File.puid, _DESCRIBED)
             .join(File, File.aip_version_id == AIPVersion.id)
             .where(AIPVersion.aip_id.in_(batch))
         )
-        for aip_id, original, aip_path, puid in rows:
+        for aip_id, original, aip_path, puid, described in rows:
             names[aip_id].append(_file_words(original or aip_path or ""))
+            names[aip_id].extend(_described(described))
             if puid:
                 formats[aip_id][puid] += 1
         # Files of a SIP not yet assigned to a version (an AIP being built).
         unassigned = session.execute(
-            select(File.sip_id, File.original_name, File.puid).where(
+            select(File.sip_id, File.original_name, File.puid, _DESCRIBED).where(
                 File.sip_id.in_(list(sips)), File.aip_version_id.is_(None)
             )
         )
         by_sip = {a.sip_id: a.id for a in aips}
-        for sip_id, original, puid in unassigned:
+        for sip_id, original, puid, described in unassigned:
             names[by_sip[sip_id]].append(_file_words(original))
+            names[by_sip[sip_id]].extend(_described(described))
             if puid:
                 formats[by_sip[sip_id]][puid] += 1
         session.execute(delete(AIPText).where(AIPText.aip_id.in_(batch)))
@@ -166,6 +171,20 @@ def index_aips(session: Session, aip_ids: Sequence[str]) -> None:
         ]
         if fmt_rows:
             session.execute(insert(AIPFormat), fmt_rows)
+
+
+#: A database's table and column names and descriptions (characterise/properties.py,
+#: kind ``database``): read out of the JSON in SQL, so other files' properties stay there.
+_DESCRIBED = File.properties["described"]
+
+
+def _described(value: Any) -> list[str]:
+    """The ``described`` property as strings; a METS read back may give it as one text."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
 
 
 def _file_words(name: str) -> str:
