@@ -1,0 +1,360 @@
+"""Export of live SQLite and PostgreSQL databases: valid XML, the right values, keys and LOBs.
+
+Each archive is read back here with lxml alone (not the project's reader),
+so these tests check the format, not agreement between two of our modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from lxml import etree
+
+from preservation.errors import DestinationError, InvalidRequestError
+from preservation.siard.export import export_database, redact_url
+from preservation.siard.metadata import METADATA_XSD, lob_entry, parse_metadata, xml_parser
+from preservation.siard.model import TABLE_NS, Archive
+from preservation.siard.types import is_lob, value_parser
+from tests.conftest import PG_ADMIN_URL, service_missing
+from tests.siard_samples import (
+    LOB_BYTES,
+    LOB_TEXT,
+    create_sample_database,
+    expected_rows,
+    sorted_rows,
+)
+
+T = "{" + TABLE_NS + "}"
+
+
+def read_siard(path: Path) -> tuple[Archive, dict[tuple[str, str], list[tuple[Any, ...]]]]:
+    """Every check a reader makes, with lxml: XSDs, row counts, LOB lengths and digests."""
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        assert "header/siardversion/2.2/" in names
+        assert zf.read("header/metadata.xsd") == METADATA_XSD.read_bytes()
+        metadata = zf.read("header/metadata.xml")
+        schema = etree.XMLSchema(etree.parse(str(METADATA_XSD)))
+        assert schema.validate(etree.fromstring(metadata)), schema.error_log
+        archive = parse_metadata(metadata)
+        tables = {}
+        for s, t in archive.tables():
+            base = f"content/{s.folder}/{t.folder}/{t.folder}"
+            xsd = etree.XMLSchema(etree.fromstring(zf.read(base + ".xsd"), xml_parser()))
+            document = etree.fromstring(zf.read(base + ".xml"), xml_parser())
+            assert xsd.validate(document), (s.name, t.name, xsd.error_log)
+            parsers = [value_parser(c.type) for c in t.columns]
+            rows = []
+            for row in document.iterchildren(T + "row"):
+                values: list[Any] = [None] * len(t.columns)
+                for cell in row:
+                    n = int(etree.QName(cell).localname[1:]) - 1
+                    column = t.columns[n]
+                    file = cell.get("file")
+                    if file is not None:
+                        assert is_lob(column.type)
+                        data = zf.read(lob_entry(s, t, column, file, archive.lob_folder))
+                        assert cell.get("digestType") == "SHA-256"
+                        assert cell.get("digest") == hashlib.sha256(data).hexdigest()
+                        if file.endswith(".txt"):
+                            values[n] = data.decode("utf-8")
+                            assert int(cell.get("length", "-1")) == len(values[n])
+                        else:
+                            values[n] = data
+                            assert int(cell.get("length", "-1")) == len(data)
+                        continue
+                    values[n] = parsers[n](cell.text or "")
+                rows.append(tuple(values))
+            assert len(rows) == t.rows, (s.name, t.name)
+            tables[(s.name, t.name)] = sorted_rows(rows)
+    return archive, tables
+
+
+def table_xml(path: Path, archive: Archive, table: str) -> str:
+    for s, t in archive.tables():
+        if t.name == table:
+            with zipfile.ZipFile(path) as zf:
+                return zf.read(archive.entry(s, t)).decode("utf-8")
+    raise KeyError(table)
+
+
+# -- SQLite ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sqlite_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Archive]:
+    folder = tmp_path_factory.mktemp("siard-sqlite")
+    url = f"sqlite:///{folder / 'sample.sqlite'}"
+    create_sample_database(url)
+    dest = folder / "sample.siard"
+    archive = export_database(url, dest, data_owner="Test owner")
+    return url, dest, archive
+
+
+def test_sqlite_values_come_back_as_they_went_in(sqlite_export: tuple[str, Path, Archive]) -> None:
+    url, dest, _ = sqlite_export
+    _, tables = read_siard(dest)
+    assert tables == expected_rows(url)
+
+
+def test_sqlite_metadata(sqlite_export: tuple[str, Path, Archive]) -> None:
+    url, dest, returned = sqlite_export
+    archive, _ = read_siard(dest)
+    assert archive == returned
+    assert [s.name for s in archive.schemas] == ["main"]
+    assert archive.dbname == "sample.sqlite"
+    assert archive.data_owner == "Test owner"
+    assert archive.data_origin_timespan == "(unknown)"
+    assert archive.producer_application and archive.producer_application.startswith("preservation")
+    assert archive.database_product and archive.database_product.startswith("SQLite")
+    assert archive.connection == url
+    tables = {t.name: t for _, t in archive.tables()}
+    assert tables["everything"].rows == 54
+    assert tables["department"].primary_key is not None
+    assert tables["department"].primary_key.columns == ["id"]
+    assert [k.columns for k in tables["department"].candidate_keys] == [["name"]]
+    assert tables["assignment"].primary_key is not None
+    assert tables["assignment"].primary_key.columns == ["employee_id", "project"]
+    (fk,) = tables["employee"].foreign_keys
+    assert (fk.referenced_schema, fk.referenced_table) == ("main", "department")
+    assert (fk.columns, fk.referenced_columns, fk.delete_action) == (
+        ["department_id"],
+        ["id"],
+        "CASCADE",
+    )
+    (view,) = archive.schemas[0].views
+    assert view.name == "employee_names"
+    assert [c.name for c in view.columns] == ["employee", "department"]
+    assert view.query_original and "LEFT JOIN department" in view.query_original
+    note = next(c for c in tables["everything"].columns if c.name == "note")
+    assert note.type == "CHARACTER LARGE OBJECT"
+    assert note.lob_folder == "content/schema0/table3/"
+    assert not tables["everything"].columns[0].nullable
+
+
+def test_nulls_are_left_out_and_text_is_escaped(sqlite_export: tuple[str, Path, Archive]) -> None:
+    _, dest, archive = sqlite_export
+    xml = table_xml(dest, archive, "everything")
+    assert "<row><c1>54</c1></row>" in xml  # the row of NULLs: every other cell left out
+    assert "controls \\u0001 \\u0008 \\u001f \\u007f \\u0085 end" in xml
+    assert "back\\u005cslash \\u005cu0041" in xml
+    assert "&amp;&lt;&gt;&quot;&apos;" in xml
+    assert "\\u0020\\u0020leading, two\\u0020\\u0020three" in xml
+    assert "cr\\u000dlf\ncrlf\\u000d\ntab\t." in xml
+    assert "<c7></c7>" in xml or "<c9></c9>" in xml  # the empty string is an empty element
+    assert "\x01" not in xml and "\r" not in xml
+
+
+def test_lobs_are_files_with_digests(sqlite_export: tuple[str, Path, Archive]) -> None:
+    _, dest, archive = sqlite_export
+    with zipfile.ZipFile(dest) as zf:
+        text = zf.read("content/schema0/table3/lob9/record0.txt")
+        binary = zf.read("content/schema0/table3/lob14/record1.bin")
+    assert text.decode("utf-8") == LOB_TEXT
+    assert binary == LOB_BYTES
+    xml = table_xml(dest, archive, "everything")
+    digest = hashlib.sha256(LOB_BYTES).hexdigest()
+    assert (
+        f'<c14 file="lob14/record1.bin" length="{len(LOB_BYTES)}" '
+        f'digestType="SHA-256" digest="{digest}"/>'
+    ) in xml
+
+
+def test_a_higher_threshold_inlines_the_lobs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    create_sample_database(url, rows=5)
+    dest = tmp_path / "x.siard"
+    export_database(url, dest, lob_threshold=1_000_000)
+    with zipfile.ZipFile(dest) as zf:
+        assert not [n for n in zf.namelist() if "/lob" in n]
+    _, tables = read_siard(dest)
+    assert tables == expected_rows(url, rows=5)
+
+
+def test_schema_selection_and_progress(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    create_sample_database(url, rows=5)
+    seen: list[tuple[str, int, int]] = []
+    archive = export_database(
+        url, tmp_path / "x.siard", schemas=["main"], progress=lambda *a: seen.append(a)
+    )
+    assert [s.name for s in archive.schemas] == ["main"]
+    assert ("main.everything", 9, 9) in seen
+    with pytest.raises(InvalidRequestError, match="no schema 'nope'"):
+        export_database(url, tmp_path / "y.siard", schemas=["nope"])
+    assert not (tmp_path / "y.siard").exists()
+
+
+def test_bad_urls_and_destinations_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError, match="no such database file"):
+        export_database(f"sqlite:///{tmp_path / 'missing.sqlite'}", tmp_path / "x.siard")
+    assert not (tmp_path / "missing.sqlite").exists()
+    with pytest.raises(InvalidRequestError, match="not a database URL"):
+        export_database("not a url", tmp_path / "x.siard")
+    with pytest.raises(InvalidRequestError, match="only PostgreSQL and SQLite"):
+        export_database("mysql://u@h/db", tmp_path / "x.siard")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    create_sample_database(url, rows=1)
+    with pytest.raises(DestinationError):
+        export_database(url, tmp_path / "no" / "such" / "x.siard")
+    with pytest.raises(InvalidRequestError) as caught:
+        export_database("postgresql://nobody:secret@127.0.0.1:1/none", tmp_path / "x.siard")
+    assert "secret" not in str(caught.value) and "127.0.0.1:1/none" in str(caught.value)
+    assert list(tmp_path.iterdir()) == [tmp_path / "db.sqlite"]
+
+
+def test_redact_url_drops_the_password() -> None:
+    assert redact_url("postgresql://u:secret@h:5432/db") == "postgresql://u@h:5432/db"
+
+
+def test_an_odd_sqlite_database(tmp_path: Path) -> None:
+    """Quoted names, no declared type, an unknown type, a table without rows."""
+    db = tmp_path / "odd.sqlite"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql('CREATE TABLE "odd name" ("a b" , "c""d" TEXT, e WHATEVER)')
+        conn.exec_driver_sql(
+            """INSERT INTO "odd name" VALUES (1, 'x', 2.5), ('t', NULL, NULL), (NULL, '', 7)"""
+        )
+        conn.exec_driver_sql("CREATE TABLE empty (id INTEGER PRIMARY KEY)")
+    engine.dispose()
+    dest = tmp_path / "odd.siard"
+    archive = export_database(f"sqlite:///{db}", dest)
+    _, tables = read_siard(dest)
+    assert tables[("main", "empty")] == []
+    assert tables[("main", "odd name")] == sorted_rows(
+        [("1", "x", Decimal("2.5")), ("t", None, None), (None, "", Decimal("7"))]
+    )
+    odd = next(t for _, t in archive.tables() if t.name == "odd name")
+    assert [c.name for c in odd.columns] == ["a b", 'c"d', "e"]
+    assert [c.type for c in odd.columns] == [
+        "CHARACTER VARYING",
+        "CHARACTER LARGE OBJECT",
+        "NUMERIC",
+    ]
+
+
+def test_sqlite_values_that_do_not_fit_their_type_are_kept_and_fail_the_xsd(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "loose.sqlite"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE loose (n NUMERIC, f REAL)")
+        conn.exec_driver_sql("INSERT INTO loose VALUES (1.5, 2.5), (x'00', 'z<')")
+    engine.dispose()
+    dest = tmp_path / "loose.siard"
+    export_database(f"sqlite:///{db}", dest)
+    with zipfile.ZipFile(dest) as zf:
+        xsd = etree.XMLSchema(etree.fromstring(zf.read("content/schema0/table0/table0.xsd")))
+        xml = zf.read("content/schema0/table0/table0.xml")
+    assert b"<c1>\\u0000</c1><c2>z&lt;</c2>" in xml
+    assert not xsd.validate(etree.fromstring(xml))
+
+
+# -- PostgreSQL --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_sample_url() -> Iterator[str]:
+    """A throwaway database holding the sample, dropped afterwards."""
+    import psycopg
+
+    name = f"siard_export_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except Exception as err:  # noqa: BLE001 - any failure to connect means "missing"
+        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    url = f"{base}/{name}"
+    try:
+        create_sample_database(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def pg_export(pg_sample_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Archive]:
+    dest = tmp_path_factory.mktemp("siard-pg") / "sample.siard"
+    return dest, export_database(pg_sample_url, dest)
+
+
+@pytest.mark.postgres
+def test_postgres_values_come_back_as_they_went_in(
+    pg_sample_url: str, pg_export: tuple[Path, Archive]
+) -> None:
+    dest, _ = pg_export
+    _, tables = read_siard(dest)
+    expected = expected_rows(pg_sample_url)
+    assert tables.keys() == expected.keys()
+    for key in expected:
+        assert tables[key] == expected[key], key
+
+
+@pytest.mark.postgres
+def test_postgres_metadata(pg_sample_url: str, pg_export: tuple[Path, Archive]) -> None:
+    dest, returned = pg_export
+    archive, _ = read_siard(dest)
+    assert archive == returned
+    assert [s.name for s in archive.schemas] == ["ledger", "public"] or [
+        s.name for s in archive.schemas
+    ] == ["public", "ledger"]
+    assert archive.database_user == "postgres"
+    assert archive.database_product and archive.database_product.startswith("PostgreSQL")
+    assert archive.connection == redact_url(pg_sample_url)
+    schemas = {s.name: s for s in archive.schemas}
+    assert schemas["ledger"].tables[0].name == "entry"
+    (fk,) = schemas["ledger"].tables[0].foreign_keys
+    assert (fk.referenced_schema, fk.referenced_table) == ("public", "employee")
+    tables = {t.name: t for t in schemas["public"].tables}
+    assert tables["department"].description == "Departments & units"
+    name = next(c for c in tables["employee"].columns if c.name == "name")
+    assert name.description == "Full name"
+    assert not name.nullable
+    (candidate,) = tables["department"].candidate_keys
+    assert (candidate.name, candidate.columns) == ("department_name_key", ["name"])
+    (employee_fk,) = tables["employee"].foreign_keys
+    assert (employee_fk.name, employee_fk.delete_action) == ("employee_department_fk", "CASCADE")
+    columns = {c.name: c for c in tables["everything"].columns}
+    assert columns["stamp_tz"].type == "TIMESTAMP WITH TIME ZONE(6)"
+    assert columns["single"].type == "REAL"
+    assert columns["ident"].type == "CHARACTER(36)"
+    assert columns["doc"].type == "CHARACTER LARGE OBJECT"
+    assert columns["doc"].type_original == "JSONB"
+    (view,) = schemas["public"].views
+    assert view.name == "employee_names" and view.query_original
+    assert tables["everything"].rows == 54
+
+
+@pytest.mark.postgres
+def test_postgres_timestamps_are_utc_with_z(pg_export: tuple[Path, Archive]) -> None:
+    dest, archive = pg_export
+    xml = table_xml(dest, archive, "everything")
+    columns = [c.name for _, t in archive.tables() if t.name == "everything" for c in t.columns]
+    n = columns.index("stamp_tz") + 1
+    # Row 2 (id 2) was written at 2020-07-01 00:30 +05:30, that is 2020-06-30 19:00 UTC.
+    assert f"<c{n}>2020-06-30T19:00:00Z</c{n}>" in xml
+    when = datetime(2020, 6, 30, 19, 0, tzinfo=UTC)
+    assert value_parser("TIMESTAMP WITH TIME ZONE(6)")("2020-06-30T19:00:00Z") == when
+
+
+@pytest.mark.postgres
+def test_postgres_schema_selection(pg_sample_url: str, tmp_path: Path) -> None:
+    archive = export_database(pg_sample_url, tmp_path / "ledger.siard", schemas=["ledger"])
+    assert [s.name for s in archive.schemas] == ["ledger"]
+    _, tables = read_siard(tmp_path / "ledger.siard")
+    assert list(tables) == [("ledger", "entry")]
