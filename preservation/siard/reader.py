@@ -313,6 +313,14 @@ class SiardReader:
                 entry=entry,
                 path=self.path,
             ) from exc
+        if name not in self._zip.NameToInfo:
+            raise SiardError(
+                f"{label}: LOB {name} of column {column.name} is not in the archive (T_6.4-5)",
+                rule="lob",
+                table=label,
+                entry=name,
+                path=self.path,
+            )
         try:
             data = self._zip.read(name)
         except _ZIP_ERRORS as exc:

@@ -102,6 +102,7 @@ CHUNK = 1024 * 1024
 
 _XS = "http://www.w3.org/2001/XMLSchema"
 _ROW = f"{{{TABLE_NS}}}row"
+_TABLE = f"{{{TABLE_NS}}}table"
 _CELL = re.compile(r"^c([1-9][0-9]*)$")
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 _DIGESTS = {"MD5": "md5", "SHA-1": "sha1", "SHA1": "sha1", "SHA-256": "sha256", "SHA256": "sha256"}
@@ -213,6 +214,17 @@ class _Lob:
     counted: bool
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """One reading of a table: rows seen, whether through </table>, and what stopped it."""
+
+    count: int
+    complete: bool
+    stopped: bool
+    #: What lxml said when it stopped, if not already reported.
+    fatal: str | None
+
+
 @dataclass
 class _RecordType:
     """The ``c1..cN`` of a table XSD's row type: (name, minOccurs, type's local name)."""
@@ -237,6 +249,7 @@ class _Validation:
         self.more: Counter[tuple[str | None, str]] = Counter()
         self.more_entry: dict[tuple[str | None, str], str | None] = {}
         self.folders: dict[str, str] = {}
+        self.pending: list[tuple[str, str, str]] = []
         self.table_bytes = 0
         self.table_done = 0
         self.lob_count = 0
@@ -277,6 +290,8 @@ class _Validation:
             self.report.tables = len(archive.tables())
             self.report.source_dbms = archive.database_product
             self.check_content_folders(archive)
+        self.emit_entry_problems()
+        if archive is not None:
             tables = archive.tables()
             self.table_bytes = sum(
                 self.infos[archive.entry(s, t)].file_size
@@ -292,39 +307,50 @@ class _Validation:
     # -- the zip ------------------------------------------------------------------------
 
     def check_entries(self) -> None:
-        """What the central directory says, before anything is decompressed."""
+        """What the central directory says, before anything is decompressed.
+
+        The findings wait in ``pending`` until metadata.xml says which table
+        each entry belongs to (``emit_entry_problems``).
+        """
         for info in self.zf.infolist():
             name = info.filename
             if name in self.infos:
-                self.add(name, None, "zip", f"{name}: two entries have this name (G_4.1-1)")
+                self.pending.append((name, "zip", "is the name of two entries (G_4.1-1)"))
                 self.unreadable.add(name)
             self.infos[name] = info
             if name.startswith("/") or "\\" in name or ".." in name.split("/"):
-                self.add(name, None, "structure", f"{name}: a name that leaves the archive")
+                self.pending.append((name, "structure", "is a name that leaves the archive"))
                 self.unreadable.add(name)
             if info.flag_bits & 0x1:
-                self.add(name, None, "zip", f"{name} is encrypted (G_4.1-3)")
+                self.pending.append((name, "zip", "is encrypted (G_4.1-3)"))
                 self.unreadable.add(name)
-                continue
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                self.add(
-                    name,
-                    None,
-                    "zip",
-                    f"{name} is compressed with method {info.compress_type}; SIARD allows "
-                    "only stored or deflate (G_4.1-2)",
+            elif info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                self.pending.append(
+                    (
+                        name,
+                        "zip",
+                        f"is compressed with method {info.compress_type}; SIARD allows only "
+                        "stored or deflate (G_4.1-2)",
+                    )
                 )
                 self.unreadable.add(name)
-                continue
-            if self.absurd(info):
-                self.add(
-                    name,
-                    None,
-                    "zip",
-                    f"{name} declares {info.file_size:,} bytes from {info.compress_size:,} "
-                    f"in a file of {self.size:,}: not a real entry (damaged, or a zip bomb)",
+            elif self.absurd(info):
+                self.pending.append(
+                    (
+                        name,
+                        "zip",
+                        f"declares {info.file_size:,} bytes from {info.compress_size:,} in a "
+                        f"file of {self.size:,}: not a real entry (damaged, or a zip bomb)",
+                    )
                 )
                 self.unreadable.add(name)
+
+    def emit_entry_problems(self) -> None:
+        for name, rule, text in self.pending:
+            table = self.table_of(name)
+            where = f"{name} ({table})" if table else name
+            self.add(name, table, rule, f"{where} {text}")
+        self.pending.clear()
 
     def absurd(self, info: zipfile.ZipInfo) -> bool:
         if info.compress_size > self.size or info.header_offset > self.size:
@@ -669,19 +695,21 @@ class _Validation:
         record: _RecordType | None,
     ) -> None:
         lobs = self.lob_columns(table, record)
-        counted, complete = self.parse_rows(
-            archive, schema, table, entry, label, where, xsd, lobs, skip=0
-        )
-        if counted is None:
+        first = self.parse_rows(archive, schema, table, entry, label, where, xsd, lobs, skip=0)
+        if first is None:
             return
+        counted, complete = first.count, first.complete
         if not complete and xsd is not None:
-            # Too many schema errors to keep: count the rest without the schema.
-            rest, complete = self.parse_rows(
-                archive, schema, table, entry, label, where, None, lobs, skip=counted
+            # Stopped by too many schema errors, or broken XML (which lxml reports
+            # vaguely while validating): the rest, and the break, without the schema.
+            second = self.parse_rows(
+                archive, schema, table, entry, label, where, None, lobs, skip=first.count
             )
-            if rest is None:
+            if second is None:
                 return
-            counted = rest
+            if second.complete and first.fatal is not None and not first.stopped:
+                self.add(entry, label, "table-xsd", f"{where}: {entry}: {first.fatal} (T_6.0-2)")
+            counted, complete = second.count, second.complete
         if complete:
             self.report.rows += counted
             if counted != table.rows:
@@ -720,25 +748,30 @@ class _Validation:
         xsd: etree.XMLSchema | None,
         lobs: list[_Lob],
         skip: int,
-    ) -> tuple[int | None, bool]:
-        """Rows counted (None when the entry is damaged or refused) and whether that is all.
+    ) -> _Pass | None:
+        """One reading of a table's XML, with or without its schema (None: damaged or refused).
 
+        Schema errors are reported when ``xsd`` is given, XML that is not
+        well-formed when it is not (lxml's message for it is exact only then).
         With ``skip``, rows before it were seen by an earlier pass: not checked again.
         """
         try:
             stream = self.zf.open(entry)
         except _ZIP_ERRORS as exc:
             self.damage(entry, label, exc)
-            return None, False
+            return None
         tap = _Tap(stream, self.on_table_bytes if skip == 0 else lambda n: None)
         count = 0
-        stopped = False
-        refused = False
+        first = True
+        ended = stopped = refused = False
         kwargs: dict[str, Any] = {"schema": xsd} if xsd is not None else {}
+        # The table's own end is asked for too: with a schema, lxml may report a
+        # document cut off or broken after a schema error as that schema error,
+        # so having seen </table> is what says every row was counted.
         events = etree.iterparse(
             tap,
             events=("end",),
-            tag=_ROW,
+            tag=(_ROW, _TABLE),
             resolve_entities=False,
             no_network=True,
             load_dtd=False,
@@ -746,34 +779,37 @@ class _Validation:
             **kwargs,
         )
         fatal: BaseException | None = None
-        try:
-            with stream:
+        with stream:
+            try:
                 for _, row in events:
-                    if count == 0 and _has_doctype(row.getroottree()):
-                        refused = True
-                        break
+                    if first:
+                        first = False
+                        if _has_doctype(row.getroottree()):
+                            refused = True
+                            break
+                    parent = row.getparent()
+                    if parent is None:
+                        ended = True
+                        continue
                     if lobs and count >= skip:
                         self.check_lob_cells(archive, schema, table, row, lobs, label, where)
                     row.clear()
                     count += 1
                     if count % 1024 == 0:
-                        del row.getparent()[:-1]
+                        del parent[:-1]
                         if xsd is not None and len(events.error_log) > MAX_SCHEMA_ERRORS:
                             stopped = True
                             break
-                if not refused and not stopped and count == 0:
-                    root = events.root
-                    refused = root is not None and _has_doctype(root.getroottree())
-        except etree.XMLSyntaxError as exc:
-            fatal = exc
-        except _ZIP_ERRORS as exc:
-            fatal = exc
-        if tap.error is None and not refused and not stopped:
-            tap.drain()
+            except etree.XMLSyntaxError as exc:
+                fatal = exc
+            except _ZIP_ERRORS as exc:
+                fatal = exc
+            if tap.error is None and not refused and not stopped:
+                tap.drain()
         self.checked.add(entry)
         if tap.error is not None:
             self.damage(entry, label, tap.error)
-            return None, False
+            return None
         if refused:
             self.add(
                 entry,
@@ -781,19 +817,24 @@ class _Validation:
                 "xml-entities",
                 f"{where}: {entry} declares a DOCTYPE: DTDs and entities are refused",
             )
-            return None, False
+            return None
+        complete = ended or (fatal is None and not stopped)
+        # The parser's own log: an exception's error_log may hold older parses' errors.
         errors = self.schema_errors(events.error_log)
-        if not errors and fatal is not None:
-            errors = self.schema_errors(fatal)
-        not_well_formed = any(e.domain_name == "PARSER" for e in errors)
         shown: set[str] = set()
         for error in errors:
+            if (error.domain_name == "PARSER") == (xsd is not None):
+                continue
             message = self.describe(error.message, table)
             if message in shown:
                 continue
             shown.add(message)
-            if error.domain_name == "PARSER":
-                text = f"{where}: {entry} is not well-formed XML after {count:,} rows: {message}"
+            if xsd is None:
+                complete = False
+                text = (
+                    f"{where}: {entry} is not well-formed XML after {count:,} rows: "
+                    f"{message} (line {error.line})"
+                )
             else:
                 text = f"{where}: {entry}: {message}"
             self.add(entry, label, "table-xsd", text + " (T_6.0-2)")
@@ -805,17 +846,25 @@ class _Validation:
                 f"{where}: {entry}: more than {MAX_SCHEMA_ERRORS} errors against its XSD; "
                 f"not checked beyond row {count:,} (T_6.0-2)",
             )
-            return count, False
-        if fatal is not None and not errors:
-            self.add(entry, label, "table-xsd", f"{where}: {entry}: {fatal} (T_6.0-2)")
-            return count, False
-        return count, not not_well_formed
+        elif xsd is None and not complete and not shown:
+            self.add(
+                entry,
+                label,
+                "table-xsd",
+                f"{where}: {entry} is not well-formed XML after {count:,} rows: "
+                f"{fatal or 'it ends before </table>'} (T_6.0-2)",
+            )
+        detail = None
+        if fatal is not None:
+            detail = self.describe(str(fatal), table)
+            if detail in shown or xsd is None:
+                detail = None
+        return _Pass(count, complete, stopped, detail)
 
     @staticmethod
-    def schema_errors(source: Any) -> list[Any]:
-        """The errors (not warnings) of an lxml error log, or of an exception's."""
-        log: Any = getattr(source, "error_log", None) if isinstance(source, Exception) else source
-        return [e for e in log or () if e.level_name in ("ERROR", "FATAL")]
+    def schema_errors(log: Any) -> list[Any]:
+        """The errors (not warnings) of an lxml error log."""
+        return [e for e in log if e.level_name in ("ERROR", "FATAL")]
 
     @staticmethod
     def describe(message: str, table: Table) -> str:
