@@ -37,6 +37,7 @@ from preservation.cli import (
     ingest,
     media,
     migrate,
+    siard,
     sips,
     storage,
     tape,
@@ -131,6 +132,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(aips.app, name="aip")
 app.add_typer(dips.app, name="dip")
+app.add_typer(siard.app, name="siard")
 app.add_typer(formats.app, name="formats")
 app.add_typer(tenants.app, name="tenant")
 app.add_typer(tokens.app, name="token")

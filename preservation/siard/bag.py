@@ -1,0 +1,112 @@
+"""A SIARD archive wrapped in a BagIt bag, ready to drop into a tenant's ingest folder.
+
+The bag holds the archive alone, as ``data/<name>.siard``, with sha256 and
+sha512 manifests (as the example bags have) and a bag-info that describes the
+database from its own ``metadata.xml``: ``Title``, ``External-Description``,
+``Source-Organization`` (the archive's ``dataOwner``, when it names one: the
+default archiving rules require it), ``Date`` (the archival date) and
+``Payload-Oxum``, which the hot folder uses to tell a finished bag from one
+still being copied. ``info`` adds labels or overrides these.
+
+The bag is built in a hidden folder beside its destination and renamed into
+place when complete, so it can be made directly inside an ingest folder: the
+watcher ignores hidden entries, and never sees half a bag.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from preservation.errors import DestinationError, SiardError
+from preservation.siard.metadata import parse_metadata
+from preservation.siard.model import Archive
+
+__all__ = ["bag_info_of", "bag_siard"]
+
+CHECKSUMS = ("sha256", "sha512")
+
+
+def _read_metadata(siard: Path) -> Archive:
+    try:
+        with zipfile.ZipFile(siard) as zf:
+            data = zf.read("header/metadata.xml")
+    except KeyError as err:
+        raise SiardError(
+            f"{siard}: no header/metadata.xml: not a SIARD archive (P_4.2-5)",
+            rule="structure",
+            entry="header/metadata.xml",
+            path=siard,
+        ) from err
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise SiardError(f"{siard}: not a readable zip: {err}", rule="zip", path=siard) from err
+    try:
+        return parse_metadata(data)
+    except SiardError as err:
+        raise SiardError(
+            f"{siard}: {err.message}", rule=err.rule, entry=err.entry, table=err.table, path=siard
+        ) from err
+
+
+def bag_info_of(archive: Archive) -> dict[str, str]:
+    """The bag-info labels that describe a database archive (see the module notes)."""
+    tables = archive.tables()
+    rows = sum(t.rows for _, t in tables)
+    what = f"SIARD archive of the database {archive.dbname}"
+    if archive.database_product:
+        what += f" ({archive.database_product.split(' on ')[0]})"
+    what += f": {len(archive.schemas)} schema(s), {len(tables)} table(s), {rows} row(s)"
+    if archive.description:
+        what += f". {archive.description}"
+    info = {
+        "Title": f"Database {archive.dbname}",
+        "External-Description": " ".join(what.split()),
+    }
+    if archive.data_owner and archive.data_owner != "(unknown)":
+        info["Source-Organization"] = " ".join(archive.data_owner.split())
+    if archive.archival_date is not None:
+        info["Date"] = archive.archival_date.isoformat()
+    return info
+
+
+def bag_siard(siard: Path, to: Path, *, info: Mapping[str, str] | None = None) -> Path:
+    """Make the bag ``to`` holding ``siard`` as its payload; ``to`` must not exist yet.
+
+    Raises ``SiardError`` when ``siard`` is not a SIARD archive whose metadata
+    can be read, and ``DestinationError`` when ``to`` exists or cannot be made.
+    """
+    import bagit  # type: ignore[import-untyped]
+
+    siard, to = Path(siard), Path(to)
+    if not siard.is_file():
+        raise SiardError(f"{siard}: no such file", rule="structure", path=siard)
+    archive = _read_metadata(siard)
+    if to.exists() or to.is_symlink():
+        raise DestinationError(f"{to}: already exists; name a new folder for the bag", path=to)
+    if not to.parent.is_dir():
+        raise DestinationError(f"{to.parent}: no such folder to make the bag in", path=to)
+    labels = bag_info_of(archive)
+    labels.update(info or {})
+    name = siard.name if siard.suffix.lower() == ".siard" else f"{siard.name}.siard"
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
+    except OSError as err:
+        raise DestinationError(f"{to.parent}: cannot be written: {err}", path=to) from err
+    try:
+        # A copy, never a hard link: the bag must not change when the original does.
+        shutil.copyfile(siard, work / name)
+        bagit.make_bag(str(work), dict(labels), processes=1, checksums=list(CHECKSUMS))
+        for folder in (work, work / "data"):  # mkdtemp's 0700 would keep the watcher's user out
+            os.chmod(folder, 0o755)
+        os.rename(work, to)
+    except OSError as err:
+        shutil.rmtree(work, ignore_errors=True)
+        raise DestinationError(f"{to}: the bag cannot be made: {err}", path=to) from err
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return to
