@@ -4,12 +4,12 @@ The access copies (SQLite, CSV) and ``load`` read every row of every table,
 so this is their hot path: a table's XML is parsed straight from its zip entry
 (``ZipFile.open``, never read whole) by lxml's ``iterparse`` filtered on the
 ``row`` tag, and each row element is cleared once its values are out, its
-already-read siblings dropped every few thousand rows, so a table of millions
+already-read siblings dropped every 1,024 rows, so a table of millions
 of rows costs what one of a thousand does. Values are converted by one function
 per column looked up before the first row (``types.value_parser``), so a cell
-costs a dict lookup and a call. Measured: about 160,000 rows/s for a 7-column
-table (bigint, text, timestamp, numeric, boolean, date, escaped text) on
-one core.
+costs a dict lookup and a call. Measured on bench_siard's table exported from
+SQLite (bigint, varchar, timestamp, numeric, boolean, date, escaped text): about
+110,000 rows/s on one core, peak RSS 42 MB at 20,000 rows and at 200,000 alike.
 
 The parser is set up as for anything from outside: no entity resolution, no
 network, no DTD loading, no huge-tree mode; a table whose XML declares a
@@ -230,7 +230,10 @@ class SiardReader:
                     element.clear()
                     count += 1
                     if count % _DROP_EVERY == 0:
-                        del element.getparent()[:-1]
+                        # Only rows already given out: lxml parses ahead of the events,
+                        # so rows after this one may be in the tree, not yet handed over.
+                        parent = element.getparent()
+                        del parent[: parent.index(element)]
                 root = events.root
                 if count == 0 and root is not None:
                     refused = _doctype_error(root.getroottree().docinfo, label, entry)

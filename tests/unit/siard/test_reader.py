@@ -104,6 +104,23 @@ def test_rows_are_the_source_values(small: Path) -> None:
     assert [n.rsplit(".", 1)[-1] for n in lobs] == ["txt", "bin"]
 
 
+def test_every_row_of_a_longer_table(tmp_path: Path) -> None:
+    """Past the 1,024 rows after which rows read are dropped from the tree, none is lost."""
+    from preservation.siard.export import export_database
+
+    source = tmp_path / "long.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE long (id INTEGER PRIMARY KEY, label VARCHAR(20))")
+        conn.executemany(
+            "INSERT INTO long VALUES (?, ?)", [(i, f"row {i}") for i in range(1, 5001)]
+        )
+    export_database(f"sqlite:///{source}", tmp_path / "long.siard")
+    with open_siard(tmp_path / "long.siard") as siard:
+        rows = list(siard.rows("main", "long"))
+        assert siard.table_count("main", "long") == 5000
+    assert rows == [[i, f"row {i}"] for i in range(1, 5001)]
+
+
 def test_lob_file_named_from_the_archive_root(small: Path, tmp_path: Path) -> None:
     """Producers that write ``file`` from the zip's root (the spec's D.4b) are read too."""
     path = tmp_path / "rooted.siard"
