@@ -554,7 +554,8 @@ def _rows(conn: sa.Connection, sql: str, dialect: str) -> Iterator[list[Any]]:
 def _row_total(conn: sa.Connection, dialect: str, qualified: str) -> int:
     if dialect == "postgresql":
         estimate = conn.exec_driver_sql(
-            f"SELECT reltuples::bigint FROM pg_class WHERE oid = '{qualified}'::regclass"
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %(name)s::regclass",
+            {"name": qualified},
         ).scalar()
         if estimate is not None and estimate >= 0:
             return int(estimate)

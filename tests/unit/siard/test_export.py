@@ -354,7 +354,14 @@ def test_postgres_timestamps_are_utc_with_z(pg_export: tuple[Path, Archive]) -> 
 
 @pytest.mark.postgres
 def test_postgres_schema_selection(pg_sample_url: str, tmp_path: Path) -> None:
-    archive = export_database(pg_sample_url, tmp_path / "ledger.siard", schemas=["ledger"])
+    seen: list[tuple[str, int, int]] = []
+    archive = export_database(
+        pg_sample_url,
+        tmp_path / "ledger.siard",
+        schemas=["ledger"],
+        progress=lambda *a: seen.append(a),
+    )
     assert [s.name for s in archive.schemas] == ["ledger"]
+    assert seen[-1] == ("ledger.entry", 20, 20)
     _, tables = read_siard(tmp_path / "ledger.siard")
     assert list(tables) == [("ledger", "entry")]
