@@ -54,9 +54,9 @@ from __future__ import annotations
 
 import base64
 import codecs
-import functools
 import hashlib
 import re
+import threading
 import zipfile
 import zlib
 from collections import Counter
@@ -154,10 +154,20 @@ class SiardReport:
         return not self.problems
 
 
-@functools.cache
+_compiled = threading.local()
+
+
 def _metadata_schema() -> etree.XMLSchema:
-    """The shipped SIARD 2.2 metadata XSD, compiled once per process."""
-    return etree.XMLSchema(etree.parse(str(METADATA_XSD), parser=xml_parser()))
+    """The shipped SIARD 2.2 metadata XSD, compiled once per thread.
+
+    Per thread, not per process: an ``XMLSchema`` keeps the error log of its
+    last validation, which two threads validating at once would mix.
+    """
+    schema: etree.XMLSchema | None = getattr(_compiled, "metadata", None)
+    if schema is None:
+        schema = etree.XMLSchema(etree.parse(str(METADATA_XSD), parser=xml_parser()))
+        _compiled.metadata = schema
+    return schema
 
 
 def _has_doctype(tree: Any) -> bool:
