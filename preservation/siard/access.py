@@ -141,20 +141,20 @@ class _CsvTee:
         self.out_dir = out_dir
         self.written: list[Path] = []
 
-    def open(self, schema: Schema, table: Table) -> tuple[Path, IO[str], Any]:
+    def open(self, schema: Schema, table: Table) -> tuple[IO[str], Any]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / self.names[(schema.name, table.name)]
-        handle = open(path, "x", encoding="utf-8", newline="")
+        handle = open(path, "x", encoding="utf-8", newline="")  # never over someone's file
         writer = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
         writer.writerow([c.name for c in table.columns])
         self.written.append(path)
-        return path, handle, writer
+        return handle, writer
 
     def wrap(
         self, rows: Callable[[Schema, Table], Iterator[list[Any]]]
     ) -> Callable[[Schema, Table], Iterator[list[Any]]]:
         def tee(schema: Schema, table: Table) -> Iterator[list[Any]]:
-            _path, handle, writer = self.open(schema, table)
+            handle, writer = self.open(schema, table)
             with handle:
                 for row in rows(schema, table):
                     writer.writerow(_fields(row))
@@ -164,7 +164,10 @@ class _CsvTee:
 
 
 def to_csv(siard: str | Path, out_dir: Path) -> list[Path]:
-    """One CSV file per table of ``siard`` in ``out_dir``, in archive order (module notes)."""
+    """One CSV file per table of ``siard`` in ``out_dir``, in archive order (module notes).
+
+    The files must be new: one already there is refused (``FileExistsError``).
+    """
     from preservation.siard.reader import open_siard
 
     with open_siard(siard) as reader:

@@ -59,7 +59,7 @@ import sqlalchemy as sa
 from sqlalchemy.schema import AddConstraint, CreateSchema, CreateTable
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
-from preservation.errors import SiardError
+from preservation.errors import InvalidRequestError, SiardError
 from preservation.siard.model import Archive, Schema, Table
 from preservation.siard.types import base_type, sqlalchemy_type_of, type_params
 
@@ -365,17 +365,24 @@ def load_archive(
     progress: Progress | None = None,
     replace: bool = False,
 ) -> LoadSummary:
-    """``load_siard`` from an archive's model and a source of its rows (a reader's ``rows``)."""
+    """``load_siard`` from an archive's model and a source of its rows (a reader's ``rows``).
+
+    Errors of the database driver itself (used directly for speed: ``COPY``,
+    ``executemany``) come out as SQLAlchemy's, like those of the statements it runs.
+    """
     engine = sa.create_engine(url)
     try:
         if engine.dialect.name == "sqlite":
             return _load_sqlite(engine, archive, rows, progress, replace)
         if engine.dialect.name == "postgresql":
             return _load_postgresql(engine, archive, rows, progress, replace)
-        raise SiardError(
-            f"loading into {engine.dialect.name} is not supported (PostgreSQL or SQLite)",
-            rule="target",
+        raise InvalidRequestError(
+            f"loading into {engine.dialect.name} is not supported: PostgreSQL or SQLite"
         )
+    except engine.dialect.loaded_dbapi.Error as err:
+        raise sa.exc.DBAPIError.instance(
+            None, None, err, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+        ) from err
     finally:
         engine.dispose()
 

@@ -1,0 +1,422 @@
+"""preservation/siard/load.py: a SIARD back into PostgreSQL and SQLite, table by table.
+
+The archives are real ones: the sample database (every common type) on SQLite
+and on PostgreSQL, exported by ``export_database``. Each is loaded into both
+kinds of database and read back: every row and value, every column's type
+and every key must be the archive's. PostgreSQL databases are throwaway ones,
+made and dropped by this module.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from preservation.errors import SiardError
+from preservation.siard.load import flat_names, load_archive, load_siard, sqlite_type
+from preservation.siard.model import Archive, Column, ForeignKey, Key, Schema, Table
+from preservation.siard.reader import open_siard
+from preservation.siard.types import base_type, sql2008_of, type_params
+from tests.conftest import PG_ADMIN_URL, service_missing
+
+MakeDatabase = Callable[[], str]
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[MakeDatabase]:
+    """A maker of throwaway PostgreSQL databases, all dropped when the module is done."""
+    import psycopg
+
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
+    except Exception as err:  # noqa: BLE001 - any failure means "missing"
+        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"siard_load_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        return f"{base}/{name}"
+
+    yield make
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        for name in made:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def archives(
+    pg_database: MakeDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The sample database exported from SQLite and from PostgreSQL."""
+    from preservation.siard.export import export_database
+    from tests.siard_samples import create_sample_database
+
+    where = tmp_path_factory.mktemp("sources")
+    out: dict[str, Path] = {}
+    for backend in ("sqlite", "postgresql"):
+        url = f"sqlite:///{where / 'source.sqlite'}" if backend == "sqlite" else pg_database()
+        create_sample_database(url)
+        out[backend] = where / f"{backend}.siard"
+        export_database(url, out[backend])
+    return out
+
+
+def target_url(backend: str, pg_database: MakeDatabase, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'target.sqlite'}"
+    return pg_database()
+
+
+# -- reading back ------------------------------------------------------------------------
+
+
+def canonical(value: Any) -> Any:
+    """One form for values that are equal but spelled differently (1.10 and 1.1, NaN)."""
+    if isinstance(value, Decimal):
+        return ("decimal", value.normalize() if value.is_finite() else str(value))
+    if isinstance(value, float):
+        return ("float", "NaN" if math.isnan(value) else value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def canonical_rows(rows: Any) -> list[tuple[Any, ...]]:
+    return sorted((tuple(canonical(v) for v in row) for row in rows), key=repr)
+
+
+def from_sqlite(declared: str, value: Any) -> Any:
+    """A value as SQLite keeps it, in the Python form the archive gave it (load's SQLite rules)."""
+    if value is None:
+        return None
+    name = declared.split("(")[0].strip()
+    if name in ("NUMERIC", "DECIMAL"):
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if name.endswith("_TEXT"):
+        return Decimal(value)
+    if name in ("REAL", "DOUBLE PRECISION", "FLOAT"):
+        return float(value)
+    if name == "BOOLEAN":
+        return bool(value)
+    if name == "TIMESTAMP":
+        return datetime.fromisoformat(value)
+    if name == "DATE":
+        return date.fromisoformat(value)
+    if name == "TIME":
+        return time.fromisoformat(value)
+    return value
+
+
+def sqlite_rows(path: Path, name: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as conn:
+        declared = [r[2] for r in conn.execute(f'PRAGMA table_info("{name}")')]
+        rows = [
+            tuple(from_sqlite(d, v) for d, v in zip(declared, row, strict=True))
+            for row in conn.execute(f'SELECT * FROM "{name}"')
+        ]
+    return declared, rows
+
+
+def kept_by_sqlite(sql2008: str) -> str:
+    """The SQL:2008 type a SQLite column reflects as, for an archived type (see load's notes)."""
+    base = base_type(sql2008)
+    precision, _ = type_params(sql2008)
+    if base in ("NUMERIC", "DECIMAL") and (precision is None or precision > 15):
+        return "CHARACTER LARGE OBJECT"
+    if base in ("REAL", "FLOAT"):
+        return "DOUBLE PRECISION"  # SQLite's REAL is 8 bytes
+    if base in ("BINARY", "BINARY VARYING", "DATALINK"):
+        return "BINARY LARGE OBJECT"
+    if base in ("XML",):
+        return "CHARACTER LARGE OBJECT"
+    if base == "INTERVAL":
+        return "CHARACTER VARYING"
+    return sql2008.replace(" WITH TIME ZONE", "")  # the offset is in the value
+
+
+# -- the round trip ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("source", ["sqlite", "postgresql"])
+def test_every_table_comes_back_with_its_rows_values_types_and_keys(
+    source: str,
+    target: str,
+    archives: dict[str, Path],
+    pg_database: MakeDatabase,
+    tmp_path: Path,
+) -> None:
+    siard = archives[source]
+    url = target_url(target, pg_database, tmp_path)
+    seen: list[tuple[str, int, int]] = []
+    summary = load_siard(siard, url, progress=lambda *a: seen.append(a))
+
+    with open_siard(siard) as reader:
+        archive = reader.archive
+        expected = {
+            (s.name, t.name): canonical_rows(reader.rows(s, t)) for s, t in archive.tables()
+        }
+    total = sum(len(rows) for rows in expected.values())
+    assert total > 0
+    assert (summary.tables, summary.rows) == (len(expected), total)
+    assert seen and seen[-1][1:] == (total, total)
+    assert summary.problems == ()
+    names = flat_names(archive)
+
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        for schema, table in archive.tables():
+            label = f"{schema.name}.{table.name}"
+            if target == "sqlite":
+                name, where = names[(schema.name, table.name)], None
+                assert summary.names[label] == name
+                declared, rows = sqlite_rows(tmp_path / "target.sqlite", name)
+                assert declared == [sqlite_type(c.type) for c in table.columns], label
+                want_types = [kept_by_sqlite(c.type) for c in table.columns]
+            else:
+                name, where = table.name, schema.name
+                with engine.connect() as conn:
+                    reflected = sa.Table(name, sa.MetaData(), schema=where, autoload_with=conn)
+                    rows = [tuple(r) for r in conn.execute(sa.select(reflected))]
+                want_types = [c.type for c in table.columns]
+            assert canonical_rows(rows) == expected[(schema.name, table.name)], label
+
+            columns = inspector.get_columns(name, schema=where)
+            assert [c["name"] for c in columns] == [c.name for c in table.columns], label
+            got_types = [sql2008_of(c["type"], engine.dialect.name) for c in columns]
+            assert got_types == want_types, label
+            assert [c["nullable"] for c in columns] == [
+                c.nullable and not (table.primary_key and c.name in table.primary_key.columns)
+                for c in table.columns
+            ], label
+
+            pk = inspector.get_pk_constraint(name, schema=where)
+            assert pk["constrained_columns"] == (
+                table.primary_key.columns if table.primary_key else []
+            ), label
+            fks = inspector.get_foreign_keys(name, schema=where)
+            assert sorted(
+                (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
+                for fk in fks
+            ) == sorted(
+                (
+                    fk.columns,
+                    names[(fk.referenced_schema, fk.referenced_table)]
+                    if target == "sqlite"
+                    else fk.referenced_table,
+                    fk.referenced_columns,
+                )
+                for fk in table.foreign_keys
+            ), label
+            uniques = inspector.get_unique_constraints(name, schema=where)
+            assert sorted(u["column_names"] for u in uniques) == sorted(
+                k.columns for k in table.candidate_keys
+            ), label
+    finally:
+        engine.dispose()
+
+
+# -- an archive built in the test: keys, errors ------------------------------------------
+
+
+def two_tables(rows_of_refs: list[list[Any]]) -> tuple[Archive, dict[str, list[list[Any]]]]:
+    """``people`` and ``visits`` (visits.person -> people.id), with the given visits."""
+    people = Table(
+        "people",
+        "table0",
+        [
+            Column("id", "INTEGER", nullable=False),
+            Column("name", "CHARACTER VARYING(40)"),
+            Column("born", "TIMESTAMP WITH TIME ZONE(6)"),
+            Column("wealth", "NUMERIC(40, 10)"),
+            Column("score", "DOUBLE PRECISION"),
+        ],
+        rows=2,
+        primary_key=Key("people_pk", ["id"]),
+        candidate_keys=[Key("people_name_key", ["name"])],
+    )
+    visits = Table(
+        "visits",
+        "table1",
+        [Column("id", "INTEGER", nullable=False), Column("person", "INTEGER")],
+        rows=len(rows_of_refs),
+        primary_key=Key("visits_pk", ["id"]),
+        foreign_keys=[ForeignKey("visits_person_fk", ["person"], "reg", "people", ["id"])],
+    )
+    # visits first: the order of the tables must not matter to their keys
+    archive = Archive("test", [Schema("reg", "schema0", [visits, people])])
+    big = Decimal("123456789012345678901234567890.0123456789")
+    data = {
+        "people": [
+            [1, "Ada", datetime(1815, 12, 10, 12, 0, tzinfo=UTC), big, float("nan")],
+            [2, "Alan", None, Decimal("0.0000000001"), float("-inf")],
+        ],
+        "visits": rows_of_refs,
+    }
+    return archive, data
+
+
+def rows_from(data: dict[str, list[list[Any]]]) -> Callable[[Schema, Table], Iterator[list[Any]]]:
+    return lambda schema, table: iter(data[table.name])
+
+
+@pytest.mark.parametrize("target", ["sqlite", "postgresql"])
+def test_values_stay_exact_and_a_broken_foreign_key_is_reported_not_mended(
+    target: str, pg_database: MakeDatabase, tmp_path: Path
+) -> None:
+    archive, data = two_tables([[1, 1], [2, 3]])  # person 3 does not exist
+    url = target_url(target, pg_database, tmp_path)
+    summary = load_archive(archive, rows_from(data), url)
+    assert summary.rows == 4
+    (problem,) = summary.problems
+    assert problem.startswith("reg.visits:") and "people" in problem
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if target == "sqlite":
+                got = conn.exec_driver_sql("SELECT wealth, born, score FROM people ORDER BY id")
+                assert got.all() == [
+                    (
+                        "123456789012345678901234567890.0123456789",
+                        "1815-12-10 12:00:00+00:00",
+                        "NaN",
+                    ),
+                    ("0.0000000001", None, float("-inf")),
+                ]
+                assert conn.exec_driver_sql("SELECT count(*) FROM visits").scalar() == 2
+            else:
+                got = conn.exec_driver_sql(
+                    "SELECT wealth, born, score::text FROM reg.people ORDER BY id"
+                )
+                assert got.all() == [
+                    (data["people"][0][3], data["people"][0][2], "NaN"),
+                    (Decimal("0.0000000001"), None, "-Infinity"),
+                ]
+                # The key is declared all the same, NOT VALID: it holds for new rows.
+                valid = conn.exec_driver_sql(
+                    "SELECT convalidated FROM pg_constraint WHERE conname = 'visits_person_fk'"
+                ).scalar()
+                assert valid is False
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("target", ["sqlite", "postgresql"])
+def test_an_existing_table_is_refused_before_anything_is_loaded_unless_replaced(
+    target: str, pg_database: MakeDatabase, tmp_path: Path
+) -> None:
+    archive, data = two_tables([[1, 1]])
+    url = target_url(target, pg_database, tmp_path)
+    engine = sa.create_engine(url)
+    people = "people" if target == "sqlite" else "reg.people"
+    try:
+        with engine.begin() as conn:  # only the second table of the archive is there
+            if target == "postgresql":
+                conn.exec_driver_sql("CREATE SCHEMA reg")
+            conn.exec_driver_sql(f"CREATE TABLE {people} (kept INTEGER)")
+            conn.exec_driver_sql(f"INSERT INTO {people} VALUES (7)")
+
+        with pytest.raises(SiardError) as refused:
+            load_archive(archive, rows_from(data), url)
+        assert refused.value.rule == "target-exists"
+        assert refused.value.table == "reg.people"
+        assert "reg.people" in refused.value.message
+        tables = set(
+            sa.inspect(engine).get_table_names(schema=None if target == "sqlite" else "reg")
+        )
+        assert tables == {"people"}  # visits, first in the archive, was not created
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT kept FROM {people}").all() == [(7,)]
+
+        summary = load_archive(archive, rows_from(data), url, replace=True)
+        assert (summary.tables, summary.rows, summary.problems) == (2, 3, ())
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT name FROM {people} ORDER BY id").all() == [
+                ("Ada",),
+                ("Alan",),
+            ]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("target", ["sqlite", "postgresql"])
+def test_a_refused_row_leaves_nothing_of_the_load(
+    target: str, pg_database: MakeDatabase, tmp_path: Path
+) -> None:
+    archive, data = two_tables([[1, 1], [1, 2]])  # the same primary key twice
+    url = target_url(target, pg_database, tmp_path)
+    with pytest.raises(SiardError) as refused:
+        load_archive(archive, rows_from(data), url)
+    assert (refused.value.rule, refused.value.table) == ("load", "reg.visits")
+    engine = sa.create_engine(url)
+    try:
+        assert (
+            sa.inspect(engine).get_table_names(schema=None if target == "sqlite" else "reg") == []
+        )
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_names_tables_by_schema_only_when_there_are_several() -> None:
+    def table(name: str) -> Table:
+        return Table(name, "table0", [Column("a", "INTEGER")])
+
+    one = Archive("db", [Schema("sales", "schema0", [table("orders")]), Schema("empty", "schema1")])
+    assert flat_names(one) == {("sales", "orders"): "orders"}
+    two = Archive(
+        "db",
+        [
+            Schema("sales", "schema0", [table("orders")]),
+            Schema("stock", "schema1", [table("orders")]),
+        ],
+    )
+    assert flat_names(two) == {
+        ("sales", "orders"): "sales__orders",
+        ("stock", "orders"): "stock__orders",
+    }
+    clash = Archive("db", [Schema("s", "schema0", [table("Orders"), table("orders")])])
+    with pytest.raises(SiardError) as refused:
+        flat_names(clash)
+    assert refused.value.rule == "name-clash" and refused.value.table == "s.orders"
+
+
+@pytest.mark.parametrize(
+    ("sql2008", "declared"),
+    [
+        ("INTEGER", "INTEGER"),
+        ("NUMERIC(10, 2)", "NUMERIC(10, 2)"),
+        ("DECIMAL(15)", "DECIMAL(15)"),
+        ("NUMERIC(16, 2)", "NUMERIC_TEXT(16, 2)"),
+        ("NUMERIC", "NUMERIC_TEXT"),
+        ("TIMESTAMP WITH TIME ZONE(6)", "TIMESTAMP"),
+        ("TIMESTAMP(3)", "TIMESTAMP"),
+        ("BOOLEAN", "BOOLEAN"),
+        ("BINARY VARYING(16)", "BLOB"),
+        ("BINARY LARGE OBJECT", "BLOB"),
+        ("CHARACTER(36)", "CHAR(36)"),
+        ("VARCHAR(20)", "VARCHAR(20)"),
+        ("CHARACTER LARGE OBJECT", "TEXT"),
+        ("DOUBLE PRECISION", "DOUBLE PRECISION"),
+        ("INTERVAL DAY TO SECOND(6)", "VARCHAR"),
+    ],
+)
+def test_sqlite_declared_types_name_the_sql_type_where_values_stay_exact(
+    sql2008: str, declared: str
+) -> None:
+    assert sqlite_type(sql2008) == declared
