@@ -9,3 +9,5 @@ millions of rows costs no more memory than one of ten; ``reader`` gives the
 rows back as Python values; ``load`` and ``access`` turn them into a database
 again (PostgreSQL, SQLite) or CSV. ``model`` is the shape all of them share.
 """
+
+__all__: list[str] = []
