@@ -41,7 +41,7 @@ Split by what the caller can do about it (as httpx does), not by where it came f
         ├── SIPPendingError            the bag already has a SIP in flight; resume that one
         ├── UploadTooLargeError        an upload past PRESERVATION_MAX_UPLOAD_BYTES
         ├── RangeNotSatisfiableError   a Range past the end of the representation (416)
-        ├── SiardError                 a SIARD archive that cannot be read as one (names table and rule)
+        ├── SiardError                 a SIARD archive that cannot be used: names the table and rule
         └── UnsupportedMediaError      a body in a format this door does not take
 
 Each error carries the context a curator needs (``path``, ``aip_id``, ``barcode``)
