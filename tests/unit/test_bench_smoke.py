@@ -231,3 +231,20 @@ def test_bench_evidence_runs_and_reports_ratios(tmp_path: Path) -> None:
     assert size["tree_depth"] == 10  # ceil(log2(1,000))
     assert size["record_bytes"]["min"] > size["token_bytes"] > 0
     assert size["baseline_one_version"]["record_bytes"] > size["token_bytes"]
+
+
+def test_bench_siard_runs_and_reports_ratios(tmp_path: Path) -> None:
+    """Export and validation of a small table against sqlite3 .dump and psql COPY."""
+    from tests.conftest import require_program
+
+    require_program("sqlite3")
+    require_program("psql")
+    figures = _run_bench(
+        "bench_siard.py", "--rows", "3000", "--repeat", "1", "--workdir", str(tmp_path)
+    )
+    for backend in ("sqlite", "postgresql"):
+        case = figures["backends"][backend]
+        assert case["rows"] == 3000
+        assert case["ratio"] > 0, backend
+        assert case["validation"]["valid"] is True, case["validation"]["problems"]
+        assert case["memory"]["peak_rss_mb_large"] > 0
