@@ -2,24 +2,26 @@
 
 Structure comes from reflection (schemas, tables, columns with their SQL:2008
 types, primary, foreign and candidate keys, comments, views as metadata);
-rows are streamed (PostgreSQL: a server-side cursor; SQLite: ``fetchmany``) and
-written into the zip in 1 MiB chunks, so memory does not grow with a table.
-The layout and the LOB convention are those documented in ``metadata``.
+rows are streamed (PostgreSQL: libpq's chunked rows, or a named cursor;
+SQLite: ``fetchmany``) and written into the zip a batch at a time, so memory
+does not grow with a table. Layout and LOB convention: see ``metadata``.
 
-Speed is the reason for the shape of ``_TablePlan``: the database renders
-the lexical form of every cell it can (numbers, booleans, dates, timestamps in
-UTC, hex of binary) and concatenates neighbouring cells, tags included, into
-one string per run of columns; Python only escapes text, formats floats, and
-writes LOBs. Each table's per-row work is one function generated for that
-table's columns (no per-cell dispatch), building the row with one f-string.
+Speed is the reason for the shape of ``_TablePlan``. Each table's per-row
+work is one function generated for its columns (no per-cell dispatch), which
+builds the row with one f-string; each batch of a text column is escaped in
+one ``escape`` call on the values joined. PostgreSQL renders every cell it can
+(numbers, booleans, dates, timestamps in UTC, hex), neighbours concatenated
+into one string, in its own process; with SQLite, in this process, Python's
+formatting is cheaper than SQLite's ``||``, so values come raw.
 
-Measured (200,000 rows of bench/bench_siard.py's table, best of 4, on two
-cores shared with other work): SQLite 0.65 s against ``sqlite3 DB ".dump
-readings"`` 0.26 s, ratio 0.40; PostgreSQL 0.57 s against ``COPY readings TO
-STDOUT`` 0.17 s, ratio 0.30 (the issue's target is >= 0.3). Rendering every
-cell on the server and reading COPY's output was tried: slower (the server's
-string functions cost more than Python's ``str.replace`` on a batch).
-bench/bench_siard.py has the 1,000,000-row figures and memory.
+Measured with bench/bench_siard.py (1,000,000 rows, best of 2, two cores
+shared with other work): SQLite 3.1 s against ``sqlite3 DB ".dump
+readings"`` 1.35 s, ratio 0.43; PostgreSQL 1.9 s against ``psql -c "COPY
+readings TO STDOUT"`` 0.62 s, ratio 0.33 (the issue's target is >= 0.3);
+peak RSS 54 and 64 MiB, the same (x1.01) as for a table a tenth the size.
+Tried and dropped as slower: the server escaping text too (its string
+functions cost more than ``str.replace`` on a batch), COPY of fully rendered
+rows, and a thread fetching the next batch while this one is written.
 
 Values: text is escaped (``text.escape``); ``TIMESTAMP WITH TIME ZONE`` is
 converted to UTC; every date and time carries ``Z`` (see ``types``); floats
@@ -274,39 +276,28 @@ class _TablePlan:
     lob_columns: dict[int, str] = field(default_factory=dict)
 
 
-def _sql_cell(dialect: str, column: Column, quoted: str) -> str | None:
-    """A SQL expression giving the cell's content (no tags), or None when Python must do it."""
+def _pg_cell(column: Column, quoted: str) -> str | None:
+    """PostgreSQL SQL giving the cell's content (no tags), or None when Python must do it."""
     base = base_type(column.type)
-    if base in ("INTEGER", "SMALLINT", "BIGINT"):
-        return quoted if dialect == "sqlite" else f"{quoted}::text"
-    if base in ("NUMERIC", "DECIMAL"):
-        if dialect == "postgresql":
-            return f"{quoted}::text"
-        _, scale = type_params(column.type)
-        if scale is None:
-            return None
-        return f"printf('%.{scale}f', {quoted})"
+    if base in ("INTEGER", "SMALLINT", "BIGINT", "NUMERIC", "DECIMAL"):
+        return f"{quoted}::text"
     if base == "BOOLEAN":
         return f"CASE WHEN {quoted} THEN 'true' ELSE 'false' END"
-    if base == "DATE":
-        return f"{quoted}::text || 'Z'" if dialect == "postgresql" else f"{quoted} || 'Z'"
-    if base == "TIME":
-        return f"{quoted}::text || 'Z'" if dialect == "postgresql" else f"{quoted} || 'Z'"
-    if base == "TIME WITH TIME ZONE" and dialect == "postgresql":
+    if base in ("DATE", "TIME"):
+        return f"{quoted}::text || 'Z'"
+    if base == "TIME WITH TIME ZONE":
         return f"({quoted} AT TIME ZONE 'UTC')::time::text || 'Z'"
     if base == "TIMESTAMP":
-        if dialect == "postgresql":
-            return f"replace({quoted}::text, ' ', 'T') || 'Z'"
-        return f"replace({quoted}, ' ', 'T') || 'Z'"
-    if base == "TIMESTAMP WITH TIME ZONE" and dialect == "postgresql":
+        return f"replace({quoted}::text, ' ', 'T') || 'Z'"
+    if base == "TIMESTAMP WITH TIME ZONE":
         return f"replace(({quoted} AT TIME ZONE 'UTC')::text, ' ', 'T') || 'Z'"
-    if base in ("REAL", "DOUBLE PRECISION", "FLOAT") and dialect == "postgresql":
+    if base in ("REAL", "DOUBLE PRECISION", "FLOAT"):
         return (
             f"CASE {quoted} WHEN 'Infinity' THEN 'INF' WHEN '-Infinity' THEN '-INF' "
             f"ELSE {quoted}::text END"
         )
     if base in ("BINARY", "BINARY VARYING"):
-        return f"upper(encode({quoted}, 'hex'))" if dialect == "postgresql" else f"hex({quoted})"
+        return f"upper(encode({quoted}, 'hex'))"
     return None
 
 
@@ -314,7 +305,94 @@ _TEXT_NATIVE = {"CHARACTER", "CHARACTER VARYING", "CHARACTER LARGE OBJECT"}
 _PG_TEXT_TYPES = {"TEXT", "VARCHAR", "CHARACTER VARYING", "CHAR", "CHARACTER", "BPCHAR", "NAME"}
 
 
-def _plan(dialect: str, preparer: Any, schema: Schema, table: Table, threshold: int) -> _TablePlan:
+def _source(body: list[str], batch: list[str], escaped: list[int], row: str) -> str:
+    """The generated module: ``make(...)`` returns ``render(rows, i, out) -> i``."""
+    names = "".join(f", x{k}" for k in escaped)
+    lists = "".join(f", e{k}" for k in escaped)
+    return "\n".join(
+        [
+            "def make(lexical_form, tolerant, escape_texts, escape_lobs, txt, lob):",
+            *body,
+            "    def render(rows, i, out):",
+            *batch,
+            f"        for r{names} in zip(rows{lists}):" if escaped else "        for r in rows:",
+            f'            out.append(f"<row>{row}</row>\\n")',
+            "            i += 1",
+            "        return i",
+            "    return render",
+        ]
+    )
+
+
+def _plan_sqlite(preparer: Any, table: Table, threshold: int) -> _TablePlan:
+    """SQLite: raw values, formatted in Python (measured: faster than SQLite's ``||``).
+
+    A value whose Python type is not what the column's type stores (SQLite does
+    not enforce declared types) is written as escaped text (``txt``): the XML
+    stays well-formed, and the cell fails the XSD, where the validator names it.
+    """
+    select: list[str] = []
+    parts: list[str] = []
+    body: list[str] = []
+    batch: list[str] = []
+    escaped: list[int] = []
+    lobs: dict[int, str] = {}
+    for k, column in enumerate(table.columns):
+        number = k + 1
+        select.append(preparer.quote(column.name))
+        tag, end = f"<c{number}>", f"</c{number}>"
+        base = base_type(column.type)
+        v = f"v{k}"
+        other = f"'{tag}' + txt({v}) + '{end}'"
+        if base in ("INTEGER", "SMALLINT", "BIGINT"):
+            cell = f"(f'{tag}{{{v}}}{end}' if {v}.__class__ is int else {other})"
+        elif base in ("NUMERIC", "DECIMAL") and type_params(column.type)[1] is not None:
+            scale = type_params(column.type)[1] or 0
+            zeros = "." + "0" * scale if scale else ""
+            cell = (
+                f"(f'{tag}{{{v}}}{zeros}{end}' if {v}.__class__ is int "
+                f"else '{tag}%.{scale}f{end}' % {v} if {v}.__class__ is float else {other})"
+            )
+        elif base == "BOOLEAN":
+            cell = f"('{tag}true{end}' if {v} == 1 else '{tag}false{end}' if {v} == 0 else {other})"
+        elif base in ("BINARY", "BINARY VARYING", "BINARY LARGE OBJECT", "DATALINK"):
+            inline = f"'{tag}' + {v}.hex().upper() + '{end}'"
+            if is_lob(column.type):
+                lobs[number] = "bin"
+                inline = f"(lob({number}, {v}, i) if len({v}) > {threshold} else {inline})"
+            cell = f"({inline} if {v}.__class__ is bytes else {other})"
+        elif base in ("DATE", "TIME", "TIMESTAMP"):
+            # SQLAlchemy stores these as ISO text ('2024-05-01 12:00:00.000000').
+            text = f"x{k}.replace(' ', 'T', 1)" if base == "TIMESTAMP" else f"x{k}"
+            body.append(f"    f{k} = tolerant(lexical_form({column.type!r}))")
+            batch.append(f"        e{k} = escape_texts([r[{k}] for r in rows])")
+            escaped.append(k)
+            cell = (
+                f"('{tag}' + {text} + 'Z{end}' if {v}.__class__ is str "
+                f"else '{tag}' + f{k}({v}) + '{end}')"
+            )
+        elif base in _KNOWN_PY:
+            body.append(f"    f{k} = tolerant(lexical_form({column.type!r}))")
+            cell = f"'{tag}' + f{k}({v}) + '{end}'"
+        else:
+            cell = f"'{tag}' + x{k} + '{end}'"
+            if is_lob(column.type):
+                lobs[number] = "txt"
+                batch.append(f"        e{k} = escape_lobs([r[{k}] for r in rows], {threshold})")
+                cell = f"({cell} if len({v}) <= {threshold} else lob({number}, {v}, i))"
+            else:
+                batch.append(f"        e{k} = escape_texts([r[{k}] for r in rows])")
+            escaped.append(k)
+        parts.append(f"{{'' if ({v} := r[{k}]) is None else {cell}}}")
+    return _TablePlan(select, _source(body, batch, escaped, "".join(parts)), lobs)
+
+
+def _plan_postgres(preparer: Any, table: Table, threshold: int) -> _TablePlan:
+    """PostgreSQL: the server renders every cell it can, neighbours joined into one string.
+
+    It works in a process of its own, so this costs the export little; Python
+    escapes text (a batch of a column at a time) and writes LOBs.
+    """
     select: list[str] = []
     parts: list[str] = []
     lobs: dict[int, str] = {}
@@ -333,19 +411,17 @@ def _plan(dialect: str, preparer: Any, schema: Schema, table: Table, threshold: 
         quoted = preparer.quote(column.name)
         tag, end = f"<c{number}>", f"</c{number}>"
         base = base_type(column.type)
-        sql = _sql_cell(dialect, column, quoted)
+        sql = _pg_cell(column, quoted)
         if sql is not None:
             cell = f"'{tag}' || {sql} || '{end}'"
-            if column.nullable:  # not coalesce(): printf() and CASE make '' of a NULL
+            if column.nullable:  # not coalesce(): CASE makes 'false' of a NULL
                 cell = f"CASE WHEN {quoted} IS NULL THEN '' ELSE {cell} END"
             segment.append(cell)
             continue
         if base in ("BINARY LARGE OBJECT", "DATALINK"):
             # The database renders small values inline; large ones come raw, for a file.
-            size = f"octet_length({quoted})" if dialect == "postgresql" else f"length({quoted})"
-            hexed = (
-                f"upper(encode({quoted}, 'hex'))" if dialect == "postgresql" else f"hex({quoted})"
-            )
+            size = f"octet_length({quoted})"
+            hexed = f"upper(encode({quoted}, 'hex'))"
             segment.append(
                 f"CASE WHEN {quoted} IS NULL OR {size} > {threshold} THEN '' "
                 f"ELSE '{tag}' || {hexed} || '{end}' END"
@@ -360,7 +436,7 @@ def _plan(dialect: str, preparer: Any, schema: Schema, table: Table, threshold: 
         if base in _TEXT_NATIVE | {"XML"} or base not in _KNOWN_PY:
             # Text comes raw; each batch's values of the column are escaped in one go.
             original = (column.type_original or "").upper().split("(")[0].strip()
-            if dialect == "postgresql" and original not in _PG_TEXT_TYPES:
+            if original not in _PG_TEXT_TYPES:
                 select.append(f"{quoted}::text")
             else:
                 select.append(quoted)
@@ -380,22 +456,7 @@ def _plan(dialect: str, preparer: Any, schema: Schema, table: Table, threshold: 
         body.append(f"    f{k} = tolerant(lexical_form({column.type!r}))")
         parts.append(f"{{'' if (v{k} := r[{k}]) is None else '{tag}' + f{k}(v{k}) + '{end}'}}")
     flush()
-    row = "".join(parts)
-    names = "".join(f", x{k}" for k in escaped)
-    lists = "".join(f", e{k}" for k in escaped)
-    source = "\n".join(
-        [
-            "def make(lexical_form, tolerant, escape_texts, escape_lobs, lob):",
-            *body,
-            "    def render(rows, i, out):",
-            *batch,
-            f"        for r{names} in zip(rows{lists}):" if escaped else "        for r in rows:",
-            f'            out.append(f"<row>{row}</row>\\n")',
-            "            i += 1",
-            "        return i",
-            "    return render",
-        ]
-    )
+    source = _source(body, batch, escaped, "".join(parts))
     return _TablePlan(select=select, render_source=source, lob_columns=lobs)
 
 
@@ -446,6 +507,11 @@ def _tolerant(convert: Callable[[Any], str]) -> Callable[[Any], str]:
             return escape(_text(value))
 
     return lexical
+
+
+def _txt(value: Any) -> str:
+    """A value as escaped text, whatever its type (the fallback of SQLite's loose typing)."""
+    return escape(_text(value))
 
 
 #: Joins a batch of one column's values for one ``escape`` call; a private-use
@@ -574,11 +640,14 @@ def _write_table(
     dialect = conn.dialect.name
     preparer = conn.dialect.identifier_preparer
     qualified = f"{preparer.quote_schema(schema.name)}.{preparer.quote(table.name)}"
-    plan = _plan(dialect, preparer, schema, table, threshold)
+    if dialect == "postgresql":
+        plan = _plan_postgres(preparer, table, threshold)
+    else:
+        plan = _plan_sqlite(preparer, table, threshold)
     namespace: dict[str, Any] = {}
     exec(compile(plan.render_source, f"<siard row renderer {qualified}>", "exec"), namespace)  # noqa: S102 - our own generated code, no input in it but column numbers
     spool = _LobSpool(spool_dir, schema, table, plan.lob_columns)
-    render = namespace["make"](lexical_form, _tolerant, escape_texts, escape_lobs, spool)
+    render = namespace["make"](lexical_form, _tolerant, escape_texts, escape_lobs, _txt, spool)
     sql = f"SELECT {', '.join(plan.select)} FROM {qualified}"
     label = f"{schema.name}.{table.name}"
     total = _row_total(conn, dialect, qualified) if progress is not None else 0

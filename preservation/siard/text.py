@@ -44,7 +44,8 @@ for _c in range(0xD800, 0xE000):
     _CHARS[_c] = f"\\u{_c:04x}"
 
 #: Anything ``escape`` would change; most values have none, and skip the work.
-_SPECIAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\\\\&<>\"'\ufffe\uffff\ud800-\udfff]|  ")
+#: (A character class alone: with an alternation for "  " the search is twice as slow.)
+_SPECIAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\\\\&<>\"'\ufffe\uffff\ud800-\udfff]")
 _SPECIAL_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\\\\\ufffe\uffff\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
@@ -62,7 +63,7 @@ def escape(s: str) -> str:
     runs for every text cell of an export, and is fast on long strings too (the
     exporter escapes a batch of a column's values joined into one string).
     """
-    if _SPECIAL.search(s) is None:
+    if _SPECIAL.search(s) is None and "  " not in s:
         return s
     if "\\" in s:  # first: the escapes below bring backslashes of their own
         s = s.replace("\\", "\\u005c")
