@@ -365,3 +365,16 @@ def test_postgres_schema_selection(pg_sample_url: str, tmp_path: Path) -> None:
     assert seen[-1] == ("ledger.entry", 20, 20)
     _, tables = read_siard(tmp_path / "ledger.siard")
     assert list(tables) == [("ledger", "entry")]
+
+
+@pytest.mark.postgres
+def test_postgres_without_chunked_rows_uses_a_named_cursor(
+    pg_sample_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq before 17 cannot stream in chunks: the same archive comes from a named cursor."""
+    import psycopg
+
+    monkeypatch.setattr(psycopg.pq, "version", lambda: 160000)
+    export_database(pg_sample_url, tmp_path / "named.siard")
+    _, tables = read_siard(tmp_path / "named.siard")
+    assert tables == expected_rows(pg_sample_url)
