@@ -100,8 +100,8 @@ def _every_command(ctx: typer.Context) -> None:
 
     as_json = "--json" in sys.argv[1:] or any("--json" in a for a in ctx.args)
     configure_logging(as_json=as_json)
-    # `evidence verify` reads no data root at all: no note about one.
-    standalone = sys.argv[1:3] == ["evidence", "verify"]
+    # `evidence verify` and the `siard` commands read no data root at all: no note about one.
+    standalone = sys.argv[1:3] == ["evidence", "verify"] or ctx.invoked_subcommand == "siard"
     if (
         "PRESERVATION_HOME" not in os.environ
         and ctx.invoked_subcommand is not None

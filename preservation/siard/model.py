@@ -6,7 +6,8 @@ reflection and writes it as ``header/metadata.xml``; the reader parses
 loader and the access copies (SQLite, CSV) all work from it. Names are kept
 as the database spelled them (SIARD stores delimited identifiers unquoted);
 types are SQL:2008 type strings (``INTEGER``, ``CHARACTER VARYING(255)``,
-``TIMESTAMP(6) WITH TIME ZONE``), the only type vocabulary the format has.
+``TIMESTAMP WITH TIME ZONE(6)``, the precision where the metadata
+XSD's pattern puts it), the only type vocabulary the format has.
 """
 
 from __future__ import annotations
