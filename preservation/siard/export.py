@@ -217,6 +217,24 @@ class _Reflected:
     types: list[sa.types.TypeEngine[Any]] = field(default_factory=list)
 
 
+def _partitions(conn: sa.Connection, schema_name: str) -> set[str]:
+    """PostgreSQL's partitions of a schema: reflection lists them beside their parent.
+
+    The parent's rows are those of all its partitions, so exporting both would
+    archive every row twice; the parent (whose definition is the table's) is kept.
+    """
+    if conn.dialect.name != "postgresql":
+        return set()
+    rows = conn.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relispartition"
+        ),
+        {"schema": schema_name},
+    )
+    return {name for (name,) in rows}
+
+
 def _reflect(
     conn: sa.Connection, wanted: Sequence[str] | None
 ) -> tuple[list[Schema], list[_Reflected]]:
@@ -229,7 +247,10 @@ def _reflect(
         warnings.simplefilter("ignore", sa.exc.SAWarning)
         for s_number, schema_name in enumerate(_schema_names(inspector, dialect.name, wanted)):
             schema = Schema(name=schema_name, folder=f"schema{s_number}")
+            partitions = _partitions(conn, schema_name)
             for table_name in inspector.get_table_names(schema=schema_name):
+                if table_name in partitions:
+                    continue  # its rows are read through its partitioned parent
                 folder = f"table{len(schema.tables)}"
                 lob_folder = f"content/{schema.folder}/{folder}/"
                 columns, types = _columns(inspector, dialect, table_name, schema_name, lob_folder)

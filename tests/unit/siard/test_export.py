@@ -378,3 +378,33 @@ def test_postgres_without_chunked_rows_uses_a_named_cursor(
     export_database(pg_sample_url, tmp_path / "named.siard")
     _, tables = read_siard(tmp_path / "named.siard")
     assert tables == expected_rows(pg_sample_url)
+
+
+@pytest.mark.postgres
+def test_a_partitioned_table_is_one_table_with_each_row_once(
+    pg_sample_url: str, tmp_path: Path
+) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_sample_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE SCHEMA parts")
+            conn.exec_driver_sql(
+                "CREATE TABLE parts.visit (id int, year int) PARTITION BY RANGE (year)"
+            )
+            conn.exec_driver_sql(
+                "CREATE TABLE parts.visit_old PARTITION OF parts.visit "
+                "FOR VALUES FROM (0) TO (2000)"
+            )
+            conn.exec_driver_sql(
+                "CREATE TABLE parts.visit_new PARTITION OF parts.visit "
+                "FOR VALUES FROM (2000) TO (3000)"
+            )
+            conn.exec_driver_sql("INSERT INTO parts.visit VALUES (1, 1990), (2, 2010), (3, 2020)")
+        archive = export_database(pg_sample_url, tmp_path / "parts.siard", schemas=["parts"])
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA parts CASCADE")
+        engine.dispose()
+    assert [(t.name, t.rows) for _, t in archive.tables()] == [("visit", 3)]
