@@ -48,7 +48,8 @@ from __future__ import annotations
 import itertools
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -56,14 +57,21 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.schema import AddConstraint, CreateSchema, CreateTable
+from sqlalchemy.schema import AddConstraint, CreateTable
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
 from preservation.errors import InvalidRequestError, SiardError
 from preservation.siard.model import Archive, Schema, Table
 from preservation.siard.types import base_type, sqlalchemy_type_of, type_params
 
-__all__ = ["LoadSummary", "flat_names", "load_archive", "load_siard", "sqlite_type"]
+__all__ = [
+    "LoadSummary",
+    "flat_names",
+    "load_archive",
+    "load_siard",
+    "naming_archive",
+    "sqlite_type",
+]
 
 #: ``progress("schema.table", rows_done, rows_total)``, rows counted over the whole archive.
 Progress = Callable[[str, int, int], None]
@@ -350,11 +358,66 @@ def load_siard(
     """Load every table of the SIARD archive at ``path`` into the database at ``url``.
 
     ``url`` is a SQLAlchemy URL (``postgresql+psycopg://...``, ``sqlite:///file``).
+    A ``SiardError`` names the archive (``path``) in its message.
     """
     from preservation.siard.reader import open_siard
 
-    with open_siard(path) as reader:
+    with naming_archive(path), open_siard(path) as reader:
         return load_archive(reader.archive, reader.rows, url, progress=progress, replace=replace)
+
+
+@contextmanager
+def naming_archive(path: str | Path) -> Iterator[None]:
+    """A ``SiardError`` from within names the archive file once: ``<path>: <message>``."""
+    try:
+        yield
+    except SiardError as err:
+        name = str(path)
+        if name not in err.message and Path(path).name not in err.message:
+            err.message = f"{name}: {err.message}"
+            err.args = (err.message,)
+        if err.path is None:
+            err.path = name
+        raise
+
+
+def _engine(url: str | sa.URL) -> sa.Engine:
+    """An engine for a target load can write to: PostgreSQL through psycopg (3), or SQLite."""
+    from preservation.siard.export import redact_url
+
+    try:
+        parsed = sa.make_url(url) if isinstance(url, str) else url
+    except sa.exc.ArgumentError as err:
+        raise InvalidRequestError(f"{redact_url(url)}: not a database URL: {err}") from err
+    supported = "PostgreSQL (postgresql+psycopg://...) and SQLite (sqlite:///file) are supported"
+    backend, driver = parsed.get_backend_name(), parsed.drivername
+    if driver == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # the driver this project ships
+    elif (backend, driver) not in (
+        ("postgresql", "postgresql+psycopg"),
+        ("sqlite", "sqlite"),
+        ("sqlite", "sqlite+pysqlite"),
+    ):
+        raise InvalidRequestError(
+            f"{redact_url(parsed)}: cannot load into this database: {supported}"
+        )
+    try:
+        return sa.create_engine(parsed)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as err:
+        raise InvalidRequestError(
+            f"{redact_url(parsed)}: cannot be used ({err}): {supported}"
+        ) from err
+
+
+def _new_sqlite_file(engine: sa.Engine) -> Path | None:
+    """The SQLite file a load would create (none there yet), to be deleted if the load fails."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
 
 
 def load_archive(
@@ -369,22 +432,45 @@ def load_archive(
 
     Errors of the database driver itself (used directly for speed: ``COPY``,
     ``executemany``) come out as SQLAlchemy's, like those of the statements it runs.
+    If the load fails, nothing of it is left: a SQLite file it created is deleted
+    (one that was there before is kept, without the load's tables).
     """
-    engine = sa.create_engine(url)
+    engine = _engine(url)
+    created = _new_sqlite_file(engine)
     try:
         if engine.dialect.name == "sqlite":
             return _load_sqlite(engine, archive, rows, progress, replace)
-        if engine.dialect.name == "postgresql":
-            return _load_postgresql(engine, archive, rows, progress, replace)
-        raise InvalidRequestError(
-            f"loading into {engine.dialect.name} is not supported: PostgreSQL or SQLite"
-        )
+        return _load_postgresql(engine, archive, rows, progress, replace)
     except engine.dialect.loaded_dbapi.Error as err:
+        _discard(engine, created)
         raise sa.exc.DBAPIError.instance(
             None, None, err, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
         ) from err
+    except BaseException:
+        _discard(engine, created)
+        raise
     finally:
         engine.dispose()
+
+
+def _discard(engine: sa.Engine, created: Path | None) -> None:
+    if created is not None:
+        engine.dispose()  # the file is closed before it goes
+        for leftover in (created, created.with_name(created.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _row_count(archive: Archive, schema: Schema, table: Table, loaded: int) -> None:
+    """The rows loaded into a table must be as many as metadata.xml records (P_4.3-10)."""
+    if loaded != table.rows:
+        label = _label(schema, table)
+        entry = archive.entry(schema, table)
+        raise SiardError(
+            f"{label}: metadata.xml says {table.rows} rows, {entry} holds {loaded} (P_4.3-10)",
+            rule="row-count",
+            table=label,
+            entry=entry,
+        )
 
 
 def _refused(label: str, where: str, err: Exception) -> SiardError:
@@ -445,11 +531,13 @@ def _load_sqlite(
                 )
                 converters = [_sqlite_converter(c.type) for c in table.columns]
                 source = _converted(rows(schema, table), converters)
+                before = counter.done
                 for batch in counter.batches(label, source):
                     try:
                         conn.executemany(insert, batch)
                     except (sqlite3.IntegrityError, sqlite3.DataError) as err:
                         raise _refused(label, name, err) from err
+                _row_count(archive, schema, table, counter.done - before)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -477,17 +565,20 @@ def _sqlite_foreign_key_check(
             continue
         label = _label(schema, table)
         name = names[(schema.name, table.name)]
+        broken: dict[str, int] = {}
         try:
-            found = conn.execute(f"PRAGMA foreign_key_check({quote(name)})").fetchall()
+            # One row at a time, counted by the table referred to: never all of them in
+            # memory (a table whose every row breaks a key would list them all).
+            for _table, _rowid, parent, _fkid in conn.execute(
+                f"PRAGMA foreign_key_check({quote(name)})"
+            ):
+                broken[parent] = broken.get(parent, 0) + 1
         except sqlite3.DatabaseError as err:  # "foreign key mismatch": no unique key referred to
             problems.append(f"{label}: its foreign keys cannot be checked: {err}")
             continue
-        broken: dict[str, int] = {}
-        for _table, _rowid, parent, _fkid in found:
-            broken[parent] = broken.get(parent, 0) + 1
         for parent, count in sorted(broken.items()):
             problems.append(
-                f"{label}: {count} row(s) refer to no row of {parent} (foreign key check)"
+                f"{label}: {count:,} row(s) refer to no row of {parent} (foreign key check)"
             )
     return problems
 
@@ -496,13 +587,13 @@ def _load_postgresql(
     engine: sa.Engine, archive: Archive, rows: Rows, progress: Progress | None, replace: bool
 ) -> LoadSummary:
     import psycopg
+    from psycopg import sql
 
     metadata, built = _build(archive, lambda s, t: (s.name, t.name), sqlalchemy_type_of)
     problems: list[str] = []
     counter = _Counter(archive, progress)
     with engine.begin() as conn:
         inspector = sa.inspect(conn)
-        preparer = conn.dialect.identifier_preparer
         for schema, table in archive.tables():
             if inspector.has_table(table.name, schema=schema.name) and not replace:
                 label = _label(schema, table)
@@ -511,31 +602,40 @@ def _load_postgresql(
                     rule="target-exists",
                     table=label,
                 )
-        for schema in archive.schemas:
-            if schema.tables:
-                conn.execute(CreateSchema(schema.name, if_not_exists=True))
         raw = conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
+        # Statements go to the driver as they are, without parameters: names quoted by
+        # psycopg (or by a preparer that does not double "%" for a paramstyle), never by
+        # the engine's own, whose "%%" the server would read as two percent signs.
+        for schema in archive.schemas:
+            if schema.tables:
+                raw.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema.name))
+                )
         for schema, table in archive.tables():
             label = _label(schema, table)
             t = built[(schema.name, table.name)]
-            qualified = preparer.format_table(t)
+            qualified = sql.Identifier(schema.name, table.name)
             if replace:
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified} CASCADE")
-            conn.execute(CreateTable(t))
-            columns = ", ".join(preparer.quote(c.name) for c in table.columns)
+                raw.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(qualified))
+            raw.execute(_ddl(CreateTable(t)))
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                qualified, sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns)
+            )
             converters = [_pg_converter(c.type) for c in table.columns]
             source = _converted(rows(schema, table), converters)
+            before = counter.done
             try:
                 with raw.cursor() as cursor:
-                    with cursor.copy(f"COPY {qualified} ({columns}) FROM STDIN") as copy:
+                    with cursor.copy(copy_sql) as copy:
                         for batch in counter.batches(label, source):
                             for row in batch:
                                 copy.write_row(row)
             except (psycopg.DataError, psycopg.IntegrityError) as err:
-                raise _refused(label, qualified, err) from err
+                raise _refused(label, label, err) from err
+            _row_count(archive, schema, table, counter.done - before)
         for constraint in _foreign_keys(archive, built, problems):
-            problems += _add_foreign_key(conn, constraint)
+            problems += _add_foreign_key(conn, raw, constraint)
     return LoadSummary(
         tables=len(built),
         rows=counter.done,
@@ -544,26 +644,38 @@ def _load_postgresql(
     )
 
 
-def _add_foreign_key(conn: sa.Connection, constraint: sa.ForeignKeyConstraint) -> list[str]:
+def _ddl(statement: Any) -> str:
+    """DDL as PostgreSQL reads it when sent without parameters: no "%" doubled for a paramstyle."""
+    from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+    dialect = pg_psycopg.dialect(paramstyle="named")  # type: ignore[no-untyped-call]
+    return str(statement.compile(dialect=dialect))
+
+
+def _add_foreign_key(
+    conn: sa.Connection, raw: Any, constraint: sa.ForeignKeyConstraint
+) -> list[str]:
     """Declare one foreign key; kept ``NOT VALID`` if the archived rows break it."""
+    import psycopg
+
     table = constraint.table
     referred = constraint.referred_table
     label = f"{table.schema}.{table.name}"
     what = f"foreign key {constraint.name} to {referred.schema}.{referred.name}"
-    ddl = str(AddConstraint(constraint).compile(dialect=conn.dialect))
+    ddl = _ddl(AddConstraint(constraint))
     try:
         with conn.begin_nested():
-            conn.exec_driver_sql(ddl)
+            raw.execute(ddl)
         return []
-    except sa.exc.IntegrityError as err:
+    except psycopg.IntegrityError as err:
         with conn.begin_nested():
-            conn.exec_driver_sql(ddl + " NOT VALID")
+            raw.execute(ddl + " NOT VALID")
         return [f"{label}: {what} declared NOT VALID: archived rows break it ({_why(err)})"]
-    except sa.exc.DBAPIError as err:  # e.g. no unique key on the referenced columns
+    except psycopg.DatabaseError as err:  # e.g. no unique key on the referenced columns
         return [f"{label}: {what} not declared: {_why(err)}"]
 
 
-def _why(err: sa.exc.DBAPIError) -> str:
-    diag = getattr(err.orig, "diag", None)
-    detail = getattr(diag, "message_detail", None) or str(err.orig).strip().splitlines()[0]
+def _why(err: Exception) -> str:
+    diag = getattr(err, "diag", None)
+    detail = getattr(diag, "message_detail", None) or str(err).strip().splitlines()[0]
     return str(detail)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from preservation.errors import SiardError
+from preservation.errors import InvalidRequestError, SiardError
 from preservation.siard.load import flat_names, load_archive, load_siard, sqlite_type
 from preservation.siard.model import Archive, Column, ForeignKey, Key, Schema, Table
 from preservation.siard.reader import open_siard
@@ -420,3 +420,219 @@ def test_sqlite_declared_types_name_the_sql_type_where_values_stay_exact(
     sql2008: str, declared: str
 ) -> None:
     assert sqlite_type(sql2008) == declared
+
+
+def percent_archive() -> tuple[Archive, dict[str, list[list[Any]]]]:
+    """Names with ``%`` (schema, tables, columns, keys): no paramstyle may touch them."""
+    parent = Table(
+        "100% pure",
+        "table0",
+        [Column("id", "INTEGER", nullable=False), Column("rate %", "NUMERIC(5, 2)")],
+        rows=2,
+        primary_key=Key("pk 100%", ["id"]),
+        candidate_keys=[Key("uq rate %", ["rate %"])],
+    )
+    child = Table(
+        "child %s",
+        "table1",
+        [Column("id", "INTEGER", nullable=False), Column("pure %", "INTEGER")],
+        rows=1,
+        primary_key=Key("pk child %s", ["id"]),
+        foreign_keys=[ForeignKey("fk %(x)s", ["pure %"], "s %", "100% pure", ["id"])],
+    )
+    archive = Archive("pct", [Schema("s %", "schema0", [parent, child])])
+    data: dict[str, list[list[Any]]] = {
+        "100% pure": [[1, Decimal("1.50")], [2, Decimal("99.99")]],
+        "child %s": [[1, 2]],
+    }
+    return archive, data
+
+
+@pytest.mark.parametrize("target", ["sqlite", "postgresql"])
+def test_names_with_a_percent_sign_load_and_replace(
+    target: str, pg_database: MakeDatabase, tmp_path: Path
+) -> None:
+    archive, data = percent_archive()
+    url = target_url(target, pg_database, tmp_path)
+    for replace in (False, True):  # the second time drops and creates again
+        summary = load_archive(archive, rows_from(data), url, replace=replace)
+        assert (summary.tables, summary.rows, summary.problems) == (2, 3, ())
+    engine = sa.create_engine(url)
+    try:
+        where = None if target == "sqlite" else "s %"
+        assert set(sa.inspect(engine).get_table_names(schema=where)) == {"100% pure", "child %s"}
+        with engine.connect() as conn:
+            t = sa.Table("100% pure", sa.MetaData(), schema=where, autoload_with=conn)
+            got = conn.execute(sa.select(t.c["id"], t.c["rate %"]).order_by(t.c["id"])).all()
+            assert [(i, Decimal(str(r))) for i, r in got] == [
+                (1, Decimal("1.50")),
+                (2, Decimal("99.99")),
+            ]
+        fks = sa.inspect(engine).get_foreign_keys("child %s", schema=where)
+        assert [(f["constrained_columns"], f["referred_table"]) for f in fks] == [
+            (["pure %"], "100% pure")
+        ]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://archivist:s3cret@db.example/app",
+        "oracle://archivist:s3cret@db.example/app",
+        "postgresql+psycopg2://archivist:s3cret@db.example/app",
+        "mssql+pyodbc://archivist:s3cret@db.example/app",
+    ],
+)
+def test_an_unsupported_target_is_refused_by_name_before_any_driver_is_imported(
+    url: str,
+) -> None:
+    archive, data = two_tables([[1, 1]])
+    with pytest.raises(InvalidRequestError) as refused:
+        load_archive(archive, rows_from(data), url)
+    message = refused.value.message
+    assert "s3cret" not in message and "archivist@db.example/app" in message
+    assert url.split(":")[0] in message
+    assert "postgresql+psycopg" in message and "SQLite" in message
+
+
+def lying(rows: int) -> tuple[Archive, dict[str, list[list[Any]]]]:
+    """``two_tables`` whose metadata says ``visits`` has ``rows`` rows; it holds 2."""
+    archive, data = two_tables([[1, 1], [2, 2]])
+    archive.schemas[0].tables[0].rows = rows
+    return archive, data
+
+
+@pytest.mark.parametrize("recorded", [3, 1])
+@pytest.mark.parametrize("target", ["sqlite", "postgresql"])
+def test_rows_other_than_metadata_records_refuse_the_load_and_leave_nothing(
+    target: str, recorded: int, pg_database: MakeDatabase, tmp_path: Path
+) -> None:
+    archive, data = lying(recorded)
+    url = target_url(target, pg_database, tmp_path)
+    with pytest.raises(SiardError) as refused:
+        load_archive(archive, rows_from(data), url)
+    err = refused.value
+    assert (err.rule, err.table, err.entry) == (
+        "row-count",
+        "reg.visits",
+        "content/schema0/table1/table1.xml",
+    )
+    assert f"says {recorded} rows" in err.message and "holds 2" in err.message
+    assert "P_4.3-10" in err.message
+    if target == "sqlite":
+        assert not (tmp_path / "target.sqlite").exists()  # the load made it: it goes
+        assert not list(tmp_path.iterdir())
+    else:
+        engine = sa.create_engine(url)
+        try:
+            assert not sa.inspect(engine).has_schema("reg")  # one transaction, rolled back
+        finally:
+            engine.dispose()
+
+
+def test_a_failed_load_keeps_a_sqlite_file_that_was_there_without_its_tables(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "target.sqlite"
+    with sqlite3.connect(target) as conn:
+        conn.execute("CREATE TABLE kept (a INTEGER)")
+        conn.execute("INSERT INTO kept VALUES (7)")
+    conn.close()
+    archive, data = lying(5)
+    with pytest.raises(SiardError):
+        load_archive(archive, rows_from(data), f"sqlite:///{target}")
+    with sqlite3.connect(target) as conn:
+        names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        assert names == ["kept"]
+        assert conn.execute("SELECT a FROM kept").fetchall() == [(7,)]
+    conn.close()
+
+
+def test_a_refused_load_into_a_new_sqlite_file_leaves_no_file(tmp_path: Path) -> None:
+    archive, data = two_tables([[1, 1], [1, 2]])  # the same primary key twice
+    target = tmp_path / "new.sqlite"
+    with pytest.raises(SiardError):
+        load_archive(archive, rows_from(data), f"sqlite:///{target}")
+    assert not list(tmp_path.iterdir())
+
+
+def rewrite_entry(siard: Path, out: Path, entry: str, change: Callable[[bytes], bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, change(data) if info.filename == entry else data)
+    return out
+
+
+@pytest.fixture
+def small_siard(tmp_path: Path) -> Path:
+    from preservation.siard.export import export_database
+
+    source = tmp_path / "small.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b")])
+    conn.close()
+    out = tmp_path / "small.siard"
+    export_database(f"sqlite:///{source}", out)
+    return out
+
+
+def test_errors_of_load_siard_name_the_archive_once(small_siard: Path, tmp_path: Path) -> None:
+    liar = rewrite_entry(
+        small_siard,
+        tmp_path / "liar.siard",
+        "header/metadata.xml",
+        lambda d: d.replace(b"<rows>2</rows>", b"<rows>9</rows>"),
+    )
+    target = tmp_path / "out.sqlite"
+    with pytest.raises(SiardError) as refused:
+        load_siard(liar, f"sqlite:///{target}")
+    err = refused.value
+    assert err.rule == "row-count" and err.path == str(liar)
+    assert err.message.startswith(f"{liar}: main.t: metadata.xml says 9 rows")
+    assert err.message.count("liar.siard") == 1 and str(err) == err.message
+    assert not target.exists()
+
+    doctype = rewrite_entry(
+        small_siard,
+        tmp_path / "doctype.siard",
+        "header/metadata.xml",
+        lambda d: d.replace(b"?>", b'?>\n<!DOCTYPE x [<!ENTITY e "e">]>', 1),
+    )
+    with pytest.raises(SiardError) as refused:
+        load_siard(doctype, f"sqlite:///{target}")
+    assert refused.value.message.count("doctype.siard") == 1
+    assert "header/metadata.xml" in refused.value.message
+    assert not target.exists()
+
+
+def test_the_sqlite_foreign_key_check_counts_row_by_row_never_all_at_once(
+    tmp_path: Path,
+) -> None:
+    from preservation.siard.load import _sqlite_foreign_key_check
+
+    class OneAtATime(sqlite3.Cursor):
+        def fetchall(self) -> list[Any]:
+            raise AssertionError("every broken row read into memory at once")
+
+    class Connection(sqlite3.Connection):
+        def execute(self, *args: Any) -> sqlite3.Cursor:
+            return self.cursor(OneAtATime).execute(*args)
+
+    archive, _ = two_tables([])
+    conn = sqlite3.connect(tmp_path / "fk.sqlite", factory=Connection)
+    try:
+        conn.execute("CREATE TABLE people (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE visits (id INTEGER PRIMARY KEY, person REFERENCES people(id))")
+        conn.executemany("INSERT INTO visits VALUES (?, ?)", [(i, i) for i in range(2500)])
+        conn.commit()
+        names = {("reg", "people"): "people", ("reg", "visits"): "visits"}
+        problems = _sqlite_foreign_key_check(conn, archive, names, lambda n: f'"{n}"')
+    finally:
+        conn.close()
+    assert problems == ["reg.visits: 2,500 row(s) refer to no row of people (foreign key check)"]
