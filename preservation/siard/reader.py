@@ -31,13 +31,15 @@ Structured cells (ARRAY, UDT) are not part of the model and are not read.
 
 from __future__ import annotations
 
+import re
+import struct
 import zipfile
 import zlib
 from collections.abc import Container, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from lxml import etree
 
@@ -46,7 +48,17 @@ from preservation.siard.metadata import lob_entry, parse_metadata
 from preservation.siard.model import TABLE_NS, Archive, Column, Schema, Table
 from preservation.siard.types import base_type, value_parser
 
-__all__ = ["METADATA_ENTRY", "SiardReader", "lob_name", "open_siard", "table_label"]
+__all__ = [
+    "METADATA_ENTRY",
+    "SiardReader",
+    "ZipHazards",
+    "declares_doctype",
+    "lob_name",
+    "open_siard",
+    "table_label",
+    "table_root",
+    "zip_hazards",
+]
 
 METADATA_ENTRY = "header/metadata.xml"
 #: More than this in metadata.xml is taken for a zip bomb, not a database's structure.
@@ -54,10 +66,144 @@ MAX_METADATA_BYTES = 256 * 1024 * 1024
 #: Base types whose LOB files are bytes; every other LOB is text.
 BINARY_TYPES = frozenset({"BINARY", "BINARY VARYING", "BINARY LARGE OBJECT", "DATALINK"})
 
+#: No DEFLATE stream expands more than about 1032 times, so neither does a zip of them.
+MAX_DEFLATE_RATIO = 1100
+
 _ROW = f"{{{TABLE_NS}}}row"
+_TABLE = f"{{{TABLE_NS}}}table"
 #: Read rows are dropped from the tree this often (a clear per row, a delete per batch).
 _DROP_EVERY = 1024
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+#: zipfile raises RuntimeError for an encrypted entry, NotImplementedError for a
+#: compression method it does not know.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError)
+_LOCAL_HEADER = 30
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+#: The prolog of an XML document up to a DOCTYPE: BOM, declaration, PIs, comments, space.
+_DOCTYPE = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s|<\?.*?\?>|<!--.*?-->)*<!DOCTYPE", re.S)
+_PROLOG_SCAN = 1024 * 1024
+
+
+class ZipHazards(NamedTuple):
+    """What a zip's central directory and local headers say before anything is inflated.
+
+    ``entries``: entry name -> why that entry is not to be read (it follows the
+    name in a sentence); ``whole``: why nothing in the archive is to be read
+    (entries that overlap in the file, declared sizes no archive of that size holds).
+    """
+
+    entries: dict[str, str]
+    whole: list[str]
+
+
+def entry_size_absurd(info: zipfile.ZipInfo, size: int) -> bool:
+    """Sizes no real entry of a ``size``-byte file has (a zip bomb or a damaged directory)."""
+    if info.compress_size > size or info.header_offset > size:
+        return True
+    if info.compress_type == zipfile.ZIP_STORED:
+        return info.file_size != info.compress_size
+    return info.file_size > max(info.compress_size, 1) * MAX_DEFLATE_RATIO
+
+
+def zip_hazards(zf: zipfile.ZipFile, path: Path) -> ZipHazards:
+    """Entries and archives not to be inflated at all, from the directory and local headers.
+
+    A zip bomb of overlapping entries (many central-directory entries whose
+    data is the same few bytes, each quoting the next one's local header)
+    keeps every entry within DEFLATE's ratio while the whole inflates to
+    thousands of times the file; zipfile does not notice. Each entry's bytes
+    (local header, name, extra field, compressed data) are laid out from its
+    local header, and no two may share a byte or reach into the central
+    directory; nor may the declared sizes add up to more than
+    ``MAX_DEFLATE_RATIO`` times the file. A local header that is not one is
+    left to zipfile, which refuses to open that entry.
+    """
+    size = path.stat().st_size
+    entries: dict[str, str] = {}
+    spans: list[tuple[int, int, str]] = []
+    data_end = min(getattr(zf, "start_dir", size), size)
+    with path.open("rb") as fp:
+        for info in zf.infolist():
+            if entry_size_absurd(info, size):
+                entries[info.filename] = (
+                    f"declares {info.file_size:,} bytes from {info.compress_size:,} in a "
+                    f"file of {size:,}: not a real entry (damaged, or a zip bomb)"
+                )
+                continue
+            fp.seek(info.header_offset)
+            head = fp.read(_LOCAL_HEADER)
+            if len(head) < _LOCAL_HEADER or head[:4] != _LOCAL_SIGNATURE:
+                continue
+            name_length, extra_length = struct.unpack_from("<HH", head, 26)
+            start = info.header_offset
+            end = start + _LOCAL_HEADER + name_length + extra_length + info.compress_size
+            spans.append((start, end, info.filename))
+    whole: list[str] = []
+    spans.sort()
+    overlaps: list[tuple[str, str]] = []
+    last_end, last_name = 0, ""
+    for start, end, name in spans:
+        if start < last_end:
+            overlaps.append((name, last_name))
+        elif end > data_end:
+            overlaps.append((name, "the central directory"))
+        if end > last_end:
+            last_end, last_name = end, name
+    if overlaps:
+        name, other = overlaps[0]
+        more = f" ({len(overlaps) - 1:,} more entries overlap others)" if len(overlaps) > 1 else ""
+        whole.append(
+            f"the zip's entries share bytes in the file: {name} overlaps {other}{more}; a zip bomb "
+            "or a damaged zip, so nothing in it is read (G_4.1-1)"
+        )
+    total = sum(info.file_size for info in zf.infolist() if info.filename not in entries)
+    if total > max(size, 1) * MAX_DEFLATE_RATIO:
+        whole.append(
+            f"its entries declare {total:,} bytes in all from a file of {size:,}: more than "
+            "DEFLATE can hold, a zip bomb or a damaged zip, so nothing in it is read"
+        )
+    return ZipHazards(entries, whole)
+
+
+def declares_doctype(prefix: bytes) -> bool:
+    """Whether XML starting with ``prefix`` has a DOCTYPE in its prolog (before the root).
+
+    Found from the bytes, before parsing: a DOCTYPE with an external DTD and a
+    reference to an entity only it declares fails to parse, which would hide it.
+    """
+    prefix = prefix[:_PROLOG_SCAN]
+    if prefix[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        prefix = prefix.decode("utf-16", "ignore").encode()
+    return _DOCTYPE.match(prefix) is not None
+
+
+def table_root(stream: IO[bytes]) -> tuple[str | None, bool]:
+    """A table XML's root tag (None if it cannot be parsed up to it) and whether it has a DOCTYPE.
+
+    Reads only up to the root's start tag, so a table in another namespace
+    (SIARD 2.0 names one per table, 1.0 another) is told apart before its rows
+    are parsed: their ``row`` elements would be none of ours, never cleared.
+    """
+    parser = etree.XMLPullParser(
+        events=("start",),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+    )
+    seen = b""
+    while chunk := stream.read(64 * 1024):
+        if len(seen) < _PROLOG_SCAN:
+            seen += chunk
+        try:
+            parser.feed(chunk)
+            for event in parser.read_events():
+                element: Any = event[1]
+                docinfo = element.getroottree().docinfo
+                doctype = bool(docinfo.doctype) or docinfo.internalDTD is not None
+                return element.tag, doctype or declares_doctype(seen)
+        except etree.XMLSyntaxError:
+            return None, declares_doctype(seen)
+    return None, declares_doctype(seen)
 
 
 def table_label(schema: Schema, table: Table) -> str:
@@ -115,11 +261,17 @@ class SiardReader:
         self.path = Path(path)
         try:
             self._zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise SiardError(
-                f"{self.path.name} cannot be opened as a zip: {exc}", rule="zip", path=self.path
+                f"{self.path.name} is not a readable zip: {exc}", rule="zip", path=self.path
             ) from exc
         try:
+            hazards = zip_hazards(self._zip, self.path)
+            if hazards.whole:
+                raise SiardError(hazards.whole[0], rule="zip", path=self.path)
+            if hazards.entries:
+                name, text = next(iter(hazards.entries.items()))
+                raise SiardError(f"{name} {text}", rule="zip", entry=name, path=self.path)
             try:
                 self._zip.getinfo(METADATA_ENTRY)
             except KeyError:
@@ -138,6 +290,14 @@ class SiardReader:
                     entry=METADATA_ENTRY,
                     path=self.path,
                 ) from exc
+            if declares_doctype(data):
+                raise SiardError(
+                    f"{METADATA_ENTRY} declares a DOCTYPE: DTDs and entities are refused in "
+                    "SIARD XML (G_3.1-1)",
+                    rule="xml-entities",
+                    entry=METADATA_ENTRY,
+                    path=self.path,
+                )
             self.archive: Archive = parse_metadata(data)
         except BaseException:
             self._zip.close()
@@ -180,16 +340,48 @@ class SiardReader:
 
     def _open_table(self, schema: Schema, table: Table) -> tuple[str, IO[bytes]]:
         entry = self.archive.entry(schema, table)
+        label = table_label(schema, table)
         try:
-            return entry, self._zip.open(entry)
+            with self._zip.open(entry) as head:
+                tag, doctype = table_root(head)
+            stream = self._zip.open(entry)
         except KeyError:
             raise SiardError(
-                f"{table_label(schema, table)}: {entry} is missing (P_4.2-3)",
+                f"{label}: {entry} is missing (P_4.2-3)",
                 rule="structure",
-                table=table_label(schema, table),
+                table=label,
                 entry=entry,
                 path=self.path,
             ) from None
+        except _ZIP_ERRORS as exc:
+            raise SiardError(
+                f"{label}: {entry} cannot be read from the zip: {exc}",
+                rule="zip",
+                table=label,
+                entry=entry,
+                path=self.path,
+            ) from exc
+        if doctype:
+            stream.close()
+            raise SiardError(
+                f"{entry} ({label}) declares a DOCTYPE: DTDs and entities are refused in SIARD XML",
+                rule="xml-entities",
+                table=label,
+                entry=entry,
+                path=self.path,
+            )
+        if tag is not None and tag != _TABLE:
+            stream.close()
+            raise SiardError(
+                f"{label}: the root of {entry} is {tag}, not a SIARD 2.1/2.2 table "
+                f"({_TABLE}); only SIARD 2.1 and 2.2 tables are read (SIARD 2.0 and 1.0 "
+                "name their tables otherwise)",
+                rule="structure",
+                table=label,
+                entry=entry,
+                path=self.path,
+            )
+        return entry, stream
 
     # -- rows -------------------------------------------------------------------
 
@@ -294,7 +486,7 @@ class SiardReader:
             what = f"a cell <{name}> that is no column of the table"
         else:
             value = (cell.text or "")[:40]
-            what = f"{value!r} in {name} ({column.name}), not a {column.type}"
+            what = f"{value!r} in {name} ({column.name}), not of type {column.type}"
         return SiardError(
             f"{label}: {entry} row {index + 1:,} holds {what} (T_6.0-1)",
             rule="table-xsd",

@@ -70,7 +70,15 @@ from lxml import etree
 from preservation.errors import SiardError
 from preservation.siard.metadata import METADATA_XSD, parse_metadata, xml_parser
 from preservation.siard.model import TABLE_NS, Archive, Column, Schema, Table
-from preservation.siard.reader import BINARY_TYPES, METADATA_ENTRY, lob_name, table_label
+from preservation.siard.reader import (
+    BINARY_TYPES,
+    METADATA_ENTRY,
+    declares_doctype,
+    lob_name,
+    table_label,
+    table_root,
+    zip_hazards,
+)
 from preservation.siard.types import base_type, is_lob, xsd_type_of
 
 __all__ = ["RULES", "Problem", "SiardReport", "validate_siard"]
@@ -97,15 +105,13 @@ MAX_SCHEMA_ERRORS = 400
 #: Limits for what is read whole (metadata.xml, a table XSD).
 MAX_METADATA_BYTES = 256 * 1024 * 1024
 MAX_XSD_BYTES = 16 * 1024 * 1024
-#: No DEFLATE stream expands more than about 1032 times.
-MAX_DEFLATE_RATIO = 1100
 CHUNK = 1024 * 1024
 
 _XS = "http://www.w3.org/2001/XMLSchema"
 _ROW = f"{{{TABLE_NS}}}row"
 _TABLE = f"{{{TABLE_NS}}}table"
 _CELL = re.compile(r"^c([1-9][0-9]*)$")
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError)
 _DIGESTS = {"MD5": "md5", "SHA-1": "sha1", "SHA1": "sha1", "SHA-256": "sha256", "SHA256": "sha256"}
 #: Table XSD types the spec allows for one SQL:2008 type besides the usual (P_4.3-3).
 _ALTERNATIVES = {
@@ -247,7 +253,6 @@ class _Validation:
         self.zf = zf
         self.report = report
         self.progress = progress
-        self.size = report.path.stat().st_size
         self.infos: dict[str, zipfile.ZipInfo] = {}
         #: Entries not to be read at all (encrypted, absurd sizes, unknown compression).
         self.unreadable: set[str] = set()
@@ -264,6 +269,9 @@ class _Validation:
         self.table_done = 0
         self.lob_count = 0
         self.lob_bytes = 0
+        #: LOB entries some cell refers to, and the table folders whose every row was read.
+        self.referenced: set[str] = set()
+        self.rows_read: set[str] = set()
 
     # -- recording ----------------------------------------------------------------
 
@@ -285,7 +293,7 @@ class _Validation:
                     self.more_entry[(table, rule)],
                     table,
                     rule,
-                    f"{table}: {count:,} more {rule} problems like the ones above",
+                    f"{count:,} more {rule} problems like the ones above",
                 )
             )
         self.more.clear()
@@ -312,6 +320,7 @@ class _Validation:
             )
             for schema, table in tables:
                 self.check_table(archive, schema, table)
+            self.check_unreferenced()
         self.check_crcs()
         self.flush()
         self.report.lob_count, self.report.lob_bytes = self.lob_count, self.lob_bytes
@@ -346,30 +355,22 @@ class _Validation:
                     )
                 )
                 self.unreadable.add(name)
-            elif self.absurd(info):
-                self.pending.append(
-                    (
-                        name,
-                        "zip",
-                        f"declares {info.file_size:,} bytes from {info.compress_size:,} in a "
-                        f"file of {self.size:,}: not a real entry (damaged, or a zip bomb)",
-                    )
-                )
+        hazards = zip_hazards(self.zf, self.report.path)
+        for name, text in hazards.entries.items():
+            if name not in self.unreadable:
+                self.pending.append((name, "zip", text))
                 self.unreadable.add(name)
+        if hazards.whole:
+            # Nothing is inflated: not metadata.xml, not a table, not a CRC check.
+            for text in hazards.whole:
+                self.add(None, None, "zip", text)
+            self.unreadable.update(self.infos)
 
     def emit_entry_problems(self) -> None:
         for name, rule, text in self.pending:
             table = self.table_of(name)
-            where = f"{name} ({table})" if table else name
-            self.add(name, table, rule, f"{where} {text}")
+            self.add(name, table, rule, text)
         self.pending.clear()
-
-    def absurd(self, info: zipfile.ZipInfo) -> bool:
-        if info.compress_size > self.size or info.header_offset > self.size:
-            return True
-        if info.compress_type == zipfile.ZIP_STORED:
-            return info.file_size != info.compress_size
-        return info.file_size > max(info.compress_size, 1) * MAX_DEFLATE_RATIO
 
     def readable(self, name: str) -> bool:
         return name in self.infos and name not in self.unreadable and name not in self.damaged
@@ -377,8 +378,7 @@ class _Validation:
     def damage(self, name: str, table: str | None, exc: BaseException) -> None:
         self.damaged.add(name)
         self.checked.add(name)
-        where = f"{name} ({table})" if table else name
-        self.add(name, table, "zip", f"{where} is damaged: {exc}")
+        self.add(name, table, "zip", f"is damaged: {exc}")
 
     def read_whole(self, name: str, limit: int, table: str | None) -> bytes | None:
         """An entry's bytes (CRC-32 checked), or None with a finding."""
@@ -390,7 +390,7 @@ class _Validation:
             return None
         self.checked.add(name)
         if len(data) > limit:
-            self.add(name, table, "zip", f"{name} holds more than {limit:,} bytes: refused")
+            self.add(name, table, "zip", f"holds more than {limit:,} bytes: refused")
             return None
         return data
 
@@ -414,6 +414,22 @@ class _Validation:
                 self.damage(info.filename, self.table_of(info.filename), exc)
             self.checked.add(info.filename)
 
+    def check_unreferenced(self) -> None:
+        """Files in a table's LOB folders that no cell refers to (only tables read to the end)."""
+        for name in self.infos:
+            parts = name.split("/")
+            if len(parts) < 5 or parts[0] != "content" or name.endswith("/"):
+                continue
+            if "/".join(parts[:3]) + "/" not in self.rows_read or name in self.referenced:
+                continue
+            self.add(
+                name,
+                self.table_of(name),
+                "structure",
+                "is in the table's folder, but no cell of the table refers to it "
+                "(P_4.2-3, P_4.3-1)",
+            )
+
     def table_of(self, name: str) -> str | None:
         parts = name.split("/")
         if len(parts) >= 4 and parts[0] == "content":
@@ -430,12 +446,11 @@ class _Validation:
                     root,
                     None,
                     "structure",
-                    f"{root!r} at the archive's root: only content/ and header/ may be "
-                    "there (P_4.2-1)",
+                    "is at the archive's root: only content/ and header/ may be there (P_4.2-1)",
                 )
         for name in (METADATA_ENTRY, METADATA_XSD_ENTRY):
             if name not in self.infos:
-                self.add(name, None, "structure", f"{name} is missing (P_4.2-5)")
+                self.add(name, None, "structure", "is missing (P_4.2-5)")
         versions = {
             name.split("/")[2]
             for name in self.infos
@@ -450,7 +465,7 @@ class _Validation:
                 "header/siardversion/2.2/",
                 None,
                 "structure",
-                f"header/siardversion/2.2/ (or 2.1/) is missing (found: {named}) (P_4.2-4)",
+                f"is missing, and so is header/siardversion/2.1/ (found: {named}) (P_4.2-4)",
             )
 
     def check_content_folders(self, archive: Archive) -> None:
@@ -485,7 +500,7 @@ class _Validation:
                 problem = "is neither the table's XML nor its XSD, nor in a LOB folder (P_4.2-3)"
             if problem is not None and where not in reported:
                 reported.add(where)
-                self.add(where, self.table_of(name), "structure", f"{where} {problem}")
+                self.add(where, self.table_of(name), "structure", problem)
 
     # -- metadata.xml --------------------------------------------------------------------
 
@@ -495,23 +510,24 @@ class _Validation:
         data = self.read_whole(METADATA_ENTRY, MAX_METADATA_BYTES, None)
         if data is None:
             return None
-        try:
-            tree = etree.ElementTree(etree.fromstring(data, parser=xml_parser()))
-        except etree.XMLSyntaxError as exc:
-            self.add(
-                METADATA_ENTRY,
-                None,
-                "metadata-xsd",
-                f"{METADATA_ENTRY} is not well-formed XML: {exc} (M_5.0-1)",
-            )
-            return None
-        if _has_doctype(tree):
+        tree = None
+        if not declares_doctype(data):
+            try:
+                tree = etree.ElementTree(etree.fromstring(data, parser=xml_parser()))
+            except etree.XMLSyntaxError as exc:
+                self.add(
+                    METADATA_ENTRY,
+                    None,
+                    "metadata-xsd",
+                    f"is not well-formed XML: {exc} (M_5.0-1)",
+                )
+                return None
+        if tree is None or _has_doctype(tree):
             self.add(
                 METADATA_ENTRY,
                 None,
                 "xml-entities",
-                f"{METADATA_ENTRY} declares a DOCTYPE: DTDs and entities are refused "
-                "in SIARD XML (G_3.1-1)",
+                "declares a DOCTYPE: DTDs and entities are refused in SIARD XML (G_3.1-1)",
             )
             return None
         root = tree.getroot()
@@ -525,14 +541,14 @@ class _Validation:
                     METADATA_ENTRY,
                     None,
                     "metadata-xsd",
-                    f"{METADATA_ENTRY} line {error.line}: {_short(error.message)} (M_5.0-1)",
+                    f"line {error.line}: {_short(error.message)} (M_5.0-1)",
                 )
             if len(errors) > DETAILED:
                 self.add(
                     METADATA_ENTRY,
                     None,
                     "metadata-xsd",
-                    f"{METADATA_ENTRY}: {len(errors) - DETAILED:,} more errors against "
+                    f"{len(errors) - DETAILED:,} more errors against "
                     "the SIARD metadata XSD (M_5.0-1)",
                 )
         try:
@@ -545,41 +561,62 @@ class _Validation:
 
     def check_table(self, archive: Archive, schema: Schema, table: Table) -> None:
         label = table_label(schema, table)
-        where = f"{schema.folder}/{table.folder} ({label})"
         entry = archive.entry(schema, table)
         xsd_entry = entry[: -len(".xml")] + ".xsd"
         missing = [name for name in (entry, xsd_entry) if name not in self.infos]
         for name in missing:
-            self.add(name, label, "structure", f"{where}: {name} is missing (P_4.2-3)")
+            self.add(name, label, "structure", "is missing (P_4.2-3)")
         xsd = None
         record = None
         if xsd_entry not in missing and self.readable(xsd_entry):
-            parsed = self.load_xsd(xsd_entry, label, where)
+            parsed = self.load_xsd(xsd_entry, label)
             if parsed is not None:
                 xsd, record = parsed
                 if record is not None:
-                    self.check_xsd_against_metadata(record, table, xsd_entry, label, where)
+                    self.check_xsd_against_metadata(record, table, xsd_entry, label)
         if entry in missing or not self.readable(entry):
             return
-        self.stream_table(archive, schema, table, entry, label, where, xsd, record)
+        try:
+            with self.zf.open(entry) as head:
+                tag, doctype = table_root(head)
+        except _ZIP_ERRORS as exc:
+            self.damage(entry, label, exc)
+            return
+        if doctype:
+            self.add(
+                entry, label, "xml-entities", "declares a DOCTYPE: DTDs and entities are refused"
+            )
+            return
+        if tag is not None and tag != _TABLE:
+            self.add(
+                entry,
+                label,
+                "structure",
+                f"its root is {tag}, not a SIARD 2.1/2.2 table ({_TABLE}): only SIARD 2.1 "
+                "and 2.2 tables are read (SIARD 2.0 and 1.0 name their tables otherwise)",
+            )
+            return
+        self.stream_table(archive, schema, table, entry, label, xsd, record)
 
     def load_xsd(
-        self, name: str, label: str, where: str
+        self, name: str, label: str
     ) -> tuple[etree.XMLSchema | None, _RecordType | None] | None:
         data = self.read_whole(name, MAX_XSD_BYTES, label)
         if data is None:
             return None
-        try:
-            root = etree.fromstring(data, parser=xml_parser())
-        except etree.XMLSyntaxError as exc:
-            self.add(name, label, "table-xsd", f"{where}: {name} is not well-formed XML: {exc}")
-            return None
-        if _has_doctype(root.getroottree()):
+        root = None
+        if not declares_doctype(data):
+            try:
+                root = etree.fromstring(data, parser=xml_parser())
+            except etree.XMLSyntaxError as exc:
+                self.add(name, label, "table-xsd", f"is not well-formed XML: {exc}")
+                return None
+        if root is None or _has_doctype(root.getroottree()):
             self.add(
                 name,
                 label,
                 "xml-entities",
-                f"{where}: {name} declares a DOCTYPE: DTDs and entities are refused",
+                "declares a DOCTYPE: DTDs and entities are refused",
             )
             return None
         outside = [
@@ -594,7 +631,7 @@ class _Validation:
                 name,
                 label,
                 "table-xsd",
-                f"{where}: {name} refers to other schema documents ({', '.join(outside)}), "
+                f"refers to other schema documents ({', '.join(outside)}), "
                 "which are not fetched: a table XSD must stand alone (T_6.1-1)",
             )
             return None
@@ -602,7 +639,7 @@ class _Validation:
         try:
             return etree.XMLSchema(root), record
         except etree.XMLSchemaParseError as exc:
-            self.add(name, label, "table-xsd", f"{where}: {name} is not a usable XSD: {exc}")
+            self.add(name, label, "table-xsd", f"is not a usable XSD: {exc}")
             return None, record
 
     def record_type(self, root: Any) -> _RecordType | None:
@@ -636,7 +673,7 @@ class _Validation:
         return None
 
     def check_xsd_against_metadata(
-        self, record: _RecordType, table: Table, name: str, label: str, where: str
+        self, record: _RecordType, table: Table, name: str, label: str
     ) -> None:
         cells, columns = record.cells, table.columns
         rule = "table-xsd-metadata"
@@ -645,8 +682,7 @@ class _Validation:
                 name,
                 label,
                 rule,
-                f"{where}: metadata.xml has {len(columns)} columns, {name} has "
-                f"{len(cells)} cells (P_4.3-2)",
+                f"metadata.xml has {len(columns)} columns, {name} has {len(cells)} cells (P_4.3-2)",
             )
         for number, ((cell, min_occurs, xsd_type), column) in enumerate(
             zip(cells, columns, strict=False), start=1
@@ -656,7 +692,7 @@ class _Validation:
                     name,
                     label,
                     rule,
-                    f"{where}: cell {number} of {name} is <{cell}>, not <c{number}> (T_6.1-2)",
+                    f"cell {number} of {name} is <{cell}>, not <c{number}> (T_6.1-2)",
                 )
                 continue
             optional = min_occurs == "0"
@@ -666,7 +702,7 @@ class _Validation:
                     name,
                     label,
                     rule,
-                    f"{where}: column {column.name} is {said} in metadata.xml, but {cell} "
+                    f"column {column.name} is {said} in metadata.xml, but {cell} "
                     f'has minOccurs="{min_occurs}" in {name} (P_4.3-7)',
                 )
             expected = self.expected_type(column)
@@ -675,7 +711,7 @@ class _Validation:
                     name,
                     label,
                     rule,
-                    f"{where}: column {column.name} is {column.type} in metadata.xml, but "
+                    f"column {column.name} is {column.type} in metadata.xml, but "
                     f"{cell} is of type {xsd_type} in {name} (P_4.3-3)",
                 )
 
@@ -702,12 +738,11 @@ class _Validation:
         table: Table,
         entry: str,
         label: str,
-        where: str,
         xsd: etree.XMLSchema | None,
         record: _RecordType | None,
     ) -> None:
         lobs = self.lob_columns(table, record)
-        first = self.parse_rows(archive, schema, table, entry, label, where, xsd, lobs, skip=0)
+        first = self.parse_rows(archive, schema, table, entry, label, xsd, lobs, skip=0)
         if first is None:
             return
         counted, complete = first.count, first.complete
@@ -715,21 +750,22 @@ class _Validation:
             # Stopped by too many schema errors, or broken XML (which lxml reports
             # vaguely while validating): the rest, and the break, without the schema.
             second = self.parse_rows(
-                archive, schema, table, entry, label, where, None, lobs, skip=first.count
+                archive, schema, table, entry, label, None, lobs, skip=first.count
             )
             if second is None:
                 return
             if second.complete and first.fatal is not None and not first.stopped:
-                self.add(entry, label, "table-xsd", f"{where}: {entry}: {first.fatal} (T_6.0-2)")
+                self.add(entry, label, "table-xsd", f"{first.fatal} (T_6.0-2)")
             counted, complete = second.count, second.complete
         if complete:
+            self.rows_read.add(entry.rsplit("/", 1)[0] + "/")
             self.report.rows += counted
             if counted != table.rows:
                 self.add(
                     entry,
                     label,
                     "row-count",
-                    f"{where}: metadata.xml says {table.rows:,} rows, {entry} holds "
+                    f"metadata.xml says {table.rows:,} rows, the table's XML holds "
                     f"{counted:,} (P_4.3-10)",
                 )
 
@@ -755,7 +791,6 @@ class _Validation:
         table: Table,
         entry: str,
         label: str,
-        where: str,
         xsd: etree.XMLSchema | None,
         lobs: list[_Lob],
         skip: int,
@@ -803,7 +838,7 @@ class _Validation:
                         ended = True
                         continue
                     if lobs and count >= skip:
-                        self.check_lob_cells(archive, schema, table, row, lobs, label, where)
+                        self.check_lob_cells(archive, schema, table, row, lobs, label)
                     row.clear()
                     count += 1
                     if count % 1024 == 0:
@@ -827,7 +862,7 @@ class _Validation:
                 entry,
                 label,
                 "xml-entities",
-                f"{where}: {entry} declares a DOCTYPE: DTDs and entities are refused",
+                "declares a DOCTYPE: DTDs and entities are refused",
             )
             return None
         complete = ended or (fatal is None and not stopped)
@@ -843,19 +878,16 @@ class _Validation:
             shown.add(message)
             if xsd is None:
                 complete = False
-                text = (
-                    f"{where}: {entry} is not well-formed XML after {count:,} rows: "
-                    f"{message} (line {error.line})"
-                )
+                text = f"is not well-formed XML after {count:,} rows: {message} (line {error.line})"
             else:
-                text = f"{where}: {entry}: {message}"
+                text = f"{message}"
             self.add(entry, label, "table-xsd", text + " (T_6.0-2)")
         if stopped:
             self.add(
                 entry,
                 label,
                 "table-xsd",
-                f"{where}: {entry}: more than {MAX_SCHEMA_ERRORS} errors against its XSD; "
+                f"more than {MAX_SCHEMA_ERRORS} errors against its XSD; "
                 f"not checked beyond row {count:,} (T_6.0-2)",
                 always=True,
             )
@@ -864,7 +896,7 @@ class _Validation:
                 entry,
                 label,
                 "table-xsd",
-                f"{where}: {entry} is not well-formed XML after {count:,} rows: "
+                f"is not well-formed XML after {count:,} rows: "
                 f"{fatal or 'it ends before </table>'} (T_6.0-2)",
             )
         detail = None
@@ -902,7 +934,6 @@ class _Validation:
         row: Any,
         lobs: list[_Lob],
         label: str,
-        where: str,
     ) -> None:
         for lob in lobs:
             cell = row.find(lob.tag)
@@ -910,7 +941,7 @@ class _Validation:
                 continue
             file = cell.get("file")
             if file is not None:
-                self.check_lob_file(archive, schema, table, lob, cell, file, label, where)
+                self.check_lob_file(archive, schema, table, lob, cell, file, label)
 
     def check_lob_file(
         self,
@@ -921,7 +952,6 @@ class _Validation:
         cell: Any,
         file: str,
         label: str,
-        where: str,
     ) -> None:
         column, binary = lob.column, lob.binary
         entry = archive.entry(schema, table)
@@ -932,17 +962,17 @@ class _Validation:
                 entry,
                 label,
                 "lob",
-                f"{where}: column {column.name} points to {file!r}, outside the archive "
+                f"column {column.name} points to {file!r}, outside the archive "
                 "(LOBs outside it are not checked)",
             )
             return
+        self.referenced.add(name)
         if name not in self.infos:
             self.add(
                 name,
                 label,
                 "lob",
-                f"{where}: column {column.name} points to {name}, which is not in the "
-                "archive (T_6.4-5)",
+                f"column {column.name} points to {name}, which is not in the archive (T_6.4-5)",
             )
             return
         if not self.readable(name):
@@ -967,7 +997,7 @@ class _Validation:
                     name,
                     label,
                     "lob",
-                    f"{where}: column {column.name}: {name} holds {length:,} {unit}, the "
+                    f"column {column.name}: the file holds {length:,} {unit}, the "
                     f"cell says length {declared} (T_6.4-5)",
                 )
         declared_digest = cell.get("digest")
@@ -977,7 +1007,7 @@ class _Validation:
                     name,
                     label,
                     "lob",
-                    f"{where}: column {column.name}: digestType {digest_type or '(none)'} "
+                    f"column {column.name}: digestType {digest_type or '(none)'} "
                     f"of {name} is not MD5, SHA-1 or SHA-256 (T_6.2-1)",
                 )
             elif digest is not None and not _digest_matches(declared_digest, digest):
@@ -985,7 +1015,7 @@ class _Validation:
                     name,
                     label,
                     "lob",
-                    f"{where}: column {column.name}: {name} has {digest_type} "
+                    f"column {column.name}: the file has {digest_type} "
                     f"{digest.hex()}, the cell says {declared_digest} (T_6.4-5)",
                 )
 
@@ -1012,7 +1042,7 @@ class _Validation:
             return None
         except UnicodeDecodeError as exc:
             self.checked.add(name)
-            self.add(name, label, "lob", f"{label}: {name} of a text column is not UTF-8: {exc}")
+            self.add(name, label, "lob", f"is the file of a text column, and not UTF-8: {exc}")
             return None
         self.checked.add(name)
         return length, hasher.digest() if hasher is not None else None
@@ -1045,7 +1075,7 @@ def validate_siard(path: str | Path, *, progress: Progress | None = None) -> Sia
                 None,
                 None,
                 "zip",
-                f"{report.path.name} is not a readable zip archive: {exc} (G_4.1-1)",
+                f"is not a readable zip archive: {exc} (G_4.1-1)",
             )
         )
         return report
@@ -1060,8 +1090,7 @@ def validate_siard(path: str | Path, *, progress: Progress | None = None) -> Sia
                     None,
                     None,
                     "unreadable",
-                    f"{report.path.name} could not be checked to the end: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"could not be checked to the end: {type(exc).__name__}: {exc}",
                 )
             )
     return report

@@ -15,6 +15,7 @@ import sqlite3
 import struct
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -128,6 +129,107 @@ def central_header(data: bytes, name: str) -> int:
     raise AssertionError(f"{name} not in the central directory")
 
 
+def with_overlapping_entries(src: Path, dest: Path, names: list[str], size: int) -> Path:
+    """``src`` plus a small overlapping zip bomb (David Fifield's construction) as ``names``.
+
+    The last name's data is ``size`` bytes of ``a`` deflated; each earlier
+    entry's deflate stream quotes the next entry's local header in a stored
+    block and then runs on into that entry's data, so every entry is sound on
+    its own (CRC-32, sizes, a ratio DEFLATE can reach) while all of them share
+    the same bytes in the file.
+    """
+    with zipfile.ZipFile(src) as zin:
+        entries = [(info, zin.read(info)) for info in zin.infolist()]
+    plain = dest.with_suffix(".plain")
+    with zipfile.ZipFile(plain, "w") as zout:
+        for info, data in entries:
+            zout.writestr(info, data)
+    head = plain.read_bytes()
+    plain.unlink()
+    eocd = head.rfind(b"PK\x05\x06")
+    count, cd_size, cd_offset = struct.unpack_from("<HLL", head, eocd + 10)
+    central = head[cd_offset : cd_offset + cd_size]
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    kernel = compressor.compress(b"a" * size) + compressor.flush()
+
+    def local(name: bytes, crc: int, packed: int, unpacked: int) -> bytes:
+        return (
+            struct.pack(
+                "<4sHHHHHLLLHH",
+                b"PK\x03\x04",
+                20,
+                0,
+                8,
+                0,
+                0x21,
+                crc,
+                packed,
+                unpacked,
+                len(name),
+                0,
+            )
+            + name
+        )
+
+    encoded = [n.encode() for n in names]
+    # From the last entry back: each one's output is the next one's header, then its output.
+    output = b"a" * size
+    packed = len(kernel)
+    headers: list[bytes] = [b""] * len(names)
+    sizes: list[tuple[int, int, int]] = [(0, 0, 0)] * len(names)
+    for i in range(len(names) - 1, -1, -1):
+        if i < len(names) - 1:
+            quoted = headers[i + 1]
+            output = quoted + output
+            packed = 5 + len(quoted) + packed
+        crc = zlib.crc32(output)
+        headers[i] = local(encoded[i], crc, packed, len(output))
+        sizes[i] = (crc, packed, len(output))
+    body = bytearray(head[:cd_offset])
+    offsets = []
+    for i, header in enumerate(headers):
+        offsets.append(len(body))
+        body += header
+        if i < len(headers) - 1:
+            quoted = len(headers[i + 1])
+            body += b"\x00" + struct.pack("<HH", quoted, quoted ^ 0xFFFF)
+    body += kernel
+    added = b"".join(
+        struct.pack(
+            "<4sHHHHHHLLLHHHHHLL",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            8,
+            0,
+            0x21,
+            crc,
+            packed_size,
+            unpacked,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            offset,
+        )
+        + name
+        for name, (crc, packed_size, unpacked), offset in zip(encoded, sizes, offsets, strict=True)
+    )
+    new_offset = len(body)
+    body += central + added
+    total = count + len(names)
+    body += struct.pack(
+        "<4sHHHHLLH", b"PK\x05\x06", 0, 0, total, total, len(central) + len(added), new_offset, 0
+    )
+    dest.write_bytes(bytes(body))
+    with zipfile.ZipFile(dest) as zf:  # sound to zipfile, each entry on its own
+        assert zf.read(names[0]) == output
+    return dest
+
+
 def lob_entries(path: Path) -> list[str]:
     with zipfile.ZipFile(path) as zf:
         return [n for n in zf.namelist() if re.search(r"/lob\d+/record\d+\.(bin|txt)$", n)]
@@ -178,7 +280,7 @@ def test_not_a_zip(tmp_path: Path) -> None:
     path = tmp_path / "nothing.siard"
     path.write_bytes(b"this is not a zip at all" * 10)
     (problem,) = only(validate_siard(path), "zip")
-    assert "nothing.siard" in problem.message
+    assert problem.message.startswith("is not a readable zip archive")
 
 
 def test_truncated_zip(good: Path, tmp_path: Path) -> None:
@@ -233,6 +335,27 @@ def test_absurd_declared_size(good: Path, tmp_path: Path) -> None:
     assert problem.entry == XSD0 and "zip bomb" in problem.message
 
 
+def test_overlapping_entries_are_a_bomb_refused_before_anything_is_inflated(
+    good: Path, tmp_path: Path
+) -> None:
+    names = [f"content/schema0/table0/lob9/record{i}.txt" for i in range(3)]
+    path = with_overlapping_entries(good, tmp_path / "overlap.siard", names, 50_000)
+    report = validate_siard(path)
+    (problem,) = only(report, "zip")
+    assert problem.entry is None and "share bytes" in problem.message
+    assert names[1] in problem.message and names[0] in problem.message
+    # Nothing read: not even metadata.xml.
+    assert report.archive is None and report.rows == 0
+
+
+def test_lob_file_no_cell_refers_to(good: Path, tmp_path: Path) -> None:
+    stray = "content/schema0/table0/lob9/record0.txt"
+    path = rewrite(good, tmp_path / "stray-lob.siard", add={stray: b"x" * 100})
+    (problem,) = only(validate_siard(path), "structure")
+    assert (problem.entry, problem.table) == (stray, "main.customers")
+    assert "no cell" in problem.message and "P_4.3-1" in problem.message
+
+
 # -- structure ------------------------------------------------------------------------------
 
 
@@ -240,7 +363,8 @@ def test_missing_table_xsd(good: Path, tmp_path: Path) -> None:
     path = rewrite(good, tmp_path / "no-xsd.siard", drop={XSD0})
     (problem,) = only(validate_siard(path), "structure")
     assert (problem.entry, problem.table) == (XSD0, "main.customers")
-    assert "P_4.2-3" in problem.message and "schema0/table0 (main.customers)" in problem.message
+    # Where is said once, by entry and table, not again in the message.
+    assert problem.message == "is missing (P_4.2-3)"
 
 
 def test_missing_version_folder_and_stray_root_entry(good: Path, tmp_path: Path) -> None:
@@ -257,7 +381,7 @@ def test_missing_version_folder_and_stray_root_entry(good: Path, tmp_path: Path)
 def test_content_folder_not_in_metadata(good: Path, tmp_path: Path) -> None:
     path = rewrite(good, tmp_path / "extra.siard", add={"content/schema0/table9/x.xml": b"<x/>"})
     (problem,) = only(validate_siard(path), "structure")
-    assert "content/schema0/table9/" in problem.message and "P_4.3-1" in problem.message
+    assert problem.entry == "content/schema0/table9/" and "P_4.3-1" in problem.message
 
 
 # -- XML entities -----------------------------------------------------------------------------
@@ -288,6 +412,22 @@ def test_external_entity_in_metadata(good: Path, tmp_path: Path, marker: tuple[P
     (problem,) = only(report, "xml-entities")
     assert problem.entry == "header/metadata.xml"
     assert secret not in repr(report)
+
+
+def test_external_dtd_with_an_entity_in_metadata(good: Path, tmp_path: Path) -> None:
+    # Not well-formed without the DTD (the entity is declared there only): still a DOCTYPE.
+    doctype = b'<!DOCTYPE siardArchive SYSTEM "http://127.0.0.1:9/siard.dtd">'
+    path = rewrite(
+        good,
+        tmp_path / "dtd.siard",
+        change={
+            "header/metadata.xml": lambda data: sub(rb"\?>", b"?>" + doctype)(
+                sub(rb"<dbname>[^<]*</dbname>", b"<dbname>&x;</dbname>")(data)
+            )
+        },
+    )
+    (problem,) = only(validate_siard(path), "xml-entities")
+    assert problem.entry == "header/metadata.xml"
 
 
 def test_external_entity_in_a_table(good: Path, tmp_path: Path, marker: tuple[Path, str]) -> None:
@@ -379,9 +519,20 @@ def test_row_count_lie(good: Path, tmp_path: Path) -> None:
     (problem,) = only(validate_siard(path), "row-count")
     assert (problem.entry, problem.table) == (TABLE1, "main.orders")
     assert problem.message == (
-        f"schema0/table1 (main.orders): metadata.xml says 1,000 rows, {TABLE1} holds "
-        f"{ORDERS:,} (P_4.3-10)"
+        f"metadata.xml says 1,000 rows, the table's XML holds {ORDERS:,} (P_4.3-10)"
     )
+
+
+def test_table_of_another_siard_version_is_one_clear_finding(good: Path, tmp_path: Path) -> None:
+    ns20 = b"http://www.admin.ch/xmlns/siard/2.0/schema0/table1.xsd"
+    path = rewrite(
+        good,
+        tmp_path / "v20-table.siard",
+        change={TABLE1: sub(rb"http://www.bar.admin.ch/xmlns/siard/2/table.xsd", ns20, count=0)},
+    )
+    (problem,) = only(validate_siard(path), "structure")
+    assert (problem.entry, problem.table) == (TABLE1, "main.orders")
+    assert ns20.decode() in problem.message and "only SIARD 2.1 and 2.2" in problem.message
 
 
 def test_metadata_not_matching_its_xsd(good: Path, tmp_path: Path) -> None:
