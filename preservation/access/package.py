@@ -47,7 +47,13 @@ from preservation.metadata.dip import (
     write_dip_premis,
 )
 from preservation.metadata.model import Agent, AgentLink, Event, FileFormat, ObjectLink
-from preservation.siard.access import CSV_PUID, SIARD_PUIDS, SQLITE_PUID, access_copies
+from preservation.siard.access import (
+    CSV_PUID,
+    SIARD_PUIDS,
+    SQLITE_PUID,
+    UNREAD_SIARD_PUIDS,
+    access_copies,
+)
 
 __all__ = ["Built", "build_dip"]
 
@@ -175,8 +181,8 @@ def _renditions(
 
     by_action: dict[str, tuple[Any, list[tuple[_Entry, Job]]]] = {}
     for n, e in enumerate(entries):
-        if e.selected.puid in SIARD_PUIDS:
-            continue  # given as tables by _siard_renditions, whatever the policy says
+        if e.selected.puid in SIARD_PUIDS or e.selected.puid in UNREAD_SIARD_PUIDS:
+            continue  # given as tables (or said why not) by _siard_renditions, whatever the policy
         rule = policy.rule_for(e.selected.puid) if e.selected.puid else None
         action = rule.access if rule is not None else None
         if action is None or action.target_puid == e.selected.puid:
@@ -247,9 +253,21 @@ def _siard_renditions(
     taken: set[str],
     progress: Progress,
 ) -> None:
-    """Give each SIARD archive as a SQLite database and one CSV file per table."""
-    siards = [(n, e) for n, e in enumerate(entries) if e.selected.puid in SIARD_PUIDS]
+    """Give each SIARD archive as a SQLite database and one CSV file per table.
+
+    SIARD 2.0 and 1.0 archives are sent as they are: their tables are in XML
+    namespaces the reader does not read. Their PREMIS event says so.
+    """
     agent = f"{SOFTWARE.name} {SOFTWARE.version}"
+    for e in entries:
+        version = UNREAD_SIARD_PUIDS.get(e.selected.puid or "")
+        if version is not None:
+            failure = (
+                f"not made ({version}, {e.selected.puid}: only SIARD 2.1 and 2.2 tables are "
+                "read): sent as it is"
+            )
+            e.event = _rendition_event(e, aip_id, SIARD_ACCESS, agent, failure)
+    siards = [(n, e) for n, e in enumerate(entries) if e.selected.puid in SIARD_PUIDS]
     for done, (n, e) in enumerate(siards):
         progress("render", done, len(siards))
         s = e.selected
@@ -267,7 +285,8 @@ def _siard_renditions(
         try:
             copies = access_copies(source, out_dir / "tables.sqlite", out_dir / "csv")
         except SiardError as err:
-            failure = f"not made ({err.message}): sent as it is"
+            # The error names the archive by its copy in the work folder: by its path here.
+            failure = f"not made ({err.message.replace(str(source), s.path)}): sent as it is"
             e.event = _rendition_event(e, aip_id, SIARD_ACCESS, agent, failure)
             continue
         except (OSError, PreservationError):

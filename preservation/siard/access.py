@@ -7,7 +7,9 @@ over the archive (``access_copies``): each row, as it goes into SQLite, is
 also written to its table's CSV file.
 
 Table names are ``load.flat_names``'s (the table's own name, or
-``<schema>__<table>`` when the tables are spread over several schemas), made
+``<schema>__<table>`` when the tables are spread over several schemas; names
+that SQLite would take for one, ``Order`` and ``order``, numbered in archive
+order: ``Order``, ``order_2``; never refused), made
 safe as file names for the CSV files: characters no file system takes
 (``< > : " / \\ | ? *``, control characters) become ``_``, trailing dots and
 spaces go, Windows' reserved names (``CON``, ``NUL``, ``COM1``...) get a
@@ -44,13 +46,20 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from preservation.siard.load import LoadSummary, Progress, flat_names, load_archive
+from preservation.siard.load import (
+    LoadSummary,
+    Progress,
+    flat_names,
+    load_archive,
+    naming_archive,
+)
 from preservation.siard.model import Archive, Schema, Table
 
 __all__ = [
     "CSV_PUID",
     "SIARD_PUIDS",
     "SQLITE_PUID",
+    "UNREAD_SIARD_PUIDS",
     "AccessCopies",
     "access_copies",
     "csv_names",
@@ -58,8 +67,11 @@ __all__ = [
     "to_sqlite",
 ]
 
-#: SIARD 2.2, 2.1, 2.0 and 1.0 in PRONOM: the files an access DIP gives as tables.
-SIARD_PUIDS = frozenset({"fmt/1777", "fmt/1196", "fmt/995", "fmt/161"})
+#: SIARD 2.2 and 2.1 in PRONOM: the files an access DIP gives as tables (the reader's versions).
+SIARD_PUIDS = frozenset({"fmt/1777", "fmt/1196"})
+#: SIARD 2.0 and 1.0: their table XML is in other namespaces, which the reader does not read.
+#: An access DIP sends such an archive as it is, its PREMIS event saying why.
+UNREAD_SIARD_PUIDS = {"fmt/995": "SIARD 2.0", "fmt/161": "SIARD 1.0"}
 SQLITE_PUID = "fmt/729"  # SQLite Database File Format 3
 CSV_PUID = "x-fmt/18"  # Comma Separated Values
 
@@ -150,6 +162,12 @@ class _CsvTee:
         self.written.append(path)
         return handle, writer
 
+    def discard(self) -> None:
+        """Delete the files written so far (all of them new: ``open`` makes them)."""
+        for path in self.written:
+            path.unlink(missing_ok=True)
+        self.written.clear()
+
     def wrap(
         self, rows: Callable[[Schema, Table], Iterator[list[Any]]]
     ) -> Callable[[Schema, Table], Iterator[list[Any]]]:
@@ -170,12 +188,16 @@ def to_csv(siard: str | Path, out_dir: Path) -> list[Path]:
     """
     from preservation.siard.reader import open_siard
 
-    with open_siard(siard) as reader:
+    with naming_archive(siard), open_siard(siard) as reader:
         tee = _CsvTee(reader.archive, Path(out_dir))
         tee_rows = tee.wrap(reader.rows)
-        for schema, table in reader.archive.tables():
-            for _row in tee_rows(schema, table):
-                pass
+        try:
+            for schema, table in reader.archive.tables():
+                for _row in tee_rows(schema, table):
+                    pass
+        except BaseException:
+            tee.discard()
+            raise
     return tee.written
 
 
@@ -187,19 +209,27 @@ def to_sqlite(siard: str | Path, dest: Path, *, progress: Progress | None = None
     """
     from preservation.siard.reader import open_siard
 
-    with open_siard(siard) as reader:
+    with naming_archive(siard), open_siard(siard) as reader:
         return _to_sqlite(reader.archive, reader.rows, Path(dest), progress)
 
 
 def access_copies(
     siard: str | Path, dest: Path, csv_dir: Path, *, progress: Progress | None = None
 ) -> AccessCopies:
-    """``to_sqlite`` and ``to_csv`` in one reading of the archive."""
+    """``to_sqlite`` and ``to_csv`` in one reading of the archive.
+
+    A ``SiardError`` (of these three) names the archive file in its message; if
+    one is raised, no file of the copies is left (nor by ``to_csv``).
+    """
     from preservation.siard.reader import open_siard
 
-    with open_siard(siard) as reader:
+    with naming_archive(siard), open_siard(siard) as reader:
         tee = _CsvTee(reader.archive, Path(csv_dir))
-        summary = _to_sqlite(reader.archive, tee.wrap(reader.rows), Path(dest), progress)
+        try:
+            summary = _to_sqlite(reader.archive, tee.wrap(reader.rows), Path(dest), progress)
+        except BaseException:
+            tee.discard()
+            raise
     return AccessCopies(Path(dest), tee.written, summary)
 
 

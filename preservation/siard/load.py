@@ -17,9 +17,11 @@ summary says so: the archive's rows are loaded as they were kept, not mended.
 
 **SQLite** has no schemas, so tables are flattened (``flat_names``): an
 archive with tables in one schema gives the table names as they are; with two
-or more, ``<schema>__<table>``. The declared types (``sqlite_type``) keep the
-SQL name a reader expects (``INTEGER``, ``NUMERIC(10, 2)``, ``TIMESTAMP``,
-``BOOLEAN``, ``BLOB``) as far as the values stay exact:
+or more, ``<schema>__<table>``; names that would then meet (SQLite folds ASCII
+case: ``Order`` and ``order``) are numbered, ``order_2``, never refused. The
+declared types (``sqlite_type``) keep the SQL name a reader expects
+(``INTEGER``, ``NUMERIC(10, 2)``, ``TIMESTAMP``, ``BOOLEAN``, ``BLOB``) as far
+as the values stay exact:
 
 - ``DECIMAL``/``NUMERIC`` of up to 15 digits are numbers (SQLite keeps 15
   significant digits of a REAL exactly, and integers exactly); wider ones, or
@@ -41,6 +43,15 @@ A table that already exists is refused (``SiardError``, rule
 ``target-exists``) before anything is created, unless ``replace`` is given:
 then it is dropped first (on PostgreSQL with ``CASCADE``: the foreign keys of
 other tables pointing at it go with it).
+
+The rows of each table are counted as they go in: a table whose XML holds
+other than the ``<rows>`` metadata.xml records for it is refused
+(``SiardError``, rule ``row-count``, P_4.3-10). A load that fails leaves
+nothing: PostgreSQL's one transaction and SQLite's are rolled back, and a
+SQLite file the load itself created is deleted (one that was there is kept).
+Only PostgreSQL through psycopg (``postgresql+psycopg://``; ``postgresql://``
+means it) and SQLite are targets: another URL is refused by name, its password
+left out, before any driver is imported.
 """
 
 from __future__ import annotations
@@ -111,26 +122,36 @@ def flat_names(archive: Archive) -> dict[tuple[str, str], str]:
     if the archive's tables are all in one schema, a table keeps its name; if
     they are spread over two or more, it is ``<schema>__<table>``. (Schemas
     without tables do not count: an empty ``public`` beside ``sales`` does not
-    rename ``sales``' tables.) Two tables whose names would then differ only
-    in (ASCII) case, as SQLite compares names, are refused: ``name-clash``.
+    rename ``sales``' tables.) Names that would then meet as SQLite compares
+    them (ASCII case folded: ``Order`` and ``order``; ``a__b`` made twice) are
+    numbered in archive order: the first keeps its name, the next is
+    ``Order_2``, then ``Order_3`` (the number goes up until the name is free).
+    Nothing is refused: ``LoadSummary.names`` says where each table went.
     """
     populated = [s for s in archive.schemas if s.tables]
     several = len(populated) > 1
+    wanted = [
+        ((schema.name, table.name), f"{schema.name}__{table.name}" if several else table.name)
+        for schema in populated
+        for table in schema.tables
+    ]
+
+    def key(name: str) -> bytes:
+        return name.encode("utf-8").lower()  # ASCII only, as SQLite folds case
+
+    # A table's own name is kept before a clashing one is numbered into it.
+    taken = {key(name) for _, name in wanted}
+    seen: set[bytes] = set()
     names: dict[tuple[str, str], str] = {}
-    seen: dict[bytes, str] = {}
-    for schema in populated:
-        for table in schema.tables:
-            name = f"{schema.name}__{table.name}" if several else table.name
-            key = name.encode("utf-8").lower()  # ASCII only, as SQLite folds case
-            label = _label(schema, table)
-            if key in seen:
-                raise SiardError(
-                    f"{label} and {seen[key]} would both be the table {name!r} without schemas",
-                    rule="name-clash",
-                    table=label,
-                )
-            seen[key] = label
-            names[(schema.name, table.name)] = name
+    for where, name in wanted:
+        if key(name) in seen:
+            n = 2
+            while key(f"{name}_{n}") in taken:
+                n += 1
+            name = f"{name}_{n}"
+            taken.add(key(name))
+        seen.add(key(name))
+        names[where] = name
     return names
 
 

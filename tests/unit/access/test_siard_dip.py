@@ -41,10 +41,10 @@ class Dip:
     data: Path  # representations/access/data
 
 
-def make_dip(tmp_path: Path, siard_bytes: bytes) -> Dip:
+def make_dip(tmp_path: Path, siard_bytes: bytes, puid: str = "fmt/1777") -> Dip:
     aip_id = str(uuid.uuid4())
     members = {
-        "data/representations/preservation/data/db/register.siard": (siard_bytes, "fmt/1777"),
+        "data/representations/preservation/data/db/register.siard": (siard_bytes, puid),
         "data/representations/preservation/data/notes.txt": (NOTES, "x-fmt/111"),
     }
     tar_path = tmp_path / "v1.tar"
@@ -102,7 +102,7 @@ def manifest(root: Path) -> dict[str, str]:
     return {path: digest for digest, path in (line.split("  ", 1) for line in lines)}
 
 
-def premis_events(root: Path) -> list[tuple[str, str, str, list[str]]]:
+def premis_events(root: Path) -> list[tuple[str, str, str, list[str], str]]:
     premis = root / "data" / "metadata" / "preservation" / "premis.xml"
     assert validate_premis(premis) == []
     return [
@@ -115,6 +115,7 @@ def premis_events(root: Path) -> list[tuple[str, str, str, list[str]]]:
                 for link in e.iter(P + "linkingObjectIdentifier")
                 if link.findtext(P + "linkingObjectRole") == "outcome"
             ],
+            " ".join(n.text or "" for n in e.iter(P + "eventOutcomeDetailNote")),
         )
         for e in etree.parse(str(premis)).getroot().iter(P + "event")
     ]
@@ -179,6 +180,73 @@ def test_a_siard_that_cannot_be_read_goes_as_it_is_and_premis_says_why(tmp_path:
     assert event[1] == "failure" and event[3] == []
     assert event[2].startswith("access rendition of db/register.siard")
     assert not list((tmp_path / "work").rglob("*.sqlite*"))
+
+
+def small_siard(tmp_path: Path, renames: dict[bytes, bytes]) -> bytes:
+    """Tables ``Order`` and ``xrder`` exported, then changed in metadata.xml as ``renames`` says."""
+    from preservation.siard.export import export_database
+
+    source = tmp_path / "small.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute('CREATE TABLE "Order" (id INTEGER PRIMARY KEY)')
+        conn.execute('INSERT INTO "Order" VALUES (1)')
+        conn.execute("CREATE TABLE xrder (id INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO xrder VALUES (2)")
+    conn.close()
+    plain, changed = tmp_path / "plain.siard", tmp_path / "changed.siard"
+    export_database(f"sqlite:///{source}", plain)
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(changed, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "header/metadata.xml":
+                for old, new in renames.items():
+                    data = data.replace(old, new)
+            zout.writestr(info, data)
+    return changed.read_bytes()
+
+
+def test_tables_whose_names_clash_in_sqlite_are_numbered_not_sent_as_a_siard(
+    tmp_path: Path,
+) -> None:
+    siard = small_siard(tmp_path, {b"<name>xrder</name>": b"<name>order</name>"})
+    dip = make_dip(tmp_path, siard)
+    files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
+    assert files == [
+        "db/register-csv/Order.csv",
+        "db/register-csv/order_2.csv",
+        "db/register.sqlite",
+        "notes.txt",
+    ]
+    with sqlite3.connect(dip.data / "db" / "register.sqlite") as conn:
+        assert conn.execute("SELECT id FROM order_2").fetchall() == [(2,)]
+    conn.close()
+    (event,) = [e for e in premis_events(dip.root) if e[0] == "migration"]
+    assert event[1] == "success"
+
+
+@pytest.mark.parametrize(("puid", "version"), [("fmt/995", "SIARD 2.0"), ("fmt/161", "SIARD 1.0")])
+def test_a_siard_of_a_version_whose_tables_are_not_read_goes_as_it_is(
+    tmp_path: Path, puid: str, version: str
+) -> None:
+    siard = small_siard(tmp_path, {})
+    dip = make_dip(tmp_path, siard, puid)
+    files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
+    assert files == ["db/register.siard", "notes.txt"]
+    assert (dip.data / "db" / "register.siard").read_bytes() == siard
+    (event,) = [e for e in premis_events(dip.root) if e[0] == "migration"]
+    assert event[1] == "failure" and event[3] == []
+    assert version in event[4] and puid in event[4] and "sent as it is" in event[4]
+
+
+def test_a_siard_refused_by_the_reader_is_named_by_its_path_in_the_aip(tmp_path: Path) -> None:
+    siard = small_siard(tmp_path, {b"<rows>1</rows>": b"<rows>4</rows>"})
+    dip = make_dip(tmp_path, siard)
+    files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
+    assert files == ["db/register.siard", "notes.txt"]
+    (event,) = [e for e in premis_events(dip.root) if e[0] == "migration"]
+    assert event[1] == "failure"
+    assert "not made (db/register.siard: main.Order: metadata.xml says 4 rows" in event[4]
+    assert "source.siard" not in event[4]
 
 
 @pytest.fixture(autouse=True)

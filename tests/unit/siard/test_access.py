@@ -105,3 +105,74 @@ def test_csv_file_names_are_safe_on_any_file_system() -> None:
     assert list(csv_names(two).values()) == ["a_b.csv", "a_b-2.csv", "ähre.csv"]
     three = Archive("db", [Schema("s", "schema0", [table("Ähre"), table("ähre")])])
     assert list(csv_names(three).values()) == ["Ähre.csv", "ähre-2.csv"]
+
+
+def renamed_tables(siard: Path, out: Path, renames: dict[str, str]) -> Path:
+    """``siard`` with tables renamed in metadata.xml (names SQLite could not hold together)."""
+    import zipfile
+
+    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "header/metadata.xml":
+                for old, new in renames.items():
+                    data = data.replace(
+                        f"<name>{old}</name>".encode(), f"<name>{new}</name>".encode()
+                    )
+            zout.writestr(info, data)
+    return out
+
+
+@pytest.fixture
+def clashing(tmp_path: Path) -> Path:
+    """Tables ``Order`` and ``order`` (apart in PostgreSQL, one name to SQLite)."""
+    from preservation.siard.export import export_database
+
+    source = tmp_path / "clash.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute('CREATE TABLE "Order" (id INTEGER PRIMARY KEY)')
+        conn.execute('INSERT INTO "Order" VALUES (1)')
+        conn.execute("CREATE TABLE xrder (id INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO xrder VALUES (2)")
+    conn.close()
+    export_database(f"sqlite:///{source}", tmp_path / "plain.siard")
+    return renamed_tables(tmp_path / "plain.siard", tmp_path / "clash.siard", {"xrder": "order"})
+
+
+def test_tables_sqlite_cannot_tell_apart_are_numbered_in_both_copies(
+    clashing: Path, tmp_path: Path
+) -> None:
+    copies = access_copies(clashing, tmp_path / "out" / "t.sqlite", tmp_path / "out" / "csv")
+    assert copies.summary.names == {"main.Order": "Order", "main.order": "order_2"}
+    assert [p.name for p in copies.csv] == ["Order.csv", "order_2.csv"]
+    with sqlite3.connect(copies.sqlite) as conn:
+        assert conn.execute('SELECT id FROM "Order"').fetchall() == [(1,)]
+        assert conn.execute("SELECT id FROM order_2").fetchall() == [(2,)]
+    conn.close()
+    assert copies.csv[1].read_bytes() == b"id\r\n2\r\n"
+
+
+def test_an_archive_that_cannot_be_used_is_named_in_the_error(siard: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    from preservation.errors import SiardError
+
+    liar = tmp_path / "liar.siard"
+    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(liar, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "header/metadata.xml":
+                data = data.replace(b"<rows>5</rows>", b"<rows>6</rows>")
+            zout.writestr(info, data)
+    dest = tmp_path / "out" / "liar.sqlite"
+    with pytest.raises(SiardError) as refused:
+        access_copies(liar, dest, tmp_path / "out" / "csv")
+    assert refused.value.rule == "row-count" and refused.value.path == str(liar)
+    assert refused.value.message.startswith(f"{liar}: main.notes: metadata.xml says 6 rows")
+    assert not dest.exists() and not list((tmp_path / "out").glob("*.sqlite*"))
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # no CSV either
+    # A message that names the archive already is left as it is.
+    with pytest.raises(SiardError) as refused:
+        to_csv(tmp_path / "missing.siard", tmp_path / "csv2")
+    assert "missing.siard" in refused.value.message
+    assert not refused.value.message.startswith(f"{tmp_path / 'missing.siard'}: ")

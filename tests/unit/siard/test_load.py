@@ -390,10 +390,26 @@ def test_sqlite_names_tables_by_schema_only_when_there_are_several() -> None:
         ("sales", "orders"): "sales__orders",
         ("stock", "orders"): "stock__orders",
     }
-    clash = Archive("db", [Schema("s", "schema0", [table("Orders"), table("orders")])])
-    with pytest.raises(SiardError) as refused:
-        flat_names(clash)
-    assert refused.value.rule == "name-clash" and refused.value.table == "s.orders"
+    # Names SQLite takes for one are numbered in archive order, never refused; a table's
+    # own name is not numbered into (orders_2 is taken: the clash becomes orders_3).
+    clash = Archive(
+        "db",
+        [Schema("s", "schema0", [table("Orders"), table("orders"), table("ORDERS_2")])],
+    )
+    assert flat_names(clash) == {
+        ("s", "Orders"): "Orders",
+        ("s", "orders"): "orders_3",
+        ("s", "ORDERS_2"): "ORDERS_2",
+    }
+    assert flat_names(clash) == flat_names(clash)  # deterministic
+    spread = Archive(
+        "db",
+        [
+            Schema("a__b", "schema0", [table("c")]),
+            Schema("a", "schema1", [table("b__c"), table("B__C")]),
+        ],
+    )
+    assert list(flat_names(spread).values()) == ["a__b__c", "a__b__c_2", "a__B__C_3"]
 
 
 @pytest.mark.parametrize(
@@ -636,3 +652,20 @@ def test_the_sqlite_foreign_key_check_counts_row_by_row_never_all_at_once(
     finally:
         conn.close()
     assert problems == ["reg.visits: 2,500 row(s) refer to no row of people (foreign key check)"]
+
+
+def test_tables_whose_sqlite_names_clash_load_side_by_side(tmp_path: Path) -> None:
+    def table(name: str, folder: str) -> Table:
+        return Table(name, folder, [Column("a", "INTEGER")], rows=1)
+
+    archive = Archive(
+        "db", [Schema("s", "schema0", [table("Order", "table0"), table("order", "table1")])]
+    )
+    data = {"Order": [[1]], "order": [[2]]}
+    target = tmp_path / "clash.sqlite"
+    summary = load_archive(archive, rows_from(data), f"sqlite:///{target}")
+    assert summary.names == {"s.Order": "Order", "s.order": "order_2"}
+    with sqlite3.connect(target) as conn:
+        assert conn.execute('SELECT a FROM "Order"').fetchall() == [(1,)]
+        assert conn.execute('SELECT a FROM "order_2"').fetchall() == [(2,)]
+    conn.close()
