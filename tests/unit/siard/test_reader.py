@@ -10,7 +10,9 @@ what the source database itself returns.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
+import struct
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ import sqlalchemy as sa
 from preservation.errors import SiardError
 from preservation.siard.reader import open_siard
 from tests.conftest import PG_ADMIN_URL, service_missing
+from tests.unit.siard.test_validate import central_header, with_overlapping_entries
 
 TEXTS = [
     "plain",
@@ -189,6 +192,7 @@ def test_value_the_type_does_not_allow(small: Path, tmp_path: Path) -> None:
     error = caught.value
     assert (error.rule, error.table, error.entry) == ("table-xsd", "main.things", TABLE0)
     assert "row 2" in error.message and "'abc'" in error.message and "(id)" in error.message
+    assert re.search(r"\(id\), not of type [A-Z]", error.message)
 
 
 def test_missing_lob_file(small: Path, tmp_path: Path) -> None:
@@ -288,3 +292,72 @@ def test_sample_database_reads_back_as_the_source_holds_it(
     everything = read[(default_schema(url), "everything")]
     assert any(isinstance(v, bytes) and len(v) > 4096 for row in everything for v in row)
     assert any(row[1:].count(None) == len(row) - 1 for row in everything)
+
+
+# -- hostile and foreign archives ------------------------------------------------------------
+
+
+def central_flags(data: bytearray, name: str, *, flag: int = 0, method: int | None = None) -> None:
+    """Set a flag bit or the compression method in ``name``'s central directory header."""
+    at = central_header(bytes(data), name)
+    data[at + 8] |= flag
+    if method is not None:
+        struct.pack_into("<H", data, at + 10, method)
+
+
+def test_overlapping_entries_are_refused_on_opening(small: Path, tmp_path: Path) -> None:
+    names = [f"content/schema0/table0/lob9/record{i}.txt" for i in range(3)]
+    path = with_overlapping_entries(small, tmp_path / "overlap.siard", names, 50_000)
+    with pytest.raises(SiardError) as caught:
+        open_siard(path)
+    assert caught.value.rule == "zip" and "share bytes" in caught.value.message
+
+
+def test_table_of_another_siard_version_is_refused_not_read_as_empty(
+    small: Path, tmp_path: Path
+) -> None:
+    ns20 = b"http://www.admin.ch/xmlns/siard/2.0/schema0/table0.xsd"
+    path = rewritten(
+        small, tmp_path / "v20.siard", b"http://www.bar.admin.ch/xmlns/siard/2/table.xsd", ns20
+    )
+    with open_siard(path) as siard, pytest.raises(SiardError) as caught:
+        list(siard.rows("main", "things"))
+    error = caught.value
+    assert (error.rule, error.table, error.entry) == ("structure", "main.things", TABLE0)
+    assert ns20.decode() in error.message and "only SIARD 2.1 and 2.2" in error.message
+
+
+def test_encrypted_metadata_is_a_zip_error(small: Path, tmp_path: Path) -> None:
+    data = bytearray(small.read_bytes())
+    central_flags(data, "header/metadata.xml", flag=0x01)
+    path = tmp_path / "encrypted.siard"
+    path.write_bytes(bytes(data))
+    with pytest.raises(SiardError) as caught:
+        open_siard(path)
+    assert (caught.value.rule, caught.value.entry) == ("zip", "header/metadata.xml")
+
+
+def test_unknown_compression_of_a_table_is_a_zip_error(small: Path, tmp_path: Path) -> None:
+    data = bytearray(small.read_bytes())
+    central_flags(data, TABLE0, method=99)
+    path = tmp_path / "method99.siard"
+    path.write_bytes(bytes(data))
+    with open_siard(path) as siard, pytest.raises(SiardError) as caught:
+        list(siard.rows("main", "things"))
+    assert (caught.value.rule, caught.value.entry) == ("zip", TABLE0)
+
+
+def test_external_dtd_in_metadata_is_refused_as_such(small: Path, tmp_path: Path) -> None:
+    path = tmp_path / "dtd.siard"
+    with zipfile.ZipFile(small) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "header/metadata.xml":
+                data = data.replace(
+                    b"?>", b'?><!DOCTYPE siardArchive SYSTEM "http://127.0.0.1:9/x.dtd">', 1
+                )
+                data = re.sub(rb"<dbname>[^<]*</dbname>", b"<dbname>&x;</dbname>", data)
+            zout.writestr(info, data)
+    with pytest.raises(SiardError) as caught:
+        open_siard(path)
+    assert (caught.value.rule, caught.value.entry) == ("xml-entities", "header/metadata.xml")
