@@ -180,7 +180,7 @@ def _everything(url: str, rows: int) -> list[dict[str, Any]]:
     # Special rows: the LOBs, and a row of NULLs.
     out[0]["note"] = LOB_TEXT
     out[1]["data"] = LOB_BYTES
-    nulls = {key: None for key in out[0]}
+    nulls: dict[str, Any] = {key: None for key in out[0]}
     nulls["id"] = rows + 4
     out.append(nulls)
     if postgres:

@@ -28,9 +28,13 @@ converted to UTC; every date and time carries ``Z`` (see ``types``); floats
 are Python's shortest round-trip repr (``INF``, ``-INF``, ``NaN``). In SQLite,
 where a column's declared type does not bind its values, a value is written as
 stored, and one that does not fit the column's type makes the table XML fail
-its XSD, which the validator reports, rather than being silently changed.
-A timestamp PostgreSQL holds as ``infinity`` is written as such, and fails
-the XSD likewise.
+its XSD, which the validator reports, rather than being silently changed; a
+column of a type SQLite's dialect does not know, or of none, is text, which
+holds anything (``types.declared_sql2008``). Bytes that are not UTF-8 in a
+column written as text stop the export (``_NotText``): no text holds them.
+PostgreSQL's numeric ``NaN`` and infinities, and its infinite and BC dates and
+timestamps, are written as the database renders them, fail the XSD likewise,
+and are counted (``_unfit``, a substring test per batch) for a warning.
 
 PostgreSQL is read in one REPEATABLE READ transaction, so every table is of
 the same moment, as pg_dump does; SQLite is read in one read transaction.
@@ -41,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -53,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import DOMAIN
 
 from preservation import SOFTWARE_AGENT
 from preservation.errors import DestinationError, InvalidRequestError
@@ -71,6 +77,7 @@ from preservation.siard.model import (
 from preservation.siard.text import escape
 from preservation.siard.types import (
     base_type,
+    declared_sql2008,
     is_lob,
     lexical_form,
     sql2008_of,
@@ -152,19 +159,94 @@ def _comment(inspector: sa.Inspector, name: str, schema: str) -> str | None:
         return None
 
 
+_GENERATED = re.compile(r"\s*\bGENERATED\s+ALWAYS\b", re.IGNORECASE)
+
+
+def _quote(name: str) -> str:
+    """An identifier for SQL sent to the driver's own cursor (SQLite and PostgreSQL alike).
+
+    Not the dialect's ``identifier_preparer``: for psycopg it doubles ``%``, which
+    only a statement with parameters undoes, so ``"rate %"`` would reach the server
+    as ``"rate %%"``.
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _declared_types(
+    conn: sa.Connection, reflected: list[Any], name: str, schema: str
+) -> dict[str, str]:
+    """The database's own text of each column's type, where SQLAlchemy's reflection loses it.
+
+    SQLite: every column (``PRAGMA table_info``: any text is a type there, and
+    SQLAlchemy guesses NUMERIC for names it does not know). PostgreSQL: a table's
+    columns, in one query, when one is of a type SQLAlchemy does not know (``xml``)
+    or of a domain (its base type's text: SQLAlchemy drops a length from it).
+    """
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql(f"PRAGMA {_quote(schema)}.table_xinfo({_quote(name)})")
+        # A generated column's type reads "INTEGER GENERATED ALWAYS".
+        return {str(row[1]): _GENERATED.sub("", str(row[2] or "")).strip() for row in rows}
+    if not any(isinstance(r["type"], sa.types.NullType | DOMAIN) for r in reflected):
+        return {}
+    rows = conn.execute(
+        sa.text(
+            "SELECT a.attname, CASE WHEN t.typtype = 'd' "
+            "THEN format_type(t.typbasetype, t.typtypmod) "
+            "ELSE format_type(a.atttypid, a.atttypmod) END FROM pg_attribute a "
+            "JOIN pg_type t ON t.oid = a.atttypid "
+            "JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relname = :name "
+            "AND a.attnum > 0 AND NOT a.attisdropped"
+        ),
+        {"schema": schema, "name": name},
+    )
+    return {str(column): str(text) for column, text in rows}
+
+
+_PG_PARAMS = re.compile(r"\((\d+)(?:,(\d+))?\)")
+
+
+def _with_params(sql2008: str, text: str) -> str:
+    """``sql2008`` with the length, precision or scale of PostgreSQL's ``format_type`` text."""
+    match = _PG_PARAMS.search(text)
+    base = base_type(sql2008)
+    if match is None:
+        return sql2008
+    if base in ("CHARACTER", "CHARACTER VARYING") or base.startswith(("TIME", "TIMESTAMP")):
+        return f"{base}({match[1]})"
+    if base in ("NUMERIC", "DECIMAL"):
+        return f"{base}({match[1]}, {match[2]})" if match[2] else f"{base}({match[1]})"
+    return sql2008
+
+
 def _columns(
-    inspector: sa.Inspector, dialect: sa.Dialect, name: str, schema: str, folder: str | None
+    conn: sa.Connection, inspector: sa.Inspector, name: str, schema: str, folder: str | None
 ) -> tuple[list[Column], list[sa.types.TypeEngine[Any]]]:
+    dialect = conn.dialect
     columns, types = [], []
-    for reflected in inspector.get_columns(name, schema=schema):
+    reflected_columns = inspector.get_columns(name, schema=schema)
+    declared = _declared_types(conn, reflected_columns, name, schema)
+    for reflected in reflected_columns:
         sa_type = reflected["type"]
-        sql2008 = sql2008_of(sa_type, dialect.name)
+        text = declared.get(reflected["name"])
+        if dialect.name == "sqlite":
+            sql2008 = declared_sql2008(text, dialect)
+            type_original = text or None
+        elif text is not None and isinstance(sa_type, sa.types.NullType):
+            sql2008 = declared_sql2008(text, dialect)
+            type_original = text
+        else:
+            sql2008 = sql2008_of(sa_type, dialect.name)
+            type_original = type_original_of(sa_type, dialect)
+            if text is not None and isinstance(sa_type, DOMAIN):
+                sql2008 = _with_params(sql2008, text)
         default = reflected.get("default")
         columns.append(
             Column(
                 name=reflected["name"],
                 type=sql2008,
-                type_original=type_original_of(sa_type, dialect),
+                type_original=type_original,
                 nullable=bool(reflected.get("nullable", True)),
                 default_value=str(default) if default is not None else None,
                 description=reflected.get("comment") or None,
@@ -243,7 +325,8 @@ def _reflect(
     schemas: list[Schema] = []
     reflected: list[_Reflected] = []
     with warnings.catch_warnings():
-        # SQLite columns of types SQLAlchemy does not know are CHARACTER VARYING, said in types.
+        # Types SQLAlchemy does not know are read from the database's own text of
+        # them (``_declared_types``, ``types.declared_sql2008``): its warnings are moot.
         warnings.simplefilter("ignore", sa.exc.SAWarning)
         for s_number, schema_name in enumerate(_schema_names(inspector, dialect.name, wanted)):
             schema = Schema(name=schema_name, folder=f"schema{s_number}")
@@ -253,7 +336,7 @@ def _reflect(
                     continue  # its rows are read through its partitioned parent
                 folder = f"table{len(schema.tables)}"
                 lob_folder = f"content/{schema.folder}/{folder}/"
-                columns, types = _columns(inspector, dialect, table_name, schema_name, lob_folder)
+                columns, types = _columns(conn, inspector, table_name, schema_name, lob_folder)
                 if not columns:
                     continue  # a table of no columns has no place in SIARD (M_5.5-1)
                 table = Table(
@@ -265,8 +348,11 @@ def _reflect(
                 _keys(inspector, table, schema_name)
                 schema.tables.append(table)
                 reflected.append(_Reflected(schema, table, types))
-            for view_name in inspector.get_view_names(schema=schema_name):
-                columns, _ = _columns(inspector, dialect, view_name, schema_name, None)
+            view_names = list(inspector.get_view_names(schema=schema_name))
+            if dialect.name == "postgresql":  # a materialized view is a view, its rows not kept
+                view_names += inspector.get_materialized_view_names(schema=schema_name)
+            for view_name in view_names:
+                columns, _ = _columns(conn, inspector, view_name, schema_name, None)
                 if not columns:
                     continue
                 try:
@@ -295,6 +381,10 @@ class _TablePlan:
     select: list[str]
     render_source: str
     lob_columns: dict[int, str] = field(default_factory=dict)
+    #: The column whose raw value each SELECT item is (to name it in an error).
+    names: dict[int, str] = field(default_factory=dict)
+    #: PostgreSQL: finds the cells SIARD's types cannot hold (``_unfit``), if any may be.
+    unfit: re.Pattern[str] | None = None
 
 
 def _pg_cell(column: Column, quoted: str) -> str | None:
@@ -326,13 +416,26 @@ _TEXT_NATIVE = {"CHARACTER", "CHARACTER VARYING", "CHARACTER LARGE OBJECT"}
 _PG_TEXT_TYPES = {"TEXT", "VARCHAR", "CHARACTER VARYING", "CHAR", "CHARACTER", "BPCHAR", "NAME"}
 
 
+def _text_lob_cell(inline: str, v: str, number: int, threshold: int) -> str:
+    """A CLOB or XML cell: ``inline`` when short, else a LOB file.
+
+    A value that is not a string (SQLite keeps numbers and bytes in a column of
+    any type) is taken as its text (``_text``), as ``escape_lobs`` takes it.
+    """
+    s = "s" + v[1:]
+    return (
+        f"({inline} if len({s} := ({v} if {v}.__class__ is str else text({v}))) <= {threshold} "
+        f"else lob({number}, {s}, i))"
+    )
+
+
 def _source(body: list[str], batch: list[str], escaped: list[int], row: str) -> str:
     """The generated module: ``make(...)`` returns ``render(rows, i, out) -> i``."""
     names = "".join(f", x{k}" for k in escaped)
     lists = "".join(f", e{k}" for k in escaped)
     return "\n".join(
         [
-            "def make(lexical_form, tolerant, escape_texts, escape_lobs, txt, lob):",
+            "def make(lexical_form, tolerant, escape_texts, escape_lobs, txt, text, lob):",
             *body,
             "    def render(rows, i, out):",
             *batch,
@@ -345,7 +448,7 @@ def _source(body: list[str], batch: list[str], escaped: list[int], row: str) -> 
     )
 
 
-def _plan_sqlite(preparer: Any, table: Table, threshold: int) -> _TablePlan:
+def _plan_sqlite(table: Table, threshold: int) -> _TablePlan:
     """SQLite: raw values, formatted in Python (measured: faster than SQLite's ``||``).
 
     A value whose Python type is not what the column's type stores (SQLite does
@@ -360,7 +463,7 @@ def _plan_sqlite(preparer: Any, table: Table, threshold: int) -> _TablePlan:
     lobs: dict[int, str] = {}
     for k, column in enumerate(table.columns):
         number = k + 1
-        select.append(preparer.quote(column.name))
+        select.append(_quote(column.name))
         tag, end = f"<c{number}>", f"</c{number}>"
         base = base_type(column.type)
         v = f"v{k}"
@@ -400,15 +503,16 @@ def _plan_sqlite(preparer: Any, table: Table, threshold: int) -> _TablePlan:
             if is_lob(column.type):
                 lobs[number] = "txt"
                 batch.append(f"        e{k} = escape_lobs([r[{k}] for r in rows], {threshold})")
-                cell = f"({cell} if len({v}) <= {threshold} else lob({number}, {v}, i))"
+                cell = _text_lob_cell(cell, v, number, threshold)
             else:
                 batch.append(f"        e{k} = escape_texts([r[{k}] for r in rows])")
             escaped.append(k)
         parts.append(f"{{'' if ({v} := r[{k}]) is None else {cell}}}")
-    return _TablePlan(select, _source(body, batch, escaped, "".join(parts)), lobs)
+    names = {k: c.name for k, c in enumerate(table.columns)}
+    return _TablePlan(select, _source(body, batch, escaped, "".join(parts)), lobs, names)
 
 
-def _plan_postgres(preparer: Any, table: Table, threshold: int) -> _TablePlan:
+def _plan_postgres(table: Table, threshold: int) -> _TablePlan:
     """PostgreSQL: the server renders every cell it can, neighbours joined into one string.
 
     It works in a process of its own, so this costs the export little; Python
@@ -421,6 +525,7 @@ def _plan_postgres(preparer: Any, table: Table, threshold: int) -> _TablePlan:
     body: list[str] = []
     batch: list[str] = []
     escaped: list[int] = []
+    names: dict[int, str] = {}
 
     def flush() -> None:
         if segment:
@@ -429,7 +534,7 @@ def _plan_postgres(preparer: Any, table: Table, threshold: int) -> _TablePlan:
             segment.clear()
 
     for number, column in enumerate(table.columns, start=1):
-        quoted = preparer.quote(column.name)
+        quoted = _quote(column.name)
         tag, end = f"<c{number}>", f"</c{number}>"
         base = base_type(column.type)
         sql = _pg_cell(column, quoted)
@@ -450,6 +555,7 @@ def _plan_postgres(preparer: Any, table: Table, threshold: int) -> _TablePlan:
             flush()
             select.append(f"CASE WHEN {size} > {threshold} THEN {quoted} END")
             k = len(select) - 1
+            names[k] = column.name
             parts.append(f"{{'' if (v{k} := r[{k}]) is None else lob({number}, v{k}, i)}}")
             lobs[number] = "bin"
             continue
@@ -462,11 +568,12 @@ def _plan_postgres(preparer: Any, table: Table, threshold: int) -> _TablePlan:
             else:
                 select.append(quoted)
             k = len(select) - 1
+            names[k] = column.name
             cell = f"'{tag}' + x{k} + '{end}'"
             if is_lob(column.type):
                 lobs[number] = "txt"
                 batch.append(f"        e{k} = escape_lobs([r[{k}] for r in rows], {threshold})")
-                cell = f"({cell} if len(v{k}) <= {threshold} else lob({number}, v{k}, i))"
+                cell = _text_lob_cell(cell, f"v{k}", number, threshold)
             else:
                 batch.append(f"        e{k} = escape_texts([r[{k}] for r in rows])")
             escaped.append(k)
@@ -474,11 +581,41 @@ def _plan_postgres(preparer: Any, table: Table, threshold: int) -> _TablePlan:
             continue
         select.append(quoted)
         k = len(select) - 1
+        names[k] = column.name
         body.append(f"    f{k} = tolerant(lexical_form({column.type!r}))")
         parts.append(f"{{'' if (v{k} := r[{k}]) is None else '{tag}' + f{k}(v{k}) + '{end}'}}")
     flush()
     source = _source(body, batch, escaped, "".join(parts))
-    return _TablePlan(select=select, render_source=source, lob_columns=lobs)
+    return _TablePlan(
+        select=select, render_source=source, lob_columns=lobs, names=names, unfit=_unfit(table)
+    )
+
+
+#: What PostgreSQL renders for values SIARD's types cannot hold: numeric NaN and
+#: infinities (xs:decimal has none), infinite dates and timestamps, and those
+#: before Christ ("0044-03-15 BC"; xs:date's year 0 and below are not SIARD's).
+_UNFIT_NUMERIC = r"(?:NaN|-?Infinity)<"
+_UNFIT_DATE = r"(?:-?infinity|[^<]*BC)"
+#: Strings one of which a batch holds when it may hold such a value (a quick test first).
+_UNFIT_HINTS = ("NaN", "nfinity", "BC")
+
+
+def _unfit(table: Table) -> re.Pattern[str] | None:
+    """A pattern matching each cell of ``table`` PostgreSQL renders unfit for SIARD, or None."""
+    numeric = [
+        n for n, c in enumerate(table.columns, 1) if base_type(c.type) in ("NUMERIC", "DECIMAL")
+    ]
+    dated = [
+        n
+        for n, c in enumerate(table.columns, 1)
+        if base_type(c.type) in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE")
+    ]
+    alternatives = []
+    if numeric:
+        alternatives.append(f"<c(?:{'|'.join(map(str, numeric))})>{_UNFIT_NUMERIC}")
+    if dated:
+        alternatives.append(f"<c(?:{'|'.join(map(str, dated))})>{_UNFIT_DATE}")
+    return re.compile("|".join(alternatives)) if alternatives else None
 
 
 #: Base types with a Python lexical form in ``types.lexical_form`` (the rest are text).
@@ -502,14 +639,29 @@ _KNOWN_PY = {
 }
 
 
+class _NotText(Exception):
+    """Bytes in a column written as text that are not UTF-8: no text to write them as."""
+
+    def __init__(self, value: Any):
+        super().__init__("not UTF-8 text")
+        self.value = value
+
+
 def _text(value: Any) -> str:
-    """A text column's value as a string (SQLite may hold bytes or numbers in one)."""
+    """A text column's value as a string (SQLite may hold bytes or numbers in one).
+
+    Bytes are decoded as UTF-8, and raise ``_NotText`` when they are not: the
+    export changes no value (a replacement character would pass validation).
+    """
     if value is None:
         return ""
     if value.__class__ is str:
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", errors="replace")
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _NotText(value) from None
     return str(value)
 
 
@@ -557,10 +709,14 @@ def escape_lobs(values: list[Any], limit: int) -> list[str]:
     """As ``escape_texts``, skipping values longer than ``limit``: they go to LOB files."""
     return _escape_all(
         [
-            ("" if len(v) > limit else v) if v.__class__ is str else _text(v)[: limit + 1]
+            ("" if len(v) > limit else v) if v.__class__ is str else _short(_text(v), limit)
             for v in values
         ]
     )
+
+
+def _short(text: str, limit: int) -> str:
+    return "" if len(text) > limit else text
 
 
 # -- writing -------------------------------------------------------------------
@@ -639,14 +795,57 @@ def _rows(conn: sa.Connection, sql: str, dialect: str) -> Iterator[list[Any]]:
 
 
 def _row_total(conn: sa.Connection, dialect: str, qualified: str) -> int:
-    if dialect == "postgresql":
-        estimate = conn.exec_driver_sql(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = %(name)s::regclass",
-            {"name": qualified},
-        ).scalar()
-        if estimate is not None and estimate >= 0:
-            return int(estimate)
-    return int(conn.exec_driver_sql(f"SELECT count(*) FROM {qualified}").scalar() or 0)
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        if dialect == "postgresql":
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [qualified]
+            )
+            estimate = cursor.fetchone()[0]
+            if estimate is not None and estimate >= 0:
+                return int(estimate)
+        cursor.execute(f"SELECT count(*) FROM {qualified}")
+        return int(cursor.fetchone()[0] or 0)
+    finally:
+        cursor.close()
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """The errors of the drivers' own cursors, which rows are read with (not SQLAlchemy's)."""
+    import sqlite3
+
+    errors: list[type[Exception]] = [sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - the project ships psycopg
+        pass
+    else:
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _not_text(label: str, plan: _TablePlan, batch: list[Any], done: int, value: Any) -> str:
+    """The message for bytes that are not UTF-8 in a text column: where they are."""
+    where = ""
+    for i, row in enumerate(batch):
+        for k, cell in enumerate(row):
+            if cell is value:
+                where = f", column {plan.names.get(k, '?')!r}, row {done + i + 1}"
+                break
+        if where:
+            break
+    return (
+        f"{label}{where}: the value is not UTF-8 text ({len(bytes(value))} bytes in a column "
+        "exported as text); the export changes no value: fix it, or make the column a BLOB "
+        "(utf-8)"
+    )
 
 
 def _write_table(
@@ -656,22 +855,46 @@ def _write_table(
     item: _Reflected,
     threshold: int,
     progress: Progress | None,
-) -> None:
+) -> int:
+    """Write one table's XML, XSD and LOB files; the count of cells unfit for SIARD (``_unfit``)."""
     schema, table = item.schema, item.table
     dialect = conn.dialect.name
-    preparer = conn.dialect.identifier_preparer
-    qualified = f"{preparer.quote_schema(schema.name)}.{preparer.quote(table.name)}"
+    qualified = f"{_quote(schema.name)}.{_quote(table.name)}"
     if dialect == "postgresql":
-        plan = _plan_postgres(preparer, table, threshold)
+        plan = _plan_postgres(table, threshold)
     else:
-        plan = _plan_sqlite(preparer, table, threshold)
+        plan = _plan_sqlite(table, threshold)
     namespace: dict[str, Any] = {}
     exec(compile(plan.render_source, f"<siard row renderer {qualified}>", "exec"), namespace)  # noqa: S102 - our own generated code, no input in it but column numbers
     spool = _LobSpool(spool_dir, schema, table, plan.lob_columns)
-    render = namespace["make"](lexical_form, _tolerant, escape_texts, escape_lobs, _txt, spool)
+    render = namespace["make"](
+        lexical_form, _tolerant, escape_texts, escape_lobs, _txt, _text, spool
+    )
     sql = f"SELECT {', '.join(plan.select)} FROM {qualified}"
     label = f"{schema.name}.{table.name}"
+    try:
+        return _write_rows(
+            conn, archive, spool, item, plan, render, (sql, qualified, label), progress
+        )
+    except _driver_errors() as err:
+        raise InvalidRequestError(f"{label}: cannot be read: {_first_line(err)}") from err
+
+
+def _write_rows(
+    conn: sa.Connection,
+    archive: zipfile.ZipFile,
+    spool: _LobSpool,
+    item: _Reflected,
+    plan: _TablePlan,
+    render: Callable[[list[Any], int, list[str]], int],
+    names: tuple[str, str, str],
+    progress: Progress | None,
+) -> int:
+    schema, table = item.schema, item.table
+    dialect = conn.dialect.name
+    sql, qualified, label = names
     total = _row_total(conn, dialect, qualified) if progress is not None else 0
+    unfit = 0
     entry = f"content/{schema.folder}/{table.folder}/{table.folder}.xml"
     head = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -685,8 +908,14 @@ def _write_table(
         out: list[str] = []
         for batch in _rows(conn, sql, dialect):
             # A batch of rows is about a MiB of XML: one write each.
-            count = render(batch, count, out)
-            sink.write("".join(out).encode("utf-8"))
+            try:
+                count = render(batch, count, out)
+            except _NotText as err:
+                raise InvalidRequestError(_not_text(label, plan, batch, count, err.value)) from None
+            chunk = "".join(out)
+            if plan.unfit is not None and any(hint in chunk for hint in _UNFIT_HINTS):
+                unfit += len(plan.unfit.findall(chunk))
+            sink.write(chunk.encode("utf-8"))
             out.clear()
             if progress is not None:
                 progress(label, count, max(total, count))
@@ -700,6 +929,7 @@ def _write_table(
     )
     if progress is not None:
         progress(label, count, count)
+    return unfit
 
 
 def _product(conn: sa.Connection) -> tuple[str, str | None]:
@@ -731,6 +961,7 @@ def export_database(
     data_origin_timespan: str | None = None,
     archiver: str | None = None,
     archiver_contact: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Archive:
     """Write the database at ``url`` as the SIARD 2.2 archive ``dest``; its model, with row counts.
 
@@ -739,8 +970,13 @@ def export_database(
     ``lob_threshold`` (bytes, or characters for text) go to files of their own.
     ``progress(label, rows_done, rows_expected)`` is called per batch of rows.
     ``dest`` appears whole or not at all (written beside it, then renamed).
-    Raises ``InvalidRequestError`` for a URL that cannot be read, a schema not
-    there, and ``DestinationError`` where ``dest`` cannot be written.
+    ``warn(message)`` is told of each table holding values SIARD's types cannot
+    hold (PostgreSQL's numeric NaN and infinities, infinite or BC dates and
+    timestamps): they are written as the database holds them, and the archive
+    will not pass validation. Raises ``InvalidRequestError`` for a URL that
+    cannot be read, a schema not there, a table that cannot be read (the
+    database's error: no privilege, say), bytes that are not UTF-8 in a text
+    column; ``DestinationError`` where ``dest`` cannot be written.
     """
     dest = Path(dest)
     if lob_threshold < 0:
@@ -763,7 +999,9 @@ def export_database(
         spool_dir = Path(tempfile.mkdtemp(prefix=".siard-lobs-", dir=dest.parent))
         try:
             with engine.connect() as conn:
-                archive = _export(conn, part, spool_dir, schemas, lob_threshold, progress, about)
+                archive = _export(
+                    conn, part, spool_dir, schemas, lob_threshold, (progress, warn), about
+                )
             os.replace(part, dest)
         except BaseException:
             part.unlink(missing_ok=True)
@@ -773,6 +1011,8 @@ def export_database(
     except sa.exc.DBAPIError as err:
         message = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
         raise InvalidRequestError(f"{redact_url(url)}: {message}") from err
+    except _driver_errors() as err:
+        raise InvalidRequestError(f"{redact_url(url)}: {_first_line(err)}") from err
     except OSError as err:
         raise DestinationError(f"{dest}: cannot be written: {err}", path=dest) from err
     finally:
@@ -786,9 +1026,10 @@ def _export(
     spool_dir: Path,
     wanted: Sequence[str] | None,
     threshold: int,
-    progress: Progress | None,
+    callbacks: tuple[Progress | None, Callable[[str], None] | None],
     about: dict[str, Any],
 ) -> Archive:
+    progress, warn = callbacks
     dialect = conn.dialect.name
     if dialect == "postgresql":
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -812,7 +1053,14 @@ def _export(
     )
     with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for item in reflected:
-            _write_table(conn, zf, spool_dir, item, threshold, progress)
+            unfit = _write_table(conn, zf, spool_dir, item, threshold, progress)
+            if unfit and warn is not None:
+                warn(
+                    f"{item.schema.name}.{item.table.name}: {unfit} value(s) SIARD's types "
+                    "cannot hold (numeric NaN or infinity, an infinite or BC date or "
+                    "timestamp), written as the database holds them: the archive will "
+                    "not pass validation"
+                )
         zf.mkdir(f"header/siardversion/{SIARD_VERSION}")
         zf.write(METADATA_XSD, "header/metadata.xsd", compress_type=zipfile.ZIP_STORED)
         zf.writestr("header/metadata.xml", metadata_xml(archive), compress_type=zipfile.ZIP_STORED)

@@ -19,6 +19,12 @@ types ... is to be defined and documented in the corresponding application"):
   know: ``CHARACTER VARYING``, the value as the database renders it as text,
   ``typeOriginal`` keeping the source's own name. (An ``INTERVAL`` as xs:duration
   cannot carry PostgreSQL's mixed-sign month/day/second intervals.)
+- A declared type SQLAlchemy's dialect does not know (SQLite takes any text as a
+  type; PostgreSQL's ``xml``) is read from the database's own text of it
+  (``declared_sql2008``): ``XML`` is ``XML``, ``UUID`` ``CHARACTER(36)``,
+  ``TIMESTAMP WITH TIME ZONE`` ``TIMESTAMP WITH TIME ZONE(6)``; any other (SQLite's
+  ``STRING``, ``MONEY``, a column with no declared type) is ``CHARACTER VARYING``,
+  which holds whatever SQLite stored in it, ``typeOriginal`` the declared text.
 - Date-time types carry their fractional-second precision
   (``TIMESTAMP WITH TIME ZONE(6)``): the metadata XSD's pattern puts the
   precision after ``WITH TIME ZONE``, not after ``TIMESTAMP`` as SQL does;
@@ -42,6 +48,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
 
 from preservation.siard.text import escape, unescape
@@ -49,6 +56,7 @@ from preservation.siard.text import escape, unescape
 __all__ = [
     "LOB_TYPES",
     "base_type",
+    "declared_sql2008",
     "is_lob",
     "lexical_form",
     "python_value",
@@ -169,6 +177,8 @@ def _precision_suffix(sa_type: Any, default: int) -> int:
 def sql2008_of(sa_type: TypeEngine[Any], dialect_name: str) -> str:
     """The SQL:2008 type for a reflected column type of ``dialect_name`` (see the module notes)."""
     name = type(sa_type).__name__.upper()
+    if isinstance(sa_type, postgresql.DOMAIN):  # a domain's values are its base type's
+        return sql2008_of(sa_type.data_type, dialect_name)
     if isinstance(sa_type, sa.Boolean):
         return "BOOLEAN"
     if isinstance(sa_type, sa.SmallInteger):
@@ -225,6 +235,57 @@ def sql2008_of(sa_type: TypeEngine[Any], dialect_name: str) -> str:
         if getattr(sa_type, "timezone", False):
             return f"TIME WITH TIME ZONE{suffix}"
         return f"TIME{suffix}"
+    return "CHARACTER VARYING"
+
+
+#: Declared type names SQLAlchemy's dialects do not map (SQL's, SQLite's doc's), and theirs.
+_DECLARED = {
+    "XML": "XML",
+    "UUID": "CHARACTER(36)",
+    "TIMESTAMP WITH TIME ZONE": "TIMESTAMP WITH TIME ZONE(6)",
+    "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE(6)",
+    "DOUBLE PRECISION": "DOUBLE PRECISION",
+    "TINYINT": "SMALLINT",
+    "INT2": "SMALLINT",
+    "MEDIUMINT": "INTEGER",
+    "INT4": "INTEGER",
+    "INT8": "BIGINT",
+    "UNSIGNED BIG INT": "BIGINT",
+    "CLOB": "CHARACTER LARGE OBJECT",
+    "NCLOB": "CHARACTER LARGE OBJECT",
+    "CHARACTER": "CHARACTER",
+    "NATIVE CHARACTER": "CHARACTER",
+    "CHARACTER VARYING": "CHARACTER VARYING",
+    "VARYING CHARACTER": "CHARACTER VARYING",
+    "NATIONAL CHARACTER VARYING": "CHARACTER VARYING",
+}
+_DECLARED_NAME = re.compile(r"([\w ]+)(\(.*?\))?")
+
+
+def declared_sql2008(declared: str | None, dialect: sa.Dialect) -> str:
+    """The SQL:2008 type for a declared type's text (SQLite's, PostgreSQL's ``format_type``).
+
+    A name the dialect knows (case aside) is its SQLAlchemy type's; then the names
+    of ``_DECLARED``; anything else, or no type, ``CHARACTER VARYING`` (the module notes).
+    """
+    text = _SPACE.sub(" ", declared or "").strip().upper()
+    match = _DECLARED_NAME.match(text)
+    name = match.group(1).strip() if match else ""
+    args = [int(a) for a in re.findall(r"\d+", match.group(2) or "")] if match else []
+    if name in _DECLARED:
+        mapped = _DECLARED[name]
+        if mapped == "CHARACTER":
+            return f"CHARACTER({args[0] if args else 1})"
+        if mapped == "CHARACTER VARYING" and args:
+            return f"CHARACTER VARYING({args[0]})"
+        return mapped
+    known = getattr(dialect, "ischema_names", {}).get(name) if dialect.name == "sqlite" else None
+    if known is not None:
+        try:
+            sa_type = known(*args)
+        except TypeError:
+            sa_type = known()
+        return sql2008_of(sa_type, dialect.name)
     return "CHARACTER VARYING"
 
 
@@ -411,6 +472,8 @@ def _timestamp_lexical(value: Any) -> str:
 
 
 def _timestamp_tz_lexical(value: Any) -> str:
+    if isinstance(value, str):  # SQLite: ISO text, with an offset or without (then UTC)
+        value = datetime.fromisoformat(value)
     if value.tzinfo is None:
         return str(value.isoformat()) + "Z"
     return str(value.astimezone(UTC).replace(tzinfo=None).isoformat()) + "Z"

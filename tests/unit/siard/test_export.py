@@ -232,16 +232,109 @@ def test_an_odd_sqlite_database(tmp_path: Path) -> None:
     archive = export_database(f"sqlite:///{db}", dest)
     _, tables = read_siard(dest)
     assert tables[("main", "empty")] == []
+    # No declared type, or one SQLite's dialect does not know: text, which holds anything.
     assert tables[("main", "odd name")] == sorted_rows(
-        [("1", "x", Decimal("2.5")), ("t", None, None), (None, "", Decimal("7"))]
+        [("1", "x", "2.5"), ("t", None, None), (None, "", "7")]
     )
     odd = next(t for _, t in archive.tables() if t.name == "odd name")
     assert [c.name for c in odd.columns] == ["a b", 'c"d', "e"]
     assert [c.type for c in odd.columns] == [
         "CHARACTER VARYING",
         "CHARACTER LARGE OBJECT",
-        "NUMERIC",
+        "CHARACTER VARYING",
     ]
+    assert [c.type_original for c in odd.columns] == [None, "TEXT", "WHATEVER"]
+
+
+def _sqlite(path: Path, *statements: str) -> str:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+    return f"sqlite:///{path}"
+
+
+def test_sqlite_declared_types_sqlalchemy_does_not_know(tmp_path: Path) -> None:
+    """Not NUMERIC by SQLAlchemy's affinity guess: mapped by name, or text; typeOriginal kept."""
+    url = _sqlite(
+        tmp_path / "declared.sqlite",
+        "CREATE TABLE t (id integer PRIMARY KEY, s STRING, u UUID, x XML, m MONEY, "
+        "z TIMESTAMP WITH TIME ZONE, n varchar(5), q, d Decimal(8,2))",
+        "INSERT INTO t VALUES (1, 'some text', 'c0ffee00-0000-4000-8000-000000000001', "
+        "'<a>b</a>', '$5.00', '2024-05-01 12:00:00+02:00', 'abc', x'41', 1.5)",
+        "INSERT INTO t VALUES (2, 7, 'x', 'y', 12.5, '2024-05-01 12:00:00', 'd', 3, 2)",
+    )
+    dest = tmp_path / "declared.siard"
+    archive = export_database(url, dest, lob_threshold=0)
+    (table,) = [t for _, t in archive.tables()]
+    assert [(c.type, c.type_original) for c in table.columns] == [
+        ("INTEGER", "INTEGER"),  # SQLite spells a rowid alias so
+        ("CHARACTER VARYING", "STRING"),
+        ("CHARACTER(36)", "UUID"),
+        ("XML", "XML"),
+        ("CHARACTER VARYING", "MONEY"),
+        ("TIMESTAMP WITH TIME ZONE(6)", "TIMESTAMP WITH TIME ZONE"),
+        ("CHARACTER VARYING(5)", "varchar(5)"),
+        ("CHARACTER VARYING", None),
+        ("NUMERIC(8, 2)", "Decimal(8,2)"),
+    ]
+    assert table.columns[3].lob_folder  # XML is a LOB type: its values went to files
+    _, tables = read_siard(dest)  # every table valid against its XSD
+    assert tables[("main", "t")] == sorted_rows(
+        [
+            (
+                1,
+                "some text",
+                "c0ffee00-0000-4000-8000-000000000001",
+                "<a>b</a>",
+                "$5.00",
+                datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+                "abc",
+                "A",
+                Decimal("1.50"),
+            ),
+            (2, "7", "x", "y", "12.5", datetime(2024, 5, 1, 12, 0, tzinfo=UTC), "d", "3", 2),
+        ]
+    )
+
+
+def test_sqlite_numbers_in_a_lob_column(tmp_path: Path) -> None:
+    """JSON columns have NUMERIC affinity: 5 is stored as an integer, and is written as text."""
+    url = _sqlite(
+        tmp_path / "j.sqlite",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, j JSON, c CLOB)",
+        "INSERT INTO t VALUES (1, 5, 2.5), (2, '{\"a\": 1}', 123456789), (3, x'6869', NULL)",
+    )
+    for threshold in (0, 4096):
+        dest = tmp_path / f"j{threshold}.siard"
+        export_database(url, dest, lob_threshold=threshold)
+        _, tables = read_siard(dest)
+        assert tables[("main", "t")] == [
+            (1, "5", "2.5"),
+            (2, '{"a": 1}', "123456789"),
+            (3, "hi", None),
+        ]
+
+
+def test_bytes_that_are_not_utf8_in_a_text_column_stop_the_export(tmp_path: Path) -> None:
+    url = _sqlite(
+        tmp_path / "b.sqlite",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, note VARCHAR(9), n NUMERIC)",
+        "INSERT INTO t VALUES (1, 'ok', 'ok', 1), (2, x'c3a9', 'fine', 2), (3, 'x', x'ff00', 3)",
+    )
+    dest = tmp_path / "b.siard"
+    with pytest.raises(InvalidRequestError) as caught:
+        export_database(url, dest)
+    message = str(caught.value)
+    assert "main.t" in message and "'note'" in message and "row 3" in message
+    assert "not UTF-8" in message and "(utf-8)" in message
+    assert list(tmp_path.iterdir()) == [tmp_path / "b.sqlite"]
+    url = _sqlite(
+        tmp_path / "c.sqlite", "CREATE TABLE u (n NUMERIC)", "INSERT INTO u VALUES (x'80')"
+    )
+    with pytest.raises(InvalidRequestError, match=r"main\.u, column 'n', row 1: .*not UTF-8"):
+        export_database(url, tmp_path / "c.siard")
 
 
 def test_sqlite_values_that_do_not_fit_their_type_are_kept_and_fail_the_xsd(
@@ -408,3 +501,141 @@ def test_a_partitioned_table_is_one_table_with_each_row_once(
             conn.exec_driver_sql("DROP SCHEMA parts CASCADE")
         engine.dispose()
     assert [(t.name, t.rows) for _, t in archive.tables()] == [("visit", 3)]
+
+
+def _pg_run(url: str, *statements: str) -> None:
+    """Statements through psycopg itself: no parameters, so a % is a %."""
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement.encode())
+
+
+@pytest.mark.postgres
+def test_postgres_names_with_percent_signs(pg_sample_url: str, tmp_path: Path) -> None:
+    """psycopg's quoting doubles %; the raw cursor must get the names as they are."""
+    _pg_run(
+        pg_sample_url,
+        'CREATE SCHEMA "50%"',
+        'CREATE TABLE "50%"."100% pure" (id int PRIMARY KEY, "rate %" numeric(5, 2), '
+        '"%(x)s" text, "%s" bytea)',
+        """INSERT INTO "50%"."100% pure" VALUES (1, 12.5, 'a', '\\x00ff'), (2, NULL, NULL, NULL)""",
+    )
+    try:
+        seen: list[tuple[str, int, int]] = []
+        dest = tmp_path / "pct.siard"
+        archive = export_database(
+            pg_sample_url, dest, schemas=["50%"], progress=lambda *a: seen.append(a)
+        )
+    finally:
+        _pg_run(pg_sample_url, 'DROP SCHEMA "50%" CASCADE')
+    assert [t.name for _, t in archive.tables()] == ["100% pure"]
+    _, tables = read_siard(dest)
+    assert tables[("50%", "100% pure")] == [
+        (1, Decimal("12.50"), "a", b"\x00\xff"),
+        (2, None, None, None),
+    ]
+    assert seen[-1] == ("50%.100% pure", 2, 2)
+
+
+@pytest.mark.postgres
+def test_postgres_types_sqlalchemy_does_not_know(pg_sample_url: str, tmp_path: Path) -> None:
+    """xml is XML (a LOB type), a domain its base type; materialized views are views."""
+    engine = sa.create_engine(pg_sample_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE SCHEMA odd")
+            conn.exec_driver_sql("CREATE DOMAIN odd.positive AS integer CHECK (VALUE > 0)")
+            conn.exec_driver_sql("CREATE DOMAIN odd.code AS varchar(4)")
+            conn.exec_driver_sql(
+                "CREATE TABLE odd.doc (id odd.positive PRIMARY KEY, body xml, c odd.code, "
+                "m money, t timestamp(3) with time zone)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO odd.doc VALUES (1, '<a>b &amp; c</a>', 'ab', 5, "
+                "'2024-01-02 03:04:05.678+01'), (2, NULL, NULL, NULL, NULL)"
+            )
+            conn.exec_driver_sql(
+                "CREATE MATERIALIZED VIEW odd.bodies AS SELECT id, body FROM odd.doc"
+            )
+        archive = export_database(
+            pg_sample_url, tmp_path / "odd.siard", schemas=["odd"], lob_threshold=3
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA odd CASCADE")
+        engine.dispose()
+    (schema,) = archive.schemas
+    columns = {c.name: c for c in schema.tables[0].columns}
+    assert columns["id"].type == "INTEGER"
+    assert (columns["body"].type, columns["body"].type_original) == ("XML", "xml")
+    assert columns["body"].lob_folder
+    assert columns["c"].type == "CHARACTER VARYING(4)"
+    assert columns["m"].type_original == "MONEY"
+    assert columns["t"].type == "TIMESTAMP WITH TIME ZONE(3)"
+    (view,) = schema.views
+    assert view.name == "bodies" and view.query_original and "odd.doc" in view.query_original
+    assert [(c.name, c.type) for c in view.columns] == [("id", "INTEGER"), ("body", "XML")]
+    _, tables = read_siard(tmp_path / "odd.siard")
+    ((first, body, code, _, stamp), second) = tables[("odd", "doc")]
+    assert (first, body, code) == (1, "<a>b &amp; c</a>", "ab")
+    assert stamp == datetime(2024, 1, 2, 2, 4, 5, 678000, tzinfo=UTC)
+    assert second == (2, None, None, None, None)
+
+
+@pytest.mark.postgres
+def test_postgres_values_siard_cannot_hold_are_kept_and_warned_of(
+    pg_sample_url: str, tmp_path: Path
+) -> None:
+    engine = sa.create_engine(pg_sample_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE SCHEMA unfit")
+            conn.exec_driver_sql(
+                "CREATE TABLE unfit.t (n numeric, d date, s timestamp, z timestamptz, "
+                "txt text, f float8)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO unfit.t VALUES (1.5, '2024-01-01', '2024-01-01', '2024-01-01', "
+                "'NaN infinity BC', 'NaN'), "
+                "('NaN', 'infinity', '-infinity', 'infinity', 'x', 'Infinity'), "
+                "('-Infinity', '0044-03-15 BC', '0044-03-15 12:00 BC', NULL, NULL, NULL)"
+            )
+        warnings: list[str] = []
+        dest = tmp_path / "unfit.siard"
+        export_database(pg_sample_url, dest, schemas=["unfit"], warn=warnings.append)
+        export_database(
+            pg_sample_url, tmp_path / "none.siard", schemas=["public"], warn=warnings.append
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA unfit CASCADE")
+        engine.dispose()
+    (warning,) = warnings
+    assert warning.startswith("unfit.t: 7 value(s)") and "will not pass validation" in warning
+    with zipfile.ZipFile(dest) as zf:
+        xml = zf.read("content/schema0/table0/table0.xml").decode()
+    assert "<c1>NaN</c1><c2>infinityZ</c2>" in xml  # as the database holds them
+
+
+@pytest.mark.postgres
+def test_postgres_table_the_user_may_not_read(pg_sample_url: str, tmp_path: Path) -> None:
+    """Reflection works, the SELECT is refused: the table and the database's error, no file."""
+    role = f"siard_reader_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(pg_sample_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA ledger TO {role}")
+    try:
+        url = sa.make_url(pg_sample_url).set(username=role, password=None)
+        dest = tmp_path / "denied.siard"
+        with pytest.raises(InvalidRequestError) as caught:
+            export_database(url.render_as_string(hide_password=False), dest, schemas=["ledger"])
+        assert "ledger.entry: cannot be read: permission denied" in str(caught.value)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        engine.dispose()
