@@ -18,13 +18,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from preservation.errors import DestinationError, SiardError
-from preservation.siard.metadata import parse_metadata
 from preservation.siard.model import Archive
+from preservation.siard.reader import open_siard
 
 __all__ = ["bag_info_of", "bag_siard"]
 
@@ -32,23 +31,14 @@ CHECKSUMS = ("sha256", "sha512")
 
 
 def _read_metadata(siard: Path) -> Archive:
+    """The archive's metadata, read as ``open_siard`` reads it: zip bombs refused, size bounded."""
     try:
-        with zipfile.ZipFile(siard) as zf:
-            data = zf.read("header/metadata.xml")
-    except KeyError as err:
-        raise SiardError(
-            f"{siard}: no header/metadata.xml: not a SIARD archive (P_4.2-5)",
-            rule="structure",
-            entry="header/metadata.xml",
-            path=siard,
-        ) from err
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise SiardError(f"{siard}: not a readable zip: {err}", rule="zip", path=siard) from err
-    try:
-        return parse_metadata(data)
+        with open_siard(siard) as reader:
+            return reader.archive
     except SiardError as err:
+        message = err.message if siard.name in err.message else f"{siard}: {err.message}"
         raise SiardError(
-            f"{siard}: {err.message}", rule=err.rule, entry=err.entry, table=err.table, path=siard
+            message, rule=err.rule, entry=err.entry, table=err.table, path=siard
         ) from err
 
 

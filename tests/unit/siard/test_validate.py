@@ -191,8 +191,8 @@ def with_overlapping_entries(src: Path, dest: Path, names: list[str], size: int)
         offsets.append(len(body))
         body += header
         if i < len(headers) - 1:
-            quoted = len(headers[i + 1])
-            body += b"\x00" + struct.pack("<HH", quoted, quoted ^ 0xFFFF)
+            length = len(headers[i + 1])
+            body += b"\x00" + struct.pack("<HH", length, length ^ 0xFFFF)
     body += kernel
     added = b"".join(
         struct.pack(
