@@ -37,7 +37,9 @@ def export(
     schema: Annotated[
         list[str] | None,
         typer.Option(
-            "--schema", help="Only this schema; repeat for several (default: all but system)."
+            "--schema",
+            help="Only this schema; repeat for several (default: every one but PostgreSQL's "
+            "own; SQLite's is main).",
         ),
     ] = None,
     lob_threshold: Annotated[
@@ -45,28 +47,49 @@ def export(
         typer.Option(
             "--lob-threshold",
             min=0,
-            help="BLOB/CLOB values longer than this (bytes; characters for text) go to files.",
+            help="BLOB, CLOB and XML values longer than this (bytes; characters for text) "
+            "go to LOB files of their own in the archive; shorter ones stay in the table XML.",
         ),
     ] = 4096,
     data_owner: Annotated[
-        str | None, typer.Option("--data-owner", help="Who holds the rights (dataOwner).")
+        str | None,
+        typer.Option(
+            "--data-owner",
+            help="Who holds the rights to the data (metadata.xml dataOwner; default (unknown)).",
+        ),
     ] = None,
     timespan: Annotated[
         str | None,
-        typer.Option("--data-origin-timespan", help="When the data arose, e.g. 1998-2024."),
+        typer.Option(
+            "--data-origin-timespan",
+            help="When the data arose, e.g. 1998-2024 (dataOriginTimespan; default (unknown)).",
+        ),
     ] = None,
     description: Annotated[
-        str | None, typer.Option("--description", help="What the database is about.")
+        str | None,
+        typer.Option(
+            "--description", help="What the database is about (metadata.xml description)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Write a live database (PostgreSQL, SQLite) as a SIARD 2.2 archive, rows streamed."""
+    """Write a live database (PostgreSQL, SQLite) as a SIARD 2.2 archive, rows streamed.
+
+    Values are written as the database holds them, never changed. Exit 2, and no
+    file, when a table cannot be read (the database's error is named, e.g. no
+    privilege) or a text column holds bytes that are not UTF-8 (table, column and
+    row named). PostgreSQL values SIARD's types cannot hold (numeric NaN and
+    infinities, infinite and BC dates and timestamps) are kept, counted and
+    warned of: such an archive will not pass `siard validate`. SQLite columns of a
+    type it does not know, or of none, are text, their declared type kept.
+    """
     from preservation.siard.export import export_database
 
     if to.suffix.lower() != ".siard":
         raise usage(f"--to {to}: name a .siard file", as_json)
     if to.exists():
         raise usage(f"--to {to}: already exists; name a new file", as_json)
+    warnings: list[str] = []
     try:
         with progress_bars(not as_json) as progress:
             archive = export_database(
@@ -78,6 +101,7 @@ def export(
                 data_owner=data_owner,
                 data_origin_timespan=timespan,
                 description=description,
+                warn=warnings.append,
             )
     except PreservationError as e:
         raise fail(e, as_json) from e
@@ -90,10 +114,13 @@ def export(
         "rows": sum(t.rows for _, t in tables),
         "views": sum(len(s.views) for s in archive.schemas),
         "database": archive.database_product,
+        "warnings": warnings,
     }
     if as_json:
         out.print_json(data=summary)
         return
+    for warning in warnings:
+        out.print(f"warning: {warning}", highlight=False, markup=False)
     out.print(
         f"{to}: {summary['tables']} table(s), {summary['rows']:,} row(s), "
         f"{summary['views']} view(s) of schema(s) {', '.join(summary['schemas']) or '-'}; "
@@ -122,7 +149,9 @@ def bag(
         typer.Option(
             "--info",
             metavar="LABEL=VALUE",
-            help="A bag-info label, e.g. Source-Organization=City Archive; repeat for more.",
+            help="A bag-info.txt label, e.g. Source-Organization=City Archive; repeat for "
+            "more. Title, External-Description, Source-Organization and Date come from the "
+            "archive's metadata.xml; --info adds labels or overrides those.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,110 @@ def test_load_back_into_sqlite(runner: CliRunner, sample: str, tmp_path: Path) -
         cli, ["siard", "load", "db.siard", "--url", "postgresql://u:pw@127.0.0.1:1/x"]
     )
     assert unreachable.exit_code != 0 and "pw@" not in unreachable.output
+
+
+def test_help_documents_the_options(runner: CliRunner) -> None:
+    export = runner.invoke(cli, ["siard", "export", "--help"], env={"COLUMNS": "200"})
+    assert export.exit_code == 0
+    for option in (
+        "--lob-threshold",
+        "--data-owner",
+        "--data-origin-timespan",
+        "--description",
+        "--schema",
+    ):
+        assert option in export.output
+    assert "will not pass" in export.output and "UTF-8" in export.output
+    bag = runner.invoke(cli, ["siard", "bag", "--help"], env={"COLUMNS": "200"})
+    assert bag.exit_code == 0 and "--info" in bag.output and "bag-info.txt" in bag.output
+
+
+def test_export_of_bytes_that_are_not_utf8_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "bad.sqlite"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1, 'a'), (2, x'ff')")
+    engine.dispose()
+    done = runner.invoke(
+        cli, ["siard", "export", "--url", f"sqlite:///{db}", "--to", "bad.siard", "--json"]
+    )
+    assert done.exit_code == 2, done.output
+    error = json.loads(done.stdout)
+    assert "main.t, column 'name', row 2" in error["message"]
+    assert "not UTF-8" in error["message"]
+    assert not Path("bad.siard").exists()
+
+
+def _pg(url: str, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement.encode())
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL, service_missing
+
+    name = f"siard_cli_{uuid.uuid4().hex[:8]}"
+    try:
+        _pg(PG_ADMIN_URL, f'CREATE DATABASE "{name}"')
+    except psycopg.Error as err:
+        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        _pg(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.postgres
+def test_export_of_a_table_the_user_may_not_read(runner: CliRunner, pg_database: str) -> None:
+    role = f"siard_cli_{uuid.uuid4().hex[:8]}"
+    _pg(
+        pg_database,
+        "CREATE TABLE open_t (id int)",
+        "CREATE TABLE secret (id int)",
+        "INSERT INTO secret VALUES (1)",
+        f"CREATE ROLE {role} LOGIN",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT ON open_t TO {role}",
+    )
+    try:
+        url = sa.make_url(pg_database).set(username=role)
+        for extra in ([], ["--json"]):
+            done = runner.invoke(
+                cli,
+                ["siard", "export", "--url", url.render_as_string(False), "--to", "s.siard"]
+                + extra,
+            )
+            assert done.exit_code == 2, done.output
+            assert "Traceback" not in done.output
+            assert "public.secret: cannot be read: permission denied" in done.output
+            assert not Path("s.siard").exists()
+            assert [p.name for p in Path.cwd().iterdir() if "siard" in p.name] == []
+    finally:
+        _pg(pg_database, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+@pytest.mark.postgres
+def test_export_warns_of_values_siard_cannot_hold(runner: CliRunner, pg_database: str) -> None:
+    _pg(
+        pg_database,
+        "CREATE TABLE t (n numeric, d date)",
+        "INSERT INTO t VALUES (1, '2024-01-01'), ('NaN', 'infinity'), (2, '0001-01-01 BC')",
+    )
+    url = pg_database.replace("postgresql://", "postgresql+psycopg://")
+    done = runner.invoke(cli, ["siard", "export", "--url", url, "--to", "w.siard", "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    (warning,) = summary["warnings"]
+    assert warning.startswith("public.t: 3 value(s)")
+    plain = runner.invoke(cli, ["siard", "export", "--url", url, "--to", "w2.siard"])
+    assert plain.exit_code == 0 and "warning: public.t: 3 value(s)" in plain.output
+    invalid = runner.invoke(cli, ["siard", "validate", "w.siard"])
+    assert invalid.exit_code == 1
