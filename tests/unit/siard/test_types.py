@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from sqlalchemy.dialects import sqlite
 
 from preservation.siard.types import (
     base_type,
+    declared_sql2008,
     is_lob,
     lexical_form,
     python_value,
@@ -21,6 +23,8 @@ from preservation.siard.types import (
     type_params,
     xsd_type_of,
 )
+
+PG = pg.psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.parametrize(
@@ -64,13 +68,13 @@ from preservation.siard.types import (
     ],
 )
 def test_reflected_types_map_to_sql2008(
-    sa_type: sa.types.TypeEngine, dialect: str, expected: str
-) -> None:  # type: ignore[type-arg]
+    sa_type: sa.types.TypeEngine[Any], dialect: str, expected: str
+) -> None:
     assert sql2008_of(sa_type, dialect) == expected
 
 
 def test_type_original_is_the_dialect_spelling() -> None:
-    assert type_original_of(pg.JSONB(), pg.dialect()) == "JSONB"
+    assert type_original_of(pg.JSONB(), PG) == "JSONB"
     assert type_original_of(sa.Numeric(10, 2), sqlite.dialect()) == "NUMERIC(10, 2)"
 
 
@@ -216,3 +220,41 @@ def test_a_bad_lexical_form_is_a_value_error() -> None:
         python_value("INTEGER", "twelve")
     with pytest.raises(ValueError):
         python_value("BOOLEAN", "yes")
+
+
+@pytest.mark.parametrize(
+    ("declared", "expected"),
+    [
+        ("INTEGER", "INTEGER"),
+        ("integer", "INTEGER"),
+        ("varchar(20)", "CHARACTER VARYING(20)"),
+        ("Decimal(8,2)", "NUMERIC(8, 2)"),
+        ("DOUBLE PRECISION", "DOUBLE PRECISION"),
+        ("TINYINT", "SMALLINT"),
+        ("CHARACTER(4)", "CHARACTER(4)"),
+        ("JSON", "CHARACTER LARGE OBJECT"),
+        ("XML", "XML"),
+        ("uuid", "CHARACTER(36)"),
+        ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP WITH TIME ZONE(6)"),
+        ("STRING", "CHARACTER VARYING"),
+        ("MONEY", "CHARACTER VARYING"),
+        ("WHATEVER(3)", "CHARACTER VARYING"),
+        ("", "CHARACTER VARYING"),
+        (None, "CHARACTER VARYING"),
+    ],
+)
+def test_declared_types(declared: str | None, expected: str) -> None:
+    assert declared_sql2008(declared, sqlite.dialect()) == expected
+
+
+def test_postgres_declared_types_and_domains() -> None:
+    assert declared_sql2008("xml", PG) == "XML"
+    assert declared_sql2008("tsquery", PG) == "CHARACTER VARYING"
+    domain = pg.DOMAIN("positive", sa.Integer())
+    assert sql2008_of(domain, "postgresql") == "INTEGER"
+
+
+def test_sqlite_timestamp_with_time_zone_text_is_utc() -> None:
+    form = lexical_form("TIMESTAMP WITH TIME ZONE(6)")
+    assert form("2024-05-01 12:00:00+02:00") == "2024-05-01T10:00:00Z"
+    assert form("2024-05-01 12:00:00") == "2024-05-01T12:00:00Z"
