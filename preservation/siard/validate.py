@@ -363,7 +363,7 @@ class _Validation:
         if hazards.whole:
             # Nothing is inflated: not metadata.xml, not a table, not a CRC check.
             for text in hazards.whole:
-                self.add(None, None, "zip", text)
+                self.add(None, None, "zip", f"{self.report.path.name}: {text}")
             self.unreadable.update(self.infos)
 
     def emit_entry_problems(self) -> None:
@@ -1075,7 +1075,7 @@ def validate_siard(path: str | Path, *, progress: Progress | None = None) -> Sia
                 None,
                 None,
                 "zip",
-                f"is not a readable zip archive: {exc} (G_4.1-1)",
+                f"{report.path.name} is not a readable zip archive: {exc} (G_4.1-1)",
             )
         )
         return report
@@ -1090,7 +1090,8 @@ def validate_siard(path: str | Path, *, progress: Progress | None = None) -> Sia
                     None,
                     None,
                     "unreadable",
-                    f"could not be checked to the end: {type(exc).__name__}: {exc}",
+                    f"{report.path.name} could not be checked to the end: "
+                    f"{type(exc).__name__}: {exc}",
                 )
             )
     return report

@@ -280,7 +280,8 @@ def test_not_a_zip(tmp_path: Path) -> None:
     path = tmp_path / "nothing.siard"
     path.write_bytes(b"this is not a zip at all" * 10)
     (problem,) = only(validate_siard(path), "zip")
-    assert problem.message.startswith("is not a readable zip archive")
+    # A problem of the whole archive names it (no entry or table does).
+    assert problem.message.startswith("nothing.siard is not a readable zip archive")
 
 
 def test_truncated_zip(good: Path, tmp_path: Path) -> None:
@@ -343,6 +344,7 @@ def test_overlapping_entries_are_a_bomb_refused_before_anything_is_inflated(
     report = validate_siard(path)
     (problem,) = only(report, "zip")
     assert problem.entry is None and "share bytes" in problem.message
+    assert problem.message.startswith("overlap.siard: ")
     assert names[1] in problem.message and names[0] in problem.message
     # Nothing read: not even metadata.xml.
     assert report.archive is None and report.rows == 0
