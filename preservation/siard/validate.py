@@ -14,12 +14,15 @@ What is checked, each problem with its rule and the spec's requirement id:
   entry is read once, through ``zipfile``, which checks it at the end), an
   encrypted entry (G_4.1-3), a compression method other than STORED or DEFLATE
   (G_4.1-2), declared sizes no real entry can have (a zip bomb or a lie), two
-  entries with one name;
+  entries with one name, entries that share bytes in the file or declare more
+  than DEFLATE can hold in all (then nothing is inflated: ``reader.zip_hazards``);
 - ``structure``: ``header/metadata.xml``, ``header/metadata.xsd`` (P_4.2-5) and
   ``header/siardversion/2.2/`` (or 2.1, P_4.2-4), nothing at the root but
   ``content/`` and ``header/`` (P_4.2-1), each table's folder holding its XML
   and XSD (P_4.2-3), no folder under ``content/`` that metadata.xml does not
-  describe (P_4.3-1), entry names that stay inside the archive;
+  describe (P_4.3-1), entry names that stay inside the archive, files in a
+  table's folder that no cell refers to, a table XML whose root is not a
+  SIARD 2.1/2.2 ``table`` (2.0 and 1.0 name it otherwise);
 - ``xml-entities``: a DOCTYPE (so an entity declaration) in metadata.xml, a
   table XSD or a table XML;
 - ``metadata-xsd``: metadata.xml against ``schemas/siard-metadata-2.2.xsd``
