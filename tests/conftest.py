@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,39 @@ def pg_url() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+MakeDatabase = Callable[[], str]
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[MakeDatabase]:
+    """A maker of throwaway PostgreSQL databases, all dropped when the module is done.
+
+    For tests whose data is a database of its own (SIARD sources and load
+    targets), apart from the catalogue's ``pg_url``: each call gives a new,
+    empty database URL (``postgresql+psycopg://``).
+    """
+    import psycopg
+
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
+    except Exception as err:  # noqa: BLE001 - any connection failure means "missing"
+        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"preservation_db_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        return f"{base}/{name}"
+
+    yield make
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        for name in made:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

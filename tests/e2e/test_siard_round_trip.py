@@ -17,8 +17,6 @@ The access DIP's CSVs hold every table, its columns and its rows.
 from __future__ import annotations
 
 import csv
-import os
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +33,6 @@ from preservation.catalog import session_scope
 from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.siard.types import sql2008_of
-from tests.conftest import PG_ADMIN_URL, service_missing
 from tests.siard_samples import create_sample_database, expected_rows
 from tests.unit.siard.test_load import canonical_rows, kept_by_sqlite, sqlite_rows
 
@@ -48,31 +45,6 @@ def ctx(settings: Settings) -> Iterator[Context]:
     yield c
     dispatch.shutdown(c, wait=True)
     c.close()
-
-
-@pytest.fixture
-def pg_database() -> Iterator[Any]:
-    """A maker of throwaway PostgreSQL databases, all dropped at the end."""
-    import psycopg
-
-    made: list[str] = []
-    try:
-        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
-    except Exception as err:  # noqa: BLE001 - any failure means "missing"
-        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
-
-    def make() -> str:
-        name = f"siard_rt_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        return f"{base}/{name}"
-
-    yield make
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        for name in made:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def cli(*args: str) -> None:
