@@ -24,10 +24,10 @@ URL_HELP = "SQLAlchemy URL: postgresql+psycopg://user@host/db or sqlite:///path/
 
 
 def _database_error(url: str, err: Exception) -> InvalidRequestError:
-    from preservation.siard.export import redact_url
+    from preservation.siard.connect import redact_url
+    from preservation.siard.model import first_line
 
-    detail = str(getattr(err, "orig", None) or err).strip().splitlines()
-    return InvalidRequestError(f"{redact_url(url)}: {detail[0] if detail else type(err).__name__}")
+    return InvalidRequestError(f"{redact_url(url)}: {first_line(err)}")
 
 
 @app.command("export")

@@ -62,17 +62,24 @@ from sqlalchemy.dialects.postgresql import DOMAIN
 
 from preservation import SOFTWARE_AGENT
 from preservation.errors import DestinationError, InvalidRequestError
+from preservation.siard.connect import engine_for, redact_url
 from preservation.siard.metadata import METADATA_XSD, metadata_xml, table_xsd
 from preservation.siard.model import (
     SIARD_VERSION,
     TABLE_NS,
+    XSI_NS,
     Archive,
     Column,
     ForeignKey,
     Key,
+    Progress,
     Schema,
     Table,
     View,
+    first_line,
+    table_entry,
+    table_folder,
+    table_label,
 )
 from preservation.siard.text import escape
 from preservation.siard.types import (
@@ -85,52 +92,14 @@ from preservation.siard.types import (
     type_params,
 )
 
-__all__ = ["export_database", "redact_url"]
+__all__ = ["export_database"]
 
 #: PostgreSQL's own schemas, never exported unless asked for by name.
 PG_SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema", "pg_toast"})
 
 _BATCH = 5000
-_XSI = "http://www.w3.org/2001/XMLSchema-instance"
-
-Progress = Callable[[str, int, int], None]
-
-
-def redact_url(url: str | sa.URL) -> str:
-    """The URL without its password, as metadata.xml's ``connection`` and messages show it."""
-    try:
-        parsed = sa.make_url(url) if isinstance(url, str) else url
-    except sa.exc.ArgumentError:
-        return "(not a database URL)"
-    return parsed._replace(password=None).render_as_string(hide_password=False)
-
 
 # -- reflection ------------------------------------------------------------------
-
-
-def _engine(url: str) -> sa.Engine:
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as err:
-        raise InvalidRequestError(f"{url!r} is not a database URL: {err}") from err
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            raise InvalidRequestError(
-                f"{redact_url(parsed)}: name a SQLite database file to export"
-            )
-        if not Path(database).is_file():
-            raise InvalidRequestError(f"{redact_url(parsed)}: no such database file {database}")
-    elif parsed.get_backend_name() != "postgresql":
-        raise InvalidRequestError(
-            f"{redact_url(parsed)}: only PostgreSQL and SQLite databases are exported"
-        )
-    elif parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")  # the driver this project ships
-    try:
-        return sa.create_engine(parsed, poolclass=sa.pool.NullPool)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as err:
-        raise InvalidRequestError(f"{redact_url(parsed)}: cannot be used: {err}") from err
 
 
 def _schema_names(inspector: sa.Inspector, dialect: str, wanted: Sequence[str] | None) -> list[str]:
@@ -222,9 +191,9 @@ def _with_params(sql2008: str, text: str) -> str:
 
 def _columns(
     conn: sa.Connection, inspector: sa.Inspector, name: str, schema: str, folder: str | None
-) -> tuple[list[Column], list[sa.types.TypeEngine[Any]]]:
+) -> list[Column]:
     dialect = conn.dialect
-    columns, types = [], []
+    columns = []
     reflected_columns = inspector.get_columns(name, schema=schema)
     declared = _declared_types(conn, reflected_columns, name, schema)
     for reflected in reflected_columns:
@@ -253,8 +222,7 @@ def _columns(
                 lob_folder=folder if folder and is_lob(sql2008) else None,
             )
         )
-        types.append(sa_type)
-    return columns, types
+    return columns
 
 
 def _keys(inspector: sa.Inspector, table: Table, schema: str) -> None:
@@ -296,7 +264,6 @@ def _keys(inspector: sa.Inspector, table: Table, schema: str) -> None:
 class _Reflected:
     schema: Schema
     table: Table
-    types: list[sa.types.TypeEngine[Any]] = field(default_factory=list)
 
 
 def _partitions(conn: sa.Connection, schema_name: str) -> set[str]:
@@ -334,25 +301,20 @@ def _reflect(
             for table_name in inspector.get_table_names(schema=schema_name):
                 if table_name in partitions:
                     continue  # its rows are read through its partitioned parent
-                folder = f"table{len(schema.tables)}"
-                lob_folder = f"content/{schema.folder}/{folder}/"
-                columns, types = _columns(conn, inspector, table_name, schema_name, lob_folder)
-                if not columns:
+                table = Table(name=table_name, folder=f"table{len(schema.tables)}", columns=[])
+                lob_folder = table_folder(schema, table)
+                table.columns = _columns(conn, inspector, table_name, schema_name, lob_folder)
+                if not table.columns:
                     continue  # a table of no columns has no place in SIARD (M_5.5-1)
-                table = Table(
-                    name=table_name,
-                    folder=folder,
-                    columns=columns,
-                    description=_comment(inspector, table_name, schema_name),
-                )
+                table.description = _comment(inspector, table_name, schema_name)
                 _keys(inspector, table, schema_name)
                 schema.tables.append(table)
-                reflected.append(_Reflected(schema, table, types))
+                reflected.append(_Reflected(schema, table))
             view_names = list(inspector.get_view_names(schema=schema_name))
             if dialect.name == "postgresql":  # a materialized view is a view, its rows not kept
                 view_names += inspector.get_materialized_view_names(schema=schema_name)
             for view_name in view_names:
-                columns, _ = _columns(conn, inspector, view_name, schema_name, None)
+                columns = _columns(conn, inspector, view_name, schema_name, None)
                 if not columns:
                     continue
                 try:
@@ -731,11 +693,9 @@ class _LobSpool:
 
     def __init__(self, directory: Path, schema: Schema, table: Table, kinds: dict[int, str]):
         self.directory = directory
-        self.base = f"content/{schema.folder}/{table.folder}/"
+        self.base = table_folder(schema, table)  # the column's lobFolder, as ``_reflect`` set it
         self.kinds = kinds
         self.entries: list[tuple[str, Path]] = []
-        self.count = 0
-        self.bytes = 0
 
     def __call__(self, number: int, value: Any, row: int) -> str:
         kind = self.kinds[number]
@@ -749,8 +709,6 @@ class _LobSpool:
         spooled = self.directory / f"{len(self.entries)}.lob"
         spooled.write_bytes(data)
         self.entries.append((self.base + relative, spooled))
-        self.count += 1
-        self.bytes += len(data)
         digest = hashlib.sha256(data).hexdigest()
         return (
             f'<c{number} file="{relative}" length="{length}" '
@@ -826,11 +784,6 @@ def _driver_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
-
-
 def _not_text(label: str, plan: _TablePlan, batch: list[Any], done: int, value: Any) -> str:
     """The message for bytes that are not UTF-8 in a text column: where they are."""
     where = ""
@@ -871,13 +824,13 @@ def _write_table(
         lexical_form, _tolerant, escape_texts, escape_lobs, _txt, _text, spool
     )
     sql = f"SELECT {', '.join(plan.select)} FROM {qualified}"
-    label = f"{schema.name}.{table.name}"
+    label = table_label(schema, table)
     try:
         return _write_rows(
             conn, archive, spool, item, plan, render, (sql, qualified, label), progress
         )
     except _driver_errors() as err:
-        raise InvalidRequestError(f"{label}: cannot be read: {_first_line(err)}") from err
+        raise InvalidRequestError(f"{label}: cannot be read: {first_line(err)}") from err
 
 
 def _write_rows(
@@ -895,10 +848,10 @@ def _write_rows(
     sql, qualified, label = names
     total = _row_total(conn, dialect, qualified) if progress is not None else 0
     unfit = 0
-    entry = f"content/{schema.folder}/{table.folder}/{table.folder}.xml"
+    entry = table_entry(schema, table)
     head = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<table xmlns="{TABLE_NS}" xmlns:xsi="{_XSI}" '
+        f'<table xmlns="{TABLE_NS}" xmlns:xsi="{XSI_NS}" '
         f'xsi:schemaLocation="{TABLE_NS} {table.folder}.xsd" version="{SIARD_VERSION}">\n'
     )
     count = 0
@@ -923,7 +876,7 @@ def _write_rows(
     spool.flush_into(archive)
     table.rows = count
     archive.writestr(
-        f"content/{schema.folder}/{table.folder}/{table.folder}.xsd",
+        table_entry(schema, table, ".xsd"),
         table_xsd(table),
         compress_type=zipfile.ZIP_STORED,
     )
@@ -985,7 +938,8 @@ def export_database(
         raise DestinationError(
             f"{dest.parent}: no such folder to write {dest.name} into", path=dest
         )
-    engine = _engine(url)
+    engine = engine_for(url, purpose="export")
+    database_errors: tuple[type[Exception], ...] = (sa.exc.DBAPIError, *_driver_errors())
     about = {
         "dbname": dbname or _dbname(engine.url),
         "description": description,
@@ -1008,11 +962,8 @@ def export_database(
             raise
         finally:
             shutil.rmtree(spool_dir, ignore_errors=True)
-    except sa.exc.DBAPIError as err:
-        message = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-        raise InvalidRequestError(f"{redact_url(url)}: {message}") from err
-    except _driver_errors() as err:
-        raise InvalidRequestError(f"{redact_url(url)}: {_first_line(err)}") from err
+    except database_errors as err:
+        raise InvalidRequestError(f"{redact_url(url)}: {first_line(err)}") from err
     except OSError as err:
         raise DestinationError(f"{dest}: cannot be written: {err}", path=dest) from err
     finally:
@@ -1056,7 +1007,7 @@ def _export(
             unfit = _write_table(conn, zf, spool_dir, item, threshold, progress)
             if unfit and warn is not None:
                 warn(
-                    f"{item.schema.name}.{item.table.name}: {unfit} value(s) SIARD's types "
+                    f"{table_label(item.schema, item.table)}: {unfit} value(s) SIARD's types "
                     "cannot hold (numeric NaN or infinity, an infinite or BC date or "
                     "timestamp), written as the database holds them: the archive will "
                     "not pass validation"

@@ -46,6 +46,7 @@ from preservation.siard.model import (
     METADATA_NS,
     SIARD_VERSION,
     TABLE_NS,
+    XSI_NS,
     Archive,
     Column,
     ForeignKey,
@@ -73,9 +74,8 @@ METADATA_XSD = Path(__file__).resolve().parents[2] / "schemas" / "siard-metadata
 #: The referential actions the metadata XSD allows.
 REFERENTIAL_ACTIONS = frozenset({"CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"})
 
-_XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _M = "{" + METADATA_NS + "}"
-_NSMAP: Any = {None: METADATA_NS, "xsi": _XSI}
+_NSMAP: Any = {None: METADATA_NS, "xsi": XSI_NS}
 
 
 def xml_parser() -> etree.XMLParser:
@@ -206,7 +206,7 @@ def metadata_xml(archive: Archive) -> bytes:
     """``header/metadata.xml`` for ``archive`` (valid against the SIARD 2.2 metadata XSD)."""
     root = etree.Element(_M + "siardArchive", nsmap=_NSMAP)
     root.set("version", SIARD_VERSION)
-    root.set(f"{{{_XSI}}}schemaLocation", f"{METADATA_NS} metadata.xsd")
+    root.set(f"{{{XSI_NS}}}schemaLocation", f"{METADATA_NS} metadata.xsd")
     _sub(root, "dbname", archive.dbname or "(unknown)")
     _opt(root, "description", archive.description)
     _opt(root, "archiver", archive.archiver)

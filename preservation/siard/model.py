@@ -12,13 +12,19 @@ XSD's pattern puts it), the only type vocabulary the format has.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
 __all__ = [
+    "MAX_METADATA_BYTES",
     "METADATA_NS",
+    "ROW_TAG",
     "SIARD_VERSION",
     "TABLE_NS",
+    "TABLE_TAG",
+    "XSI_NS",
+    "Progress",
     "Archive",
     "Column",
     "ForeignKey",
@@ -26,11 +32,24 @@ __all__ = [
     "Schema",
     "Table",
     "View",
+    "first_line",
+    "table_entry",
+    "table_folder",
+    "table_label",
 ]
 
 SIARD_VERSION = "2.2"
 METADATA_NS = "http://www.bar.admin.ch/xmlns/siard/2/metadata.xsd"
 TABLE_NS = "http://www.bar.admin.ch/xmlns/siard/2/table.xsd"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+#: The elements of a table's XML, as lxml names them (``{namespace}local``).
+ROW_TAG = f"{{{TABLE_NS}}}row"
+TABLE_TAG = f"{{{TABLE_NS}}}table"
+#: More than this in metadata.xml is taken for a zip bomb, not a database's structure.
+MAX_METADATA_BYTES = 256 * 1024 * 1024
+
+#: ``progress("schema.table", rows_done, rows_expected)``, called per batch of rows.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -127,4 +146,37 @@ class Archive:
 
     def entry(self, schema: Schema, table: Table) -> str:
         """The zip entry of a table's XML: ``content/schema0/table0/table0.xml``."""
-        return f"content/{schema.folder}/{table.folder}/{table.folder}.xml"
+        return table_entry(schema, table)
+
+
+def table_entry(schema: Schema, table: Table, suffix: str = ".xml") -> str:
+    """The zip entry of a table's XML (``content/schema0/table0/table0.xml``), or its ``.xsd``."""
+    return f"{table_folder(schema, table)}{table.folder}{suffix}"
+
+
+def table_folder(schema: Schema, table: Table) -> str:
+    """A table's folder in the zip, with its trailing slash: ``content/schema0/table0/``.
+
+    Our archives' LOB columns name it as their ``lobFolder`` (see ``metadata``),
+    so a LOB's entry is this folder and the cell's ``file``.
+    """
+    return f"content/{schema.folder}/{table.folder}/"
+
+
+def table_label(schema: Schema | str, table: Table | str) -> str:
+    """How messages name a table: ``schema.table``, as the database spelled them."""
+    s = schema if isinstance(schema, str) else schema.name
+    t = table if isinstance(table, str) else table.name
+    return f"{s}.{t}"
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of a database error, for a one-line message.
+
+    SQLAlchemy wraps the driver's error (``orig``) in text of its own (the
+    statement, a link); the driver's own first line is what names the cause.
+    PostgreSQL's further lines (DETAIL, HINT, LINE with a caret) need the
+    statement beside them to make sense.
+    """
+    lines = str(getattr(err, "orig", None) or err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

@@ -92,6 +92,23 @@ def test_export_of_a_bad_url_says_which(runner: CliRunner, tmp_path: Path) -> No
     assert not Path("x.siard").exists()
 
 
+def test_a_port_that_is_not_a_number_exits_2_without_a_traceback(
+    runner: CliRunner, sample: str
+) -> None:
+    url = "postgresql://someone:hunter2@db.example:notaport/db"
+    for command in (
+        ["siard", "export", "--url", url, "--to", "x.siard", "--json"],
+        ["siard", "load", "a.siard", "--url", url, "--json"],
+    ):
+        if command[1] == "load":
+            assert runner.invoke(cli, ["siard", "export", "--url", sample, "--to", "a.siard"])
+        done = runner.invoke(cli, command)
+        assert done.exit_code == 2, done.output
+        error = json.loads(done.stdout)
+        assert error["error"] == "InvalidRequestError", error
+        assert "a port is a number" in error["message"] and "hunter2" not in error["message"]
+
+
 def test_validate_names_the_table_and_the_rule(
     runner: CliRunner, sample: str, tmp_path: Path
 ) -> None:

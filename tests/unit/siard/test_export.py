@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from lxml import etree
 
 from preservation.errors import DestinationError, InvalidRequestError
-from preservation.siard.export import export_database, redact_url
+from preservation.siard.connect import engine_for, redact_url
+from preservation.siard.export import export_database
 from preservation.siard.metadata import METADATA_XSD, lob_entry, parse_metadata, xml_parser
 from preservation.siard.model import TABLE_NS, Archive
 from preservation.siard.types import is_lob, value_parser
@@ -201,7 +202,7 @@ def test_bad_urls_and_destinations_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.sqlite").exists()
     with pytest.raises(InvalidRequestError, match="not a database URL"):
         export_database("not a url", tmp_path / "x.siard")
-    with pytest.raises(InvalidRequestError, match="only PostgreSQL and SQLite"):
+    with pytest.raises(InvalidRequestError, match="cannot export this database: PostgreSQL"):
         export_database("mysql://u@h/db", tmp_path / "x.siard")
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     create_sample_database(url, rows=1)
@@ -215,6 +216,36 @@ def test_bad_urls_and_destinations_are_refused(tmp_path: Path) -> None:
 
 def test_redact_url_drops_the_password() -> None:
     assert redact_url("postgresql://u:secret@h:5432/db") == "postgresql://u@h:5432/db"
+    # One that does not parse still shows, without its password.
+    assert redact_url("postgresql://u:secret@h:notaport/db") == "postgresql://u@h:notaport/db"
+
+
+def test_a_port_that_is_not_a_number_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError, match="a port is a number") as caught:
+        export_database("postgresql://u:secret@h:notaport/db", tmp_path / "x.siard")
+    assert "secret" not in str(caught.value)
+    assert "postgresql://u@h:notaport/db" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg2://u:secret@h/db", "postgresql+asyncpg://u@h/db", "sqlite+aiosqlite:///x"],
+)
+def test_only_psycopg_3_and_sqlite3_are_taken(url: str, tmp_path: Path) -> None:
+    # The exporter streams with psycopg 3's cursor; another driver would fail later, obscurely.
+    with pytest.raises(InvalidRequestError, match="psycopg 3") as caught:
+        export_database(url, tmp_path / "x.siard")
+    assert "secret" not in str(caught.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_engine_for_takes_postgresql_as_psycopg_3(tmp_path: Path) -> None:
+    engine = engine_for("postgresql://u@h/db", purpose="load")
+    assert engine.url.drivername == "postgresql+psycopg"
+    # A load may create its SQLite file; an export needs one there.
+    assert engine_for(f"sqlite:///{tmp_path / 'new.db'}", purpose="load").dialect.name == "sqlite"
+    with pytest.raises(InvalidRequestError, match="no such database file"):
+        engine_for(f"sqlite:///{tmp_path / 'new.db'}", purpose="export")
 
 
 def test_an_odd_sqlite_database(tmp_path: Path) -> None:
