@@ -164,10 +164,13 @@ def bag(
         made = bag_siard(siard, to, info=labels)
     except PreservationError as e:
         raise fail(e, as_json) from e
+    # The bag's one payload file, as bag_siard named it (a .siard suffix is added
+    # where the file had none), not the name it was given.
+    payload = "/".join(next((made / "data").iterdir()).relative_to(made).parts)
     if as_json:
-        out.print_json(data={"bag": str(made), "payload": f"data/{siard.name}"})
+        out.print_json(data={"bag": str(made), "payload": payload})
         return
-    out.print(f"bag {made}: data/{siard.name}", highlight=False, markup=False)
+    out.print(f"bag {made}: {payload}", highlight=False, markup=False)
 
 
 @app.command("validate")

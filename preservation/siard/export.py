@@ -2,9 +2,11 @@
 
 Structure comes from reflection (schemas, tables, columns with their SQL:2008
 types, primary, foreign and candidate keys, comments, views as metadata);
-rows are streamed (PostgreSQL: libpq's chunked rows, or a named cursor;
-SQLite: ``fetchmany``) and written into the zip a batch at a time, so memory
-does not grow with a table. Layout and LOB convention: see ``metadata``.
+rows are streamed and written into the zip a batch of rows at a time (one
+write per batch of 5,000), so memory does not grow with a table. PostgreSQL
+is read through libpq's chunked rows on a plain cursor where libpq is 17 or
+later (no round trip per batch), a named server-side cursor otherwise;
+SQLite through ``fetchmany``. Layout and LOB convention: see ``metadata``.
 
 Speed is the reason for the shape of ``_TablePlan``. Each table's per-row
 work is one function generated for its columns (no per-cell dispatch), which
@@ -14,11 +16,12 @@ one ``escape`` call on the values joined. PostgreSQL renders every cell it can
 into one string, in its own process; with SQLite, in this process, Python's
 formatting is cheaper than SQLite's ``||``, so values come raw.
 
-Measured with bench/bench_siard.py (1,000,000 rows, best of 2, two cores
-shared with other work): SQLite 3.1 s against ``sqlite3 DB ".dump
-readings"`` 1.35 s, ratio 0.43; PostgreSQL 1.9 s against ``psql -c "COPY
-readings TO STDOUT"`` 0.62 s, ratio 0.33 (the issue's target is >= 0.3);
-peak RSS 54 and 64 MiB, the same (x1.01) as for a table a tenth the size.
+Measured with bench/bench_siard.py (1,000,000 rows, best of 3, idle
+machine; bench/results/20261206T2239Z-siard.json): SQLite 2.89 s against
+``sqlite3 DB ".dump readings"`` 0.99 s, ratio 0.342; PostgreSQL 1.85 s
+against ``psql -c "COPY readings TO STDOUT"`` 0.63 s, ratio 0.343 (the
+issue's target is >= 0.3); peak RSS 57 and 66 MB, x1.03 of that for a table
+a tenth the size.
 Tried and dropped as slower: the server escaping text too (its string
 functions cost more than ``str.replace`` on a batch), COPY of fully rendered
 rows, and a thread fetching the next batch while this one is written.
@@ -89,7 +92,6 @@ from preservation.siard.types import (
     lexical_form,
     sql2008_of,
     type_original_of,
-    type_params,
 )
 
 __all__ = ["export_database"]
@@ -284,6 +286,48 @@ def _partitions(conn: sa.Connection, schema_name: str) -> set[str]:
     return {name for (name,) in rows}
 
 
+#: The shadow tables each of SQLite's virtual table modules keeps (``name_suffix``),
+#: for a SQLite too old for ``PRAGMA table_list`` (before 3.37) to say which they are.
+_SHADOW_SUFFIXES = {
+    "fts5": ("data", "idx", "content", "docsize", "config"),
+    "fts4": ("content", "segments", "segdir", "docsize", "stat"),
+    "fts3": ("content", "segments", "segdir", "docsize", "stat"),
+    "rtree": ("node", "parent", "rowid"),
+    "rtree_i32": ("node", "parent", "rowid"),
+    "geopoly": ("node", "parent", "rowid"),
+}
+_USING = re.compile(r"\bUSING\s+(\w+)", re.IGNORECASE)
+
+
+def _shadow_names(virtual: Sequence[tuple[str, str]]) -> set[str]:
+    """The shadow tables of SQLite's virtual tables, given as (name, CREATE VIRTUAL TABLE sql)."""
+    names: set[str] = set()
+    for name, sql in virtual:
+        match = _USING.search(sql or "")
+        for suffix in _SHADOW_SUFFIXES.get(match[1].lower() if match else "", ()):
+            names.add(f"{name}_{suffix}")
+    return names
+
+
+def _shadow_tables(conn: sa.Connection, schema_name: str) -> set[str]:
+    """SQLite's shadow tables: a virtual table's (FTS5's index, say) storage, reflected as tables.
+
+    They hold the virtual table's own data (its index, its copy of the text),
+    whose rows are read through it; exported beside it they would archive the
+    same content again, in a module's private layout.
+    """
+    if conn.dialect.name != "sqlite":
+        return set()
+    rows = conn.exec_driver_sql(f"PRAGMA {_quote(schema_name)}.table_list").fetchall()
+    if rows:  # SQLite 3.37 and later; older ones ignore a pragma they do not know
+        return {str(row[1]) for row in rows if row[2] == "shadow"}
+    virtual = conn.exec_driver_sql(
+        f"SELECT name, sql FROM {_quote(schema_name)}.sqlite_master "
+        "WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+    ).fetchall()
+    return _shadow_names([(str(name), str(sql)) for name, sql in virtual])
+
+
 def _reflect(
     conn: sa.Connection, wanted: Sequence[str] | None
 ) -> tuple[list[Schema], list[_Reflected]]:
@@ -297,10 +341,10 @@ def _reflect(
         warnings.simplefilter("ignore", sa.exc.SAWarning)
         for s_number, schema_name in enumerate(_schema_names(inspector, dialect.name, wanted)):
             schema = Schema(name=schema_name, folder=f"schema{s_number}")
-            partitions = _partitions(conn, schema_name)
+            skipped = _partitions(conn, schema_name) | _shadow_tables(conn, schema_name)
             for table_name in inspector.get_table_names(schema=schema_name):
-                if table_name in partitions:
-                    continue  # its rows are read through its partitioned parent
+                if table_name in skipped:
+                    continue  # its rows are read through its parent or its virtual table
                 table = Table(name=table_name, folder=f"table{len(schema.tables)}", columns=[])
                 lob_folder = table_folder(schema, table)
                 table.columns = _columns(conn, inspector, table_name, schema_name, lob_folder)
@@ -432,12 +476,14 @@ def _plan_sqlite(table: Table, threshold: int) -> _TablePlan:
         other = f"'{tag}' + txt({v}) + '{end}'"
         if base in ("INTEGER", "SMALLINT", "BIGINT"):
             cell = f"(f'{tag}{{{v}}}{end}' if {v}.__class__ is int else {other})"
-        elif base in ("NUMERIC", "DECIMAL") and type_params(column.type)[1] is not None:
-            scale = type_params(column.type)[1] or 0
-            zeros = "." + "0" * scale if scale else ""
+        elif base in ("NUMERIC", "DECIMAL"):
+            # SQLite keeps a NUMERIC(p,s) value as an integer or a float, never
+            # rounded to the scale: the float is written as its shortest exact
+            # decimal (repr, in plain notation), never to ``s`` places, which
+            # would change it (1.005 is not 1.00) and still pass the XSD.
+            body.append(f"    f{k} = tolerant(lexical_form({column.type!r}))")
             cell = (
-                f"(f'{tag}{{{v}}}{zeros}{end}' if {v}.__class__ is int "
-                f"else '{tag}%.{scale}f{end}' % {v} if {v}.__class__ is float else {other})"
+                f"(f'{tag}{{{v}}}{end}' if {v}.__class__ is int else '{tag}' + f{k}({v}) + '{end}')"
             )
         elif base == "BOOLEAN":
             cell = f"('{tag}true{end}' if {v} == 1 else '{tag}false{end}' if {v} == 0 else {other})"
@@ -655,6 +701,11 @@ _SEP = "\ue000"
 
 
 def _escape_all(texts: list[str]) -> list[str]:
+    """``texts`` escaped, in one ``escape`` call on them joined: a call per cell costs more.
+
+    When none needs escaping (the usual case), ``escape`` gives back the very
+    string it was given, and the list is returned as it is, not split again.
+    """
     joined = _SEP.join(texts)
     if joined.count(_SEP) != len(texts) - 1:
         return [escape(t) for t in texts]
@@ -663,7 +714,11 @@ def _escape_all(texts: list[str]) -> list[str]:
 
 
 def escape_texts(values: list[Any]) -> list[str]:
-    """The escaped text of each value of a batch ("" for NULL, which the row leaves out)."""
+    """A batch of a text column's values, escaped together (``_escape_all``) for speed.
+
+    A value that is not a string (SQLite holds any type in any column) is taken
+    as its text; NULL is "", which the row leaves out anyway.
+    """
     return _escape_all([v if v.__class__ is str else _text(v) for v in values])
 
 
@@ -671,13 +726,16 @@ def escape_lobs(values: list[Any], limit: int) -> list[str]:
     """As ``escape_texts``, skipping values longer than ``limit``: they go to LOB files."""
     return _escape_all(
         [
-            ("" if len(v) > limit else v) if v.__class__ is str else _short(_text(v), limit)
+            ("" if len(v) > limit else v)
+            if v.__class__ is str
+            else _empty_if_longer(_text(v), limit)
             for v in values
         ]
     )
 
 
-def _short(text: str, limit: int) -> str:
+def _empty_if_longer(text: str, limit: int) -> str:
+    """ "" for a value that goes to a LOB file (escaping it inline would be wasted)."""
     return "" if len(text) > limit else text
 
 
@@ -753,6 +811,11 @@ def _rows(conn: sa.Connection, sql: str, dialect: str) -> Iterator[list[Any]]:
 
 
 def _row_total(conn: sa.Connection, dialect: str, qualified: str) -> int:
+    """The rows to expect, for progress only: PostgreSQL's planner estimate where it has one.
+
+    ``count(*)`` of a large PostgreSQL table reads it a second time; an estimate
+    off by a little only moves the bar. SQLite counts (it has no estimate).
+    """
     raw = conn.connection.driver_connection
     assert raw is not None
     cursor = raw.cursor()
@@ -860,7 +923,7 @@ def _write_rows(
         sink.write(head.encode("utf-8"))
         out: list[str] = []
         for batch in _rows(conn, sql, dialect):
-            # A batch of rows is about a MiB of XML: one write each.
+            # One write per batch: a write per row costs more than the rendering.
             try:
                 count = render(batch, count, out)
             except _NotText as err:

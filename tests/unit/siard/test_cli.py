@@ -173,6 +173,20 @@ def test_bag_for_the_hot_folder(runner: CliRunner, sample: str, tmp_path: Path) 
     assert bad_info.exit_code == 2 and "Label=value" in bad_info.output
 
 
+def test_bag_names_the_payload_it_made(runner: CliRunner, sample: str) -> None:
+    # A file without the .siard suffix is bagged as name.siard: say that name.
+    assert (
+        runner.invoke(cli, ["siard", "export", "--url", sample, "--to", "db.siard"]).exit_code == 0
+    )
+    Path("db.siard").rename("x.zip")
+    done = runner.invoke(cli, ["siard", "bag", "x.zip", "--to", "b", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["payload"] == "data/x.zip.siard"
+    assert Path("b/data/x.zip.siard").is_file()
+    plain = runner.invoke(cli, ["siard", "bag", "x.zip", "--to", "c"])
+    assert plain.exit_code == 0 and "data/x.zip.siard" in plain.output
+
+
 def test_bag_refuses_what_is_not_siard(runner: CliRunner, tmp_path: Path) -> None:
     Path("notes.siard").write_text("not a zip")
     done = runner.invoke(cli, ["siard", "bag", "notes.siard", "--to", "bag"])

@@ -368,6 +368,71 @@ def test_bytes_that_are_not_utf8_in_a_text_column_stop_the_export(tmp_path: Path
         export_database(url, tmp_path / "c.siard")
 
 
+def test_sqlite_decimals_are_written_exactly_as_stored_never_rounded_to_the_scale(
+    tmp_path: Path,
+) -> None:
+    # SQLite does not round to a NUMERIC's scale: the float stored is the value.
+    url = _sqlite(
+        tmp_path / "n.sqlite",
+        "CREATE TABLE m (id INTEGER PRIMARY KEY, two NUMERIC(10, 2), none NUMERIC(10, 0), "
+        "d DECIMAL(30, 4))",
+        "INSERT INTO m VALUES (1, 1.005, 1.5, 1e-7), (2, 2.123456, 7, 1e20), "
+        "(3, 12, -0.5, 3.25), (4, 0.1, 0, -2)",
+    )
+    dest = tmp_path / "n.siard"
+    export_database(url, dest)
+    with zipfile.ZipFile(dest) as zf:
+        xml = zf.read("content/schema0/table0/table0.xml").decode()
+    rows = [
+        ("1.005", "1.5", "0.0000001"),
+        ("2.123456", "7", "100000000000000000000"),
+        ("12", "-0.5", "3.25"),
+        ("0.1", "0", "-2"),
+    ]
+    for n, (two, none, d) in enumerate(rows, start=1):
+        assert f"<row><c1>{n}</c1><c2>{two}</c2><c3>{none}</c3><c4>{d}</c4></row>" in xml
+    _, tables = read_siard(dest)
+    assert [r[1:] for r in tables[("main", "m")]] == [
+        tuple(Decimal(x) for x in row) for row in rows
+    ]
+
+
+def test_sqlite_virtual_tables_are_exported_without_their_shadow_tables(tmp_path: Path) -> None:
+    url = _sqlite(
+        tmp_path / "fts.sqlite",
+        "CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT)",
+        "CREATE VIRTUAL TABLE search USING fts5(title, body)",
+        "INSERT INTO search VALUES ('one', 'the first'), ('two', 'the second')",
+        "INSERT INTO note VALUES (1, 'kept')",
+    )
+    dest = tmp_path / "fts.siard"
+    archive = export_database(url, dest)
+    # Not search_data, search_idx, search_content, search_docsize, search_config.
+    assert sorted(t.name for _, t in archive.tables()) == ["note", "search"]
+    _, tables = read_siard(dest)
+    assert tables[("main", "search")] == [("one", "the first"), ("two", "the second")]
+    from preservation.siard.validate import validate_siard
+
+    assert validate_siard(dest).valid
+
+
+def test_shadow_tables_by_module_where_sqlite_cannot_list_them() -> None:
+    from preservation.siard.export import _shadow_names
+
+    assert _shadow_names(
+        [
+            ("s", "CREATE VIRTUAL TABLE s USING fts5(a)"),
+            ("old", "create virtual table old using FTS4(a)"),
+            ("r", 'CREATE VIRTUAL TABLE "r" USING rtree(id, x0, x1)'),
+            ("c", "CREATE VIRTUAL TABLE c USING csv(filename='x')"),  # keeps none
+        ]
+    ) == {
+        *(f"s_{x}" for x in ("data", "idx", "content", "docsize", "config")),
+        *(f"old_{x}" for x in ("content", "segments", "segdir", "docsize", "stat")),
+        *(f"r_{x}" for x in ("node", "parent", "rowid")),
+    }
+
+
 def test_sqlite_values_that_do_not_fit_their_type_are_kept_and_fail_the_xsd(
     tmp_path: Path,
 ) -> None:
