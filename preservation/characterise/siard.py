@@ -11,8 +11,13 @@ reported as the archive records them.
 
 In-process and file by file, as the other tools' batches are: no process
 to start, and the zip's central directory is the only part of the archive
-read besides metadata.xml. LOBs are counted from the listing: every file in
-the zip that is neither under ``header/`` nor a table's own XML or XSD.
+read besides metadata.xml. The archive is opened as everything else here
+opens one (``reader.open_siard``): a zip bomb (overlapping entries, sizes no
+DEFLATE stream reaches) is refused before anything is inflated, and
+metadata.xml is read only up to ``model.MAX_METADATA_BYTES``. LOBs are
+counted from the listing (``reader.lob_files``): the distinct files in the
+tables' folders other than their XML and XSD, as validation's statistics
+count them.
 
 The record per file (``ToolRun.per_file``) is plain JSON::
 
@@ -33,8 +38,6 @@ search indexes).
 from __future__ import annotations
 
 import re
-import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,11 +49,7 @@ from preservation.siard.model import SIARD_VERSION, Archive, Column
 
 __all__ = ["SiardTool", "describe_siard"]
 
-_METADATA = "header/metadata.xml"
-#: More than this in metadata.xml is taken for a zip bomb, not a database's structure.
-MAX_METADATA_BYTES = 256 * 1024 * 1024
 _VERSION_FOLDER = re.compile(r"header/siardversion/([^/]+)/")
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError)
 
 
 def _columns(columns: Sequence[Column]) -> list[dict[str, Any]]:
@@ -100,44 +99,20 @@ def describe_siard(path: Path) -> dict[str, Any]:
     Raises ``SiardError`` (rule ``zip``, ``structure``, ``metadata-xsd`` or
     ``xml-entities``) where the archive cannot be described at all.
     """
-    from preservation.siard.metadata import parse_metadata
+    from preservation.siard.reader import lob_files, open_siard
 
-    try:
-        with zipfile.ZipFile(path) as archive_zip:
-            listing = archive_zip.infolist()
-            try:
-                info = archive_zip.getinfo(_METADATA)
-            except KeyError:
-                raise SiardError(
-                    f"no {_METADATA} in the zip (P_4.2-5)", rule="structure", entry=_METADATA
-                ) from None
-            if info.file_size > MAX_METADATA_BYTES:
-                raise SiardError(
-                    f"{_METADATA} holds {info.file_size:,} bytes: refused as a zip bomb",
-                    rule="zip",
-                    entry=_METADATA,
-                )
-            with archive_zip.open(info) as stream:
-                data = stream.read(MAX_METADATA_BYTES + 1)
-    except _ZIP_ERRORS as err:
-        raise SiardError(f"not a readable zip: {err}", rule="zip") from err
-    archive = parse_metadata(data)
-    tables = {archive.entry(s, t) for s, t in archive.tables()}
-    tables |= {name.removesuffix(".xml") + ".xsd" for name in tables}
+    with open_siard(path) as reader:
+        archive = reader.archive
+        listing = reader.infolist()
     version = None
-    lobs = lob_bytes = 0
     for item in listing:
-        name = item.filename
-        if name.startswith("header/"):
-            found = _VERSION_FOLDER.match(name)
-            if found is not None and version is None:
-                version = found.group(1)
-            continue
-        if item.is_dir() or name in tables:
-            continue
-        lobs += 1
-        lob_bytes += item.file_size
-    return _record(archive, version, lobs, lob_bytes)
+        found = _VERSION_FOLDER.match(item.filename)
+        if found is not None:
+            version = found.group(1)
+            break
+    lobs = lob_files(archive, listing)
+    lob_bytes = sum(item.file_size for item in lobs)
+    return _record(archive, version, len(lobs), lob_bytes)
 
 
 class SiardTool:

@@ -16,6 +16,11 @@ spaces go, Windows' reserved names (``CON``, ``NUL``, ``COM1``...) get a
 leading ``_``, and names that would then meet on a case-insensitive file
 system are numbered (``users.csv``, ``Users-2.csv``).
 
+Column names are ``load.flat_columns``'s in both: a table's own, except that
+names SQLite would take for one (``Name`` and ``name``) are numbered in
+archive order (``Name``, ``name_2``), so the CSV header and the SQLite table
+agree; ``AccessCopies.summary.renamed`` says which were.
+
 CSV as RFC 4180 has it: UTF-8 without a byte order mark, CRLF line ends, a
 header row of column names, fields quoted only when they hold a comma, a
 quote or a line break, quotes doubled. A CSV field is text, so:
@@ -34,7 +39,6 @@ quote or a line break, quotes doubled. A CSV field is text, so:
 from __future__ import annotations
 
 import csv
-import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -46,14 +50,10 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 
-from preservation.siard.load import (
-    LoadSummary,
-    Progress,
-    flat_names,
-    load_archive,
-    naming_archive,
-)
-from preservation.siard.model import Archive, Schema, Table
+from preservation.siard.load import LoadSummary, flat_columns, flat_names, load_archive
+from preservation.siard.model import Archive, Progress, Schema, Table
+from preservation.siard.reader import naming_archive, open_siard
+from preservation.siard.types import lexical_form
 
 __all__ = [
     "CSV_PUID",
@@ -99,7 +99,13 @@ def _safe_file_name(name: str) -> str:
 
 
 def csv_names(archive: Archive) -> dict[tuple[str, str], str]:
-    """Each table's CSV file name (``flat_names``, made safe for any file system)."""
+    """Each table's CSV file name (``flat_names``, made safe for any file system).
+
+    From ``flat_names``, so that a table's CSV file and its SQLite table carry
+    one name; made safe because a DIP is unpacked on whatever system its
+    reader has (Windows refuses ``:`` and ``CON``; macOS and Windows fold
+    case, so ``users.csv`` and ``Users.csv`` would be one file there).
+    """
     names: dict[tuple[str, str], str] = {}
     taken: set[str] = set()
     for key, flat in flat_names(archive).items():
@@ -116,14 +122,6 @@ def csv_names(archive: Archive) -> dict[tuple[str, str], str]:
 # -- CSV fields --------------------------------------------------------------------------
 
 
-def _float(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "INF" if v > 0 else "-INF"
-    return repr(v)
-
-
 def _iso(v: date | time) -> str:
     return v.isoformat()
 
@@ -133,7 +131,7 @@ _FIELD: dict[type, Callable[[Any], str]] = {
     bytes: lambda v: v.hex().upper(),
     bool: lambda v: "true" if v else "false",
     Decimal: lambda v: format(v, "f"),
-    float: _float,
+    float: lexical_form("DOUBLE PRECISION"),  # as SIARD writes it: NaN, INF, -INF
     datetime: _iso,
     date: _iso,
     time: _iso,
@@ -158,7 +156,7 @@ class _CsvTee:
         path = self.out_dir / self.names[(schema.name, table.name)]
         handle = open(path, "x", encoding="utf-8", newline="")  # never over someone's file
         writer = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow([c.name for c in table.columns])
+        writer.writerow(flat_columns(table))
         self.written.append(path)
         return handle, writer
 
@@ -186,8 +184,6 @@ def to_csv(siard: str | Path, out_dir: Path) -> list[Path]:
 
     The files must be new: one already there is refused (``FileExistsError``).
     """
-    from preservation.siard.reader import open_siard
-
     with naming_archive(siard), open_siard(siard) as reader:
         tee = _CsvTee(reader.archive, Path(out_dir))
         tee_rows = tee.wrap(reader.rows)
@@ -207,8 +203,6 @@ def to_sqlite(siard: str | Path, dest: Path, *, progress: Progress | None = None
     ``dest`` must not exist; the file is written under a temporary name and
     appears only once complete.
     """
-    from preservation.siard.reader import open_siard
-
     with naming_archive(siard), open_siard(siard) as reader:
         return _to_sqlite(reader.archive, reader.rows, Path(dest), progress)
 
@@ -221,8 +215,6 @@ def access_copies(
     A ``SiardError`` (of these three) names the archive file in its message; if
     one is raised, no file of the copies is left (nor by ``to_csv``).
     """
-    from preservation.siard.reader import open_siard
-
     with naming_archive(siard), open_siard(siard) as reader:
         tee = _CsvTee(reader.archive, Path(csv_dir))
         try:

@@ -1,6 +1,8 @@
 """A SIARD archive wrapped in a BagIt bag, ready to drop into a tenant's ingest folder.
 
-The bag holds the archive alone, as ``data/<name>.siard``, with sha256 and
+The bag holds the archive alone, as ``data/<name>.siard`` (``payload_name``:
+the file's own name, with ``.siard`` added if it has another suffix, so
+format identification and a reader see it for what it is), with sha256 and
 sha512 manifests (as the example bags have) and a bag-info that describes the
 database from its own ``metadata.xml``: ``Title``, ``External-Description``,
 ``Source-Organization`` (the archive's ``dataOwner``, when it names one: the
@@ -23,27 +25,30 @@ from pathlib import Path
 
 from preservation.errors import DestinationError, SiardError
 from preservation.siard.model import Archive
-from preservation.siard.reader import open_siard
+from preservation.siard.reader import naming_archive, open_siard
 
-__all__ = ["bag_info_of", "bag_siard"]
+__all__ = ["bag_info_of", "bag_siard", "payload_name"]
 
 CHECKSUMS = ("sha256", "sha512")
 
 
-def _read_metadata(siard: Path) -> Archive:
-    """The archive's metadata, read as ``open_siard`` reads it: zip bombs refused, size bounded."""
-    try:
-        with open_siard(siard) as reader:
-            return reader.archive
-    except SiardError as err:
-        message = err.message if siard.name in err.message else f"{siard}: {err.message}"
-        raise SiardError(
-            message, rule=err.rule, entry=err.entry, table=err.table, path=siard
-        ) from err
+def payload_name(siard: Path) -> str:
+    """Where ``bag_siard`` puts the archive in the bag: ``data/<name>.siard``.
+
+    ``db.siard`` stays ``data/db.siard``; ``x.zip`` becomes ``data/x.zip.siard``.
+    """
+    name = siard.name if siard.suffix.lower() == ".siard" else f"{siard.name}.siard"
+    return f"data/{name}"
 
 
 def bag_info_of(archive: Archive) -> dict[str, str]:
-    """The bag-info labels that describe a database archive (see the module notes)."""
+    """The bag-info labels that describe a database archive (see the module notes).
+
+    From the archive's own metadata.xml, so a bag made by hand from any SIARD
+    arrives described (title, what it holds, owner, date) without the curator
+    typing it: ingest shows bag-info, and the default archiving rules ask for
+    ``Source-Organization``.
+    """
     tables = archive.tables()
     rows = sum(t.rows for _, t in tables)
     what = f"SIARD archive of the database {archive.dbname}"
@@ -66,6 +71,8 @@ def bag_info_of(archive: Archive) -> dict[str, str]:
 def bag_siard(siard: Path, to: Path, *, info: Mapping[str, str] | None = None) -> Path:
     """Make the bag ``to`` holding ``siard`` as its payload; ``to`` must not exist yet.
 
+    Returns ``to``; the archive is at ``to / payload_name(siard)`` in it.
+
     Raises ``SiardError`` when ``siard`` is not a SIARD archive whose metadata
     can be read, and ``DestinationError`` when ``to`` exists or cannot be made.
     """
@@ -74,14 +81,15 @@ def bag_siard(siard: Path, to: Path, *, info: Mapping[str, str] | None = None) -
     siard, to = Path(siard), Path(to)
     if not siard.is_file():
         raise SiardError(f"{siard}: no such file", rule="structure", path=siard)
-    archive = _read_metadata(siard)
+    with naming_archive(siard), open_siard(siard) as reader:  # zip bombs refused, size bounded
+        archive = reader.archive
     if to.exists() or to.is_symlink():
         raise DestinationError(f"{to}: already exists; name a new folder for the bag", path=to)
     if not to.parent.is_dir():
         raise DestinationError(f"{to.parent}: no such folder to make the bag in", path=to)
     labels = bag_info_of(archive)
     labels.update(info or {})
-    name = siard.name if siard.suffix.lower() == ".siard" else f"{siard.name}.siard"
+    name = Path(payload_name(siard)).name  # bagit moves it into data/
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
     except OSError as err:

@@ -14,11 +14,18 @@ are added with ``ALTER TABLE`` once every table is full, so the order of the
 tables in the archive does not matter. A foreign key that the archived rows
 break is still declared, ``NOT VALID`` (enforced for new rows only), and the
 summary says so: the archive's rows are loaded as they were kept, not mended.
+Constraint names are kept where PostgreSQL takes them: one that another
+table or constraint of its schema already has (SQLite lets every table's key
+be ``pk``; MySQL calls every primary key ``PRIMARY``), or longer than 63
+bytes, is declared as ``<name cut short>_<8 hex digits>`` instead, and the
+summary's ``renamed`` says so (``_pg_plan``).
 
 **SQLite** has no schemas, so tables are flattened (``flat_names``): an
 archive with tables in one schema gives the table names as they are; with two
 or more, ``<schema>__<table>``; names that would then meet (SQLite folds ASCII
-case: ``Order`` and ``order``) are numbered, ``order_2``, never refused. The
+case: ``Order`` and ``order``) are numbered, ``order_2``, never refused; so are
+a table's columns (``Name`` and ``name``: ``name_2``, ``flat_columns``), the
+summary's ``renamed`` saying which. The
 declared types (``sqlite_type``) keep the SQL name a reader expects
 (``INTEGER``, ``NUMERIC(10, 2)``, ``TIMESTAMP``, ``BOOLEAN``, ``BLOB``) as far
 as the values stay exact:
@@ -50,17 +57,18 @@ other than the ``<rows>`` metadata.xml records for it is refused
 nothing: PostgreSQL's one transaction and SQLite's are rolled back, and a
 SQLite file the load itself created is deleted (one that was there is kept).
 Only PostgreSQL through psycopg (``postgresql+psycopg://``; ``postgresql://``
-means it) and SQLite are targets: another URL is refused by name, its password
-left out, before any driver is imported.
+means it) and SQLite are targets (``connect.engine_for``): another URL, or one
+that does not parse, is refused by name, its password left out, before any
+driver is imported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -71,27 +79,29 @@ import sqlalchemy as sa
 from sqlalchemy.schema import AddConstraint, CreateTable
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
-from preservation.errors import InvalidRequestError, SiardError
-from preservation.siard.model import Archive, Schema, Table
+from preservation.errors import SiardError
+from preservation.siard.connect import engine_for
+from preservation.siard.metadata import REFERENTIAL_ACTIONS
+from preservation.siard.model import Archive, Progress, Schema, Table, first_line, table_label
+from preservation.siard.reader import naming_archive, open_siard
 from preservation.siard.types import base_type, sqlalchemy_type_of, type_params
 
 __all__ = [
     "LoadSummary",
+    "flat_columns",
     "flat_names",
     "load_archive",
     "load_siard",
-    "naming_archive",
     "sqlite_type",
 ]
 
-#: ``progress("schema.table", rows_done, rows_total)``, rows counted over the whole archive.
-Progress = Callable[[str, int, int], None]
 Rows = Callable[[Schema, Table], Iterable[list[Any]]]
 
 BATCH = 5000
 #: Significant digits SQLite keeps exactly in a REAL (DBL_DIG).
 EXACT_DIGITS = 15
-_ACTIONS = {"CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"}
+#: PostgreSQL's longest identifier, in bytes (NAMEDATALEN - 1); a longer one is cut short.
+PG_MAX_NAME_BYTES = 63
 
 
 @dataclass(frozen=True)
@@ -100,19 +110,43 @@ class LoadSummary:
 
     ``problems`` are what the database found wrong with the archived rows (a
     foreign key they break, one that cannot be declared); the rows are loaded
-    all the same.
+    all the same. ``renamed`` says, a sentence each, which archived column and
+    constraint names the target could not take as they are and what they
+    became (``flat_columns`` on SQLite, constraint names on PostgreSQL).
     """
 
     tables: int
     rows: int
     names: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    renamed: tuple[str, ...] = ()
 
 
-def _label(schema: Schema | str, table: Table | str) -> str:
-    s = schema if isinstance(schema, str) else schema.name
-    t = table if isinstance(table, str) else table.name
-    return f"{s}.{t}"
+def _folded(name: str) -> bytes:
+    return name.encode("utf-8").lower()  # ASCII only, as SQLite folds case
+
+
+def _numbered(wanted: Iterable[str]) -> list[str]:
+    """``wanted`` made distinct as SQLite compares names (ASCII case folded), in order.
+
+    The first of names that meet keeps its name, the next is ``<name>_2``, then
+    ``<name>_3`` (the number goes up until the name is free). A name wanted as
+    it is is kept before a clashing one is numbered into it.
+    """
+    wanted = list(wanted)
+    taken = {_folded(name) for name in wanted}
+    seen: set[bytes] = set()
+    names: list[str] = []
+    for name in wanted:
+        if _folded(name) in seen:
+            n = 2
+            while _folded(f"{name}_{n}") in taken:
+                n += 1
+            name = f"{name}_{n}"
+            taken.add(_folded(name))
+        seen.add(_folded(name))
+        names.append(name)
+    return names
 
 
 def flat_names(archive: Archive) -> dict[tuple[str, str], str]:
@@ -130,33 +164,30 @@ def flat_names(archive: Archive) -> dict[tuple[str, str], str]:
     """
     populated = [s for s in archive.schemas if s.tables]
     several = len(populated) > 1
-    wanted = [
-        ((schema.name, table.name), f"{schema.name}__{table.name}" if several else table.name)
-        for schema in populated
-        for table in schema.tables
-    ]
+    keys = [(schema.name, table.name) for schema in populated for table in schema.tables]
+    wanted = [f"{s}__{t}" if several else t for s, t in keys]
+    return dict(zip(keys, _numbered(wanted), strict=True))
 
-    def key(name: str) -> bytes:
-        return name.encode("utf-8").lower()  # ASCII only, as SQLite folds case
 
-    # A table's own name is kept before a clashing one is numbered into it.
-    taken = {key(name) for _, name in wanted}
-    seen: set[bytes] = set()
-    names: dict[tuple[str, str], str] = {}
-    for where, name in wanted:
-        if key(name) in seen:
-            n = 2
-            while key(f"{name}_{n}") in taken:
-                n += 1
-            name = f"{name}_{n}"
-            taken.add(key(name))
-        seen.add(key(name))
-        names[where] = name
-    return names
+def flat_columns(table: Table) -> list[str]:
+    """A table's column names as SQLite takes them (and the CSV header gives them), in order.
+
+    SQLite compares column names with ASCII case folded, so a PostgreSQL table
+    with columns ``Name`` and ``name`` would be refused ("duplicate column
+    name"): they are numbered as ``flat_names`` numbers tables, in archive
+    order, ``Name`` then ``name_2``. ``LoadSummary.renamed`` says which were.
+    """
+    return _numbered(c.name for c in table.columns)
 
 
 def sqlite_type(sql2008: str) -> str:
-    """The type a SQLite column is declared with for a SIARD column (see the module notes)."""
+    """The type a SQLite column is declared with for a SIARD column (see the module notes).
+
+    SQLite stores any value in any column, so the declared name is for the
+    reader: it keeps the SQL type a client expects (and the affinity that goes
+    with it) wherever SQLite's storage keeps the archived value exact, and
+    says ``NUMERIC_TEXT`` / text where it would not (wide decimals).
+    """
     base = base_type(sql2008)
     first, second = type_params(sql2008)
     if base in ("INTEGER", "SMALLINT", "BIGINT", "REAL", "BOOLEAN", "DATE"):
@@ -282,67 +313,207 @@ def _check_columns(table: Table, label: str, what: str, columns: list[str]) -> N
         )
 
 
+@dataclass
+class _Plan:
+    """How the archive's names become the target's: tables, columns, constraints.
+
+    ``tables``: (schema, table) -> (target schema or None, table name);
+    ``columns``: (schema, table) -> the loaded column names, in archive order;
+    ``constraints``: (schema, table, kind, index) -> the constraint's name
+    (None: the database names it), kind ``pk``, ``unique`` or ``fk``;
+    ``renamed``: a sentence for each archived column or constraint name changed.
+    """
+
+    tables: dict[tuple[str, str], tuple[str | None, str]]
+    columns: dict[tuple[str, str], list[str]]
+    constraints: dict[tuple[str, str, str, int], str | None] = field(default_factory=dict)
+    renamed: list[str] = field(default_factory=list)
+
+    def column_map(self, schema: str, table: str, archived: Table) -> dict[str, str]:
+        """Archived column name -> loaded one (the first, should the archive repeat a name)."""
+        loaded = self.columns[(schema, table)]
+        mapping: dict[str, str] = {}
+        for column, name in zip(archived.columns, loaded, strict=True):
+            mapping.setdefault(column.name, name)
+        return mapping
+
+    def constraint(self, schema: Schema, table: Table, kind: str, index: int) -> str | None:
+        return self.constraints.get((schema.name, table.name, kind, index))
+
+
+def _constraints(table: Table) -> Iterator[tuple[str, int, str, list[str]]]:
+    """A table's constraints as (kind, index, archived name, columns), in a fixed order."""
+    if table.primary_key is not None:
+        yield "pk", 0, table.primary_key.name, table.primary_key.columns
+    for i, key in enumerate(table.candidate_keys):
+        yield "unique", i, key.name, key.columns
+    for i, fk in enumerate(table.foreign_keys):
+        yield "fk", i, fk.name, fk.columns
+
+
+_KINDS = {"pk": "primary key", "unique": "candidate key", "fk": "foreign key"}
+
+
+def _sqlite_plan(archive: Archive) -> _Plan:
+    """Flat table names, columns numbered where SQLite would take two for one, constraints as kept.
+
+    SQLite does not care whether constraint names repeat across tables.
+    """
+    names = flat_names(archive)
+    plan = _Plan({k: (None, v) for k, v in names.items()}, {})
+    for schema, table in archive.tables():
+        key = (schema.name, table.name)
+        plan.columns[key] = flat_columns(table)
+        for column, loaded in zip(table.columns, plan.columns[key], strict=True):
+            if loaded != column.name:
+                plan.renamed.append(
+                    f"{table_label(schema, table)}: column {column.name!r} loaded as "
+                    f"{loaded!r} (SQLite takes names differing only in case for one)"
+                )
+        for kind, index, name, _columns in _constraints(table):
+            plan.constraints[(schema.name, table.name, kind, index)] = name or None
+    return plan
+
+
+def _cut(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes of UTF-8, whole characters only."""
+    return name.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def _pg_plan(archive: Archive) -> _Plan:
+    """Tables and columns as archived; constraint names PostgreSQL will take.
+
+    PostgreSQL keeps a primary or unique key's index among the schema's
+    relations (tables, indexes, sequences), so its name must differ from every
+    other one there, and a name is at most ``PG_MAX_NAME_BYTES`` long (longer
+    ones are cut, silently, so two could meet). The archive holds no such
+    promise: SQLite lets every table call its key ``pk``, and a SIARD made from
+    MySQL names each primary key ``PRIMARY``. So an archived name is kept only
+    if it fits and is not yet taken in its schema (by a table, or by a
+    constraint of any kind before it, in archive order); otherwise the
+    constraint gets ``<name cut short>_<8 hex digits>``, the digits a hash of
+    the schema, table, kind and name, deterministic and unique, and the summary
+    says so. Foreign keys are named the same way, though PostgreSQL would
+    allow theirs to repeat across tables. An unnamed constraint gets
+    PostgreSQL's own kind of name (``<table>_pkey``, ``<table>_<columns>_key``,
+    ``<table>_<columns>_fkey``) under the same rule, so that no name the
+    server would choose later meets an archived one.
+    """
+    plan = _Plan(
+        {(s.name, t.name): (s.name, t.name) for s, t in archive.tables()},
+        {(s.name, t.name): [c.name for c in t.columns] for s, t in archive.tables()},
+    )
+    for schema in archive.schemas:
+        taken = {_cut(t.name, PG_MAX_NAME_BYTES) for t in schema.tables}
+        for table in schema.tables:
+            for kind, index, archived, columns in _constraints(table):
+                if archived:
+                    wanted = archived
+                elif kind == "pk":
+                    wanted = f"{table.name}_pkey"
+                else:
+                    wanted = (
+                        f"{table.name}_{'_'.join(columns)}_{'key' if kind == 'unique' else 'fkey'}"
+                    )
+                name = wanted
+                if len(name.encode("utf-8")) > PG_MAX_NAME_BYTES or name in taken:
+                    seed = "\0".join((schema.name, table.name, kind, str(index), wanted))
+                    for attempt in itertools.count():
+                        digits = hashlib.sha256(f"{seed}\0{attempt}".encode()).hexdigest()[:8]
+                        name = f"{_cut(wanted, PG_MAX_NAME_BYTES - 9)}_{digits}"
+                        if name not in taken:
+                            break
+                    if archived:
+                        why = (
+                            f"longer than {PG_MAX_NAME_BYTES} bytes"
+                            if len(archived.encode("utf-8")) > PG_MAX_NAME_BYTES
+                            else "already the name of a table or constraint in the schema"
+                        )
+                        plan.renamed.append(
+                            f"{table_label(schema, table)}: {_KINDS[kind]} {archived!r} declared "
+                            f"as {name!r} ({why}, which PostgreSQL refuses)"
+                        )
+                taken.add(name)
+                plan.constraints[(schema.name, table.name, kind, index)] = name
+    return plan
+
+
 def _build(
-    archive: Archive,
-    target: Callable[[Schema, Table], tuple[str | None, str]],
-    type_of: Callable[[str], TypeEngine[Any]],
+    archive: Archive, plan: _Plan, type_of: Callable[[str], TypeEngine[Any]]
 ) -> tuple[sa.MetaData, dict[tuple[str, str], sa.Table]]:
     """Every table with its columns, primary and candidate keys (foreign keys come after)."""
     metadata = sa.MetaData()
     built: dict[tuple[str, str], sa.Table] = {}
     for schema, table in archive.tables():
-        label = _label(schema, table)
-        where, name = target(schema, table)
-        columns = [
-            sa.Column(c.name, type_of(c.type), nullable=c.nullable, autoincrement=False)
-            for c in table.columns
-        ]
-        if not columns:
+        label = table_label(schema, table)
+        key = (schema.name, table.name)
+        where, name = plan.tables[key]
+        if not table.columns:
             raise SiardError(f"{label} has no columns", rule="structure", table=label)
+        columns = [
+            sa.Column(loaded, type_of(c.type), nullable=c.nullable, autoincrement=False)
+            for c, loaded in zip(table.columns, plan.columns[key], strict=True)
+        ]
+        loaded_name = plan.column_map(schema.name, table.name, table)
         t = sa.Table(name, metadata, *columns, schema=where)
         if table.primary_key is not None:
             _check_columns(table, label, "primary key", table.primary_key.columns)
             t.append_constraint(
                 sa.PrimaryKeyConstraint(
-                    *table.primary_key.columns, name=table.primary_key.name or None
+                    *(loaded_name[c] for c in table.primary_key.columns),
+                    name=plan.constraint(schema, table, "pk", 0),
                 )
             )
-        for key in table.candidate_keys:
-            _check_columns(table, label, f"candidate key {key.name}", key.columns)
-            t.append_constraint(sa.UniqueConstraint(*key.columns, name=key.name or None))
-        built[(schema.name, table.name)] = t
+        for i, key_ in enumerate(table.candidate_keys):
+            _check_columns(table, label, f"candidate key {key_.name}", key_.columns)
+            t.append_constraint(
+                sa.UniqueConstraint(
+                    *(loaded_name[c] for c in key_.columns),
+                    name=plan.constraint(schema, table, "unique", i),
+                )
+            )
+        built[key] = t
     return metadata, built
 
 
 def _foreign_keys(
-    archive: Archive, built: Mapping[tuple[str, str], sa.Table], problems: list[str]
+    archive: Archive,
+    built: Mapping[tuple[str, str], sa.Table],
+    plan: _Plan,
+    problems: list[str],
 ) -> list[sa.ForeignKeyConstraint]:
     """The archive's foreign keys between loaded tables; one to a table not archived is reported."""
     made: list[sa.ForeignKeyConstraint] = []
     for schema, table in archive.tables():
-        label = _label(schema, table)
-        for fk in table.foreign_keys:
-            referenced = built.get((fk.referenced_schema or schema.name, fk.referenced_table))
-            target = _label(fk.referenced_schema or schema.name, fk.referenced_table)
+        label = table_label(schema, table)
+        for i, fk in enumerate(table.foreign_keys):
+            referenced_key = (fk.referenced_schema or schema.name, fk.referenced_table)
+            referenced = built.get(referenced_key)
+            target = table_label(*referenced_key)
             if referenced is None:
                 problems.append(
                     f"{label}: foreign key {fk.name} not declared: {target} is not in the archive"
                 )
                 continue
             _check_columns(table, label, f"foreign key {fk.name}", fk.columns)
-            missing = [c for c in fk.referenced_columns if c not in referenced.c]
+            referenced_table = next(
+                t for s, t in archive.tables() if (s.name, t.name) == referenced_key
+            )
+            referred = plan.column_map(*referenced_key, referenced_table)
+            missing = [c for c in fk.referenced_columns if c not in referred]
             if missing or len(fk.referenced_columns) != len(fk.columns):
                 problems.append(
                     f"{label}: foreign key {fk.name} not declared: it refers to columns "
                     f"{fk.referenced_columns} of {target}"
                 )
                 continue
+            own = plan.column_map(schema.name, table.name, table)
             constraint = sa.ForeignKeyConstraint(
-                fk.columns,
-                [referenced.c[c] for c in fk.referenced_columns],
-                name=fk.name or None,
-                ondelete=fk.delete_action if fk.delete_action in _ACTIONS else None,
-                onupdate=fk.update_action if fk.update_action in _ACTIONS else None,
+                [own[c] for c in fk.columns],
+                [referenced.c[referred[c]] for c in fk.referenced_columns],
+                name=plan.constraint(schema, table, "fk", i),
+                ondelete=fk.delete_action if fk.delete_action in REFERENTIAL_ACTIONS else None,
+                onupdate=fk.update_action if fk.update_action in REFERENTIAL_ACTIONS else None,
             )
             built[(schema.name, table.name)].append_constraint(constraint)
             made.append(constraint)
@@ -353,6 +524,13 @@ def _foreign_keys(
 
 
 class _Counter:
+    """Rows counted across the whole load, in batches of ``BATCH``, with ``progress`` per batch.
+
+    One counter for every table, so progress runs over the archive's total
+    (``<rows>`` of metadata.xml), and a table's loaded rows are the counter's
+    rise over it, checked against its ``<rows>``.
+    """
+
     def __init__(self, archive: Archive, progress: Progress | None) -> None:
         self.total = sum(t.rows for _, t in archive.tables())
         self.done = 0
@@ -381,53 +559,8 @@ def load_siard(
     ``url`` is a SQLAlchemy URL (``postgresql+psycopg://...``, ``sqlite:///file``).
     A ``SiardError`` names the archive (``path``) in its message.
     """
-    from preservation.siard.reader import open_siard
-
     with naming_archive(path), open_siard(path) as reader:
         return load_archive(reader.archive, reader.rows, url, progress=progress, replace=replace)
-
-
-@contextmanager
-def naming_archive(path: str | Path) -> Iterator[None]:
-    """A ``SiardError`` from within names the archive file once: ``<path>: <message>``."""
-    try:
-        yield
-    except SiardError as err:
-        name = str(path)
-        if name not in err.message and Path(path).name not in err.message:
-            err.message = f"{name}: {err.message}"
-            err.args = (err.message,)
-        if err.path is None:
-            err.path = name
-        raise
-
-
-def _engine(url: str | sa.URL) -> sa.Engine:
-    """An engine for a target load can write to: PostgreSQL through psycopg (3), or SQLite."""
-    from preservation.siard.export import redact_url
-
-    try:
-        parsed = sa.make_url(url) if isinstance(url, str) else url
-    except sa.exc.ArgumentError as err:
-        raise InvalidRequestError(f"{redact_url(url)}: not a database URL: {err}") from err
-    supported = "PostgreSQL (postgresql+psycopg://...) and SQLite (sqlite:///file) are supported"
-    backend, driver = parsed.get_backend_name(), parsed.drivername
-    if driver == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")  # the driver this project ships
-    elif (backend, driver) not in (
-        ("postgresql", "postgresql+psycopg"),
-        ("sqlite", "sqlite"),
-        ("sqlite", "sqlite+pysqlite"),
-    ):
-        raise InvalidRequestError(
-            f"{redact_url(parsed)}: cannot load into this database: {supported}"
-        )
-    try:
-        return sa.create_engine(parsed)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as err:
-        raise InvalidRequestError(
-            f"{redact_url(parsed)}: cannot be used ({err}): {supported}"
-        ) from err
 
 
 def _new_sqlite_file(engine: sa.Engine) -> Path | None:
@@ -456,7 +589,7 @@ def load_archive(
     If the load fails, nothing of it is left: a SQLite file it created is deleted
     (one that was there before is kept, without the load's tables).
     """
-    engine = _engine(url)
+    engine = engine_for(url, purpose="load")
     created = _new_sqlite_file(engine)
     try:
         if engine.dialect.name == "sqlite":
@@ -484,7 +617,7 @@ def _discard(engine: sa.Engine, created: Path | None) -> None:
 def _row_count(archive: Archive, schema: Schema, table: Table, loaded: int) -> None:
     """The rows loaded into a table must be as many as metadata.xml records (P_4.3-10)."""
     if loaded != table.rows:
-        label = _label(schema, table)
+        label = table_label(schema, table)
         entry = archive.entry(schema, table)
         raise SiardError(
             f"{label}: metadata.xml says {table.rows} rows, {entry} holds {loaded} (P_4.3-10)",
@@ -495,9 +628,8 @@ def _row_count(archive: Archive, schema: Schema, table: Table, loaded: int) -> N
 
 
 def _refused(label: str, where: str, err: Exception) -> SiardError:
-    detail = str(getattr(err, "orig", None) or err).strip().splitlines()
     return SiardError(
-        f"{label}: the database refused a row for {where}: {detail[0] if detail else err}",
+        f"{label}: the database refused a row for {where}: {first_line(err)}",
         rule="load",
         table=label,
     )
@@ -506,12 +638,11 @@ def _refused(label: str, where: str, err: Exception) -> SiardError:
 def _load_sqlite(
     engine: sa.Engine, archive: Archive, rows: Rows, progress: Progress | None, replace: bool
 ) -> LoadSummary:
-    names = flat_names(archive)
-    metadata, built = _build(
-        archive, lambda s, t: (None, names[(s.name, t.name)]), lambda t: _Declared(sqlite_type(t))
-    )
+    plan = _sqlite_plan(archive)
+    names = {k: name for k, (_, name) in plan.tables.items()}
+    metadata, built = _build(archive, plan, lambda t: _Declared(sqlite_type(t)))
     problems: list[str] = []
-    _foreign_keys(archive, built, problems)
+    _foreign_keys(archive, built, plan, problems)
     dialect = engine.dialect
     quote = dialect.identifier_preparer.quote
     pooled = engine.raw_connection()
@@ -529,7 +660,7 @@ def _load_sqlite(
         for (schema_name, table_name), name in names.items():
             found = existing.get(name.encode("utf-8").lower())
             if found is not None and not replace:
-                label = _label(schema_name, table_name)
+                label = table_label(schema_name, table_name)
                 raise SiardError(
                     f"{label}: the table {found!r} already exists in the target database",
                     rule="target-exists",
@@ -539,7 +670,7 @@ def _load_sqlite(
         conn.execute("BEGIN")
         try:
             for schema, table in archive.tables():
-                label = _label(schema, table)
+                label = table_label(schema, table)
                 name = names[(schema.name, table.name)]
                 t = built[(schema.name, table.name)]
                 if replace:
@@ -547,7 +678,7 @@ def _load_sqlite(
                 conn.execute(str(CreateTable(t).compile(dialect=dialect)))
                 insert = (
                     f"INSERT INTO {quote(name)} "
-                    f"({', '.join(quote(c.name) for c in table.columns)}) "
+                    f"({', '.join(quote(c.name) for c in t.columns)}) "
                     f"VALUES ({', '.join('?' * len(table.columns))})"
                 )
                 converters = [_sqlite_converter(c.type) for c in table.columns]
@@ -569,8 +700,9 @@ def _load_sqlite(
     return LoadSummary(
         tables=len(names),
         rows=counter.done,
-        names={_label(*k): v for k, v in names.items()},
+        names={table_label(*k): v for k, v in names.items()},
         problems=tuple(problems),
+        renamed=tuple(plan.renamed),
     )
 
 
@@ -584,7 +716,7 @@ def _sqlite_foreign_key_check(
     for schema, table in archive.tables():
         if not table.foreign_keys:
             continue
-        label = _label(schema, table)
+        label = table_label(schema, table)
         name = names[(schema.name, table.name)]
         broken: dict[str, int] = {}
         try:
@@ -610,14 +742,15 @@ def _load_postgresql(
     import psycopg
     from psycopg import sql
 
-    metadata, built = _build(archive, lambda s, t: (s.name, t.name), sqlalchemy_type_of)
+    plan = _pg_plan(archive)
+    metadata, built = _build(archive, plan, sqlalchemy_type_of)
     problems: list[str] = []
     counter = _Counter(archive, progress)
     with engine.begin() as conn:
         inspector = sa.inspect(conn)
         for schema, table in archive.tables():
             if inspector.has_table(table.name, schema=schema.name) and not replace:
-                label = _label(schema, table)
+                label = table_label(schema, table)
                 raise SiardError(
                     f"{label}: the table already exists in the target database",
                     rule="target-exists",
@@ -634,14 +767,14 @@ def _load_postgresql(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema.name))
                 )
         for schema, table in archive.tables():
-            label = _label(schema, table)
+            label = table_label(schema, table)
             t = built[(schema.name, table.name)]
             qualified = sql.Identifier(schema.name, table.name)
             if replace:
                 raw.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(qualified))
             raw.execute(_ddl(CreateTable(t)))
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                qualified, sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns)
+                qualified, sql.SQL(", ").join(sql.Identifier(c.name) for c in t.columns)
             )
             converters = [_pg_converter(c.type) for c in table.columns]
             source = _converted(rows(schema, table), converters)
@@ -655,13 +788,14 @@ def _load_postgresql(
             except (psycopg.DataError, psycopg.IntegrityError) as err:
                 raise _refused(label, label, err) from err
             _row_count(archive, schema, table, counter.done - before)
-        for constraint in _foreign_keys(archive, built, problems):
+        for constraint in _foreign_keys(archive, built, plan, problems):
             problems += _add_foreign_key(conn, raw, constraint)
     return LoadSummary(
         tables=len(built),
         rows=counter.done,
-        names={_label(*k): f"{t.schema}.{t.name}" for k, t in built.items()},
+        names={table_label(*k): f"{t.schema}.{t.name}" for k, t in built.items()},
         problems=tuple(problems),
+        renamed=tuple(plan.renamed),
     )
 
 
@@ -698,5 +832,4 @@ def _add_foreign_key(
 
 def _why(err: Exception) -> str:
     diag = getattr(err, "diag", None)
-    detail = getattr(diag, "message_detail", None) or str(err).strip().splitlines()[0]
-    return str(detail)
+    return str(getattr(diag, "message_detail", None) or first_line(err))

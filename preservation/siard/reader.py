@@ -24,7 +24,9 @@ relative URIs (SIARD 2.2 section 5.1 and T_6.4-5; ``metadata.lob_entry``).
 Some producers write ``file`` from the archive's root instead (the spec's own
 example D.4b does): when the joined name is not in the zip but ``file`` alone
 is, that is used. A LOB outside the zip (``..`` above its root) is not read:
-``SiardError`` rule ``lob``.
+``SiardError`` rule ``lob``. Nor is one that declares more than
+``MAX_LOB_BYTES`` (1 GiB): a LOB is read whole, as one value, so its size
+is bounded, not only its compression ratio.
 
 Structured cells (ARRAY, UDT) are not part of the model and are not read.
 """
@@ -35,7 +37,8 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -45,37 +48,54 @@ from lxml import etree
 
 from preservation.errors import SiardError
 from preservation.siard.metadata import lob_entry, parse_metadata
-from preservation.siard.model import TABLE_NS, Archive, Column, Schema, Table
+from preservation.siard.model import (
+    MAX_METADATA_BYTES,
+    ROW_TAG,
+    TABLE_NS,
+    TABLE_TAG,
+    Archive,
+    Column,
+    Schema,
+    Table,
+    table_entry,
+    table_folder,
+    table_label,
+)
 from preservation.siard.types import base_type, value_parser
 
 __all__ = [
+    "MAX_LOB_BYTES",
     "METADATA_ENTRY",
+    "ZIP_ERRORS",
     "SiardReader",
     "ZipHazards",
     "declares_doctype",
+    "lob_files",
     "lob_name",
+    "naming_archive",
     "open_siard",
-    "table_label",
     "table_root",
+    "tree_has_doctype",
     "zip_hazards",
 ]
 
 METADATA_ENTRY = "header/metadata.xml"
-#: More than this in metadata.xml is taken for a zip bomb, not a database's structure.
-MAX_METADATA_BYTES = 256 * 1024 * 1024
 #: Base types whose LOB files are bytes; every other LOB is text.
 BINARY_TYPES = frozenset({"BINARY", "BINARY VARYING", "BINARY LARGE OBJECT", "DATALINK"})
 
 #: No DEFLATE stream expands more than about 1032 times, so neither does a zip of them.
 MAX_DEFLATE_RATIO = 1100
 
-_ROW = f"{{{TABLE_NS}}}row"
-_TABLE = f"{{{TABLE_NS}}}table"
+#: A LOB file is read whole into memory, as one cell's value: one declaring more than this
+#: (a 1 GiB BLOB is already more than a row of an access copy should carry) is refused
+#: rather than read, whatever its compression ratio; DEFLATE's ratio alone would let a
+#: 1 GB archive hold a 1 TB LOB.
+MAX_LOB_BYTES = 1024 * 1024 * 1024
 #: Read rows are dropped from the tree this often (a clear per row, a delete per batch).
 _DROP_EVERY = 1024
-#: zipfile raises RuntimeError for an encrypted entry, NotImplementedError for a
-#: compression method it does not know.
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError)
+#: What reading a damaged zip entry raises: zipfile raises RuntimeError for an encrypted
+#: entry, NotImplementedError for a compression method it does not know.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError)
 _LOCAL_HEADER = 30
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 #: The prolog of an XML document up to a DOCTYPE: BOM, declaration, PIs, comments, space.
@@ -176,6 +196,16 @@ def declares_doctype(prefix: bytes) -> bool:
     return _DOCTYPE.match(prefix) is not None
 
 
+def tree_has_doctype(tree: Any) -> bool:
+    """Whether a parsed document (an lxml ``ElementTree``) declares a DOCTYPE or a DTD.
+
+    The check after parsing, beside ``declares_doctype`` before it: one for
+    every XML document of an archive (metadata.xml, a table XSD, a table's XML).
+    """
+    docinfo = tree.docinfo
+    return bool(docinfo.doctype) or docinfo.internalDTD is not None
+
+
 def table_root(stream: IO[bytes]) -> tuple[str | None, bool]:
     """A table XML's root tag (None if it cannot be parsed up to it) and whether it has a DOCTYPE.
 
@@ -198,17 +228,53 @@ def table_root(stream: IO[bytes]) -> tuple[str | None, bool]:
             parser.feed(chunk)
             for event in parser.read_events():
                 element: Any = event[1]
-                docinfo = element.getroottree().docinfo
-                doctype = bool(docinfo.doctype) or docinfo.internalDTD is not None
+                doctype = tree_has_doctype(element.getroottree())
                 return element.tag, doctype or declares_doctype(seen)
         except etree.XMLSyntaxError:
             return None, declares_doctype(seen)
     return None, declares_doctype(seen)
 
 
-def table_label(schema: Schema, table: Table) -> str:
-    """How messages name a table: ``schema.table``, as the database spelled them."""
-    return f"{schema.name}.{table.name}"
+def lob_files(archive: Archive, infos: Iterable[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
+    """The archive's LOB files: entries in a table's folder other than its XML and XSD.
+
+    Counted from the zip's listing (``infos``), each file once, however many
+    cells refer to it (or whether any does): the ``lob_count`` and
+    ``lob_bytes`` of characterisation and of validation's statistics alike.
+    """
+    own = {
+        table_folder(s, t): (table_entry(s, t), table_entry(s, t, ".xsd"))
+        for s, t in archive.tables()
+    }
+    files: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename
+        parts = name.split("/")
+        if info.is_dir() or len(parts) < 4 or parts[0] != "content":
+            continue
+        folder = "/".join(parts[:3]) + "/"
+        if folder in own and name not in own[folder]:
+            files.setdefault(name, info)
+    return list(files.values())
+
+
+@contextmanager
+def naming_archive(path: str | Path) -> Iterator[None]:
+    """A ``SiardError`` from within names the archive file once: ``<path>: <message>``.
+
+    For callers that read an archive (load, access copies, a bag): the reader's
+    own messages name an entry or a table, not which file it is in.
+    """
+    try:
+        yield
+    except SiardError as err:
+        name = str(path)
+        if name not in err.message and Path(path).name not in err.message:
+            err.message = f"{name}: {err.message}"
+            err.args = (err.message,)
+        if err.path is None:
+            err.path = name
+        raise
 
 
 def lob_name(
@@ -237,17 +303,6 @@ def _read_limited(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
             entry=name,
         )
     return data
-
-
-def _doctype_error(docinfo: Any, label: str, entry: str) -> SiardError | None:
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        return SiardError(
-            f"{entry} ({label}) declares a DOCTYPE: DTDs and entities are refused in SIARD XML",
-            rule="xml-entities",
-            table=label,
-            entry=entry,
-        )
-    return None
 
 
 class SiardReader:
@@ -283,7 +338,7 @@ class SiardReader:
                 ) from None
             try:
                 data = _read_limited(self._zip, METADATA_ENTRY, MAX_METADATA_BYTES)
-            except _ZIP_ERRORS as exc:
+            except ZIP_ERRORS as exc:
                 raise SiardError(
                     f"{METADATA_ENTRY} cannot be read from the zip: {exc}",
                     rule="zip",
@@ -321,6 +376,10 @@ class SiardReader:
 
     # -- looking up -------------------------------------------------------------
 
+    def infolist(self) -> list[zipfile.ZipInfo]:
+        """The zip's entries, as its central directory lists them (nothing is inflated)."""
+        return self._zip.infolist()
+
     def table(self, schema: Schema | str, table: Table | str) -> tuple[Schema, Table]:
         """The schema and table of the metadata, given either as model objects or by name."""
         schema_name = schema if isinstance(schema, str) else schema.name
@@ -353,7 +412,7 @@ class SiardReader:
                 entry=entry,
                 path=self.path,
             ) from None
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             raise SiardError(
                 f"{label}: {entry} cannot be read from the zip: {exc}",
                 rule="zip",
@@ -370,11 +429,11 @@ class SiardReader:
                 entry=entry,
                 path=self.path,
             )
-        if tag is not None and tag != _TABLE:
+        if tag is not None and tag != TABLE_TAG:
             stream.close()
             raise SiardError(
                 f"{label}: the root of {entry} is {tag}, not a SIARD 2.1/2.2 table "
-                f"({_TABLE}); only SIARD 2.1 and 2.2 tables are read (SIARD 2.0 and 1.0 "
+                f"({TABLE_TAG}); only SIARD 2.1 and 2.2 tables are read (SIARD 2.0 and 1.0 "
                 "name their tables otherwise)",
                 rule="structure",
                 table=label,
@@ -406,18 +465,15 @@ class SiardReader:
             events = etree.iterparse(
                 stream,
                 events=("end",),
-                tag=_ROW,
+                tag=ROW_TAG,
                 resolve_entities=False,
                 no_network=True,
                 load_dtd=False,
                 huge_tree=False,
             )
             try:
+                # A DOCTYPE was refused by _open_table, from the bytes and the root's parse.
                 for _, element in events:
-                    if count == 0:
-                        refused = _doctype_error(element.getroottree().docinfo, label, entry)
-                        if refused is not None:
-                            raise refused
                     yield element
                     element.clear()
                     count += 1
@@ -426,11 +482,6 @@ class SiardReader:
                         # so rows after this one may be in the tree, not yet handed over.
                         parent = element.getparent()
                         del parent[: parent.index(element)]
-                root = events.root
-                if count == 0 and root is not None:
-                    refused = _doctype_error(root.getroottree().docinfo, label, entry)
-                    if refused is not None:
-                        raise refused
             except etree.XMLSyntaxError as exc:
                 raise SiardError(
                     f"{label}: {entry} is not well-formed XML after {count:,} rows: {exc}"
@@ -440,7 +491,7 @@ class SiardReader:
                     entry=entry,
                     path=self.path,
                 ) from exc
-            except _ZIP_ERRORS as exc:
+            except ZIP_ERRORS as exc:
                 raise SiardError(
                     f"{label}: {entry} is damaged in the zip: {exc}",
                     rule="zip",
@@ -469,7 +520,7 @@ class SiardReader:
                 if text is None:
                     file = cell.get("file")
                     if file is not None:
-                        row[index] = self._lob(schema, table, columns[index], file, entry)
+                        row[index] = self._lob(schema, table, columns[index], file, entry, count)
                         continue
                     text = ""
                 try:
@@ -495,7 +546,9 @@ class SiardReader:
             path=self.path,
         )
 
-    def _lob(self, schema: Schema, table: Table, column: Column, file: str, entry: str) -> Any:
+    def _lob(
+        self, schema: Schema, table: Table, column: Column, file: str, entry: str, row: int
+    ) -> Any:
         label = table_label(schema, table)
         try:
             name = lob_name(self._zip.NameToInfo, self.archive, schema, table, column, file)
@@ -516,9 +569,20 @@ class SiardReader:
                 entry=name,
                 path=self.path,
             )
+        size = self._zip.NameToInfo[name].file_size
+        if size > MAX_LOB_BYTES:
+            raise SiardError(
+                f"{label}: {entry} row {row + 1:,} points column {column.name} to LOB {name} "
+                f"of {size:,} bytes: more than {MAX_LOB_BYTES:,}, which is read into memory "
+                "as one value; refused",
+                rule="lob",
+                table=label,
+                entry=name,
+                path=self.path,
+            )
         try:
             data = self._zip.read(name)
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             raise SiardError(
                 f"{label}: LOB {name} of column {column.name} cannot be read: {exc}",
                 rule="zip",

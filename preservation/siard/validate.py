@@ -41,9 +41,11 @@ saying how many followed. Schema errors stop being collected at a few hundred
 (lxml keeps every error in memory); the rows are then counted without the schema.
 
 Statistics for characterisation: ``schemas``, ``tables``, ``rows`` (counted,
-not the metadata's), ``lob_count`` and ``lob_bytes`` (the LOB files cells
-refer to, as the characterisation tool counts them: inlined values are part of
-the table XML), ``source_dbms`` (``databaseProduct``).
+not the metadata's), ``lob_count`` and ``lob_bytes`` (``reader.lob_files``:
+the distinct files in the tables' folders other than their XML and XSD, from
+the zip's listing, each once however many cells refer to it; the
+characterisation tool counts the same; inlined values are part of the table
+XML), ``source_dbms`` (``databaseProduct``).
 
 Speed: the table XML is read once, validated by libxml2 as it streams; per
 row, Python only counts it and looks for LOB files in the LOB columns. Measured
@@ -61,7 +63,6 @@ import hashlib
 import re
 import threading
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,14 +73,27 @@ from lxml import etree
 
 from preservation.errors import SiardError
 from preservation.siard.metadata import METADATA_XSD, parse_metadata, xml_parser
-from preservation.siard.model import TABLE_NS, Archive, Column, Schema, Table
+from preservation.siard.model import (
+    MAX_METADATA_BYTES,
+    ROW_TAG,
+    TABLE_NS,
+    TABLE_TAG,
+    Archive,
+    Column,
+    Progress,
+    Schema,
+    Table,
+    table_label,
+)
 from preservation.siard.reader import (
     BINARY_TYPES,
     METADATA_ENTRY,
+    ZIP_ERRORS,
     declares_doctype,
+    lob_files,
     lob_name,
-    table_label,
     table_root,
+    tree_has_doctype,
     zip_hazards,
 )
 from preservation.siard.types import base_type, is_lob, xsd_type_of
@@ -105,16 +119,12 @@ VERSIONS = ("2.2", "2.1")
 DETAILED = 5
 #: Schema errors lxml may keep for one table before we stop collecting them.
 MAX_SCHEMA_ERRORS = 400
-#: Limits for what is read whole (metadata.xml, a table XSD).
-MAX_METADATA_BYTES = 256 * 1024 * 1024
+#: Limit for a table XSD, read whole (metadata.xml's is ``model.MAX_METADATA_BYTES``).
 MAX_XSD_BYTES = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
 
 _XS = "http://www.w3.org/2001/XMLSchema"
-_ROW = f"{{{TABLE_NS}}}row"
-_TABLE = f"{{{TABLE_NS}}}table"
 _CELL = re.compile(r"^c([1-9][0-9]*)$")
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError)
 _DIGESTS = {"MD5": "md5", "SHA-1": "sha1", "SHA1": "sha1", "SHA-256": "sha256", "SHA256": "sha256"}
 #: Table XSD types the spec allows for one SQL:2008 type besides the usual (P_4.3-3).
 _ALTERNATIVES = {
@@ -127,8 +137,6 @@ _ALTERNATIVES = {
     "dateTimeType": {"dateTimeType", "dateTime"},
 }
 _TEXT_BASES = frozenset({"CHARACTER", "CHARACTER VARYING"})
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -179,11 +187,6 @@ def _metadata_schema() -> etree.XMLSchema:
     return schema
 
 
-def _has_doctype(tree: Any) -> bool:
-    docinfo = tree.docinfo
-    return bool(docinfo.doctype) or docinfo.internalDTD is not None
-
-
 def _local(qname: str | None) -> str | None:
     """The local name of a QName-valued attribute (``xs:integer`` -> ``integer``)."""
     if not qname:
@@ -191,7 +194,8 @@ def _local(qname: str | None) -> str | None:
     return qname.rsplit(":", 1)[-1]
 
 
-def _short(message: str) -> str:
+def _without_namespaces(message: str) -> str:
+    """An lxml message with the table namespace dropped and XML Schema's written ``xs:``."""
     return message.replace(f"{{{TABLE_NS}}}", "").replace(f"{{{_XS}}}", "xs:")
 
 
@@ -207,7 +211,7 @@ class _Tap:
     def read(self, size: int = -1) -> bytes:
         try:
             data = self.stream.read(size)
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             self.error = exc
             raise
         if not data:
@@ -220,7 +224,7 @@ class _Tap:
         try:
             while not self.at_end and self.error is None:
                 self.read(CHUNK)
-        except _ZIP_ERRORS:
+        except ZIP_ERRORS:
             pass
 
 
@@ -270,8 +274,6 @@ class _Validation:
         self.pending: list[tuple[str, str, str]] = []
         self.table_bytes = 0
         self.table_done = 0
-        self.lob_count = 0
-        self.lob_bytes = 0
         #: LOB entries some cell refers to, and the table folders whose every row was read.
         self.referenced: set[str] = set()
         self.rows_read: set[str] = set()
@@ -312,6 +314,9 @@ class _Validation:
             self.report.schemas = len(archive.schemas)
             self.report.tables = len(archive.tables())
             self.report.source_dbms = archive.database_product
+            lobs = lob_files(archive, self.infos.values())
+            self.report.lob_count = len(lobs)
+            self.report.lob_bytes = sum(info.file_size for info in lobs)
             self.check_content_folders(archive)
         self.emit_entry_problems()
         if archive is not None:
@@ -326,7 +331,6 @@ class _Validation:
             self.check_unreferenced()
         self.check_crcs()
         self.flush()
-        self.report.lob_count, self.report.lob_bytes = self.lob_count, self.lob_bytes
 
     # -- the zip ------------------------------------------------------------------------
 
@@ -388,7 +392,7 @@ class _Validation:
         try:
             with self.zf.open(name) as stream:
                 data = stream.read(limit + 1)
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             self.damage(name, table, exc)
             return None
         self.checked.add(name)
@@ -413,7 +417,7 @@ class _Validation:
                         done += len(chunk)
                         if self.progress is not None:
                             self.progress("zip", done, total)
-            except _ZIP_ERRORS as exc:
+            except ZIP_ERRORS as exc:
                 self.damage(info.filename, self.table_of(info.filename), exc)
             self.checked.add(info.filename)
 
@@ -525,7 +529,7 @@ class _Validation:
                     f"is not well-formed XML: {exc} (M_5.0-1)",
                 )
                 return None
-        if tree is None or _has_doctype(tree):
+        if tree is None or tree_has_doctype(tree):
             self.add(
                 METADATA_ENTRY,
                 None,
@@ -544,7 +548,7 @@ class _Validation:
                     METADATA_ENTRY,
                     None,
                     "metadata-xsd",
-                    f"line {error.line}: {_short(error.message)} (M_5.0-1)",
+                    f"line {error.line}: {_without_namespaces(error.message)} (M_5.0-1)",
                 )
             if len(errors) > DETAILED:
                 self.add(
@@ -582,7 +586,7 @@ class _Validation:
         try:
             with self.zf.open(entry) as head:
                 tag, doctype = table_root(head)
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             self.damage(entry, label, exc)
             return
         if doctype:
@@ -590,12 +594,12 @@ class _Validation:
                 entry, label, "xml-entities", "declares a DOCTYPE: DTDs and entities are refused"
             )
             return
-        if tag is not None and tag != _TABLE:
+        if tag is not None and tag != TABLE_TAG:
             self.add(
                 entry,
                 label,
                 "structure",
-                f"its root is {tag}, not a SIARD 2.1/2.2 table ({_TABLE}): only SIARD 2.1 "
+                f"its root is {tag}, not a SIARD 2.1/2.2 table ({TABLE_TAG}): only SIARD 2.1 "
                 "and 2.2 tables are read (SIARD 2.0 and 1.0 name their tables otherwise)",
             )
             return
@@ -614,7 +618,7 @@ class _Validation:
             except etree.XMLSyntaxError as exc:
                 self.add(name, label, "table-xsd", f"is not well-formed XML: {exc}")
                 return None
-        if root is None or _has_doctype(root.getroottree()):
+        if root is None or tree_has_doctype(root.getroottree()):
             self.add(
                 name,
                 label,
@@ -798,7 +802,7 @@ class _Validation:
         lobs: list[_Lob],
         skip: int,
     ) -> _Pass | None:
-        """One reading of a table's XML, with or without its schema (None: damaged or refused).
+        """One reading of a table's XML, with or without its schema (None: damaged).
 
         Schema errors are reported when ``xsd`` is given, XML that is not
         well-formed when it is not (lxml's message for it is exact only then).
@@ -806,13 +810,12 @@ class _Validation:
         """
         try:
             stream = self.zf.open(entry)
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             self.damage(entry, label, exc)
             return None
         tap = _Tap(stream, self.on_table_bytes if skip == 0 else lambda n: None)
         count = 0
-        first = True
-        ended = stopped = refused = False
+        ended = stopped = False
         kwargs: dict[str, Any] = {"schema": xsd} if xsd is not None else {}
         # The table's own end is asked for too: with a schema, lxml may report a
         # document cut off or broken after a schema error as that schema error,
@@ -820,7 +823,7 @@ class _Validation:
         events = etree.iterparse(
             tap,
             events=("end",),
-            tag=(_ROW, _TABLE),
+            tag=(ROW_TAG, TABLE_TAG),
             resolve_entities=False,
             no_network=True,
             load_dtd=False,
@@ -830,12 +833,8 @@ class _Validation:
         fatal: BaseException | None = None
         with stream:
             try:
+                # A DOCTYPE was refused by check_table, from the bytes and the root's parse.
                 for _, row in events:
-                    if first:
-                        first = False
-                        if _has_doctype(row.getroottree()):
-                            refused = True
-                            break
                     parent = row.getparent()
                     if parent is None:
                         ended = True
@@ -852,21 +851,13 @@ class _Validation:
                             break
             except etree.XMLSyntaxError as exc:
                 fatal = exc
-            except _ZIP_ERRORS as exc:
+            except ZIP_ERRORS as exc:
                 fatal = exc
-            if tap.error is None and not refused and not stopped:
+            if tap.error is None and not stopped:
                 tap.drain()
         self.checked.add(entry)
         if tap.error is not None:
             self.damage(entry, label, tap.error)
-            return None
-        if refused:
-            self.add(
-                entry,
-                label,
-                "xml-entities",
-                "declares a DOCTYPE: DTDs and entities are refused",
-            )
             return None
         complete = ended or (fatal is None and not stopped)
         # The parser's own log: an exception's error_log may hold older parses' errors.
@@ -917,7 +908,7 @@ class _Validation:
     @staticmethod
     def describe(message: str, table: Table) -> str:
         """An lxml message with the namespace dropped and each cell named by its column."""
-        message = _short(message)
+        message = _without_namespaces(message)
 
         def name(match: re.Match[str]) -> str:
             number = int(match.group(1))
@@ -983,8 +974,6 @@ class _Validation:
         digest_type = (cell.get("digestType") or "").strip().upper()
         algorithm = _DIGESTS.get(digest_type)
         measured = self.measure_lob(name, label, binary, algorithm)
-        self.lob_count += 1
-        self.lob_bytes += self.infos[name].file_size
         if measured is None:
             return
         length, digest = measured
@@ -1040,7 +1029,7 @@ class _Validation:
                         length += len(decoder.decode(chunk))
                 if decoder is not None:
                     length += len(decoder.decode(b"", final=True))
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             self.damage(name, label, exc)
             return None
         except UnicodeDecodeError as exc:

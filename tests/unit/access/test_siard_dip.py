@@ -8,6 +8,7 @@ No format policy is passed: the tables are made whatever the policy says.
 from __future__ import annotations
 
 import hashlib
+import io
 import sqlite3
 import tarfile
 import uuid
@@ -254,3 +255,33 @@ def _no_leftovers(tmp_path: Path) -> object:
     yield None
     # Renditions are moved into the zip: nothing of them stays in the work folder.
     assert not [p for p in (tmp_path / "work").rglob("*") if p.is_file()]
+
+
+def test_columns_whose_names_clash_in_sqlite_are_numbered_not_sent_as_a_siard(
+    tmp_path: Path,
+) -> None:
+    from preservation.siard.export import export_database
+
+    source = tmp_path / "case.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute('CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT)')
+        conn.execute("INSERT INTO people VALUES (1, 'Ada', 'ada')")
+    conn.close()
+    siard = tmp_path / "plain.siard"
+    export_database(f"sqlite:///{source}", siard)
+    out = io.BytesIO()
+    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "header/metadata.xml":
+                data = data.replace(b"<name>xame</name>", b"<name>name</name>")
+            zout.writestr(info, data)
+
+    dip = make_dip(tmp_path, out.getvalue())
+    files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
+    assert files == ["db/register-csv/people.csv", "db/register.sqlite", "notes.txt"]
+    header = (dip.data / "db/register-csv/people.csv").read_bytes().split(b"\r\n")[0]
+    assert header == b"id,Name,name_2"
+    with sqlite3.connect(dip.data / "db" / "register.sqlite") as conn:
+        assert conn.execute('SELECT "Name", name_2 FROM people').fetchall() == [("Ada", "ada")]
+    conn.close()

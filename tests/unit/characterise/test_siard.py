@@ -253,3 +253,36 @@ def test_each_archive_is_its_own_task(archives: dict[str, Path], tmp_path: Path)
         True,
         False,
     ]
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_inflated(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    from preservation.errors import SiardError
+    from tests.unit.siard.test_validate import with_overlapping_entries
+
+    names = [f"content/schema0/table1/lob9/record{i}.txt" for i in range(3)]
+    bomb = with_overlapping_entries(archives["good"], tmp_path / "bomb.siard", names, 50_000)
+    with pytest.raises(SiardError) as refused:
+        describe_siard(bomb)
+    assert refused.value.rule == "zip" and "share bytes" in refused.value.message
+
+
+def test_the_tool_and_the_validator_count_the_same_lob_files(
+    archives: dict[str, Path], tmp_path: Path
+) -> None:
+    from preservation.siard.validate import validate_siard
+
+    # A file in a table's folder no cell refers to is a LOB file of the archive all the
+    # same; one outside every table's folder is none (the validator reports both).
+    extra = tmp_path / "extra.siard"
+    with zipfile.ZipFile(archives["good"]) as zin, zipfile.ZipFile(extra, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        zout.writestr("content/schema0/table1/lob9/unused.bin", b"x" * 100)
+        zout.writestr("content/schema0/stray.bin", b"y" * 10)
+    for path, expected in ((archives["good"], (1, 6000)), (extra, (2, 6100))):
+        record = describe_siard(path)
+        report = validate_siard(path)
+        assert (record["lob_count"], record["lob_bytes"]) == expected, path.name
+        assert (report.lob_count, report.lob_bytes) == expected, path.name

@@ -176,3 +176,28 @@ def test_an_archive_that_cannot_be_used_is_named_in_the_error(siard: Path, tmp_p
         to_csv(tmp_path / "missing.siard", tmp_path / "csv2")
     assert "missing.siard" in refused.value.message
     assert not refused.value.message.startswith(f"{tmp_path / 'missing.siard'}: ")
+
+
+def test_columns_sqlite_cannot_tell_apart_are_numbered_in_the_table_and_the_csv_header(
+    tmp_path: Path,
+) -> None:
+    from preservation.siard.export import export_database
+
+    source = tmp_path / "case.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute('CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT)')
+        conn.execute("INSERT INTO people VALUES (1, 'Ada Lovelace', 'ada')")
+    conn.close()
+    export_database(f"sqlite:///{source}", tmp_path / "plain.siard")
+    case = renamed_tables(tmp_path / "plain.siard", tmp_path / "case.siard", {"xame": "name"})
+    copies = access_copies(case, tmp_path / "out" / "t.sqlite", tmp_path / "out" / "csv")
+    assert copies.summary.renamed == (
+        "main.people: column 'name' loaded as 'name_2' "
+        "(SQLite takes names differing only in case for one)",
+    )
+    with sqlite3.connect(copies.sqlite) as conn:
+        assert conn.execute('SELECT id, "Name", name_2 FROM people').fetchall() == [
+            (1, "Ada Lovelace", "ada")
+        ]
+    conn.close()
+    assert copies.csv[0].read_bytes() == b"id,Name,name_2\r\n1,Ada Lovelace,ada\r\n"

@@ -65,3 +65,23 @@ def test_metadata_read_is_bounded(
     with pytest.raises(SiardError) as caught:
         bag_siard(small, tmp_path / "bag")
     assert caught.value.rule == "zip" and "more than 100 bytes" in caught.value.message
+
+
+def test_the_payload_is_where_payload_name_says(small: Path, tmp_path: Path) -> None:
+    from preservation.siard.bag import payload_name
+
+    other = tmp_path / "x.zip"
+    other.write_bytes(small.read_bytes())
+    assert payload_name(small) == "data/small.siard"
+    assert payload_name(other) == "data/x.zip.siard"
+    bag = bag_siard(other, tmp_path / "bag")
+    assert [p.name for p in (bag / "data").iterdir()] == ["x.zip.siard"]
+    assert (bag / payload_name(other)).read_bytes() == small.read_bytes()
+
+
+def test_an_error_names_the_archive_once(small: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.siard"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(SiardError) as caught:
+        bag_siard(bad, tmp_path / "bag")
+    assert caught.value.message.count("bad.siard") == 1 and caught.value.path == str(bad)

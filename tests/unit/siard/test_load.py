@@ -669,3 +669,140 @@ def test_tables_whose_sqlite_names_clash_load_side_by_side(tmp_path: Path) -> No
         assert conn.execute('SELECT a FROM "Order"').fetchall() == [(1,)]
         assert conn.execute('SELECT a FROM "order_2"').fetchall() == [(2,)]
     conn.close()
+
+
+def renamed_in_metadata(siard: Path, out: Path, renames: dict[str, str]) -> Path:
+    """``siard`` with names in metadata.xml changed (``>old<``: a name, a key's column)."""
+    import zipfile
+
+    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "header/metadata.xml":
+                for old, new in renames.items():
+                    data = data.replace(f">{old}<".encode(), f">{new}<".encode())
+            zout.writestr(info, data)
+    return out
+
+
+@pytest.fixture
+def case_columns(tmp_path: Path) -> Path:
+    """``people`` with columns ``Name`` and ``name`` (a PostgreSQL table can have both), keyed."""
+    from preservation.siard.export import export_database
+
+    source = tmp_path / "case.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute('CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT UNIQUE)')
+        conn.execute("INSERT INTO people VALUES (1, 'Ada Lovelace', 'ada')")
+        conn.execute(
+            "CREATE TABLE pets (id INTEGER PRIMARY KEY, owner TEXT REFERENCES people (xame))"
+        )
+        conn.execute("INSERT INTO pets VALUES (7, 'ada')")
+    conn.close()
+    export_database(f"sqlite:///{source}", tmp_path / "plain.siard")
+    return renamed_in_metadata(tmp_path / "plain.siard", tmp_path / "case.siard", {"xame": "name"})
+
+
+def test_columns_differing_only_in_case_are_numbered_on_sqlite_keys_and_all(
+    case_columns: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "case_target.sqlite"
+    summary = load_siard(case_columns, f"sqlite:///{target}")
+    assert summary.rows == 2
+    assert summary.renamed == (
+        "main.people: column 'name' loaded as 'name_2' "
+        "(SQLite takes names differing only in case for one)",
+    )
+    assert summary.problems == ()
+    with sqlite3.connect(target) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(people)")]
+        assert columns == ["id", "Name", "name_2"]
+        assert conn.execute('SELECT "Name", name_2 FROM people').fetchall() == [
+            ("Ada Lovelace", "ada")
+        ]
+        (fk,) = conn.execute("PRAGMA foreign_key_list(pets)").fetchall()
+        assert (fk[2], fk[3], fk[4]) == ("people", "owner", "name_2")
+        (unique,) = [i for i in conn.execute("PRAGMA index_list(people)") if i[3] == "u"]
+        assert [c[2] for c in conn.execute(f'PRAGMA index_info("{unique[1]}")')] == ["name_2"]
+    conn.close()
+
+
+def test_flat_columns_keeps_the_first_and_numbers_past_names_taken() -> None:
+    from preservation.siard.load import flat_columns
+
+    table = Table(
+        "t", "table0", [Column(n, "INTEGER") for n in ("a", "A", "a_2", "B", "b")], rows=0
+    )
+    assert flat_columns(table) == ["a", "A_3", "a_2", "B", "b_2"]
+
+
+def pk_clash_archive() -> tuple[Archive, dict[str, list[list[Any]]]]:
+    """Keys PostgreSQL refuses as archived: ``pk`` twice, a 62-byte table, ``a`` beside ``pk_a``."""
+    long = "t" * 62
+
+    def table(name: str, folder: str, key: str, fks: list[ForeignKey] | None = None) -> Table:
+        return Table(
+            name,
+            folder,
+            [Column("id", "INTEGER", nullable=False), Column("ref", "INTEGER")],
+            rows=1,
+            primary_key=Key(key, ["id"]),
+            candidate_keys=[Key("uq", ["ref"])],
+            foreign_keys=fks or [],
+        )
+
+    tables = [
+        table("a", "table0", "pk_a"),  # a table of that name follows
+        table("pk_a", "table1", "pk"),
+        table("b", "table2", "pk", [ForeignKey("fk", ["ref"], "s", "a", ["id"])]),
+        table(long, "table3", f"pk_{long}", [ForeignKey("fk", ["ref"], "s", "b", ["id"])]),
+    ]
+    archive = Archive("db", [Schema("s", "schema0", tables)])
+    return archive, {t.name: [[1, 1]] for t in tables}
+
+
+def test_constraint_names_postgresql_would_refuse_are_made_unique_within_63_bytes(
+    pg_database: MakeDatabase,
+) -> None:
+    archive, data = pk_clash_archive()
+    url = pg_database()
+    summary = load_archive(archive, rows_from(data), url)
+    assert summary.rows == 4 and summary.problems == ()
+    long = "t" * 62
+    renamed = {line.split(" declared as ")[0]: line for line in summary.renamed}
+    assert set(renamed) == {
+        "s.a: primary key 'pk_a'",  # the table pk_a has the name
+        "s.b: primary key 'pk'",  # pk_a's key took it first
+        "s.b: candidate key 'uq'",
+        "s.pk_a: candidate key 'uq'",
+        f"s.{long}: candidate key 'uq'",
+        f"s.{long}: primary key 'pk_{long}'",  # 65 bytes
+        f"s.{long}: foreign key 'fk'",  # b's took it first
+    }
+    assert "longer than 63 bytes" in renamed[f"s.{long}: primary key 'pk_{long}'"]
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = conn.exec_driver_sql(
+                "SELECT conrelid::regclass::text, conname FROM pg_constraint"
+                " WHERE connamespace = 's'::regnamespace"
+            ).all()
+    finally:
+        engine.dispose()
+    declared = [n for _, n in names]
+    assert len(declared) == len(set(declared)) == 4 + 4 + 2
+    assert all(len(n.encode()) <= 63 for n in declared)
+    assert ("s.pk_a", "pk") in names  # kept where unique
+    assert ("s.b", "fk") in names and ("s.a", "uq") in names
+    # Deterministic: a second load elsewhere names them alike.
+    again = load_archive(archive, rows_from(data), pg_database())
+    assert again.renamed == summary.renamed
+
+
+def test_a_url_whose_port_is_not_a_number_is_refused_without_its_password() -> None:
+    archive, data = two_tables([[1, 1]])
+    with pytest.raises(InvalidRequestError) as refused:
+        load_archive(archive, rows_from(data), "postgresql://u:pw@h:notaport/db")
+    message = refused.value.message
+    assert "pw" not in message.replace("postgresql", "") and "notaport" in message
+    assert "port" in message

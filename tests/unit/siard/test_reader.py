@@ -361,3 +361,21 @@ def test_external_dtd_in_metadata_is_refused_as_such(small: Path, tmp_path: Path
     with pytest.raises(SiardError) as caught:
         open_siard(path)
     assert (caught.value.rule, caught.value.entry) == ("xml-entities", "header/metadata.xml")
+
+
+def test_a_lob_larger_than_the_limit_is_refused_not_read(
+    small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from preservation.siard import reader
+
+    monkeypatch.setattr(reader, "MAX_LOB_BYTES", 1000)
+    read: list[str] = []
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, *a: read.append(name))
+    with open_siard(small) as siard, pytest.raises(SiardError) as caught:
+        list(siard.rows("main", "things"))
+    error = caught.value
+    assert error.rule == "lob" and error.table == "main.things"
+    assert error.entry == "content/schema0/table0/lob3/record1.txt"  # row 2's text
+    assert "table0.xml row 2 " in error.message and error.entry in error.message
+    assert "more than 1,000" in error.message
+    assert read == []  # refused from the directory's size, before reading
