@@ -249,9 +249,12 @@ def load(
                 "rows": summary.rows,
                 "names": dict(summary.names),
                 "problems": list(summary.problems),
+                "renamed": list(summary.renamed),
             }
         )
         return
+    for note in summary.renamed:
+        out.print(f"note: {note}", highlight=False, markup=False)
     for problem in summary.problems:
         out.print(f"warning: {problem}", highlight=False, markup=False)
     out.print(

@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -271,28 +271,16 @@ def _pg(url: str, *statements: str) -> None:
 
 
 @pytest.fixture
-def pg_database() -> Iterator[str]:
-    import psycopg
-
-    from tests.conftest import PG_ADMIN_URL, service_missing
-
-    name = f"siard_cli_{uuid.uuid4().hex[:8]}"
-    try:
-        _pg(PG_ADMIN_URL, f'CREATE DATABASE "{name}"')
-    except psycopg.Error as err:
-        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    try:
-        yield url
-    finally:
-        _pg(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_plain(pg_database: Callable[[], str]) -> str:
+    """A throwaway database's URL as psycopg takes it (the role tests connect with libpq)."""
+    return pg_database().replace("postgresql+psycopg://", "postgresql://")
 
 
 @pytest.mark.postgres
-def test_export_of_a_table_the_user_may_not_read(runner: CliRunner, pg_database: str) -> None:
+def test_export_of_a_table_the_user_may_not_read(runner: CliRunner, pg_plain: str) -> None:
     role = f"siard_cli_{uuid.uuid4().hex[:8]}"
     _pg(
-        pg_database,
+        pg_plain,
         "CREATE TABLE open_t (id int)",
         "CREATE TABLE secret (id int)",
         "INSERT INTO secret VALUES (1)",
@@ -301,7 +289,7 @@ def test_export_of_a_table_the_user_may_not_read(runner: CliRunner, pg_database:
         f"GRANT SELECT ON open_t TO {role}",
     )
     try:
-        url = sa.make_url(pg_database).set(username=role)
+        url = sa.make_url(pg_plain).set(username=role)
         for extra in ([], ["--json"]):
             done = runner.invoke(
                 cli,
@@ -314,17 +302,17 @@ def test_export_of_a_table_the_user_may_not_read(runner: CliRunner, pg_database:
             assert not Path("s.siard").exists()
             assert [p.name for p in Path.cwd().iterdir() if "siard" in p.name] == []
     finally:
-        _pg(pg_database, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+        _pg(pg_plain, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
 @pytest.mark.postgres
-def test_export_warns_of_values_siard_cannot_hold(runner: CliRunner, pg_database: str) -> None:
+def test_export_warns_of_values_siard_cannot_hold(runner: CliRunner, pg_plain: str) -> None:
     _pg(
-        pg_database,
+        pg_plain,
         "CREATE TABLE t (n numeric, d date)",
         "INSERT INTO t VALUES (1, '2024-01-01'), ('NaN', 'infinity'), (2, '0001-01-01 BC')",
     )
-    url = pg_database.replace("postgresql://", "postgresql+psycopg://")
+    url = pg_plain.replace("postgresql://", "postgresql+psycopg://")
     done = runner.invoke(cli, ["siard", "export", "--url", url, "--to", "w.siard", "--json"])
     assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout)
@@ -334,3 +322,25 @@ def test_export_warns_of_values_siard_cannot_hold(runner: CliRunner, pg_database
     assert plain.exit_code == 0 and "warning: public.t: 3 value(s)" in plain.output
     invalid = runner.invoke(cli, ["siard", "validate", "w.siard"])
     assert invalid.exit_code == 1
+
+
+def test_load_says_which_names_sqlite_made_different(
+    runner: CliRunner, tmp_path: Path, pg_database: Callable[[], str]
+) -> None:
+    """Columns PostgreSQL keeps apart (Name, name) meet in SQLite: the load says so."""
+    source = pg_database()
+    engine = sa.create_engine(source)
+    with engine.begin() as conn:
+        conn.exec_driver_sql('CREATE TABLE t ("Name" text, name text)')
+        conn.exec_driver_sql("INSERT INTO t VALUES ('a', 'b')")
+    engine.dispose()
+    exported = runner.invoke(cli, ["siard", "export", "--url", source, "--to", "mixed.siard"])
+    assert exported.exit_code == 0, exported.output
+    target = f"sqlite:///{tmp_path / 'mixed.sqlite'}"
+    done = runner.invoke(cli, ["siard", "load", "mixed.siard", "--url", target, "--json"])
+    assert done.exit_code == 0, done.output
+    renamed = json.loads(done.stdout)["renamed"]
+    assert len(renamed) == 1 and "name_2" in renamed[0]
+    again = runner.invoke(cli, ["siard", "load", "mixed.siard", "--url", target, "--replace"])
+    assert again.exit_code == 0, again.output
+    assert "note: " in again.output and "name_2" in again.output
