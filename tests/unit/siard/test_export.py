@@ -7,10 +7,9 @@ so these tests check the format, not agreement between two of our modules.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +25,6 @@ from preservation.siard.export import export_database
 from preservation.siard.metadata import METADATA_XSD, lob_entry, parse_metadata, xml_parser
 from preservation.siard.model import TABLE_NS, Archive
 from preservation.siard.types import is_lob, value_parser
-from tests.conftest import PG_ADMIN_URL, service_missing
 from tests.siard_samples import (
     LOB_BYTES,
     LOB_TEXT,
@@ -455,25 +453,11 @@ def test_sqlite_values_that_do_not_fit_their_type_are_kept_and_fail_the_xsd(
 
 
 @pytest.fixture(scope="module")
-def pg_sample_url() -> Iterator[str]:
-    """A throwaway database holding the sample, dropped afterwards."""
-    import psycopg
-
-    name = f"siard_export_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except Exception as err:  # noqa: BLE001 - any failure to connect means "missing"
-        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    url = f"{base}/{name}"
-    try:
-        create_sample_database(url)
-        yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_sample_url(pg_database: Callable[[], str]) -> str:
+    """A throwaway database holding the sample (conftest's maker drops it)."""
+    url = pg_database()
+    create_sample_database(url)
+    return url
 
 
 @pytest.fixture(scope="module")

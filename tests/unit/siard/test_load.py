@@ -10,9 +10,7 @@ made and dropped by this module.
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -27,34 +25,8 @@ from preservation.siard.load import flat_names, load_archive, load_siard, sqlite
 from preservation.siard.model import Archive, Column, ForeignKey, Key, Schema, Table
 from preservation.siard.reader import open_siard
 from preservation.siard.types import base_type, sql2008_of, type_params
-from tests.conftest import PG_ADMIN_URL, service_missing
 
 MakeDatabase = Callable[[], str]
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[MakeDatabase]:
-    """A maker of throwaway PostgreSQL databases, all dropped when the module is done."""
-    import psycopg
-
-    try:
-        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
-    except Exception as err:  # noqa: BLE001 - any failure means "missing"
-        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"siard_load_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        return f"{base}/{name}"
-
-    yield make
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        for name in made:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

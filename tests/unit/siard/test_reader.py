@@ -9,13 +9,12 @@ what the source database itself returns.
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import struct
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +25,6 @@ import sqlalchemy as sa
 
 from preservation.errors import SiardError
 from preservation.siard.reader import open_siard
-from tests.conftest import PG_ADMIN_URL, service_missing
 from tests.unit.siard.test_validate import central_header, with_overlapping_entries
 
 TEXTS = [
@@ -208,31 +206,6 @@ def test_missing_lob_file(small: Path, tmp_path: Path) -> None:
 
 
 # -- PostgreSQL: time zones, and the sample database ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[Callable[[], str]]:
-    """A maker of throwaway PostgreSQL databases, dropped when the module is done."""
-    import psycopg
-
-    try:
-        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
-    except Exception as err:  # noqa: BLE001 - any failure means "missing"
-        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"siard_reader_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        return f"{base}/{name}"
-
-    yield make
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        for name in made:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_timestamps_with_time_zone_come_back_in_utc(

@@ -9,20 +9,18 @@ exactly the rule its damage breaks, naming the zip entry and the table.
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import struct
 import uuid
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from preservation.siard.validate import Problem, SiardReport, validate_siard
-from tests.conftest import PG_ADMIN_URL, service_missing
 
 BIG_NOTE = "long note, " * 500  # over the exporter's 4096-character threshold
 BIG_PHOTO = bytes(range(256)) * 20  # 5120 bytes, over the threshold
@@ -583,22 +581,8 @@ def test_wrong_lob_length(good: Path, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def pg_source() -> Iterator[str]:
-    import psycopg
-
-    try:
-        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
-    except Exception as err:  # noqa: BLE001 - any failure means "missing"
-        service_missing("PostgreSQL at " + PG_ADMIN_URL, err)
-    name = f"siard_validate_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_source(pg_database: Callable[[], str]) -> str:
+    return pg_database()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
