@@ -481,9 +481,14 @@ def _plan_sqlite(table: Table, threshold: int) -> _TablePlan:
             # rounded to the scale: the float is written as its shortest exact
             # decimal (repr, in plain notation), never to ``s`` places, which
             # would change it (1.005 is not 1.00) and still pass the XSD.
+            # A float's repr is already that decimal unless it has an exponent
+            # (1e-07) or is not a number (inf, nan): only those go through Decimal.
             body.append(f"    f{k} = tolerant(lexical_form({column.type!r}))")
             cell = (
-                f"(f'{tag}{{{v}}}{end}' if {v}.__class__ is int else '{tag}' + f{k}({v}) + '{end}')"
+                f"(f'{tag}{{{v}}}{end}' if {v}.__class__ is int"
+                f" else f'{tag}{{d{k}}}{end}' if {v}.__class__ is float"
+                f" and 'e' not in (d{k} := repr({v})) and 'n' not in d{k}"
+                f" else '{tag}' + f{k}({v}) + '{end}')"
             )
         elif base == "BOOLEAN":
             cell = f"('{tag}true{end}' if {v} == 1 else '{tag}false{end}' if {v} == 0 else {other})"
