@@ -17,11 +17,11 @@ into one string, in its own process; with SQLite, in this process, Python's
 formatting is cheaper than SQLite's ``||``, so values come raw.
 
 Measured with bench/bench_siard.py (1,000,000 rows, best of 3, idle
-machine; bench/results/20261206T2239Z-siard.json): SQLite 2.89 s against
-``sqlite3 DB ".dump readings"`` 0.99 s, ratio 0.342; PostgreSQL 1.85 s
-against ``psql -c "COPY readings TO STDOUT"`` 0.63 s, ratio 0.343 (the
-issue's target is >= 0.3); peak RSS 57 and 66 MB, x1.03 of that for a table
-a tenth the size.
+machine; bench/results/20261206T2255Z-siard.json): SQLite 2.87 s against
+``sqlite3 DB ".dump readings"`` 1.00 s, ratio 0.346; PostgreSQL 1.78 s
+against ``psql -c "COPY readings TO STDOUT"`` 0.61 s, ratio 0.342 (the
+issue's target is >= 0.3); peak RSS 66 MB on both, x1.03 and x1.01 of that
+for a table a tenth the size.
 Tried and dropped as slower: the server escaping text too (its string
 functions cost more than ``str.replace`` on a batch), COPY of fully rendered
 rows, and a thread fetching the next batch while this one is written.
