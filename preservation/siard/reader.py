@@ -317,41 +317,41 @@ class SiardReader:
         try:
             self._zip = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise SiardError(
-                f"{self.path.name} is not a readable zip: {exc}", rule="zip", path=self.path
+            raise self._error(
+                None, None, "zip", f"{self.path.name} is not a readable zip: {exc}"
             ) from exc
         try:
             hazards = zip_hazards(self._zip, self.path)
             if hazards.whole:
-                raise SiardError(hazards.whole[0], rule="zip", path=self.path)
+                raise self._error(None, None, "zip", hazards.whole[0])
             if hazards.entries:
                 name, text = next(iter(hazards.entries.items()))
-                raise SiardError(f"{name} {text}", rule="zip", entry=name, path=self.path)
+                raise self._error(None, name, "zip", f"{name} {text}")
             try:
                 self._zip.getinfo(METADATA_ENTRY)
             except KeyError:
-                raise SiardError(
+                raise self._error(
+                    None,
+                    METADATA_ENTRY,
+                    "structure",
                     f"{self.path.name} has no {METADATA_ENTRY} (P_4.2-5)",
-                    rule="structure",
-                    entry=METADATA_ENTRY,
-                    path=self.path,
                 ) from None
             try:
                 data = _read_limited(self._zip, METADATA_ENTRY, MAX_METADATA_BYTES)
             except ZIP_ERRORS as exc:
-                raise SiardError(
+                raise self._error(
+                    None,
+                    METADATA_ENTRY,
+                    "zip",
                     f"{METADATA_ENTRY} cannot be read from the zip: {exc}",
-                    rule="zip",
-                    entry=METADATA_ENTRY,
-                    path=self.path,
                 ) from exc
             if declares_doctype(data):
-                raise SiardError(
+                raise self._error(
+                    None,
+                    METADATA_ENTRY,
+                    "xml-entities",
                     f"{METADATA_ENTRY} declares a DOCTYPE: DTDs and entities are refused in "
                     "SIARD XML (G_3.1-1)",
-                    rule="xml-entities",
-                    entry=METADATA_ENTRY,
-                    path=self.path,
                 )
             self.archive: Archive = parse_metadata(data)
         except BaseException:
@@ -374,6 +374,10 @@ class SiardReader:
     ) -> None:
         self.close()
 
+    def _error(self, table: str | None, entry: str | None, rule: str, message: str) -> SiardError:
+        """The ``SiardError`` to raise for this archive, naming the table and entry it is about."""
+        return SiardError(message, rule=rule, table=table, entry=entry, path=self.path)
+
     # -- looking up -------------------------------------------------------------
 
     def infolist(self) -> list[zipfile.ZipInfo]:
@@ -390,11 +394,11 @@ class SiardReader:
             for t in s.tables:
                 if t.name == table_name:
                     return s, t
-        raise SiardError(
+        raise self._error(
+            f"{schema_name}.{table_name}",
+            None,
+            "structure",
             f"{self.path.name}: metadata.xml has no table {schema_name}.{table_name}",
-            rule="structure",
-            table=f"{schema_name}.{table_name}",
-            path=self.path,
         )
 
     def _open_table(self, schema: Schema, table: Table) -> tuple[str, IO[bytes]]:
@@ -405,40 +409,30 @@ class SiardReader:
                 tag, doctype = table_root(head)
             stream = self._zip.open(entry)
         except KeyError:
-            raise SiardError(
-                f"{label}: {entry} is missing (P_4.2-3)",
-                rule="structure",
-                table=label,
-                entry=entry,
-                path=self.path,
+            raise self._error(
+                label, entry, "structure", f"{label}: {entry} is missing (P_4.2-3)"
             ) from None
         except ZIP_ERRORS as exc:
-            raise SiardError(
-                f"{label}: {entry} cannot be read from the zip: {exc}",
-                rule="zip",
-                table=label,
-                entry=entry,
-                path=self.path,
+            raise self._error(
+                label, entry, "zip", f"{label}: {entry} cannot be read from the zip: {exc}"
             ) from exc
         if doctype:
             stream.close()
-            raise SiardError(
+            raise self._error(
+                label,
+                entry,
+                "xml-entities",
                 f"{entry} ({label}) declares a DOCTYPE: DTDs and entities are refused in SIARD XML",
-                rule="xml-entities",
-                table=label,
-                entry=entry,
-                path=self.path,
             )
         if tag is not None and tag != TABLE_TAG:
             stream.close()
-            raise SiardError(
+            raise self._error(
+                label,
+                entry,
+                "structure",
                 f"{label}: the root of {entry} is {tag}, not a SIARD 2.1/2.2 table "
                 f"({TABLE_TAG}); only SIARD 2.1 and 2.2 tables are read (SIARD 2.0 and 1.0 "
                 "name their tables otherwise)",
-                rule="structure",
-                table=label,
-                entry=entry,
-                path=self.path,
             )
         return entry, stream
 
@@ -483,21 +477,16 @@ class SiardReader:
                         parent = element.getparent()
                         del parent[: parent.index(element)]
             except etree.XMLSyntaxError as exc:
-                raise SiardError(
+                raise self._error(
+                    label,
+                    entry,
+                    "table-xsd",
                     f"{label}: {entry} is not well-formed XML after {count:,} rows: {exc}"
                     " (T_6.0-2)",
-                    rule="table-xsd",
-                    table=label,
-                    entry=entry,
-                    path=self.path,
                 ) from exc
             except ZIP_ERRORS as exc:
-                raise SiardError(
-                    f"{label}: {entry} is damaged in the zip: {exc}",
-                    rule="zip",
-                    table=label,
-                    entry=entry,
-                    path=self.path,
+                raise self._error(
+                    label, entry, "zip", f"{label}: {entry} is damaged in the zip: {exc}"
                 ) from exc
 
     def _rows(self, schema: Schema, table: Table) -> Iterator[list[Any]]:
@@ -538,12 +527,8 @@ class SiardReader:
         else:
             value = (cell.text or "")[:40]
             what = f"{value!r} in {name} ({column.name}), not of type {column.type}"
-        return SiardError(
-            f"{label}: {entry} row {index + 1:,} holds {what} (T_6.0-1)",
-            rule="table-xsd",
-            table=label,
-            entry=entry,
-            path=self.path,
+        return self._error(
+            label, entry, "table-xsd", f"{label}: {entry} row {index + 1:,} holds {what} (T_6.0-1)"
         )
 
     def _lob(
@@ -553,54 +538,49 @@ class SiardReader:
         try:
             name = lob_name(self._zip.NameToInfo, self.archive, schema, table, column, file)
         except SiardError as exc:
-            raise SiardError(
+            raise self._error(
+                label,
+                entry,
+                "lob",
                 f"{label}: {entry} points column {column.name} to {file!r}, "
                 "which is not inside the archive (LOBs outside it are not read)",
-                rule="lob",
-                table=label,
-                entry=entry,
-                path=self.path,
             ) from exc
         if name not in self._zip.NameToInfo:
-            raise SiardError(
+            raise self._error(
+                label,
+                name,
+                "lob",
                 f"{label}: LOB {name} of column {column.name} is not in the archive (T_6.4-5)",
-                rule="lob",
-                table=label,
-                entry=name,
-                path=self.path,
             )
         size = self._zip.NameToInfo[name].file_size
         if size > MAX_LOB_BYTES:
-            raise SiardError(
+            raise self._error(
+                label,
+                name,
+                "lob",
                 f"{label}: {entry} row {row + 1:,} points column {column.name} to LOB {name} "
                 f"of {size:,} bytes: more than {MAX_LOB_BYTES:,}, which is read into memory "
                 "as one value; refused",
-                rule="lob",
-                table=label,
-                entry=name,
-                path=self.path,
             )
         try:
             data = self._zip.read(name)
         except ZIP_ERRORS as exc:
-            raise SiardError(
+            raise self._error(
+                label,
+                name,
+                "zip",
                 f"{label}: LOB {name} of column {column.name} cannot be read: {exc}",
-                rule="zip",
-                table=label,
-                entry=name,
-                path=self.path,
             ) from exc
         if base_type(column.type) in BINARY_TYPES:
             return data
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise SiardError(
+            raise self._error(
+                label,
+                name,
+                "lob",
                 f"{label}: LOB {name} of text column {column.name} is not UTF-8: {exc}",
-                rule="lob",
-                table=label,
-                entry=name,
-                path=self.path,
             ) from exc
 
     def table_count(self, schema: Schema | str, table: Table | str) -> int:
