@@ -5,11 +5,14 @@ large enough to be stored as a LOB file); ``small_siard`` exports it with the
 project's exporter and gives the tables and columns descriptions through
 ``edit_metadata`` (SQLite has no comments to export). ``edit_metadata`` also
 makes an archive that lies (a row count), and ``damage_entry`` one whose zip
-is damaged inside an entry while its listing stays whole.
+is damaged inside an entry while its listing stays whole. ``rewrite`` copies
+an archive with entries changed (by ``sub`` or ``replaced``), dropped or added;
+``exported_sqlite`` exports a SQLite database made from a script.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import zipfile
 from collections.abc import Callable
@@ -21,6 +24,18 @@ METADATA = "header/metadata.xml"
 #: Descriptions given by ``small_siard``: the words search must find.
 TABLE_DESCRIPTION = "Correspondents of the Lovelace household"
 COLUMN_DESCRIPTION = "Birthday as written in the parish register"
+#: Tables ``Order`` and ``xrder``: renamed ``order`` in metadata.xml, one name to SQLite.
+CLASHING_TABLES = """
+CREATE TABLE "Order" (id INTEGER PRIMARY KEY);
+INSERT INTO "Order" VALUES (1);
+CREATE TABLE xrder (id INTEGER PRIMARY KEY);
+INSERT INTO xrder VALUES (2);
+"""
+#: ``people`` with columns ``Name`` and ``xame``: renamed ``name`` in metadata.xml, a column
+#: PostgreSQL tells apart from ``Name`` and SQLite does not (the rows are the caller's).
+CASE_COLUMNS = """
+CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT);
+"""
 
 
 def small_database(path: Path) -> Path:
@@ -59,6 +74,62 @@ def edit_metadata(siard: Path, dest: Path, change: Callable[[Archive], None]) ->
             data = metadata_xml(archive) if info.filename == METADATA else source.read(info)
             out.writestr(info, data)
     return dest
+
+
+def exported_sqlite(source: Path, script: str, dest: Path) -> Path:
+    """``dest``: the SQLite database ``source``, made by the SQL ``script``, exported to SIARD."""
+    from preservation.siard.export import export_database
+
+    with sqlite3.connect(source) as conn:
+        conn.executescript(script)
+    conn.close()
+    export_database(f"sqlite:///{source}", dest)
+    return dest
+
+
+def rewrite(
+    src: Path,
+    dest: Path,
+    *,
+    change: dict[str, Callable[[bytes], bytes]] | None = None,
+    drop: set[str] | frozenset[str] = frozenset(),
+    add: dict[str, bytes] | None = None,
+) -> Path:
+    """A copy of ``src`` with entries changed, dropped or added (same names, same order)."""
+    change = change or {}
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
+        for info in zin.infolist():
+            if info.filename in drop:
+                continue
+            data = zin.read(info)
+            if info.filename in change:
+                data = change[info.filename](data)
+            zout.writestr(info, data)
+        for name, data in (add or {}).items():
+            zout.writestr(name, data)
+    return dest
+
+
+def sub(pattern: bytes, replacement: bytes, count: int = 1) -> Callable[[bytes], bytes]:
+    """A change for ``rewrite``: ``re.subn`` of ``pattern``, which must be found."""
+
+    def apply(data: bytes) -> bytes:
+        changed, made = re.subn(pattern, replacement, data, count=count)
+        assert made, f"{pattern!r} not found"
+        return changed
+
+    return apply
+
+
+def replaced(replacements: dict[bytes, bytes]) -> Callable[[bytes], bytes]:
+    """A change for ``rewrite``: every occurrence of each key replaced by its value, in turn."""
+
+    def apply(data: bytes) -> bytes:
+        for old, new in replacements.items():
+            data = data.replace(old, new)
+        return data
+
+    return apply
 
 
 def describe(archive: Archive) -> None:

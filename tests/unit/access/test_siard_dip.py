@@ -8,7 +8,6 @@ No format policy is passed: the tables are made whatever the policy says.
 from __future__ import annotations
 
 import hashlib
-import io
 import sqlite3
 import tarfile
 import uuid
@@ -28,6 +27,14 @@ from preservation.metadata.dip import DipDescription
 from preservation.metadata.mets import METS_NS, PREMIS_NS
 from preservation.siard.load import flat_names
 from preservation.siard.reader import open_siard
+from tests.siard_edits import (
+    CASE_COLUMNS,
+    CLASHING_TABLES,
+    METADATA,
+    exported_sqlite,
+    replaced,
+    rewrite,
+)
 
 M = f"{{{METS_NS}}}"
 P = f"{{{PREMIS_NS}}}"
@@ -185,24 +192,8 @@ def test_a_siard_that_cannot_be_read_goes_as_it_is_and_premis_says_why(tmp_path:
 
 def small_siard(tmp_path: Path, renames: dict[bytes, bytes]) -> bytes:
     """Tables ``Order`` and ``xrder`` exported, then changed in metadata.xml as ``renames`` says."""
-    from preservation.siard.export import export_database
-
-    source = tmp_path / "small.sqlite"
-    with sqlite3.connect(source) as conn:
-        conn.execute('CREATE TABLE "Order" (id INTEGER PRIMARY KEY)')
-        conn.execute('INSERT INTO "Order" VALUES (1)')
-        conn.execute("CREATE TABLE xrder (id INTEGER PRIMARY KEY)")
-        conn.execute("INSERT INTO xrder VALUES (2)")
-    conn.close()
-    plain, changed = tmp_path / "plain.siard", tmp_path / "changed.siard"
-    export_database(f"sqlite:///{source}", plain)
-    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(changed, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "header/metadata.xml":
-                for old, new in renames.items():
-                    data = data.replace(old, new)
-            zout.writestr(info, data)
+    plain = exported_sqlite(tmp_path / "small.sqlite", CLASHING_TABLES, tmp_path / "plain.siard")
+    changed = rewrite(plain, tmp_path / "changed.siard", change={METADATA: replaced(renames)})
     return changed.read_bytes()
 
 
@@ -260,24 +251,12 @@ def _no_leftovers(tmp_path: Path) -> object:
 def test_columns_whose_names_clash_in_sqlite_are_numbered_not_sent_as_a_siard(
     tmp_path: Path,
 ) -> None:
-    from preservation.siard.export import export_database
+    script = CASE_COLUMNS + "INSERT INTO people VALUES (1, 'Ada', 'ada');"
+    plain = exported_sqlite(tmp_path / "case.sqlite", script, tmp_path / "plain.siard")
+    rename = replaced({b"<name>xame</name>": b"<name>name</name>"})
+    case = rewrite(plain, tmp_path / "case.siard", change={METADATA: rename})
 
-    source = tmp_path / "case.sqlite"
-    with sqlite3.connect(source) as conn:
-        conn.execute('CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT)')
-        conn.execute("INSERT INTO people VALUES (1, 'Ada', 'ada')")
-    conn.close()
-    siard = tmp_path / "plain.siard"
-    export_database(f"sqlite:///{source}", siard)
-    out = io.BytesIO()
-    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(out, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "header/metadata.xml":
-                data = data.replace(b"<name>xame</name>", b"<name>name</name>")
-            zout.writestr(info, data)
-
-    dip = make_dip(tmp_path, out.getvalue())
+    dip = make_dip(tmp_path, case.read_bytes())
     files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
     assert files == ["db/register-csv/people.csv", "db/register.sqlite", "notes.txt"]
     header = (dip.data / "db/register-csv/people.csv").read_bytes().split(b"\r\n")[0]

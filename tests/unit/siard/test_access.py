@@ -11,6 +11,14 @@ import pytest
 
 from preservation.siard.access import access_copies, csv_names, to_csv, to_sqlite
 from preservation.siard.model import Archive, Column, Schema, Table
+from tests.siard_edits import (
+    CASE_COLUMNS,
+    CLASHING_TABLES,
+    METADATA,
+    exported_sqlite,
+    replaced,
+    rewrite,
+)
 
 ROWS = [
     (1, "a,b", bytes([0, 255, 16]), 1, 1.25, "2024-01-02 03:04:05", 0.5),
@@ -107,36 +115,12 @@ def test_csv_file_names_are_safe_on_any_file_system() -> None:
     assert list(csv_names(three).values()) == ["Ähre.csv", "ähre-2.csv"]
 
 
-def renamed_tables(siard: Path, out: Path, renames: dict[str, str]) -> Path:
-    """``siard`` with tables renamed in metadata.xml (names SQLite could not hold together)."""
-    import zipfile
-
-    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(out, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "header/metadata.xml":
-                for old, new in renames.items():
-                    data = data.replace(
-                        f"<name>{old}</name>".encode(), f"<name>{new}</name>".encode()
-                    )
-            zout.writestr(info, data)
-    return out
-
-
 @pytest.fixture
 def clashing(tmp_path: Path) -> Path:
     """Tables ``Order`` and ``order`` (apart in PostgreSQL, one name to SQLite)."""
-    from preservation.siard.export import export_database
-
-    source = tmp_path / "clash.sqlite"
-    with sqlite3.connect(source) as conn:
-        conn.execute('CREATE TABLE "Order" (id INTEGER PRIMARY KEY)')
-        conn.execute('INSERT INTO "Order" VALUES (1)')
-        conn.execute("CREATE TABLE xrder (id INTEGER PRIMARY KEY)")
-        conn.execute("INSERT INTO xrder VALUES (2)")
-    conn.close()
-    export_database(f"sqlite:///{source}", tmp_path / "plain.siard")
-    return renamed_tables(tmp_path / "plain.siard", tmp_path / "clash.siard", {"xrder": "order"})
+    plain = exported_sqlite(tmp_path / "clash.sqlite", CLASHING_TABLES, tmp_path / "plain.siard")
+    rename = replaced({b"<name>xrder</name>": b"<name>order</name>"})
+    return rewrite(plain, tmp_path / "clash.siard", change={METADATA: rename})
 
 
 def test_tables_sqlite_cannot_tell_apart_are_numbered_in_both_copies(
@@ -153,17 +137,10 @@ def test_tables_sqlite_cannot_tell_apart_are_numbered_in_both_copies(
 
 
 def test_an_archive_that_cannot_be_used_is_named_in_the_error(siard: Path, tmp_path: Path) -> None:
-    import zipfile
-
     from preservation.errors import SiardError
 
-    liar = tmp_path / "liar.siard"
-    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(liar, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "header/metadata.xml":
-                data = data.replace(b"<rows>5</rows>", b"<rows>6</rows>")
-            zout.writestr(info, data)
+    lie = replaced({b"<rows>5</rows>": b"<rows>6</rows>"})
+    liar = rewrite(siard, tmp_path / "liar.siard", change={METADATA: lie})
     dest = tmp_path / "out" / "liar.sqlite"
     with pytest.raises(SiardError) as refused:
         access_copies(liar, dest, tmp_path / "out" / "csv")
@@ -181,15 +158,10 @@ def test_an_archive_that_cannot_be_used_is_named_in_the_error(siard: Path, tmp_p
 def test_columns_sqlite_cannot_tell_apart_are_numbered_in_the_table_and_the_csv_header(
     tmp_path: Path,
 ) -> None:
-    from preservation.siard.export import export_database
-
-    source = tmp_path / "case.sqlite"
-    with sqlite3.connect(source) as conn:
-        conn.execute('CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT)')
-        conn.execute("INSERT INTO people VALUES (1, 'Ada Lovelace', 'ada')")
-    conn.close()
-    export_database(f"sqlite:///{source}", tmp_path / "plain.siard")
-    case = renamed_tables(tmp_path / "plain.siard", tmp_path / "case.siard", {"xame": "name"})
+    script = CASE_COLUMNS + "INSERT INTO people VALUES (1, 'Ada Lovelace', 'ada');"
+    plain = exported_sqlite(tmp_path / "case.sqlite", script, tmp_path / "plain.siard")
+    rename = replaced({b"<name>xame</name>": b"<name>name</name>"})
+    case = rewrite(plain, tmp_path / "case.siard", change={METADATA: rename})
     copies = access_copies(case, tmp_path / "out" / "t.sqlite", tmp_path / "out" / "csv")
     assert copies.summary.renamed == (
         "main.people: column 'name' loaded as 'name_2' "

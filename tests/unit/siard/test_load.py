@@ -25,6 +25,7 @@ from preservation.siard.load import flat_names, load_archive, load_siard, sqlite
 from preservation.siard.model import Archive, Column, ForeignKey, Key, Schema, Table
 from preservation.siard.reader import open_siard
 from preservation.siard.types import base_type, sql2008_of, type_params
+from tests.siard_edits import METADATA, exported_sqlite, replaced, rewrite, sub
 
 MakeDatabase = Callable[[], str]
 
@@ -546,37 +547,18 @@ def test_a_refused_load_into_a_new_sqlite_file_leaves_no_file(tmp_path: Path) ->
     assert not list(tmp_path.iterdir())
 
 
-def rewrite_entry(siard: Path, out: Path, entry: str, change: Callable[[bytes], bytes]) -> Path:
-    import zipfile
-
-    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(out, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            zout.writestr(info, change(data) if info.filename == entry else data)
-    return out
-
-
 @pytest.fixture
 def small_siard(tmp_path: Path) -> Path:
-    from preservation.siard.export import export_database
-
-    source = tmp_path / "small.sqlite"
-    with sqlite3.connect(source) as conn:
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, "a"), (2, "b")])
-    conn.close()
-    out = tmp_path / "small.siard"
-    export_database(f"sqlite:///{source}", out)
-    return out
+    script = """
+        CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+        INSERT INTO t VALUES (1, 'a'), (2, 'b');
+    """
+    return exported_sqlite(tmp_path / "small.sqlite", script, tmp_path / "small.siard")
 
 
 def test_errors_of_load_siard_name_the_archive_once(small_siard: Path, tmp_path: Path) -> None:
-    liar = rewrite_entry(
-        small_siard,
-        tmp_path / "liar.siard",
-        "header/metadata.xml",
-        lambda d: d.replace(b"<rows>2</rows>", b"<rows>9</rows>"),
-    )
+    lie = replaced({b"<rows>2</rows>": b"<rows>9</rows>"})
+    liar = rewrite(small_siard, tmp_path / "liar.siard", change={METADATA: lie})
     target = tmp_path / "out.sqlite"
     with pytest.raises(SiardError) as refused:
         load_siard(liar, f"sqlite:///{target}")
@@ -586,12 +568,8 @@ def test_errors_of_load_siard_name_the_archive_once(small_siard: Path, tmp_path:
     assert err.message.count("liar.siard") == 1 and str(err) == err.message
     assert not target.exists()
 
-    doctype = rewrite_entry(
-        small_siard,
-        tmp_path / "doctype.siard",
-        "header/metadata.xml",
-        lambda d: d.replace(b"?>", b'?>\n<!DOCTYPE x [<!ENTITY e "e">]>', 1),
-    )
+    entity = sub(rb"\?>", b'?>\n<!DOCTYPE x [<!ENTITY e "e">]>')
+    doctype = rewrite(small_siard, tmp_path / "doctype.siard", change={METADATA: entity})
     with pytest.raises(SiardError) as refused:
         load_siard(doctype, f"sqlite:///{target}")
     assert refused.value.message.count("doctype.siard") == 1
@@ -643,36 +621,19 @@ def test_tables_whose_sqlite_names_clash_load_side_by_side(tmp_path: Path) -> No
     conn.close()
 
 
-def renamed_in_metadata(siard: Path, out: Path, renames: dict[str, str]) -> Path:
-    """``siard`` with names in metadata.xml changed (``>old<``: a name, a key's column)."""
-    import zipfile
-
-    with zipfile.ZipFile(siard) as zin, zipfile.ZipFile(out, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "header/metadata.xml":
-                for old, new in renames.items():
-                    data = data.replace(f">{old}<".encode(), f">{new}<".encode())
-            zout.writestr(info, data)
-    return out
-
-
 @pytest.fixture
 def case_columns(tmp_path: Path) -> Path:
     """``people`` with columns ``Name`` and ``name`` (a PostgreSQL table can have both), keyed."""
-    from preservation.siard.export import export_database
-
-    source = tmp_path / "case.sqlite"
-    with sqlite3.connect(source) as conn:
-        conn.execute('CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT UNIQUE)')
-        conn.execute("INSERT INTO people VALUES (1, 'Ada Lovelace', 'ada')")
-        conn.execute(
-            "CREATE TABLE pets (id INTEGER PRIMARY KEY, owner TEXT REFERENCES people (xame))"
-        )
-        conn.execute("INSERT INTO pets VALUES (7, 'ada')")
-    conn.close()
-    export_database(f"sqlite:///{source}", tmp_path / "plain.siard")
-    return renamed_in_metadata(tmp_path / "plain.siard", tmp_path / "case.siard", {"xame": "name"})
+    script = """
+        CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT UNIQUE);
+        INSERT INTO people VALUES (1, 'Ada Lovelace', 'ada');
+        CREATE TABLE pets (id INTEGER PRIMARY KEY, owner TEXT REFERENCES people (xame));
+        INSERT INTO pets VALUES (7, 'ada');
+    """
+    plain = exported_sqlite(tmp_path / "case.sqlite", script, tmp_path / "plain.siard")
+    # ``>xame<``: the column's name and the key columns that name it.
+    rename = replaced({b">xame<": b">name<"})
+    return rewrite(plain, tmp_path / "case.siard", change={METADATA: rename})
 
 
 def test_columns_differing_only_in_case_are_numbered_on_sqlite_keys_and_all(

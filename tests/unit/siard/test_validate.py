@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from preservation.siard.validate import Problem, SiardReport, validate_siard
+from tests.siard_edits import rewrite, sub
 
 BIG_NOTE = "long note, " * 500  # over the exporter's 4096-character threshold
 BIG_PHOTO = bytes(range(256)) * 20  # 5120 bytes, over the threshold
@@ -81,38 +82,6 @@ def good_archive(good: Path) -> SiardReport:
 
 
 # -- rewriting archives --------------------------------------------------------------
-
-
-def rewrite(
-    src: Path,
-    dest: Path,
-    *,
-    change: dict[str, Callable[[bytes], bytes]] | None = None,
-    drop: set[str] | frozenset[str] = frozenset(),
-    add: dict[str, bytes] | None = None,
-) -> Path:
-    """A copy of ``src`` with entries changed, dropped or added (same names, same order)."""
-    change = change or {}
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
-        for info in zin.infolist():
-            if info.filename in drop:
-                continue
-            data = zin.read(info)
-            if info.filename in change:
-                data = change[info.filename](data)
-            zout.writestr(info, data)
-        for name, data in (add or {}).items():
-            zout.writestr(name, data)
-    return dest
-
-
-def sub(pattern: bytes, replacement: bytes, count: int = 1) -> Callable[[bytes], bytes]:
-    def apply(data: bytes) -> bytes:
-        changed, made = re.subn(pattern, replacement, data, count=count)
-        assert made, f"{pattern!r} not found"
-        return changed
-
-    return apply
 
 
 def central_header(data: bytes, name: str) -> int:
