@@ -24,18 +24,6 @@ METADATA = "header/metadata.xml"
 #: Descriptions given by ``small_siard``: the words search must find.
 TABLE_DESCRIPTION = "Correspondents of the Lovelace household"
 COLUMN_DESCRIPTION = "Birthday as written in the parish register"
-#: Tables ``Order`` and ``xrder``: renamed ``order`` in metadata.xml, one name to SQLite.
-CLASHING_TABLES = """
-CREATE TABLE "Order" (id INTEGER PRIMARY KEY);
-INSERT INTO "Order" VALUES (1);
-CREATE TABLE xrder (id INTEGER PRIMARY KEY);
-INSERT INTO xrder VALUES (2);
-"""
-#: ``people`` with columns ``Name`` and ``xame``: renamed ``name`` in metadata.xml, a column
-#: PostgreSQL tells apart from ``Name`` and SQLite does not (the rows are the caller's).
-CASE_COLUMNS = """
-CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT);
-"""
 
 
 def small_database(path: Path) -> Path:
@@ -130,6 +118,37 @@ def replaced(replacements: dict[bytes, bytes]) -> Callable[[bytes], bytes]:
         return data
 
     return apply
+
+
+def clashing_tables(folder: Path, renames: dict[bytes, bytes]) -> Path:
+    """Tables ``Order`` (row 1) and ``xrder`` (row 2) exported, metadata.xml changed by ``renames``.
+
+    ``{b"<name>xrder</name>": b"<name>order</name>"}`` makes two tables PostgreSQL
+    tells apart and SQLite takes for one name.
+    """
+    script = """
+        CREATE TABLE "Order" (id INTEGER PRIMARY KEY);
+        INSERT INTO "Order" VALUES (1);
+        CREATE TABLE xrder (id INTEGER PRIMARY KEY);
+        INSERT INTO xrder VALUES (2);
+    """
+    plain = exported_sqlite(folder / "clash.sqlite", script, folder / "plain.siard")
+    return rewrite(plain, folder / "clash.siard", change={METADATA: replaced(renames)})
+
+
+def clashing_columns(folder: Path, name: str) -> Path:
+    """``people`` with columns ``Name`` and ``name``, which SQLite takes for one; one row.
+
+    Exported with ``xame`` for ``name`` and renamed in metadata.xml; the row is
+    ``(1, name, 'ada')``.
+    """
+    script = f"""
+        CREATE TABLE people (id INTEGER PRIMARY KEY, "Name" TEXT, xame TEXT);
+        INSERT INTO people VALUES (1, '{name}', 'ada');
+    """
+    plain = exported_sqlite(folder / "case.sqlite", script, folder / "plain.siard")
+    rename = replaced({b"<name>xame</name>": b"<name>name</name>"})
+    return rewrite(plain, folder / "case.siard", change={METADATA: rename})
 
 
 def describe(archive: Archive) -> None:

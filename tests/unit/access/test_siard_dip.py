@@ -27,14 +27,7 @@ from preservation.metadata.dip import DipDescription
 from preservation.metadata.mets import METS_NS, PREMIS_NS
 from preservation.siard.load import flat_names
 from preservation.siard.reader import open_siard
-from tests.siard_edits import (
-    CASE_COLUMNS,
-    CLASHING_TABLES,
-    METADATA,
-    exported_sqlite,
-    replaced,
-    rewrite,
-)
+from tests.siard_edits import clashing_columns, clashing_tables
 
 M = f"{{{METS_NS}}}"
 P = f"{{{PREMIS_NS}}}"
@@ -190,17 +183,10 @@ def test_a_siard_that_cannot_be_read_goes_as_it_is_and_premis_says_why(tmp_path:
     assert not list((tmp_path / "work").rglob("*.sqlite*"))
 
 
-def small_siard(tmp_path: Path, renames: dict[bytes, bytes]) -> bytes:
-    """Tables ``Order`` and ``xrder`` exported, then changed in metadata.xml as ``renames`` says."""
-    plain = exported_sqlite(tmp_path / "small.sqlite", CLASHING_TABLES, tmp_path / "plain.siard")
-    changed = rewrite(plain, tmp_path / "changed.siard", change={METADATA: replaced(renames)})
-    return changed.read_bytes()
-
-
 def test_tables_whose_names_clash_in_sqlite_are_numbered_not_sent_as_a_siard(
     tmp_path: Path,
 ) -> None:
-    siard = small_siard(tmp_path, {b"<name>xrder</name>": b"<name>order</name>"})
+    siard = clashing_tables(tmp_path, {b"<name>xrder</name>": b"<name>order</name>"}).read_bytes()
     dip = make_dip(tmp_path, siard)
     files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
     assert files == [
@@ -220,7 +206,7 @@ def test_tables_whose_names_clash_in_sqlite_are_numbered_not_sent_as_a_siard(
 def test_a_siard_of_a_version_whose_tables_are_not_read_goes_as_it_is(
     tmp_path: Path, puid: str, version: str
 ) -> None:
-    siard = small_siard(tmp_path, {})
+    siard = clashing_tables(tmp_path, {}).read_bytes()
     dip = make_dip(tmp_path, siard, puid)
     files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
     assert files == ["db/register.siard", "notes.txt"]
@@ -231,7 +217,7 @@ def test_a_siard_of_a_version_whose_tables_are_not_read_goes_as_it_is(
 
 
 def test_a_siard_refused_by_the_reader_is_named_by_its_path_in_the_aip(tmp_path: Path) -> None:
-    siard = small_siard(tmp_path, {b"<rows>1</rows>": b"<rows>4</rows>"})
+    siard = clashing_tables(tmp_path, {b"<rows>1</rows>": b"<rows>4</rows>"}).read_bytes()
     dip = make_dip(tmp_path, siard)
     files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
     assert files == ["db/register.siard", "notes.txt"]
@@ -251,12 +237,7 @@ def _no_leftovers(tmp_path: Path) -> object:
 def test_columns_whose_names_clash_in_sqlite_are_numbered_not_sent_as_a_siard(
     tmp_path: Path,
 ) -> None:
-    script = CASE_COLUMNS + "INSERT INTO people VALUES (1, 'Ada', 'ada');"
-    plain = exported_sqlite(tmp_path / "case.sqlite", script, tmp_path / "plain.siard")
-    rename = replaced({b"<name>xame</name>": b"<name>name</name>"})
-    case = rewrite(plain, tmp_path / "case.siard", change={METADATA: rename})
-
-    dip = make_dip(tmp_path, case.read_bytes())
+    dip = make_dip(tmp_path, clashing_columns(tmp_path, "Ada").read_bytes())
     files = sorted(str(p.relative_to(dip.data)) for p in dip.data.rglob("*") if p.is_file())
     assert files == ["db/register-csv/people.csv", "db/register.sqlite", "notes.txt"]
     header = (dip.data / "db/register-csv/people.csv").read_bytes().split(b"\r\n")[0]

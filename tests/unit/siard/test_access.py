@@ -12,10 +12,9 @@ import pytest
 from preservation.siard.access import access_copies, csv_names, to_csv, to_sqlite
 from preservation.siard.model import Archive, Column, Schema, Table
 from tests.siard_edits import (
-    CASE_COLUMNS,
-    CLASHING_TABLES,
     METADATA,
-    exported_sqlite,
+    clashing_columns,
+    clashing_tables,
     replaced,
     rewrite,
 )
@@ -118,9 +117,7 @@ def test_csv_file_names_are_safe_on_any_file_system() -> None:
 @pytest.fixture
 def clashing(tmp_path: Path) -> Path:
     """Tables ``Order`` and ``order`` (apart in PostgreSQL, one name to SQLite)."""
-    plain = exported_sqlite(tmp_path / "clash.sqlite", CLASHING_TABLES, tmp_path / "plain.siard")
-    rename = replaced({b"<name>xrder</name>": b"<name>order</name>"})
-    return rewrite(plain, tmp_path / "clash.siard", change={METADATA: rename})
+    return clashing_tables(tmp_path, {b"<name>xrder</name>": b"<name>order</name>"})
 
 
 def test_tables_sqlite_cannot_tell_apart_are_numbered_in_both_copies(
@@ -158,10 +155,7 @@ def test_an_archive_that_cannot_be_used_is_named_in_the_error(siard: Path, tmp_p
 def test_columns_sqlite_cannot_tell_apart_are_numbered_in_the_table_and_the_csv_header(
     tmp_path: Path,
 ) -> None:
-    script = CASE_COLUMNS + "INSERT INTO people VALUES (1, 'Ada Lovelace', 'ada');"
-    plain = exported_sqlite(tmp_path / "case.sqlite", script, tmp_path / "plain.siard")
-    rename = replaced({b"<name>xame</name>": b"<name>name</name>"})
-    case = rewrite(plain, tmp_path / "case.siard", change={METADATA: rename})
+    case = clashing_columns(tmp_path, "Ada Lovelace")
     copies = access_copies(case, tmp_path / "out" / "t.sqlite", tmp_path / "out" / "csv")
     assert copies.summary.renamed == (
         "main.people: column 'name' loaded as 'name_2' "
