@@ -48,10 +48,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from preservation.characterise.ffprobe import open_media
 from preservation.errors import ConfigurationError, ToolError, ToolUnavailableError
+
+if TYPE_CHECKING:
+    from preservation.siard.validate import Problem
 
 __all__ = [
     "MAX_PIXELS",
@@ -686,22 +689,14 @@ def _siard_version() -> str:
 _SIARD_MESSAGE = 300
 
 
-def siard_problem_text(problem: Any) -> str:
+def siard_problem_text(problem: Problem) -> str:
     """One problem of a ``SiardReport`` as a finding's line: where, what, which rule.
 
     ``person.address (content/schema0/table1/table1.xml): 12 rows, metadata says 13
     (rule row-count)``: the table as the database named it, the zip entry, the rule.
     """
-    where = " ".join(
-        part for part in (problem.table, f"({problem.entry})" if problem.entry else None) if part
-    )
+    where = problem.where
     text = " ".join(str(problem.message).split())
-    if problem.table:  # the validator's own "schema0/table0 (main.person): " says it again
-        repeated = re.match(
-            rf"(?:\S+ \({re.escape(problem.table)}\)|{re.escape(problem.table)}): ", text
-        )
-        if repeated is not None:
-            text = text[repeated.end() :]
     if len(text) > _SIARD_MESSAGE:  # cut here, so the rule at the end survives the summary
         text = text[: _SIARD_MESSAGE - 1] + "…"
     return f"{where}: {text} (rule {problem.rule})" if where else f"{text} (rule {problem.rule})"

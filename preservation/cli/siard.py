@@ -207,8 +207,7 @@ def validate(
         )
     else:
         for p in report.problems:
-            where = " ".join(x for x in (p.table, f"({p.entry})" if p.entry else None) if x)
-            out.print(f"{where or siard}: {p.rule}: {p.message}", highlight=False, markup=False)
+            out.print(f"{p.where or siard}: {p.rule}: {p.message}", highlight=False, markup=False)
         verdict = "valid" if report.valid else f"INVALID, {len(report.problems)} problem(s)"
         out.print(
             f"{siard}: {verdict}; {report.tables} table(s), {report.rows:,} row(s), "

@@ -148,6 +148,11 @@ class Problem:
     rule: str
     message: str
 
+    @property
+    def where(self) -> str:
+        """``schema.table (zip entry)``, as far as known: the CLI and findings say it alike."""
+        return " ".join(x for x in (self.table, f"({self.entry})" if self.entry else None) if x)
+
 
 @dataclass
 class SiardReport:

@@ -233,13 +233,12 @@ def test_a_damaged_zip_is_rule_zip(archives: dict[str, Path], tmp_path: Path) ->
 
 
 def test_every_problem_is_listed_with_its_rule_and_the_rule_survives_a_long_message() -> None:
-    class Problem:
-        def __init__(self, message: str, table: str | None, entry: str | None) -> None:
-            self.message, self.table, self.entry, self.rule = message, table, entry, "table-xsd"
+    from preservation.siard.validate import Problem
 
-    long = siard_problem_text(Problem("x" * 2000, "s.t", "content/schema0/table0/table0.xml"))
+    entry = "content/schema0/table0/table0.xml"
+    long = siard_problem_text(Problem(entry, "s.t", "table-xsd", "x" * 2000))
     assert long.endswith("… (rule table-xsd)") and len(long) < 400
-    bare = siard_problem_text(Problem("no metadata.xml", None, None))
+    bare = siard_problem_text(Problem(None, None, "table-xsd", "no metadata.xml"))
     assert bare == "no metadata.xml (rule table-xsd)"
 
 
