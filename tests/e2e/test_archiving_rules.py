@@ -9,9 +9,7 @@ validation warnings are. ``default_retention`` dates the AIP at commit.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import time
 import zipfile
@@ -29,6 +27,7 @@ from preservation.cli import app
 from preservation.config import Settings
 from preservation.context import Context, open_context
 from preservation.errors import InvalidSIPError
+from tests.trees import tree_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "bags" / "sample-collection"
@@ -70,16 +69,6 @@ def write_rules(home: Path, tenant_rules: dict[str, Any], **profile_keys: Any) -
         (home / "profiles" / "museum.json").write_text(json.dumps(profile(**profile_keys)))
         rules["bagit_profile"] = "profiles/museum.json"
     (home / "archiving-rules.json").write_text(json.dumps({"tenants": {"museum": rules}}))
-
-
-def tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in sorted(os.walk(path)):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture

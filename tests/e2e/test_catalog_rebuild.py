@@ -54,6 +54,7 @@ from preservation.storage.rebuild import NOT_ON_TAPE, rebuild_catalogue
 from preservation.storage.recovery import recover, repair
 from preservation.storage.sites import build_sites
 from tests.conftest import require_program
+from tests.trees import tree_digest
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bags" / "sample-collection"
 
@@ -250,14 +251,6 @@ def _archive(ctx: Context, tmp_path: Path) -> dict[str, str]:
     return aips
 
 
-def _tree_digest(path: Path) -> str:
-    """Names and bytes of every file under ``path``: proof that nothing in it changed."""
-    h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(file.relative_to(path)).encode() + b"\0" + file.read_bytes())
-    return h.hexdigest()
-
-
 def _snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
     """Every table's rows as plain dicts (times naive UTC, enums as values)."""
     engine = make_engine(url)
@@ -412,10 +405,10 @@ def test_the_rebuilt_catalogue_equals_the_ingested_one_but_for_what_no_tape_hold
             build_sites(ctx)
         assert "preservation catalog rebuild --from-tapes" in refused.value.message
 
-        tapes = _tree_digest(ctx.settings.tape_dir)
+        tapes = tree_digest(ctx.settings.tape_dir)
         seen: list[tuple[str, int, int]] = []
         report = rebuild_catalogue(ctx, progress=lambda *p: seen.append(p))
-        assert _tree_digest(ctx.settings.tape_dir) == tapes, "the cartridges were only read"
+        assert tree_digest(ctx.settings.tape_dir) == tapes, "the cartridges were only read"
         assert report.problems == [] and report.missing == [] and report.sites_lost == {}
         assert (report.tenants, report.aips, report.aips_disposed) == (2, 4, 1)
         assert (report.versions, report.copies, report.copies_disposed) == (7, 14, 2)

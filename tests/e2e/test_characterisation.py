@@ -45,6 +45,7 @@ from preservation.metadata.mets import CHARACTERISATION_NS
 from preservation.metadata.reader import read_mets
 from preservation.storage import recovery
 from tests.conftest import require_program
+from tests.trees import tree_digest
 
 #: The malformed files of the bag and the validator that must catch each.
 MALFORMED = {
@@ -149,16 +150,6 @@ def mixed_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("submitted") / "mixed-formats"
     _write_mixed_payload(folder)
     return _make_bag(folder)
-
-
-def _tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in sorted(os.walk(path)):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -409,7 +400,7 @@ def test_rule_reject_sets_the_bag_aside_at_characterise_and_nothing_reaches_tape
     (settings.home_dir / "archiving-rules.json").write_text(
         json.dumps({"tenants": {"museum": {"invalid_formats": "reject"}}})
     )
-    before = _tree_digest(mixed_bag)
+    before = tree_digest(mixed_bag)
     ctx = open_context(settings)
     try:
         result = ingest.run_ingest(ctx, mixed_bag, tenant="museum")
@@ -433,7 +424,7 @@ def test_rule_reject_sets_the_bag_aside_at_characterise_and_nothing_reaches_tape
         failed = [e for e in _events(ctx, result.sip_id, "validation") if e.outcome == "failure"]
         assert failed and any("invalid_formats: reject" in e.detail for e in failed)
         assert not (settings.staging_dir / result.sip_id).exists()
-        assert _tree_digest(mixed_bag) == before  # a bag given by path is never touched
+        assert tree_digest(mixed_bag) == before  # a bag given by path is never touched
     finally:
         ctx.close()
 

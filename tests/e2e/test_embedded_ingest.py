@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -20,23 +18,11 @@ from preservation.ingest import run_ingest
 from preservation.inventory import describe_aip
 from preservation.metadata import read_mets, validate_mets
 from preservation.sip import validate_bag
+from tests.trees import tree_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "bags" / "sample-collection"
 INVALID = ROOT / "examples" / "bags" / "invalid-bag"
-
-
-def tree_digest(path: Path) -> str:
-    """Names, modes and bytes of a tree: proof that nothing in it changed."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in sorted(os.walk(path)):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(path)).encode())
-            h.update(p.read_bytes())
-            h.update(oct(p.stat().st_mode).encode())
-    return h.hexdigest()
 
 
 @pytest.fixture

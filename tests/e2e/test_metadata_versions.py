@@ -8,7 +8,6 @@ root, the catalogue on SQLite and PostgreSQL: the same path as
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from preservation.metadata import read_mets, validate_dublin_core, validate_mets
 from preservation.metadata.dc_input import dc_from_json, dc_from_xml
 from preservation.metadata.mets import DC_NS, METS_NS, PREMIS_NS
 from preservation.storage.recovery import read_version_head, recover
+from tests.trees import tree_digest
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bags" / "sample-collection"
 NEW_RECORD = {
@@ -37,18 +37,6 @@ NEW_RECORD = {
     "subject": ["correspondence", "donors"],
     "creator": "Hélène Martin",
 }
-
-
-def tree_digest(path: Path) -> str:
-    """Names and bytes of every file under ``path``: proof that nothing in it changed."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in sorted(os.walk(path)):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(path)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture

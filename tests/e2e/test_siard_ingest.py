@@ -13,9 +13,7 @@ given by path are never touched.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +37,7 @@ from tests.siard_edits import (
     lying_rows,
     small_siard,
 )
+from tests.trees import tree_digest
 
 CHARACTERISATION = "data/metadata/preservation/characterisation"
 #: The faulty bag's files, and what the siard validator must say about each.
@@ -52,16 +51,6 @@ FAULTS = {
 def _bag(folder: Path) -> Path:
     bagit.make_bag(str(folder), {"Source-Organization": "Family archive"}, checksums=["sha256"])
     return folder
-
-
-def _tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in sorted(os.walk(path)):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +204,7 @@ def test_faulty_archives_are_findings_naming_table_entry_and_rule(
 def test_rule_reject_rejects_the_bag_with_the_findings_in_its_report(
     bags: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    before = _tree_digest(bags["faulty"])
+    before = tree_digest(bags["faulty"])
     ctx = _context(tmp_path_factory, {"tenants": {"family": {"invalid_formats": "reject"}}})
     try:
         result = ingest.run_ingest(ctx, bags["faulty"], tenant="family")
@@ -233,4 +222,4 @@ def test_rule_reject_rejects_the_bag_with_the_findings_in_its_report(
         assert not (ctx.settings.staging_dir / result.sip_id).exists()
     finally:
         ctx.close()
-    assert _tree_digest(bags["faulty"]) == before  # a bag given by path is never touched
+    assert tree_digest(bags["faulty"]) == before  # a bag given by path is never touched

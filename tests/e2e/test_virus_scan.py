@@ -15,9 +15,7 @@ without a daemon, is checked on the same database.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -52,6 +50,7 @@ from tests.scanning import (
     require_clamd,
     require_clamscan,
 )
+from tests.trees import tree_digest
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bags" / "sample-collection"
 EICAR_FILE = "data/downloads/eicar.com"
@@ -94,16 +93,6 @@ def ctx(settings: Settings, scanner: str) -> Iterator[Context]:
     c = open_context(settings)
     yield c
     c.close()
-
-
-def _tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in sorted(os.walk(path)):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 def _events(ctx: Context, sip_id: str, kind: str | None = None) -> list[Any]:
@@ -219,10 +208,10 @@ def test_an_infected_bag_is_rejected_at_scan_and_nothing_reaches_tape(
 ) -> None:
     """Found anywhere in the payload, however deep, and named by its path in the bag."""
     bag: Path = request.getfixturevalue(bag_fixture)
-    before = _tree_digest(bag)
+    before = tree_digest(bag)
     result = ingest.run_ingest(ctx, bag, tenant="museum")
     _assert_rejected_at_scan(ctx, result, file, signature)
-    assert _tree_digest(bag) == before  # the submitter's own copy is never touched
+    assert tree_digest(bag) == before  # the submitter's own copy is never touched
     rejected = Path(result.rejected_to or "")
     assert (rejected / bag.name / file).read_bytes() == (bag / file).read_bytes()
 
@@ -246,7 +235,7 @@ def test_cli_ingest_of_an_infected_bag_exits_non_zero_with_the_problem(
     home = tmp_path / "home"
     monkeypatch.setenv("PRESERVATION_HOME", str(home))
     monkeypatch.delenv("PRESERVATION_BROKER_URL", raising=False)
-    before = _tree_digest(eicar_bag)
+    before = tree_digest(eicar_bag)
     done = CliRunner().invoke(app, ["ingest", str(eicar_bag), "--tenant", "museum", "--json"])
     assert done.exit_code == 1, done.output
     body = json.loads(done.stdout)
@@ -260,7 +249,7 @@ def test_cli_ingest_of_an_infected_bag_exits_non_zero_with_the_problem(
     report = json.loads((Path(body["rejected_to"]) / "report.json").read_text())
     assert report["stage"] == "scan" and report["problems"] == body["problems"]
     assert report["source"] == str(eicar_bag)
-    assert _tree_digest(eicar_bag) == before
+    assert tree_digest(eicar_bag) == before
 
     ctx = open_context(Settings(home=home))
     try:
@@ -281,7 +270,7 @@ def test_an_infected_bag_in_a_hot_folder_is_moved_aside_with_its_report(
     dropped = ctx.settings.ingest_dir / "museum" / marker_bag.name
     dropped.parent.mkdir(parents=True)
     shutil.copytree(marker_bag, dropped)
-    before = _tree_digest(dropped)
+    before = tree_digest(dropped)
     time.sleep(0.3)  # quiet for longer than quiescent_seconds
     [sip_id] = ingest.scan_and_claim(ctx, submit=lambda _sip_id: None)
     result = ingest.run_sip(ctx, sip_id)
@@ -289,7 +278,7 @@ def test_an_infected_bag_in_a_hot_folder_is_moved_aside_with_its_report(
     rejected = ctx.settings.ingest_dir / "museum" / "rejected" / marker_bag.name
     assert result.rejected_to == str(rejected)
     assert report["source"] == str(dropped)
-    assert _tree_digest(rejected / marker_bag.name) == before  # moved, as it came
+    assert tree_digest(rejected / marker_bag.name) == before  # moved, as it came
     assert not dropped.exists()
     claimed = ctx.settings.ingest_dir / "museum" / ".claimed"
     assert not claimed.exists() or not any(claimed.iterdir())
